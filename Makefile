@@ -1,0 +1,34 @@
+# The two commands of the README: `make demo` (later) and `make test`. Both install what they need.
+VENV := .venv
+BIN := $(VENV)/bin
+
+.PHONY: dev test lint typecheck unit up down status clean
+
+dev: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml scripts/bootstrap.sh
+	bash scripts/bootstrap.sh
+	touch $@
+
+lint: dev
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: dev
+	$(BIN)/mypy
+
+# ruff, mypy, then the whole suite; the suite starts its own local stack and stops it.
+test: lint typecheck
+	$(BIN)/pytest
+
+up: dev
+	$(BIN)/aurora-sync local up
+
+down: dev
+	$(BIN)/aurora-sync local down
+
+status: dev
+	$(BIN)/aurora-sync local status
+
+clean: down
+	rm -rf .local

@@ -1,0 +1,96 @@
+"""One error taxonomy for every handler: transient (retry) vs terminal (fail the table).
+
+Step Functions matches a Lambda failure by the exception's class name (``errorType``), not by
+inheritance, so every concrete class below is a stable public name that the state machine's
+``Retry``/``Catch`` clauses list explicitly. Renaming one is a breaking change of the ASL.
+
+Messages must never contain secret values: they end up in logs, in the execution history and
+in the console. Build them from identifiers (parameter paths, table names, hostnames), never
+from connection strings or credentials.
+"""
+
+from __future__ import annotations
+
+
+class SyncError(Exception):
+    """Base of every error the product raises on purpose."""
+
+    transient: bool = False
+
+    def __init__(self, message: str, *, fix: str | None = None) -> None:
+        self.fix = fix
+        super().__init__(f"{message} Fix: {fix}" if fix else message)
+
+
+class TransientError(SyncError):
+    """Retrying the same call later can succeed (network, timeouts, throttling, outages)."""
+
+    transient = True
+
+
+class TerminalError(SyncError):
+    """Retrying cannot help until a person changes something (config, grants, schema)."""
+
+
+# --- transient -----------------------------------------------------------------------------
+class SourceUnavailable(TransientError):
+    """PostgreSQL/Aurora could not be reached, or the connection was lost mid-statement."""
+
+
+class SourceTimeout(TransientError):
+    """A source statement hit statement_timeout / lock_timeout or was cancelled."""
+
+
+class SourceConflict(TransientError):
+    """Serialization failure or deadlock in the source; the statement can simply run again."""
+
+
+class ExportWriteFailed(TransientError):
+    """aws_s3 could not write to S3 (throttling, S3 outage, network)."""
+
+
+class WarehouseUnavailable(TransientError):
+    """Snowflake could not be reached or returned a retryable error."""
+
+
+class SecretsUnavailable(TransientError):
+    """Vault is down, sealed or unreachable; or a token expired during the call."""
+
+
+class ConfigStoreUnavailable(TransientError):
+    """SSM Parameter Store could not be reached or throttled us."""
+
+
+# --- terminal ------------------------------------------------------------------------------
+class ConfigError(TerminalError):
+    """A table config (or the handler's environment) is malformed or inconsistent."""
+
+
+class SourceObjectMissing(TerminalError):
+    """A configured source table or column does not exist."""
+
+
+class SourcePermissionDenied(TerminalError):
+    """The sync role lacks a privilege it needs in PostgreSQL or on the aws_s3 functions."""
+
+
+class WarehouseObjectMissing(TerminalError):
+    """A Snowflake object (FINAL table, pipe, task) the run relies on does not exist."""
+
+
+class WarehousePermissionDenied(TerminalError):
+    """The Snowflake service user lacks a privilege, or authentication was refused."""
+
+
+class SecretsAccessDenied(TerminalError):
+    """Vault refused the login or the read (role binding, policy, server-id header)."""
+
+
+class SecretMalformed(TerminalError):
+    """A Vault secret exists but lacks fields the handler needs."""
+
+
+TRANSIENT_ERROR_NAMES: tuple[str, ...] = tuple(
+    cls.__name__ for cls in TransientError.__subclasses__()
+)
+TERMINAL_ERROR_NAMES: tuple[str, ...] = tuple(cls.__name__ for cls in TerminalError.__subclasses__())

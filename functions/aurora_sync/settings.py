@@ -1,0 +1,72 @@
+"""The handlers' environment, validated once per cold start.
+
+On AWS these variables come from ``template.yaml``; on the local stack from
+``aurora-sync local status`` (see ``tests/conftest.py``). Only endpoints and credentials
+differ between the two: boto3 honours ``AWS_ENDPOINT_URL`` natively.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from functools import lru_cache
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from .errors import ConfigError
+
+# Environment variable -> field. One table so the template, docs and tests cannot disagree.
+ENVIRONMENT: dict[str, str] = {
+    "CONFIG_SSM_PATH": "config_ssm_path",
+    "VAULT_ADDR": "vault_addr",
+    "VAULT_ROLE": "vault_role",
+    "VAULT_IAM_SERVER_ID": "vault_iam_server_id",
+    "VAULT_AUTH_MOUNT": "vault_auth_mount",
+    "VAULT_KV_MOUNT": "vault_kv_mount",
+    "VAULT_NAMESPACE": "vault_namespace",
+    "AURORA_SECRET_PATH": "aurora_secret_path",
+    "SNOWFLAKE_SECRET_PATH": "snowflake_secret_path",
+    "EXPORT_BUCKET": "export_bucket",
+    "EXPORT_KMS_KEY_ARN": "export_kms_key_arn",
+    "AWS_REGION": "aws_region",
+}
+
+
+class RuntimeSettings(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    config_ssm_path: str = Field("/aurora-sync/tables/", pattern=r"^/([\w.-]+/)*$",
+                                 description="SSM path holding one parameter per table")
+    vault_addr: str = Field(..., pattern=r"^https?://", description="Vault address")
+    vault_role: str = Field(..., min_length=1, description="Vault aws-auth role bound to the Lambda role")
+    vault_iam_server_id: str | None = Field(None, description="value of X-Vault-AWS-IAM-Server-ID")
+    vault_auth_mount: str = "aws"
+    vault_kv_mount: str = "secret"
+    vault_namespace: str | None = None
+    aurora_secret_path: str = "aurora-sync/aurora"
+    snowflake_secret_path: str = "aurora-sync/snowflake"
+    export_bucket: str | None = None
+    export_kms_key_arn: str | None = None
+    aws_region: str = "us-east-1"
+
+    @classmethod
+    def from_environ(cls, environ: Mapping[str, str] | None = None) -> RuntimeSettings:
+        environ = os.environ if environ is None else environ
+        values = {field: environ[var] for var, field in ENVIRONMENT.items() if environ.get(var)}
+        try:
+            return cls(**values)
+        except ValidationError as exc:
+            fields = {field: var for var, field in ENVIRONMENT.items()}
+            problems = "; ".join(
+                f"{fields.get(str(err['loc'][0]), err['loc'][0])}: {err['msg']}" for err in exc.errors()
+            )
+            raise ConfigError(
+                f"Lambda environment is invalid ({problems}).",
+                fix="set these variables in template.yaml (or the local stack's lambda environment)",
+            ) from None
+
+
+@lru_cache(maxsize=1)
+def runtime_settings() -> RuntimeSettings:
+    """Cached for warm invocations; tests call ``runtime_settings.cache_clear()``."""
+    return RuntimeSettings.from_environ()
