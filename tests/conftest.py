@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from aurora_sync_ops.local.stack import REPO_ROOT, Stack, settings_from_env
 
 TEST_PORT_BASE = 54420
@@ -41,7 +40,7 @@ def stack(local_stack: Stack) -> dict[str, Any]:
 
 
 @pytest.fixture
-def lambda_env(stack: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+def lambda_env(stack: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, str]]:
     """The environment a deployed Lambda has, pointed at the local stack.
 
     AWS credentials are the Lambda role's (from STS AssumeRole), as on AWS; only the endpoint

@@ -90,7 +90,5 @@ class SecretMalformed(TerminalError):
     """A Vault secret exists but lacks fields the handler needs."""
 
 
-TRANSIENT_ERROR_NAMES: tuple[str, ...] = tuple(
-    cls.__name__ for cls in TransientError.__subclasses__()
-)
+TRANSIENT_ERROR_NAMES: tuple[str, ...] = tuple(cls.__name__ for cls in TransientError.__subclasses__())
 TERMINAL_ERROR_NAMES: tuple[str, ...] = tuple(cls.__name__ for cls in TerminalError.__subclasses__())

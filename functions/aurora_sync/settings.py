@@ -35,16 +35,19 @@ ENVIRONMENT: dict[str, str] = {
 class RuntimeSettings(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    config_ssm_path: str = Field("/aurora-sync/tables/", pattern=r"^/([\w.-]+/)*$",
-                                 description="SSM path holding one parameter per table")
+    config_ssm_path: str = Field(
+        "/aurora-sync/tables/",
+        pattern=r"^/([\w.-]+/)*$",
+        description="SSM path holding one parameter per table",
+    )
     vault_addr: str = Field(..., pattern=r"^https?://", description="Vault address")
     vault_role: str = Field(..., min_length=1, description="Vault aws-auth role bound to the Lambda role")
     vault_iam_server_id: str | None = Field(None, description="value of X-Vault-AWS-IAM-Server-ID")
     vault_auth_mount: str = "aws"
     vault_kv_mount: str = "secret"
     vault_namespace: str | None = None
-    aurora_secret_path: str = "aurora-sync/aurora"
-    snowflake_secret_path: str = "aurora-sync/snowflake"
+    aurora_secret_path: str = "aurora-sync/aurora"  # noqa: S105 - a Vault KV path, not a secret
+    snowflake_secret_path: str = "aurora-sync/snowflake"  # noqa: S105 - a Vault KV path
     export_bucket: str | None = None
     export_kms_key_arn: str | None = None
     aws_region: str = "us-east-1"

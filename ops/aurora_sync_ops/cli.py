@@ -25,7 +25,10 @@ def _print_endpoints(status: dict[str, Any]) -> None:
     lines = [
         ("PostgreSQL (Aurora)", pg.get("dsn_redacted") or pg.get("dsn", "-")),
         ("AWS (moto)", aws.get("endpoint_url", "-")),
-        ("Snowflake (fakesnow)", f"{sf.get('protocol', 'http')}://{sf.get('host', '-')}:{sf.get('port', '-')}"),
+        (
+            "Snowflake (fakesnow)",
+            f"{sf.get('protocol', 'http')}://{sf.get('host', '-')}:{sf.get('port', '-')}",
+        ),
         ("Vault (IAM login gateway)", vault.get("addr", "-")),
     ]
     width = max(len(label) for label, _ in lines)
@@ -76,13 +79,22 @@ def build_parser() -> argparse.ArgumentParser:
     local_commands = local.add_subparsers(dest="local_command", required=True, metavar="ACTION")
 
     def stack_options(sub: argparse.ArgumentParser) -> None:
-        sub.add_argument("--state-dir", help="where state and logs live (env AURORA_SYNC_LOCAL_DIR; default ./.local)")
-        sub.add_argument("--port-base", type=int,
-                         help="first of five consecutive loopback ports (env AURORA_SYNC_PORT_BASE; default 54320)")
+        sub.add_argument(
+            "--state-dir", help="where state and logs live (env AURORA_SYNC_LOCAL_DIR; default ./.local)"
+        )
+        sub.add_argument(
+            "--port-base",
+            type=int,
+            help="first of five consecutive loopback ports (env AURORA_SYNC_PORT_BASE; default 54320)",
+        )
 
-    up = local_commands.add_parser("up", help="start every part in the background and wait until each answers")
+    up = local_commands.add_parser(
+        "up", help="start every part in the background and wait until each answers"
+    )
     stack_options(up)
-    up.add_argument("--only", help=f"comma-separated parts (with their dependencies): {','.join(START_ORDER)}")
+    up.add_argument(
+        "--only", help=f"comma-separated parts (with their dependencies): {','.join(START_ORDER)}"
+    )
     up.set_defaults(func=cmd_local_up)
 
     down = local_commands.add_parser("down", help="stop every process the stack started (by pid)")

@@ -22,8 +22,9 @@ CONFIG_SSM_PATH = "/aurora-sync/tables/"
 
 LAMBDA_TRUST = {
     "Version": "2012-10-17",
-    "Statement": [{"Effect": "Allow", "Principal": {"Service": "lambda.amazonaws.com"},
-                   "Action": "sts:AssumeRole"}],
+    "Statement": [
+        {"Effect": "Allow", "Principal": {"Service": "lambda.amazonaws.com"}, "Action": "sts:AssumeRole"}
+    ],
 }
 
 
@@ -47,8 +48,15 @@ class AwsComponent:
 
     def launch(self) -> LaunchSpec:
         return LaunchSpec(
-            argv=[sys.executable, "-m", "aurora_sync_ops.local.aws_server",
-                  "--host", self.settings.host, "--port", str(self.settings.ports.aws)],
+            argv=[
+                sys.executable,
+                "-m",
+                "aurora_sync_ops.local.aws_server",
+                "--host",
+                self.settings.host,
+                "--port",
+                str(self.settings.ports.aws),
+            ],
         )
 
     def is_ready(self) -> bool:
@@ -74,7 +82,7 @@ class AwsComponent:
         kms = session.client("kms", endpoint_url=endpoint)
         alias = "alias/aurora-sync-data-lake"
         aliases = {a["AliasName"]: a.get("TargetKeyId") for a in kms.list_aliases()["Aliases"]}
-        if alias in aliases and aliases[alias]:
+        if aliases.get(alias):
             key_id = aliases[alias]
         else:
             key_id = kms.create_key(Description="aurora-sync data lake")["KeyMetadata"]["KeyId"]
@@ -87,8 +95,16 @@ class AwsComponent:
             s3.create_bucket(Bucket=DATA_LAKE_BUCKET)
         s3.put_bucket_encryption(
             Bucket=DATA_LAKE_BUCKET,
-            ServerSideEncryptionConfiguration={"Rules": [{"ApplyServerSideEncryptionByDefault": {
-                "SSEAlgorithm": "aws:kms", "KMSMasterKeyID": key_arn}}]},
+            ServerSideEncryptionConfiguration={
+                "Rules": [
+                    {
+                        "ApplyServerSideEncryptionByDefault": {
+                            "SSEAlgorithm": "aws:kms",
+                            "KMSMasterKeyID": key_arn,
+                        }
+                    }
+                ]
+            },
         )
 
         iam = session.client("iam", endpoint_url=endpoint)

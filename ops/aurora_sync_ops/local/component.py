@@ -92,8 +92,7 @@ class Component(Protocol):
         """One-time, idempotent preparation on disk (e.g. initdb). Runs before launch."""
         ...
 
-    def launch(self) -> LaunchSpec:
-        ...
+    def launch(self) -> LaunchSpec: ...
 
     def is_ready(self) -> bool:
         """True once the process answers on its port (cheap; polled)."""

@@ -50,8 +50,10 @@ def settings_from_env(
         "openbao": "AURORA_SYNC_OPENBAO_PORT",
         "vault": "AURORA_SYNC_VAULT_PORT",
     }
-    values = {name: int(os.environ[var]) if os.environ.get(var) else getattr(ports, name)
-              for name, var in overrides.items()}
+    values = {
+        name: int(os.environ[var]) if os.environ.get(var) else getattr(ports, name)
+        for name, var in overrides.items()
+    }
     return StackSettings(root=root_path, ports=Ports(**values))
 
 
@@ -227,12 +229,14 @@ class Stack:
                 stopped.append(f"{name} (pid {pid})")
             self._pid_file(name).unlink(missing_ok=True)
         leftovers = [
-            f"{name}:{self._port_of(name)}" for name in START_ORDER
+            f"{name}:{self._port_of(name)}"
+            for name in START_ORDER
             if port_open(self.settings.host, self._port_of(name))
         ]
         if leftovers:
             raise StackError(
-                "still listening after stop: " + ", ".join(leftovers)
+                "still listening after stop: "
+                + ", ".join(leftovers)
                 + " (not started by this stack, or a child that escaped; check with `ss -ltnp`)"
             )
         if self.settings.state_file.exists():
