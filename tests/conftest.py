@@ -1,6 +1,6 @@
 """Fixtures shared by every test: the local stack of real servers, and a Lambda-like environment.
 
-The suite starts its own stack (state in ``.local/test``, ports from 54420) so it never touches
+The suite starts its own stack (state in ``.local/test``, ports from 25452) so it never touches
 a developer's ``aurora-sync local up`` stack, and stops it at the end unless it was already
 running. Knobs: ``AURORA_SYNC_TEST_DIR``, ``AURORA_SYNC_TEST_PORT_BASE``,
 ``AURORA_SYNC_KEEP_STACK=1`` (leave it running for the next run), ``AURORA_SYNC_STACK_ONLY``
@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 from aurora_sync_ops.local.stack import REPO_ROOT, Stack, settings_from_env
 
-TEST_PORT_BASE = 54420
+TEST_PORT_BASE = 25452
 
 
 @pytest.fixture(scope="session")

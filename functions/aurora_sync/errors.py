@@ -74,12 +74,24 @@ class SourcePermissionDenied(TerminalError):
     """The sync role lacks a privilege it needs in PostgreSQL or on the aws_s3 functions."""
 
 
+class SourceAuthFailed(TerminalError):
+    """PostgreSQL refused the login: password, pg_hba.conf rule, unknown role, or TLS settings."""
+
+
+class SourceQueryFailed(TerminalError):
+    """A source statement failed for a reason retrying cannot fix (data error, bad SQL, read-only)."""
+
+
 class WarehouseObjectMissing(TerminalError):
     """A Snowflake object (FINAL table, pipe, task) the run relies on does not exist."""
 
 
 class WarehousePermissionDenied(TerminalError):
     """The Snowflake service user lacks a privilege, or authentication was refused."""
+
+
+class WarehouseQueryFailed(TerminalError):
+    """A Snowflake statement failed for a reason retrying cannot fix (SQL, data, unsupported)."""
 
 
 class SecretsAccessDenied(TerminalError):

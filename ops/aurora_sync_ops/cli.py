@@ -85,7 +85,7 @@ def build_parser() -> argparse.ArgumentParser:
         sub.add_argument(
             "--port-base",
             type=int,
-            help="first of five consecutive loopback ports (env AURORA_SYNC_PORT_BASE; default 54320)",
+            help="first of five consecutive loopback ports (env AURORA_SYNC_PORT_BASE; default 25432)",
         )
 
     up = local_commands.add_parser(

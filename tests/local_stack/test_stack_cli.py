@@ -66,11 +66,11 @@ def test_second_up_reports_what_is_already_running(local_stack: Stack) -> None:
 
 def test_down_stops_every_process_and_leaves_no_listener(tmp_path: Path) -> None:
     # Given a separate stack with only the AWS part, on ports of its own
-    args = ["--state-dir", str(tmp_path / "stack"), "--port-base", "54480"]
+    args = ["--state-dir", str(tmp_path / "stack"), "--port-base", "25480"]
     run_cli("local", "up", "--only", "aws", *args)
     status = json.loads(run_cli("local", "status", "--json", *args).stdout)
     pid = status["services"]["aws"]["pid"]
-    assert status["services"]["aws"]["alive"] and port_open("127.0.0.1", 54481)
+    assert status["services"]["aws"]["alive"] and port_open("127.0.0.1", 25481)
 
     # When it is stopped
     result = run_cli("local", "down", *args)
@@ -78,7 +78,7 @@ def test_down_stops_every_process_and_leaves_no_listener(tmp_path: Path) -> None
     # Then the process is gone, the port is free, and status says so
     assert f"aws (pid {pid})" in result.stdout
     assert not Stack._alive(pid)
-    assert not port_open("127.0.0.1", 54481)
+    assert not port_open("127.0.0.1", 25481)
     after = run_cli("local", "status", "--json", *args, check=False)
     assert json.loads(after.stdout)["services"]["aws"]["alive"] is False
     assert run_cli("local", "down", *args).stdout.strip() == "nothing was running"
@@ -86,13 +86,13 @@ def test_down_stops_every_process_and_leaves_no_listener(tmp_path: Path) -> None
 
 def test_port_taken_by_someone_else_is_named(tmp_path: Path) -> None:
     with socket.socket() as squatter:
-        squatter.bind(("127.0.0.1", 54491))
+        squatter.bind(("127.0.0.1", 25491))
         squatter.listen()
         result = run_cli(
-            "local", "up", "--only", "aws", "--state-dir", str(tmp_path), "--port-base", "54490", check=False
+            "local", "up", "--only", "aws", "--state-dir", str(tmp_path), "--port-base", "25490", check=False
         )
     assert result.returncode == 1
-    assert "port 54491 is taken" in result.stderr
+    assert "port 25491 is taken" in result.stderr
     assert "Traceback" not in result.stderr
 
 

@@ -23,7 +23,9 @@ from typing import Any
 from .component import Component, Ports, StackSettings, port_open, write_json_atomic
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
-DEFAULT_PORT_BASE = 54320  # away from a system PostgreSQL on 5432
+# Below the Linux ephemeral range (32768-60999), so a client socket can never hold one of our
+# ports, and away from a system PostgreSQL on 5432.
+DEFAULT_PORT_BASE = 25432
 START_ORDER = ("aws", "postgres", "snowflake", "openbao", "vault")
 READY_TIMEOUT_S = 90.0
 
