@@ -264,13 +264,24 @@ class Stack:
 
     @staticmethod
     def _group_alive(pgid: int) -> bool:
+        """True while a non-zombie process of the group exists.
+
+        ``killpg(pgid, 0)`` also succeeds for zombies, which linger when ``up`` ran in this same
+        process (the pytest fixture): reap our own children, then look at /proc.
+        """
         try:
-            os.killpg(pgid, 0)
-        except ProcessLookupError:
-            return False
-        except PermissionError:
-            return True
-        return True
+            while os.waitpid(-pgid, os.WNOHANG)[0] > 0:
+                pass
+        except ChildProcessError:
+            pass
+        for stat_path in Path("/proc").glob("[0-9]*/stat"):
+            try:
+                fields = stat_path.read_text().rsplit(") ", 1)[1].split()
+            except (OSError, IndexError):
+                continue
+            if int(fields[2]) == pgid and fields[0] != "Z":
+                return True
+        return False
 
     # --- status ----------------------------------------------------------------------------
     def read_facts(self) -> dict[str, Any] | None:
