@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from aurora_sync_ops.local.stack import REPO_ROOT, Stack, settings_from_env
 
 TEST_PORT_BASE = 25452

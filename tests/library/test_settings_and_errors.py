@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from aurora_sync import errors
 from aurora_sync.settings import ENVIRONMENT, RuntimeSettings
 

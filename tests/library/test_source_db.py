@@ -18,6 +18,8 @@ import psycopg2
 import psycopg2.errors
 import psycopg2.extensions
 import pytest
+from psycopg2 import sql
+
 from aurora_sync.errors import (
     ExportWriteFailed,
     SecretMalformed,
@@ -31,7 +33,6 @@ from aurora_sync.errors import (
     SyncError,
 )
 from aurora_sync.source_db import classify_source_error, connect_source, source_errors
-from psycopg2 import sql
 
 APP = "aurora-sync-test"
 

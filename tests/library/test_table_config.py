@@ -10,6 +10,9 @@ from typing import Any
 
 import boto3
 import pytest
+from botocore.awsrequest import AWSResponse
+from botocore.config import Config
+
 from aurora_sync.config import (
     InvalidTable,
     LoadedTable,
@@ -19,8 +22,6 @@ from aurora_sync.config import (
     select_tables,
 )
 from aurora_sync.errors import ConfigError, ConfigStoreUnavailable
-from botocore.awsrequest import AWSResponse
-from botocore.config import Config
 
 VALID = {"table": "orders", "primary_key": ["id"]}
 

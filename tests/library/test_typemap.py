@@ -9,9 +9,10 @@ from typing import Any
 
 import psycopg2
 import pytest
+from psycopg2 import sql
+
 from aurora_sync.source_catalog import read_columns
 from aurora_sync.typemap import UNREPRESENTABLE_COLUMN, PgType, map_column, unrepresentable_expression
-from psycopg2 import sql
 
 DDL = """
 DROP SCHEMA IF EXISTS typemap CASCADE;

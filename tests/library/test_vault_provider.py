@@ -15,6 +15,7 @@ from typing import Any
 
 import hvac
 import pytest
+
 from aurora_sync.errors import SecretMalformed, SecretsAccessDenied, SecretsUnavailable
 from aurora_sync.settings import RuntimeSettings, runtime_settings
 from aurora_sync.vault import VaultSecrets, reset_vault_cache, vault_secrets

@@ -17,6 +17,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+from snowflake.connector import errors as sf_errors
+
 from aurora_sync.errors import (
     SecretMalformed,
     WarehouseObjectMissing,
@@ -31,9 +35,6 @@ from aurora_sync.warehouse_db import (
     warehouse_connect_args,
     warehouse_errors,
 )
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
-from snowflake.connector import errors as sf_errors
 
 
 @pytest.fixture(scope="module")

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from aurora_sync_ops.local.component import port_open
 from aurora_sync_ops.local.stack import Stack
 

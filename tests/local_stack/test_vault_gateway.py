@@ -21,8 +21,9 @@ import hvac
 import hvac.exceptions
 import pytest
 import requests
-from aurora_sync_ops.local.stack import Stack
 from hvac import aws_utils
+
+from aurora_sync_ops.local.stack import Stack
 
 ACCOUNT = "123456789012"
 STS_BODY = "Action=GetCallerIdentity&Version=2011-06-15"
