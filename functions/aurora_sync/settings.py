@@ -26,6 +26,8 @@ ENVIRONMENT: dict[str, str] = {
     "VAULT_NAMESPACE": "vault_namespace",
     "AURORA_SECRET_PATH": "aurora_secret_path",
     "SNOWFLAKE_SECRET_PATH": "snowflake_secret_path",
+    "SNOWFLAKE_STAGING_SCHEMA": "snowflake_staging_schema",
+    "SNOWFLAKE_FINAL_SCHEMA": "snowflake_final_schema",
     "EXPORT_BUCKET": "export_bucket",
     "EXPORT_KMS_KEY_ARN": "export_kms_key_arn",
     "AWS_REGION": "aws_region",
@@ -48,6 +50,9 @@ class RuntimeSettings(BaseModel):
     vault_namespace: str | None = None
     aurora_secret_path: str = "aurora-sync/aurora"  # noqa: S105 - a Vault KV path, not a secret
     snowflake_secret_path: str = "aurora-sync/snowflake"  # noqa: S105 - a Vault KV path
+    # The database comes from the Snowflake secret; these name the two schemas inside it.
+    snowflake_staging_schema: str = Field("STAGING", pattern=r"^[A-Za-z_][A-Za-z0-9_$]*$")
+    snowflake_final_schema: str = Field("FINAL", pattern=r"^[A-Za-z_][A-Za-z0-9_$]*$")
     export_bucket: str | None = None
     export_kms_key_arn: str | None = None
     aws_region: str = "us-east-1"
