@@ -1,0 +1,89 @@
+"""The messages that travel between the states: planner → exporter (work items) → verifier.
+
+They cross Step Functions state payloads, which are visible in the execution history and
+limited to 256 KB: they carry identities, windows and positions, never row data or secrets.
+Every model forbids unknown keys so a typo in a hand-written rerun input fails loudly.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+WindowSource = Literal["final", "initial_watermark", "since", "full"]
+ExportStatus = Literal["EXPORTED", "EMPTY", "MORE"]
+
+
+class _Message(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+class SourceTable(_Message):
+    schema_name: str = Field(alias="schema")
+    table: str
+
+
+class ExportWindow(_Message):
+    """Rows with ``cursor > watermark - lookback`` (or every row when ``watermark`` is None).
+
+    ``watermark`` is the text of a value typed like the source cursor (ISO-8601 for timestamps,
+    decimal digits for integers); the exporter casts it to the cursor's own type in SQL.
+    """
+
+    watermark: str | None = None
+    lookback_seconds: int = Field(0, ge=0)
+    source: WindowSource = "final"
+
+
+class ChunkPosition(_Message):
+    """Keyset continuation: the last (cursor, primary key) exported by the previous chunk.
+
+    ``phase`` "null_cursor" walks the rows whose cursor is NULL by primary key (full syncs only:
+    an incremental window can never select them); "cursor" walks (cursor, primary key).
+    """
+
+    phase: Literal["null_cursor", "cursor"] = "cursor"
+    cursor: str | None = None
+    key: list[str] = Field(default_factory=list)
+    chunk: int = Field(0, ge=0)
+    # Totals of the chunks already exported in this run, so the last call reports the whole
+    # table (the verifier reconciles every file) without the state machine adding arrays.
+    rows: int = 0
+    bytes: int = 0
+    files: int = 0
+    keys: list[str] = Field(default_factory=list)
+
+
+class WorkItem(_Message):
+    """One table's export order, emitted by the planner and looped by the Map while MORE."""
+
+    run_id: str = Field(min_length=1, max_length=80)
+    table: str = Field(pattern=r"^[a-z][a-z0-9_]{0,62}$")
+    source: SourceTable
+    primary_key: list[str] = Field(min_length=1)
+    cursor: str
+    columns: list[str] | None = None
+    max_rows_per_chunk: int = Field(1_000_000, ge=1)
+    window: ExportWindow = ExportWindow()
+    position: ChunkPosition | None = None
+
+
+class ExportResult(_Message):
+    """What the exporter did for a table in this run, all chunks so far included.
+
+    When ``status`` is MORE, ``next`` is the work item for the following chunk: the state
+    machine calls the exporter again with it until the status is EXPORTED or EMPTY.
+    """
+
+    table: str
+    run_id: str
+    status: ExportStatus
+    rows: int = 0
+    bytes: int = 0
+    files: int = 0
+    keys: list[str] = Field(default_factory=list)
+    window: ExportWindow
+    chunks: int = 0
+    next: WorkItem | None = None
+    warnings: list[str] = Field(default_factory=list)
