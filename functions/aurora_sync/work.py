@@ -61,6 +61,7 @@ class WorkItem(_Message):
     run_id: str = Field(min_length=1, max_length=80)
     table: str = Field(pattern=r"^[a-z][a-z0-9_]{0,62}$")
     source: SourceTable
+    target: str | None = None  # Snowflake base name when it is not TABLE upper-cased
     primary_key: list[str] = Field(min_length=1)
     cursor: str
     columns: list[str] | None = None
