@@ -47,5 +47,10 @@ fi
 .venv/bin/python -m pip install -q --upgrade pip >/dev/null
 echo "installing the project and its dev dependencies into .venv (first run takes a few minutes)"
 .venv/bin/python -m pip install -q -e '.[dev]' 2>&1 | grep -v "^WARNING: Location" || true
+# functions/ and ops/ themselves go on sys.path (as Lambda's /var/task is), so a handler package
+# added later (functions/<name>/) imports without reinstalling; the editable install's own
+# finder only knows the packages that existed when it ran.
+site=$(.venv/bin/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
+printf '%s\n' "$PWD/functions" "$PWD/ops" > "$site/aurora_sync_source_roots.pth"
 .venv/bin/python -c 'import aurora_sync, aurora_sync_ops, moto, fakesnow, hvac' \
   || { echo "the .venv install is incomplete; see the pip output above" >&2; exit 1; }

@@ -26,9 +26,11 @@ def main() -> None:
     os.environ["MOTO_PORT"] = str(args.port)
     from moto.moto_server.threaded_moto_server import ThreadedMotoServer
 
+    from .aws_credentials import install_credential_route
     from .lambda_router import install_lambda_router
 
     install_lambda_router()
+    install_credential_route()
     server = ThreadedMotoServer(ip_address=args.host, port=args.port, verbose=False)
     server.start()
     config = {"stepfunctions": {"execute_state_machine": True}, "lambda": {"use_docker": False}}

@@ -10,7 +10,7 @@ What is verified, and how, compared with real Vault + STS:
 * request shape (method, STS URL, body, allowed headers) and the ``X-Vault-AWS-IAM-Server-ID``
   header (present, equal, signed): the same checks as Vault;
 * the SigV4 signature, clock skew and session token: checked here with the secret that moto
-  holds for the access key (read from moto's ``/moto-api/data.json`` on loopback), because moto
+  holds for the access key (read from moto's ``/moto-api/aurora-sync/credential`` on loopback), because moto
   itself does not verify signatures unless its IAM auth mode is switched on for every service;
 * the caller ARN: from moto's real ``GetCallerIdentity`` answer to the replayed request;
 * not checked: expiry of assumed-role credentials (moto does not expose it) and
@@ -25,6 +25,7 @@ import json
 import re
 import threading
 import urllib.error
+import urllib.parse
 import urllib.request
 import uuid
 import xml.etree.ElementTree as ET
@@ -367,20 +368,16 @@ class AwsAuthMethod:
 
     def _moto_secret(self, access_key_id: str) -> tuple[str | None, str | None]:
         """(secret key, session token or None) that moto issued for this access key id."""
-        url = f"{self.aws_endpoint}/moto-api/data.json"
-        with urllib.request.urlopen(url, timeout=self.timeout_s) as response:  # noqa: S310 - loopback moto
-            models = json.loads(response.read())
-        for assumed in models.get("sts", {}).get("AssumedRole", []):
-            if assumed.get("access_key_id") == access_key_id:
-                return assumed.get("secret_access_key"), assumed.get("session_token")
-        for key in models.get("iam", {}).get("AccessKey", []):
-            if (
-                key.get("access_key_id") == access_key_id
-                and key.get("status") == "Active"
-                and key.get("user_name")
-            ):
-                return key.get("secret_access_key"), None
-        return None, None
+        query = urllib.parse.urlencode({"access_key_id": access_key_id})
+        url = f"{self.aws_endpoint}/moto-api/aurora-sync/credential?{query}"
+        try:
+            with urllib.request.urlopen(url, timeout=self.timeout_s) as response:  # noqa: S310 - loopback moto
+                found = json.loads(response.read())
+        except urllib.error.HTTPError as exc:
+            if exc.code == 404:
+                return None, None
+            raise
+        return found.get("secret_access_key"), found.get("session_token")
 
 
 def _b64(body: Mapping[str, Any], field: str) -> str:

@@ -1,0 +1,204 @@
+"""One export call: a bounded chunk of a table's window, written by Aurora straight to S3.
+
+Everything happens in one REPEATABLE READ, read-only transaction, so the catalog, the chunk
+boundary and the export itself see the same snapshot: the rows counted are the rows written.
+The Lambda never holds row data; it sends Aurora the query text and reads back three numbers.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from psycopg2 import extensions, sql
+
+from . import export_query as q
+from .naming import quote, snowflake_column
+from .source_catalog import SourceColumn, read_columns
+from .source_db import source_errors
+from .typemap import map_column
+from .work import ChunkPosition, ExportResult, WorkItem
+
+EXPORT_OPTIONS = "format csv"  # no header: aws_s3 splits large results and may not repeat it
+
+
+@dataclass(frozen=True)
+class ExportTarget:
+    """Where Aurora writes: the data lake bucket, its region and the optional customer KMS key."""
+
+    bucket: str
+    region: str
+    kms_key: str | None = None
+
+
+def object_key(table: str, now: datetime) -> str:
+    """``<table>/YYYY/MM/DD/HH/<uuid>.csv``; a fresh uuid per call, so a retried chunk never
+    overwrites (Snowpipe would skip a re-sent name) and the verifier reconciles exactly the
+    files this call reports."""
+    return f"{table}/{now:%Y/%m/%d/%H}/{uuid.uuid4()}.csv"
+
+
+def part_keys(key: str, files: int) -> list[str]:
+    """aws_s3 names the parts of a split export ``key``, ``key_part2``, ``key_part3``, …"""
+    if files == 0:
+        return []
+    return [key] + [f"{key}_part{n}" for n in range(2, files + 1)]
+
+
+def _warnings(cur: Any, plan: q.ExportPlan, item: WorkItem, catalog: list[SourceColumn]) -> list[str]:
+    warnings = []
+    cursor = sql.Identifier(plan.cursor.name)
+    cur.execute(sql.SQL("SELECT count(*) FROM {t} WHERE {c} IS NULL").format(t=plan.relation, c=cursor))
+    nulls = int(cur.fetchone()[0])
+    if nulls:
+        warnings.append(
+            f"{nulls} row(s) of {item.table} have a NULL {plan.cursor.name!r}: incremental runs never "
+            f"select them; only a full resync copies them (rerun input "
+            f'{{"tables": ["{item.table}"], "overrides": {{"{item.table}": {{"full_resync": true}}}}}})'
+        )
+    if plan.cursor_is_temporal and item.window.watermark is not None:
+        # A transaction that has written and is still open may commit rows stamped with its
+        # start time; if that is older than the lookback, the next window will not reach back.
+        cur.execute(
+            "SELECT count(*), min(xact_start) FROM pg_catalog.pg_stat_activity "
+            "WHERE datname = current_database() AND backend_xid IS NOT NULL "
+            "AND pid <> pg_backend_pid() AND xact_start < clock_timestamp() - make_interval(secs => %s)",
+            (item.window.lookback_seconds,),
+        )
+        count, oldest = cur.fetchone()
+        if count:
+            warnings.append(
+                f"{count} open write transaction(s) in {plan.schema!r} database started before the "
+                f"lookback of {item.window.lookback_seconds}s (oldest at {oldest.isoformat()}); rows they "
+                f"commit late with older {plan.cursor.name!r} values may be missed: raise lookback_seconds "
+                "or resync the table after they finish"
+            )
+    if item.columns is not None:
+        exported = {column.name for column in plan.columns}
+        new = [column for column in catalog if column.name not in exported]
+        if new:
+            target = item.target or item.table.upper()
+            ddl = "; ".join(
+                f"ALTER TABLE {{staging}}.{quote(target)} ADD COLUMN {quote(snowflake_column(c.name))} "
+                f"{map_column(c.name, c.pg_type).staging_type}; "
+                f"ALTER TABLE {{final}}.{quote(target)} ADD COLUMN {quote(snowflake_column(c.name))} "
+                f"{map_column(c.name, c.pg_type).final_type}"
+                for c in new
+            )
+            warnings.append(
+                f"schema drift in {plan.schema}.{plan.table}: source column(s) "
+                f"{', '.join(repr(c.name) for c in new)} are not in the table config's `columns`; to sync "
+                f"them add them there and run `aurora-sync sql snowflake --tables {item.table}` "
+                f"(DDL: {ddl})"
+            )
+    return warnings
+
+
+def export_chunk(
+    conn: Any,
+    item: WorkItem,
+    target: ExportTarget,
+    *,
+    now: Callable[[], datetime] = lambda: datetime.now(UTC),
+) -> ExportResult:
+    """Export the next chunk of ``item``'s window and say what remains."""
+    position = item.position or ChunkPosition(
+        phase="null_cursor" if item.window.watermark is None else "cursor"
+    )
+    context = f"table {item.table} ({item.source.schema_name}.{item.source.table})"
+    conn.set_session(isolation_level=extensions.ISOLATION_LEVEL_REPEATABLE_READ, readonly=True)
+    with source_errors(context), conn.cursor() as cur:
+        catalog = read_columns(cur, item.source.schema_name, item.source.table)
+        plan = q.build_plan(
+            catalog,
+            schema=item.source.schema_name,
+            table=item.source.table,
+            name=item.table,
+            configured_columns=item.columns,
+            cursor=item.cursor,
+            primary_key=item.primary_key,
+        )
+        warnings = _warnings(cur, plan, item, catalog) if position.chunk == 0 else []
+        written: dict[str, Any] = {"rows": 0, "bytes": 0, "files": 0, "keys": []}
+        phase = position.phase
+        after = q.position_values(position)
+        next_position: ChunkPosition | None = None
+        while True:
+            predicate = q.chunk_predicate(plan, item.window, phase, after)
+            cur.execute(q.exists_query(plan, predicate))
+            if cur.fetchone()[0]:
+                cur.execute(q.boundary_query(plan, phase, predicate, item.max_rows_per_chunk))
+                boundary = cur.fetchone()
+                if boundary is not None:
+                    # A full chunk: export up to its last row; whatever follows is the next call's.
+                    predicate = sql.SQL("{} AND {}").format(
+                        predicate, q.upto_predicate(plan, phase, boundary)
+                    )
+                    next_position = ChunkPosition(
+                        phase=phase,
+                        cursor=boundary[0] if phase == "cursor" else None,
+                        key=list(boundary[1:] if phase == "cursor" else boundary),
+                    )
+                elif phase == "null_cursor":
+                    # NULL-cursor rows are done; the window itself is the next call's chunk.
+                    next_position = ChunkPosition(phase="cursor")
+                written = _export(cur, plan=plan, predicate=predicate, item=item, target=target, at=now())
+                break
+            if phase == "null_cursor":
+                phase, after = "cursor", None  # NULL-cursor rows done (or none): walk the window
+                continue
+            break
+        conn.commit()
+
+    totals = {
+        "rows": position.rows + written["rows"],
+        "bytes": position.bytes + written["bytes"],
+        "files": position.files + written["files"],
+        "keys": [*position.keys, *written["keys"]],
+    }
+    chunks = position.chunk + (1 if written["keys"] else 0)
+    if next_position is not None:
+        more = next_position.model_copy(update={"chunk": chunks, **totals})
+        return ExportResult(
+            table=item.table,
+            run_id=item.run_id,
+            status="MORE",
+            window=item.window,
+            chunks=chunks,
+            next=item.model_copy(update={"position": more}),
+            warnings=warnings,
+            **totals,
+        )
+    return ExportResult(
+        table=item.table,
+        run_id=item.run_id,
+        status="EXPORTED" if totals["keys"] else "EMPTY",
+        window=item.window,
+        chunks=chunks,
+        warnings=warnings,
+        **totals,
+    )
+
+
+def _export(
+    cur: Any,
+    *,
+    plan: q.ExportPlan,
+    predicate: sql.Composable,
+    item: WorkItem,
+    target: ExportTarget,
+    at: datetime,
+) -> dict[str, Any]:
+    key = object_key(item.table, at)
+    query_text = q.export_select(plan, predicate).as_string(cur)
+    # The query text is a bound parameter: Aurora parses it, we never splice it into SQL.
+    cur.execute(
+        "SELECT rows_uploaded, files_uploaded, bytes_uploaded FROM aws_s3.query_export_to_s3("
+        "%s, aws_commons.create_s3_uri(%s, %s, %s), %s, %s)",
+        (query_text, target.bucket, key, target.region, EXPORT_OPTIONS, target.kms_key),
+    )
+    rows, files, size = cur.fetchone()
+    return {"rows": int(rows), "bytes": int(size), "files": int(files), "keys": part_keys(key, int(files))}

@@ -1,0 +1,73 @@
+"""Exporter Lambda: one bounded chunk of one table, written by Aurora straight to S3.
+
+Input: a work item (``aurora_sync.work.WorkItem``) from the planner, or the ``next`` item of the
+previous call's result while the status is MORE. Output: ``aurora_sync.work.ExportResult``.
+The function only waits on Aurora (``aws_s3.query_export_to_s3``): its memory does not grow
+with the table, and its statement_timeout is derived from the time Lambda has left.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import ValidationError
+
+from aurora_sync.connections import source_connection
+from aurora_sync.errors import ConfigError
+from aurora_sync.exporting import ExportTarget, export_chunk
+from aurora_sync.observability import logger, metrics, tracer
+from aurora_sync.settings import runtime_settings
+from aurora_sync.work import WorkItem
+
+# Leave time to report after Aurora returns; below the floor the call is not worth starting.
+SAFETY_MARGIN_MS = 15_000
+MIN_STATEMENT_TIMEOUT_MS = 5_000
+DEFAULT_STATEMENT_TIMEOUT_MS = 14 * 60_000  # when invoked without a Lambda context (tests, scripts)
+
+
+def statement_timeout_ms(context: Any) -> int:
+    remaining = getattr(context, "get_remaining_time_in_millis", None)
+    if remaining is None:
+        return DEFAULT_STATEMENT_TIMEOUT_MS
+    return max(MIN_STATEMENT_TIMEOUT_MS, int(remaining()) - SAFETY_MARGIN_MS)
+
+
+def parse_item(event: dict[str, Any]) -> WorkItem:
+    try:
+        return WorkItem.model_validate(event)
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors())
+        raise ConfigError(
+            f"exporter input is not a work item ({problems}).",
+            fix="start the state machine with {} or {'tables': [...]}, not a hand-made exporter input",
+        ) from None
+
+
+@logger.inject_lambda_context(log_event=False)
+@tracer.capture_lambda_handler
+@metrics.log_metrics
+def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    item = parse_item(event)
+    settings = runtime_settings()
+    if not settings.export_bucket:
+        raise ConfigError("EXPORT_BUCKET is not set.", fix="set it in template.yaml (the data lake bucket)")
+    target = ExportTarget(settings.export_bucket, settings.aws_region, settings.export_kms_key_arn)
+    logger.append_keys(table=item.table, run_id=item.run_id)
+    conn = source_connection(
+        application_name="aurora-sync-exporter", statement_timeout_ms=statement_timeout_ms(context)
+    )
+    try:
+        result = export_chunk(conn, item, target)
+    finally:
+        conn.close()
+    metrics.add_dimension(name="table", value=item.table)
+    metrics.add_metric(name="RowsExported", unit="Count", value=result.rows)
+    metrics.add_metric(name="BytesExported", unit="Bytes", value=result.bytes)
+    metrics.add_metric(name="ExportWarnings", unit="Count", value=len(result.warnings))
+    for warning in result.warnings:
+        logger.warning(warning)
+    logger.info(
+        "export chunk done",
+        extra={"status": result.status, "rows": result.rows, "files": result.files, "chunks": result.chunks},
+    )
+    return result.model_dump(mode="json", by_alias=True, exclude_none=True)
