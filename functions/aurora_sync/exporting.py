@@ -7,6 +7,7 @@ The Lambda never holds row data; it sends Aurora the query text and reads back t
 
 from __future__ import annotations
 
+import os
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -34,11 +35,24 @@ class ExportTarget:
     kms_key: str | None = None
 
 
+def time_ordered_uuid(now: datetime) -> uuid.UUID:
+    """A version-7 UUID (RFC 9562): 48 bits of Unix milliseconds, then randomness.
+
+    Object names therefore sort in export order, which the MERGE uses to break ties between
+    two versions of a row that carry the same cursor value (the later export wins).
+    """
+    millis = int(now.timestamp() * 1000) & ((1 << 48) - 1)
+    value = millis << 80 | int.from_bytes(os.urandom(10), "big")
+    value = (value & ~(0xF << 76)) | (0x7 << 76)  # version 7
+    value = (value & ~(0x3 << 62)) | (0x2 << 62)  # RFC 4122 variant
+    return uuid.UUID(int=value)
+
+
 def object_key(table: str, now: datetime) -> str:
     """``<table>/YYYY/MM/DD/HH/<uuid>.csv``; a fresh uuid per call, so a retried chunk never
     overwrites (Snowpipe would skip a re-sent name) and the verifier reconciles exactly the
     files this call reports."""
-    return f"{table}/{now:%Y/%m/%d/%H}/{uuid.uuid4()}.csv"
+    return f"{table}/{now:%Y/%m/%d/%H}/{time_ordered_uuid(now)}.csv"
 
 
 def part_keys(key: str, files: int) -> list[str]:

@@ -442,3 +442,16 @@ def test_statement_timeout_follows_the_lambda_deadline(
     finally:
         locker.rollback()
         locker.close()
+
+
+def test_object_names_sort_in_export_order() -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from aurora_sync.exporting import object_key, time_ordered_uuid
+
+    start = datetime(2026, 11, 26, 3, 59, 59, 998000, tzinfo=UTC)
+    keys = [object_key("orders", start + timedelta(milliseconds=i)) for i in range(5)]
+    assert keys == sorted(keys)
+    assert keys[0].startswith("orders/2026/11/26/03/") and keys[-1].startswith("orders/2026/11/26/04/")
+    generated = time_ordered_uuid(start)
+    assert (generated.version, generated.variant) == (7, uuid.RFC_4122)
