@@ -1,0 +1,400 @@
+"""What one run does: which tables, from which cursor value, and whether to run at all.
+
+Pure logic, no I/O: the planner handler feeds it the execution input, the table configs from
+SSM, the watermarks read from FINAL and the running executions, and ships what it returns.
+
+Windows, per table (first match wins):
+  * rerun override ``full_resync``      -> every row (``source="full"``);
+  * rerun override ``since``            -> ``cursor > since`` exactly (``source="since"``, no lookback:
+                                           the operator chose the boundary);
+  * FINAL has rows                      -> ``cursor > MAX(cursor) - lookback`` (``source="final"``);
+  * FINAL empty, ``initial_watermark``  -> ``cursor > initial_watermark - lookback``;
+  * FINAL empty                         -> every row (``source="full"``).
+The lookback is a number of seconds, meaningful for timestamp and date cursors only: an integer
+cursor (a version or sequence number) has no "seconds" to step back, so its windows carry
+``lookback_seconds=0``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+from decimal import Decimal
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from .config import InvalidTable, LoadedTable, TableConfigResult, select_tables
+from .errors import ConfigError, SyncError
+from .work import ExportWindow, SourceTable, WorkItem
+
+# Step Functions refuses a state output over 256 KB (262,144 bytes of UTF-8 JSON). The plan
+# keeps 16 KB of room for what the state machine adds around it (ResultSelector, $$ context).
+PAYLOAD_LIMIT_BYTES = 256 * 1024
+PLAN_BUDGET_BYTES = 240 * 1024
+
+# Snowflake DATA_TYPE values (INFORMATION_SCHEMA.COLUMNS) of cursors without a time scale.
+NUMERIC_CURSOR_TYPES = frozenset({"NUMBER", "DECIMAL", "NUMERIC", "INT", "INTEGER", "BIGINT", "FLOAT"})
+
+_INPUT = "execution input"
+_SCHEDULE_SOURCE = "aws.events"
+_SCHEDULE_DETAIL_TYPE = "Scheduled Event"
+_RERUN_EXAMPLE = '{"tables": ["orders"], "overrides": {"orders": {"since": "2024-01-01T00:00:00+00:00"}}}'
+
+
+# --- execution input ------------------------------------------------------------------------
+class TableOverride(BaseModel):
+    """A one-shot change of one table's window for this run only."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+    since: str | int | None = Field(
+        None, description="Export rows with cursor > since (ISO-8601 timestamp/date, or an integer)."
+    )
+    full_resync: bool = Field(False, description="Export every row of the table.")
+
+    @field_validator("since")
+    @classmethod
+    def _since_is_a_cursor_value(cls, value: str | int | None) -> str | int | None:
+        if isinstance(value, str):
+            try:
+                datetime.fromisoformat(value)
+            except ValueError:
+                raise ValueError(
+                    'must be an ISO-8601 timestamp or date, e.g. "2024-01-01T00:00:00+00:00", '
+                    "or an integer for a numeric cursor"
+                ) from None
+        return value
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> TableOverride:
+        if self.since is not None and self.full_resync:
+            raise ValueError(
+                "sets both 'since' and 'full_resync'; keep 'since' to export from a point, or "
+                "'full_resync' to export every row"
+            )
+        if self.since is None and not self.full_resync:
+            raise ValueError("changes nothing; set 'since' or 'full_resync': true, or remove it")
+        return self
+
+
+class RerunInput(BaseModel):
+    """A hand-written execution input: a subset of tables and/or one-shot overrides."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+    tables: list[str] | None = Field(None, min_length=1)
+    overrides: dict[str, TableOverride] = Field(default_factory=dict)
+
+    @field_validator("tables")
+    @classmethod
+    def _unique_names(cls, value: list[str] | None) -> list[str] | None:
+        if value is None:
+            return value
+        seen: set[str] = set()
+        for name in value:
+            if name in seen:
+                raise ValueError(f"lists {json.dumps(name)} more than once; name each table once")
+            seen.add(name)
+        return value
+
+
+class ExecutionContext(BaseModel):
+    """``$$.Execution`` as the state machine's Plan state passes it."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    id: str = Field(min_length=1)
+    name: str = Field(min_length=1, max_length=80)
+    start_time: datetime
+    state_machine_arn: str = Field(min_length=1)
+
+    @field_validator("start_time")
+    @classmethod
+    def _aware(cls, value: datetime) -> datetime:
+        # $$.Execution.StartTime always carries "Z"; a naive time cannot be ordered against
+        # ListExecutions' aware start dates.
+        if value.tzinfo is None:
+            raise ValueError("must carry a UTC offset, e.g. 2024-01-01T00:00:00.000Z")
+        return value
+
+
+class PlannerEvent(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    input: dict[str, Any] = Field(default_factory=dict)
+    execution: ExecutionContext | None = None
+
+
+@dataclass(frozen=True)
+class RunRequest:
+    """What the execution input asks for; ``tables`` None means every enabled table."""
+
+    tables: tuple[str, ...] | None = None
+    overrides: Mapping[str, TableOverride] = field(default_factory=dict)
+
+    @property
+    def is_rerun(self) -> bool:
+        return self.tables is not None or bool(self.overrides)
+
+
+def _describe(err: Mapping[str, Any], where: str) -> str:
+    loc = ".".join(str(part) for part in err["loc"])
+    path = f"{where}.{loc}" if loc else where
+    kind = err["type"]
+    if kind == "extra_forbidden":
+        return f"{path}: unknown key"
+    if kind == "missing":
+        return f"{path}: required"
+    if kind == "value_error":
+        return f"{path}: {err['ctx']['error']}"
+    return f"{path}: {err['msg'][:1].lower()}{err['msg'][1:]} (got {json.dumps(err['input'], default=str)})"
+
+
+def _config_error(exc: ValidationError, where: str, fix: str) -> ConfigError:
+    problems = "; ".join(_describe(err, where) for err in exc.errors())
+    return ConfigError(f"{problems}.", fix=fix)
+
+
+def parse_event(event: Any) -> tuple[RunRequest, ExecutionContext | None]:
+    """Validate the Plan state's payload; every problem is a ``ConfigError`` naming the key."""
+    if not isinstance(event, Mapping):
+        raise ConfigError(
+            f"planner event must be a JSON object, got {type(event).__name__}.",
+            fix='invoke it as {"input": <execution input>, "execution": <$$.Execution fields>}',
+        )
+    try:
+        parsed = PlannerEvent.model_validate(event)
+    except ValidationError as exc:
+        raise _config_error(
+            exc,
+            "planner event",
+            'the Plan state must pass {"input": "$", "execution": {"id", "name", "start_time", '
+            '"state_machine_arn"}} (see statemachine/); check the event file given to sam local invoke',
+        ) from None
+    return parse_input(parsed.input), parsed.execution
+
+
+def parse_input(document: Mapping[str, Any]) -> RunRequest:
+    """``{}`` or an EventBridge schedule -> every enabled table; anything else must be a rerun."""
+    if not document:
+        return RunRequest()
+    if document.get("source") == _SCHEDULE_SOURCE:
+        if document.get("detail-type") == _SCHEDULE_DETAIL_TYPE:
+            return RunRequest()
+        raise ConfigError(
+            f"{_INPUT}: EventBridge event of detail-type {json.dumps(document.get('detail-type'))} "
+            "is not a schedule.",
+            fix="target the state machine from a schedule rule (detail-type 'Scheduled Event') only",
+        )
+    try:
+        rerun = RerunInput.model_validate(dict(document))
+    except ValidationError as exc:
+        raise _config_error(
+            exc,
+            _INPUT,
+            f"use {{}} for every enabled table, or a rerun such as {_RERUN_EXAMPLE} "
+            "(keys: tables, overrides; per table: since or full_resync)",
+        ) from None
+    return RunRequest(
+        tables=tuple(rerun.tables) if rerun.tables is not None else None, overrides=dict(rerun.overrides)
+    )
+
+
+# --- which tables ---------------------------------------------------------------------------
+@dataclass(frozen=True)
+class FailedTable:
+    table: str
+    error: str  # a class name of the error taxonomy
+    cause: str
+
+    @classmethod
+    def of(cls, table: str, error: SyncError) -> FailedTable:
+        return cls(table, type(error).__name__, str(error))
+
+    def to_dict(self) -> dict[str, str]:
+        return {"table": self.table, "error": self.error, "cause": self.cause}
+
+
+@dataclass(frozen=True)
+class Selection:
+    tables: list[LoadedTable]  # to plan, sorted by name
+    failed: list[FailedTable]  # invalid configs that are part of the run
+    disabled: list[str]  # left out of a scheduled run by enabled=false
+
+
+def _quoted(names: Iterable[str]) -> str:
+    return ", ".join(json.dumps(n) for n in names) or "(none)"
+
+
+def select_run(configs: Sequence[TableConfigResult], request: RunRequest) -> Selection:
+    """The tables of this run. Naming a disabled or unknown table, or overriding a table that is
+    not part of the run, is a ``ConfigError`` for the whole input: a typo in a rerun must not
+    quietly run something else."""
+    known = [c.name for c in configs]
+    chosen = select_tables(configs, list(request.tables) if request.tables is not None else None)
+    if request.tables is not None:
+        disabled_named = [c for c in chosen if isinstance(c, LoadedTable) and not c.config.enabled]
+        if disabled_named:
+            raise ConfigError(
+                f"{_INPUT}: 'tables' names disabled table(s) {_quoted(t.name for t in disabled_named)} "
+                f'({", ".join(t.parameter for t in disabled_named)}: "enabled": false).',
+                fix="set enabled to true in the table's parameter, or remove it from 'tables'",
+            )
+    in_run = [c for c in chosen if isinstance(c, InvalidTable) or c.config.enabled]
+    run_names = {c.name for c in in_run}
+    stray = [name for name in request.overrides if name not in run_names]
+    if stray:
+        unknown = [n for n in stray if n not in known]
+        outside = [n for n in stray if n in known]
+        problems = []
+        if unknown:
+            problems.append(f"unknown table(s) {_quoted(unknown)} (known tables: {_quoted(known)})")
+        if outside:
+            problems.append(f"table(s) {_quoted(outside)} that are not part of this run")
+        raise ConfigError(
+            f"{_INPUT}: 'overrides' names {' and '.join(problems)}; "
+            f"this run covers {_quoted(sorted(run_names))}.",
+            fix="override only tables listed in 'tables' (or, without 'tables', enabled tables)",
+        )
+    return Selection(
+        tables=[c for c in in_run if isinstance(c, LoadedTable)],
+        failed=[FailedTable.of(c.name, c.error()) for c in in_run if isinstance(c, InvalidTable)],
+        disabled=[c.name for c in chosen if isinstance(c, LoadedTable) and not c.config.enabled],
+    )
+
+
+# --- windows --------------------------------------------------------------------------------
+CursorValue = datetime | date | int | Decimal | float | str
+
+
+def watermark_text(value: CursorValue) -> str:
+    """The text the exporter casts back to the cursor's type, losing nothing.
+
+    Timestamps keep all six fractional digits (even .000000) and their offset, so a TIMESTAMP_TZ
+    watermark names one instant whatever the exporter session's time zone.
+    """
+    if isinstance(value, datetime):
+        return value.isoformat(timespec="microseconds")
+    if isinstance(value, date):
+        return value.isoformat()
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, Decimal):
+        return format(value, "f")
+    if isinstance(value, float):
+        return repr(value)
+    return value
+
+
+def _is_numeric(value: object) -> bool:
+    return isinstance(value, int | Decimal | float) and not isinstance(value, bool)
+
+
+def choose_window(
+    table: LoadedTable,
+    *,
+    watermark: CursorValue | None,
+    cursor_type: str | None = None,
+    override: TableOverride | None = None,
+) -> ExportWindow:
+    """The export window of one table (rules in the module docstring).
+
+    ``watermark`` is MAX(cursor) in FINAL, None when FINAL is empty; ``cursor_type`` is the FINAL
+    cursor column's Snowflake DATA_TYPE when known.
+    """
+    config = table.config
+    if override is not None and override.full_resync:
+        return ExportWindow(watermark=None, lookback_seconds=0, source="full")
+    if override is not None and override.since is not None:
+        return ExportWindow(watermark=watermark_text(override.since), lookback_seconds=0, source="since")
+    start: CursorValue | None = watermark
+    source: Literal["final", "initial_watermark"] = "final"
+    if start is None and config.initial_watermark is not None:
+        start, source = config.initial_watermark, "initial_watermark"
+    if start is None:
+        return ExportWindow(watermark=None, lookback_seconds=0, source="full")
+    numeric = _is_numeric(start) or (cursor_type or "").upper() in NUMERIC_CURSOR_TYPES
+    lookback = 0 if numeric else config.lookback_seconds
+    return ExportWindow(watermark=watermark_text(start), lookback_seconds=lookback, source=source)
+
+
+def work_item(run_id: str, table: LoadedTable, window: ExportWindow) -> WorkItem:
+    config = table.config
+    return WorkItem(
+        run_id=run_id,
+        table=table.name,
+        source=SourceTable(schema_name=config.schema_name, table=config.table),
+        primary_key=list(config.primary_key),
+        cursor=config.cursor,
+        columns=list(config.columns) if config.columns is not None else None,
+        max_rows_per_chunk=config.max_rows_per_chunk,
+        window=window,
+    )
+
+
+# --- single flight --------------------------------------------------------------------------
+@dataclass(frozen=True)
+class RunningExecution:
+    arn: str
+    name: str
+    start_time: datetime
+
+
+def earlier_execution(own: ExecutionContext, running: Iterable[RunningExecution]) -> RunningExecution | None:
+    """The earliest RUNNING execution that started before ``own``; None when ``own`` goes first.
+
+    Order is (start time, name): two executions started in the same millisecond still agree on
+    which one runs, because each sees the other and compares the same pair. ``own`` is never its
+    own blocker, whatever start time ListExecutions reports for it.
+    """
+    mine = (own.start_time, own.name)
+    earlier = [e for e in running if e.arn != own.id and (e.start_time, e.name) < mine]
+    return min(earlier, key=lambda e: (e.start_time, e.name), default=None)
+
+
+# --- the plan -------------------------------------------------------------------------------
+@dataclass
+class Plan:
+    run_id: str
+    started_at: str
+    items: list[WorkItem] = field(default_factory=list)
+    failed: list[FailedTable] = field(default_factory=list)
+    skip_reason: str | None = None
+
+    @property
+    def skip(self) -> bool:
+        return self.skip_reason is not None
+
+    def output(self) -> dict[str, Any]:
+        """The Plan state's result; a ``ConfigError`` when it would not fit in a state payload."""
+        document = {
+            "run_id": self.run_id,
+            "started_at": self.started_at,
+            "skip": self.skip,
+            "skip_reason": self.skip_reason,
+            "items": [
+                item.model_dump(by_alias=True, mode="json", exclude_defaults=True) for item in self.items
+            ],
+            "failed": [entry.to_dict() for entry in self.failed],
+            "tables_planned": len(self.items),
+        }
+        # json.dumps' default separators are what the Python runtime sends back: measure that.
+        size = len(json.dumps(document).encode("utf-8"))
+        if size > PLAN_BUDGET_BYTES:
+            average = size // max(len(self.items) + len(self.failed), 1)
+            raise ConfigError(
+                f"the plan for {len(self.items)} table(s) and {len(self.failed)} failed entries is "
+                f"{size} bytes, over the planner's budget of {PLAN_BUDGET_BYTES} bytes (a Step Functions "
+                f"state payload holds at most {PAYLOAD_LIMIT_BYTES} bytes; about {average} bytes per table).",
+                fix="split the tables across two state machines (each with its own CONFIG_SSM_PATH), or "
+                "run subsets with {\"tables\": [...]}; long 'columns' lists cost the most, null replicates "
+                "every column",
+            )
+        return document
+
+
+def now_iso() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds")

@@ -1,0 +1,1 @@
+"""The planner Lambda (handler ``planner.app.lambda_handler``)."""

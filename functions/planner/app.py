@@ -1,0 +1,173 @@
+"""Planner Lambda: the state machine's Plan state. Decides what this run exports, table by table.
+
+Event (the Plan state builds it; ``execution`` comes from ``$$`` because a function's
+environment cannot name its own state machine in SAM without a circular dependency)::
+
+    {"input": <the execution input>,
+     "execution": {"id": "<execution ARN>", "name": "<name>", "start_time": "<ISO-8601>",
+                   "state_machine_arn": "<state machine ARN>"}}
+
+``input`` is ``{}`` or EventBridge's scheduled event (every enabled table), or a rerun such as
+``{"tables": ["orders", "items"], "overrides": {"orders": {"since": "2024-01-01T00:00:00Z"},
+"items": {"full_resync": true}}}``; anything else (unknown keys or tables, a disabled table named
+explicitly, an override outside the run, ``since`` with ``full_resync``) is a ``ConfigError``.
+Without ``execution`` (``sam local invoke``) the run id is a random hex and single flight is off.
+
+Output (the Map's input)::
+
+    {"run_id", "started_at", "skip": bool, "skip_reason": str | null,
+     "items": [<WorkItem JSON, defaults left out>], "failed": [{"table", "error", "cause"}],
+     "tables_planned": n}
+
+``skip`` is true when an earlier RUNNING execution of the same state machine exists (single
+flight: ordered by start time, then name; this execution's own ARN never counts) or when there
+is nothing to do. Invalid table configs and missing FINAL tables become ``failed`` entries and
+the other tables go on; errors that concern the whole run (SSM, Vault, Snowflake unreachable or
+denied) are raised as the error taxonomy's classes, which the state machine retries or reports.
+
+Payload size: a work item is about 300 bytes for a table with ``columns`` null, a one-column
+key, a timestamp watermark and a 60-character run id, plus about 19 bytes per listed column of
+15 characters (measured in tests/library/test_planning.py). The plan must fit one Step
+Functions state (256 KB); the planner keeps it under 240 KB: about 800 tables replicating all
+columns, or about 200 tables listing 50 columns each. Beyond that it raises ``ConfigError``
+telling to split the tables across state machines (each with its own CONFIG_SSM_PATH) or to run
+subsets; it never emits an oversized payload. The sample events in events/ carry no
+``execution``, so ``sam local invoke`` works outside Step Functions.
+"""
+
+from __future__ import annotations
+
+import uuid
+from contextlib import closing
+from typing import Any
+
+from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from aurora_sync.config import load_table_configs
+from aurora_sync.connections import warehouse_connection
+from aurora_sync.errors import ConfigError, ConfigStoreUnavailable
+from aurora_sync.observability import logger, metrics, tracer
+from aurora_sync.planning import (
+    ExecutionContext,
+    FailedTable,
+    Plan,
+    RunningExecution,
+    choose_window,
+    earlier_execution,
+    now_iso,
+    parse_event,
+    select_run,
+    work_item,
+)
+from aurora_sync.settings import runtime_settings
+from aurora_sync.watermarks import read_watermarks
+
+
+@logger.inject_lambda_context(log_event=False)
+@tracer.capture_lambda_handler
+@metrics.log_metrics(capture_cold_start_metric=True)
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    request, execution = parse_event(event)
+    run_id = execution.name if execution else uuid.uuid4().hex
+    started_at = execution.start_time.isoformat(timespec="milliseconds") if execution else now_iso()
+    logger.append_keys(run_id=run_id)
+    plan = Plan(run_id=run_id, started_at=started_at)
+
+    blocker = earlier_execution(execution, running_executions(execution)) if execution else None
+    if blocker is not None:
+        plan.skip_reason = (
+            f"execution {blocker.name} of the same state machine, started {blocker.start_time.isoformat()}, "
+            "is still running (single flight)"
+        )
+        return _finish(plan, disabled=0)
+
+    settings = runtime_settings()
+    selection = select_run(load_table_configs(settings.config_ssm_path), request)
+    plan.failed.extend(selection.failed)
+    if selection.tables:
+        with closing(warehouse_connection(query_tag=f"aurora-sync:planner:{run_id}")) as conn:
+            watermarks = read_watermarks(
+                conn,
+                selection.tables,
+                staging_schema=settings.snowflake_staging_schema,
+                final_schema=settings.snowflake_final_schema,
+            )
+        for table in selection.tables:
+            state = watermarks[table.name]
+            if state.error is not None:
+                plan.failed.append(FailedTable.of(table.name, state.error))
+                continue
+            window = choose_window(
+                table,
+                watermark=state.value,
+                cursor_type=state.cursor_type,
+                override=request.overrides.get(table.name),
+            )
+            plan.items.append(work_item(run_id, table, window))
+            logger.info("table planned", extra={"table": table.name, "window": window.model_dump()})
+    for entry in plan.failed:
+        logger.warning("table failed", extra=entry.to_dict())
+    if not plan.items and not plan.failed:
+        plan.skip_reason = f"no enabled tables under {settings.config_ssm_path}"
+    return _finish(plan, disabled=len(selection.disabled))
+
+
+def _finish(plan: Plan, *, disabled: int) -> dict[str, Any]:
+    output = plan.output()
+    metrics.add_metric(name="TablesPlanned", unit=MetricUnit.Count, value=len(plan.items))
+    metrics.add_metric(name="TablesFailed", unit=MetricUnit.Count, value=len(plan.failed))
+    metrics.add_metric(name="TablesSkipped", unit=MetricUnit.Count, value=disabled)
+    metrics.add_metric(name="RunsSkipped", unit=MetricUnit.Count, value=1 if plan.skip else 0)
+    logger.info(
+        "plan ready",
+        extra={
+            "skip": plan.skip,
+            "skip_reason": plan.skip_reason,
+            "tables_planned": len(plan.items),
+            "tables_failed": len(plan.failed),
+        },
+    )
+    return output
+
+
+def running_executions(execution: ExecutionContext) -> list[RunningExecution]:
+    """RUNNING executions of this execution's state machine (states:ListExecutions)."""
+    import boto3
+    from botocore.config import Config
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    client = boto3.client(
+        "stepfunctions",
+        config=Config(connect_timeout=5, read_timeout=10, retries={"mode": "standard", "max_attempts": 3}),
+    )
+    arn = execution.state_machine_arn
+    found: list[RunningExecution] = []
+    try:
+        pages = client.get_paginator("list_executions").paginate(stateMachineArn=arn, statusFilter="RUNNING")
+        for page in pages:
+            found.extend(
+                RunningExecution(e["executionArn"], e["name"], e["startDate"]) for e in page["executions"]
+            )
+    except ClientError as exc:
+        code = exc.response.get("Error", {}).get("Code", "Unknown")
+        status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
+        if code.startswith("AccessDenied"):
+            raise ConfigError(
+                f"access denied for states:ListExecutions on {arn} ({code}).",
+                fix="grant the planner's role states:ListExecutions on its state machine",
+            ) from None
+        if code in {"ThrottlingException", "TooManyRequestsException"} or status >= 500:
+            raise ConfigStoreUnavailable(
+                f"states:ListExecutions on {arn} refused for now ({code}).", fix="the run retries"
+            ) from None
+        raise ConfigError(
+            f"states:ListExecutions on {arn} failed ({code}).",
+            fix="pass $$.StateMachine.Id as execution.state_machine_arn in the Plan state",
+        ) from None
+    except BotoCoreError as exc:
+        raise ConfigStoreUnavailable(
+            f"Step Functions could not be reached for states:ListExecutions on {arn} ({type(exc).__name__}).",
+            fix="the run retries; check the Step Functions endpoint / VPC endpoint of the function",
+        ) from None
+    return found

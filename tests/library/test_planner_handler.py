@@ -1,0 +1,420 @@
+"""The planner Lambda against the local stack: SSM configs (moto), Vault, the Snowflake emulator's
+FINAL tables, and Step Functions executions in moto for single flight."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+import snowflake.connector
+
+from aurora_sync.errors import ConfigError
+from aurora_sync.settings import runtime_settings
+from aurora_sync.typemap import PgType, map_column
+from aurora_sync.vault import reset_vault_cache
+from aurora_sync_ops.local.lambda_router import LambdaContext
+
+EVENTS = Path(__file__).resolve().parents[2] / "events"
+FINAL = "FINAL"
+TIMESTAMPTZ = PgType("timestamptz", "timestamp with time zone", "D")
+TIMESTAMP = PgType("timestamp", "timestamp without time zone", "D")
+DATE = PgType("date", "date", "D")
+INT4 = PgType("int4", "integer", "N")
+INT8 = PgType("int8", "bigint", "N")
+
+
+def final_type(pg_type: PgType) -> str:
+    return map_column("c", pg_type).final_type
+
+
+@pytest.fixture(scope="module")
+def warehouse(stack: dict[str, Any]) -> Iterator[Any]:
+    """An operator session on the emulator, to create and fill FINAL tables."""
+    facts = dict(stack["snowflake"])
+    conn = snowflake.connector.connect(**facts, paramstyle="qmark")
+    conn.cursor().execute(f'CREATE SCHEMA IF NOT EXISTS "{facts["database"]}"."{FINAL}"')
+    yield conn
+    conn.close()
+
+
+@pytest.fixture
+def env(lambda_env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    """The Lambda environment with a config path of its own, so tests never see each other's tables."""
+    path = f"/aurora-sync-test/{uuid.uuid4().hex[:12]}/tables/"
+    monkeypatch.setenv("CONFIG_SSM_PATH", path)
+    runtime_settings.cache_clear()
+    reset_vault_cache()
+    return {**lambda_env, "CONFIG_SSM_PATH": path}
+
+
+@pytest.fixture
+def prefix() -> str:
+    return f"T{uuid.uuid4().hex[:8].upper()}"
+
+
+class Tables:
+    """Puts table configs in SSM and creates their FINAL tables, typed as the type map says."""
+
+    def __init__(self, env: dict[str, str], warehouse: Any, database: str, prefix: str) -> None:
+        self.path = env["CONFIG_SSM_PATH"]
+        self.ssm = boto3.client("ssm")
+        self.cur = warehouse.cursor()
+        self.database = database
+        self.prefix = prefix
+
+    def target(self, name: str) -> str:
+        return f"{self.prefix}_{name.upper()}"
+
+    def config(self, name: str, **config: Any) -> str:
+        document = {"table": name, "primary_key": ["id"], "target": self.target(name), **config}
+        parameter = f"{self.path}{name}"
+        self.ssm.put_parameter(Name=parameter, Value=json.dumps(document), Type="String", Overwrite=True)
+        return parameter
+
+    def raw_config(self, name: str, value: str) -> str:
+        parameter = f"{self.path}{name}"
+        self.ssm.put_parameter(Name=parameter, Value=value, Type="String", Overwrite=True)
+        return parameter
+
+    def final(self, name: str, cursor: str, pg_type: PgType, values: list[Any]) -> None:
+        table = f'"{self.database}"."{FINAL}"."{self.target(name)}"'
+        cursor_type = final_type(pg_type)
+        self.cur.execute(f'CREATE OR REPLACE TABLE {table} ("ID" NUMBER(10,0), "{cursor}" {cursor_type})')
+        for i, value in enumerate(values):
+            self.cur.execute(f"INSERT INTO {table} VALUES (?, CAST(? AS {cursor_type}))", (i, value))
+
+
+@pytest.fixture
+def tables(env: dict[str, str], warehouse: Any, stack: dict[str, Any], prefix: str) -> Tables:
+    return Tables(env, warehouse, stack["snowflake"]["database"], prefix)
+
+
+class CountingConnection:
+    """The handler's real Snowflake connection, recording every statement it sends."""
+
+    def __init__(self, conn: Any) -> None:
+        self._conn = conn
+        self.statements: list[str] = []
+
+    def cursor(self) -> Any:
+        real = self._conn.cursor()
+        statements = self.statements
+
+        class Cursor:
+            def execute(self, command: str, params: Any = None) -> Any:
+                statements.append(command)
+                return real.execute(command, params)
+
+            def __getattr__(self, name: str) -> Any:
+                return getattr(real, name)
+
+        return Cursor()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._conn, name)
+
+
+@pytest.fixture
+def counted(monkeypatch: pytest.MonkeyPatch) -> list[CountingConnection]:
+    import planner.app
+    from aurora_sync.connections import warehouse_connection
+
+    opened: list[CountingConnection] = []
+
+    def counting(**kwargs: Any) -> CountingConnection:
+        conn = CountingConnection(warehouse_connection(**kwargs))
+        opened.append(conn)
+        return conn
+
+    monkeypatch.setattr(planner.app, "warehouse_connection", counting)
+    return opened
+
+
+def context() -> LambdaContext:
+    return LambdaContext(
+        {
+            "function_name": "aurora-sync-planner",
+            "function_version": "$LATEST",
+            "invoked_function_arn": "arn:aws:lambda:us-east-1:123456789012:function:aurora-sync-planner",
+            "memory_limit_in_mb": 256,
+            "aws_request_id": str(uuid.uuid4()),
+            "log_group_name": "/aws/lambda/aurora-sync-planner",
+            "log_stream_name": "test",
+            "timeout_seconds": 60,
+        }
+    )
+
+
+def invoke(event: dict[str, Any]) -> dict[str, Any]:
+    from planner.app import lambda_handler
+
+    result: dict[str, Any] = lambda_handler(event, context())
+    # What the Lambda runtime would send to Step Functions.
+    decoded: dict[str, Any] = json.loads(json.dumps(result))
+    return decoded
+
+
+def sample(name: str) -> dict[str, Any]:
+    document: dict[str, Any] = json.loads((EVENTS / name).read_text())
+    return document
+
+
+def by_table(output: dict[str, Any]) -> dict[str, Any]:
+    return {item["table"]: item for item in output["items"]}
+
+
+# --- scheduled runs -------------------------------------------------------------------------
+
+
+def test_scheduled_run_plans_each_enabled_table_from_final(
+    tables: Tables, counted: list[CountingConnection]
+) -> None:
+    tables.config("orders", lookback_seconds=600)
+    tables.final(
+        "orders",
+        "UPDATED_AT",
+        TIMESTAMPTZ,
+        ["2024-05-06T07:08:09.123456+00:00", "2024-05-06T07:08:09.123455+00:00", "2023-01-01T00:00:00+00:00"],
+    )
+    tables.config("events", cursor="version")
+    tables.final("events", "VERSION", INT8, [17, 9_007_199_254_740_993, 5])
+    tables.config("readings", cursor="taken_at", columns=["id", "taken_at", "value"])
+    tables.final("readings", "TAKEN_AT", TIMESTAMP, ["2024-05-06T07:08:09.000001", "2024-05-06T07:08:09"])
+    tables.config("daily", cursor="day")
+    tables.final("daily", "DAY", DATE, ["2024-05-05", "2024-05-06"])
+    tables.config("legacy", enabled=False)
+
+    output = invoke(sample("planner-scheduled.json"))
+
+    assert output["skip"] is False
+    assert output["skip_reason"] is None
+    assert output["failed"] == []
+    assert output["tables_planned"] == 4
+    assert len(output["run_id"]) == 32  # no execution context: a uuid4 hex
+    run_id = output["run_id"]
+    items = by_table(output)
+    assert sorted(items) == ["daily", "events", "orders", "readings"]
+    assert items["orders"] == {
+        "run_id": run_id,
+        "table": "orders",
+        "source": {"schema": "public", "table": "orders"},
+        "primary_key": ["id"],
+        "cursor": "updated_at",
+        "window": {"watermark": "2024-05-06T07:08:09.123456+00:00", "lookback_seconds": 600},
+    }
+    # An integer cursor: decimal digits beyond 2**53, no lookback.
+    assert items["events"]["window"] == {"watermark": "9007199254740993"}
+    # TIMESTAMP_NTZ stays naive (no offset), microseconds kept.
+    assert items["readings"]["window"] == {"watermark": "2024-05-06T07:08:09.000001", "lookback_seconds": 900}
+    assert items["readings"]["columns"] == ["id", "taken_at", "value"]
+    assert items["daily"]["window"] == {"watermark": "2024-05-06", "lookback_seconds": 900}
+    # One existence check plus one watermark statement for the four tables.
+    assert len(counted) == 1
+    assert len(counted[0].statements) == 2
+    assert "INFORMATION_SCHEMA" in counted[0].statements[0]
+    assert counted[0].statements[1].count("MAX(") == 4
+
+
+def test_empty_final_exports_everything_or_from_the_initial_watermark(tables: Tables) -> None:
+    tables.config("orders")
+    tables.final("orders", "UPDATED_AT", TIMESTAMPTZ, [])
+    tables.config("customers", initial_watermark="2024-01-01T00:00:00+00:00", lookback_seconds=60)
+    tables.final("customers", "UPDATED_AT", TIMESTAMPTZ, [])
+
+    items = by_table(invoke(sample("planner-scheduled.json")))
+
+    assert items["orders"]["window"] == {"source": "full"}
+    assert items["customers"]["window"] == {
+        "watermark": "2024-01-01T00:00:00+00:00",
+        "lookback_seconds": 60,
+        "source": "initial_watermark",
+    }
+
+
+def test_missing_final_table_and_invalid_config_fail_only_their_table(tables: Tables) -> None:
+    tables.config("orders")
+    tables.final("orders", "UPDATED_AT", TIMESTAMPTZ, ["2024-05-06T07:08:09.5+00:00"])
+    tables.config("customers")  # no FINAL table
+    tables.config("items", cursor="changed_at")
+    tables.final("items", "UPDATED_AT", TIMESTAMPTZ, ["2024-05-06T07:08:09+00:00"])  # wrong cursor column
+    broken = tables.raw_config("payments", '{"table": "payments", "primary_key": ["id"], "lookback": 5}')
+
+    output = invoke(sample("planner-scheduled.json"))
+
+    assert [item["table"] for item in output["items"]] == ["orders"]
+    assert output["items"][0]["window"]["watermark"] == "2024-05-06T07:08:09.500000+00:00"
+    failed = {entry["table"]: entry for entry in output["failed"]}
+    assert sorted(failed) == ["customers", "items", "payments"]
+    database = tables.database
+    assert failed["customers"] == {
+        "table": "customers",
+        "error": "WarehouseObjectMissing",
+        "cause": f'table \'customers\': FINAL table "{database}"."FINAL"."{tables.target("customers")}" '
+        "does not exist. Fix: create the table's Snowflake objects: "
+        "aurora-sync sql snowflake --tables customers --apply",
+    }
+    assert failed["items"]["error"] == "WarehouseObjectMissing"
+    assert 'has no cursor column "CHANGED_AT"' in failed["items"]["cause"]
+    assert "aurora-sync sql snowflake --tables items --apply" in failed["items"]["cause"]
+    assert failed["payments"]["error"] == "ConfigError"
+    assert failed["payments"]["cause"].startswith(f"{broken}: ")
+    assert "'lookback': unknown key; did you mean 'lookback_seconds'?" in failed["payments"]["cause"]
+    assert output["skip"] is False
+    assert output["tables_planned"] == 1
+
+
+@pytest.mark.parametrize("count", [3, 30])
+def test_one_watermark_statement_whatever_the_table_count(
+    tables: Tables, counted: list[CountingConnection], count: int
+) -> None:
+    base = datetime(2024, 5, 6, 7, 8, 9, tzinfo=UTC)
+    for i in range(count):
+        name = f"t{i:02d}"
+        tables.config(name)
+        tables.final(name, "UPDATED_AT", TIMESTAMPTZ, [(base + timedelta(microseconds=i)).isoformat()])
+
+    output = invoke(sample("planner-scheduled.json"))
+
+    assert output["tables_planned"] == count
+    for i, item in enumerate(output["items"]):
+        assert item["window"]["watermark"] == f"2024-05-06T07:08:09.{i:06d}+00:00"
+    assert [len(conn.statements) for conn in counted] == [2]
+
+
+def test_no_enabled_tables_skips_the_run(tables: Tables, counted: list[CountingConnection]) -> None:
+    tables.config("legacy", enabled=False)
+
+    output = invoke(sample("planner-scheduled.json"))
+
+    assert output["skip"] is True
+    assert output["skip_reason"] == f"no enabled tables under {tables.path}"
+    assert output["items"] == []
+    assert output["tables_planned"] == 0
+    assert counted == []  # Snowflake is not even contacted
+
+
+# --- reruns ---------------------------------------------------------------------------------
+
+
+def test_rerun_with_since_and_full_resync(tables: Tables) -> None:
+    for name in ("orders", "customers", "items"):
+        tables.config(name, lookback_seconds=900)
+        tables.final(name, "UPDATED_AT", TIMESTAMPTZ, ["2024-05-06T07:08:09+00:00"])
+
+    output = invoke(sample("planner-rerun.json"))
+
+    items = by_table(output)
+    assert sorted(items) == ["customers", "orders"]
+    assert items["orders"]["window"] == {"watermark": "2024-05-01T00:00:00.000000+00:00", "source": "since"}
+    assert items["customers"]["window"] == {"source": "full"}
+
+
+def test_rerun_of_an_unknown_table_fails_the_run_listing_known_tables(tables: Tables) -> None:
+    tables.config("orders")
+    event = {"input": {"tables": ["ordres"]}}
+
+    with pytest.raises(ConfigError) as excinfo:
+        invoke(event)
+
+    assert str(excinfo.value) == (
+        'rerun names unknown table(s) "ordres"; known tables: "orders". Fix: use names of parameters '
+        'under the config path in the execution input\'s "tables"'
+    )
+
+
+# --- single flight --------------------------------------------------------------------------
+
+
+@pytest.fixture
+def state_machine(stack: dict[str, Any], env: dict[str, str]) -> Iterator[tuple[str, dict[str, Any]]]:
+    """A real moto state machine with one execution held RUNNING by a Wait state."""
+    sfn = boto3.client("stepfunctions")
+    name = f"planner-single-flight-{uuid.uuid4().hex[:8]}"
+    definition = {"StartAt": "Hold", "States": {"Hold": {"Type": "Wait", "Seconds": 300, "End": True}}}
+    arn = sfn.create_state_machine(
+        name=name, definition=json.dumps(definition), roleArn=stack["aws"]["lambda_role_arn"]
+    )["stateMachineArn"]
+    started = sfn.start_execution(stateMachineArn=arn, name="scheduled-first", input="{}")
+    running = sfn.describe_execution(executionArn=started["executionArn"])
+    assert running["status"] == "RUNNING"
+    yield arn, running
+    sfn.stop_execution(executionArn=started["executionArn"])
+    sfn.delete_state_machine(stateMachineArn=arn)
+
+
+def _event(arn: str, name: str, start: datetime) -> dict[str, Any]:
+    return {
+        "input": {},
+        "execution": {
+            "id": f"{arn.replace(':stateMachine:', ':execution:')}:{name}",
+            "name": name,
+            "start_time": start.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+            "state_machine_arn": arn,
+        },
+    }
+
+
+def test_a_later_execution_skips_behind_the_running_one(
+    state_machine: tuple[str, dict[str, Any]], tables: Tables, counted: list[CountingConnection]
+) -> None:
+    arn, running = state_machine
+    tables.config("orders")
+    later = running["startDate"] + timedelta(seconds=1)
+
+    output = invoke(_event(arn, "scheduled-second", later))
+
+    assert output["skip"] is True
+    assert output["skip_reason"].startswith("execution scheduled-first of the same state machine, started ")
+    assert output["skip_reason"].endswith("is still running (single flight)")
+    assert output["run_id"] == "scheduled-second"
+    assert output["items"] == []
+    assert counted == []
+
+
+def test_an_earlier_execution_is_not_blocked_by_a_later_running_one(
+    state_machine: tuple[str, dict[str, Any]], tables: Tables
+) -> None:
+    arn, running = state_machine
+    tables.config("orders")
+    tables.final("orders", "UPDATED_AT", TIMESTAMPTZ, ["2024-05-06T07:08:09.000001+00:00"])
+    earlier = running["startDate"] - timedelta(seconds=1)
+
+    output = invoke(_event(arn, "scheduled-zero", earlier))
+
+    assert output["skip"] is False
+    assert output["run_id"] == "scheduled-zero"
+    assert output["started_at"] == earlier.astimezone(UTC).isoformat(timespec="milliseconds")
+    assert [item["run_id"] for item in output["items"]] == ["scheduled-zero"]
+
+
+def test_the_running_execution_itself_is_never_its_own_blocker(
+    state_machine: tuple[str, dict[str, Any]], tables: Tables
+) -> None:
+    arn, running = state_machine
+    tables.config("orders")
+    tables.final("orders", "UPDATED_AT", TIMESTAMPTZ, ["2024-05-06T07:08:09+00:00"])
+    event = _event(arn, running["name"], running["startDate"])
+    event["execution"]["id"] = running["executionArn"]
+
+    output = invoke(event)
+
+    assert output["skip"] is False
+    assert output["tables_planned"] == 1
+
+
+def test_an_unknown_state_machine_is_a_config_error(env: dict[str, str], stack: dict[str, Any]) -> None:
+    arn = f"arn:aws:states:{stack['aws']['region']}:{stack['aws']['account_id']}:stateMachine:no-such-machine"
+
+    with pytest.raises(ConfigError) as excinfo:
+        invoke(_event(arn, "scheduled-x", datetime(2024, 5, 6, tzinfo=UTC)))
+
+    assert str(excinfo.value) == (
+        f"states:ListExecutions on {arn} failed (StateMachineDoesNotExist). "
+        "Fix: pass $$.StateMachine.Id as execution.state_machine_arn in the Plan state"
+    )

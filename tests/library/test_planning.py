@@ -1,0 +1,417 @@
+"""Planning logic without I/O: execution input, table selection, windows, single flight, size."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, date, datetime, timedelta, timezone
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from aurora_sync.config import InvalidTable, LoadedTable, TableConfig, TableConfigResult
+from aurora_sync.errors import ConfigError
+from aurora_sync.planning import (
+    PLAN_BUDGET_BYTES,
+    ExecutionContext,
+    FailedTable,
+    Plan,
+    RunningExecution,
+    RunRequest,
+    TableOverride,
+    choose_window,
+    earlier_execution,
+    parse_event,
+    parse_input,
+    select_run,
+    watermark_text,
+    work_item,
+)
+from aurora_sync.work import ExportWindow
+
+EVENTS = Path(__file__).resolve().parents[2] / "events"
+PATH = "/aurora-sync/tables/"
+RUN_ID = "scheduled-2024-05-06T07-15-00-a1b2c3d4e5f6a7b8c9d0e1f2"
+SM_ARN = "arn:aws:states:us-east-1:123456789012:stateMachine:aurora-sync"
+
+
+def table(name: str, **config: Any) -> LoadedTable:
+    document = {"table": name, "primary_key": ["id"], **config}
+    return LoadedTable(name, f"{PATH}{name}", TableConfig.model_validate(document))
+
+
+def invalid(name: str) -> InvalidTable:
+    return InvalidTable(name, f"{PATH}{name}", f"{PATH}{name}: field 'primary_key': required, e.g. [\"id\"]")
+
+
+def configs() -> list[TableConfigResult]:
+    # Sorted by name, as load_table_configs returns them.
+    return [
+        invalid("broken"),
+        table("customers"),
+        table("legacy", enabled=False),
+        table("orders", lookback_seconds=600),
+    ]
+
+
+def execution(name: str, start: datetime) -> ExecutionContext:
+    return ExecutionContext(
+        id=f"arn:aws:states:us-east-1:123456789012:execution:aurora-sync:{name}",
+        name=name,
+        start_time=start,
+        state_machine_arn=SM_ARN,
+    )
+
+
+def config_error(excinfo: pytest.ExceptionInfo[ConfigError]) -> str:
+    return str(excinfo.value)
+
+
+# --- execution input ------------------------------------------------------------------------
+
+
+def test_sample_events_parse_as_documented() -> None:
+    scheduled, context = parse_event(json.loads((EVENTS / "planner-scheduled.json").read_text()))
+    assert scheduled == RunRequest()
+    assert context is None
+    rerun, _ = parse_event(json.loads((EVENTS / "planner-rerun.json").read_text()))
+    assert rerun.tables == ("orders", "customers")
+    assert rerun.overrides == {
+        "orders": TableOverride(since="2024-05-01T00:00:00.000000+00:00"),
+        "customers": TableOverride(full_resync=True),
+    }
+
+
+def test_empty_input_and_execution_context() -> None:
+    request, context = parse_event(
+        {
+            "input": {},
+            "execution": {
+                "id": f"{SM_ARN.replace('stateMachine', 'execution')}:run-1",
+                "name": "run-1",
+                "start_time": "2024-05-06T07:15:00.123Z",
+                "state_machine_arn": SM_ARN,
+            },
+        }
+    )
+    assert request == RunRequest()
+    assert not request.is_rerun
+    assert context is not None
+    assert context.start_time == datetime(2024, 5, 6, 7, 15, 0, 123000, tzinfo=UTC)
+
+
+@pytest.mark.parametrize(
+    ("event", "expected"),
+    [
+        ({"input": {}, "extra": 1}, "planner event.extra: unknown key"),
+        (
+            {"input": {}, "execution": {"id": "x", "name": "n", "start_time": "2024-05-06T07:15:00"}},
+            "planner event.execution.state_machine_arn: required",
+        ),
+        (
+            {
+                "input": {},
+                "execution": {
+                    "id": "x",
+                    "name": "n",
+                    "start_time": "2024-05-06T07:15:00",
+                    "state_machine_arn": SM_ARN,
+                },
+            },
+            "planner event.execution.start_time: must carry a UTC offset",
+        ),
+        ([], "planner event must be a JSON object, got list"),
+    ],
+)
+def test_bad_events_name_the_key(event: Any, expected: str) -> None:
+    with pytest.raises(ConfigError) as excinfo:
+        parse_event(event)
+    assert expected in config_error(excinfo)
+    assert "Fix:" in config_error(excinfo)
+
+
+@pytest.mark.parametrize(
+    ("document", "expected"),
+    [
+        ({"table": ["orders"]}, "execution input.table: unknown key"),
+        ({"tables": []}, "execution input.tables: list should have at least 1 item"),
+        ({"tables": "orders"}, "execution input.tables: input should be a valid list"),
+        ({"tables": ["a", "a"]}, 'execution input.tables: lists "a" more than once'),
+        ({"overrides": {"a": {"sincee": "2024-01-01"}}}, "execution input.overrides.a.sincee: unknown key"),
+        (
+            {"overrides": {"a": {"since": "yesterday"}}},
+            "execution input.overrides.a.since: must be an ISO-8601 timestamp or date",
+        ),
+        (
+            {"overrides": {"a": {"since": "2024-01-01", "full_resync": True}}},
+            "execution input.overrides.a: sets both 'since' and 'full_resync'",
+        ),
+        ({"overrides": {"a": {}}}, "execution input.overrides.a: changes nothing"),
+        (
+            {"overrides": {"a": {"full_resync": "yes"}}},
+            "execution input.overrides.a.full_resync: input should be a valid boolean",
+        ),
+        (
+            {"source": "aws.events", "detail-type": "Object Created"},
+            'EventBridge event of detail-type "Object Created" is not a schedule',
+        ),
+    ],
+)
+def test_bad_rerun_input_is_a_config_error_naming_the_key(document: dict[str, Any], expected: str) -> None:
+    with pytest.raises(ConfigError) as excinfo:
+        parse_input(document)
+    assert expected in config_error(excinfo)
+
+
+def test_bad_rerun_input_fix_shows_a_valid_input() -> None:
+    with pytest.raises(ConfigError) as excinfo:
+        parse_input({"tabels": ["orders"]})
+    assert 'Fix: use {} for every enabled table, or a rerun such as {"tables": ["orders"]' in config_error(
+        excinfo
+    )
+
+
+def test_integer_since_is_accepted_but_not_a_boolean() -> None:
+    assert parse_input({"overrides": {"a": {"since": 42}}}).overrides["a"].since == 42
+    with pytest.raises(ConfigError, match=r"overrides\.a\.since"):
+        parse_input({"overrides": {"a": {"since": True}}})
+
+
+# --- which tables ---------------------------------------------------------------------------
+
+
+def test_scheduled_run_takes_enabled_tables_and_fails_invalid_ones() -> None:
+    selection = select_run(configs(), RunRequest())
+    assert [t.name for t in selection.tables] == ["customers", "orders"]
+    assert selection.failed == [
+        FailedTable("broken", "ConfigError", f"{PATH}broken: field 'primary_key': required, e.g. [\"id\"]")
+    ]
+    assert selection.disabled == ["legacy"]
+
+
+def test_rerun_takes_only_the_named_tables() -> None:
+    selection = select_run(configs(), RunRequest(tables=("orders",)))
+    assert [t.name for t in selection.tables] == ["orders"]
+    assert selection.failed == []
+    assert selection.disabled == []
+
+
+def test_rerun_of_unknown_table_lists_known_tables() -> None:
+    with pytest.raises(ConfigError) as excinfo:
+        select_run(configs(), RunRequest(tables=("orders", "ordres")))
+    message = config_error(excinfo)
+    assert 'unknown table(s) "ordres"' in message
+    assert 'known tables: "broken", "customers", "legacy", "orders"' in message
+
+
+def test_rerun_naming_a_disabled_table_is_refused() -> None:
+    with pytest.raises(ConfigError) as excinfo:
+        select_run(configs(), RunRequest(tables=("legacy", "orders")))
+    message = config_error(excinfo)
+    assert "'tables' names disabled table(s) \"legacy\"" in message
+    assert f'({PATH}legacy: "enabled": false)' in message
+    assert "set enabled to true" in message
+
+
+def test_override_for_a_table_outside_the_run_is_refused() -> None:
+    request = parse_input({"tables": ["orders"], "overrides": {"customers": {"full_resync": True}}})
+    with pytest.raises(ConfigError) as excinfo:
+        select_run(configs(), request)
+    assert "'overrides' names table(s) \"customers\" that are not part of this run" in config_error(excinfo)
+    assert 'this run covers "orders"' in config_error(excinfo)
+
+
+def test_override_for_unknown_or_disabled_table_without_tables() -> None:
+    with pytest.raises(ConfigError) as excinfo:
+        select_run(configs(), parse_input({"overrides": {"nope": {"since": 1}, "legacy": {"since": 1}}}))
+    message = config_error(excinfo)
+    assert 'unknown table(s) "nope" (known tables: "broken", "customers", "legacy", "orders")' in message
+    assert 'table(s) "legacy" that are not part of this run' in message
+
+
+def test_override_without_tables_applies_to_a_scheduled_set() -> None:
+    request = parse_input({"overrides": {"orders": {"full_resync": True}}})
+    assert [t.name for t in select_run(configs(), request).tables] == ["customers", "orders"]
+
+
+# --- windows --------------------------------------------------------------------------------
+
+UTC_WATERMARK = datetime(2024, 5, 6, 7, 8, 9, 123456, tzinfo=UTC)
+
+
+@pytest.mark.parametrize(
+    ("value", "text"),
+    [
+        (UTC_WATERMARK, "2024-05-06T07:08:09.123456+00:00"),
+        (
+            datetime(2024, 5, 6, 7, 8, 9, tzinfo=timezone(timedelta(hours=2))),
+            "2024-05-06T07:08:09.000000+02:00",
+        ),
+        (datetime(2024, 5, 6, 7, 8, 9, 5), "2024-05-06T07:08:09.000005"),
+        (date(2024, 5, 6), "2024-05-06"),
+        (9_007_199_254_740_993, "9007199254740993"),
+        (Decimal("12345678901234567890123"), "12345678901234567890123"),
+        (Decimal("1E+3"), "1000"),
+    ],
+)
+def test_watermark_text_keeps_precision_and_offset(value: Any, text: str) -> None:
+    assert watermark_text(value) == text
+
+
+def test_window_from_final_uses_the_lookback() -> None:
+    window = choose_window(table("orders", lookback_seconds=600), watermark=UTC_WATERMARK)
+    assert window == ExportWindow(
+        watermark="2024-05-06T07:08:09.123456+00:00", lookback_seconds=600, source="final"
+    )
+
+
+def test_window_for_empty_final_without_initial_watermark_is_full() -> None:
+    assert choose_window(table("orders"), watermark=None) == ExportWindow(
+        watermark=None, lookback_seconds=0, source="full"
+    )
+
+
+def test_window_for_empty_final_starts_at_initial_watermark() -> None:
+    window = choose_window(
+        table("orders", initial_watermark="2024-01-01T00:00:00+00:00", lookback_seconds=60), watermark=None
+    )
+    assert window == ExportWindow(
+        watermark="2024-01-01T00:00:00+00:00", lookback_seconds=60, source="initial_watermark"
+    )
+
+
+def test_final_watermark_wins_over_initial_watermark() -> None:
+    window = choose_window(table("orders", initial_watermark="2020-01-01"), watermark=UTC_WATERMARK)
+    assert window.source == "final"
+    assert window.watermark == "2024-05-06T07:08:09.123456+00:00"
+
+
+def test_since_override_has_no_lookback_and_full_resync_ignores_the_watermark() -> None:
+    orders = table("orders", lookback_seconds=600)
+    since = choose_window(orders, watermark=UTC_WATERMARK, override=TableOverride(since="2024-05-01"))
+    assert since == ExportWindow(watermark="2024-05-01", lookback_seconds=0, source="since")
+    full = choose_window(orders, watermark=UTC_WATERMARK, override=TableOverride(full_resync=True))
+    assert full == ExportWindow(watermark=None, lookback_seconds=0, source="full")
+
+
+def test_integer_cursors_get_no_lookback() -> None:
+    versioned = table("events", cursor="version", lookback_seconds=900, initial_watermark=1000)
+    assert choose_window(versioned, watermark=123456) == ExportWindow(
+        watermark="123456", lookback_seconds=0, source="final"
+    )
+    assert choose_window(versioned, watermark=None, cursor_type="NUMBER") == ExportWindow(
+        watermark="1000", lookback_seconds=0, source="initial_watermark"
+    )
+    assert choose_window(versioned, watermark=Decimal("77"), cursor_type="NUMBER").lookback_seconds == 0
+
+
+def test_work_item_carries_the_config() -> None:
+    config = table(
+        "line_items",
+        schema="Sales Data",
+        table="Line Items",
+        primary_key=["order_id", "line no"],
+        cursor="changed at",
+        columns=["order_id", "line no", "changed at", "qty"],
+        max_rows_per_chunk=5000,
+    )
+    window = choose_window(config, watermark=UTC_WATERMARK)
+    item = work_item(RUN_ID, config, window)
+    assert item.model_dump(by_alias=True, mode="json", exclude_defaults=True) == {
+        "run_id": RUN_ID,
+        "table": "line_items",
+        "source": {"schema": "Sales Data", "table": "Line Items"},
+        "primary_key": ["order_id", "line no"],
+        "cursor": "changed at",
+        "columns": ["order_id", "line no", "changed at", "qty"],
+        "max_rows_per_chunk": 5000,
+        "window": {"watermark": "2024-05-06T07:08:09.123456+00:00", "lookback_seconds": 900},
+    }
+
+
+# --- single flight --------------------------------------------------------------------------
+
+T0 = datetime(2024, 5, 6, 7, 15, 0, 123000, tzinfo=UTC)
+
+
+def running(name: str, start: datetime) -> RunningExecution:
+    return RunningExecution(
+        f"arn:aws:states:us-east-1:123456789012:execution:aurora-sync:{name}", name, start
+    )
+
+
+def test_an_earlier_running_execution_blocks() -> None:
+    own = execution("b-run", T0)
+    blocker = earlier_execution(own, [running("b-run", T0), running("a-old", T0 - timedelta(minutes=5))])
+    assert blocker == running("a-old", T0 - timedelta(minutes=5))
+
+
+def test_own_arn_and_later_executions_do_not_block() -> None:
+    own = execution("b-run", T0)
+    # ListExecutions may report its own start time differently; its ARN alone excludes it.
+    assert earlier_execution(own, [running("b-run", T0 - timedelta(seconds=1))]) is None
+    assert earlier_execution(own, [running("c-new", T0 + timedelta(milliseconds=1))]) is None
+    assert earlier_execution(own, []) is None
+
+
+def test_equal_start_times_break_ties_by_name() -> None:
+    assert earlier_execution(execution("b-run", T0), [running("a-run", T0)]) == running("a-run", T0)
+    assert earlier_execution(execution("a-run", T0), [running("b-run", T0)]) is None
+
+
+def test_the_earliest_of_several_blockers_is_named() -> None:
+    own = execution("z", T0)
+    found = earlier_execution(
+        own, [running("m", T0 - timedelta(seconds=1)), running("n", T0 - timedelta(hours=1))]
+    )
+    assert found is not None
+    assert found.name == "n"
+
+
+# --- output and size ------------------------------------------------------------------------
+
+
+def _item(columns: list[str] | None = None) -> Any:
+    config = table(
+        "order_items_history",
+        **({"columns": columns, "primary_key": [columns[0]], "cursor": columns[1]} if columns else {}),
+    )
+    return work_item(RUN_ID, config, choose_window(config, watermark=UTC_WATERMARK))
+
+
+def test_output_shape() -> None:
+    plan = Plan(run_id=RUN_ID, started_at="2024-05-06T07:15:00.123+00:00", items=[_item()])
+    plan.failed.append(FailedTable("broken", "ConfigError", "bad"))
+    output = plan.output()
+    assert output == {
+        "run_id": RUN_ID,
+        "started_at": "2024-05-06T07:15:00.123+00:00",
+        "skip": False,
+        "skip_reason": None,
+        "items": [_item().model_dump(by_alias=True, mode="json", exclude_defaults=True)],
+        "failed": [{"table": "broken", "error": "ConfigError", "cause": "bad"}],
+        "tables_planned": 1,
+    }
+
+
+def test_measured_item_sizes_match_the_handler_docstring() -> None:
+    plain = len(json.dumps(_item().model_dump(by_alias=True, mode="json", exclude_defaults=True)))
+    columns = [f"column_name_{i:02d}" for i in range(50)]
+    wide = len(json.dumps(_item(columns).model_dump(by_alias=True, mode="json", exclude_defaults=True)))
+    assert 280 <= plain <= 310
+    assert 18 <= (wide - plain) / 50 <= 20
+    assert PLAN_BUDGET_BYTES // plain >= 800
+    assert PLAN_BUDGET_BYTES // wide >= 200
+
+
+def test_800_plain_tables_fit_and_an_oversized_plan_is_refused() -> None:
+    fits = Plan(run_id=RUN_ID, started_at="x", items=[_item()] * 800).output()
+    assert len(json.dumps(fits).encode()) <= PLAN_BUDGET_BYTES
+    wide = _item([f"column_name_{i:02d}" for i in range(50)])
+    with pytest.raises(ConfigError) as excinfo:
+        Plan(run_id=RUN_ID, started_at="x", items=[wide] * 250).output()
+    message = config_error(excinfo)
+    assert "the plan for 250 table(s) and 0 failed entries is" in message
+    assert f"over the planner's budget of {PLAN_BUDGET_BYTES} bytes" in message
+    assert "split the tables across two state machines" in message
