@@ -1,0 +1,21 @@
+-- The file format and the external stage every pipe reads from.
+--
+-- PostgreSQL's CSV writes NULL as an unquoted empty field and '' as "": with
+-- FIELD_OPTIONALLY_ENCLOSED_BY='"', EMPTY_FIELD_AS_NULL=TRUE and NULL_IF=() the two stay apart.
+-- No header (aws_s3 does not repeat one in split parts). ERROR_ON_COLUMN_COUNT_MISMATCH stays TRUE
+-- so a file whose columns do not match the table fails loudly instead of loading shifted data.
+
+CREATE FILE FORMAT IF NOT EXISTS {{database}}.{{staging_schema}}.{{file_format}}
+    TYPE = CSV
+    FIELD_DELIMITER = ','
+    FIELD_OPTIONALLY_ENCLOSED_BY = '"'
+    EMPTY_FIELD_AS_NULL = TRUE
+    NULL_IF = ()
+    SKIP_HEADER = 0
+    ERROR_ON_COLUMN_COUNT_MISMATCH = TRUE
+    ENCODING = 'UTF8';
+
+CREATE STAGE IF NOT EXISTS {{database}}.{{staging_schema}}.{{stage}}
+    URL = 's3://{{bucket}}/'
+    STORAGE_INTEGRATION = {{integration}}
+    FILE_FORMAT = {{database}}.{{staging_schema}}.{{file_format}};

@@ -1,0 +1,178 @@
+"""Generated Snowflake SQL, checked offline with sqlglot's Snowflake dialect (syntax the local
+emulator might accept or reject differently from a real account)."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+import sqlglot
+from sqlglot import exp
+
+from aurora_sync.errors import SourceObjectMissing
+from aurora_sync.source_catalog import SourceColumn
+from aurora_sync.typemap import PgType
+from aurora_sync_ops.snowflake_sql import (
+    FILE_PATTERN,
+    SnowflakeSetup,
+    SqlConfigError,
+    TableSpec,
+    render_drift,
+    render_merge,
+    render_pipe,
+    render_setup,
+    render_table,
+    staging_columns,
+    table_spec,
+)
+
+SETUP = SnowflakeSetup(
+    bucket="aurora-sync-data-lake", storage_role_arn="arn:aws:iam::123456789012:role/sf-read"
+)
+
+CATALOG = [
+    SourceColumn("id", PgType("int8", "bigint", "N"), True),
+    SourceColumn("Order Note", PgType("text", "text", "S"), False),
+    SourceColumn("payload", PgType("jsonb", "jsonb", "U"), False),
+    SourceColumn("tags", PgType("_text", "text[]", "A", PgType("text", "text", "S")), False),
+    SourceColumn("is_deleted", PgType("bool", "boolean", "B"), False),
+    SourceColumn("deleted_at", PgType("timestamptz", "timestamp with time zone", "D"), False),
+    SourceColumn("updated_at", PgType("timestamptz", "timestamp with time zone", "D"), True),
+]
+
+# Statements sqlglot only knows as an opaque Command; their embedded query is parsed instead.
+SNOWFLAKE_ONLY = re.compile(
+    r"^(CREATE (OR REPLACE )?(PIPE|TASK|STREAM|ROLE|USER)|ALTER TASK|GRANT (ROLE|SELECT|.* ON FUTURE))"
+)
+
+
+def spec(**overrides: object) -> TableSpec:
+    arguments: dict[str, object] = {
+        "name": "orders",
+        "target": "ORDERS",
+        "catalog": CATALOG,
+        "schema": "public",
+        "table": "orders",
+        "columns": None,
+        "primary_key": ["id"],
+        "cursor": "updated_at",
+    }
+    arguments.update(overrides)
+    return table_spec(**arguments)  # type: ignore[arg-type]
+
+
+def parse(statement: str) -> exp.Expr:
+    parsed = sqlglot.parse_one(statement, read="snowflake")
+    assert parsed is not None
+    return parsed
+
+
+def check(statement: str) -> None:
+    parsed = parse(statement)
+    if not isinstance(parsed, exp.Command):
+        return
+    assert SNOWFLAKE_ONLY.match(statement), f"sqlglot could not parse: {statement[:120]}"
+    body = re.search(r"\bAS\s+(MERGE|COPY|DELETE)\b.*", statement, flags=re.DOTALL)
+    if body:
+        inner = parse(body.group(0)[3:])
+        assert not isinstance(inner, exp.Command), f"embedded statement unparsed: {body.group(0)[:120]}"
+
+
+@pytest.mark.parametrize("mode", ["delete", "flag"])
+def test_every_generated_statement_parses_as_snowflake(mode: str) -> None:
+    statements = render_setup(SETUP) + render_table(
+        SETUP, spec(soft_delete_column="deleted_at", soft_delete_mode=mode)
+    )
+    assert len(statements) > 20
+    for statement in statements:
+        check(statement)
+
+
+def test_merge_dedupes_by_key_latest_cursor_then_file_then_row() -> None:
+    merge = parse(render_merge(SETUP, spec()))
+    assert isinstance(merge, exp.Merge)
+    sql = render_merge(SETUP, spec())
+    assert 'QUALIFY ROW_NUMBER() OVER (PARTITION BY "ID" ORDER BY "UPDATED_AT" DESC NULLS LAST, ' in sql
+    assert '"_AURORA_SYNC_FILE" DESC, "_AURORA_SYNC_ROW" DESC) = 1' in sql
+    assert 'FROM "AURORA_SYNC"."STAGING"."ORDERS_STREAM"' in sql
+    # An older version never overwrites a newer one; a re-export of the same version may.
+    assert 'WHEN MATCHED AND (s."UPDATED_AT" >= t."UPDATED_AT" OR t."UPDATED_AT" IS NULL) THEN UPDATE' in sql
+    assert 'PARSE_JSON("PAYLOAD") AS "PAYLOAD"' in sql and 'PARSE_JSON("TAGS")::ARRAY AS "TAGS"' in sql
+    assert "THEN DELETE" not in sql
+
+
+def test_soft_delete_modes() -> None:
+    deleting = render_merge(SETUP, spec(soft_delete_column="deleted_at"))
+    assert 'AND s."DELETED_AT" IS NOT NULL THEN DELETE' in deleting
+    assert 'WHEN NOT MATCHED AND NOT (s."DELETED_AT" IS NOT NULL) THEN INSERT' in deleting
+    flagging = render_merge(SETUP, spec(soft_delete_column="is_deleted", soft_delete_mode="flag"))
+    assert "THEN DELETE" not in flagging
+    assert '"_AURORA_SYNC_DELETED" = COALESCE(s."IS_DELETED", FALSE)' in flagging
+    final = render_table(SETUP, spec(soft_delete_column="is_deleted", soft_delete_mode="flag"))[1]
+    assert '"_AURORA_SYNC_DELETED" BOOLEAN' in final
+
+
+def test_pipe_columns_follow_the_export_order_and_match_part_files() -> None:
+    the_spec = spec(columns=["updated_at", "id", "Order Note"])
+    pipe = render_pipe(SETUP, the_spec)
+    assert staging_columns(the_spec)[:4] == ["UPDATED_AT", "ID", "Order Note", "_AURORA_SYNC_UNREPRESENTABLE"]
+    assert '("UPDATED_AT", "ID", "Order Note", "_AURORA_SYNC_UNREPRESENTABLE", "_AURORA_SYNC_FILE"' in pipe
+    assert (
+        "SELECT $1, $2, $3, $4, METADATA$FILENAME, METADATA$FILE_ROW_NUMBER, METADATA$START_SCAN_TIME" in pipe
+    )
+    assert 'FROM @"AURORA_SYNC"."STAGING"."AURORA_SYNC_STAGE"/orders/)' in pipe
+    for name in ("0192c1f0-aaaa-7bbb-8ccc-123456789abc.csv", "x.csv_part2", "x.csv_part13"):
+        assert re.fullmatch(FILE_PATTERN, f"orders/2026/11/26/03/{name}")
+    assert not re.fullmatch(FILE_PATTERN, "orders/2026/11/26/03/x.csv.tmp")
+
+
+def test_types_come_from_the_type_map() -> None:
+    staging, final = render_table(SETUP, spec())[:2]
+    assert '"PAYLOAD" VARCHAR' in staging and '"PAYLOAD" VARIANT' in final
+    assert '"TAGS" ARRAY' in final and '"UPDATED_AT" TIMESTAMP_TZ(6)' in final
+    assert '"ID" NUMBER(19,0) NOT NULL' in final and 'PRIMARY KEY ("ID")' in final
+    assert '"_AURORA_SYNC_LOADED_AT" TIMESTAMP_TZ' in staging and '"_AURORA_SYNC_SYNCED_AT"' in final
+
+
+def test_drift_adds_columns_then_replaces_pipe_and_tasks() -> None:
+    the_spec = spec()
+    existing = ["ID", "Order Note", "PAYLOAD", "TAGS", "IS_DELETED", "UPDATED_AT"]
+    statements = render_drift(SETUP, the_spec, staging_existing=existing, final_existing=existing)
+    assert (
+        statements[0]
+        == 'ALTER TABLE "AURORA_SYNC"."STAGING"."ORDERS" ADD COLUMN "DELETED_AT" TIMESTAMP_TZ(6)'
+    )
+    assert (
+        statements[1] == 'ALTER TABLE "AURORA_SYNC"."FINAL"."ORDERS" ADD COLUMN "DELETED_AT" TIMESTAMP_TZ(6)'
+    )
+    assert statements[2].startswith('CREATE OR REPLACE PIPE "AURORA_SYNC"."STAGING"."ORDERS_PIPE"')
+    assert all(s.startswith("CREATE OR REPLACE TASK") for s in statements[3:])
+    for statement in statements:
+        check(statement)
+    every = [*existing, "DELETED_AT"]
+    assert render_drift(SETUP, the_spec, staging_existing=every, final_existing=every) == []
+
+
+def test_config_mismatches_are_named() -> None:
+    with pytest.raises(SourceObjectMissing, match="'gone'"):
+        spec(columns=["id", "updated_at", "gone"])
+    with pytest.raises(SqlConfigError, match="soft_delete_column 'deleted_at' is not exported"):
+        spec(columns=["id", "updated_at"], soft_delete_column="deleted_at")
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        ("database", 'X"; DROP DATABASE Y; --', "not a plain Snowflake identifier"),
+        ("bucket", "Bad_Bucket", "not a valid S3 bucket name"),
+        ("storage_role_arn", "arn:aws:iam::1:role/x' OR 1=1", "not an IAM role ARN"),
+    ],
+)
+def test_hostile_setup_values_are_refused(field: str, value: str, message: str) -> None:
+    values: dict[str, str] = {
+        "bucket": "b-bucket",
+        "storage_role_arn": "arn:aws:iam::123456789012:role/r",
+        field: value,
+    }
+    with pytest.raises(SqlConfigError, match=message):
+        SnowflakeSetup(**values)  # type: ignore[arg-type]
