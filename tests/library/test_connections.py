@@ -59,8 +59,9 @@ def test_rotated_password_heals_once_vault_has_the_new_one(
     source_connection(application_name="test-rotation").close()
     new_password = secrets.token_urlsafe(16)
     alter = sql.SQL("ALTER ROLE {} PASSWORD %s").format(sql.Identifier(pg["user"]))
-    with psycopg2.connect(pg["admin_dsn"]) as conn, conn.cursor() as cur:
-        conn.autocommit = True
+    conn = psycopg2.connect(pg["admin_dsn"])
+    conn.autocommit = True  # not `with conn:`, which wraps everything in one transaction
+    with conn.cursor() as cur:
         try:
             # When the password is rotated in the database and then in Vault
             cur.execute(alter, (new_password,))
@@ -79,3 +80,4 @@ def test_rotated_password_heals_once_vault_has_the_new_one(
             admin.secrets.kv.v2.create_or_update_secret(
                 path=path, secret={**current["data"]["data"], "password": pg["password"]}
             )
+    conn.close()

@@ -1,0 +1,504 @@
+"""Append-only streams and tasks.
+
+A stream is emulated by an offset snapshot: a copy of its table's rows as of the last consuming
+DML, kept next to the table. The stream's rows are ``table EXCEPT ALL snapshot`` (rows inserted
+since; an insert-only view, as APPEND_ONLY = TRUE promises), so rows loaded by pipes and rows
+INSERTed through the connector both appear. A DML that reads the stream reads a frozen copy of
+the table and, once it succeeded, that copy becomes the new offset (see ``Streams.snapshot``). Rows that are
+byte-for-byte identical to a row still in the snapshot are indistinguishable (staging rows
+carry file name and row number, so they never are).
+
+A task records its statement; EXECUTE TASK (and, for a resumed task with SCHEDULE = 'N MINUTE',
+the scheduler) runs it on a worker thread through the same statement path as a client's SQL,
+recording SCHEDULED → EXECUTING → SUCCEEDED | FAILED, or SKIPPED when its WHEN is false.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from datetime import timedelta
+from typing import Any
+
+import snowflake.connector.errors
+from duckdb import DuckDBPyConnection
+
+from . import history
+from .catalog import (
+    QUALIFIED,
+    ObjectName,
+    Registry,
+    already_exists,
+    does_not_exist,
+    sql_error,
+    syntax_error,
+    unquote_string,
+    utcnow,
+)
+from .history import dq
+from .pipes import Session, _in_scope, _like, parse_properties
+
+log = logging.getLogger("aurora_sync.snowflake.tasks")
+
+# (database, schema, sql) -> (query id, rows); raises ProgrammingError as a client would see it.
+Executor = Callable[[str, str, str], tuple[str, list[tuple[Any, ...]]]]
+
+
+class Streams:
+    def __init__(self, registry: Registry, duck: DuckDBPyConnection) -> None:
+        self.registry = registry
+        self.duck = duck
+
+    def create(self, sql: str, session: Session) -> str:
+        match = re.match(
+            r"\s*CREATE\s+(OR\s+REPLACE\s+)?STREAM\s+(IF\s+NOT\s+EXISTS\s+)?(" + QUALIFIED + r")\s+"
+            r"(?:COPY\s+GRANTS\s+)?ON\s+TABLE\s+(" + QUALIFIED + r")(.*)$",
+            sql,
+            re.I | re.S,
+        )
+        if not match:
+            raise syntax_error(
+                "expected CREATE [OR REPLACE] STREAM <name> ON TABLE <table> APPEND_ONLY = TRUE"
+            )
+        replace, if_not_exists, raw_name, raw_table, rest = match.groups()
+        name = ObjectName.resolve(raw_name, session.database, session.schema)
+        table = ObjectName.resolve(raw_table, session.database, session.schema)
+        props = parse_properties(rest)
+        existing = self.registry.get("streams", name.fq)
+        if existing and not replace:
+            if if_not_exists:
+                return f"{name.name} already exists, statement succeeded."
+            raise already_exists(name.name)
+        if props.get("APPEND_ONLY", "FALSE").upper() != "TRUE":
+            raise sql_error(
+                f"SQL compilation error:\nStream {name.name}: the local emulator supports APPEND_ONLY = TRUE "
+                "streams on tables only",
+                errno=2000,
+                sqlstate="0A000",
+            )
+        with self.duck.cursor() as cur:
+            if not cur.execute(
+                "SELECT 1 FROM duckdb_tables() WHERE database_name = ? AND schema_name = ? "
+                "AND table_name = ?",
+                list(table.parts()),
+            ).fetchone():
+                raise does_not_exist("Table", table.fq)
+            history.ensure_tables(cur, table.database)
+            if existing:
+                cur.execute(f"DROP TABLE IF EXISTS {self._base(existing)}")
+            record = {
+                "name": name.name,
+                "database": name.database,
+                "schema": name.schema,
+                "table": table.fq,
+                "id": uuid.uuid4().hex[:16],
+                "created_on": utcnow().isoformat(),
+                "comment": unquote_string(props.get("COMMENT", "''")),
+            }
+            initial = props.get("SHOW_INITIAL_ROWS", "FALSE").upper() == "TRUE"
+            cur.execute(
+                f"CREATE TABLE {self._base(record)} AS SELECT * FROM {self._table(record)}"
+                + (" WHERE false" if initial else "")
+            )
+        self.registry.put("streams", name.fq, record)
+        return f"Stream {name.name} successfully created."
+
+    @staticmethod
+    def _base(record: dict[str, Any]) -> str:
+        database = ObjectName.from_fq(record["table"]).database
+        return f"{dq(database)}.{history.SCHEMA}.{dq('_emu_stream_' + record['id'])}"
+
+    @staticmethod
+    def _table(record: dict[str, Any]) -> str:
+        table = ObjectName.from_fq(record["table"])
+        return ".".join(dq(p) for p in table.parts())
+
+    def drop(self, raw_name: str, session: Session, if_exists: bool) -> str:
+        name = ObjectName.resolve(raw_name, session.database, session.schema)
+        record = self.registry.remove("streams", name.fq)
+        if not record:
+            if if_exists:
+                return f"Drop statement executed successfully ({name.name} already dropped)."
+            raise does_not_exist("Stream", name.fq)
+        with self.duck.cursor() as cur:
+            cur.execute(f"DROP TABLE IF EXISTS {self._base(record)}")
+        return f"{name.name} successfully dropped."
+
+    def find(self, name: ObjectName) -> dict[str, Any] | None:
+        return self.registry.get("streams", name.fq)
+
+    def names(self) -> list[str]:
+        return [record["name"] for _, record in self.registry.items("streams")]
+
+    def rows_sql(self, record: dict[str, Any], source: str | None = None) -> str:
+        """The stream's rows as a subquery body (Snowflake SQL that fakesnow runs on DuckDB)."""
+        return (
+            f'SELECT *, \'INSERT\' AS "METADATA$ACTION", FALSE AS "METADATA$ISUPDATE" FROM '
+            f"(SELECT * FROM {source or self._table(record)} EXCEPT ALL SELECT * FROM {self._base(record)})"
+        )
+
+    def has_data(self, raw_name: str, session: Session) -> bool:
+        name = ObjectName.resolve(raw_name, session.database, session.schema)
+        record = self.find(name)
+        if not record:
+            raise does_not_exist("Stream", name.fq)
+        with self.duck.cursor() as cur:
+            row = cur.execute(
+                f"SELECT EXISTS (SELECT * FROM {self._table(record)} "
+                f"EXCEPT ALL SELECT * FROM {self._base(record)})"
+            ).fetchone()
+        return bool(row and row[0])
+
+    def snapshot(self, record: dict[str, Any]) -> str:
+        """Freeze the table for one consuming DML; the DML reads the stream from this copy.
+
+        fakesnow's MERGE writes fakesnow's own metadata database, so the DML and the offset can
+        not share a DuckDB transaction. Reading from a snapshot and making that snapshot the new
+        offset after the DML succeeded gives the same result: rows that arrive meanwhile are
+        after the offset and stay in the stream.
+        """
+        database = ObjectName.from_fq(record["table"]).database
+        snap = f"{dq(database)}.{history.SCHEMA}.{dq('_emu_snap_' + uuid.uuid4().hex[:16])}"
+        with self.duck.cursor() as cur:
+            cur.execute(f"CREATE TABLE {snap} AS SELECT * FROM {self._table(record)}")
+        return snap
+
+    def advance(self, fq: str, snap: str) -> None:
+        record = self.registry.get("streams", fq)
+        with self.duck.cursor() as cur:
+            if record:
+                cur.execute("BEGIN TRANSACTION")
+                cur.execute(f"DELETE FROM {self._base(record)}")
+                cur.execute(f"INSERT INTO {self._base(record)} SELECT * FROM {snap}")
+                cur.execute("COMMIT")
+            cur.execute(f"DROP TABLE IF EXISTS {snap}")
+
+    def discard(self, snap: str) -> None:
+        with self.duck.cursor() as cur:
+            cur.execute(f"DROP TABLE IF EXISTS {snap}")
+
+    def show_rows(
+        self, session: Session, like: str | None, scope: tuple[str, str | None] | None
+    ) -> list[dict[str, Any]]:
+        rows = []
+        for fq, s in sorted(self.registry.items("streams")):
+            if _in_scope(fq, session, scope) and _like(s["name"], like):
+                rows.append(
+                    {
+                        "created_on": s["created_on"],
+                        "name": s["name"],
+                        "database_name": s["database"],
+                        "schema_name": s["schema"],
+                        "owner": "SYSADMIN",
+                        "comment": s["comment"],
+                        "table_name": s["table"],
+                        "source_type": "Table",
+                        "base_tables": s["table"],
+                        "type": "DELTA",
+                        "stale": "false",
+                        "mode": "APPEND_ONLY",
+                    }
+                )
+        return rows
+
+
+class Tasks:
+    def __init__(self, registry: Registry, duck: DuckDBPyConnection, execute: Executor) -> None:
+        self.registry = registry
+        self.duck = duck
+        self.execute = execute
+        self.running: dict[str, threading.Lock] = {}
+        self.next_run: dict[str, float] = {}
+        self.stop = threading.Event()
+
+    def create(self, sql: str, session: Session) -> str:
+        match = re.match(
+            r"\s*CREATE\s+(OR\s+REPLACE\s+)?TASK\s+(IF\s+NOT\s+EXISTS\s+)?(" + QUALIFIED + r")(.*)$",
+            sql,
+            re.I | re.S,
+        )
+        if not match:
+            raise syntax_error("expected CREATE [OR REPLACE] TASK <name> ... AS <statement>")
+        replace, if_not_exists, raw_name, rest = match.groups()
+        name = ObjectName.resolve(raw_name, session.database, session.schema)
+        header, body = _split_as(rest)
+        if body is None:
+            raise syntax_error(f"CREATE TASK {name.name}: missing AS <sql statement>")
+        condition = None
+        when = re.search(r"\bWHEN\b", header, re.I)
+        if when:
+            condition = header[when.end() :].strip()
+            header = header[: when.start()]
+        props = parse_properties(header)
+        after = re.search(r"\bAFTER\s+(" + QUALIFIED + r"(?:\s*,\s*" + QUALIFIED + r")*)", header, re.I)
+        existing = self.registry.get("tasks", name.fq)
+        if existing and not replace:
+            if if_not_exists:
+                return f"{name.name} already exists, statement succeeded."
+            raise already_exists(name.name)
+        schedule = unquote_string(props["SCHEDULE"]) if "SCHEDULE" in props else None
+        if schedule and not re.fullmatch(
+            r"\d+\s*(MINUTE|MINUTES|M|SECOND|SECONDS|S|HOUR|HOURS|H)|USING\s+CRON\s+.+", schedule, re.I
+        ):
+            raise sql_error(
+                f"SQL compilation error:\ninvalid value [{schedule}] for parameter 'SCHEDULE'",
+                errno=1008,
+                sqlstate="22023",
+            )
+        record = {
+            "name": name.name,
+            "database": name.database,
+            "schema": name.schema,
+            "id": str(uuid.uuid4()),
+            "created_on": utcnow().isoformat(),
+            "warehouse": props["WAREHOUSE"].upper() if "WAREHOUSE" in props else None,
+            "schedule": schedule,
+            "allow_overlapping": props.get("ALLOW_OVERLAPPING_EXECUTION", "FALSE").upper() == "TRUE",
+            "comment": unquote_string(props.get("COMMENT", "''")),
+            "predecessors": [p.strip() for p in after.group(1).split(",")] if after else [],
+            "condition": condition,
+            "definition": body.strip().rstrip(";"),
+            "state": "suspended",
+            "config": {k: v for k, v in props.items() if k not in ("SCHEDULE", "WAREHOUSE", "COMMENT")},
+        }
+        self.registry.put("tasks", name.fq, record)
+        return f"Task {name.name} successfully created."
+
+    def task(self, raw_name: str, session: Session) -> dict[str, Any]:
+        name = ObjectName.resolve(raw_name, session.database, session.schema)
+        record = self.registry.get("tasks", name.fq)
+        if not record:
+            raise does_not_exist("Task", name.fq)
+        return record
+
+    def drop(self, raw_name: str, session: Session, if_exists: bool) -> str:
+        name = ObjectName.resolve(raw_name, session.database, session.schema)
+        if not self.registry.remove("tasks", name.fq):
+            if if_exists:
+                return f"Drop statement executed successfully ({name.name} already dropped)."
+            raise does_not_exist("Task", name.fq)
+        return f"{name.name} successfully dropped."
+
+    def alter(self, sql: str, session: Session) -> str:
+        match = re.match(r"\s*ALTER\s+TASK\s+(IF\s+EXISTS\s+)?(" + QUALIFIED + r")\s+(.*)$", sql, re.I | re.S)
+        if not match:
+            raise syntax_error("expected ALTER TASK <name> RESUME | SUSPEND | SET ...")
+        _, raw_name, action = match.groups()
+        record = self.task(raw_name, session)
+        fq = f"{record['database']}.{record['schema']}.{record['name']}"
+        verb = action.strip().split(None, 1)[0].upper()
+        if verb in ("RESUME", "SUSPEND"):
+            record["state"] = "started" if verb == "RESUME" else "suspended"
+            self.next_run.pop(fq, None)
+        elif verb == "SET":
+            props = parse_properties(action)
+            if "SCHEDULE" in props:
+                record["schedule"] = unquote_string(props["SCHEDULE"])
+            if "WAREHOUSE" in props:
+                record["warehouse"] = props["WAREHOUSE"].upper()
+            if "COMMENT" in props:
+                record["comment"] = unquote_string(props["COMMENT"])
+            if "ALLOW_OVERLAPPING_EXECUTION" in props:
+                record["allow_overlapping"] = props["ALLOW_OVERLAPPING_EXECUTION"].upper() == "TRUE"
+        elif verb == "MODIFY":
+            _, body = _split_as(action)
+            if re.match(r"\s*MODIFY\s+WHEN\b", action, re.I):
+                record["condition"] = action.strip()[len("MODIFY") :].strip()[len("WHEN") :].strip()
+            elif body is not None:
+                record["definition"] = body.strip().rstrip(";")
+        else:
+            raise syntax_error(f"unsupported ALTER TASK action '{verb}'")
+        self.registry.put("tasks", fq, record)
+        return "Statement executed successfully."
+
+    def show_rows(
+        self, session: Session, like: str | None, scope: tuple[str, str | None] | None
+    ) -> list[dict[str, Any]]:
+        rows = []
+        for fq, t in sorted(self.registry.items("tasks")):
+            if _in_scope(fq, session, scope) and _like(t["name"], like):
+                rows.append(
+                    {
+                        "created_on": t["created_on"],
+                        "name": t["name"],
+                        "id": t["id"],
+                        "database_name": t["database"],
+                        "schema_name": t["schema"],
+                        "owner": "SYSADMIN",
+                        "comment": t["comment"],
+                        "warehouse": t["warehouse"],
+                        "schedule": t["schedule"],
+                        "predecessors": "[]" if not t["predecessors"] else str(t["predecessors"]),
+                        "state": t["state"],
+                        "definition": t["definition"],
+                        "condition": t["condition"],
+                        "allow_overlapping_execution": str(t["allow_overlapping"]).lower(),
+                        "error_integration": None,
+                        "last_committed_on": None,
+                        "last_suspended_on": None,
+                        "owner_role_type": "ROLE",
+                        "config": None,
+                        "budget": None,
+                    }
+                )
+        return rows
+
+    # --- runs ------------------------------------------------------------------------------
+    def execute_task(self, raw_name: str, session: Session, scheduled_from: str = "EXECUTE TASK") -> str:
+        record = self.task(raw_name, session)
+        query_id = str(uuid.uuid4())
+        scheduled = utcnow()
+        with self.duck.cursor() as cur:
+            history.ensure_tables(cur, record["database"])
+            cur.execute(
+                f"INSERT INTO {history.task_table(record['database'])} "
+                "(QUERY_ID, NAME, DATABASE_NAME, SCHEMA_NAME, "
+                "QUERY_TEXT, CONDITION_TEXT, STATE, SCHEDULED_TIME, ROOT_TASK_ID, GRAPH_VERSION, RUN_ID, "
+                "SCHEDULED_FROM, ATTEMPT_NUMBER) VALUES (?, ?, ?, ?, ?, ?, 'SCHEDULED', ?, ?, 1, ?, ?, 1)",
+                [
+                    query_id,
+                    record["name"],
+                    record["database"],
+                    record["schema"],
+                    record["definition"],
+                    record["condition"],
+                    scheduled,
+                    record["id"],
+                    int(scheduled.timestamp() * 1000),
+                    scheduled_from,
+                ],
+            )
+        threading.Thread(
+            target=self._run, args=(record, query_id), name=f"task-{record['name']}", daemon=True
+        ).start()
+        return query_id
+
+    def _update(self, record: dict[str, Any], query_id: str, **columns: Any) -> None:
+        assignments = ", ".join(f"{k.upper()} = ?" for k in columns)
+        with self.duck.cursor() as cur:
+            cur.execute(
+                f"UPDATE {history.task_table(record['database'])} SET {assignments} WHERE QUERY_ID = ?",
+                [*columns.values(), query_id],
+            )
+
+    def _run(self, record: dict[str, Any], query_id: str) -> None:
+        fq = f"{record['database']}.{record['schema']}.{record['name']}"
+        lock = self.running.setdefault(fq, threading.Lock())
+        if not lock.acquire(blocking=record["allow_overlapping"]):
+            self._update(
+                record,
+                query_id,
+                state="SKIPPED",
+                completed_time=utcnow(),
+                error_message="Skipped: the previous run of this task is still executing.",
+            )
+            return
+        try:
+            if record["condition"]:
+                try:
+                    _, rows = self.execute(
+                        record["database"], record["schema"], f"SELECT {record['condition']}"
+                    )
+                    proceed = bool(rows and rows[0][0])
+                except snowflake.connector.errors.Error as exc:
+                    self._update(
+                        record,
+                        query_id,
+                        state="FAILED",
+                        completed_time=utcnow(),
+                        error_code=str(getattr(exc, "errno", "")),
+                        error_message=getattr(exc, "msg", str(exc)),
+                    )
+                    return
+                if not proceed:
+                    self._update(record, query_id, state="SKIPPED", completed_time=utcnow())
+                    return
+            self._update(record, query_id, state="EXECUTING", query_start_time=utcnow())
+            try:
+                self.execute(record["database"], record["schema"], record["definition"])
+            except snowflake.connector.errors.Error as exc:
+                self._update(
+                    record,
+                    query_id,
+                    state="FAILED",
+                    completed_time=utcnow(),
+                    error_code=f"{getattr(exc, 'errno', 0) or 0:06d}"[-6:],
+                    error_message=getattr(exc, "msg", None) or str(exc),
+                )
+                return
+            except Exception as exc:
+                log.exception("task %s failed", fq)
+                self._update(
+                    record,
+                    query_id,
+                    state="FAILED",
+                    completed_time=utcnow(),
+                    error_code="000603",
+                    error_message=str(exc).split("\n")[0],
+                )
+                return
+            self._update(record, query_id, state="SUCCEEDED", completed_time=utcnow())
+        finally:
+            lock.release()
+
+    def start(self) -> None:
+        threading.Thread(target=self._schedule, name="task-scheduler", daemon=True).start()
+
+    def _schedule(self) -> None:
+        while not self.stop.wait(1.0):
+            now = time.monotonic()
+            for fq, record in self.registry.items("tasks"):
+                interval = _interval(record.get("schedule"))
+                if record["state"] != "started" or interval is None:
+                    continue
+                due = self.next_run.setdefault(fq, now + interval.total_seconds())
+                if now >= due:
+                    self.next_run[fq] = now + interval.total_seconds()
+                    try:
+                        self.execute_task(fq, Session(None, None), scheduled_from="SCHEDULE")
+                    except Exception:
+                        log.exception("scheduled run of %s could not start", fq)
+
+
+def _interval(schedule: str | None) -> timedelta | None:
+    """SCHEDULE = 'N MINUTE' (or SECONDS/HOURS); CRON schedules are recorded but not run locally."""
+    if not schedule:
+        return None
+    match = re.fullmatch(r"(\d+)\s*([A-Za-z]+)", schedule.strip())
+    if not match:
+        return None
+    number, unit = int(match.group(1)), match.group(2).upper()
+    if unit.startswith("S"):
+        return timedelta(seconds=number)
+    if unit.startswith("H"):
+        return timedelta(hours=number)
+    return timedelta(minutes=number)
+
+
+def _split_as(text: str) -> tuple[str, str | None]:
+    """Split at the first top-level AS keyword outside quotes and parentheses."""
+    depth, i, quote = 0, 0, ""
+    while i < len(text):
+        ch = text[i]
+        if quote:
+            if ch == quote:
+                quote = ""
+        elif ch in "'\"":
+            quote = ch
+        elif ch == "(":
+            depth += 1
+        elif ch == ")":
+            depth -= 1
+        elif (
+            depth == 0
+            and text[i : i + 2].upper() == "AS"
+            and (i == 0 or not (text[i - 1].isalnum() or text[i - 1] in "_$"))
+            and (i + 2 >= len(text) or not (text[i + 2].isalnum() or text[i + 2] in "_$"))
+        ):
+            return text[:i], text[i + 2 :]
+        i += 1
+    return text, None

@@ -1,0 +1,712 @@
+"""Contract tests of the local Snowflake (fakesnow + control-plane emulation).
+
+Everything goes through the real Snowflake connector to the running server and through moto
+for S3/SQS/IAM, exactly as production code would. Each test uses its own table/pipe names and
+S3 prefix, so the tests are independent of their order (the restart test runs last by design).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import boto3
+import pytest
+import snowflake.connector
+from snowflake.connector.errors import ProgrammingError
+
+from aurora_sync_ops.local.stack import Stack
+
+NOTIFIED = "n/"  # the bucket notification covers this prefix only; "quiet/" gets no events
+DB = "AURORA_SYNC"
+POLL_S = 30.0
+
+
+def wait_for(predicate: Callable[[], Any], timeout: float = POLL_S, what: str = "condition") -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        result = predicate()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
+        time.sleep(0.1)
+
+
+@pytest.fixture(scope="module")
+def aws_session(stack: dict[str, Any]) -> Any:
+    aws = stack["aws"]
+    return boto3.session.Session(
+        aws_access_key_id=aws["access_key_id"],
+        aws_secret_access_key=aws["secret_access_key"],
+        region_name=aws["region"],
+    )
+
+
+@pytest.fixture(scope="module")
+def s3(aws_session: Any, stack: dict[str, Any]) -> Any:
+    return aws_session.client("s3", endpoint_url=stack["aws"]["endpoint_url"])
+
+
+@pytest.fixture(scope="module")
+def sqs(aws_session: Any, stack: dict[str, Any]) -> Any:
+    return aws_session.client("sqs", endpoint_url=stack["aws"]["endpoint_url"])
+
+
+def connect(stack: dict[str, Any], **extra: Any) -> Any:
+    return snowflake.connector.connect(**stack["snowflake"], **extra)
+
+
+@pytest.fixture(scope="module")
+def sf(stack: dict[str, Any]) -> Iterator[Any]:
+    conn = connect(stack)
+    yield conn
+    conn.close()
+
+
+def run(conn: Any, sql: str, params: Any = None) -> list[dict[str, Any]]:
+    with conn.cursor(snowflake.connector.DictCursor) as cur:
+        cur.execute(sql, params)
+        return list(cur.fetchall())
+
+
+@pytest.fixture(scope="module")
+def lake(sf: Any, s3: Any, stack: dict[str, Any]) -> dict[str, str]:
+    """Integration, stage and file format as the deploy SQL creates them, plus bucket events."""
+    bucket = f"emu-{uuid.uuid4().hex[:10]}"
+    s3.create_bucket(Bucket=bucket)
+    run(
+        sf,
+        f"""CREATE OR REPLACE STORAGE INTEGRATION EMU_S3 TYPE = EXTERNAL_STAGE STORAGE_PROVIDER = 'S3'
+        ENABLED = TRUE STORAGE_AWS_ROLE_ARN = 'arn:aws:iam::123456789012:role/snowflake-access'
+        STORAGE_ALLOWED_LOCATIONS = ('s3://{bucket}/')""",
+    )
+    run(sf, f"CREATE SCHEMA IF NOT EXISTS {DB}.STAGING")
+    run(
+        sf,
+        f"""CREATE OR REPLACE FILE FORMAT {DB}.STAGING.PG_CSV TYPE = CSV FIELD_DELIMITER = ','
+        FIELD_OPTIONALLY_ENCLOSED_BY = '"' EMPTY_FIELD_AS_NULL = TRUE NULL_IF = () SKIP_HEADER = 0""",
+    )
+    run(
+        sf,
+        f"""CREATE OR REPLACE STAGE {DB}.STAGING.LAKE URL = 's3://{bucket}/' STORAGE_INTEGRATION = EMU_S3
+        FILE_FORMAT = (FORMAT_NAME = '{DB}.STAGING.PG_CSV')""",
+    )
+    # Any pipe's row of SHOW PIPES names the account's one queue; create one to learn it.
+    table = "EMU_PROBE"
+    run(sf, f"CREATE OR REPLACE TABLE {DB}.STAGING.{table} (A VARCHAR)")
+    run(
+        sf,
+        f"""CREATE OR REPLACE PIPE {DB}.STAGING.{table}_PIPE AUTO_INGEST = TRUE AS
+        COPY INTO {DB}.STAGING.{table} FROM @{DB}.STAGING.LAKE/probe/""",
+    )
+    arn = run(sf, f"SHOW PIPES LIKE '{table}_PIPE' IN SCHEMA {DB}.STAGING")[0]["notification_channel"]
+    s3.put_bucket_notification_configuration(
+        Bucket=bucket,
+        NotificationConfiguration={
+            "QueueConfigurations": [
+                {
+                    "QueueArn": arn,
+                    "Events": ["s3:ObjectCreated:*"],
+                    "Filter": {"Key": {"FilterRules": [{"Name": "prefix", "Value": NOTIFIED}]}},
+                }
+            ]
+        },
+    )
+    return {"bucket": bucket, "queue_arn": arn}
+
+
+def staging_table(conn: Any, name: str) -> None:
+    run(
+        conn,
+        f"""CREATE OR REPLACE TABLE {DB}.STAGING.{name} (ID NUMBER(38,0) NOT NULL, NOTE VARCHAR,
+        AMOUNT NUMBER(10,2), UPDATED_AT TIMESTAMP_TZ, _FILE VARCHAR, _ROW NUMBER(38,0),
+        _LOADED_AT TIMESTAMP_LTZ)""",
+    )
+
+
+def create_pipe(conn: Any, name: str, prefix: str, on_error: str | None = None) -> None:
+    option = f" ON_ERROR = {on_error}" if on_error else ""
+    run(
+        conn,
+        f"""CREATE OR REPLACE PIPE {DB}.STAGING.{name}_PIPE AUTO_INGEST = TRUE AS
+        COPY INTO {DB}.STAGING.{name} (ID, NOTE, AMOUNT, UPDATED_AT, _FILE, _ROW, _LOADED_AT)
+        FROM (SELECT $1, $2, $3, $4, METADATA$FILENAME, METADATA$FILE_ROW_NUMBER, METADATA$START_SCAN_TIME
+              FROM @{DB}.STAGING.LAKE/{prefix})
+        FILE_FORMAT = (FORMAT_NAME = '{DB}.STAGING.PG_CSV') PATTERN = '.*[.]csv(_part[0-9]+)?'{option}""",
+    )
+
+
+def history(conn: Any, table: str) -> list[dict[str, Any]]:
+    return run(
+        conn,
+        f"""SELECT * FROM TABLE({DB}.INFORMATION_SCHEMA.COPY_HISTORY(
+        TABLE_NAME => 'STAGING.{table}', START_TIME => DATEADD(hours, -1, CURRENT_TIMESTAMP())))
+        ORDER BY FILE_NAME""",
+    )
+
+
+def settled(conn: Any, table: str, count: int) -> list[dict[str, Any]]:
+    """COPY_HISTORY once ``count`` files reached a final status."""
+
+    def done() -> list[dict[str, Any]] | None:
+        rows = history(conn, table)
+        final = [r for r in rows if r["STATUS"] != "Load in progress"]
+        return rows if len(final) >= count else None
+
+    result: list[dict[str, Any]] = wait_for(done, what=f"{count} load(s) into {table}")
+    return result
+
+
+def unique(prefix: str) -> str:
+    return f"{prefix}_{uuid.uuid4().hex[:8].upper()}"
+
+
+# --- server and connection ----------------------------------------------------------------------
+def test_describe_is_exactly_connect_kwargs_and_its_database_exists(stack: dict[str, Any]) -> None:
+    kwargs = stack["snowflake"]
+    assert set(kwargs) == {
+        "account",
+        "user",
+        "password",
+        "host",
+        "port",
+        "protocol",
+        "database",
+        "schema",
+        "warehouse",
+        "role",
+        "session_parameters",
+    }
+    assert kwargs["protocol"] == "http"
+    with connect(stack) as conn:
+        row = run(conn, "SELECT CURRENT_DATABASE() AS D, CURRENT_SCHEMA() AS S")[0]
+    assert (row["D"], row["S"]) == (kwargs["database"], kwargs["schema"])
+
+
+def test_external_stage_reads_local_s3_through_fakesnow_copy(sf: Any, s3: Any, lake: dict[str, str]) -> None:
+    table = unique("COPYDIRECT")
+    run(sf, f"CREATE OR REPLACE TABLE {DB}.STAGING.{table} (A NUMBER, B VARCHAR)")
+    s3.put_object(Bucket=lake["bucket"], Key=f"direct/{table}.csv", Body=b"1,one\n2,two\n")
+    result = run(
+        sf,
+        f"""COPY INTO {DB}.STAGING.{table} FROM @{DB}.STAGING.LAKE/direct/
+        FILES = ('{table}.csv') FILE_FORMAT = (TYPE = CSV)""",
+    )
+    assert result[0]["status"] == "LOADED"
+    assert run(sf, f"SELECT A, B FROM {DB}.STAGING.{table} ORDER BY A") == [
+        {"A": 1, "B": "one"},
+        {"A": 2, "B": "two"},
+    ]
+
+
+# --- storage integration ------------------------------------------------------------------------
+def test_desc_integration_gives_the_deploy_handshake(
+    sf: Any, aws_session: Any, stack: dict[str, Any], lake: dict[str, str]
+) -> None:
+    rows = {r["property"]: r for r in run(sf, "DESC INTEGRATION EMU_S3")}
+    assert {
+        "ENABLED",
+        "STORAGE_PROVIDER",
+        "STORAGE_ALLOWED_LOCATIONS",
+        "STORAGE_AWS_IAM_USER_ARN",
+        "STORAGE_AWS_ROLE_ARN",
+        "STORAGE_AWS_EXTERNAL_ID",
+    } <= set(rows)
+    assert rows["STORAGE_AWS_ROLE_ARN"]["property_value"] == "arn:aws:iam::123456789012:role/snowflake-access"
+    assert rows["STORAGE_ALLOWED_LOCATIONS"]["property_value"] == f"s3://{lake['bucket']}/"
+    assert rows["STORAGE_PROVIDER"]["property_type"] == "String"
+    # The IAM user is a real moto user, so a trust policy naming it is valid.
+    iam = aws_session.client("iam", endpoint_url=stack["aws"]["endpoint_url"])
+    user_arn = rows["STORAGE_AWS_IAM_USER_ARN"]["property_value"]
+    assert iam.get_user(UserName=user_arn.rsplit("/", 1)[1])["User"]["Arn"] == user_arn
+    # CREATE OR REPLACE keeps the external id (the role's trust policy depends on it).
+    external_id = rows["STORAGE_AWS_EXTERNAL_ID"]["property_value"]
+    run(
+        sf,
+        f"""CREATE OR REPLACE STORAGE INTEGRATION EMU_S3 TYPE = EXTERNAL_STAGE STORAGE_PROVIDER = 'S3'
+        ENABLED = TRUE STORAGE_AWS_ROLE_ARN = 'arn:aws:iam::123456789012:role/snowflake-access'
+        STORAGE_ALLOWED_LOCATIONS = ('s3://{lake["bucket"]}/')""",
+    )
+    again = {r["property"]: r["property_value"] for r in run(sf, "DESC INTEGRATION emu_s3")}
+    assert again["STORAGE_AWS_EXTERNAL_ID"] == external_id
+
+
+def test_unknown_integration_and_disallowed_stage_location_fail_like_snowflake(sf: Any) -> None:
+    with pytest.raises(ProgrammingError) as missing:
+        run(sf, "DESC INTEGRATION NO_SUCH_INTEGRATION")
+    assert "Integration 'NO_SUCH_INTEGRATION' does not exist or not authorized." in str(missing.value)
+    assert missing.value.sqlstate == "02000"
+    with pytest.raises(ProgrammingError) as outside:
+        run(
+            sf,
+            f"CREATE STAGE {DB}.STAGING.ELSEWHERE URL = 's3://other-bucket/x/' STORAGE_INTEGRATION = EMU_S3",
+        )
+    assert "is not allowed by integration 'EMU_S3'" in str(outside.value)
+
+
+# --- pipes ----------------------------------------------------------------------------------------
+def test_show_pipes_notification_channel_is_an_existing_sqs_queue(
+    sf: Any, sqs: Any, lake: dict[str, str]
+) -> None:
+    rows = run(sf, f"SHOW PIPES LIKE 'emu_probe%' IN SCHEMA {DB}.STAGING")
+    assert [r["name"] for r in rows] == ["EMU_PROBE_PIPE"]
+    row = rows[0]
+    assert {
+        "created_on",
+        "name",
+        "database_name",
+        "schema_name",
+        "definition",
+        "owner",
+        "notification_channel",
+        "comment",
+        "integration",
+        "pattern",
+    } <= set(row)
+    assert row["definition"].startswith("COPY INTO")
+    queue_name = row["notification_channel"].rsplit(":", 1)[1]
+    url = sqs.get_queue_url(QueueName=queue_name)["QueueUrl"]
+    arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    assert arn == row["notification_channel"]
+
+
+def test_notified_files_load_with_part2_and_null_differs_from_empty(
+    sf: Any, s3: Any, lake: dict[str, str]
+) -> None:
+    table = unique("ORDERS")
+    staging_table(sf, table)
+    prefix = f"{NOTIFIED}{table.lower()}/"
+    create_pipe(sf, table, prefix)
+    key = f"{prefix}2024/01/01/00/{uuid.uuid4()}.csv"
+    # PostgreSQL CSV: NULL is an unquoted empty field, '' is "".
+    s3.put_object(
+        Bucket=lake["bucket"],
+        Key=key,
+        Body=b'1,"",1.50,2024-01-01 10:00:00.123456+00\n2,,2,\n3,"a ""quoted"", text",3.25,\n',
+    )
+    s3.put_object(Bucket=lake["bucket"], Key=key + "_part2", Body=b"4,x,4,2024-01-02T00:00:00Z\n")
+    s3.put_object(Bucket=lake["bucket"], Key=key + ".manifest", Body=b"not data\n")  # PATTERN excludes it
+
+    rows = settled(sf, table, 2)
+    relative = key[len(NOTIFIED) - len(NOTIFIED) :]
+    assert [(r["FILE_NAME"], r["STATUS"], r["ROW_COUNT"], r["ROW_PARSED"]) for r in rows] == [
+        (relative, "Loaded", 3, 3),
+        (relative + "_part2", "Loaded", 1, 1),
+    ]
+    assert rows[0]["STAGE_LOCATION"] == f"s3://{lake['bucket']}/"
+    assert rows[0]["PIPE_NAME"] == f"{table}_PIPE" and rows[0]["TABLE_NAME"] == table
+    assert rows[0]["ERROR_COUNT"] == 0 and rows[0]["FIRST_ERROR_MESSAGE"] is None
+    assert rows[0]["FILE_SIZE"] > 0 and rows[0]["LAST_LOAD_TIME"] is not None
+
+    data = run(sf, f"SELECT ID, NOTE, AMOUNT, UPDATED_AT, _FILE, _ROW FROM {DB}.STAGING.{table} ORDER BY ID")
+    assert [(r["ID"], r["NOTE"]) for r in data] == [(1, ""), (2, None), (3, 'a "quoted", text'), (4, "x")]
+    assert [r["_ROW"] for r in data] == [1, 2, 3, 1]
+    assert data[3]["_FILE"] == relative + "_part2"
+    assert str(data[0]["AMOUNT"]) == "1.50"
+    assert data[0]["UPDATED_AT"].isoformat() == "2024-01-01T10:00:00.123456+00:00"
+
+
+def test_malformed_files_fail_whole_with_snowflake_error_text(sf: Any, s3: Any, lake: dict[str, str]) -> None:
+    table = unique("BAD")
+    staging_table(sf, table)
+    prefix = f"{NOTIFIED}{table.lower()}/"
+    create_pipe(sf, table, prefix)
+    s3.put_object(Bucket=lake["bucket"], Key=f"{prefix}a-number.csv", Body=b"1,ok,1,\n2,bad,abc,\n")
+    s3.put_object(Bucket=lake["bucket"], Key=f"{prefix}b-columns.csv", Body=b"1,ok,1,\n2,short\n")
+    rows = settled(sf, table, 2)
+    number, columns = rows
+    assert (number["STATUS"], number["ROW_COUNT"], number["ERROR_COUNT"]) == ("Load failed", 0, 1)
+    assert number["FIRST_ERROR_MESSAGE"] == "Numeric value 'abc' is not recognized"
+    assert number["FIRST_ERROR_LINE_NUMBER"] == 2
+    assert number["FIRST_ERROR_COLUMN_NAME"] == f'"{table}"["AMOUNT":3]'
+    assert columns["STATUS"] == "Load failed"
+    assert columns["FIRST_ERROR_MESSAGE"] == (
+        "Number of columns in file (2) does not match that of the corresponding table (4), use file format "
+        "option error_on_column_count_mismatch=false to ignore this error"
+    )
+    assert columns["FIRST_ERROR_LINE_NUMBER"] == 2
+    # SKIP_FILE: the good rows of a failed file are not loaded either.
+    assert run(sf, f"SELECT COUNT(*) AS N FROM {DB}.STAGING.{table}")[0]["N"] == 0
+
+
+def test_on_error_continue_loads_good_rows_as_partially_loaded(
+    sf: Any, s3: Any, lake: dict[str, str]
+) -> None:
+    table = unique("CONT")
+    staging_table(sf, table)
+    prefix = f"{NOTIFIED}{table.lower()}/"
+    create_pipe(sf, table, prefix, on_error="CONTINUE")
+    s3.put_object(
+        Bucket=lake["bucket"],
+        Key=f"{prefix}mixed.csv",
+        Body=b"1,a,1,\n2,b,oops,\n3,c,3,\n,d,4,\n5,e\n6,f,6,\n",
+    )
+    (row,) = settled(sf, table, 1)
+    assert (row["STATUS"], row["ROW_COUNT"], row["ROW_PARSED"], row["ERROR_COUNT"]) == (
+        "Partially loaded",
+        3,
+        6,
+        3,
+    )
+    assert row["FIRST_ERROR_MESSAGE"] == "Numeric value 'oops' is not recognized"
+    data = run(sf, f"SELECT ID, _ROW FROM {DB}.STAGING.{table} ORDER BY ID")
+    # METADATA$FILE_ROW_NUMBER is the record's position in the file, skipped records included.
+    assert [(r["ID"], r["_ROW"]) for r in data] == [(1, 1), (3, 3), (6, 6)]
+
+
+def test_a_file_path_loads_once_even_when_uploaded_again(sf: Any, s3: Any, lake: dict[str, str]) -> None:
+    table = unique("ONCE")
+    staging_table(sf, table)
+    prefix = f"{NOTIFIED}{table.lower()}/"
+    create_pipe(sf, table, prefix)
+    key = f"{prefix}same.csv"
+    s3.put_object(Bucket=lake["bucket"], Key=key, Body=b"1,first,1,\n")
+    settled(sf, table, 1)
+    s3.put_object(Bucket=lake["bucket"], Key=key, Body=b"1,changed,1,\n2,new,2,\n")
+    s3.put_object(Bucket=lake["bucket"], Key=f"{prefix}marker.csv", Body=b"9,marker,9,\n")
+    rows = settled(sf, table, 2)
+    assert [(r["FILE_NAME"].rsplit("/", 1)[1], r["ROW_COUNT"]) for r in rows] == [
+        ("marker.csv", 1),
+        ("same.csv", 1),
+    ]
+    refreshed = run(sf, f"ALTER PIPE {DB}.STAGING.{table}_PIPE REFRESH")
+    assert refreshed == []
+    notes = [r["NOTE"] for r in run(sf, f"SELECT NOTE FROM {DB}.STAGING.{table} ORDER BY ID")]
+    assert notes == ["first", "marker"]
+
+
+def test_lost_notification_is_loaded_only_after_refresh(sf: Any, s3: Any, lake: dict[str, str]) -> None:
+    table = unique("QUIET")
+    staging_table(sf, table)
+    prefix = f"quiet/{table.lower()}/"  # outside the notification filter: no event is ever sent
+    create_pipe(sf, table, prefix)
+    s3.put_object(Bucket=lake["bucket"], Key=f"{prefix}2024/x.csv", Body=b"1,a,1,\n2,b,2,\n")
+    s3.put_object(Bucket=lake["bucket"], Key=f"{prefix}2025/y.csv", Body=b"3,c,3,\n")
+    time.sleep(2.0)  # long enough for a notification-driven load, which must not happen
+    assert history(sf, table) == []
+    status = json.loads(run(sf, f"SELECT SYSTEM$PIPE_STATUS('{DB}.STAGING.{table}_PIPE') AS S")[0]["S"])
+    assert status["pendingFileCount"] == 0
+
+    sent = run(sf, f"ALTER PIPE {DB}.STAGING.{table}_PIPE REFRESH PREFIX = '2024/'")
+    assert sent == [{"File": f"{prefix}2024/x.csv", "Status": "SENT"}]
+    rows = settled(sf, table, 1)
+    assert [(r["FILE_NAME"], r["STATUS"], r["ROW_COUNT"]) for r in rows] == [
+        (f"{prefix}2024/x.csv", "Loaded", 2)
+    ]
+    sent_all = run(sf, f"ALTER PIPE {DB}.STAGING.{table}_PIPE REFRESH")
+    assert sent_all == [{"File": f"{prefix}2025/y.csv", "Status": "SENT"}]
+    settled(sf, table, 2)
+
+
+def test_pipe_status_reports_state_pending_and_last_ingested(sf: Any, s3: Any, lake: dict[str, str]) -> None:
+    table = unique("STATUS")
+    staging_table(sf, table)
+    prefix = f"{NOTIFIED}{table.lower()}/"
+    create_pipe(sf, table, prefix)
+    pipe = f"{DB}.STAGING.{table}_PIPE"
+    cur = sf.cursor()
+    cur.execute(f"SELECT SYSTEM$PIPE_STATUS('{pipe}')")
+    assert cur.description[0].name == f"SYSTEM$PIPE_STATUS('{pipe}')"
+    fresh = json.loads(cur.fetchone()[0])
+    assert fresh["executionState"] == "RUNNING"
+    assert fresh["pendingFileCount"] == 0
+    assert fresh["notificationChannelName"] == lake["queue_arn"]
+    assert "numOutstandingMessagesOnChannel" in fresh
+    assert "lastIngestedTimestamp" not in fresh
+
+    run(sf, f"ALTER PIPE {pipe} SET PIPE_EXECUTION_PAUSED = TRUE")
+    s3.put_object(Bucket=lake["bucket"], Key=f"{prefix}held.csv", Body=b"1,a,1,\n")
+
+    def paused_with_pending() -> dict[str, Any] | None:
+        status = json.loads(run(sf, f"SELECT SYSTEM$PIPE_STATUS('{pipe}') AS S")[0]["S"])
+        return status if status["pendingFileCount"] == 1 else None
+
+    paused = wait_for(paused_with_pending, what="a pending file on the paused pipe")
+    assert paused["executionState"] == "PAUSED"
+    assert paused["oldestPendingFilePath"] == f"{prefix}held.csv"
+    assert run(sf, f"SELECT COUNT(*) AS N FROM {DB}.STAGING.{table}")[0]["N"] == 0
+
+    run(sf, f"ALTER PIPE {pipe} SET PIPE_EXECUTION_PAUSED = FALSE")
+    settled(sf, table, 1)
+    done = json.loads(run(sf, f"SELECT SYSTEM$PIPE_STATUS('{pipe}') AS S")[0]["S"])
+    assert done["executionState"] == "RUNNING" and done["pendingFileCount"] == 0
+    assert done["lastIngestedFilePath"] == f"{prefix}held.csv"
+    assert done["lastIngestedTimestamp"].endswith("Z")
+
+
+def test_copy_history_composes_with_union_all_where_and_bound_parameters(
+    stack: dict[str, Any], s3: Any, lake: dict[str, str]
+) -> None:
+    with connect(stack, paramstyle="qmark") as conn:
+        tables = [unique("UA"), unique("UB")]
+        for i, table in enumerate(tables):
+            staging_table(conn, table)
+            prefix = f"{NOTIFIED}{table.lower()}/"
+            create_pipe(conn, table, prefix)
+            s3.put_object(Bucket=lake["bucket"], Key=f"{prefix}f.csv", Body=b"1,a,1,\n" * (i + 1))
+        for table in tables:
+            settled(conn, table, 1)
+        sql = (
+            " UNION ALL ".join(
+                f"""SELECT TABLE_NAME, FILE_NAME, ROW_COUNT FROM TABLE({DB}.INFORMATION_SCHEMA.COPY_HISTORY(
+                TABLE_NAME => ?, START_TIME => DATEADD(minutes, -?, CURRENT_TIMESTAMP()))) WHERE STATUS = ?"""
+                for _ in tables
+            )
+            + " ORDER BY ROW_COUNT DESC"
+        )
+        params = []
+        for table in tables:
+            params += [f"STAGING.{table}", 30, "Loaded"]
+        rows = run(conn, sql, params)
+    assert [(r["TABLE_NAME"], r["ROW_COUNT"]) for r in rows] == [(tables[1], 2), (tables[0], 1)]
+
+
+def test_copy_history_requires_its_arguments(sf: Any) -> None:
+    with pytest.raises(ProgrammingError) as error:
+        run(sf, f"SELECT * FROM TABLE({DB}.INFORMATION_SCHEMA.COPY_HISTORY(TABLE_NAME => 'STAGING.X'))")
+    assert "COPY_HISTORY requires the arguments TABLE_NAME and START_TIME" in str(error.value)
+
+
+def test_recreating_or_dropping_a_pipe_drops_its_load_history(sf: Any, s3: Any, lake: dict[str, str]) -> None:
+    table = unique("RECREATE")
+    staging_table(sf, table)
+    prefix = f"{NOTIFIED}{table.lower()}/"
+    create_pipe(sf, table, prefix)
+    s3.put_object(Bucket=lake["bucket"], Key=f"{prefix}a.csv", Body=b"1,a,1,\n")
+    settled(sf, table, 1)
+    create_pipe(sf, table, prefix)
+    assert history(sf, table) == []
+    # Without history the same file is new to the recreated pipe, as in Snowflake.
+    assert run(sf, f"ALTER PIPE {DB}.STAGING.{table}_PIPE REFRESH") == [
+        {"File": f"{prefix}a.csv", "Status": "SENT"}
+    ]
+    settled(sf, table, 1)
+    assert run(sf, f"DROP PIPE {DB}.STAGING.{table}_PIPE") == [
+        {"status": f"{table}_PIPE successfully dropped."}
+    ]
+    assert history(sf, table) == []
+    assert run(sf, f"SHOW PIPES LIKE '{table}_PIPE' IN DATABASE {DB}") == []
+    with pytest.raises(ProgrammingError) as error:
+        run(sf, f"DROP PIPE {DB}.STAGING.{table}_PIPE")
+    assert f"Pipe '{DB}.STAGING.{table}_PIPE' does not exist or not authorized." in str(error.value)
+
+
+def test_a_100k_row_file_loads_in_seconds(sf: Any, s3: Any, lake: dict[str, str]) -> None:
+    table = unique("BIG")
+    staging_table(sf, table)
+    prefix = f"{NOTIFIED}{table.lower()}/"
+    create_pipe(sf, table, prefix)
+    body = "".join(f'{i},"note {i}",{i}.25,2024-01-01 00:00:00+00\n' for i in range(100_000)).encode()
+    started = time.monotonic()
+    s3.put_object(Bucket=lake["bucket"], Key=f"{prefix}big.csv", Body=body)
+    (row,) = settled(sf, table, 1)
+    elapsed = time.monotonic() - started
+    assert (row["STATUS"], row["ROW_COUNT"]) == ("Loaded", 100_000)
+    assert elapsed < 15, f"100k rows took {elapsed:.1f}s"
+
+
+# --- streams and tasks -------------------------------------------------------------------------------
+def task_runs(conn: Any, task: str) -> list[dict[str, Any]]:
+    return run(
+        conn,
+        f"""SELECT NAME, STATE, ERROR_MESSAGE, QUERY_ID, SCHEDULED_TIME, COMPLETED_TIME
+        FROM TABLE({DB}.INFORMATION_SCHEMA.TASK_HISTORY(TASK_NAME => '{task}', RESULT_LIMIT => 10))""",
+    )
+
+
+def finished_run(conn: Any, task: str) -> dict[str, Any]:
+    def final() -> dict[str, Any] | None:
+        runs = task_runs(conn, task)
+        return runs[0] if runs and runs[0]["STATE"] in ("SUCCEEDED", "FAILED", "SKIPPED") else None
+
+    result: dict[str, Any] = wait_for(final, what=f"a finished run of {task}")
+    return result
+
+
+def test_execute_task_merges_the_stream_and_consumes_it(sf: Any) -> None:
+    table = unique("ST")
+    staging_table(sf, table)
+    run(sf, f"CREATE SCHEMA IF NOT EXISTS {DB}.FINAL")
+    run(
+        sf,
+        f"CREATE OR REPLACE TABLE {DB}.FINAL.{table} "
+        "(ID NUMBER(38,0), NOTE VARCHAR, UPDATED_AT TIMESTAMP_TZ)",
+    )
+    run(sf, f"INSERT INTO {DB}.STAGING.{table} (ID, NOTE) VALUES (0, 'before the stream')")
+    assert run(
+        sf,
+        f"CREATE OR REPLACE STREAM {DB}.STAGING.{table}_STREAM ON TABLE {DB}.STAGING.{table} "
+        "APPEND_ONLY = TRUE",
+    ) == [{"status": f"Stream {table}_STREAM successfully created."}]
+    stream = f"{DB}.STAGING.{table}_STREAM"
+    assert run(sf, f"SELECT SYSTEM$STREAM_HAS_DATA('{stream}') AS H")[0]["H"] is False
+    run(
+        sf,
+        f"""INSERT INTO {DB}.STAGING.{table} (ID, NOTE, UPDATED_AT, _FILE, _ROW) VALUES
+        (1, 'old', '2024-01-01 00:00:00+00', 'f1', 1), (1, 'new', '2024-01-02 00:00:00+00', 'f1', 2),
+        (2, 'two', '2024-01-01 00:00:00+00', 'f1', 3)""",
+    )
+    assert run(sf, f"SELECT SYSTEM$STREAM_HAS_DATA('{stream}') AS H")[0]["H"] is True
+    # A plain SELECT does not move the offset.
+    seen = run(sf, f'SELECT ID, "METADATA$ACTION" AS A FROM {stream} ORDER BY ID')
+    assert [(r["ID"], r["A"]) for r in seen] == [(1, "INSERT"), (1, "INSERT"), (2, "INSERT")]
+    assert len(run(sf, f"SELECT * FROM {stream}")) == 3
+
+    merge = f"""MERGE INTO {DB}.FINAL.{table} t USING (
+            SELECT ID, NOTE, UPDATED_AT FROM {stream}
+            QUALIFY ROW_NUMBER() OVER (PARTITION BY ID ORDER BY UPDATED_AT DESC, _ROW DESC) = 1) s
+        ON t.ID = s.ID
+        WHEN MATCHED AND s.UPDATED_AT >= t.UPDATED_AT THEN UPDATE SET NOTE = s.NOTE, UPDATED_AT = s.UPDATED_AT
+        WHEN NOT MATCHED THEN INSERT (ID, NOTE, UPDATED_AT) VALUES (s.ID, s.NOTE, s.UPDATED_AT)"""
+    created = run(
+        sf,
+        f"""CREATE OR REPLACE TASK {DB}.STAGING.{table}_MERGE
+        USER_TASK_MANAGED_INITIAL_WAREHOUSE_SIZE = 'XSMALL' SCHEDULE = '60 MINUTE'
+        ALLOW_OVERLAPPING_EXECUTION = FALSE WHEN SYSTEM$STREAM_HAS_DATA('{stream}') AS {merge}""",
+    )
+    assert created == [{"status": f"Task {table}_MERGE successfully created."}]
+    shown = run(sf, f"SHOW TASKS LIKE '{table}_MERGE' IN SCHEMA {DB}.STAGING")
+    assert [(r["name"], r["state"], r["schedule"]) for r in shown] == [
+        (f"{table}_MERGE", "suspended", "60 MINUTE")
+    ]
+    assert shown[0]["condition"] == f"SYSTEM$STREAM_HAS_DATA('{stream}')"
+
+    # A suspended task still runs on EXECUTE TASK, and EXECUTE TASK returns before the run ends.
+    assert run(sf, f"EXECUTE TASK {DB}.STAGING.{table}_MERGE") == [
+        {"status": "Statement executed successfully."}
+    ]
+    done = finished_run(sf, f"{table}_MERGE")
+    assert (done["NAME"], done["STATE"], done["ERROR_MESSAGE"]) == (f"{table}_MERGE", "SUCCEEDED", None)
+    assert done["COMPLETED_TIME"] >= done["SCHEDULED_TIME"]
+    final = run(sf, f"SELECT ID, NOTE FROM {DB}.FINAL.{table} ORDER BY ID")
+    assert final == [{"ID": 1, "NOTE": "new"}, {"ID": 2, "NOTE": "two"}]
+    assert run(sf, f"SELECT COUNT(*) AS N FROM {stream}")[0]["N"] == 0
+    assert run(sf, f"SELECT SYSTEM$STREAM_HAS_DATA('{stream}') AS H")[0]["H"] is False
+
+    # Nothing new: the WHEN condition is false and the run is SKIPPED.
+    run(sf, f"EXECUTE TASK {DB}.STAGING.{table}_MERGE")
+    wait_for(lambda: task_runs(sf, f"{table}_MERGE")[0]["STATE"] == "SKIPPED", what="a skipped run")
+    assert len(task_runs(sf, f"{table}_MERGE")) == 2
+
+    run(sf, f"ALTER TASK {DB}.STAGING.{table}_MERGE RESUME")
+    assert run(sf, f"SHOW TASKS LIKE '{table}_MERGE' IN SCHEMA {DB}.STAGING")[0]["state"] == "started"
+    run(sf, f"ALTER TASK {DB}.STAGING.{table}_MERGE SUSPEND")
+    assert run(sf, f"DROP TASK {DB}.STAGING.{table}_MERGE") == [
+        {"status": f"{table}_MERGE successfully dropped."}
+    ]
+
+
+def test_stream_sees_pipe_loaded_rows_and_a_failed_dml_keeps_the_offset(
+    sf: Any, s3: Any, lake: dict[str, str]
+) -> None:
+    table = unique("SP")
+    staging_table(sf, table)
+    prefix = f"{NOTIFIED}{table.lower()}/"
+    create_pipe(sf, table, prefix)
+    stream = f"{DB}.STAGING.{table}_STREAM"
+    run(sf, f"CREATE STREAM {stream} ON TABLE {DB}.STAGING.{table} APPEND_ONLY = TRUE")
+    s3.put_object(Bucket=lake["bucket"], Key=f"{prefix}a.csv", Body=b"1,a,1,\n2,b,2,\n")
+    settled(sf, table, 1)
+    assert run(sf, f"SELECT COUNT(*) AS N FROM {stream}")[0]["N"] == 2
+    run(sf, f"CREATE OR REPLACE TABLE {DB}.STAGING.{table}_SINK (ID NUMBER(38,0) NOT NULL)")
+    with pytest.raises(ProgrammingError):
+        run(sf, f"INSERT INTO {DB}.STAGING.{table}_SINK SELECT NOTE::NUMBER FROM {stream}")
+    assert run(sf, f"SELECT COUNT(*) AS N FROM {stream}")[0]["N"] == 2
+    inserted = run(sf, f"INSERT INTO {DB}.STAGING.{table}_SINK SELECT ID FROM {stream}")
+    assert inserted == [{"number of rows inserted": 2}]
+    assert run(sf, f"SELECT COUNT(*) AS N FROM {stream}")[0]["N"] == 0
+
+
+def test_a_failing_task_is_failed_with_its_error_message(sf: Any) -> None:
+    task = unique("BROKEN")
+    run(
+        sf,
+        f"CREATE OR REPLACE TASK {DB}.STAGING.{task} WAREHOUSE = AURORA_SYNC_WH "
+        f"AS DELETE FROM {DB}.STAGING.NO_SUCH_TABLE_{task}",
+    )
+    run(sf, f"EXECUTE TASK {DB}.STAGING.{task}")
+    done = finished_run(sf, task)
+    assert done["STATE"] == "FAILED"
+    assert f"NO_SUCH_TABLE_{task}" in done["ERROR_MESSAGE"]
+    with pytest.raises(ProgrammingError) as error:
+        run(sf, f"EXECUTE TASK {DB}.STAGING.NOT_A_TASK_{task}")
+    assert f"Task '{DB}.STAGING.NOT_A_TASK_{task}' does not exist or not authorized." in str(error.value)
+
+
+def test_identifiers_resolve_upper_case_unless_quoted_and_against_the_session(sf: Any) -> None:
+    table = unique("IDS")
+    run(sf, f"USE SCHEMA {DB}.STAGING")
+    try:
+        staging_table(sf, table)
+        run(
+            sf,
+            f"""CREATE OR REPLACE PIPE "{table.lower()}_pipe" AS COPY INTO {table.lower()} (ID)
+            FROM (SELECT $1 FROM @lake/ids/)""",
+        )
+        run(
+            sf,
+            f"CREATE OR REPLACE PIPE {table.lower()}_pipe AS COPY INTO {table} (ID) "
+            "FROM (SELECT $1 FROM @lake/ids/)",
+        )
+        names = sorted(r["name"] for r in run(sf, f"SHOW PIPES LIKE '{table}%'"))
+        assert names == [f"{table}_PIPE", f"{table.lower()}_pipe"]
+        assert all(r["schema_name"] == "STAGING" for r in run(sf, f"SHOW PIPES LIKE '{table}%' IN SCHEMA"))
+    finally:
+        run(sf, f"USE SCHEMA {DB}.PUBLIC")
+
+
+def test_null_timestamps_stay_null(sf: Any) -> None:
+    """MAX() over an empty table is NULL, not the epoch: the planner reads watermarks this way."""
+    table = unique("TS_NULLS")
+    run(sf, f"CREATE TABLE {DB}.PUBLIC.{table} (TZ TIMESTAMP_TZ(6), NTZ TIMESTAMP_NTZ(6))")
+    row = run(sf, f"SELECT MAX(TZ) AS A, MAX(NTZ) AS B FROM {DB}.PUBLIC.{table}")[0]
+    assert (row["A"], row["B"]) == (None, None)
+    run(sf, f"INSERT INTO {DB}.PUBLIC.{table} VALUES ('2026-01-02 03:04:05.123456 +00:00', NULL)")
+    row = run(sf, f"SELECT MAX(TZ) AS A, MAX(NTZ) AS B FROM {DB}.PUBLIC.{table}")[0]
+    assert row["A"].isoformat() == "2026-01-02T03:04:05.123456+00:00" and row["B"] is None
+
+
+# --- restart (last: it restarts the server under the other tests' module fixtures) -----------------
+def test_zz_restart_keeps_data_and_control_plane(
+    local_stack: Stack, stack: dict[str, Any], s3: Any, lake: dict[str, str]
+) -> None:
+    table = unique("RESTART")
+    prefix = f"{NOTIFIED}{table.lower()}/"
+    with connect(stack) as conn:
+        staging_table(conn, table)
+        create_pipe(conn, table, prefix)
+        run(
+            conn,
+            f"CREATE STREAM {DB}.STAGING.{table}_STREAM ON TABLE {DB}.STAGING.{table} APPEND_ONLY = TRUE",
+        )
+        run(conn, f"CREATE TASK {DB}.STAGING.{table}_TASK AS DELETE FROM {DB}.STAGING.{table} WHERE ID < 0")
+        s3.put_object(Bucket=lake["bucket"], Key=f"{prefix}before.csv", Body=b"1,a,1,\n")
+        settled(conn, table, 1)
+        run(conn, f"EXECUTE TASK {DB}.STAGING.{table}_TASK")
+        finished_run(conn, f"{table}_TASK")
+
+    pid = local_stack.status()["services"]["snowflake"]["pid"]
+    os.killpg(pid, signal.SIGTERM)  # the test stack started this process group
+    wait_for(lambda: not Stack._alive(pid), what="the snowflake server to stop")
+    local_stack.up(only=["snowflake"])
+
+    with connect(stack) as conn:
+        assert [r["ID"] for r in run(conn, f"SELECT ID FROM {DB}.STAGING.{table}")] == [1]
+        assert [r["STATUS"] for r in history(conn, table)] == ["Loaded"]
+        assert [r["name"] for r in run(conn, f"SHOW PIPES LIKE '{table}_PIPE' IN ACCOUNT")] == [
+            f"{table}_PIPE"
+        ]
+        assert [r["name"] for r in run(conn, f"SHOW STREAMS LIKE '{table}_STREAM' IN DATABASE {DB}")] == [
+            f"{table}_STREAM"
+        ]
+        assert [r["STATE"] for r in task_runs(conn, f"{table}_TASK")] == ["SUCCEEDED"]
+        assert run(conn, f"SELECT COUNT(*) AS N FROM {DB}.STAGING.{table}_STREAM")[0]["N"] == 1
+        # The stage and file format came back too: a new file still loads through the pipe.
+        s3.put_object(Bucket=lake["bucket"], Key=f"{prefix}after.csv", Body=b"2,b,2,\n")
+        assert [r["STATUS"] for r in settled(conn, table, 2)] == ["Loaded", "Loaded"]
