@@ -2,7 +2,7 @@
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: dev test lint typecheck unit up down status clean
+.PHONY: dev test lint typecheck bench up down status clean
 
 dev: $(VENV)/.installed
 
@@ -20,6 +20,10 @@ typecheck: dev
 # ruff, mypy, then the whole suite; the suite starts its own local stack and stops it.
 test: lint typecheck
 	$(BIN)/pytest
+
+# Figures printed side by side with their baseline; uses (and starts) the default local stack.
+bench: dev
+	$(BIN)/python bench/export_bench.py
 
 up: dev
 	$(BIN)/aurora-sync local up
