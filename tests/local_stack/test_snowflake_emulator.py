@@ -667,7 +667,7 @@ def test_null_timestamps_stay_null(sf: Any) -> None:
     run(sf, f"CREATE TABLE {DB}.PUBLIC.{table} (TZ TIMESTAMP_TZ(6), NTZ TIMESTAMP_NTZ(6))")
     row = run(sf, f"SELECT MAX(TZ) AS A, MAX(NTZ) AS B FROM {DB}.PUBLIC.{table}")[0]
     assert (row["A"], row["B"]) == (None, None)
-    run(sf, f"INSERT INTO {DB}.PUBLIC.{table} VALUES ('2026-01-02 03:04:05.123456 +00:00', NULL)")
+    run(sf, f"INSERT INTO {DB}.PUBLIC.{table} VALUES ('2026-01-02 03:04:05.123456+00:00', NULL)")
     row = run(sf, f"SELECT MAX(TZ) AS A, MAX(NTZ) AS B FROM {DB}.PUBLIC.{table}")[0]
     assert row["A"].isoformat() == "2026-01-02T03:04:05.123456+00:00" and row["B"] is None
 

@@ -22,10 +22,14 @@ def lookup(request: Any, full_url: str, headers: Any) -> tuple[int, dict[str, st
 
     access_key_id = (parse_qs(urlparse(full_url).query).get("access_key_id") or [""])[0]
     found: dict[str, Any] | None = None
-    for account_id in {DEFAULT_ACCOUNT_ID, *sts_backends.keys()}:
+    accounts = {DEFAULT_ACCOUNT_ID, *sts_backends.keys()}
+    # Assumed-role credentials first: moto also files their access key under IAM, where the
+    # session token (which the gateway must check) is not recorded.
+    for account_id in accounts:
         for role in sts_backends[account_id]["global"].assumed_roles:
             if role.access_key_id == access_key_id:
                 found = {"secret_access_key": role.secret_access_key, "session_token": role.session_token}
+    for account_id in accounts if found is None else ():
         key = iam_backends[account_id]["global"].access_keys.get(access_key_id)
         if key is not None and key.status == "Active":
             found = {"secret_access_key": key.secret_access_key, "session_token": None}
