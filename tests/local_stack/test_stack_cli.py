@@ -103,3 +103,30 @@ def test_unknown_part_is_a_one_line_error(tmp_path: Path, part: str) -> None:
     assert result.returncode == 1
     assert result.stderr.strip().count("\n") == 0
     assert f"unknown stack part {part!r}" in result.stderr
+
+
+def test_missing_postgresql_binaries_are_named_with_the_install_command(tmp_path: Path) -> None:
+    env = {**os.environ, "AURORA_SYNC_PG_BIN_DIR": str(tmp_path / "no-postgres-here")}
+    result = subprocess.run(
+        [
+            CLI,
+            "local",
+            "up",
+            "--only",
+            "postgres",
+            "--state-dir",
+            str(tmp_path / "s"),
+            "--port-base",
+            "25495",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+        check=False,
+    )
+    assert result.returncode == 1
+    assert result.stderr.count("\n") == 1, result.stderr  # one line
+    assert "PostgreSQL >= 15 server binaries (initdb, postgres) were not found" in result.stderr
+    assert "apt-get install postgresql-15" in result.stderr
+    assert not port_open("127.0.0.1", 25496)  # nothing was started, not even the AWS part

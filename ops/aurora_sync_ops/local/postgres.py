@@ -39,6 +39,9 @@ SYNC_ROLE_SQL = AURORA_SQL / "02_sync_role.sql"
 
 
 def _bin_dir_candidates() -> list[Path]:
+    # An explicit choice (a self-built or non-Debian install) is the only candidate.
+    if os.environ.get("AURORA_SYNC_PG_BIN_DIR"):
+        return [Path(os.environ["AURORA_SYNC_PG_BIN_DIR"])]
     found: list[Path] = []
     pg_config = shutil.which("pg_config")
     if pg_config:
@@ -133,7 +136,8 @@ class PostgresComponent:
         if self.bin_dir is None:
             return [
                 f"PostgreSQL >= {MIN_MAJOR} server binaries (initdb, postgres) were not found in "
-                "/usr/lib/postgresql/*/bin, `pg_config --bindir` or PATH: install them with "
+                "AURORA_SYNC_PG_BIN_DIR, /usr/lib/postgresql/*/bin, `pg_config --bindir` or PATH: "
+                "install them with "
                 "`apt-get install postgresql-15` (or `apt-get install postgresql`)"
             ]
         if self.as_root:
