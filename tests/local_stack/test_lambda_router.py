@@ -357,3 +357,45 @@ def test_map_iterations_run_concurrently_in_separate_workers(
     assert [o["echo"]["item"] for o in output] == [0, 1, 2]
     assert len({o["pid"] for o in output}) == 3
     assert elapsed < 4.0  # three 1.5 s handlers one after another would take 4.5 s
+
+
+def test_retry_and_wait_sleeps_are_scaled_and_recorded(stack: dict[str, Any]) -> None:
+    """Tests run executions with a small clock scale and assert what AWS would have waited."""
+    import time as real_time
+
+    import requests
+
+    endpoint = stack["aws"]["endpoint_url"]
+    clock_url = f"{endpoint}/moto-api/aurora-sync/clock"
+    assert requests.post(clock_url, json={"scale": 0.01}, timeout=5).status_code == 200
+    try:
+        sfn = boto3.client(
+            "stepfunctions",
+            endpoint_url=endpoint,
+            region_name=stack["aws"]["region"],
+            aws_access_key_id=stack["aws"]["access_key_id"],
+            aws_secret_access_key=stack["aws"]["secret_access_key"],
+        )
+        definition = {
+            "StartAt": "Pause",
+            "States": {
+                "Pause": {"Type": "Wait", "Seconds": 300, "Next": "Done"},
+                "Done": {"Type": "Succeed"},
+            },
+        }
+        name = f"clock-{uuid.uuid4().hex[:8]}"
+        machine = sfn.create_state_machine(
+            name=name, definition=json.dumps(definition), roleArn="arn:aws:iam::123456789012:role/sfn"
+        )["stateMachineArn"]
+        started = real_time.monotonic()
+        execution = sfn.start_execution(stateMachineArn=machine, name=name)["executionArn"]
+        status = "RUNNING"
+        while status == "RUNNING" and real_time.monotonic() - started < 30:
+            real_time.sleep(0.2)
+            status = sfn.describe_execution(executionArn=execution)["status"]
+        assert status == "SUCCEEDED"
+        assert real_time.monotonic() - started < 20  # 300 s asked, ~3 s slept
+        assert {"kind": "wait", "seconds": 300} in requests.get(clock_url, timeout=5).json()["sleeps"]
+    finally:
+        requests.post(clock_url, json={"scale": 1}, timeout=5)
+    assert requests.post(clock_url, json={"scale": 0}, timeout=5).status_code == 400

@@ -28,9 +28,11 @@ def main() -> None:
 
     from .aws_credentials import install_credential_route
     from .lambda_router import install_lambda_router
+    from .sfn_clock import install_clock
 
     install_lambda_router()
     install_credential_route()
+    install_clock()
     server = ThreadedMotoServer(ip_address=args.host, port=args.port, verbose=False)
     server.start()
     config = {"stepfunctions": {"execute_state_machine": True}, "lambda": {"use_docker": False}}
