@@ -157,8 +157,9 @@ class TableConfig(BaseModel):
     target: str | None = Field(
         None,
         pattern=SNOWFLAKE_NAME_PATTERN,
-        description="Base name of the Snowflake objects (<target>_STAGING, <target> FINAL, ...), a "
-        "Snowflake unquoted identifier; null uses the parameter name upper-cased.",
+        description="Base name of the Snowflake objects (STAGING.<target>, FINAL.<target>, "
+        "<target>_STREAM, <target>_PIPE, <target>_MERGE, <target>_RETENTION), a Snowflake unquoted "
+        "identifier; null uses the parameter name upper-cased.",
         examples=[None, "ORDERS"],
     )
 
