@@ -672,6 +672,27 @@ def test_null_timestamps_stay_null(sf: Any) -> None:
     assert row["A"].isoformat() == "2026-01-02T03:04:05.123456+00:00" and row["B"] is None
 
 
+def test_access_control_setup_runs_unchanged_as_no_ops(sf: Any) -> None:
+    """Roles, the service user and grants from sql/snowflake/ run; the emulator has no privileges."""
+    assert run(sf, 'CREATE ROLE IF NOT EXISTS "AURORA_SYNC_SERVICE"')[0]["status"] == (
+        "Role AURORA_SYNC_SERVICE successfully created."
+    )
+    run(sf, 'CREATE USER IF NOT EXISTS "AURORA_SYNC" DEFAULT_ROLE = "AURORA_SYNC_SERVICE" TYPE = SERVICE')
+    run(sf, f'GRANT USAGE ON DATABASE "{DB}" TO ROLE "AURORA_SYNC_SERVICE"')
+    run(sf, f'GRANT SELECT ON FUTURE TABLES IN SCHEMA "{DB}"."PUBLIC" TO ROLE "AURORA_SYNC_SERVICE"')
+
+
+def test_stage_with_a_bare_file_format_name(sf: Any, lake: dict[str, str]) -> None:
+    fmt = unique("FMT")
+    run(sf, f"CREATE FILE FORMAT {DB}.PUBLIC.{fmt} TYPE = CSV")
+    stage = unique("STG")
+    run(
+        sf,
+        f"CREATE STAGE {DB}.PUBLIC.{stage} URL = 's3://{lake['bucket']}/x/' FILE_FORMAT = {DB}.PUBLIC.{fmt}",
+    )
+    assert any(r["name"] == stage for r in run(sf, f"SHOW STAGES IN SCHEMA {DB}.PUBLIC"))
+
+
 # --- restart (last: it restarts the server under the other tests' module fixtures) -----------------
 def test_zz_restart_keeps_data_and_control_plane(
     local_stack: Stack, stack: dict[str, Any], s3: Any, lake: dict[str, str]

@@ -28,7 +28,7 @@ from urllib.parse import unquote_plus
 import duckdb
 from duckdb import DuckDBPyConnection
 from fakesnow.dialect import parse_one
-from fakesnow.transforms.options import parse_options
+from fakesnow.transforms.options import parse_options as _fakesnow_parse_options
 from sqlglot import exp
 
 from . import history
@@ -49,6 +49,21 @@ log = logging.getLogger("aurora_sync.snowflake.pipes")
 
 PROPERTY = re.compile(r"([A-Za-z_]+)\s*=\s*('(?:[^']|'')*'|\([^)]*\)|[^\s,()]+)", re.S)
 REFRESH_WINDOW = timedelta(days=7)
+
+
+def parse_options(properties: Any) -> dict[str, Any]:
+    """fakesnow's option parser, also for ``FILE_FORMAT = db.schema.name`` (a bare object name,
+    valid Snowflake, which it rejects): the name becomes the string FORMAT_NAME = 'db.schema.name'."""
+    normalized = []
+    for prop in properties:
+        value = prop.args.get("value") if isinstance(prop, exp.Property) else None
+        if isinstance(value, (exp.Table, exp.Column, exp.Dot)):
+            named = prop.copy()
+            named.set("value", exp.Literal.string(value.sql("snowflake")))
+            normalized.append(named)
+        else:
+            normalized.append(prop)
+    return _fakesnow_parse_options(normalized)
 
 
 def parse_properties(text: str) -> dict[str, str]:

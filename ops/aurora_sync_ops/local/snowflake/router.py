@@ -15,6 +15,7 @@ from __future__ import annotations
 import datetime as dt
 import gzip
 import json
+import logging
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -38,6 +39,8 @@ from . import history
 from .catalog import QUALIFIED, ObjectName, Registry, sql_string, syntax_error
 from .pipes import Pipes, Session
 from .tasks import Streams, Tasks
+
+log = logging.getLogger("aurora_sync.snowflake.router")
 
 NAME = rf"(?P<name>{QUALIFIED})"
 IF_EXISTS = r"(?P<if_exists>IF\s+EXISTS\s+)?"
@@ -253,6 +256,19 @@ class ControlPlane:
                 return like, None
             return like, ((kind or "SCHEMA").upper(), scope)
 
+        # Access control: fakesnow has no users, roles or privileges. The setup SQL a real account
+        # runs (roles, the service user, grants) is accepted and ignored, so it runs unchanged.
+        if m := re.match(
+            r"(?P<verb>CREATE|ALTER|DROP)\s+(?:OR\s+REPLACE\s+)?(?P<kind>ROLE|USER)\s+"
+            r"(?:IF\s+(?:NOT\s+)?EXISTS\s+)?(?P<name>\S+)",
+            text,
+            re.I,
+        ):
+            kind, name = m.group("kind").capitalize(), m.group("name").strip('"')
+            verb = {"CREATE": "created", "ALTER": "altered", "DROP": "dropped"}[m.group("verb").upper()]
+            return status_sql(f"{kind} {name} successfully {verb}.")
+        if re.match(r"(GRANT|REVOKE)\b", text, re.I):
+            return status_sql("Statement executed successfully.")
         if re.match(r"CREATE\s+(OR\s+REPLACE\s+)?(STORAGE\s+)?INTEGRATION\b", text, re.I):
             return status_sql(pipes.create_integration(text))
         if m := re.match(r"DESC(?:RIBE)?\s+(?:STORAGE\s+)?INTEGRATION\s+" + NAME + r"\s*;?$", text, re.I):
@@ -368,6 +384,19 @@ class ControlPlane:
                     "data": {"errorCode": code, "sqlState": exc.sqlstate},
                     "code": code,
                     "message": exc.msg,
+                    "success": False,
+                }
+            )
+        except Exception as exc:
+            # An emulator bug must reach the client as a query error: an HTTP 500 makes the
+            # connector retry until its timeout, so the caller would hang instead of failing.
+            log.exception("emulator failed on a statement")
+            return JSONResponse(
+                {
+                    "data": {"errorCode": "000603", "sqlState": "XX000"},
+                    "code": "000603",
+                    "message": f"local Snowflake emulator error ({type(exc).__name__}: {exc}); "
+                    "see the snowflake log under the stack's state dir",
                     "success": False,
                 }
             )
