@@ -1,4 +1,4 @@
-"""``aurora-sync``: the operator CLI (local stack now; sync, config, sql, parity later).
+"""``aurora-sync``: the operator CLI (local stack, generated SQL; sync, config, parity later).
 
 Errors are printed as one or two lines naming what is wrong and what to do; ``--debug`` shows
 the traceback instead.
@@ -11,6 +11,8 @@ import json
 import sys
 from collections.abc import Sequence
 from typing import Any
+
+from aurora_sync.errors import SyncError
 
 from .local.stack import START_ORDER, Stack, StackError, settings_from_env
 
@@ -67,6 +69,128 @@ def cmd_local_status(args: argparse.Namespace) -> int:
     return 0 if status["running"] else 3
 
 
+# --- sql ---------------------------------------------------------------------------------------
+def _environment(args: argparse.Namespace) -> Any:
+    from .environment import SETUP_FIELDS, CliOptions, Environment
+
+    setup = {name: getattr(args, name, None) for name in SETUP_FIELDS}
+    options = CliOptions(
+        config=args.config,
+        config_path=args.config_path,
+        source_dsn=args.source_dsn,
+        local=args.local,
+        state_dir=args.state_dir,
+        port_base=args.port_base,
+        setup={k: v for k, v in setup.items() if v is not None},
+    )
+    return Environment(options)
+
+
+def _table_names(args: argparse.Namespace) -> list[str] | None:
+    if args.tables is None:
+        return None
+    names = [name.strip() for name in args.tables.split(",") if name.strip()]
+    if not names:
+        raise ValueError("--tables is empty: name at least one table, e.g. --tables orders,customers")
+    return names
+
+
+def cmd_sql_aurora(args: argparse.Namespace) -> int:
+    from aurora_sync.source_db import source_errors
+
+    from .aurora_sql import render_script
+
+    env = _environment(args)
+    tables = env.tables(_table_names(args))
+    conn = env.connect_source()
+    try:
+        with source_errors("reading the source catalog"):
+            script = render_script(conn, tables, setup=args.setup)
+    finally:
+        conn.close()
+    print(script, end="")
+    return 0
+
+
+def cmd_sql_snowflake(args: argparse.Namespace) -> int:
+    from .snowflake_plan import apply_statements, plan_tables
+    from .snowflake_sql import render_setup
+
+    env = _environment(args)
+    names = _table_names(args)
+    setup = env.snowflake_setup()
+    tables = env.tables(names) if names is not None or not args.setup else _optional_tables(env)
+    # A drift check needs Snowflake; printing alone works offline (e.g. before the account exists).
+    warehouse = env.connect_snowflake() if args.apply or env.snowflake_secret() is not None else None
+    try:
+        plans = []
+        if tables:
+            source = env.connect_source()
+            try:
+                plans = plan_tables(source, warehouse, setup, tables)
+            finally:
+                source.close()
+        setup_statements = render_setup(setup) if args.setup else []
+        if warehouse is None:
+            print(
+                "aurora-sync: not connected to Snowflake, so existing tables were not compared "
+                "(drift not checked); set SNOWFLAKE_* or start the local stack",
+                file=sys.stderr,
+            )
+        elif args.apply:
+            apply_statements(warehouse, setup_statements + [s for plan in plans for s in plan.statements])
+    finally:
+        if warehouse is not None:
+            warehouse.close()
+    _print_snowflake(args, setup.database, setup_statements, plans)
+    return 0
+
+
+def _print_snowflake(args: argparse.Namespace, database: str, setup: list[str], plans: list[Any]) -> None:
+    if args.json:
+        document = {
+            "database": database,
+            "setup": setup,
+            "tables": [plan.as_dict() for plan in plans],
+            "applied": bool(args.apply),
+        }
+        print(json.dumps(document, indent=2))
+        return
+    blocks = []
+    if setup:
+        blocks.append(f"-- ===== setup: sql/snowflake/ for database {database}")
+        blocks += [f"{s};" for s in setup]
+    for plan in plans:
+        blocks.append(f"-- ===== table {plan.name} -> {plan.target}: {_describe_plan(plan)}")
+        blocks += [f"{s};" for s in plan.statements]
+    if args.apply:
+        total = len(setup) + sum(len(p.statements) for p in plans)
+        blocks.append(f"-- applied {total} statement(s) in order")
+    print("\n\n".join(blocks))
+
+
+def _optional_tables(env: Any) -> list[Any]:
+    """``--setup`` alone: every configured table, or none while no table is configured yet."""
+    if not env.table_configs():
+        return []
+    tables: list[Any] = env.tables(None)
+    return tables
+
+
+def _describe_plan(plan: Any) -> str:
+    from .snowflake_plan import CURRENT, DRIFT, NEW
+
+    text = {
+        NEW: "new: STAGING and FINAL do not exist yet",
+        DRIFT: f"schema drift: adds {', '.join(plan.added_columns)}, then replaces the pipe "
+        "(a replaced pipe starts a new load history: apply between runs)",
+        CURRENT: "STAGING and FINAL have every exported column; the definitions are idempotent",
+    }.get(plan.state, "not compared with Snowflake (no connection); full definition")
+    if plan.extra_columns:
+        text += f"; no longer exported, kept: {', '.join(plan.extra_columns)}"
+    return str(text)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="aurora-sync",
@@ -105,7 +229,90 @@ def build_parser() -> argparse.ArgumentParser:
     stack_options(status)
     status.add_argument("--json", action="store_true", help="print exactly one JSON object")
     status.set_defaults(func=cmd_local_status)
+
+    _add_sql_commands(commands, stack_options)
     return parser
+
+
+def _add_sql_commands(commands: Any, stack_options: Any) -> None:
+    from .environment import SETUP_VARIABLES
+
+    sql_group = commands.add_parser(
+        "sql", help="print (or apply) the SQL generated from the table configs and the source catalog"
+    )
+    sql_commands = sql_group.add_subparsers(dest="sql_command", required=True, metavar="DATABASE")
+
+    def environment_options(sub: argparse.ArgumentParser) -> None:
+        sub.add_argument("--tables", help="comma-separated table names (default: every configured table)")
+        sub.add_argument(
+            "--config",
+            metavar="FILE",
+            help="table configs from a file: JSON object {name: config}, or YAML for .yaml/.yml "
+            "(default: SSM parameters under --config-path)",
+        )
+        sub.add_argument(
+            "--config-path",
+            help="SSM path of the table configs (env AURORA_SYNC_CONFIG_PATH; default /aurora-sync/tables/)",
+        )
+        sub.add_argument(
+            "--source-dsn",
+            metavar="DSN",
+            help="PostgreSQL connection string for the catalog (env AURORA_SYNC_SOURCE_DSN; default: the "
+            "local stack's admin); put the password in PGPASSWORD or ~/.pgpass, not here",
+        )
+        sub.add_argument(
+            "--local", action="store_true", help="ignore environment variables: use the running local stack"
+        )
+        stack_options(sub)
+
+    aurora = sql_commands.add_parser(
+        "aurora", help="the sync role's grants per table (and, with --setup, the sql/aurora/ files)"
+    )
+    environment_options(aurora)
+    aurora.add_argument("--setup", action="store_true", help="print the fixed sql/aurora/ files first")
+    aurora.set_defaults(func=cmd_sql_aurora)
+
+    snowflake = sql_commands.add_parser(
+        "snowflake",
+        help="each table's STAGING/FINAL/stream/pipe/tasks (ALTERs when columns drifted); --setup adds "
+        "the database, roles, integration, stage",
+    )
+    environment_options(snowflake)
+    snowflake.add_argument("--setup", action="store_true", help="include the account setup (sql/snowflake/)")
+    snowflake.add_argument(
+        "--apply",
+        action="store_true",
+        help="execute the statements in order (idempotent: safe to repeat) instead of only printing them",
+    )
+    snowflake.add_argument("--json", action="store_true", help="print one JSON object")
+    names = snowflake.add_argument_group("names of the Snowflake objects")
+    for option, kind, helptext in (
+        ("bucket", str, "data lake bucket (SAM output DataLakeBucket)"),
+        (
+            "storage-role-arn",
+            str,
+            "IAM role Snowflake reads the bucket with (SAM output SnowflakeStorageRoleArn)",
+        ),
+        ("database", str, "database (default AURORA_SYNC)"),
+        ("staging-schema", str, "schema of STAGING, streams, pipes, tasks (default STAGING)"),
+        ("final-schema", str, "schema of the FINAL tables (default FINAL)"),
+        ("integration", str, "storage integration (default AURORA_SYNC_S3)"),
+        ("stage", str, "external stage (default AURORA_SYNC_STAGE)"),
+        ("file-format", str, "file format (default AURORA_SYNC_CSV)"),
+        ("service-role", str, "role of the Lambdas' user (default AURORA_SYNC_SERVICE)"),
+        ("reader-role", str, "role for analysts (default AURORA_SYNC_READER)"),
+        ("service-user", str, "the Lambdas' key-pair user (default AURORA_SYNC)"),
+        ("staging-retention-days", int, "days STAGING rows are kept (default 7)"),
+        ("task-size", str, "serverless task size (default XSMALL)"),
+    ):
+        variable = SETUP_VARIABLES.get(option.replace("-", "_"))
+        names.add_argument(
+            f"--{option}",
+            dest=option.replace("-", "_"),
+            type=kind,
+            help=f"{helptext}{f'; env {variable}' if variable else ''}",
+        )
+    snowflake.set_defaults(func=cmd_sql_snowflake)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -114,7 +321,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         result: int = args.func(args)
         return result
-    except (StackError, OSError, ValueError) as exc:
+    except (StackError, SyncError, OSError, ValueError) as exc:
         if args.debug:
             raise
         print(f"aurora-sync: {exc}", file=sys.stderr)

@@ -346,5 +346,9 @@ def render_drift(
             )
     if statements:
         statements.append(render_pipe(setup, spec, replace=True))
-        statements.extend(s for s in render_table(setup, spec) if s.startswith("CREATE OR REPLACE TASK"))
+        # The tasks again (their MERGE lists the columns), and the retention task resumed again:
+        # CREATE OR REPLACE leaves a task suspended.
+        statements.extend(
+            s for s in render_table(setup, spec) if s.startswith(("CREATE OR REPLACE TASK", "ALTER TASK"))
+        )
     return statements

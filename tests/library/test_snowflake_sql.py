@@ -146,7 +146,9 @@ def test_drift_adds_columns_then_replaces_pipe_and_tasks() -> None:
         statements[1] == 'ALTER TABLE "AURORA_SYNC"."FINAL"."ORDERS" ADD COLUMN "DELETED_AT" TIMESTAMP_TZ(6)'
     )
     assert statements[2].startswith('CREATE OR REPLACE PIPE "AURORA_SYNC"."STAGING"."ORDERS_PIPE"')
-    assert all(s.startswith("CREATE OR REPLACE TASK") for s in statements[3:])
+    assert all(s.startswith("CREATE OR REPLACE TASK") for s in statements[3:5])
+    assert statements[5] == 'ALTER TASK "AURORA_SYNC"."STAGING"."ORDERS_RETENTION" RESUME'
+    assert len(statements) == 6
     for statement in statements:
         check(statement)
     every = [*existing, "DELETED_AT"]

@@ -1,0 +1,424 @@
+"""Where the CLI acts: table configs, the source catalog, Snowflake, and the setup's names.
+
+Each value resolves on its own, first match wins: an explicit flag, then an environment
+variable, then the running local stack (``aurora-sync local status`` of the default state dir,
+or of ``--state-dir``/``--port-base``). ``--local`` skips the environment variables, so a shell
+with production variables set can still aim at the local stack.
+
+Nothing here prints or logs a secret: messages name hosts, users, files and variables only.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, fields
+from datetime import date, datetime, time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from aurora_sync.config import (
+    DEFAULT_CONFIG_PATH,
+    InvalidTable,
+    LoadedTable,
+    TableConfigResult,
+    default_ssm_client,
+    load_table_configs,
+    parse_table_config,
+)
+from aurora_sync.errors import ConfigError, TransientError
+from aurora_sync.source_db import classify_source_error
+from aurora_sync.warehouse_db import connect_warehouse
+
+from .snowflake_sql import SnowflakeSetup
+
+if TYPE_CHECKING:
+    import psycopg2.extensions
+    from snowflake.connector import SnowflakeConnection
+
+APPLICATION = "aurora-sync-cli"
+# The IAM role the local stack's Snowflake "assumes" to read the bucket (the SAM stack's
+# SnowflakeStorageRoleArn stands in for it on AWS).
+LOCAL_STORAGE_ROLE = "aurora-sync-snowflake-storage"
+# Variables that mean "the operator configured AWS in this shell"; without any of them the
+# running local stack is preferred over boto3's remaining sources (~/.aws, instance roles).
+_AWS_ENVIRONMENT = (
+    "AWS_ENDPOINT_URL",
+    "AWS_ACCESS_KEY_ID",
+    "AWS_PROFILE",
+    "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+)
+_SNOWFLAKE_VARIABLES = {
+    "account": "SNOWFLAKE_ACCOUNT",
+    "user": "SNOWFLAKE_USER",
+    "role": "SNOWFLAKE_ROLE",
+    "warehouse": "SNOWFLAKE_WAREHOUSE",
+    "database": "SNOWFLAKE_DATABASE",
+}
+# SnowflakeSetup field -> environment variable; the schema names are the Lambdas' own variables.
+SETUP_VARIABLES = {
+    "bucket": "AURORA_SYNC_BUCKET",
+    "storage_role_arn": "AURORA_SYNC_STORAGE_ROLE_ARN",
+    "database": "SNOWFLAKE_DATABASE",
+    "staging_schema": "SNOWFLAKE_STAGING_SCHEMA",
+    "final_schema": "SNOWFLAKE_FINAL_SCHEMA",
+}
+SETUP_FIELDS = tuple(f.name for f in fields(SnowflakeSetup))
+_START_STACK = "start the local stack (aurora-sync local up)"
+
+
+@dataclass(frozen=True)
+class CliOptions:
+    """The flags that choose the environment; None means "not given"."""
+
+    config: str | None = None
+    config_path: str | None = None
+    source_dsn: str | None = None
+    local: bool = False
+    state_dir: str | None = None
+    port_base: int | None = None
+    setup: Mapping[str, Any] = field(default_factory=dict)
+
+
+class Environment:
+    def __init__(self, options: CliOptions, environ: Mapping[str, str] | None = None) -> None:
+        self.options = options
+        self.environ = dict(os.environ if environ is None else environ)
+        self._stack: dict[str, Any] | None = None
+        self._stack_read = False
+        self._configs: list[TableConfigResult] | None = None
+
+    # --- the local stack -------------------------------------------------------------------
+    def _env(self, name: str) -> str | None:
+        """An environment variable, unless ``--local`` said to ignore them."""
+        if self.options.local:
+            return None
+        return self.environ.get(name) or None
+
+    def local_stack(self) -> dict[str, Any] | None:
+        """``local status --json`` of the chosen state dir when it runs, else None."""
+        if not self._stack_read:
+            from .local.stack import Stack, settings_from_env
+
+            settings = settings_from_env(root=self.options.state_dir, port_base=self.options.port_base)
+            status = Stack(settings).status()
+            self._stack = status if status.get("running") else None
+            self._stack_read = True
+            if self._stack is None and self.options.local:
+                raise ConfigError(
+                    f"--local: the local stack under {settings.root} is not running.",
+                    fix=f"{_START_STACK}, or pass its --state-dir/--port-base",
+                )
+        return self._stack
+
+    def _stack_part(self, part: str) -> dict[str, Any] | None:
+        stack = self.local_stack()
+        section = (stack or {}).get(part)
+        return section if isinstance(section, dict) and section else None
+
+    # --- table configs ---------------------------------------------------------------------
+    def table_configs(self) -> list[TableConfigResult]:
+        if self._configs is None:
+            if self.options.config:
+                self._configs = read_config_file(Path(self.options.config))
+            else:
+                path = self.options.config_path or self._env("AURORA_SYNC_CONFIG_PATH") or DEFAULT_CONFIG_PATH
+                self._configs = load_table_configs(path, ssm_client=self._ssm_client(), max_age=0)
+        return self._configs
+
+    def _ssm_client(self) -> Any:
+        if not self.options.local and any(self.environ.get(v) for v in _AWS_ENVIRONMENT):
+            return default_ssm_client()
+        aws = self._stack_part("aws")
+        if aws is None:
+            return default_ssm_client()
+        return local_aws_client("ssm", aws)
+
+    def tables(self, names: Sequence[str] | None) -> list[LoadedTable]:
+        """The chosen tables (all when ``names`` is None); any invalid one is an error naming it."""
+        results = self.table_configs()
+        source = self.options.config or "the config path"
+        known = [r.name for r in results]
+        if names is not None:
+            unknown = [n for n in dict.fromkeys(names) if n not in known]
+            if unknown:
+                raise ConfigError(
+                    f"unknown table(s) {', '.join(unknown)} in --tables; "
+                    f"{source} has: {', '.join(known) if known else '(no tables)'}.",
+                    fix="use names from that list, or add the table's config first",
+                )
+            wanted = set(names)
+            results = [r for r in results if r.name in wanted]
+        if not results:
+            raise ConfigError(f"{source} has no table configs.", fix="add one parameter (or entry) per table")
+        invalid = [r for r in results if isinstance(r, InvalidTable)]
+        if invalid:
+            raise ConfigError("; ".join(r.message for r in invalid))
+        return [r for r in results if isinstance(r, LoadedTable)]
+
+    # --- source catalog --------------------------------------------------------------------
+    def source_dsn(self) -> str:
+        dsn = self.options.source_dsn or self._env("AURORA_SYNC_SOURCE_DSN")
+        if dsn:
+            return dsn
+        postgres = self._stack_part("postgres")
+        if postgres and postgres.get("admin_dsn"):
+            # The admin reads the catalog: the sync role cannot see a table before its grants exist.
+            return str(postgres["admin_dsn"])
+        raise ConfigError(
+            "no source database to read the catalog from.",
+            fix=f"pass --source-dsn, set AURORA_SYNC_SOURCE_DSN, or {_START_STACK}",
+        )
+
+    def connect_source(self) -> psycopg2.extensions.connection:
+        """A read-only, autocommit session for catalog reads and identifier quoting."""
+        import psycopg2
+        from psycopg2.extensions import parse_dsn
+
+        dsn = self.source_dsn()
+        try:
+            parts = parse_dsn(dsn)
+        except psycopg2.ProgrammingError:
+            # The driver's message quotes the DSN, password included: do not chain it.
+            raise ConfigError(
+                "the source DSN is not a valid libpq connection string.",
+                fix="use postgresql://user@host:5432/dbname (password via PGPASSWORD or ~/.pgpass)",
+            ) from None
+        where = (
+            f"Aurora {parts.get('host', 'localhost')}:{parts.get('port', 5432)}/"
+            f"{parts.get('dbname', '')} as {parts.get('user', '(default user)')}"
+        )
+        try:
+            conn = psycopg2.connect(dsn, connect_timeout=5, application_name=APPLICATION)
+            conn.set_session(readonly=True, autocommit=True)
+        except psycopg2.Error as exc:
+            raise classify_source_error(exc, context=where, redact=(parts.get("password", ""),)) from None
+        return conn
+
+    # --- Snowflake -------------------------------------------------------------------------
+    def snowflake_secret(self) -> dict[str, Any] | None:
+        """What ``connect_warehouse`` takes (it holds key material: never print it), or None."""
+        if self._env("SNOWFLAKE_ACCOUNT"):
+            return self._snowflake_from_environment()
+        local = self._stack_part("snowflake")
+        return dict(local) if local else None
+
+    def _snowflake_from_environment(self) -> dict[str, Any]:
+        secret: dict[str, Any] = {
+            key: self.environ[var] for key, var in _SNOWFLAKE_VARIABLES.items() if self.environ.get(var)
+        }
+        secret.setdefault("database", self._setup_value("database") or "AURORA_SYNC")
+        # Every statement is fully qualified; a schema is set because the connector needs one.
+        secret["schema"] = self._setup_value("staging_schema") or "STAGING"
+        key_path = self.environ.get("SNOWFLAKE_PRIVATE_KEY_PATH")
+        if not secret.get("user") or not key_path:
+            raise ConfigError(
+                "SNOWFLAKE_ACCOUNT is set but SNOWFLAKE_USER or SNOWFLAKE_PRIVATE_KEY_PATH is not.",
+                fix="set both (key-pair authentication: the PKCS#8 PEM file of the user's key)",
+            )
+        try:
+            secret["private_key"] = Path(key_path).read_text()
+        except OSError as exc:
+            raise ConfigError(
+                f"SNOWFLAKE_PRIVATE_KEY_PATH {key_path}: cannot read it ({exc.strerror}).",
+                fix="point it at the PEM file of the Snowflake user's private key",
+            ) from None
+        if self.environ.get("SNOWFLAKE_PRIVATE_KEY_PASSPHRASE"):
+            secret["private_key_passphrase"] = self.environ["SNOWFLAKE_PRIVATE_KEY_PASSPHRASE"]
+        return secret
+
+    def connect_snowflake(self) -> SnowflakeConnection:
+        secret = self.snowflake_secret()
+        if secret is None:
+            raise ConfigError(
+                "no Snowflake account to connect to.",
+                fix="set SNOWFLAKE_ACCOUNT, SNOWFLAKE_USER and SNOWFLAKE_PRIVATE_KEY_PATH, or "
+                + _START_STACK,
+            )
+        return connect_warehouse(secret, application=APPLICATION, login_timeout_s=15, network_timeout_s=60)
+
+    # --- setup names -----------------------------------------------------------------------
+    def _setup_value(self, name: str) -> Any:
+        if self.options.setup.get(name) is not None:
+            return self.options.setup[name]
+        variable = SETUP_VARIABLES.get(name)
+        return self._env(variable) if variable else None
+
+    def snowflake_setup(self) -> SnowflakeSetup:
+        values: dict[str, Any] = {
+            name: value for name in SETUP_FIELDS if (value := self._setup_value(name)) is not None
+        }
+        missing = [name for name in ("bucket", "storage_role_arn") if name not in values]
+        if missing:
+            aws = self._stack_part("aws")
+            snowflake = self._stack_part("snowflake")
+            if aws is None:
+                flags = " and ".join(f"--{name.replace('_', '-')}" for name in missing)
+                variables = " and ".join(SETUP_VARIABLES[name] for name in missing)
+                raise ConfigError(
+                    f"no {' and no '.join(missing)} for the Snowflake objects.",
+                    fix=f"pass {flags} (outputs DataLakeBucket / SnowflakeStorageRoleArn of the SAM "
+                    f"stack), set {variables}, or {_START_STACK}",
+                )
+            values.setdefault("bucket", aws["bucket"])
+            if "storage_role_arn" not in values:
+                values["storage_role_arn"] = ensure_local_storage_role(aws)
+            if snowflake and "database" not in values:
+                values["database"] = snowflake["database"]
+        return SnowflakeSetup(**values)
+
+
+# --- config files --------------------------------------------------------------------------
+def _reject_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    keys = [key for key, _ in pairs]
+    repeated = sorted({key for key in keys if keys.count(key) > 1})
+    if repeated:
+        raise ConfigError(f"key(s) {', '.join(repeated)} appear more than once; keep one")
+    return dict(pairs)
+
+
+def _plain_scalar(value: Any) -> Any:
+    # YAML turns 2024-01-01 into a date; the config model expects the ISO text the user wrote.
+    if isinstance(value, datetime | date | time):
+        return value.isoformat()
+    raise TypeError(f"{type(value).__name__} is not a JSON value")
+
+
+def read_config_file(path: Path) -> list[TableConfigResult]:
+    """``{name: config}`` from JSON (or YAML for .yaml/.yml), validated like SSM parameters.
+
+    Each entry is labelled ``<file>[<name>]`` in messages, where SSM would name the parameter.
+    """
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise ConfigError(
+            f"--config {path}: cannot read it ({exc.strerror}).", fix="pass an existing JSON or YAML file"
+        ) from None
+    import yaml
+
+    try:
+        if path.suffix.lower() in (".yaml", ".yml"):
+            document = yaml.safe_load(text)
+        else:
+            document = json.loads(text, object_pairs_hook=_reject_duplicates)
+    except ConfigError as exc:
+        raise ConfigError(f"--config {path}: {exc}") from None
+    except ValueError as exc:  # json.JSONDecodeError
+        raise ConfigError(f"--config {path}: not valid JSON: {exc}.", fix="fix the JSON") from None
+    except yaml.YAMLError as exc:  # its text names line and column
+        raise ConfigError(
+            f"--config {path}: not valid YAML: {exc}".replace("\n", " "), fix="fix the YAML"
+        ) from None
+    if not isinstance(document, dict):
+        raise ConfigError(
+            f"--config {path}: the file must hold one object mapping table names to configs.",
+            fix='write e.g. {"orders": {"table": "orders", "primary_key": ["id"]}}',
+        )
+    results: list[TableConfigResult] = []
+    for name, config in document.items():
+        label = f"{path}[{name}]"
+        try:
+            raw = json.dumps(config, default=_plain_scalar)
+        except TypeError as exc:
+            results.append(InvalidTable(str(name), label, f"{label}: {exc}; use strings, numbers and lists"))
+            continue
+        results.append(parse_table_config(str(name), label, raw))
+    results.sort(key=lambda r: r.name)
+    return _mark_shared_targets(results)
+
+
+def _mark_shared_targets(results: list[TableConfigResult]) -> list[TableConfigResult]:
+    """Two entries writing the same Snowflake objects would overwrite each other's rows."""
+    by_target: dict[str, list[str]] = {}
+    for result in results:
+        if isinstance(result, LoadedTable):
+            by_target.setdefault(result.target.upper(), []).append(result.parameter)
+    marked: list[TableConfigResult] = []
+    for result in results:
+        if isinstance(result, LoadedTable) and len(by_target[result.target.upper()]) > 1:
+            others = ", ".join(p for p in by_target[result.target.upper()] if p != result.parameter)
+            marked.append(
+                InvalidTable(
+                    result.name,
+                    result.parameter,
+                    f"{result.parameter}: field 'target': Snowflake base name {result.target.upper()!r} is "
+                    f"also used by {others}; give each table its own 'target'",
+                )
+            )
+        else:
+            marked.append(result)
+    return marked
+
+
+# --- local AWS -----------------------------------------------------------------------------
+def local_aws_client(service: str, aws: Mapping[str, Any]) -> Any:
+    """A boto3 client on the local stack's moto with its operator credentials."""
+    import boto3
+
+    return boto3.client(
+        service,
+        endpoint_url=aws["endpoint_url"],
+        region_name=aws["region"],
+        aws_access_key_id=aws["access_key_id"],
+        aws_secret_access_key=aws["secret_access_key"],
+    )
+
+
+def ensure_local_storage_role(aws: Mapping[str, Any]) -> str:
+    """The IAM role the local Snowflake reads the bucket with; created once in moto.
+
+    On AWS the SAM stack owns this role and its trust admits only Snowflake's IAM user with the
+    integration's external id; locally no Snowflake principal exists, so the account trusts it.
+    """
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    iam = local_aws_client("iam", aws)
+    bucket = aws["bucket"]
+    trust = {
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Effect": "Allow",
+                "Principal": {"AWS": f"arn:aws:iam::{aws['account_id']}:root"},
+                "Action": "sts:AssumeRole",
+            }
+        ],
+    }
+    read_bucket = {
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Effect": "Allow",
+                "Action": ["s3:GetObject", "s3:GetObjectVersion"],
+                "Resource": f"arn:aws:s3:::{bucket}/*",
+            },
+            {
+                "Effect": "Allow",
+                "Action": ["s3:ListBucket", "s3:GetBucketLocation"],
+                "Resource": f"arn:aws:s3:::{bucket}",
+            },
+            {"Effect": "Allow", "Action": "kms:Decrypt", "Resource": aws["kms_key_arn"]},
+        ],
+    }
+    try:
+        try:
+            arn = str(iam.get_role(RoleName=LOCAL_STORAGE_ROLE)["Role"]["Arn"])
+        except iam.exceptions.NoSuchEntityException:
+            arn = str(
+                iam.create_role(
+                    RoleName=LOCAL_STORAGE_ROLE,
+                    AssumeRolePolicyDocument=json.dumps(trust),
+                    Description="aurora-sync local stack: Snowflake's storage integration reads the bucket",
+                )["Role"]["Arn"]
+            )
+        iam.put_role_policy(
+            RoleName=LOCAL_STORAGE_ROLE, PolicyName="read-data-lake", PolicyDocument=json.dumps(read_bucket)
+        )
+    except (BotoCoreError, ClientError) as exc:
+        raise TransientError(
+            f"the local stack's AWS (moto) at {aws['endpoint_url']} failed on IAM ({type(exc).__name__}).",
+            fix="check `aurora-sync local status`; restart it with `aurora-sync local down` and `up`",
+        ) from None
+    return arn

@@ -1,0 +1,156 @@
+"""What ``aurora-sync sql snowflake`` prints or applies: setup, then per table create or drift.
+
+A table whose STAGING and FINAL do not exist gets its full definition. When they exist, their
+columns (INFORMATION_SCHEMA.COLUMNS) are compared with the spec: new exported columns become
+``ALTER TABLE … ADD COLUMN`` first and the pipe is replaced (its column list changed); the rest
+of the definition follows unchanged, because every statement of it is idempotent and the tasks
+(CREATE OR REPLACE) must follow a changed config even when no column changed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from aurora_sync.config import LoadedTable
+from aurora_sync.errors import WarehouseObjectMissing
+from aurora_sync.naming import DELETED_COLUMN, FILE_COLUMN, LOADED_AT_COLUMN, ROW_COLUMN, SYNCED_AT_COLUMN
+from aurora_sync.source_catalog import read_columns
+from aurora_sync.source_db import source_errors
+from aurora_sync.typemap import UNREPRESENTABLE_COLUMN
+from aurora_sync.warehouse_db import warehouse_errors
+
+from .snowflake_sql import SnowflakeSetup, TableSpec, render_drift, render_pipe, render_table, table_spec
+
+# state of a table's Snowflake objects, as the plan found them
+NEW = "new"  # neither STAGING nor FINAL exists
+DRIFT = "drift"  # they exist, and the source has columns they lack
+CURRENT = "current"  # they exist with every exported column
+UNCHECKED = "unchecked"  # no Snowflake connection: the full definition, drift not checked
+METADATA_COLUMNS = frozenset(
+    {UNREPRESENTABLE_COLUMN, FILE_COLUMN, ROW_COLUMN, LOADED_AT_COLUMN, SYNCED_AT_COLUMN, DELETED_COLUMN}
+)
+
+
+@dataclass
+class TablePlan:
+    name: str
+    target: str
+    state: str
+    statements: list[str]
+    added_columns: list[str] = field(default_factory=list)
+    # In Snowflake but no longer exported (dropped at the source or from `columns`): kept, since
+    # dropping them would lose history; they stay NULL for new rows.
+    extra_columns: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "target": self.target,
+            "state": self.state,
+            "added_columns": self.added_columns,
+            "extra_columns": self.extra_columns,
+            "statements": self.statements,
+        }
+
+
+def existing_columns(
+    conn: Any, setup: SnowflakeSetup, target: str
+) -> tuple[list[str] | None, list[str] | None]:
+    """Column names of STAGING and FINAL in ordinal order; None for a table that does not exist."""
+    query = (
+        f'SELECT TABLE_SCHEMA, COLUMN_NAME FROM "{setup.database}".INFORMATION_SCHEMA.COLUMNS '
+        "WHERE TABLE_NAME = ? AND TABLE_SCHEMA IN (?, ?) ORDER BY TABLE_SCHEMA, ORDINAL_POSITION"
+    )
+    try:
+        with warehouse_errors(f"reading the columns of {target} in {setup.database}"):
+            cur = conn.cursor()
+            cur.execute(query, (target, setup.staging_schema, setup.final_schema))
+            rows = cur.fetchall()
+    except WarehouseObjectMissing:
+        return None, None  # the database itself does not exist yet: nothing to compare
+    found: dict[str, list[str]] = {}
+    for schema, column in rows:
+        found.setdefault(str(schema), []).append(str(column))
+    return found.get(setup.staging_schema), found.get(setup.final_schema)
+
+
+def plan_table(
+    setup: SnowflakeSetup,
+    spec: TableSpec,
+    *,
+    staging_existing: Sequence[str] | None,
+    final_existing: Sequence[str] | None,
+    checked: bool = True,
+) -> TablePlan:
+    definition = render_table(setup, spec)
+    if not checked:
+        return TablePlan(spec.name, spec.target, UNCHECKED, definition)
+    if staging_existing is None and final_existing is None:
+        return TablePlan(spec.name, spec.target, NEW, definition)
+    everything = set(spec.snowflake_names)
+    staging_have = set(everything if staging_existing is None else staging_existing)
+    final_have = set(everything if final_existing is None else final_existing)
+    alters = [
+        s
+        for s in render_drift(setup, spec, staging_existing=staging_have, final_existing=final_have)
+        if s.startswith("ALTER TABLE")
+    ]
+    added = [name for name in spec.snowflake_names if name not in staging_have or name not in final_have]
+    extra = sorted({*(staging_existing or ()), *(final_existing or ())} - everything - METADATA_COLUMNS)
+    if not alters:
+        return TablePlan(spec.name, spec.target, CURRENT, definition, extra_columns=extra)
+    # ALTERs first: the replaced pipe and the tasks name the new columns.
+    pipe = render_pipe(setup, spec)
+    replaced = [render_pipe(setup, spec, replace=True) if s == pipe else s for s in definition]
+    return TablePlan(spec.name, spec.target, DRIFT, alters + replaced, added, extra)
+
+
+def spec_for(source: Any, loaded: LoadedTable) -> TableSpec:
+    """The table as Snowflake needs it, from its config and the source catalog."""
+    config = loaded.config
+    with source.cursor() as cur, source_errors(f"table {loaded.name}"):
+        catalog = read_columns(cur, config.schema_name, config.table)
+    return table_spec(
+        name=loaded.name,
+        target=loaded.target,
+        catalog=catalog,
+        schema=config.schema_name,
+        table=config.table,
+        columns=config.columns,
+        primary_key=config.primary_key,
+        cursor=config.cursor,
+        soft_delete_column=config.soft_delete_column,
+        soft_delete_mode=config.soft_delete_mode,
+    )
+
+
+def plan_tables(
+    source: Any, warehouse: Any | None, setup: SnowflakeSetup, tables: Sequence[LoadedTable]
+) -> list[TablePlan]:
+    """One plan per table; without ``warehouse`` every table gets its full, unchecked definition."""
+    plans = []
+    for loaded in tables:
+        spec = spec_for(source, loaded)
+        if warehouse is None:
+            plans.append(plan_table(setup, spec, staging_existing=None, final_existing=None, checked=False))
+            continue
+        staging, final = existing_columns(warehouse, setup, spec.target)
+        plans.append(plan_table(setup, spec, staging_existing=staging, final_existing=final))
+    return plans
+
+
+def apply_statements(
+    conn: Any, statements: Sequence[str], progress: Callable[[str], None] | None = None
+) -> int:
+    """Execute in order; the first failure stops and names the statement that failed."""
+    cur = conn.cursor()
+    for number, statement in enumerate(statements, 1):
+        first_line = statement.splitlines()[0]
+        with warehouse_errors(f"statement {number} of {len(statements)} ({first_line[:100]})"):
+            cur.execute(statement)
+            cur.fetchall()
+        if progress:
+            progress(first_line)
+    return len(statements)

@@ -1,0 +1,414 @@
+"""`aurora-sync sql aurora|snowflake` against the local stack: printed SQL runs, apply is idempotent,
+drift becomes ALTERs, hostile names stay one identifier, and bad input is one line naming the fix."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import psycopg2
+import pytest
+from psycopg2 import errors as pg_errors
+from psycopg2 import sql
+
+from aurora_sync.source_catalog import read_columns
+from aurora_sync.typemap import map_column
+from aurora_sync_ops import cli
+from aurora_sync_ops.local.stack import Stack
+
+CLI = str(Path(sys.executable).with_name("aurora-sync"))
+SCHEMA = "cli_sql"
+TYPES_TABLE = "All Types"
+HOSTILE_TABLE = "Robert'); DROP TABLE x;--"
+HOSTILE_COLUMN = "semi;colon"
+
+
+def _typemap_ddl() -> str:
+    """The every-type table of test_typemap.py, in a schema of our own."""
+    path = Path(__file__).with_name("test_typemap.py")
+    spec = importlib.util.spec_from_file_location("typemap_cases", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    ddl: str = module.DDL
+    return ddl.replace("typemap", SCHEMA)
+
+
+# --- running the CLI ---------------------------------------------------------------------------
+def stack_flags(local_stack: Stack) -> list[str]:
+    # --local: a developer's SNOWFLAKE_*/AWS_* variables must not redirect the test.
+    settings = local_stack.settings
+    return ["--local", "--state-dir", str(settings.root), "--port-base", str(settings.ports.postgres)]
+
+
+def run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
+    code = cli.main(list(args))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+@pytest.fixture(scope="module")
+def admin(stack: dict[str, Any]) -> Iterator[Any]:
+    conn = psycopg2.connect(stack["postgres"]["admin_dsn"])
+    conn.autocommit = True
+    with conn.cursor() as cur:
+        cur.execute(_typemap_ddl())
+        cur.execute(
+            sql.SQL(
+                "CREATE TABLE {} (id integer PRIMARY KEY, {} text, secret text, updated_at timestamptz)"
+            ).format(sql.Identifier(SCHEMA, HOSTILE_TABLE), sql.Identifier(HOSTILE_COLUMN))
+        )
+        cur.execute(
+            sql.SQL("INSERT INTO {} VALUES (1, 'a;b', 'hidden', now())").format(
+                sql.Identifier(SCHEMA, HOSTILE_TABLE)
+            )
+        )
+        cur.execute(
+            sql.SQL("CREATE TABLE {}.drifting (id integer PRIMARY KEY, updated_at timestamptz)").format(
+                sql.Identifier(SCHEMA)
+            )
+        )
+    yield conn
+    with conn.cursor() as cur:
+        cur.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier(SCHEMA)))
+    conn.close()
+
+
+@pytest.fixture(scope="module")
+def config_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("cli_sql") / "tables.json"
+    path.write_text(
+        json.dumps(
+            {
+                "cli_types": {
+                    "schema": SCHEMA,
+                    "table": TYPES_TABLE,
+                    "primary_key": ["id"],
+                    "cursor": "tstz",
+                },
+                "cli_hostile": {
+                    "schema": SCHEMA,
+                    "table": HOSTILE_TABLE,
+                    "primary_key": ["id"],
+                    "columns": ["id", HOSTILE_COLUMN, "updated_at"],
+                },
+                "cli_drift": {"schema": SCHEMA, "table": "drifting", "primary_key": ["id"]},
+            }
+        )
+    )
+    return path
+
+
+@pytest.fixture(scope="module")
+def warehouse(stack: dict[str, Any]) -> Iterator[Any]:
+    import snowflake.connector
+
+    with snowflake.connector.connect(**stack["snowflake"], paramstyle="qmark") as conn:
+        yield conn
+
+
+def columns_of(warehouse: Any, schema: str, table: str) -> list[tuple[str, str, Any, Any]]:
+    cur = warehouse.cursor()
+    cur.execute(
+        "SELECT COLUMN_NAME, DATA_TYPE, NUMERIC_PRECISION, NUMERIC_SCALE "
+        'FROM "AURORA_SYNC".INFORMATION_SCHEMA.COLUMNS '
+        "WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ? ORDER BY ORDINAL_POSITION",
+        (schema, table),
+    )
+    return [tuple(row) for row in cur.fetchall()]
+
+
+def expected_types(snowflake_type: str) -> set[tuple[str, Any, Any]]:
+    """INFORMATION_SCHEMA's (DATA_TYPE, precision, scale) for a type the DDL declared."""
+    base, _, args = snowflake_type.partition("(")
+    if base == "NUMBER":
+        precision, scale = (int(part) for part in args.rstrip(")").split(","))
+        return {("NUMBER", precision, scale)}
+    if base == "VARCHAR":
+        return {("TEXT", None, None)}
+    if base == "ARRAY":
+        # fakesnow stores ARRAY as JSON and reports VARIANT; a real account reports ARRAY.
+        return {("ARRAY", None, None), ("VARIANT", None, None)}
+    return {(base, None, None)}
+
+
+@pytest.fixture(scope="module")
+def applied(
+    local_stack: Stack, admin: Any, config_file: Path, tmp_path_factory: pytest.TempPathFactory
+) -> dict[str, Any]:
+    """The setup, then the every-type table's objects, each applied twice through the CLI."""
+    empty = tmp_path_factory.mktemp("cli_sql_empty") / "none.json"
+    empty.write_text("{}")
+    flags = stack_flags(local_stack)
+    runs = []
+    for _ in range(2):
+        runs.append(
+            _cli_json("sql", "snowflake", "--setup", "--apply", "--json", "--config", str(empty), *flags)
+        )
+    table_runs = [
+        _cli_json(
+            "sql",
+            "snowflake",
+            "--tables",
+            "cli_types",
+            "--apply",
+            "--json",
+            "--config",
+            str(config_file),
+            *flags,
+        )
+        for _ in range(2)
+    ]
+    return {"setup": runs, "tables": table_runs, "flags": ["--config", str(config_file), *flags]}
+
+
+def _cli_json(*args: str) -> dict[str, Any]:
+    result = subprocess.run([CLI, *args], capture_output=True, text=True, timeout=120, check=False)
+    assert result.returncode == 0, f"aurora-sync {' '.join(args[:4])} failed: {result.stderr}"
+    document: dict[str, Any] = json.loads(result.stdout)
+    return document
+
+
+# --- Snowflake ----------------------------------------------------------------------------------
+def test_setup_then_table_apply_twice_is_idempotent(applied: dict[str, Any]) -> None:
+    first, second = applied["setup"]
+    assert first["applied"] is True and first["tables"] == []
+    assert any(s.startswith('CREATE DATABASE IF NOT EXISTS "AURORA_SYNC"') for s in first["setup"])
+    assert first["setup"] == second["setup"]
+    new, again = applied["tables"]
+    assert [t["state"] for t in new["tables"]] in (["new"], ["current"])
+    # The second apply found both tables with every exported column: nothing to alter.
+    assert again["tables"][0]["state"] == "current"
+    assert again["tables"][0]["added_columns"] == []
+    assert not any(s.startswith("ALTER TABLE") for s in again["tables"][0]["statements"])
+
+
+def test_applied_objects_have_the_type_maps_columns(
+    applied: dict[str, Any], admin: Any, warehouse: Any
+) -> None:
+    with admin.cursor() as cur:
+        catalog = read_columns(cur, SCHEMA, TYPES_TABLE)
+    mappings = [map_column(c.name, c.pg_type) for c in catalog]
+    final = {name: (kind, p, s) for name, kind, p, s in columns_of(warehouse, "FINAL", "CLI_TYPES")}
+    staging = {name: (kind, p, s) for name, kind, p, s in columns_of(warehouse, "STAGING", "CLI_TYPES")}
+    for mapping in mappings:
+        name = mapping.column.upper()
+        assert final[name] in expected_types(mapping.final_type), (name, mapping.final_type, final[name])
+        assert staging[name] in expected_types(mapping.staging_type), (name, mapping.staging_type)
+    assert staging["_AURORA_SYNC_FILE"][0] == "TEXT" and final["_AURORA_SYNC_SYNCED_AT"][0] == "TIMESTAMP_TZ"
+
+
+def test_pipe_and_tasks_exist(applied: dict[str, Any], warehouse: Any) -> None:
+    cur = warehouse.cursor()
+    cur.execute('SHOW PIPES LIKE \'CLI_TYPES_PIPE\' IN SCHEMA "AURORA_SYNC"."STAGING"')
+    columns = [d[0] for d in cur.description]
+    pipes = [dict(zip(columns, row, strict=True)) for row in cur.fetchall()]
+    assert [p["name"] for p in pipes] == ["CLI_TYPES_PIPE"]
+    assert '"AURORA_SYNC"."STAGING"."CLI_TYPES"' in pipes[0]["definition"]
+    assert pipes[0]["notification_channel"].startswith("arn:aws:sqs:")
+    cur.execute('SHOW TASKS LIKE \'CLI_TYPES_%\' IN SCHEMA "AURORA_SYNC"."STAGING"')
+    columns = [d[0] for d in cur.description]
+    tasks = {row[columns.index("name")]: row[columns.index("state")] for row in cur.fetchall()}
+    # The MERGE task runs only via EXECUTE TASK; the retention task runs on its schedule.
+    assert tasks == {"CLI_TYPES_MERGE": "suspended", "CLI_TYPES_RETENTION": "started"}
+
+
+def test_every_printed_statement_runs_on_the_emulator(
+    applied: dict[str, Any], local_stack: Stack, config_file: Path, warehouse: Any
+) -> None:
+    printed = _cli_json(
+        "sql",
+        "snowflake",
+        "--setup",
+        "--tables",
+        "cli_types",
+        "--json",
+        "--config",
+        str(config_file),
+        *stack_flags(local_stack),
+    )
+    statements = printed["setup"] + printed["tables"][0]["statements"]
+    assert printed["applied"] is False and len(statements) > 20
+    cur = warehouse.cursor()
+    for statement in statements:
+        cur.execute(statement)
+
+
+def test_drift_prints_alters_then_apply_adds_the_columns(
+    applied: dict[str, Any], admin: Any, warehouse: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    flags = ["--tables", "cli_drift", *applied["flags"]]
+    code, _, err = run(capsys, "sql", "snowflake", "--apply", *flags)
+    assert code == 0, err
+    with admin.cursor() as cur:
+        cur.execute(f'ALTER TABLE {SCHEMA}.drifting ADD COLUMN "Promo Code" text, ADD COLUMN qty bigint')
+
+    code, out, err = run(capsys, "sql", "snowflake", *flags)
+    assert code == 0, err
+    assert "schema drift: adds Promo Code, QTY" in out
+    for schema in ("STAGING", "FINAL"):
+        assert f'ALTER TABLE "AURORA_SYNC"."{schema}"."CLI_DRIFT" ADD COLUMN "Promo Code" VARCHAR;' in out
+        assert f'ALTER TABLE "AURORA_SYNC"."{schema}"."CLI_DRIFT" ADD COLUMN "QTY" NUMBER(19,0);' in out
+    assert 'CREATE OR REPLACE PIPE "AURORA_SYNC"."STAGING"."CLI_DRIFT_PIPE"' in out
+    assert [c[0] for c in columns_of(warehouse, "FINAL", "CLI_DRIFT")][:2] == ["ID", "UPDATED_AT"]
+    assert "QTY" not in [
+        c[0] for c in columns_of(warehouse, "FINAL", "CLI_DRIFT")
+    ]  # printing changes nothing
+
+    code, out, err = run(capsys, "sql", "snowflake", "--apply", *flags)
+    assert code == 0, err
+    for schema in ("STAGING", "FINAL"):
+        names = {c[0]: c[1:] for c in columns_of(warehouse, schema, "CLI_DRIFT")}
+        assert names["Promo Code"][0] == "TEXT" and names["QTY"] == ("NUMBER", 19, 0)
+    code, out, _ = run(capsys, "sql", "snowflake", "--json", *flags)
+    assert json.loads(out)["tables"][0]["state"] == "current"
+
+
+# --- Aurora -------------------------------------------------------------------------------------
+def test_aurora_grants_quote_hostile_names_and_let_the_sync_role_read(
+    admin: Any,
+    stack: dict[str, Any],
+    local_stack: Stack,
+    config_file: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    sync = psycopg2.connect(stack["postgres"]["dsn"])
+    sync.autocommit = True
+    select = sql.SQL("SELECT id, {} FROM {}").format(
+        sql.Identifier(HOSTILE_COLUMN), sql.Identifier(SCHEMA, HOSTILE_TABLE)
+    )
+    try:
+        with sync.cursor() as cur, pytest.raises(pg_errors.InsufficientPrivilege):
+            cur.execute(select)
+
+        code, out, err = run(
+            capsys,
+            "sql",
+            "aurora",
+            "--tables",
+            "cli_hostile",
+            "--config",
+            str(config_file),
+            *stack_flags(local_stack),
+        )
+        assert code == 0, err
+        assert 'GRANT USAGE ON SCHEMA "cli_sql" TO "aurora_sync";' in out
+        assert (
+            'GRANT SELECT ("id", "semi;colon", "updated_at") ON TABLE "cli_sql"."Robert\'); DROP TABLE x;--" '
+            'TO "aurora_sync";'
+        ) in out
+        with admin.cursor() as cur:
+            cur.execute(out)
+
+        with sync.cursor() as cur:
+            cur.execute(select)
+            assert cur.fetchall() == [(1, "a;b")]
+            # Column grants: what the config does not list stays unreadable.
+            with pytest.raises(pg_errors.InsufficientPrivilege):
+                cur.execute(sql.SQL("SELECT secret FROM {}").format(sql.Identifier(SCHEMA, HOSTILE_TABLE)))
+    finally:
+        sync.close()
+
+
+def test_aurora_setup_prints_the_fixed_files_first(
+    admin: Any, local_stack: Stack, config_file: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, err = run(
+        capsys,
+        "sql",
+        "aurora",
+        "--setup",
+        "--tables",
+        "cli_types",
+        "--config",
+        str(config_file),
+        *stack_flags(local_stack),
+    )
+    assert code == 0, err
+    files = [line for line in out.splitlines() if line.startswith("-- ===== sql/aurora/")]
+    assert files == [
+        "-- ===== sql/aurora/01_extension.sql",
+        "-- ===== sql/aurora/02_sync_role.sql",
+        "-- ===== sql/aurora/03_iam_role_association.sql",
+    ]
+    assert out.index("CREATE EXTENSION IF NOT EXISTS aws_s3 CASCADE;") < out.index(
+        'GRANT SELECT ON TABLE "cli_sql"."All Types" TO "aurora_sync";'
+    )
+
+
+# --- bad input ----------------------------------------------------------------------------------
+def test_unknown_table_lists_the_known_ones(
+    local_stack: Stack, config_file: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    for database in ("aurora", "snowflake"):
+        code, out, err = run(
+            capsys,
+            "sql",
+            database,
+            "--tables",
+            "cli_types,nope",
+            "--config",
+            str(config_file),
+            *stack_flags(local_stack),
+        )
+        assert (code, out) == (1, "")
+        assert err == (
+            "aurora-sync: unknown table(s) nope in --tables; "
+            f"{config_file} has: cli_drift, cli_hostile, cli_types. "
+            "Fix: use names from that list, or add the table's config first\n"
+        )
+
+
+def test_config_entry_with_an_unknown_key_names_entry_and_field(local_stack: Stack, tmp_path: Path) -> None:
+    path = tmp_path / "tables.yaml"
+    path.write_text("orders:\n  table: orders\n  primary_key: [id]\n  colums: [id, updated_at]\n")
+    result = subprocess.run(
+        [CLI, "sql", "aurora", "--config", str(path), *stack_flags(local_stack)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 1 and result.stdout == ""
+    assert "Traceback" not in result.stderr and len(result.stderr.splitlines()) == 1
+    assert result.stderr.startswith(
+        f"aurora-sync: {path}[orders]: field 'colums': unknown key; did you mean 'columns'?"
+    )
+
+
+def test_missing_source_table_is_named(
+    admin: Any, local_stack: Stack, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "tables.json"
+    path.write_text(json.dumps({"gone": {"schema": SCHEMA, "table": "gone", "primary_key": ["id"]}}))
+    code, out, err = run(capsys, "sql", "snowflake", "--config", str(path), *stack_flags(local_stack))
+    assert (code, out) == (1, "")
+    assert err.startswith("aurora-sync: source table cli_sql.gone does not exist")
+    assert "Fix: check `schema`/`table` in the table config" in err
+    assert "Traceback" not in err
+
+
+def test_no_snowflake_setup_names_the_flags(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # A state dir with no running stack, and no variables: nothing says where Snowflake is.
+    path = tmp_path / "tables.json"
+    path.write_text("{}")
+    code, out, err = run(
+        capsys,
+        "sql",
+        "snowflake",
+        "--setup",
+        "--config",
+        str(path),
+        "--state-dir",
+        str(tmp_path / "none"),
+        "--port-base",
+        "26990",
+    )
+    assert (code, out) == (1, "")
+    assert err.startswith("aurora-sync: no bucket and no storage_role_arn for the Snowflake objects.")
+    assert "pass --bucket and --storage-role-arn" in err
