@@ -31,6 +31,9 @@ ENVIRONMENT: dict[str, str] = {
     "EXPORT_BUCKET": "export_bucket",
     "EXPORT_KMS_KEY_ARN": "export_kms_key_arn",
     "AWS_REGION": "aws_region",
+    "LOAD_REFRESH_AFTER_SECONDS": "load_refresh_after_seconds",
+    "LOAD_TIMEOUT_SECONDS": "load_timeout_seconds",
+    "MERGE_TIMEOUT_SECONDS": "merge_timeout_seconds",
 }
 
 
@@ -56,6 +59,14 @@ class RuntimeSettings(BaseModel):
     export_bucket: str | None = None
     export_kms_key_arn: str | None = None
     aws_region: str = "us-east-1"
+    # Verifier: Snowpipe usually loads within a minute of the S3 event; past this many seconds
+    # since the run started, files still unknown to COPY_HISTORY are re-queued once with
+    # ALTER PIPE ... REFRESH (heals a lost notification).
+    load_refresh_after_seconds: int = Field(120, ge=0)
+    # Verifier: seconds from its first check of a run until unloaded files fail the table.
+    load_timeout_seconds: int = Field(900, ge=1)
+    # Verifier: seconds from the merge task's first run in this run until it must have finished.
+    merge_timeout_seconds: int = Field(900, ge=1)
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str] | None = None) -> RuntimeSettings:

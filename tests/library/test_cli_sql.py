@@ -243,6 +243,14 @@ def test_drift_prints_alters_then_apply_adds_the_columns(
     applied: dict[str, Any], admin: Any, warehouse: Any, capsys: pytest.CaptureFixture[str]
 ) -> None:
     flags = ["--tables", "cli_drift", *applied["flags"]]
+    # Start from no Snowflake objects, so a kept stack (AURORA_SYNC_KEEP_STACK) reruns this test too.
+    for statement in (
+        'DROP PIPE IF EXISTS "AURORA_SYNC"."STAGING"."CLI_DRIFT_PIPE"',
+        'DROP STREAM IF EXISTS "AURORA_SYNC"."STAGING"."CLI_DRIFT_STREAM"',
+        'DROP TABLE IF EXISTS "AURORA_SYNC"."STAGING"."CLI_DRIFT"',
+        'DROP TABLE IF EXISTS "AURORA_SYNC"."FINAL"."CLI_DRIFT"',
+    ):
+        warehouse.cursor().execute(statement)
     code, _, err = run(capsys, "sql", "snowflake", "--apply", *flags)
     assert code == 0, err
     with admin.cursor() as cur:

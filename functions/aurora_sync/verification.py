@@ -1,0 +1,493 @@
+"""The verifier's decisions: for each table of a run, is it loaded, merged, still pending, or failed?
+
+One call looks at every table once and never waits; the state machine calls again (Wait →
+Verify → Choice) while ``done`` is false, passing the previous output back as ``previous``.
+
+Per table, in order:
+  1. Export FAILED → FAILED with the export's error; EMPTY (or nothing written) → NOTHING_TO_DO.
+  2. COPY_HISTORY (one statement for every file of every table): a file ``Load failed`` /
+     ``Partially loaded`` / ``Load skipped`` → FAILED with its first error and its name; the
+     ``Loaded`` row counts must add up to what Aurora reported, else FAILED (both numbers).
+     Files not in history yet → PENDING; once per run, ``LOAD_REFRESH_AFTER_SECONDS`` after the
+     run started, ALTER PIPE ... REFRESH re-queues them (heals a lost S3 notification); after
+     ``LOAD_TIMEOUT_SECONDS`` from the verifier's first check → FAILED naming the missing files.
+  3. Every file loaded → the MERGE task. Whether it was already requested in this run is read
+     from TASK_HISTORY (a run scheduled at/after the run's start), not from ``previous``: a
+     verifier that died right after EXECUTE TASK must not merge twice when retried.
+     SUCCEEDED → MERGED (rows counted in FINAL by their sync time); FAILED → FAILED with the
+     task's message; SCHEDULED/EXECUTING → PENDING until ``MERGE_TIMEOUT_SECONDS``; SKIPPED (the
+     stream was empty) → MERGED with 0 rows, or EXECUTE TASK again if the stream still holds data
+     (the run was skipped because another run of the task was executing).
+  4. MERGED / NOTHING_TO_DO tables get their new watermark (MAX(cursor) of FINAL, one statement)
+     and the freshness lag ``now - watermark``.
+
+A table's final outcome is carried over from ``previous`` unchanged. Errors of one table's
+statement that retrying cannot fix (a dropped pipe or task) fail that table; errors that
+concern everything (Snowflake unreachable, auth) propagate as the taxonomy's classes.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from . import load_history as lh
+from .config import LoadedTable
+from .errors import ConfigError, TerminalError
+from .naming import SnowflakeObjects
+from .planning import watermark_text
+from .watermarks import read_watermarks
+from .work import ExportResult
+
+Outcome = Literal["MERGED", "NOTHING_TO_DO", "PENDING", "FAILED"]
+FINAL_OUTCOMES = frozenset({"MERGED", "NOTHING_TO_DO", "FAILED"})
+
+# Error names of per-table outcomes (the "error" field). They are not raised: the Report state
+# reads them from the output. The export's own error keeps the exporter's class name.
+LOAD_FAILED = "LoadFailed"
+LOAD_COUNT_MISMATCH = "LoadCountMismatch"
+LOAD_TIMEOUT = "LoadTimeout"
+MERGE_FAILED = "MergeFailed"
+MERGE_TIMEOUT = "MergeTimeout"
+EXPORT_INCOMPLETE = "ExportIncomplete"
+
+# COPY_HISTORY START_TIME reaches back this far before the run start: clocks of AWS and Snowflake
+# differ a little, and files are written after the run started anyway.
+HISTORY_MARGIN = timedelta(minutes=15)
+MAX_MISSING = 10
+MAX_REASON_CHARS = 600
+_RUNNING_STATES = frozenset({"SCHEDULED", "EXECUTING"})
+_FAILED_LOAD_STATES = frozenset({"Load failed", "Partially loaded", "Load skipped"})
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ExportError(_Model):
+    error: str = Field(alias="Error")
+    cause: str | None = Field(None, alias="Cause")
+
+
+class FailedExport(_Model):
+    table: str
+    status: Literal["FAILED"]
+    error: ExportError
+    target: str | None = None
+
+
+class TableVerdict(_Model):
+    table: str
+    target: str
+    outcome: Outcome
+    error: str | None = None
+    reason: str | None = None
+    rows_exported: int = 0
+    rows_loaded: int = 0
+    rows_merged: int = 0
+    files: int = 0
+    files_loaded: int = 0
+    missing: list[str] = Field(default_factory=list)
+    refreshed_at: str | None = None
+    merge_query_id: str | None = None
+    watermark: str | None = None
+    freshness_lag_seconds: float | None = None
+
+
+class PlanFailure(_Model):
+    """A table the planner could not schedule (invalid config, missing FINAL table)."""
+
+    table: str
+    error: str
+    cause: str
+
+
+class FailedTable(_Model):
+    table: str
+    error: str
+    reason: str
+
+
+class RunSummary(_Model):
+    """What the Report state needs: the failed tables and the input that reruns only them."""
+
+    failed_count: int
+    failed: list[FailedTable]
+    rerun_input: dict[str, list[str]]
+    cause: str
+
+
+class VerifyOutput(_Model):
+    run_id: str
+    done: bool
+    # When the verifier first checked this run: the load timeout counts from here, because the
+    # exports of a big run can take longer than the timeout itself.
+    verify_started_at: str
+    tables: list[TableVerdict]
+    pending: int
+    failed: int
+    summary: RunSummary | None = None  # set once done
+
+
+class VerifyRequest(_Model):
+    run_id: str = Field(min_length=1)
+    started_at: datetime
+    attempt: int = 0
+    tables: list[ExportResult | FailedExport]
+    targets: dict[str, str] = Field(default_factory=dict)
+    plan_failed: list[PlanFailure] = Field(default_factory=list)
+    previous: VerifyOutput | None = None
+
+
+@dataclass(frozen=True)
+class Limits:
+    refresh_after: timedelta
+    load_timeout: timedelta
+    merge_timeout: timedelta
+
+
+@dataclass(frozen=True)
+class Schemas:
+    database: str
+    staging: str
+    final: str
+
+    def objects(self, target: str) -> SnowflakeObjects:
+        return SnowflakeObjects(self.database, self.staging, self.final, target)
+
+
+def parse_request(event: Mapping[str, Any]) -> VerifyRequest:
+    """The Verify state's input; ``target`` may ride on each table entry (the planner's item)."""
+    if not isinstance(event, Mapping):
+        raise ConfigError("verifier input is not a JSON object.", fix="pass the Verify state's input")
+    entries = event.get("tables")
+    targets: dict[str, str] = {}
+    tables: Any = entries
+    if isinstance(entries, list):
+        tables = []
+        for entry in entries:
+            if isinstance(entry, Mapping) and isinstance(entry.get("table"), str) and entry.get("target"):
+                targets[entry["table"]] = str(entry["target"])
+            if isinstance(entry, Mapping) and entry.get("status") != "FAILED":
+                # ExportResult forbids unknown keys; the target rides beside it.
+                tables.append({k: v for k, v in entry.items() if k != "target"})
+            else:
+                tables.append(entry)
+    try:
+        return VerifyRequest.model_validate({**event, "tables": tables, "targets": targets})
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()[:5])
+        raise ConfigError(
+            f"verifier input is invalid ({problems}).",
+            fix="pass {run_id, started_at, attempt, tables: [export results], previous} "
+            "from the state machine",
+        ) from None
+
+
+@dataclass
+class _Table:
+    """Working state of one table during a call."""
+
+    verdict: TableVerdict
+    objects: SnowflakeObjects
+    keys: tuple[str, ...] = ()
+    loads: dict[str, lh.FileLoad] = field(default_factory=dict)
+    carried: bool = False  # final outcome taken from ``previous``: nothing to re-read
+
+    def loaded_until(self, default: datetime) -> datetime:
+        """When the last of this table's files was loaded (by Snowflake's clock)."""
+        times = [_aware(load.last_load_time) for load in self.loads.values() if load.last_load_time]
+        return max(times, default=default)
+
+    def set(self, **changes: Any) -> None:
+        if "reason" in changes and changes["reason"] and len(changes["reason"]) > MAX_REASON_CHARS:
+            changes["reason"] = changes["reason"][: MAX_REASON_CHARS - 1] + "…"
+        self.verdict = self.verdict.model_copy(update=changes)
+
+
+def _aware(moment: datetime) -> datetime:
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def _lag_seconds(value: Any, now: datetime) -> float | None:
+    if isinstance(value, datetime):
+        return round((now - _aware(value)).total_seconds(), 3)
+    if isinstance(value, date):
+        return round((now - datetime(value.year, value.month, value.day, tzinfo=UTC)).total_seconds(), 3)
+    return None
+
+
+def verify(
+    conn: Any,
+    request: VerifyRequest,
+    *,
+    schemas: Schemas,
+    limits: Limits,
+    configs: Mapping[str, LoadedTable],
+    now: Callable[[], datetime] = lambda: datetime.now(UTC),
+) -> VerifyOutput:
+    started_at = _aware(request.started_at)
+    checked_at = now()
+    previous = {t.table: t for t in request.previous.tables} if request.previous else {}
+    verify_started = (
+        _aware(datetime.fromisoformat(request.previous.verify_started_at)) if request.previous else checked_at
+    )
+
+    tables: list[_Table] = []
+    for entry in request.tables:
+        before = previous.get(entry.table)
+        config = configs.get(entry.table)
+        target = (
+            request.targets.get(entry.table)
+            or (before.target if before else None)
+            or (config.target if config else entry.table.upper())
+        )
+        objects = schemas.objects(target)
+        if before is not None and before.outcome in FINAL_OUTCOMES:
+            tables.append(_Table(before, objects, carried=True))
+            continue
+        verdict = TableVerdict(
+            table=entry.table,
+            target=target,
+            outcome="PENDING",
+            refreshed_at=before.refreshed_at if before else None,
+        )
+        table = _Table(verdict, objects)
+        tables.append(table)
+        if isinstance(entry, FailedExport):
+            table.set(outcome="FAILED", error=entry.error.error, reason=entry.error.cause or "export failed")
+            continue
+        table.set(rows_exported=entry.rows, files=len(entry.keys))
+        if entry.status == "MORE":
+            table.set(
+                outcome="FAILED",
+                error=EXPORT_INCOMPLETE,
+                reason=f"export of {entry.table} stopped after chunk {entry.chunks} with status MORE; "
+                "the state machine must call the exporter with `next` until EXPORTED or EMPTY",
+            )
+        elif entry.status == "EMPTY" or not entry.keys:
+            table.set(outcome="NOTHING_TO_DO")
+        else:
+            table.keys = tuple(entry.keys)
+
+    checking = [t for t in tables if t.verdict.outcome == "PENDING"]
+    history = lh.read_copy_history(
+        conn,
+        schemas.database,
+        [lh.TableFiles(t.verdict.table, t.objects, t.keys) for t in checking],
+        started_at - HISTORY_MARGIN,
+    )
+    ready: list[_Table] = []
+    for table in checking:
+        table.loads = history.get(table.verdict.table, {})
+        if _check_loads(
+            conn, table, started_at=started_at, verify_started=verify_started, now=checked_at, limits=limits
+        ):
+            ready.append(table)
+
+    if ready:
+        _merge(conn, ready, database=schemas.database, started_at=started_at, now=checked_at, limits=limits)
+
+    _freshness(conn, [t for t in tables if not t.carried], schemas, configs, now())
+    verdicts = [t.verdict for t in tables]
+    pending = sum(1 for v in verdicts if v.outcome == "PENDING")
+    return VerifyOutput(
+        run_id=request.run_id,
+        done=pending == 0,
+        verify_started_at=verify_started.isoformat(timespec="milliseconds"),
+        tables=verdicts,
+        pending=pending,
+        failed=sum(1 for v in verdicts if v.outcome == "FAILED"),
+        summary=summarize(verdicts, request.plan_failed) if pending == 0 else None,
+    )
+
+
+def summarize(verdicts: list[TableVerdict], plan_failed: list[PlanFailure]) -> RunSummary:
+    """The Report state's cause: each failed table with its error, and the rerun input.
+
+    Reasons are shortened so the cause stays far below Step Functions' 32,768-character limit
+    whatever the number of failed tables (the full reasons stay in the output and the logs).
+    """
+    failed = [FailedTable(table=p.table, error=p.error, reason=p.cause) for p in plan_failed]
+    failed += [
+        FailedTable(table=v.table, error=v.error or "Failed", reason=v.reason or "")
+        for v in verdicts
+        if v.outcome == "FAILED"
+    ]
+    rerun = {"tables": sorted({f.table for f in failed})}
+    budget = max(80, 24_000 // max(1, len(failed)))
+    parts = [f"{f.table} ({f.error}: {_shorten(f.reason, budget)})" for f in failed]
+    cause = (
+        f"{len(failed)} table(s) failed: " + "; ".join(parts) + ". After fixing, rerun only them with the "
+        f"execution input {json.dumps(rerun)} (or `aurora-sync rerun <this execution's ARN>`)."
+        if failed
+        else ""
+    )
+    return RunSummary(failed_count=len(failed), failed=failed, rerun_input=rerun, cause=cause)
+
+
+def _shorten(text: str, limit: int) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _check_loads(
+    conn: Any, table: _Table, *, started_at: datetime, verify_started: datetime, now: datetime, limits: Limits
+) -> bool:
+    """Decide from the load history; True when every file is loaded and the counts reconcile."""
+    loads = table.loads
+    loaded = [loads[k] for k in table.keys if k in loads and loads[k].status == lh.LOADED]
+    rows_loaded = sum(load.row_count for load in loaded)
+    table.set(rows_loaded=rows_loaded, files_loaded=len(loaded))
+    broken = [loads[k] for k in table.keys if k in loads and loads[k].status in _FAILED_LOAD_STATES]
+    if broken:
+        first = broken[0]
+        table.set(
+            outcome="FAILED",
+            error=LOAD_FAILED,
+            reason=f"{len(broken)} file(s) did not load; {first.file_name}: {first.status}: "
+            f"{first.first_error or 'no error message'} ({first.error_count} error(s))",
+            missing=[b.file_name for b in broken[:MAX_MISSING]],
+        )
+        return False
+    waiting = [k for k in table.keys if k not in loads or loads[k].status != lh.LOADED]
+    if not waiting:
+        exported = table.verdict.rows_exported
+        if rows_loaded != exported:
+            table.set(
+                outcome="FAILED",
+                error=LOAD_COUNT_MISMATCH,
+                reason=f"Aurora exported {exported} row(s) in {len(table.keys)} file(s) but Snowpipe loaded "
+                f"{rows_loaded}; nothing was merged. Check the files under {table.verdict.table}/ and the "
+                "pipe's file format",
+                missing=[],
+            )
+            return False
+        table.set(missing=[])
+        return True
+
+    unknown = [k for k in waiting if k not in loads]
+    table.set(missing=waiting[:MAX_MISSING])
+    if now - verify_started >= limits.load_timeout:
+        refreshed = f", refreshed at {table.verdict.refreshed_at}" if table.verdict.refreshed_at else ""
+        table.set(
+            outcome="FAILED",
+            error=LOAD_TIMEOUT,
+            reason=f"{len(waiting)} of {len(table.keys)} file(s) not loaded "
+            f"{int(limits.load_timeout.total_seconds())}s after the verifier started checking "
+            f"({len(unknown)} never seen by the pipe{refreshed}); first: {', '.join(waiting[:3])}. "
+            f"Check SYSTEM$PIPE_STATUS of {table.objects.pipe} and the "
+            "bucket's event notification",
+        )
+        return False
+    if unknown and table.verdict.refreshed_at is None and now - started_at >= limits.refresh_after:
+        try:
+            lh.refresh_pipe(
+                conn,
+                table.objects,
+                prefix=lh.refresh_prefix(table.verdict.table, unknown),
+                modified_after=started_at - HISTORY_MARGIN,
+            )
+        except TerminalError as exc:
+            table.set(outcome="FAILED", error=type(exc).__name__, reason=str(exc))
+            return False
+        table.set(refreshed_at=now.isoformat(timespec="milliseconds"))
+    table.set(
+        reason=f"{len(waiting)} of {len(table.keys)} file(s) not loaded yet "
+        f"({len(unknown)} not seen by the pipe)"
+    )
+    return False
+
+
+def _merge(
+    conn: Any, ready: Sequence[_Table], *, database: str, started_at: datetime, now: datetime, limits: Limits
+) -> None:
+    # Only a run scheduled after this run's files were all loaded can have merged them, and it
+    # is requested only then; comparing with the load time (Snowflake's clock on both sides)
+    # rather than the run start alone keeps a previous run's merge from counting.
+    runs = lh.read_task_runs(
+        conn,
+        database,
+        [(t.verdict.table, t.objects, max(started_at, t.loaded_until(started_at))) for t in ready],
+    )
+    succeeded: list[tuple[_Table, lh.TaskRun]] = []
+    for table in ready:
+        table_runs = runs.get(table.verdict.table, [])
+        try:
+            if not table_runs:
+                lh.execute_task(conn, table.objects)
+                table.set(reason="every file loaded; merge task requested")
+                continue
+            latest, first = table_runs[0], table_runs[-1]
+            table.set(merge_query_id=latest.query_id)
+            if latest.state in _RUNNING_STATES:
+                since = _aware(first.scheduled_time) if first.scheduled_time else now
+                if now - since >= limits.merge_timeout:
+                    table.set(
+                        outcome="FAILED",
+                        error=MERGE_TIMEOUT,
+                        reason=f"merge task {table.objects.merge_task} still {latest.state} "
+                        f"{int((now - since).total_seconds())}s after it was first requested in this run "
+                        f"(query id {latest.query_id})",
+                    )
+                else:
+                    table.set(reason=f"merge task {latest.state}")
+            elif latest.state == "SUCCEEDED":
+                succeeded.append((table, latest))
+            elif latest.state == "SKIPPED":
+                if lh.stream_has_data(conn, table.objects):
+                    # Skipped while another run of the task was executing: our rows are still in
+                    # the stream, so ask again (bounded by the merge timeout).
+                    lh.execute_task(conn, table.objects)
+                    table.set(reason="merge task run was skipped with data in the stream; requested again")
+                else:
+                    table.set(outcome="MERGED", error=None, reason=None, rows_merged=0)
+            else:
+                table.set(
+                    outcome="FAILED",
+                    error=MERGE_FAILED,
+                    reason=f"merge task {table.objects.merge_task} {latest.state} "
+                    f"(query id {latest.query_id}): {latest.error_message or 'no error message'}",
+                )
+        except TerminalError as exc:
+            table.set(outcome="FAILED", error=type(exc).__name__, reason=str(exc))
+    counted = [(t, r) for t, r in succeeded if r.query_start_time is not None]
+    merged = lh.count_merged_rows(
+        conn,
+        [(t.verdict.table, t.objects, _aware(r.query_start_time)) for t, r in counted if r.query_start_time],
+    )
+    for table, _ in succeeded:
+        table.set(outcome="MERGED", error=None, reason=None, rows_merged=merged.get(table.verdict.table, 0))
+
+
+def _freshness(
+    conn: Any, tables: Sequence[_Table], schemas: Schemas, configs: Mapping[str, LoadedTable], now: datetime
+) -> None:
+    wanted = [
+        t for t in tables if t.verdict.outcome in ("MERGED", "NOTHING_TO_DO") and t.verdict.table in configs
+    ]
+    if not wanted:
+        return
+    loaded = [
+        LoadedTable(
+            name=t.verdict.table,
+            parameter=configs[t.verdict.table].parameter,
+            config=configs[t.verdict.table].config.model_copy(update={"target": t.verdict.target}),
+        )
+        for t in wanted
+    ]
+    results = read_watermarks(
+        conn, loaded, staging_schema=schemas.staging, final_schema=schemas.final, database=schemas.database
+    )
+    for table in wanted:
+        result = results.get(table.verdict.table)
+        if result is None or result.error is not None or result.value is None:
+            continue
+        table.set(
+            watermark=watermark_text(result.value), freshness_lag_seconds=_lag_seconds(result.value, now)
+        )

@@ -1,0 +1,1 @@
+"""The verifier Lambda (handler ``verifier.app.lambda_handler``)."""

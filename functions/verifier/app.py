@@ -1,0 +1,123 @@
+"""Verifier Lambda: the state machine's Verify state. Checks loads, runs each table's MERGE task.
+
+Input (built by the Verify state; the Wait → Verify → Choice loop passes the previous output
+back as ``previous`` and calls again while ``done`` is false)::
+
+    {"run_id": str, "started_at": "<ISO-8601 run start>", "attempt": int,
+     "tables": [<one entry per table: the exporter's final ExportResult (status EXPORTED |
+                 EMPTY, keys, rows, ...), or a failed export {"table", "status": "FAILED",
+                 "error": {"Error": <class name>, "Cause": <message>}}; either may carry
+                 "target" (the planner's item had one)>],
+     "previous": <this function's previous output, or null>}
+
+Output (compact: it travels in the execution history, 256 KB per state)::
+
+    {"run_id", "done": bool, "verify_started_at": ISO, "pending": int, "failed": int,
+     "tables": [{"table", "target", "outcome": "MERGED" | "NOTHING_TO_DO" | "PENDING" | "FAILED",
+                 "error": <class name or null>, "reason": <text or null>, "rows_exported",
+                 "rows_loaded", "rows_merged", "files", "files_loaded",
+                 "missing": [first 10 keys not loaded], "refreshed_at": ISO | null,
+                 "merge_query_id": str | null, "watermark": str | null,
+                 "freshness_lag_seconds": float | null}]}
+
+The function never sleeps. Per-table problems are outcomes (see ``aurora_sync.verification``);
+errors that concern the whole call (Snowflake unreachable or refusing us, Vault) are raised as
+the error taxonomy's classes, which the state machine retries when transient. The table configs
+(SSM) supply each table's cursor for the freshness figures; if SSM cannot be read the tables
+are still verified, without freshness.
+"""
+
+from __future__ import annotations
+
+from contextlib import closing
+from datetime import timedelta
+from typing import Any
+
+from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from aurora_sync.config import LoadedTable, load_table_configs
+from aurora_sync.connections import warehouse_connection
+from aurora_sync.errors import ConfigError, SyncError
+from aurora_sync.observability import logger, metrics, tracer
+from aurora_sync.settings import RuntimeSettings, runtime_settings
+from aurora_sync.verification import Limits, Schemas, TableVerdict, parse_request, verify
+
+
+@logger.inject_lambda_context(log_event=False)
+@tracer.capture_lambda_handler
+@metrics.log_metrics
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    request = parse_request(event)
+    settings = runtime_settings()
+    logger.append_keys(run_id=request.run_id)
+    configs = table_configs(settings, [t.table for t in request.tables])
+    with closing(warehouse_connection(query_tag=f"aurora-sync:verifier:{request.run_id}")) as conn:
+        if not conn.database:
+            raise ConfigError(
+                "the Snowflake session has no current database.",
+                fix="set 'database' in the Snowflake secret in Vault",
+            )
+        output = verify(
+            conn,
+            request,
+            schemas=Schemas(
+                conn.database, settings.snowflake_staging_schema, settings.snowflake_final_schema
+            ),
+            limits=Limits(
+                refresh_after=timedelta(seconds=settings.load_refresh_after_seconds),
+                load_timeout=timedelta(seconds=settings.load_timeout_seconds),
+                merge_timeout=timedelta(seconds=settings.merge_timeout_seconds),
+            ),
+            configs=configs,
+        )
+    for verdict in output.tables:
+        _report(verdict)
+    metrics.add_metric(name="TablesPending", unit=MetricUnit.Count, value=output.pending)
+    metrics.add_metric(name="TablesFailed", unit=MetricUnit.Count, value=output.failed)
+    logger.info(
+        "verification done",
+        extra={
+            "done": output.done,
+            "pending": output.pending,
+            "failed": output.failed,
+            "attempt": request.attempt,
+        },
+    )
+    return output.model_dump(mode="json")
+
+
+def table_configs(settings: RuntimeSettings, names: list[str]) -> dict[str, LoadedTable]:
+    """The run's table configs by name; re-read once uncached when a table is not in the cache."""
+    try:
+        found = _loaded(load_table_configs(settings.config_ssm_path))
+        if any(name not in found for name in names):
+            found = _loaded(load_table_configs(settings.config_ssm_path, max_age=0))
+    except SyncError as exc:
+        logger.warning(
+            "table configs unavailable; verifying without freshness",
+            extra={"error": type(exc).__name__, "cause": str(exc)},
+        )
+        return {}
+    return found
+
+
+def _loaded(results: list[Any]) -> dict[str, LoadedTable]:
+    return {r.name: r for r in results if isinstance(r, LoadedTable)}
+
+
+def _report(verdict: TableVerdict) -> None:
+    """One metrics blob and one log line per table (the table is the metrics' dimension)."""
+    metrics.add_dimension(name="table", value=verdict.table)
+    metrics.add_metric(name="RowsExported", unit=MetricUnit.Count, value=verdict.rows_exported)
+    metrics.add_metric(name="RowsLoaded", unit=MetricUnit.Count, value=verdict.rows_loaded)
+    metrics.add_metric(name="RowsMerged", unit=MetricUnit.Count, value=verdict.rows_merged)
+    load_error = verdict.outcome == "FAILED" and (verdict.error or "").startswith("Load")
+    metrics.add_metric(name="LoadErrors", unit=MetricUnit.Count, value=1 if load_error else 0)
+    if verdict.freshness_lag_seconds is not None:
+        metrics.add_metric(
+            name="FreshnessLagSeconds", unit=MetricUnit.Seconds, value=verdict.freshness_lag_seconds
+        )
+    metrics.flush_metrics()
+    log = logger.warning if verdict.outcome == "FAILED" else logger.info
+    log("table verified", extra=verdict.model_dump(mode="json"))
