@@ -78,7 +78,19 @@ class FailedExport(_Model):
     table: str
     status: Literal["FAILED"]
     error: ExportError
+    run_id: str | None = None
     target: str | None = None
+
+    @property
+    def message(self) -> str:
+        """The exception's message: a Lambda failure's Cause is Lambda's JSON error document
+        (message plus stack trace); only the message belongs in reports."""
+        cause = self.error.cause or "export failed"
+        try:
+            document = json.loads(cause)
+        except ValueError:
+            return cause
+        return str(document.get("errorMessage") or cause) if isinstance(document, dict) else cause
 
 
 class TableVerdict(_Model):
@@ -260,7 +272,7 @@ def verify(
         table = _Table(verdict, objects)
         tables.append(table)
         if isinstance(entry, FailedExport):
-            table.set(outcome="FAILED", error=entry.error.error, reason=entry.error.cause or "export failed")
+            table.set(outcome="FAILED", error=entry.error.error, reason=entry.message)
             continue
         table.set(rows_exported=entry.rows, files=len(entry.keys))
         if entry.status == "MORE":

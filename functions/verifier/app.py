@@ -8,6 +8,7 @@ back as ``previous`` and calls again while ``done`` is false)::
                  EMPTY, keys, rows, ...), or a failed export {"table", "status": "FAILED",
                  "error": {"Error": <class name>, "Cause": <message>}}; either may carry
                  "target" (the planner's item had one)>],
+     "plan_failed": [{"table", "error", "cause"}]  (tables the planner could not schedule),
      "previous": <this function's previous output, or null>}
 
 Output (compact: it travels in the execution history, 256 KB per state)::
@@ -18,7 +19,13 @@ Output (compact: it travels in the execution history, 256 KB per state)::
                  "rows_loaded", "rows_merged", "files", "files_loaded",
                  "missing": [first 10 keys not loaded], "refreshed_at": ISO | null,
                  "merge_query_id": str | null, "watermark": str | null,
-                 "freshness_lag_seconds": float | null}]}
+                 "freshness_lag_seconds": float | null}],
+     "summary": null | {"failed_count", "failed": [{"table", "error", "reason"}],
+                        "rerun_input": {"tables": [...]}, "cause": <text for the Fail state>}}
+
+``summary`` is set once ``done``: the Report state fails the execution with ``summary.cause``
+when ``failed_count`` > 0, naming each failed table (planner failures included) with its error
+and the input that reruns only those tables.
 
 The function never sleeps. Per-table problems are outcomes (see ``aurora_sync.verification``);
 errors that concern the whole call (Snowflake unreachable or refusing us, Vault) are raised as

@@ -1,0 +1,246 @@
+"""Parity: does a table's FINAL copy in Snowflake equal its source in PostgreSQL, row by row?
+
+Both sides are read ordered by primary key and streamed (a server-side cursor in PostgreSQL,
+``fetchmany`` in Snowflake), so memory stays bounded whatever the table size. Each row becomes a
+canonical tuple per the one type map: the source through the export expressions (exactly the
+text Aurora writes to S3), FINAL through the Python values the connector returns, both
+normalised to the same representation (decimals without trailing zeros, timestamps in UTC with
+microseconds, JSON re-serialised with sorted keys, binary as hex). A merge join on the key then
+finds rows missing from FINAL, rows FINAL has but the source does not, and rows that differ.
+
+Soft-deleted source rows are expected absent from FINAL in ``delete`` mode and present in
+``flag`` mode.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import uuid
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, time
+from decimal import Decimal
+from typing import Any
+
+from psycopg2 import sql
+
+from aurora_sync.naming import quote
+from aurora_sync.typemap import UNREPRESENTABLE_COLUMN, unrepresentable_expression
+
+from .snowflake_sql import SnowflakeSetup, TableSpec
+
+BATCH = 10_000
+TEXT_TYPES = ("text", "varchar", "bpchar", "name", "citext", "uuid")
+
+
+def _number(value: Any) -> str:
+    number = value if isinstance(value, Decimal) else Decimal(str(value))
+    return format(number.normalize(), "f") if number else "0"
+
+
+def _float(value: Any) -> str:
+    number = float(value) if not isinstance(value, str) else float(value.replace("inf", "Infinity"))
+    if math.isnan(number):
+        return "nan"
+    if math.isinf(number):
+        return "inf" if number > 0 else "-inf"
+    return repr(number)
+
+
+def _json(value: Any) -> str:
+    parsed = json.loads(value) if isinstance(value, str) else value
+    return json.dumps(parsed, sort_keys=True, separators=(",", ":"))
+
+
+def _timestamp(value: Any, *, aware: bool) -> str:
+    moment = datetime.fromisoformat(value.replace("Z", "+00:00")) if isinstance(value, str) else value
+    if aware:
+        moment = moment.astimezone(UTC)
+    return str(moment.isoformat(timespec="microseconds"))
+
+
+def canonical(final_type: str, value: Any) -> str | None:
+    """One representation for a value of a FINAL column, whichever side it was read from."""
+    if value is None:
+        return None
+    kind = final_type.split("(", 1)[0]
+    if kind == "NUMBER":
+        return _number(value)
+    if kind == "FLOAT":
+        return _float(value)
+    if kind == "BOOLEAN":
+        return str(value if isinstance(value, str) else str(value).lower()).lower()
+    if kind in ("VARIANT", "ARRAY"):
+        return _json(value)
+    if kind == "BINARY":
+        return value if isinstance(value, str) else bytes(value).hex()
+    if kind == "TIMESTAMP_TZ":
+        return _timestamp(value, aware=True)
+    if kind == "TIMESTAMP_NTZ":
+        return _timestamp(value, aware=False)
+    if kind == "DATE":
+        return value if isinstance(value, str) else date.isoformat(value)
+    if kind == "TIME":
+        return value if isinstance(value, str) else time.isoformat(value, timespec="microseconds")
+    return str(value)
+
+
+@dataclass
+class ParityResult:
+    table: str
+    source_rows: int = 0
+    final_rows: int = 0
+    missing: list[str] = field(default_factory=list)  # in the source, not in FINAL
+    extra: list[str] = field(default_factory=list)  # in FINAL, not in the source
+    different: list[str] = field(default_factory=list)
+    counts: dict[str, int] = field(default_factory=lambda: {"missing": 0, "extra": 0, "different": 0})
+    source_digest: str = ""
+    final_digest: str = ""
+
+    @property
+    def equal(self) -> bool:
+        return not any(self.counts.values())
+
+    def note(self, kind: str, key: str, limit: int) -> None:
+        self.counts[kind] += 1
+        bucket = getattr(self, kind)
+        if len(bucket) < limit:
+            bucket.append(key)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "table": self.table,
+            "equal": self.equal,
+            "source_rows": self.source_rows,
+            "final_rows": self.final_rows,
+            "counts": self.counts,
+            "missing": self.missing,
+            "extra": self.extra,
+            "different": self.different,
+            "source_digest": self.source_digest,
+            "final_digest": self.final_digest,
+        }
+
+
+def _types(spec: TableSpec) -> list[str]:
+    return [m.final_type for m in spec.columns] + ["VARIANT"]
+
+
+def _source_rows(conn: Any, spec: TableSpec, schema: str, table: str) -> Iterator[tuple[Any, ...]]:
+    keys = [spec.columns[spec.snowflake_names.index(k)] for k in spec.primary_key]
+    # Byte order for text keys, as Snowflake compares strings: both streams must agree.
+    order = sql.SQL(", ").join(
+        sql.SQL('{} COLLATE "C"').format(sql.Identifier(m.column))
+        if m.source_type.split("(")[0] in ("text", "character varying", "character")
+        else sql.Identifier(m.column)
+        for m in keys
+    )
+    where: sql.Composable = sql.SQL("TRUE")
+    if spec.soft_delete and spec.soft_delete_mode == "delete":
+        column = sql.Identifier(spec.columns[spec.snowflake_names.index(spec.soft_delete)].column)
+        where = (
+            sql.SQL("NOT COALESCE({}, FALSE)").format(column)
+            if spec.soft_delete_is_boolean
+            else sql.SQL("{} IS NULL").format(column)
+        )
+    query = sql.SQL("SELECT {keys}, {cols}, {extra} FROM {t} WHERE {w} ORDER BY {order}").format(
+        # Aliased: an output named like a column (`"id"::text` is named id) would make ORDER BY
+        # sort by the text of the key instead of the key.
+        keys=sql.SQL(", ").join(
+            sql.SQL("{} AS {}").format(m.export, sql.Identifier(f"_key_{i}")) for i, m in enumerate(keys)
+        ),
+        cols=sql.SQL(", ").join(
+            sql.SQL("{} AS {}").format(m.export, sql.Identifier(f"_col_{i}"))
+            for i, m in enumerate(spec.columns)
+        ),
+        extra=unrepresentable_expression(spec.columns),
+        t=sql.Identifier(schema, table),
+        w=where,
+        order=order,
+    )
+    # A server-side cursor streams in batches (memory stays bounded) but needs a transaction.
+    autocommit = conn.autocommit
+    conn.autocommit = False
+    try:
+        with conn.cursor(name=f"parity_{uuid.uuid4().hex[:8]}") as cur:
+            cur.itersize = BATCH
+            cur.execute(query)
+            yield from cur
+    finally:
+        conn.rollback()
+        conn.autocommit = autocommit
+
+
+def _final_rows(conn: Any, setup: SnowflakeSetup, spec: TableSpec) -> Iterator[tuple[Any, ...]]:
+    keys = ", ".join(quote(k) for k in spec.primary_key)
+    columns = ", ".join(quote(c) for c in [*spec.snowflake_names, UNREPRESENTABLE_COLUMN])
+    order = ", ".join(quote(k) for k in spec.primary_key)
+    cur = conn.cursor()
+    try:
+        cur.execute(
+            f"SELECT {keys}, {columns} FROM {setup.objects(spec.target).final_table} ORDER BY {order}"
+        )
+        while batch := cur.fetchmany(BATCH):
+            yield from batch
+    finally:
+        cur.close()
+
+
+def _keyed(
+    rows: Iterator[tuple[Any, ...]], key_types: Sequence[str], types: Sequence[str]
+) -> Iterator[tuple[str, str]]:
+    width = len(key_types)
+    for row in rows:
+        key = json.dumps([canonical(kind, value) for kind, value in zip(key_types, row[:width], strict=True)])
+        values = [canonical(kind, value) for kind, value in zip(types, row[width:], strict=True)]
+        yield key, json.dumps(values)
+
+
+def _sort_key(key: str, numeric: list[bool]) -> tuple[Any, ...]:
+    parts = json.loads(key)
+    return tuple(Decimal(p) if n else p.encode() for p, n in zip(parts, numeric, strict=True))
+
+
+def compare(
+    source: Any,
+    warehouse: Any,
+    setup: SnowflakeSetup,
+    spec: TableSpec,
+    *,
+    schema: str,
+    table: str,
+    limit: int = 20,
+) -> ParityResult:
+    """Row-by-row comparison of one table; ``limit`` caps the keys listed per kind."""
+    result = ParityResult(table=spec.name)
+    types = _types(spec)
+    key_types = [spec.columns[spec.snowflake_names.index(k)].final_type for k in spec.primary_key]
+    numeric = [t.startswith(("NUMBER", "FLOAT")) for t in key_types]
+    left = _keyed(_source_rows(source, spec, schema, table), key_types, types)
+    right = _keyed(_final_rows(warehouse, setup, spec), key_types, types)
+    source_hash, final_hash = hashlib.sha256(), hashlib.sha256()
+    a, b = next(left, None), next(right, None)
+    while a is not None or b is not None:
+        if b is None or (a is not None and _sort_key(a[0], numeric) < _sort_key(b[0], numeric)):
+            assert a is not None
+            result.note("missing", a[0], limit)
+            result.source_rows += 1
+            source_hash.update(f"{a[0]}{a[1]}\n".encode())
+            a = next(left, None)
+        elif a is None or _sort_key(b[0], numeric) < _sort_key(a[0], numeric):
+            result.note("extra", b[0], limit)
+            result.final_rows += 1
+            final_hash.update(f"{b[0]}{b[1]}\n".encode())
+            b = next(right, None)
+        else:
+            if a[1] != b[1]:
+                result.note("different", a[0], limit)
+            result.source_rows += 1
+            result.final_rows += 1
+            source_hash.update(f"{a[0]}{a[1]}\n".encode())
+            final_hash.update(f"{b[0]}{b[1]}\n".encode())
+            a, b = next(left, None), next(right, None)
+    result.source_digest, result.final_digest = source_hash.hexdigest(), final_hash.hexdigest()
+    return result
