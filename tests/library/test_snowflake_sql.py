@@ -178,3 +178,17 @@ def test_hostile_setup_values_are_refused(field: str, value: str, message: str) 
     }
     with pytest.raises(SqlConfigError, match=message):
         SnowflakeSetup(**values)  # type: ignore[arg-type]
+
+
+def test_file_format_keeps_postgres_csv_exact() -> None:
+    """NULL vs '' apart, and backslashes literal: PostgreSQL's CSV never escapes with them."""
+    (file_format,) = [s for s in render_setup(SETUP) if s.startswith("CREATE FILE FORMAT")]
+    for option in (
+        "FIELD_OPTIONALLY_ENCLOSED_BY = '\"'",
+        "EMPTY_FIELD_AS_NULL = TRUE",
+        "NULL_IF = ()",
+        "ESCAPE = NONE",
+        "ESCAPE_UNENCLOSED_FIELD = NONE",
+        "ERROR_ON_COLUMN_COUNT_MISMATCH = TRUE",
+    ):
+        assert option in file_format
