@@ -1,0 +1,1 @@
+"""`aurora-sync demo`: the whole product on the embedded local stack, narrated."""
