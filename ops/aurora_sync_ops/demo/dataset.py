@@ -205,7 +205,8 @@ def create(admin_dsn: str, sync_role: str) -> int:
             total = 0
             for table in ROWS:
                 cur.execute(sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(SCHEMA, table)))
-                total += int(cur.fetchone()[0])
+                (count,) = cur.fetchone() or (0,)
+                total += int(count)
         return total
     finally:
         conn.close()
