@@ -83,7 +83,9 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
         return _finish(plan, disabled=0)
 
     settings = runtime_settings()
-    selection = select_run(load_table_configs(settings.config_ssm_path), request)
+    # Fresh on every run (max_age=0): a planner runs once per execution, and a warm container's
+    # cache would make a rerun right after a config fix plan with the broken config again.
+    selection = select_run(load_table_configs(settings.config_ssm_path, max_age=0), request)
     plan.failed.extend(selection.failed)
     if selection.tables:
         with closing(warehouse_connection(query_tag=f"aurora-sync:planner:{run_id}")) as conn:

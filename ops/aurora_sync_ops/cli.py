@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -231,6 +232,7 @@ def build_parser() -> argparse.ArgumentParser:
     status.set_defaults(func=cmd_local_status)
 
     _add_sql_commands(commands, stack_options)
+    _add_workflow_commands(commands, stack_options)
     return parser
 
 
@@ -313,6 +315,145 @@ def _add_sql_commands(commands: Any, stack_options: Any) -> None:
             help=f"{helptext}{f'; env {variable}' if variable else ''}",
         )
     snowflake.set_defaults(func=cmd_sql_snowflake)
+
+
+# --- sync / rerun --------------------------------------------------------------------------------
+def _target_options(args: argparse.Namespace) -> Any:
+    from .workflow import TargetOptions
+
+    return TargetOptions(
+        state_machine_arn=getattr(args, "state_machine_arn", None),
+        stack_name=getattr(args, "stack_name", None),
+        local=args.local,
+        state_dir=args.state_dir,
+        port_base=args.port_base,
+        config_path=getattr(args, "config_path", None),
+        local_stack_name=getattr(args, "local_stack_name", None),
+    )
+
+
+def _progress(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
+
+
+def _finish(args: argparse.Namespace, result: Any) -> int:
+    from .workflow import render
+
+    if args.json:
+        print(json.dumps(result.as_dict(), indent=2, default=str))
+    else:
+        print(render(result))
+    # Without --wait the execution has only started: success means "started".
+    return int(result.exit_code) if args.wait else 0
+
+
+def cmd_sync(args: argparse.Namespace) -> int:
+    from . import workflow
+
+    try:
+        tables = workflow.table_names(args.tables)
+        execution_input = workflow.build_input(tables, args.since, args.full)
+        name = workflow.check_name(args.name) if args.name else workflow.execution_name("sync")
+        target = workflow.sync_target(_target_options(args), os.environ, tables)
+        result = workflow.run(
+            target, execution_input, name, wait=args.wait, progress=_progress, timeout_s=args.timeout
+        )
+    except workflow.UsageError as exc:
+        print(f"aurora-sync sync: error: {exc}", file=sys.stderr)
+        return 2
+    return _finish(args, result)
+
+
+def cmd_rerun(args: argparse.Namespace) -> int:
+    from . import workflow
+
+    try:
+        name = workflow.check_name(args.name) if args.name else workflow.execution_name("rerun")
+        target = workflow.rerun_target(args.execution_arn, _target_options(args))
+        execution_input = workflow.rerun_of(target, args.execution_arn)
+        result = workflow.run(
+            target,
+            execution_input,
+            name,
+            wait=args.wait,
+            progress=_progress,
+            timeout_s=args.timeout,
+        )
+    except workflow.UsageError as exc:
+        print(f"aurora-sync rerun: error: {exc}", file=sys.stderr)
+        return 2
+    return _finish(args, result)
+
+
+def _add_workflow_commands(commands: Any, stack_options: Any) -> None:
+    def run_options(sub: argparse.ArgumentParser) -> None:
+        sub.add_argument(
+            "--wait",
+            action=argparse.BooleanOptionalAction,
+            default=True,
+            help="follow the execution until it ends (default); --no-wait prints its ARN and returns",
+        )
+        sub.add_argument(
+            "--json", action="store_true", help="print one JSON object (progress stays on stderr)"
+        )
+        sub.add_argument(
+            "--name", help="execution name (default: a time-based one); unique per state machine"
+        )
+        sub.add_argument(
+            "--timeout",
+            type=float,
+            default=None,
+            metavar="SECONDS",
+            help="stop following after this long (the execution goes on; exit status 1)",
+        )
+        sub.add_argument(
+            "--local",
+            action="store_true",
+            help="ignore AURORA_SYNC_STATE_MACHINE_ARN and other variables: use the running local stack",
+        )
+        stack_options(sub)
+
+    sync = commands.add_parser(
+        "sync",
+        help="start the sync state machine and follow it: per-table results, rerun hint on failure",
+        description="Start a named execution of the sync state machine and follow it. On AWS with "
+        "--state-machine-arn, AURORA_SYNC_STATE_MACHINE_ARN or --stack-name; otherwise on the local "
+        "stack, after deploying template.yaml into it. Exit status: 0 succeeded (or skipped because "
+        "another execution was in flight), 1 a table or the execution failed, 2 usage error.",
+    )
+    sync.add_argument("--tables", help="comma-separated table names (default: every enabled table)")
+    sync.add_argument(
+        "--since",
+        metavar="ISO|INT",
+        help="with --tables: export rows with cursor > this value instead of the watermark (this run only)",
+    )
+    sync.add_argument("--full", action="store_true", help="with --tables: export every row (this run only)")
+    run_options(sync)
+    where = sync.add_argument_group("where it runs")
+    where.add_argument("--state-machine-arn", metavar="ARN", help="env AURORA_SYNC_STATE_MACHINE_ARN")
+    where.add_argument("--stack-name", help="CloudFormation stack whose output StateMachineArn is started")
+    where.add_argument(
+        "--config-path",
+        help="local stack only: SSM path of the table configs the deployment reads "
+        "(its ConfigSsmPath; env AURORA_SYNC_CONFIG_PATH; default /aurora-sync/tables)",
+    )
+    where.add_argument(
+        "--local-stack-name",
+        help="local stack only: name of the deployment (functions <name>-planner..., state machine "
+        "<name>-sync; default aurora-sync-local)",
+    )
+    sync.set_defaults(func=cmd_sync)
+
+    rerun = commands.add_parser(
+        "rerun",
+        help="start a new execution with the input that reruns only an execution's failed tables",
+        description="Read the execution's history (the verifier's rerun input, with the original "
+        "--since/--full overrides of those tables), start a new execution of the same state machine "
+        "with it, and follow it like sync.",
+    )
+    rerun.add_argument("execution_arn", metavar="EXECUTION_ARN", help="the execution `sync` printed")
+    run_options(rerun)
+    rerun.set_defaults(func=cmd_rerun)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
