@@ -1,8 +1,8 @@
-# The two commands of the README: `make demo` (later) and `make test`. Both install what they need.
+# The two commands of the README: `make demo` and `make test`. Both install what they need.
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: dev test lint typecheck bench up down status clean
+.PHONY: dev demo test lint typecheck bench up down status clean
 
 dev: $(VENV)/.installed
 
@@ -16,6 +16,11 @@ lint: dev
 
 typecheck: dev
 	$(BIN)/mypy
+
+# The product's main job on the embedded local stack: sample data, full + incremental syncs through
+# the real state machine, a late commit, parity, and a summary. Leaves the stack running.
+demo: dev
+	$(BIN)/aurora-sync demo
 
 # ruff, mypy, then the whole suite; the suite starts its own local stack and stops it.
 test: lint typecheck

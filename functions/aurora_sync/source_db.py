@@ -153,6 +153,17 @@ def _root_cert_path(value: str) -> str:
     return str(path)
 
 
+# The session the export text depends on (the type map's expressions assume it): UTC,
+# ISO dates, ISO-8601 intervals, shortest exact floats. Anything that re-reads the export
+# expressions (parity, plan) must run in the same settings.
+EXPORT_SESSION: dict[str, str] = {
+    "TimeZone": "UTC",
+    "DateStyle": "ISO,YMD",
+    "IntervalStyle": "iso_8601",
+    "extra_float_digits": "3",
+}
+
+
 def _session_options(
     *,
     statement_timeout_ms: int | None,
@@ -162,12 +173,7 @@ def _session_options(
 ) -> str:
     # Sent in the startup packet, so they hold from the first statement on and survive a
     # ROLLBACK (a SET inside the first transaction would be undone by it).
-    settings: dict[str, str] = {
-        "TimeZone": "UTC",
-        "DateStyle": "ISO,YMD",
-        "IntervalStyle": "iso_8601",
-        "extra_float_digits": "3",
-    }
+    settings: dict[str, str] = dict(EXPORT_SESSION)
     if statement_timeout_ms is not None:
         settings["statement_timeout"] = str(int(statement_timeout_ms))
     if lock_timeout_ms is not None:

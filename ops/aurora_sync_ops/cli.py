@@ -233,7 +233,25 @@ def build_parser() -> argparse.ArgumentParser:
 
     _add_sql_commands(commands, stack_options)
     _add_workflow_commands(commands, stack_options)
+    from .cli_config import register as register_config
+    from .cli_inspect import register as register_inspect
+
+    register_config(commands)
+    register_inspect(commands)
+    demo = commands.add_parser(
+        "demo",
+        help="the whole product on the embedded local stack: sample shop data, syncs, late commit, parity",
+    )
+    demo.set_defaults(func=cmd_demo)
     return parser
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from .demo.run import run_demo, summary
+
+    result = run_demo(lambda line: print(line, flush=True))
+    print(summary(result))
+    return 0 if result.ok else 1
 
 
 def _add_sql_commands(commands: Any, stack_options: Any) -> None:

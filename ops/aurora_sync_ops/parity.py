@@ -27,6 +27,7 @@ from typing import Any
 from psycopg2 import sql
 
 from aurora_sync.naming import quote
+from aurora_sync.source_db import EXPORT_SESSION
 from aurora_sync.typemap import UNREPRESENTABLE_COLUMN, unrepresentable_expression
 
 from .snowflake_sql import SnowflakeSetup, TableSpec
@@ -164,6 +165,10 @@ def _source_rows(conn: Any, spec: TableSpec, schema: str, table: str) -> Iterato
     autocommit = conn.autocommit
     conn.autocommit = False
     try:
+        with conn.cursor() as setup:
+            # The export's own session: the expressions' text depends on it (intervals, floats).
+            for name, value in EXPORT_SESSION.items():
+                setup.execute("SELECT set_config(%s, %s, true)", (name, value))
         with conn.cursor(name=f"parity_{uuid.uuid4().hex[:8]}") as cur:
             cur.itersize = BATCH
             cur.execute(query)

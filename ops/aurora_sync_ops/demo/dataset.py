@@ -15,7 +15,7 @@ from psycopg2 import sql
 
 SCHEMA = "shop"
 
-ROWS = {"customers": 5_000, "products": 500, "orders": 20_000, "Order Items": 50_000, "events": 35_000}
+ROWS = {"customers": 5_000, "products": 500, "orders": 20_000, "Order Items": 40_000, "events": 35_000}
 
 DDL = """
 DROP SCHEMA IF EXISTS shop CASCADE;

@@ -263,10 +263,17 @@ def _expressions(
 
     values, checks, raws = [], [], []
     for (_, dtype, nullable), node in columns:
-        lenient_value = f"TRY_CAST({to_duck(node, True)} AS {dtype})"
+        strict, lenient = to_duck(node, False), to_duck(node, True)
+        if dtype.upper() in ("BLOB", "BYTEA", "VARBINARY", "BINARY"):
+            # BINARY_INPUT_FORMAT defaults to HEX in Snowflake: the text is decoded, not stored as is.
+            strict = f"unhex({strict})"
+            lenient = (
+                f"CASE WHEN regexp_full_match({lenient}, '([0-9A-Fa-f]{{2}})*') THEN unhex({lenient}) END"
+            )
+        lenient_value = f"TRY_CAST({lenient} AS {dtype})"
         referenced = sorted(int(p.this.this) for p in node.find_all(exp.Parameter))
         raw_field = f"c{referenced[0]}" if referenced else "NULL"
-        values.append(f"CAST({to_duck(node, False)} AS {dtype})")
+        values.append(f"CAST({strict} AS {dtype})")
         raws.append(raw_field)
         bad = f"({lenient_value} IS NULL AND {raw_field} IS NOT NULL)"
         checks.append(f"({bad} OR {lenient_value} IS NULL)" if not nullable else bad)
