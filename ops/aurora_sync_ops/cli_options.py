@@ -1,0 +1,99 @@
+"""Flags shared by the ``config``, ``plan``, ``status`` and ``parity`` commands, and the
+``Environment`` they resolve to (flags > environment variables > the running local stack)."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from aurora_sync.config import DEFAULT_CONFIG_PATH
+
+from .environment import SETUP_FIELDS, CliOptions, Environment
+
+
+def stack_options(sub: argparse.ArgumentParser) -> None:
+    sub.add_argument(
+        "--local",
+        action="store_true",
+        help="ignore environment variables (AWS_*, SNOWFLAKE_*, AURORA_SYNC_*): use the running local stack",
+    )
+    sub.add_argument(
+        "--state-dir", help="the local stack's state dir (env AURORA_SYNC_LOCAL_DIR; default ./.local)"
+    )
+    sub.add_argument(
+        "--port-base",
+        type=int,
+        help="the local stack's first port (env AURORA_SYNC_PORT_BASE; default 25432)",
+    )
+
+
+def config_path_option(sub: argparse.ArgumentParser) -> None:
+    sub.add_argument(
+        "--config-path",
+        help=f"SSM path of the table configs (env AURORA_SYNC_CONFIG_PATH; default {DEFAULT_CONFIG_PATH})",
+    )
+
+
+def config_source_options(sub: argparse.ArgumentParser) -> None:
+    """Where the table configs come from: SSM parameters, or a file."""
+    sub.add_argument(
+        "--config",
+        metavar="FILE",
+        help="table configs from a file (YAML or JSON, one entry per table) instead of SSM",
+    )
+    config_path_option(sub)
+
+
+def source_dsn_option(sub: argparse.ArgumentParser, what: str) -> None:
+    sub.add_argument(
+        "--source-dsn",
+        metavar="DSN",
+        help=f"PostgreSQL connection string {what}; put the password in PGPASSWORD or ~/.pgpass, not here",
+    )
+
+
+def warehouse_name_options(sub: argparse.ArgumentParser) -> None:
+    names = sub.add_argument_group("Snowflake names")
+    names.add_argument("--database", help="database (env SNOWFLAKE_DATABASE; default: the session's)")
+    names.add_argument(
+        "--staging-schema", help="schema of STAGING (env SNOWFLAKE_STAGING_SCHEMA; default STAGING)"
+    )
+    names.add_argument("--final-schema", help="schema of FINAL (env SNOWFLAKE_FINAL_SCHEMA; default FINAL)")
+
+
+def environment(args: argparse.Namespace) -> Environment:
+    setup = {name: getattr(args, name, None) for name in SETUP_FIELDS}
+    return Environment(
+        CliOptions(
+            config=getattr(args, "config", None),
+            config_path=getattr(args, "config_path", None),
+            source_dsn=getattr(args, "source_dsn", None),
+            local=bool(getattr(args, "local", False)),
+            state_dir=getattr(args, "state_dir", None),
+            port_base=getattr(args, "port_base", None),
+            setup={k: v for k, v in setup.items() if v is not None},
+        )
+    )
+
+
+def config_path(env: Environment) -> str:
+    """The SSM path, resolved as ``Environment.table_configs`` resolves it."""
+    chosen = env.options.config_path or (
+        None if env.options.local else env.environ.get("AURORA_SYNC_CONFIG_PATH")
+    )
+    return chosen or DEFAULT_CONFIG_PATH
+
+
+def ssm_client(env: Environment) -> Any:
+    # The same client the table configs are read with: AWS when configured in the shell, else
+    # the local stack's moto.
+    return env._ssm_client()
+
+
+def table_names(text: str | None) -> list[str] | None:
+    if text is None:
+        return None
+    names = [name.strip() for name in text.split(",") if name.strip()]
+    if not names:
+        raise ValueError("--tables is empty: name at least one table, e.g. --tables orders,customers")
+    return names

@@ -1,0 +1,129 @@
+"""``aurora-sync plan``: what the planner would do now, and how many rows wait in each window.
+
+The planner's own functions decide (``select_run``, ``read_watermarks`` in one statement,
+``choose_window``); the source then answers ``SELECT count(*) FROM t WHERE <window>`` with the
+exporter's own predicate, in a session set up like the exporter's. Nothing is exported and
+nothing is written anywhere.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from psycopg2 import sql
+
+from aurora_sync.config import TableConfigResult
+from aurora_sync.errors import SyncError
+from aurora_sync.export_query import build_plan, window_predicate
+from aurora_sync.planning import RunRequest, choose_window, select_run
+from aurora_sync.source_catalog import read_columns
+from aurora_sync.source_db import source_errors
+from aurora_sync.watermarks import read_watermarks
+from aurora_sync.work import ExportWindow
+
+from .inspect_targets import WarehouseNames
+
+
+@dataclass
+class TablePlan:
+    table: str
+    state: str  # "planned", "failed" (the planner would fail it) or "disabled"
+    cursor: str | None = None
+    window: ExportWindow | None = None
+    predicate: str | None = None  # the exporter's WHERE, as SQL text
+    waiting_rows: int | None = None
+    chunks: int | None = None
+    error: str | None = None  # a class name of the error taxonomy
+    reason: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "table": self.table,
+            "state": self.state,
+            "cursor": self.cursor,
+            "window": self.window.model_dump(mode="json") if self.window else None,
+            "predicate": self.predicate,
+            "waiting_rows": self.waiting_rows,
+            "chunks": self.chunks,
+            "error": self.error,
+            "reason": self.reason,
+        }
+
+
+def dry_run(
+    configs: Sequence[TableConfigResult],
+    request: RunRequest,
+    *,
+    warehouse: Any,
+    names: WarehouseNames,
+    source: Any,
+) -> list[TablePlan]:
+    """One entry per table of the run, plus the disabled tables a scheduled run leaves out."""
+    selection = select_run(configs, request)
+    plans = [TablePlan(f.table, "failed", error=f.error, reason=f.cause) for f in selection.failed]
+    plans += [
+        TablePlan(name, "disabled", reason="enabled is false: scheduled runs skip it")
+        for name in selection.disabled
+    ]
+    watermarks = read_watermarks(
+        warehouse,
+        selection.tables,
+        staging_schema=names.staging_schema,
+        final_schema=names.final_schema,
+        database=names.database,
+    )
+    for table in selection.tables:
+        state = watermarks[table.name]
+        if state.error is not None:
+            plans.append(
+                TablePlan(table.name, "failed", error=type(state.error).__name__, reason=str(state.error))
+            )
+            continue
+        window = choose_window(
+            table,
+            watermark=state.value,
+            cursor_type=state.cursor_type,
+            override=request.overrides.get(table.name),
+        )
+        entry = TablePlan(table.name, "planned", cursor=table.config.cursor, window=window)
+        try:
+            _count(source, table.name, table.config, window, entry)
+        except SyncError as exc:
+            # What the exporter would fail the table with (missing column, wrong cursor type, ...).
+            entry.state, entry.error, entry.reason = "failed", type(exc).__name__, str(exc)
+        plans.append(entry)
+    return sorted(plans, key=lambda p: p.table)
+
+
+def _count(source: Any, name: str, config: Any, window: ExportWindow, entry: TablePlan) -> None:
+    schema, table = config.schema_name, config.table
+    with source_errors(f"table {name} ({schema}.{table})"), source.cursor() as cur:
+        catalog = read_columns(cur, schema, table)
+        plan = build_plan(
+            catalog,
+            schema=schema,
+            table=table,
+            name=name,
+            configured_columns=config.columns,
+            cursor=config.cursor,
+            primary_key=config.primary_key,
+        )
+        predicate = window_predicate(plan, window)
+        cur.execute(sql.SQL("SELECT count(*) FROM {} WHERE {}").format(plan.relation, predicate))
+        row = cur.fetchone()
+        entry.predicate = predicate.as_string(source)
+    entry.waiting_rows = int(row[0]) if row else 0
+    entry.chunks = math.ceil(entry.waiting_rows / config.max_rows_per_chunk)
+
+
+def describe_window(window: ExportWindow | None) -> str:
+    if window is None:
+        return "-"
+    if window.watermark is None:
+        return "every row (full export)"
+    lookback = f" - {window.lookback_seconds}s lookback" if window.lookback_seconds else ""
+    origin = {"final": "MAX in FINAL", "initial_watermark": "initial_watermark", "since": "--since"}
+    return f"> {window.watermark}{lookback} (from {origin.get(window.source, window.source)})"

@@ -1,0 +1,162 @@
+"""``aurora-sync status``: per table the watermark and freshness lag, and the last executions.
+
+The watermark is MAX(cursor) of FINAL (one statement for all tables, as the planner reads it):
+what really arrived, not what a run claimed. Freshness lag is now minus that watermark for time
+cursors (a numeric cursor has no time to compare with). Executions come from Step Functions,
+newest first, each read back through its history (``workflow.collect``) so a table's last
+outcome is what the verifier reported for it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+from typing import Any
+
+from aurora_sync.config import InvalidTable, LoadedTable, TableConfigResult
+from aurora_sync.planning import watermark_text
+from aurora_sync.watermarks import read_watermarks
+
+from .inspect_targets import StateMachine, WarehouseNames, sfn_call
+
+
+@dataclass
+class Execution:
+    name: str
+    arn: str
+    status: str
+    started: str
+    stopped: str | None
+    tables: dict[str, str] = field(default_factory=dict)  # table -> outcome in this execution
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "execution_arn": self.arn,
+            "status": self.status,
+            "started": self.started,
+            "stopped": self.stopped,
+            "tables": self.tables,
+        }
+
+
+@dataclass
+class TableStatus:
+    table: str
+    enabled: bool | None
+    watermark: str | None = None
+    freshness_lag_seconds: float | None = None
+    synced: bool = False  # FINAL holds rows
+    error: str | None = None
+    last_outcome: str | None = None
+    last_execution: str | None = None
+    last_started: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "table": self.table,
+            "enabled": self.enabled,
+            "synced": self.synced,
+            "watermark": self.watermark,
+            "freshness_lag_seconds": self.freshness_lag_seconds,
+            "error": self.error,
+            "last_outcome": self.last_outcome,
+            "last_execution": self.last_execution,
+            "last_started": self.last_started,
+        }
+
+
+def _lag_seconds(value: Any, now: datetime) -> float | None:
+    if isinstance(value, datetime):
+        moment = value if value.tzinfo is not None else value.replace(tzinfo=UTC)  # NTZ cursors are UTC
+        return round((now - moment).total_seconds(), 3)
+    if isinstance(value, date):
+        return round((now - datetime(value.year, value.month, value.day, tzinfo=UTC)).total_seconds(), 3)
+    return None
+
+
+def _iso(value: Any) -> str | None:
+    return value.isoformat(timespec="milliseconds") if isinstance(value, datetime) else None
+
+
+def recent_executions(machine: StateMachine, limit: int) -> list[Execution]:
+    """The last ``limit`` executions, newest first, with each table's outcome."""
+    from . import workflow
+
+    page = sfn_call(
+        "listing executions",
+        machine.where,
+        lambda: machine.sfn.list_executions(stateMachineArn=machine.arn, maxResults=limit),
+    )
+    listed = sorted(page.get("executions", []), key=lambda e: e["startDate"], reverse=True)[:limit]
+    executions = []
+    for item in listed:
+        target = workflow.Target(
+            sfn=machine.sfn, state_machine_arn=machine.arn, where=machine.where, poll_s=0
+        )
+        description = workflow.describe(target, item["executionArn"])
+        result = workflow.collect(description, workflow.history(target, item["executionArn"]))
+        executions.append(
+            Execution(
+                name=str(item["name"]),
+                arn=str(item["executionArn"]),
+                status=str(item["status"]),
+                started=_iso(item["startDate"]) or "",
+                stopped=_iso(item.get("stopDate")),
+                tables={t.table: t.outcome for t in result.tables},
+            )
+        )
+    return executions
+
+
+def table_status(
+    configs: Sequence[TableConfigResult],
+    *,
+    warehouse: Any,
+    names: WarehouseNames,
+    executions: Sequence[Execution],
+    now: datetime | None = None,
+) -> list[TableStatus]:
+    now = now or datetime.now(UTC)
+    valid = [c for c in configs if isinstance(c, LoadedTable)]
+    watermarks = read_watermarks(
+        warehouse,
+        valid,
+        staging_schema=names.staging_schema,
+        final_schema=names.final_schema,
+        database=names.database,
+    )
+    rows = []
+    for config in configs:
+        if isinstance(config, InvalidTable):
+            rows.append(TableStatus(config.name, None, error=config.message))
+            continue
+        row = TableStatus(config.name, config.config.enabled)
+        state = watermarks[config.name]
+        if state.error is not None:
+            row.error = str(state.error)
+        elif state.value is not None:
+            row.synced = True
+            row.watermark = watermark_text(state.value)
+            row.freshness_lag_seconds = _lag_seconds(state.value, now)
+        for execution in executions:  # newest first
+            if config.name in execution.tables:
+                row.last_outcome = execution.tables[config.name]
+                row.last_execution, row.last_started = execution.name, execution.started
+                break
+        rows.append(row)
+    return sorted(rows, key=lambda r: r.table)
+
+
+def format_lag(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    value = round(seconds)
+    if value < 60:
+        return f"{seconds:.1f}s"
+    if value < 3600:
+        return f"{value // 60}m{value % 60:02d}s"
+    if value < 86400:
+        return f"{value // 3600}h{value % 3600 // 60:02d}m"
+    return f"{value // 86400}d{value % 86400 // 3600:02d}h"

@@ -1,0 +1,340 @@
+"""`aurora-sync config validate|push|pull` against the local stack's PostgreSQL catalog and moto SSM.
+
+Given config files written by a person, when they are validated, pushed and pulled, then every
+problem is one line naming the entry and field, nothing is written while any entry is invalid,
+only changed parameters are written, and pull gives back a file push accepts unchanged.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import boto3
+import psycopg2
+import pytest
+from psycopg2 import sql
+
+from aurora_sync_ops import cli
+from aurora_sync_ops.local.stack import Stack
+
+EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "tables.yaml"
+
+
+def run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
+    code = cli.main(list(args))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def stack_flags(local_stack: Stack) -> list[str]:
+    settings = local_stack.settings
+    return ["--local", "--state-dir", str(settings.root), "--port-base", str(settings.ports.postgres)]
+
+
+@pytest.fixture(scope="module")
+def schema(stack: dict[str, Any]) -> Iterator[str]:
+    name = f"cfg_{uuid.uuid4().hex[:8]}"
+    conn = psycopg2.connect(stack["postgres"]["admin_dsn"])
+    conn.autocommit = True
+    with conn.cursor() as cur:
+        cur.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(name)))
+        cur.execute(
+            sql.SQL(
+                "CREATE TABLE {} (id bigint PRIMARY KEY, note text, flag boolean, updated_at timestamptz)"
+            ).format(sql.Identifier(name, "orders"))
+        )
+        cur.execute(sql.SQL("CREATE INDEX ON {} (updated_at)").format(sql.Identifier(name, "orders")))
+        # No key, no index: valid, but slow and unsafe to merge.
+        cur.execute(
+            sql.SQL("CREATE TABLE {} (id bigint, payload jsonb, seen_at timestamptz)").format(
+                sql.Identifier(name, "Raw Events")
+            )
+        )
+    yield name
+    with conn.cursor() as cur:
+        cur.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier(name)))
+    conn.close()
+
+
+@pytest.fixture
+def ssm(stack: dict[str, Any]) -> Any:
+    aws = stack["aws"]
+    return boto3.client(
+        "ssm",
+        endpoint_url=aws["endpoint_url"],
+        region_name=aws["region"],
+        aws_access_key_id=aws["access_key_id"],
+        aws_secret_access_key=aws["secret_access_key"],
+    )
+
+
+def write(tmp_path: Path, name: str, document: dict[str, Any]) -> Path:
+    path = tmp_path / name
+    path.write_text(json.dumps(document))
+    return path
+
+
+# --- validate ------------------------------------------------------------------------------------
+def test_the_example_file_is_valid(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(capsys, "config", "validate", str(EXAMPLE))
+    assert code == 0
+    assert out.splitlines()[-1].startswith(f"{EXAMPLE}: 3 table(s), 3 valid; 0 error(s), 0 warning(s);")
+
+
+def test_validate_prints_one_line_per_problem_naming_entry_and_field(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    path = tmp_path / "bad.yaml"
+    path.write_text(
+        "orders:\n  table: orders\n  cursr: updated_at\n  lookback_seconds: -5\n"
+        "a:\n  table: a\n  primary_key: [id]\n  target: SHARED\n"
+        "b:\n  table: b\n  primary_key: [id]\n  target: SHARED\n"
+        "Bad-Name:\n  table: x\n  primary_key: [id]\n"
+    )
+    code, out, _ = run(capsys, "config", "validate", str(path))
+    assert code == 1
+    lines = out.splitlines()
+    assert lines[0].startswith(
+        f"error: {path}[Bad-Name]: parameter name 'Bad-Name' is not a valid table name: use "
+        "1-63 lower-case letters, digits and _ starting with a letter"
+    )
+    assert lines[1:-1] == [
+        f"error: {path}[a]: field 'target': Snowflake base name 'SHARED' is also used by {path}[b]; "
+        "give each table its own 'target'",
+        f"error: {path}[b]: field 'target': Snowflake base name 'SHARED' is also used by {path}[a]; "
+        "give each table its own 'target'",
+        f"error: {path}[orders]: field 'cursr': unknown key; did you mean 'cursor'? allowed keys: schema, "
+        "table, primary_key, cursor, columns, soft_delete_column, soft_delete_mode, lookback_seconds, "
+        "enabled, initial_watermark, max_rows_per_chunk, target",
+        f"error: {path}[orders]: field 'lookback_seconds': input should be greater than or equal to 0 "
+        "(expected an integer number of seconds >= 0)",
+        f"error: {path}[orders]: field 'primary_key': required, e.g. [\"id\"]",
+    ]
+    assert lines[-1].startswith(f"{path}: 4 table(s), 0 valid; 6 error(s), 0 warning(s);")
+
+
+def test_validate_checks_the_source_catalog(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, stack: dict[str, Any], schema: str
+) -> None:
+    path = write(
+        tmp_path,
+        "catalog.json",
+        {
+            "orders": {"schema": schema, "table": "orders", "primary_key": ["id"]},
+            "no_column": {
+                "schema": schema,
+                "table": "orders",
+                "primary_key": ["id"],
+                "columns": ["id", "missing", "updated_at"],
+                "target": "NO_COLUMN",
+            },
+            "bad_cursor": {
+                "schema": schema,
+                "table": "orders",
+                "primary_key": ["id"],
+                "cursor": "note",
+                "soft_delete_column": "note",
+                "target": "BAD_CURSOR",
+            },
+            "no_table": {"schema": schema, "table": "nope", "primary_key": ["id"]},
+            "raw_events": {
+                "schema": schema,
+                "table": "Raw Events",
+                "primary_key": ["id"],
+                "cursor": "seen_at",
+            },
+        },
+    )
+    dsn = stack["postgres"]["admin_dsn"]
+    code, out, _ = run(capsys, "config", "validate", str(path), "--source-dsn", dsn, "--json")
+    assert code == 1
+    document = json.loads(out)
+    assert document["valid"] is False and document["checked_source"] is True
+    by_table = {t["table"]: t for t in document["tables"]}
+    assert by_table["orders"] == {
+        "table": "orders",
+        "entry": f"{path}[orders]",
+        "valid": True,
+        "findings": [],
+    }
+    found = {
+        name: [(f["severity"], f["field"]) for f in by_table[name]["findings"]]
+        for name in ("no_column", "bad_cursor", "no_table", "raw_events")
+    }
+    assert found == {
+        "no_column": [("error", "columns")],
+        "bad_cursor": [("error", "cursor"), ("error", "soft_delete_column")],
+        "no_table": [("error", "table")],
+        "raw_events": [("warning", "cursor"), ("warning", "primary_key")],
+    }
+    assert by_table["raw_events"]["valid"] is True
+    relation = f'"{schema}"."Raw Events"'
+    assert by_table["raw_events"]["findings"][0]["message"] == (
+        f"field 'cursor': no index of {relation} starts with 'seen_at': every incremental run scans the "
+        f'whole table to find its window; create one: CREATE INDEX CONCURRENTLY ON {relation} ("seen_at")'
+    )
+    assert by_table["no_column"]["findings"][0]["message"] == (
+        f"field 'columns': column 'missing' is not in \"{schema}\".\"orders\" "
+        "(it has 'id', 'note', 'flag', 'updated_at')"
+    )
+    assert "has type text; a cursor must be a timestamp" in by_table["bad_cursor"]["findings"][0]["message"]
+    # The text form: one line per finding, the entry before the field; the password never shows.
+    code, out, _ = run(capsys, "config", "validate", str(path), "--source-dsn", dsn)
+    assert code == 1
+    assert f'error: {path}[no_table]: field \'table\': source table "{schema}"."nope" does not exist' in out
+    assert out.splitlines()[-1] == (
+        f"{path}: 5 table(s), 2 valid; 4 error(s), 2 warning(s); checked against the source catalog"
+    )
+    password = psycopg2.extensions.parse_dsn(dsn)["password"]
+    assert password not in out
+
+
+def test_errors_are_one_line_without_a_traceback(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    missing = tmp_path / "nope.yaml"
+    code, out, err = run(capsys, "config", "validate", str(missing))
+    assert (code, out) == (1, "")
+    assert err == (
+        f"aurora-sync: {missing}: cannot read it (No such file or directory). "
+        "Fix: pass an existing JSON or YAML file\n"
+    )
+    broken = tmp_path / "broken.json"
+    broken.write_text('{"a": {"table": "a"}, "a": {}}')
+    code, _, err = run(capsys, "config", "validate", str(broken))
+    assert code == 1
+    assert err == f"aurora-sync: {broken}: key(s) a appear more than once; keep one\n"
+
+
+# --- push / pull ---------------------------------------------------------------------------------
+def parameters(ssm: Any, path: str) -> dict[str, str]:
+    found = ssm.get_parameters_by_path(Path=path, Recursive=True)["Parameters"]
+    return {p["Name"]: p["Value"] for p in found}
+
+
+def test_push_writes_changes_only_and_pull_round_trips(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, local_stack: Stack, ssm: Any
+) -> None:
+    path = f"/aurora-sync/h13-{uuid.uuid4().hex[:6]}/"
+    flags = [*stack_flags(local_stack), "--config-path", path]
+    tables = {
+        "orders": {"table": "orders", "primary_key": ["id"]},
+        "customers": {"table": "customers", "primary_key": ["id"], "soft_delete_column": "deleted_at"},
+    }
+    file = write(tmp_path, "tables.json", tables)
+
+    code, out, _ = run(capsys, "config", "push", str(file), *flags, "--dry-run")
+    assert code == 0
+    assert (
+        out.splitlines()[-1]
+        == f"dry run, nothing written: would be 2 created, 0 updated, 0 unchanged, 0 removed under {path}"
+    )
+    assert parameters(ssm, path) == {}
+
+    code, out, _ = run(capsys, "config", "push", str(file), *flags, "--json")
+    assert code == 0
+    assert json.loads(out)["tables"] == [
+        {"table": "customers", "parameter": f"{path}customers", "action": "created"},
+        {"table": "orders", "parameter": f"{path}orders", "action": "created"},
+    ]
+    stored = parameters(ssm, path)
+    assert json.loads(stored[f"{path}orders"])["cursor"] == "updated_at"  # defaults written out
+    versions = {p["Name"]: p["Version"] for p in ssm.get_parameters_by_path(Path=path)["Parameters"]}
+
+    code, out, _ = run(capsys, "config", "pull", *flags)
+    assert code == 0
+    assert out.startswith(f"# aurora-sync table configs pulled from SSM {path} at ")
+    pulled = tmp_path / "pulled.yaml"
+    pulled.write_text(out)
+    code, out, _ = run(capsys, "config", "push", str(pulled), *flags)
+    assert code == 0
+    assert out.splitlines() == [
+        f"  unchanged          customers  {path}customers",
+        f"  unchanged          orders     {path}orders",
+        f"0 created, 0 updated, 2 unchanged, 0 removed under {path}",
+    ]
+    after = {p["Name"]: p["Version"] for p in ssm.get_parameters_by_path(Path=path)["Parameters"]}
+    assert after == versions  # nothing rewritten
+
+    # One entry changed, one dropped from the file: updated, and reported but kept.
+    file = write(tmp_path, "tables.json", {"orders": {**tables["orders"], "lookback_seconds": 60}})
+    code, out, _ = run(capsys, "config", "push", str(file), *flags)
+    assert code == 0
+    assert out.splitlines() == [
+        f"  removed-not-pruned customers  {path}customers "
+        "(in SSM, not in the file; kept: pass --prune to delete)",
+        f"  updated            orders     {path}orders",
+        f"0 created, 1 updated, 0 unchanged, 0 removed under {path}",
+    ]
+    assert json.loads(parameters(ssm, path)[f"{path}orders"])["lookback_seconds"] == 60
+    assert f"{path}customers" in parameters(ssm, path)
+
+    code, out, _ = run(capsys, "config", "push", str(file), *flags, "--prune")
+    assert code == 0
+    assert out.splitlines()[0] == f"  removed            customers  {path}customers"
+    assert sorted(parameters(ssm, path)) == [f"{path}orders"]
+
+    code, out, _ = run(capsys, "config", "pull", *flags, "--json")
+    assert code == 0
+    assert json.loads(out) == {
+        "orders": {
+            "columns": None,
+            "cursor": "updated_at",
+            "enabled": True,
+            "initial_watermark": None,
+            "lookback_seconds": 60,
+            "max_rows_per_chunk": 1000000,
+            "primary_key": ["id"],
+            "schema": "public",
+            "soft_delete_column": None,
+            "table": "orders",
+            "target": None,
+        }
+    }
+
+
+def test_push_writes_nothing_when_any_entry_is_invalid(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, local_stack: Stack, ssm: Any
+) -> None:
+    path = f"/aurora-sync/h13-{uuid.uuid4().hex[:6]}/"
+    file = write(
+        tmp_path,
+        "tables.json",
+        {"good": {"table": "good", "primary_key": ["id"]}, "bad": {"table": "bad", "primary_key": []}},
+    )
+    code, out, err = run(
+        capsys, "config", "push", str(file), *stack_flags(local_stack), "--config-path", path
+    )
+    assert (code, out) == (1, "")
+    assert err.splitlines() == [
+        f"error: {file}[bad]: field 'primary_key': must not be empty, name at least one column, "
+        'e.g. ["id"]',
+        f"aurora-sync: nothing was written: 1 error(s) in {file}; fix them (aurora-sync config validate "
+        f"{file}) and push again",
+    ]
+    assert parameters(ssm, path) == {}
+    # --prune with an empty file would delete every table: refused.
+    empty = write(tmp_path, "empty.json", {})
+    code, _, err = run(
+        capsys, "config", "push", str(empty), *stack_flags(local_stack), "--config-path", path, "--prune"
+    )
+    assert code == 1
+    assert err.startswith(f"aurora-sync: {empty} has no tables, so --prune would delete every table config")
+
+
+def test_pull_leaves_out_invalid_parameters_and_says_so(
+    capsys: pytest.CaptureFixture[str], local_stack: Stack, ssm: Any
+) -> None:
+    path = f"/aurora-sync/h13-{uuid.uuid4().hex[:6]}/"
+    ssm.put_parameter(Name=f"{path}good", Value='{"table": "good", "primary_key": ["id"]}', Type="String")
+    ssm.put_parameter(Name=f"{path}broken", Value='{"table": "broken"}', Type="String")
+    code, out, err = run(capsys, "config", "pull", *stack_flags(local_stack), "--config-path", path)
+    assert code == 1
+    assert "\ngood:\n" in out and "broken" not in out
+    assert err.splitlines() == [
+        f"aurora-sync: left out, invalid: {path}broken: field 'primary_key': required, e.g. [\"id\"]",
+        f"aurora-sync: 1 parameter(s) under {path} are invalid and not in the output; fix them, or add "
+        "corrected entries to the file and push it",
+    ]
