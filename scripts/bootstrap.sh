@@ -44,7 +44,8 @@ if [ ! -x .venv/bin/python ] || ! .venv/bin/python -c 'import sys; sys.exit(0 if
   echo "creating .venv with $PY ($("$PY" --version))"
   "$PY" -m venv .venv
 fi
-.venv/bin/python -m pip install -q --upgrade pip >/dev/null
+# This machine's pip.conf lists local package directories that may be absent: drop that noise.
+.venv/bin/python -m pip install -q --upgrade pip 2>&1 | grep -v "^WARNING: Location" || true
 echo "installing the project and its dev dependencies into .venv (first run takes a few minutes)"
 .venv/bin/python -m pip install -q -e '.[dev]' 2>&1 | grep -v "^WARNING: Location" || true
 # functions/ and ops/ themselves go on sys.path (as Lambda's /var/task is), so a handler package
