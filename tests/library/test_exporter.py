@@ -16,6 +16,7 @@ from typing import Any
 import boto3
 import psycopg2
 import pytest
+from pgcsv import parse_pg_csv
 from psycopg2 import sql
 
 from aurora_sync.errors import (
@@ -43,37 +44,6 @@ class FakeContext:
 
     def get_remaining_time_in_millis(self) -> int:
         return int((self._deadline - time.monotonic()) * 1000)
-
-
-def parse_pg_csv(data: str) -> list[list[str | None]]:
-    """PostgreSQL CSV: an unquoted empty field is NULL, ``""`` is the empty string."""
-    rows: list[list[str | None]] = []
-    row: list[str | None] = []
-    field: list[str] = []
-    quoted = in_quotes = False
-    i = 0
-    while i < len(data):
-        char = data[i]
-        if in_quotes:
-            if char == '"' and data[i + 1 : i + 2] == '"':
-                field.append('"')
-                i += 1
-            elif char == '"':
-                in_quotes = False
-            else:
-                field.append(char)
-        elif char == '"':
-            in_quotes = quoted = True
-        elif char in ",\n":
-            row.append("".join(field) if field or quoted else None)
-            field, quoted = [], False
-            if char == "\n":
-                rows.append(row)
-                row = []
-        else:
-            field.append(char)
-        i += 1
-    return rows
 
 
 @pytest.fixture

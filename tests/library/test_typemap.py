@@ -9,6 +9,7 @@ from typing import Any
 
 import psycopg2
 import pytest
+from pgcsv import parse_pg_csv
 from psycopg2 import sql
 
 from aurora_sync.source_catalog import read_columns
@@ -56,37 +57,6 @@ line "quoted", comma', 'żółw 🐢', 'ab', 'a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a
     """(5, 1, 1, 1, NULL, 0.1234567891, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
         '10000-01-01', NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL)""",
 ]
-
-
-def parse_pg_csv(data: str) -> list[list[str | None]]:
-    """PostgreSQL CSV: an unquoted empty field is NULL, ``""`` is the empty string."""
-    rows: list[list[str | None]] = []
-    row: list[str | None] = []
-    field: list[str] = []
-    quoted = in_quotes = False
-    i = 0
-    while i < len(data):
-        char = data[i]
-        if in_quotes:
-            if char == '"' and data[i + 1 : i + 2] == '"':
-                field.append('"')
-                i += 1
-            elif char == '"':
-                in_quotes = False
-            else:
-                field.append(char)
-        elif char == '"':
-            in_quotes = quoted = True
-        elif char in ",\n":
-            row.append("".join(field) if field or quoted else None)
-            field, quoted = [], False
-            if char == "\n":
-                rows.append(row)
-                row = []
-        else:
-            field.append(char)
-        i += 1
-    return rows
 
 
 @pytest.fixture(scope="module")
