@@ -10,7 +10,7 @@ outcome is what the verifier reported for it.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, date, datetime
 from typing import Any
 
@@ -54,17 +54,7 @@ class TableStatus:
     last_started: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
-        return {
-            "table": self.table,
-            "enabled": self.enabled,
-            "synced": self.synced,
-            "watermark": self.watermark,
-            "freshness_lag_seconds": self.freshness_lag_seconds,
-            "error": self.error,
-            "last_outcome": self.last_outcome,
-            "last_execution": self.last_execution,
-            "last_started": self.last_started,
-        }
+        return asdict(self)
 
 
 def _lag_seconds(value: Any, now: datetime) -> float | None:

@@ -23,7 +23,7 @@ import re
 import time
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -508,17 +508,7 @@ class TableResult:
     reason: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
-        return {
-            "table": self.table,
-            "outcome": self.outcome,
-            "rows_exported": self.rows_exported,
-            "rows_loaded": self.rows_loaded,
-            "rows_merged": self.rows_merged,
-            "freshness_lag_seconds": self.freshness_lag_seconds,
-            "watermark": self.watermark,
-            "error": self.error,
-            "reason": self.reason,
-        }
+        return asdict(self)
 
 
 @dataclass
