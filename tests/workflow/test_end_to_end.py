@@ -14,203 +14,59 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from typing import Any
 
-import boto3
 import psycopg2
 import pytest
-import requests
-import snowflake.connector
 from psycopg2 import sql
+from world import World, entered, open_world, plan_output, verify_output
 
-from aurora_sync.config import TableConfig, put_table_config
-from aurora_sync.source_catalog import read_columns
-from aurora_sync_ops.local.engine import Deployment, LocalEngine
 from aurora_sync_ops.local.wiring import connect_bucket_to_snowpipe, disconnect_bucket_from_snowpipe
-from aurora_sync_ops.parity import compare
-from aurora_sync_ops.snowflake_sql import SnowflakeSetup, TableSpec, render_setup, render_table, table_spec
-
-CLOCK_SCALE = 0.05
-
-
-@dataclass
-class World:
-    status: dict[str, Any]
-    schema: str
-    config_path: str
-    setup: SnowflakeSetup
-    engine: LocalEngine
-    deployment: Deployment
-    admin: Any
-    warehouse: Any
-    configs: dict[str, dict[str, Any]] = field(default_factory=dict)
-
-    def spec(self, name: str) -> TableSpec:
-        config = self.configs[name]
-        with self.admin.cursor() as cur:
-            catalog = read_columns(cur, self.schema, config["table"])
-        return table_spec(
-            name=name,
-            target=config["target"],
-            catalog=catalog,
-            schema=self.schema,
-            table=config["table"],
-            columns=config.get("columns"),
-            primary_key=config["primary_key"],
-            cursor=config.get("cursor", "updated_at"),
-            soft_delete_column=config.get("soft_delete_column"),
-            soft_delete_mode=config.get("soft_delete_mode", "delete"),
-        )
-
-    def execute(self, statement: str, params: Any = None) -> None:
-        with self.admin.cursor() as cur:
-            cur.execute(statement.replace("{schema}", f'"{self.schema}"'), params)
-
-    def run(
-        self, execution_input: dict[str, Any] | None = None
-    ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-        arn = self.engine.start(self.deployment, execution_input or {})
-        description: dict[str, Any] = {}
-        for event in self.engine.follow(arn, timeout_s=240, poll_s=0.3):
-            if event.get("type") == "ExecutionDescription":
-                description = event["description"]
-        return description, self.engine.events(arn)
-
-    def assert_parity(self, *names: str) -> None:
-        for name in names or tuple(self.configs):
-            result = compare(
-                self.admin,
-                self.warehouse,
-                self.setup,
-                self.spec(name),
-                schema=self.schema,
-                table=self.configs[name]["table"],
-            )
-            assert result.equal, f"{name} differs from FINAL: {result.as_dict()}"
-
-
-def entered(events: list[dict[str, Any]]) -> list[str]:
-    return [e["stateEnteredEventDetails"]["name"] for e in events if "stateEnteredEventDetails" in e]
-
-
-def plan_output(events: list[dict[str, Any]]) -> dict[str, Any]:
-    details = next(
-        e["stateExitedEventDetails"]
-        for e in events
-        if e.get("stateExitedEventDetails", {}).get("name") == "Plan"
-    )
-    output: dict[str, Any] = json.loads(details["output"])
-    return output
-
-
-def verify_output(events: list[dict[str, Any]]) -> dict[str, Any]:
-    """The last Verify state's output (the verifier's report of the run)."""
-    for event in reversed(events):
-        details = event.get("stateExitedEventDetails")
-        if details and details["name"] == "Verify":
-            output: dict[str, Any] = json.loads(details["output"])["verification"]["output"]
-            return output
-    raise AssertionError("no Verify state in the history")
 
 
 @pytest.fixture(scope="module")
 def world(stack: dict[str, Any]) -> Iterator[World]:
-    tag = uuid.uuid4().hex[:6]
-    schema, config_path, prefix = f"shop_{tag}", f"/aurora-sync/e2e-{tag}/", f"E2E{tag.upper()}"
-    aws = stack["aws"]
-    clock = f"{aws['endpoint_url']}/moto-api/aurora-sync/clock"
-    requests.post(clock, json={"scale": CLOCK_SCALE}, timeout=5).raise_for_status()
-    admin = psycopg2.connect(stack["postgres"]["admin_dsn"])
-    admin.autocommit = True
-    sync_role = sql.Identifier(stack["postgres"]["user"])
-    with admin.cursor() as cur:
-        cur.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(schema)))
-        cur.execute(sql.SQL("GRANT USAGE ON SCHEMA {} TO {}").format(sql.Identifier(schema), sync_role))
-        cur.execute(
-            sql.SQL("ALTER DEFAULT PRIVILEGES IN SCHEMA {} GRANT SELECT ON TABLES TO {}").format(
-                sql.Identifier(schema), sync_role
-            )
-        )
-    setup = SnowflakeSetup(
-        bucket=aws["bucket"],
-        storage_role_arn=f"arn:aws:iam::{aws['account_id']}:role/aurora-sync-snowflake-storage",
-        database=stack["snowflake"]["database"],
-    )
-    warehouse = snowflake.connector.connect(**stack["snowflake"])
-    engine = LocalEngine(
-        stack,
-        parameters={"ConfigSsmPath": config_path.rstrip("/"), "LoadRefreshAfterSeconds": 5},
-        stack_name=f"e2e-{tag}",
-    )
-    world = World(stack, schema, config_path, setup, engine, engine.deploy(), admin, warehouse)
-    world.execute(
-        "CREATE TABLE {schema}.customers (id bigint PRIMARY KEY, email text NOT NULL, name text, "
-        "tier text, deleted_at timestamptz, updated_at timestamptz NOT NULL DEFAULT now())"
-    )
-    world.execute(
-        "CREATE TABLE {schema}.orders (id bigint PRIMARY KEY, customer_id bigint, total numeric(12,2), "
-        "status text, payload jsonb, tags text[], updated_at timestamptz NOT NULL DEFAULT now())"
-    )
-    world.execute(
-        'CREATE TABLE {schema}."Order Items" ("Line ID" integer PRIMARY KEY, "Order ID" bigint, '
-        'qty integer, "Unit Price" numeric(10,2), updated_at timestamptz NOT NULL DEFAULT now())'
-    )
-    for table in ("customers", "orders", "Order Items"):
-        world.execute(f'CREATE INDEX ON {{schema}}."{table}" (updated_at)')
-    world.execute(
-        "INSERT INTO {schema}.customers (id, email, name, tier) "
-        "SELECT i, 'c' || i || '@example.com', 'Customer ' || i, (ARRAY['free','pro',''])[1 + mod(i, 3)] "
-        "FROM generate_series(1, 300) i"
-    )
-    world.execute(
-        "INSERT INTO {schema}.orders (id, customer_id, total, status, payload, tags) "
-        "SELECT i, 1 + mod(i, 300), i * 1.25, 'open', jsonb_build_object('n', i, 'gift', mod(i, 2) = 0), "
-        "ARRAY['a', 'b,c'] FROM generate_series(1, 1000) i"
-    )
-    world.execute(
-        'INSERT INTO {schema}."Order Items" ("Line ID", "Order ID", qty, "Unit Price") '
-        "SELECT i, 1 + mod(i, 1000), 1 + mod(i, 5), 9.99 FROM generate_series(1, 2500) i"
-    )
-    world.configs = {
-        "customers": {
-            "schema": schema,
-            "table": "customers",
-            "primary_key": ["id"],
-            "soft_delete_column": "deleted_at",
-            "target": f"{prefix}_CUSTOMERS",
-        },
-        "orders": {"schema": schema, "table": "orders", "primary_key": ["id"], "target": f"{prefix}_ORDERS"},
-        "order_items": {
-            "schema": schema,
-            "table": "Order Items",
-            "primary_key": ["Line ID"],
-            "columns": ["Line ID", "Order ID", "qty", "Unit Price", "updated_at"],
-            "max_rows_per_chunk": 1000,
-            "target": f"{prefix}_ORDER_ITEMS",
-        },
+    tables: dict[str, tuple[str, dict[str, Any]]] = {
+        "customers": (
+            "CREATE TABLE {schema}.customers (id bigint PRIMARY KEY, email text NOT NULL, name text, "
+            "tier text, deleted_at timestamptz, updated_at timestamptz NOT NULL DEFAULT now())",
+            {"table": "customers", "primary_key": ["id"], "soft_delete_column": "deleted_at"},
+        ),
+        "orders": (
+            "CREATE TABLE {schema}.orders (id bigint PRIMARY KEY, customer_id bigint, total numeric(12,2), "
+            "status text, payload jsonb, tags text[], updated_at timestamptz NOT NULL DEFAULT now())",
+            {"table": "orders", "primary_key": ["id"]},
+        ),
+        "order_items": (
+            'CREATE TABLE {schema}."Order Items" ("Line ID" integer PRIMARY KEY, "Order ID" bigint, '
+            'qty integer, "Unit Price" numeric(10,2), updated_at timestamptz NOT NULL DEFAULT now())',
+            {
+                "table": "Order Items",
+                "primary_key": ["Line ID"],
+                "columns": ["Line ID", "Order ID", "qty", "Unit Price", "updated_at"],
+                "max_rows_per_chunk": 1000,
+            },
+        ),
     }
-    ssm = boto3.client(
-        "ssm",
-        endpoint_url=aws["endpoint_url"],
-        region_name=aws["region"],
-        aws_access_key_id=aws["access_key_id"],
-        aws_secret_access_key=aws["secret_access_key"],
-    )
-    cursor = warehouse.cursor()
-    for statement in render_setup(setup):
-        cursor.execute(statement)
-    for name, config in world.configs.items():
-        put_table_config(name, TableConfig.model_validate(config), config_path, ssm_client=ssm)
-        for statement in render_table(setup, world.spec(name)):
-            cursor.execute(statement)
-    connect_bucket_to_snowpipe(stack)
-    yield world
-    warehouse.close()
-    with admin.cursor() as cur:
-        cur.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier(schema)))
-    admin.close()
-    requests.post(clock, json={"scale": 1}, timeout=5)
+    with open_world(stack, tables, prefix="shop") as world:
+        for table in ("customers", "orders", "Order Items"):
+            world.execute(f'CREATE INDEX ON {{schema}}."{table}" (updated_at)')
+        world.execute(
+            "INSERT INTO {schema}.customers (id, email, name, tier) "
+            "SELECT i, 'c' || i || '@example.com', 'Customer ' || i, (ARRAY['free','pro',''])[1 + mod(i, 3)] "
+            "FROM generate_series(1, 300) i"
+        )
+        world.execute(
+            "INSERT INTO {schema}.orders (id, customer_id, total, status, payload, tags) "
+            "SELECT i, 1 + mod(i, 300), i * 1.25, 'open', jsonb_build_object('n', i, 'gift', mod(i, 2) = 0), "
+            "ARRAY['a', 'b,c'] FROM generate_series(1, 1000) i"
+        )
+        world.execute(
+            'INSERT INTO {schema}."Order Items" ("Line ID", "Order ID", qty, "Unit Price") '
+            "SELECT i, 1 + mod(i, 1000), 1 + mod(i, 5), 9.99 FROM generate_series(1, 2500) i"
+        )
+        world.apply()
+        yield world
 
 
 def test_backfill_then_incremental_changes_with_a_late_commit(world: World) -> None:

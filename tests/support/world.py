@@ -1,0 +1,198 @@
+"""A small replicated world on the local stack, shared by the end-to-end tests.
+
+``open_world(stack, tag, tables)`` creates a source schema in PostgreSQL (the sync role may read
+it), the tables' configs in SSM under their own path, the generated Snowflake objects (unique
+targets), the bucket wired to Snowpipe, and the real state machine deployed by the local engine
+with that config path. ``World.run`` executes the state machine; ``World.assert_parity`` proves
+FINAL equals the source row by row. Retry and Wait sleeps run on a scaled clock.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import boto3
+import psycopg2
+import requests
+import snowflake.connector
+from psycopg2 import sql
+
+from aurora_sync.config import TableConfig, put_table_config
+from aurora_sync.source_catalog import read_columns
+from aurora_sync_ops.local.engine import Deployment, LocalEngine
+from aurora_sync_ops.local.wiring import connect_bucket_to_snowpipe
+from aurora_sync_ops.parity import compare
+from aurora_sync_ops.snowflake_sql import SnowflakeSetup, TableSpec, render_setup, render_table, table_spec
+
+CLOCK_SCALE = 0.05  # Retry/Wait sleeps run 20x faster; the moto host records what was asked
+
+
+@dataclass
+class World:
+    status: dict[str, Any]
+    schema: str
+    config_path: str
+    setup: SnowflakeSetup
+    engine: LocalEngine
+    deployment: Deployment
+    admin: Any
+    warehouse: Any
+    configs: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def apply(self) -> None:
+        """Configs to SSM, the Snowflake objects, and the bucket notification (idempotent)."""
+        ssm = admin_client(self.status, "ssm")
+        cursor = self.warehouse.cursor()
+        for statement in render_setup(self.setup):
+            cursor.execute(statement)
+        for name, config in self.configs.items():
+            put_table_config(name, TableConfig.model_validate(config), self.config_path, ssm_client=ssm)
+            for statement in render_table(self.setup, self.spec(name)):
+                cursor.execute(statement)
+        connect_bucket_to_snowpipe(self.status)
+
+    def spec(self, name: str) -> TableSpec:
+        config = self.configs[name]
+        with self.admin.cursor() as cur:
+            catalog = read_columns(cur, self.schema, config["table"])
+        return table_spec(
+            name=name,
+            target=config["target"],
+            catalog=catalog,
+            schema=self.schema,
+            table=config["table"],
+            columns=config.get("columns"),
+            primary_key=config["primary_key"],
+            cursor=config.get("cursor", "updated_at"),
+            soft_delete_column=config.get("soft_delete_column"),
+            soft_delete_mode=config.get("soft_delete_mode", "delete"),
+        )
+
+    def execute(self, statement: str, params: Any = None) -> None:
+        with self.admin.cursor() as cur:
+            cur.execute(statement.replace("{schema}", f'"{self.schema}"'), params)
+
+    def run(
+        self, execution_input: dict[str, Any] | None = None
+    ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+        arn = self.engine.start(self.deployment, execution_input or {})
+        description: dict[str, Any] = {}
+        for event in self.engine.follow(arn, timeout_s=240, poll_s=0.3):
+            if event.get("type") == "ExecutionDescription":
+                description = event["description"]
+        return description, self.engine.events(arn)
+
+    def assert_parity(self, *names: str) -> None:
+        for name in names or tuple(self.configs):
+            result = compare(
+                self.admin,
+                self.warehouse,
+                self.setup,
+                self.spec(name),
+                schema=self.schema,
+                table=self.configs[name]["table"],
+            )
+            assert result.equal, f"{name} differs from FINAL: {result.as_dict()}"
+
+
+def entered(events: list[dict[str, Any]]) -> list[str]:
+    return [e["stateEnteredEventDetails"]["name"] for e in events if "stateEnteredEventDetails" in e]
+
+
+def plan_output(events: list[dict[str, Any]]) -> dict[str, Any]:
+    details = next(
+        e["stateExitedEventDetails"]
+        for e in events
+        if e.get("stateExitedEventDetails", {}).get("name") == "Plan"
+    )
+    output: dict[str, Any] = json.loads(details["output"])
+    return output
+
+
+def verify_output(events: list[dict[str, Any]]) -> dict[str, Any]:
+    """The last Verify state's output (the verifier's report of the run)."""
+    for event in reversed(events):
+        details = event.get("stateExitedEventDetails")
+        if details and details["name"] == "Verify":
+            output: dict[str, Any] = json.loads(details["output"])["verification"]["output"]
+            return output
+    raise AssertionError("no Verify state in the history")
+
+
+def admin_client(stack: dict[str, Any], service: str) -> Any:
+    aws = stack["aws"]
+    return boto3.client(
+        service,
+        endpoint_url=aws["endpoint_url"],
+        region_name=aws["region"],
+        aws_access_key_id=aws["access_key_id"],
+        aws_secret_access_key=aws["secret_access_key"],
+    )
+
+
+def set_clock(stack: dict[str, Any], scale: float) -> None:
+    url = f"{stack['aws']['endpoint_url']}/moto-api/aurora-sync/clock"
+    requests.post(url, json={"scale": scale}, timeout=5).raise_for_status()
+
+
+@contextmanager
+def open_world(
+    stack: dict[str, Any],
+    tables: Mapping[str, tuple[str, dict[str, Any]]],
+    *,
+    prefix: str = "e2e",
+    parameters: Mapping[str, Any] | None = None,
+) -> Iterator[World]:
+    """``tables``: config name -> (CREATE TABLE with ``{schema}`` for the schema, its config without
+    ``schema``/``target``). Load rows with ``World.execute`` afterwards, then ``World.apply``."""
+    tag = uuid.uuid4().hex[:6]
+    schema, config_path = f"{prefix}_{tag}", f"/aurora-sync/{prefix}-{tag}/"
+    aws = stack["aws"]
+    set_clock(stack, CLOCK_SCALE)
+    admin = psycopg2.connect(stack["postgres"]["admin_dsn"])
+    admin.autocommit = True
+    sync_role = sql.Identifier(stack["postgres"]["user"])
+    with admin.cursor() as cur:
+        cur.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(schema)))
+        cur.execute(sql.SQL("GRANT USAGE ON SCHEMA {} TO {}").format(sql.Identifier(schema), sync_role))
+        cur.execute(
+            sql.SQL("ALTER DEFAULT PRIVILEGES IN SCHEMA {} GRANT SELECT ON TABLES TO {}").format(
+                sql.Identifier(schema), sync_role
+            )
+        )
+    setup = SnowflakeSetup(
+        bucket=aws["bucket"],
+        storage_role_arn=f"arn:aws:iam::{aws['account_id']}:role/aurora-sync-snowflake-storage",
+        database=stack["snowflake"]["database"],
+    )
+    warehouse = snowflake.connector.connect(**stack["snowflake"])
+    engine = LocalEngine(
+        stack,
+        parameters={
+            "ConfigSsmPath": config_path.rstrip("/"),
+            "LoadRefreshAfterSeconds": 5,
+            **(parameters or {}),
+        },
+        stack_name=f"{prefix}-{tag}",
+    )
+    world = World(stack, schema, config_path, setup, engine, engine.deploy(), admin, warehouse)
+    for name, (ddl, config) in tables.items():
+        world.execute(ddl)
+        world.configs[name] = {
+            **config,
+            "schema": schema,
+            "target": f"{prefix.upper()}{tag.upper()}_{name.upper()}",
+        }
+    try:
+        yield world
+    finally:
+        warehouse.close()
+        with admin.cursor() as cur:
+            cur.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier(schema)))
+        admin.close()
+        set_clock(stack, 1)
