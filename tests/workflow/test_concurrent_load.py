@@ -1,0 +1,82 @@
+"""Syncs while PostgreSQL is under concurrent write load (pgbench), late commits included.
+
+pgbench runs ``bench/pgbench/transfer.sql`` (multi-statement write transactions) and
+``bench/pgbench/late_commit.sql`` (an UPDATE stamped ``now()`` held open 2 s before COMMIT) on four
+clients while the real state machine syncs the table back to back. Every sync must succeed, and
+once the load ends one more sync must leave FINAL equal to the source row by row: rows committed
+late with stamps older than what a sync already merged arrive through the lookback window.
+``bench/load_bench.py`` is the same scenario with a longer load and a printed report.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from load_bench import (
+    ACCOUNTS_TABLES,
+    LoadSpec,
+    fill_accounts,
+    parse_pgbench,
+    sync_once,
+    syncs_under_load,
+)
+from world import World, open_world
+
+ACCOUNTS = 4000
+LOAD = LoadSpec(seconds=20, clients=4, jobs=2, rate=150, accounts=ACCOUNTS)
+
+
+@pytest.fixture(scope="module")
+def world(stack: dict[str, Any]) -> Iterator[World]:
+    with open_world(stack, ACCOUNTS_TABLES, prefix="load") as world:
+        fill_accounts(world, ACCOUNTS)
+        world.apply()
+        backfill = sync_once(world)
+        assert backfill.status == "SUCCEEDED", backfill.error
+        assert backfill.rows_exported == backfill.rows_merged == ACCOUNTS
+        yield world
+
+
+def test_syncs_during_pgbench_load_succeed_and_the_final_sync_reaches_parity(world: World) -> None:
+    report = syncs_under_load(world, LOAD, interval=2.0)
+
+    bench = report.pgbench
+    assert bench.failed == 0
+    assert set(bench.per_script) == {"transfer.sql", "late_commit.sql"}
+    assert bench.per_script["transfer.sql"] > 1000, bench
+    assert bench.per_script["late_commit.sql"] >= 3, bench
+    # Each transfer writes an existing row and upserts one of 400,000 new ids.
+    assert report.rows_touched > bench.per_script["transfer.sql"]
+
+    during = report.syncs
+    assert len(during) >= 3, during
+    assert [s.status for s in during] == ["SUCCEEDED"] * len(during), [s.error for s in during]
+    # The adversarial part really happened: some sync started while a late commit was pending.
+    assert any(s.late_open_at_start > 0 for s in during), during
+    assert all(s.rows_merged and s.rows_merged >= ACCOUNTS for s in during), during
+    assert all(s.freshness_lag_seconds is not None and s.freshness_lag_seconds < 60 for s in during), during
+
+    assert report.final is not None and report.final.status == "SUCCEEDED", report.final
+    assert report.parity["equal"], report.parity
+    assert report.parity["source_rows"] == report.parity["final_rows"] > ACCOUNTS
+
+
+def test_pgbench_summary_is_read_per_script() -> None:
+    output = (
+        "number of transactions actually processed: 711\n"
+        "number of failed transactions: 0 (0.000%)\n"
+        "tps = 109.615753 (without initial connection time)\n"
+        "SQL script 1: /repo/bench/pgbench/transfer.sql\n"
+        " - weight: 300 (targets 99.7% of total)\n"
+        " - 708 transactions (99.6% of total, tps = 109.153239)\n"
+        "SQL script 2: /repo/bench/pgbench/late_commit.sql\n"
+        " - weight: 1 (targets 0.3% of total)\n"
+        " - 3 transactions (0.4% of total, tps = 0.462514)\n"
+    )
+    result = parse_pgbench(output)
+    assert (result.transactions, result.failed, result.tps) == (711, 0, 109.615753)
+    assert result.per_script == {"transfer.sql": 708, "late_commit.sql": 3}
+    with pytest.raises(RuntimeError, match="no transaction summary"):
+        parse_pgbench("pgbench: error: connection to server failed\n")
