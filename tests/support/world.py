@@ -5,6 +5,10 @@ it), the tables' configs in SSM under their own path, the generated Snowflake ob
 targets), the bucket wired to Snowpipe, and the real state machine deployed by the local engine
 with that config path. ``World.run`` executes the state machine; ``World.assert_parity`` proves
 FINAL equals the source row by row. Retry and Wait sleeps run on a scaled clock.
+
+Config names must be unique across the whole suite: a table's S3 prefix is its config name, and
+every world shares the stack's one bucket and its pipes (two worlds with an ``accounts`` table
+would load each other's files).
 """
 
 from __future__ import annotations

@@ -1,0 +1,315 @@
+"""The fault matrix end to end: each fault is injected into the real servers of the local stack
+while the real state machine runs, and after recovery FINAL must equal the source row by row.
+
+Injections are the cheapest faithful ones: a stack process frozen with SIGSTOP (its port still
+accepts TCP connections, nothing answers, as with a hung host or a blackholed route), a role's
+connection limit (Aurora out of connection slots), a broken SSM parameter, a Lambda Timeout
+lowered on the deployed function while a lock makes the export wait. Every frozen process is
+resumed in ``finally``. Faults proven elsewhere are listed in docs/reliability.md.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import psycopg2
+import pytest
+import requests
+from psycopg2 import sql
+from world import CLOCK_SCALE, World, admin_client, open_world, plan_output, set_clock, verify_output
+
+from aurora_sync_ops.local.stack import Stack
+
+ROWS = 40
+# A freeze longer than this means the trigger event never came: resume and let the test fail.
+MAX_FREEZE_S = 60.0
+
+
+def fill_accounts(world: World) -> None:
+    world.execute(
+        "INSERT INTO {schema}.accounts (id, owner, balance) "
+        f"SELECT i, 'owner ' || i, i * 2.5 FROM generate_series(1, {ROWS}) i"
+    )
+
+
+@pytest.fixture(scope="module")
+def world(stack: dict[str, Any]) -> Iterator[World]:
+    """Two small tables; every test leaves the stack as it found it (processes resumed, role
+    limits and function timeouts restored, configs pushed again). Config names are unique in the
+    suite: they are the S3 prefix, and every world shares the stack's bucket and its pipes."""
+    tables = {
+        "fault_accounts": (
+            "CREATE TABLE {schema}.accounts (id bigint PRIMARY KEY, owner text, balance numeric(12,2), "
+            "updated_at timestamptz NOT NULL DEFAULT now())",
+            {"table": "accounts", "primary_key": ["id"]},
+        ),
+        "fault_ledger": (
+            "CREATE TABLE {schema}.ledger (entry bigint PRIMARY KEY, amount numeric(10,2), "
+            "updated_at timestamptz NOT NULL DEFAULT now())",
+            {"table": "ledger", "primary_key": ["entry"]},
+        ),
+    }
+    with open_world(stack, tables, prefix="faults") as world:
+        fill_accounts(world)
+        world.execute("INSERT INTO {schema}.ledger (entry, amount) SELECT i, i FROM generate_series(1, 25) i")
+        world.apply()
+        description, _ = world.run()  # the backfill: every test starts from parity
+        assert description["status"] == "SUCCEEDED", description
+        yield world
+
+
+class Frozen:
+    """One process of the stack stopped with SIGSTOP until ``resume`` (idempotent)."""
+
+    def __init__(self, local_stack: Stack, part: str) -> None:
+        (state,) = [p for p in local_stack.processes() if p.name == part]
+        assert state.pid and state.alive, f"{part} is not running in the test stack"
+        self.part, self.pid = part, state.pid
+        self.stopped_at: float | None = None
+        self.resumed_after: float | None = None
+
+    def stop(self) -> None:
+        os.kill(self.pid, signal.SIGSTOP)
+        self.stopped_at = time.monotonic()
+
+    def resume(self) -> None:
+        if self.stopped_at is not None and self.resumed_after is None:
+            os.kill(self.pid, signal.SIGCONT)
+            self.resumed_after = time.monotonic() - self.stopped_at
+
+    def overdue(self) -> bool:
+        return self.stopped_at is not None and time.monotonic() - self.stopped_at > MAX_FREEZE_S
+
+
+@contextmanager
+def frozen(local_stack: Stack, part: str) -> Iterator[Frozen]:
+    process = Frozen(local_stack, part)
+    try:
+        yield process
+    finally:
+        process.resume()
+
+
+def run_reacting(
+    world: World, execution_input: dict[str, Any], react: Callable[[dict[str, Any]], None]
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """Run the state machine, calling ``react`` with each history event as it appears."""
+    arn = world.engine.start(world.deployment, execution_input)
+    description: dict[str, Any] = {}
+    for event in world.engine.follow(arn, timeout_s=240, poll_s=0.05):
+        if event.get("type") == "ExecutionDescription":
+            description = event["description"]
+        else:
+            react(event)
+    return description, world.engine.events(arn)
+
+
+def accounts(world: World) -> sql.Composable:
+    return sql.Identifier(world.schema, "accounts")
+
+
+def task_errors(events: list[dict[str, Any]]) -> list[str]:
+    return [e["taskFailedEventDetails"]["error"] for e in events if "taskFailedEventDetails" in e]
+
+
+def failed_with(event: dict[str, Any], error: str) -> bool:
+    return event.get("taskFailedEventDetails", {}).get("error") == error
+
+
+def entered_state(event: dict[str, Any], name: str) -> bool:
+    return event.get("stateEnteredEventDetails", {}).get("name") == name
+
+
+def retry_sleeps(world: World) -> list[float]:
+    url = f"{world.status['aws']['endpoint_url']}/moto-api/aurora-sync/clock"
+    sleeps = requests.get(url, timeout=5).json()["sleeps"]
+    return [s["seconds"] for s in sleeps if s["kind"] == "retry"]
+
+
+def test_postgres_unreachable_during_export_is_retried_and_the_table_merges(
+    world: World, local_stack: Stack
+) -> None:
+    # The planner reads only SSM, Vault and Snowflake: the outage hits the exporter's connect,
+    # which waits connect_timeout (5 s), raises SourceUnavailable, and is retried.
+    world.execute("UPDATE {schema}.accounts SET balance = balance + 1, updated_at = now() WHERE id <= 10")
+    set_clock(world.status, CLOCK_SCALE)  # clears the record of requested sleeps
+    with frozen(local_stack, "postgres") as postgres:
+        postgres.stop()
+
+        def react(event: dict[str, Any]) -> None:
+            if failed_with(event, "SourceUnavailable") or postgres.overdue():
+                postgres.resume()
+
+        description, events = run_reacting(world, {"tables": ["fault_accounts"]}, react)
+    assert description["status"] == "SUCCEEDED", description
+    assert task_errors(events) == ["SourceUnavailable"]
+    failure = next(e["taskFailedEventDetails"] for e in events if "taskFailedEventDetails" in e)
+    assert "PostgreSQL connection error" in failure["cause"]
+    assert world.status["postgres"]["password"] not in failure["cause"]
+    # The transient family's first retry: at most IntervalSeconds 5 with FULL jitter.
+    assert retry_sleeps(world) and 0 <= retry_sleeps(world)[0] <= 5
+    (report,) = verify_output(events)["tables"]
+    assert report["outcome"] == "MERGED" and report["rows_loaded"] == ROWS
+    world.assert_parity()
+
+
+def test_aurora_out_of_connections_exhausts_the_retries_fails_the_tables_and_a_rerun_heals(
+    world: World,
+) -> None:
+    sync_role = sql.Identifier(world.status["postgres"]["user"])
+    # Every new session of the sync role is refused with 53300, as when Aurora is at max_connections.
+    with world.admin.cursor() as cur:
+        cur.execute(sql.SQL("ALTER ROLE {} CONNECTION LIMIT 0").format(sync_role))
+    try:
+        description, events = world.run({"tables": ["fault_accounts", "fault_ledger"]})
+    finally:
+        with world.admin.cursor() as cur:
+            cur.execute(sql.SQL("ALTER ROLE {} CONNECTION LIMIT -1").format(sync_role))
+    assert description["status"] == "FAILED"
+    assert description["error"] == "TablesFailed"
+    # Two tables, each: the first attempt plus MaxAttempts 4 of the transient family.
+    assert task_errors(events) == ["SourceUnavailable"] * 10
+    cause = description["cause"]
+    assert "fault_accounts (SourceUnavailable: " in cause and "fault_ledger (SourceUnavailable: " in cause
+    assert "PostgreSQL error 53300 (too_many_connections)" in cause
+    summary = verify_output(events)["summary"]
+    assert summary["rerun_input"] == {"tables": ["fault_accounts", "fault_ledger"]}
+    assert '{"tables": ["fault_accounts", "fault_ledger"]}' in cause
+
+    description, events = world.run(summary["rerun_input"])
+    assert description["status"] == "SUCCEEDED", description
+    assert task_errors(events) == []
+    world.assert_parity()
+
+
+def test_snowflake_unreachable_during_verify_is_retried_and_the_table_merges(
+    world: World, local_stack: Stack
+) -> None:
+    # Frozen once the plan is made (the planner needs Snowflake): Snowpipe's loads stall with it,
+    # and the verifier's login gives up after its 20 s login_timeout with WarehouseUnavailable.
+    # A lock holds the export until the freeze is in place, so a warm, fast exporter cannot
+    # let the verifier reach Snowflake first.
+    world.execute("UPDATE {schema}.accounts SET owner = 'frozen', updated_at = now() WHERE id = 3")
+    locker = psycopg2.connect(world.status["postgres"]["admin_dsn"])
+    try:
+        with locker.cursor() as cur:
+            cur.execute(sql.SQL("LOCK TABLE {} IN ACCESS EXCLUSIVE MODE").format(accounts(world)))
+        with frozen(local_stack, "snowflake") as snowflake:
+
+            def react(event: dict[str, Any]) -> None:
+                if entered_state(event, "ExportTables"):
+                    snowflake.stop()
+                    locker.rollback()
+                if failed_with(event, "WarehouseUnavailable") or snowflake.overdue():
+                    snowflake.resume()
+
+            description, events = run_reacting(world, {"tables": ["fault_accounts"]}, react)
+    finally:
+        locker.close()
+    assert description["status"] == "SUCCEEDED", description
+    assert task_errors(events) == ["WarehouseUnavailable"]
+    failure = next(e["taskFailedEventDetails"] for e in events if "taskFailedEventDetails" in e)
+    assert "Could not connect to Snowflake backend" in failure["cause"]
+    assert "PRIVATE KEY" not in failure["cause"]
+    (report,) = verify_output(events)["tables"]
+    assert report["outcome"] == "MERGED" and report["rows_loaded"] == ROWS
+    world.assert_parity()
+
+
+def test_vault_unreachable_during_plan_is_retried_and_the_run_succeeds(
+    world: World, local_stack: Stack
+) -> None:
+    # Warm workers serve secrets from a cache (300 s): a planner without it must ask Vault on
+    # every invocation. A changed environment also means a new, cold execution environment.
+    planner = world.deployment.functions["PlannerFunction"]
+    lambda_ = world.engine.lambda_
+    variables = lambda_.get_function_configuration(FunctionName=planner)["Environment"]["Variables"]
+    lambda_.update_function_configuration(
+        FunctionName=planner, Environment={"Variables": {**variables, "POWERTOOLS_PARAMETERS_MAX_AGE": "0"}}
+    )
+    try:
+        with frozen(local_stack, "vault") as vault:
+            vault.stop()
+
+            def react(event: dict[str, Any]) -> None:
+                if failed_with(event, "SecretsUnavailable") or vault.overdue():
+                    vault.resume()
+
+            description, events = run_reacting(world, {"tables": ["fault_accounts"]}, react)
+    finally:
+        world.deployment = world.engine.deploy()
+    assert description["status"] == "SUCCEEDED", description
+    assert task_errors(events) == ["SecretsUnavailable"]
+    failure = next(e["taskFailedEventDetails"] for e in events if "taskFailedEventDetails" in e)
+    assert f"Vault at {world.status['vault']['addr']} is unreachable while" in failure["cause"]
+    assert world.status["vault"]["root_token"] not in failure["cause"]
+    assert [item["table"] for item in plan_output(events)["items"]] == ["fault_accounts"]
+    world.assert_parity()
+
+
+def test_malformed_config_fails_only_its_table_and_the_rerun_after_the_fix_heals(world: World) -> None:
+    parameter = f"{world.config_path}fault_ledger"
+    broken = {**world.configs["fault_ledger"], "primary_key": "entry", "primry_key": ["entry"]}
+    admin_client(world.status, "ssm").put_parameter(
+        Name=parameter, Value=json.dumps(broken), Type="String", Overwrite=True
+    )
+    try:
+        description, events = world.run({"tables": ["fault_accounts", "fault_ledger"]})
+    finally:
+        world.apply()  # the operator's fix: the valid config pushed again
+    assert description["status"] == "FAILED"
+    assert description["error"] == "TablesFailed"
+    cause = description["cause"]
+    assert f"fault_ledger (ConfigError: {parameter}" in cause
+    assert "primary_key" in cause and "primry_key" in cause
+    assert '{"tables": ["fault_ledger"]}' in cause
+    assert [item["table"] for item in plan_output(events)["items"]] == ["fault_accounts"]
+    assert [failed["table"] for failed in plan_output(events)["failed"]] == ["fault_ledger"]
+    world.assert_parity("fault_accounts")  # the valid table merged in the same run
+
+    description, events = world.run(verify_output(events)["summary"]["rerun_input"])
+    assert description["status"] == "SUCCEEDED", description
+    assert [item["table"] for item in plan_output(events)["items"]] == ["fault_ledger"]
+    world.assert_parity()
+
+
+def exporter_sessions(admin: Any) -> list[int]:
+    with admin.cursor() as cur:
+        cur.execute("SELECT pid FROM pg_stat_activity WHERE application_name = 'aurora-sync-exporter'")
+        return [row[0] for row in cur.fetchall()]
+
+
+def test_lambda_timeout_fails_the_table_and_the_rerun_with_the_normal_timeout_heals(world: World) -> None:
+    exporter = world.deployment.functions["ExporterFunction"]
+    # Lambda kills the sandbox at its Timeout; the export waits on a lock until then.
+    world.engine.lambda_.update_function_configuration(FunctionName=exporter, Timeout=3)
+    locker = psycopg2.connect(world.status["postgres"]["admin_dsn"])
+    try:
+        with locker.cursor() as cur:
+            cur.execute(sql.SQL("LOCK TABLE {} IN ACCESS EXCLUSIVE MODE").format(accounts(world)))
+        description, events = world.run({"tables": ["fault_accounts"]})
+        # The orphaned session outlives its sandbox only until statement_timeout (the 5 s floor
+        # here) cancels it, even though the lock is still held.
+        deadline = time.monotonic() + 20
+        while exporter_sessions(world.admin) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert exporter_sessions(world.admin) == []
+    finally:
+        locker.close()
+        world.deployment = world.engine.deploy()  # back to the template's Timeout
+    assert description["status"] == "FAILED"
+    assert description["error"] == "TablesFailed"
+    assert task_errors(events) == ["Sandbox.Timedout"]  # not retried: a retry would wait as long
+    cause = description["cause"]
+    assert "fault_accounts (Sandbox.Timedout: " in cause and "Task timed out after 3.00 seconds" in cause
+    assert '{"tables": ["fault_accounts"]}' in cause
+
+    description, events = world.run({"tables": ["fault_accounts"]})
+    assert description["status"] == "SUCCEEDED", description
+    world.assert_parity()
