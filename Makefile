@@ -26,9 +26,11 @@ demo: dev
 test: lint typecheck
 	$(BIN)/pytest
 
-# Figures printed side by side with their baseline; uses (and starts) the default local stack.
+# The six benchmarks of docs/benchmarks.md (~6 min on 2 cores), printed as tables with ratios; one or some with
+# `make bench BENCH="planner cold-start"`. Uses (and starts) the default local stack; dlt gets its own
+# virtualenv in .local/bench-venv.
 bench: dev
-	$(BIN)/python bench/export_bench.py
+	$(BIN)/python bench/run_all.py $(BENCH)
 
 up: dev
 	$(BIN)/aurora-sync local up

@@ -1,13 +1,18 @@
-"""Export benchmark: the exporter (server-side aws_s3 path) vs a pull-based export, same data, same run.
+"""Benchmarks 1 and 2: a 1M-row export by the exporter vs pull-based tools, and the exporter's
+peak RSS at 1,000 vs 1,000,000 rows.
 
-Runs on the embedded local stack (`aurora-sync local up`; started here when needed). Each method
-runs in a fresh child process so its peak RSS is its own (``os.wait4``'s ru_maxrss):
+Same table, same bucket (moto), same run; the methods are interleaved so drift on the machine
+hits them alike, and each runs in a fresh child process whose peak RSS is its own:
 
-* exporter   - the real exporter handler: Vault login, one query to Aurora, Aurora writes to S3.
-* pull       - what pull-based tools do: psycopg2 SELECT + fetchall, csv.writer, boto3 upload.
+* exporter       - the real exporter handler: Vault login, one query to Aurora, Aurora writes
+                   the CSV to S3 (aws_s3.query_export_to_s3); the function never holds row data.
+* psycopg2 pull  - what a hand-written pull does: SELECT + fetchall, csv.writer, one S3 upload.
+* dlt (…)        - dlt 1.31's ``sql_database`` source to its ``filesystem`` destination on the
+                   same bucket, CSV files, with its default SQLAlchemy backend and with its
+                   PyArrow backend; in its own virtualenv (bench/dlt_export.py). ``--no-dlt``
+                   leaves it out.
 
-Usage: ``python bench/export_bench.py [--rows 1000000] [--repeat 3]``. Prints a table of medians
-with ratios, and the exporter's peak RSS at 1,000 vs N rows (it must stay flat).
+    .venv/bin/python bench/export_bench.py [--rows 1000000] [--repeat 3] [--no-dlt]
 """
 
 from __future__ import annotations
@@ -17,170 +22,149 @@ import csv
 import io
 import json
 import os
-import statistics
 import subprocess
 import sys
-import time
 import uuid
 from pathlib import Path
 from typing import Any
 
-REPO = Path(__file__).resolve().parents[1]
-SCHEMA = "bench"
+from bench_stack import (
+    REPO,
+    SCHEMA,
+    ChildResult,
+    LambdaContext,
+    lambda_environment,
+    median,
+    prepare_table,
+    ratio,
+    run_child,
+    self_child,
+    stack_options,
+    stack_status,
+    table,
+)
+
+DLT_VENV = REPO / ".local" / "bench-venv"
+DLT_REQUIREMENT = "dlt[s3,sql_database,postgres,parquet]==1.31.0"
+DLT_BACKENDS = ("sqlalchemy", "pyarrow")
 
 
-def stack_status() -> dict[str, Any]:
-    cli = str(Path(sys.executable).with_name("aurora-sync"))
-    subprocess.run([cli, "local", "up", "--only", "postgres,vault"], check=True, stdout=subprocess.DEVNULL)
-    out = subprocess.run(
-        [cli, "local", "status", "--json"], check=True, capture_output=True, text=True
-    ).stdout
-    status: dict[str, Any] = json.loads(out)
-    return status
-
-
-def prepare_table(status: dict[str, Any], table: str, rows: int) -> None:
-    import psycopg2
-    from psycopg2 import sql
-
-    with psycopg2.connect(status["postgres"]["admin_dsn"]) as conn, conn.cursor() as cur:
-        cur.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(SCHEMA)))
-        cur.execute(
-            sql.SQL("GRANT USAGE ON SCHEMA {} TO {}").format(
-                sql.Identifier(SCHEMA), sql.Identifier(status["postgres"]["user"])
-            )
-        )
-        cur.execute(
-            "SELECT count(*) FROM pg_tables WHERE schemaname = %s AND tablename = %s", (SCHEMA, table)
-        )
-        if cur.fetchone() == (1,):
-            cur.execute(sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(SCHEMA, table)))
-            if cur.fetchone() == (rows,):
-                return
-            cur.execute(sql.SQL("DROP TABLE {}").format(sql.Identifier(SCHEMA, table)))
-        ident = sql.Identifier(SCHEMA, table)
-        cur.execute(
-            sql.SQL(
-                "CREATE TABLE {} (id bigint PRIMARY KEY, account_id int NOT NULL, kind text NOT NULL, "
-                "amount numeric(12,2), note text, created_at timestamptz NOT NULL, "
-                "updated_at timestamptz NOT NULL)"
-            ).format(ident)
-        )
-        cur.execute(
-            sql.SQL(
-                "INSERT INTO {} SELECT i, mod(i, 5000), "
-                "(ARRAY['click','view','buy','refund'])[1 + mod(i, 4)], "
-                "mod(i, 100000) / 100.0, md5(i::text) || ' note', "
-                "timestamptz '2026-01-01' + i * interval '1 second', "
-                "timestamptz '2026-01-01' + i * interval '1 second' FROM generate_series(1, %s) i"
-            ).format(ident),
-            (rows,),
-        )
-        cur.execute(sql.SQL("CREATE INDEX ON {} (updated_at, id)").format(ident))
-        cur.execute(
-            sql.SQL("GRANT SELECT ON {} TO {}").format(ident, sql.Identifier(status["postgres"]["user"]))
-        )
-        cur.execute(sql.SQL("ANALYZE {}").format(ident))
-
-
-def lambda_environment(status: dict[str, Any]) -> dict[str, str]:
-    aws, vault, creds = status["aws"], status["vault"], status["aws"]["lambda_credentials"]
-    return {
-        "AWS_ENDPOINT_URL": aws["endpoint_url"],
-        "AWS_REGION": aws["region"],
-        "AWS_DEFAULT_REGION": aws["region"],
-        "AWS_ACCESS_KEY_ID": creds["access_key_id"],
-        "AWS_SECRET_ACCESS_KEY": creds["secret_access_key"],
-        "AWS_SESSION_TOKEN": creds["session_token"],
-        "EXPORT_BUCKET": aws["bucket"],
-        "EXPORT_KMS_KEY_ARN": aws["kms_key_arn"],
-        "VAULT_ADDR": vault["addr"],
-        "VAULT_ROLE": vault["role"],
-        "VAULT_IAM_SERVER_ID": vault["iam_server_id"],
-        "POWERTOOLS_TRACE_DISABLED": "true",
-        "POWERTOOLS_LOG_LEVEL": "WARNING",
-        "POWERTOOLS_METRICS_NAMESPACE": "AuroraSnowflakeSyncBench",
-    }
-
-
-# --- the two methods, run inside a child process ----------------------------------------------
-class LambdaContext:
-    """What Lambda passes the handler; 15 minutes left, as at the start of a max-timeout call."""
-
-    function_name = "aurora-sync-exporter-bench"
-    memory_limit_in_mb = 256
-    invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:aurora-sync-exporter-bench"
-    aws_request_id = "bench"
-
-    def __init__(self) -> None:
-        self._deadline = time.monotonic() + 900
-
-    def get_remaining_time_in_millis(self) -> int:
-        return int((self._deadline - time.monotonic()) * 1000)
-
-
-def run_exporter(table: str, rows: int) -> dict[str, Any]:
+# --- inside a child process ------------------------------------------------------------------
+def run_exporter(table_name: str, rows: int) -> dict[str, Any]:
     from exporter.app import lambda_handler
 
     event: dict[str, Any] = {
         "run_id": f"bench-{uuid.uuid4().hex[:8]}",
         "table": "bench_events",
-        "source": {"schema": SCHEMA, "table": table},
+        "source": {"schema": SCHEMA, "table": table_name},
         "primary_key": ["id"],
         "cursor": "updated_at",
-        "max_rows_per_chunk": max(rows, 1000),
+        "max_rows_per_chunk": max(rows, 1000),  # one chunk: the figure is one export call
         "window": {"watermark": None, "lookback_seconds": 0, "source": "full"},
     }
-    result = lambda_handler(event, LambdaContext())
+    result = lambda_handler(event, LambdaContext("exporter"))
     return {"rows": result["rows"], "bytes": result["bytes"]}
 
 
-def run_pull(table: str, status: dict[str, Any]) -> dict[str, Any]:
-    import boto3
+def run_pull(table_name: str, status: dict[str, Any]) -> dict[str, Any]:
     import psycopg2
     from psycopg2 import sql
 
     with psycopg2.connect(status["postgres"]["dsn"]) as conn, conn.cursor() as cur:
-        cur.execute(sql.SQL("SELECT * FROM {}").format(sql.Identifier(SCHEMA, table)))
+        cur.execute(sql.SQL("SELECT * FROM {}").format(sql.Identifier(SCHEMA, table_name)))
         records = cur.fetchall()
     buffer = io.StringIO()
     csv.writer(buffer).writerows(records)
     body = buffer.getvalue().encode()
+    s3 = admin_s3(status)
+    s3.put_object(Bucket=status["aws"]["bucket"], Key=f"bench_pull/{uuid.uuid4()}.csv", Body=body)
+    return {"rows": len(records), "bytes": len(body)}
+
+
+def child(method: str, table_name: str, rows: int) -> None:
+    import time
+
+    status = json.loads(os.environ["BENCH_STACK"])
+    started = time.perf_counter()
+    outcome = run_exporter(table_name, rows) if method == "exporter" else run_pull(table_name, status)
+    outcome["seconds"] = time.perf_counter() - started
+    print(json.dumps(outcome))
+
+
+# --- the parent --------------------------------------------------------------------------------
+def admin_s3(status: dict[str, Any]) -> Any:
+    import boto3
+
     aws = status["aws"]
-    s3 = boto3.client(
+    return boto3.client(
         "s3",
         endpoint_url=aws["endpoint_url"],
         region_name=aws["region"],
         aws_access_key_id=aws["access_key_id"],
         aws_secret_access_key=aws["secret_access_key"],
     )
-    s3.put_object(Bucket=aws["bucket"], Key=f"bench_pull/{uuid.uuid4()}.csv", Body=body)
-    return {"rows": len(records), "bytes": len(body)}
 
 
-def child(method: str, table: str, rows: int) -> None:
-    status = json.loads(os.environ["BENCH_STACK"])
-    started = time.perf_counter()
-    outcome = run_exporter(table, rows) if method == "exporter" else run_pull(table, status)
-    outcome["seconds"] = time.perf_counter() - started
-    print(json.dumps(outcome))
-
-
-def measure(method: str, table: str, rows: int, status: dict[str, Any]) -> dict[str, Any]:
-    env = {**os.environ, **lambda_environment(status), "BENCH_STACK": json.dumps(status)}
-    process = subprocess.Popen(
-        [sys.executable, __file__, "--child", method, "--table", table, "--rows", str(rows)],
-        stdout=subprocess.PIPE,
-        env=env,
+def ensure_dlt_venv() -> Path:
+    """``.local/bench-venv`` with dlt, made once (~30 s from the package index)."""
+    python = DLT_VENV / "bin" / "python"
+    probe = [str(python), "-c", "import dlt, s3fs, sqlalchemy, pyarrow, psycopg2"]
+    if python.exists() and subprocess.run(probe, capture_output=True, check=False).returncode == 0:
+        return python
+    print(f"creating {DLT_VENV} with {DLT_REQUIREMENT} ...", flush=True)
+    subprocess.run([sys.executable, "-m", "venv", str(DLT_VENV)], check=True)
+    subprocess.run(
+        [str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check", DLT_REQUIREMENT],
+        check=True,
     )
-    assert process.stdout is not None
-    output = process.stdout.read()
-    _, code, usage = os.wait4(process.pid, 0)
-    if code != 0:
-        raise SystemExit(f"{method} failed (exit status {code})")
-    result: dict[str, Any] = json.loads(output.decode().strip().splitlines()[-1])
-    result["peak_rss_mb"] = usage.ru_maxrss / 1024
+    return python
+
+
+def measure(method: str, table_name: str, rows: int, status: dict[str, Any], dlt: Path | None) -> ChildResult:
+    if not method.startswith("dlt-"):
+        env = {**os.environ, **lambda_environment(status), "BENCH_STACK": json.dumps(status)}
+        return run_child(self_child(__file__, method, "--table", table_name, "--rows", str(rows)), env)
+    assert dlt is not None
+    aws, pg = status["aws"], status["postgres"]
+    dataset = f"bench_dlt_{uuid.uuid4().hex[:8]}"
+    job = {
+        "dsn": pg["dsn"].replace("postgresql://", "postgresql+psycopg2://", 1),
+        "schema": SCHEMA,
+        "table": table_name,
+        "backend": method.removeprefix("dlt-"),
+        "bucket_url": f"s3://{aws['bucket']}/bench_dlt",
+        "endpoint_url": aws["endpoint_url"],
+        "region": aws["region"],
+        "access_key_id": aws["access_key_id"],
+        "secret_access_key": aws["secret_access_key"],
+        "dataset": dataset,
+        "pipelines_dir": str(Path(status["state_dir"]) / "bench-dlt-pipelines"),
+    }
+    result = run_child(
+        [str(dlt), str(Path(__file__).with_name("dlt_export.py"))],
+        {**os.environ, "BENCH_DLT": json.dumps(job)},
+    )
+    # The CSV dlt wrote for the table (its state and schema files are left out): size, and rows
+    # as lines less each file's header.
+    s3 = admin_s3(status)
+    listing = s3.get_paginator("list_objects_v2").paginate(
+        Bucket=aws["bucket"], Prefix=f"bench_dlt/{dataset}/{table_name}/"
+    )
+    keys = [(o["Key"], o["Size"]) for page in listing for o in page.get("Contents", [])]
+    result.outcome["bytes"] = sum(size for _, size in keys)
+    result.outcome["rows"] = sum(
+        sum(1 for _ in s3.get_object(Bucket=aws["bucket"], Key=key)["Body"].iter_lines()) - 1
+        for key, _ in keys
+    )
     return result
+
+
+LABELS = {
+    "exporter": "exporter (aws_s3, server-side)",
+    "pull": "psycopg2 fetchall + csv + upload",
+    "dlt-sqlalchemy": "dlt sql_database (sqlalchemy)",
+    "dlt-pyarrow": "dlt sql_database (pyarrow)",
+}
 
 
 def main() -> None:
@@ -189,6 +173,8 @@ def main() -> None:
     )
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--no-dlt", action="store_true", help="leave dlt out (no virtualenv made)")
+    stack_options(parser)
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--table", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -196,39 +182,67 @@ def main() -> None:
         child(args.child, args.table, args.rows)
         return
 
-    status = stack_status()
+    dlt = None if args.no_dlt else ensure_dlt_venv()
+    status = stack_status(args, only=["postgres", "vault"])
     big, small = f"events_{args.rows}", "events_1000"
     print(f"preparing {args.rows:,} rows in {SCHEMA}.{big} (and 1,000 in {SCHEMA}.{small}) ...", flush=True)
-    prepare_table(status, big, args.rows)
-    prepare_table(status, small, 1000)
+    pg = status["postgres"]
+    prepare_table(pg["admin_dsn"], pg["user"], big, args.rows)
+    prepare_table(pg["admin_dsn"], pg["user"], small, 1000)
 
-    results: dict[str, list[dict[str, Any]]] = {"exporter": [], "pull": []}
-    for _ in range(args.repeat):
-        for method, runs in results.items():  # interleaved: drift on the machine hits both alike
-            runs.append(measure(method, big, args.rows, status))
-    small_runs = [measure("exporter", small, 1000, status) for _ in range(args.repeat)]
+    methods = ["exporter", "pull"] + ([] if dlt is None else [f"dlt-{b}" for b in DLT_BACKENDS])
+    results: dict[str, list[ChildResult]] = {m: [] for m in methods}
+    for n in range(args.repeat):
+        for method in methods:  # interleaved: drift on the machine hits every method alike
+            result = measure(method, big, args.rows, status, dlt)
+            if result.outcome["rows"] != args.rows:
+                raise SystemExit(f"{method} exported {result.outcome['rows']:,} rows, not {args.rows:,}")
+            results[method].append(result)
+            print(f"  run {n + 1}/{args.repeat} {method}: {result.outcome['seconds']:.1f} s", flush=True)
+    small_runs = [measure("exporter", small, 1000, status, None) for _ in range(args.repeat)]
 
-    def med(method_results: list[dict[str, Any]], key: str) -> float:
-        return statistics.median(r[key] for r in method_results)
+    def med(method: str, key: str) -> float:
+        if key == "peak_rss_mb":
+            return median(r.peak_rss_mb for r in results[method])
+        return median(float(r.outcome[key]) for r in results[method])
 
+    base_t, base_m = med("exporter", "seconds"), med("exporter", "peak_rss_mb")
+    rows = [
+        [
+            LABELS[m],
+            med(m, "seconds"),
+            ratio(med(m, "seconds"), base_t),
+            med(m, "peak_rss_mb"),
+            ratio(med(m, "peak_rss_mb"), base_m),
+            med(m, "bytes") / 1e6,
+        ]
+        for m in methods
+    ]
+    print()
     print(
-        f"\nExport of {args.rows:,} rows ({med(results['exporter'], 'bytes') / 1e6:.0f} MB CSV), "
-        f"medians of {args.repeat}, {os.cpu_count()} cores"
-    )
-    print(f"{'method':<34}{'wall s':>10}{'peak RSS MB':>14}")
-    for method, label in (
-        ("exporter", "exporter (aws_s3, server-side)"),
-        ("pull", "psycopg2 fetchall + csv + upload"),
-    ):
-        print(
-            f"{label:<34}{med(results[method], 'seconds'):>10.2f}{med(results[method], 'peak_rss_mb'):>14.0f}"
+        table(
+            f"1. Export of {args.rows:,} rows to S3, medians of {args.repeat} (wall = the export with "
+            "the method's imports, interpreter start excluded; RSS = the whole client process)",
+            ["method", "wall s", "vs exporter", "peak RSS MB", "vs exporter", "CSV MB"],
+            rows,
         )
-    ratio_t = med(results["pull"], "seconds") / med(results["exporter"], "seconds")
-    ratio_m = med(results["pull"], "peak_rss_mb") / med(results["exporter"], "peak_rss_mb")
-    print(f"{'pull / exporter':<34}{ratio_t:>9.1f}x{ratio_m:>13.1f}x")
+    )
+    print()
+    small_rss = median(r.peak_rss_mb for r in small_runs)
     print(
-        f"\nExporter peak RSS: 1,000 rows {med(small_runs, 'peak_rss_mb'):.0f} MB, "
-        f"{args.rows:,} rows {med(results['exporter'], 'peak_rss_mb'):.0f} MB"
+        table(
+            f"2. Exporter peak RSS by table size, medians of {args.repeat}",
+            ["rows", "wall s", "peak RSS MB"],
+            [
+                [1000, median(float(r.outcome["seconds"]) for r in small_runs), small_rss],
+                [args.rows, base_t, base_m],
+                [
+                    f"ratio {args.rows // 1000:,}x rows",
+                    ratio(base_t, median(float(r.outcome["seconds"]) for r in small_runs)),
+                    ratio(base_m, small_rss),
+                ],
+            ],
+        )
     )
 
 
