@@ -95,20 +95,11 @@ def first_chunk_select(cur: Any, item: dict[str, Any]) -> str:
     from psycopg2 import sql
 
     from aurora_sync import export_query as q
-    from aurora_sync.source_catalog import read_columns
+    from aurora_sync.exporting import read_plan
     from aurora_sync.work import ChunkPosition, WorkItem
 
     work = WorkItem.model_validate(item)
-    catalog = read_columns(cur, work.source.schema_name, work.source.table)
-    plan = q.build_plan(
-        catalog,
-        schema=work.source.schema_name,
-        table=work.source.table,
-        name=work.table,
-        configured_columns=work.columns,
-        cursor=work.cursor,
-        primary_key=work.primary_key,
-    )
+    plan, _ = read_plan(cur, work)
     phase = "null_cursor" if work.window.watermark is None else "cursor"
     after = q.position_values(ChunkPosition(phase=phase))
     while True:

@@ -111,6 +111,21 @@ def _warnings(cur: Any, plan: q.ExportPlan, item: WorkItem, catalog: list[Source
     return warnings
 
 
+def read_plan(cur: Any, item: WorkItem) -> tuple[q.ExportPlan, list[SourceColumn]]:
+    """The item's export plan from the live catalog, and the catalog itself (for drift)."""
+    catalog = read_columns(cur, item.source.schema_name, item.source.table)
+    plan = q.build_plan(
+        catalog,
+        schema=item.source.schema_name,
+        table=item.source.table,
+        name=item.table,
+        configured_columns=item.columns,
+        cursor=item.cursor,
+        primary_key=item.primary_key,
+    )
+    return plan, catalog
+
+
 def export_chunk(
     conn: Any,
     item: WorkItem,
@@ -125,16 +140,7 @@ def export_chunk(
     context = f"table {item.table} ({item.source.schema_name}.{item.source.table})"
     conn.set_session(isolation_level=extensions.ISOLATION_LEVEL_REPEATABLE_READ, readonly=True)
     with source_errors(context), conn.cursor() as cur:
-        catalog = read_columns(cur, item.source.schema_name, item.source.table)
-        plan = q.build_plan(
-            catalog,
-            schema=item.source.schema_name,
-            table=item.source.table,
-            name=item.table,
-            configured_columns=item.columns,
-            cursor=item.cursor,
-            primary_key=item.primary_key,
-        )
+        plan, catalog = read_plan(cur, item)
         warnings = _warnings(cur, plan, item, catalog) if position.chunk == 0 else []
         written: dict[str, Any] = {"rows": 0, "bytes": 0, "files": 0, "keys": []}
         phase = position.phase
