@@ -44,6 +44,8 @@ from bench_stack import (
     table,
 )
 
+from aurora_sync_ops.environment import local_aws_client
+
 DLT_VENV = REPO / ".local" / "bench-venv"
 DLT_REQUIREMENT = "dlt[s3,sql_database,postgres,parquet]==1.31.0"
 DLT_BACKENDS = ("sqlalchemy", "pyarrow")
@@ -93,16 +95,8 @@ def child(method: str, table_name: str, rows: int) -> None:
 
 # --- the parent --------------------------------------------------------------------------------
 def admin_s3(status: dict[str, Any]) -> Any:
-    import boto3
-
     aws = status["aws"]
-    return boto3.client(
-        "s3",
-        endpoint_url=aws["endpoint_url"],
-        region_name=aws["region"],
-        aws_access_key_id=aws["access_key_id"],
-        aws_secret_access_key=aws["secret_access_key"],
-    )
+    return local_aws_client("s3", aws)
 
 
 def ensure_dlt_venv() -> Path:

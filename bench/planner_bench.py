@@ -32,6 +32,8 @@ from bench_stack import (
     table,
 )
 
+from aurora_sync_ops.environment import local_aws_client
+
 
 def config_path(size: int) -> str:
     return f"/aurora-sync-bench/planner-{size}/"
@@ -43,20 +45,13 @@ def table_name(i: int) -> str:
 
 def prepare(status: dict[str, Any], sizes: list[int]) -> None:
     """SSM parameters per size and FINAL tables for the largest; kept between runs."""
-    import boto3
     import snowflake.connector
 
     from aurora_sync.config import TableConfig, put_table_config
     from aurora_sync_ops.snowflake_sql import SnowflakeSetup, render_setup
 
     aws = status["aws"]
-    ssm = boto3.client(
-        "ssm",
-        endpoint_url=aws["endpoint_url"],
-        region_name=aws["region"],
-        aws_access_key_id=aws["access_key_id"],
-        aws_secret_access_key=aws["secret_access_key"],
-    )
+    ssm = local_aws_client("ssm", aws)
     for size in sizes:
         pages = ssm.get_paginator("get_parameters_by_path").paginate(Path=config_path(size), Recursive=True)
         if sum(len(page["Parameters"]) for page in pages) == size:

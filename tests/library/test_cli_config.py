@@ -13,12 +13,12 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import boto3
 import psycopg2
 import pytest
 from psycopg2 import sql
 
 from aurora_sync_ops import cli
+from aurora_sync_ops.environment import local_aws_client
 from aurora_sync_ops.local.stack import Stack
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "tables.yaml"
@@ -63,13 +63,7 @@ def schema(stack: dict[str, Any]) -> Iterator[str]:
 @pytest.fixture
 def ssm(stack: dict[str, Any]) -> Any:
     aws = stack["aws"]
-    return boto3.client(
-        "ssm",
-        endpoint_url=aws["endpoint_url"],
-        region_name=aws["region"],
-        aws_access_key_id=aws["access_key_id"],
-        aws_secret_access_key=aws["secret_access_key"],
-    )
+    return local_aws_client("ssm", aws)
 
 
 def write(tmp_path: Path, name: str, document: dict[str, Any]) -> Path:

@@ -15,7 +15,6 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-import boto3
 import psycopg2
 import pytest
 import requests
@@ -25,6 +24,7 @@ from psycopg2 import sql
 from aurora_sync.config import TableConfig, put_table_config
 from aurora_sync.source_catalog import read_columns
 from aurora_sync_ops import cli
+from aurora_sync_ops.environment import local_aws_client
 from aurora_sync_ops.local.engine import LocalEngine
 from aurora_sync_ops.local.stack import Stack
 from aurora_sync_ops.local.wiring import connect_bucket_to_snowpipe
@@ -92,13 +92,7 @@ def world(stack: dict[str, Any]) -> Iterator[World]:
         storage_role_arn=f"arn:aws:iam::{aws['account_id']}:role/aurora-sync-snowflake-storage",
         database=stack["snowflake"]["database"],
     )
-    ssm = boto3.client(
-        "ssm",
-        endpoint_url=aws["endpoint_url"],
-        region_name=aws["region"],
-        aws_access_key_id=aws["access_key_id"],
-        aws_secret_access_key=aws["secret_access_key"],
-    )
+    ssm = local_aws_client("ssm", aws)
     warehouse = snowflake.connector.connect(**stack["snowflake"])
     cursor = warehouse.cursor()
     for statement in render_setup(setup):

@@ -13,7 +13,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import boto3
 import psycopg2
 import pytest
 from pgcsv import parse_pg_csv
@@ -28,6 +27,7 @@ from aurora_sync.errors import (
 )
 from aurora_sync.settings import runtime_settings
 from aurora_sync.vault import reset_vault_cache
+from aurora_sync_ops.environment import local_aws_client
 from exporter.app import lambda_handler
 
 EVENTS = Path(__file__).resolve().parents[2] / "events"
@@ -65,13 +65,7 @@ def admin(stack: dict[str, Any]) -> Iterator[Any]:
 @pytest.fixture
 def s3(stack: dict[str, Any]) -> Any:
     aws = stack["aws"]
-    return boto3.client(
-        "s3",
-        endpoint_url=aws["endpoint_url"],
-        region_name=aws["region"],
-        aws_access_key_id=aws["access_key_id"],
-        aws_secret_access_key=aws["secret_access_key"],
-    )
+    return local_aws_client("s3", aws)
 
 
 @pytest.fixture

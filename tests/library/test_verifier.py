@@ -19,7 +19,6 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-import boto3
 import psycopg2
 import pytest
 import snowflake.connector
@@ -32,6 +31,7 @@ from aurora_sync.settings import runtime_settings
 from aurora_sync.source_catalog import read_columns
 from aurora_sync.vault import reset_vault_cache
 from aurora_sync.verification import parse_request
+from aurora_sync_ops.environment import local_aws_client
 from aurora_sync_ops.local.wiring import connect_bucket_to_snowpipe, disconnect_bucket_from_snowpipe
 from aurora_sync_ops.snowflake_sql import SnowflakeSetup, render_setup, render_table, table_spec
 from exporter.app import lambda_handler as export_handler
@@ -109,25 +109,13 @@ def sf(stack: dict[str, Any], setup: SnowflakeSetup) -> Iterator[Any]:
 @pytest.fixture(scope="module")
 def ssm(stack: dict[str, Any]) -> Any:
     aws = stack["aws"]
-    return boto3.client(
-        "ssm",
-        endpoint_url=aws["endpoint_url"],
-        region_name=aws["region"],
-        aws_access_key_id=aws["access_key_id"],
-        aws_secret_access_key=aws["secret_access_key"],
-    )
+    return local_aws_client("ssm", aws)
 
 
 @pytest.fixture(scope="module")
 def s3(stack: dict[str, Any]) -> Any:
     aws = stack["aws"]
-    return boto3.client(
-        "s3",
-        endpoint_url=aws["endpoint_url"],
-        region_name=aws["region"],
-        aws_access_key_id=aws["access_key_id"],
-        aws_secret_access_key=aws["secret_access_key"],
-    )
+    return local_aws_client("s3", aws)
 
 
 @pytest.fixture

@@ -20,7 +20,6 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-import boto3
 import psycopg2
 import requests
 import snowflake.connector
@@ -28,6 +27,7 @@ from psycopg2 import sql
 
 from aurora_sync.config import TableConfig, put_table_config
 from aurora_sync.source_catalog import read_columns
+from aurora_sync_ops.environment import local_aws_client
 from aurora_sync_ops.local.engine import Deployment, LocalEngine
 from aurora_sync_ops.local.wiring import connect_bucket_to_snowpipe
 from aurora_sync_ops.parity import compare
@@ -130,13 +130,7 @@ def verify_output(events: list[dict[str, Any]]) -> dict[str, Any]:
 
 def admin_client(stack: dict[str, Any], service: str) -> Any:
     aws = stack["aws"]
-    return boto3.client(
-        service,
-        endpoint_url=aws["endpoint_url"],
-        region_name=aws["region"],
-        aws_access_key_id=aws["access_key_id"],
-        aws_secret_access_key=aws["secret_access_key"],
-    )
+    return local_aws_client(service, aws)
 
 
 def set_clock(stack: dict[str, Any], scale: float) -> None:

@@ -20,6 +20,7 @@ from aurora_sync.source_catalog import read_columns
 
 from .. import workflow
 from ..config_publish import apply_push, plan_push, read_parameters
+from ..environment import local_aws_client
 from ..local.component import StackSettings
 from ..local.stack import Stack, settings_from_env
 from ..local.wiring import connect_bucket_to_snowpipe
@@ -86,15 +87,8 @@ def path_through_states(events: list[dict[str, Any]]) -> str:
 
 
 def _push_configs(say: Say, aws: dict[str, Any]) -> None:
-    import boto3
 
-    ssm = boto3.client(
-        "ssm",
-        endpoint_url=aws["endpoint_url"],
-        region_name=aws["region"],
-        aws_access_key_id=aws["access_key_id"],
-        aws_secret_access_key=aws["secret_access_key"],
-    )
+    ssm = local_aws_client("ssm", aws)
     # What `aurora-sync config push --prune` does: the demo's tables, and only them, are configured.
     path = aws["config_ssm_path"]
     wanted = [

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..environment import local_aws_client
+
 NOTIFICATION_ID = "aurora-sync-snowpipe"
 
 
@@ -18,15 +20,7 @@ class WiringError(RuntimeError):
 
 
 def _admin_s3(aws: dict[str, Any]) -> Any:
-    import boto3
-
-    return boto3.client(
-        "s3",
-        endpoint_url=aws["endpoint_url"],
-        region_name=aws["region"],
-        aws_access_key_id=aws["access_key_id"],
-        aws_secret_access_key=aws["secret_access_key"],
-    )
+    return local_aws_client("s3", aws)
 
 
 def snowpipe_queue_arn(connect_kwargs: dict[str, Any]) -> str:
