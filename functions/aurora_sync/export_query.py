@@ -15,6 +15,7 @@ from psycopg2 import sql
 
 from .errors import ConfigError, SourceObjectMissing
 from .source_catalog import SourceColumn
+from .source_snapshot import FUTURE_TOLERANCE
 from .typemap import ColumnMapping, map_column, unrepresentable_expression
 from .work import ChunkPosition, ExportWindow
 
@@ -108,7 +109,12 @@ def _typed(value: str, column: SourceColumn) -> sql.Composable:
 
 
 def window_predicate(plan: ExportPlan, window: ExportWindow) -> sql.Composable:
-    """``cursor > watermark - lookback``; TRUE for a full export."""
+    """``cursor >= watermark - lookback``; TRUE for a full export.
+
+    Inclusive, so rows sharing the boundary value are read again rather than lost. For a date
+    cursor the lower bound is the *day* that holds ``watermark - lookback`` (the cast floors it):
+    a lookback that crosses midnight must reach back into the previous day, not vanish.
+    """
     if window.watermark is None:
         return sql.SQL("TRUE")
     cursor = sql.Identifier(plan.cursor.name)
@@ -121,7 +127,41 @@ def window_predicate(plan: ExportPlan, window: ExportWindow) -> sql.Composable:
         )
     else:
         lower = watermark
-    return sql.SQL("{c} > {lower}").format(c=cursor, lower=lower)
+    return sql.SQL("{c} >= {lower}").format(c=cursor, lower=lower)
+
+
+def future_predicate(plan: ExportPlan) -> sql.Composable | None:
+    """Rows whose temporal cursor lies beyond the source clock (plus a tolerance); None for
+    integer cursors, which have no clock to compare with."""
+    if not plan.cursor_is_temporal:
+        return None
+    now = {
+        "timestamptz": "clock_timestamp()",
+        "timestamp": "(clock_timestamp() AT TIME ZONE 'UTC')",
+        "date": "(clock_timestamp() AT TIME ZONE 'UTC')",
+    }[plan.cursor.pg_type.name]
+    return sql.SQL("{c} > ({now} + make_interval(secs => {tolerance}))::{t}").format(
+        c=sql.Identifier(plan.cursor.name),
+        now=sql.SQL(now),
+        tolerance=sql.Literal(int(FUTURE_TOLERANCE.total_seconds())),
+        t=sql.SQL(plan.cursor.pg_type.formatted),
+    )
+
+
+def quarantine_predicate(plan: ExportPlan) -> sql.Composable | None:
+    """Rows whose primary key cannot be merged: a NULL key column, or a key value the type map
+    turns into NULL in Snowflake. None when no key column can be either (NOT NULL columns of
+    types without unrepresentable values; text-like keys are indexed, far below 16 MB)."""
+    checks: list[sql.Composable] = []
+    for column in plan.primary_key:
+        mapping = map_column(column.name, column.pg_type)
+        if not column.not_null:
+            checks.append(sql.SQL("{} IS NULL").format(sql.Identifier(column.name)))
+        if mapping.unrepresentable is not None and not mapping.final_type.startswith("VARCHAR"):
+            checks.append(mapping.unrepresentable)
+    if not checks:
+        return None
+    return sql.SQL("({})").format(sql.SQL(" OR ").join(checks))
 
 
 def _row(columns: Sequence[SourceColumn]) -> sql.Composable:

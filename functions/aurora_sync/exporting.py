@@ -17,12 +17,15 @@ from typing import Any
 from psycopg2 import extensions, sql
 
 from . import export_query as q
+from . import source_snapshot as snap
 from .naming import quote, snowflake_column
 from .source_catalog import SourceColumn, read_columns
 from .source_db import source_errors
 from .typemap import map_column
-from .work import ChunkPosition, ExportResult, WorkItem
+from .work import ChunkPosition, ExportResult, SourceSnapshot, WorkItem
 
+# An open transaction older than this (or than the lookback) is reported: it holds windows back.
+LONG_TRANSACTION_SECONDS = 900
 EXPORT_OPTIONS = "format csv"  # no header: aws_s3 splits large results and may not repeat it
 
 
@@ -48,11 +51,14 @@ def time_ordered_uuid(now: datetime) -> uuid.UUID:
     return uuid.UUID(int=value)
 
 
-def object_key(table: str, now: datetime) -> str:
-    """``<table>/YYYY/MM/DD/HH/<uuid>.csv``; a fresh uuid per call, so a retried chunk never
-    overwrites (Snowpipe would skip a re-sent name) and the verifier reconciles exactly the
-    files this call reports."""
-    return f"{table}/{now:%Y/%m/%d/%H}/{time_ordered_uuid(now)}.csv"
+def object_key(table: str, now: datetime, order: int) -> str:
+    """``<table>/YYYY/MM/DD/HH/s<snapshot order>-<uuid>.csv``.
+
+    The snapshot order makes the file self-describing: the verifier reads it from the name into
+    the export ledger, which the MERGE orders a row's versions by. A fresh uuid per call, so a
+    retried chunk never overwrites (Snowpipe would skip a re-sent name) and the verifier
+    reconciles exactly the files this call reports."""
+    return f"{table}/{now:%Y/%m/%d/%H}/{snap.key_name(order, str(time_ordered_uuid(now)))}"
 
 
 def part_keys(key: str, files: int) -> list[str]:
@@ -62,7 +68,9 @@ def part_keys(key: str, files: int) -> list[str]:
     return [key] + [f"{key}_part{n}" for n in range(2, files + 1)]
 
 
-def _warnings(cur: Any, plan: q.ExportPlan, item: WorkItem, catalog: list[SourceColumn]) -> list[str]:
+def _warnings(
+    cur: Any, plan: q.ExportPlan, item: WorkItem, catalog: list[SourceColumn], snapshot: SourceSnapshot
+) -> list[str]:
     warnings = []
     cursor = sql.Identifier(plan.cursor.name)
     cur.execute(sql.SQL("SELECT count(*) FROM {t} WHERE {c} IS NULL").format(t=plan.relation, c=cursor))
@@ -73,23 +81,22 @@ def _warnings(cur: Any, plan: q.ExportPlan, item: WorkItem, catalog: list[Source
             f"select them; only a full resync copies them (rerun input "
             f'{{"tables": ["{item.table}"], "overrides": {{"{item.table}": {{"full_resync": true}}}}}})'
         )
-    if plan.cursor_is_temporal and item.window.watermark is not None:
-        # A transaction that has written and is still open may commit rows stamped with its
-        # start time; if that is older than the lookback, the next window will not reach back.
-        cur.execute(
-            "SELECT count(*), min(xact_start) FROM pg_catalog.pg_stat_activity "
-            "WHERE datname = current_database() AND backend_xid IS NOT NULL "
-            "AND pid <> pg_backend_pid() AND xact_start < clock_timestamp() - make_interval(secs => %s)",
-            (item.window.lookback_seconds,),
+    if snapshot.future_rows:
+        warnings.append(
+            f"{snapshot.future_rows} row(s) of {item.table} have a {plan.cursor.name!r} beyond the source "
+            f"clock (max {snapshot.max_cursor}); they never advance the watermark, so they are exported "
+            "again on every run until their values are corrected at the source"
         )
-        count, oldest = cur.fetchone()
-        if count:
-            warnings.append(
-                f"{count} open write transaction(s) in {plan.schema!r} database started before the "
-                f"lookback of {item.window.lookback_seconds}s (oldest at {oldest.isoformat()}); rows they "
-                f"commit late with older {plan.cursor.name!r} values may be missed: raise lookback_seconds "
-                "or resync the table after they finish"
-            )
+    held_back = datetime.fromisoformat(snapshot.source_time) - datetime.fromisoformat(snapshot.horizon)
+    if held_back.total_seconds() > max(item.window.lookback_seconds, LONG_TRANSACTION_SECONDS):
+        # Not a risk to the data (the next window starts before this transaction), but a cost:
+        # every run re-reads everything written since it started.
+        warnings.append(
+            f"a transaction in {plan.schema!r}'s database has been open since {snapshot.horizon} "
+            f"({int(held_back.total_seconds())}s); rows it may still commit keep {item.table}'s next "
+            "window from starting later, so each run re-reads everything written since. Find it with "
+            "SELECT pid, xact_start, state, query FROM pg_stat_activity ORDER BY xact_start"
+        )
     if item.columns is not None:
         exported = {column.name for column in plan.columns}
         new = [column for column in catalog if column.name not in exported]
@@ -138,11 +145,21 @@ def export_chunk(
         phase="null_cursor" if item.window.watermark is None else "cursor"
     )
     context = f"table {item.table} ({item.source.schema_name}.{item.source.table})"
-    conn.set_session(isolation_level=extensions.ISOLATION_LEVEL_REPEATABLE_READ, readonly=True)
+    first = position.snapshot is None
     with source_errors(context), conn.cursor() as cur:
+        before = _before_snapshot(conn, cur, item) if first else None
+        conn.set_session(isolation_level=extensions.ISOLATION_LEVEL_REPEATABLE_READ, readonly=True)
+        # The first statement takes the transaction's snapshot: the catalog, the chunk boundary
+        # and the export below all see it.
+        order, source_time = snap.read_snapshot_order(cur)
         plan, catalog = read_plan(cur, item)
-        warnings = _warnings(cur, plan, item, catalog) if position.chunk == 0 else []
+        snapshot = position.snapshot
+        warnings: list[str] = []
+        if before is not None:
+            snapshot = _first_snapshot(cur, plan, (order, source_time), *before)
+            warnings = _warnings(cur, plan, item, catalog, snapshot)
         written: dict[str, Any] = {"rows": 0, "bytes": 0, "files": 0, "keys": []}
+        quarantined, example = 0, None
         phase = position.phase
         after = q.position_values(position)
         next_position: ChunkPosition | None = None
@@ -165,7 +182,10 @@ def export_chunk(
                 elif phase == "null_cursor":
                     # NULL-cursor rows are done; the window itself is the next call's chunk.
                     next_position = ChunkPosition(phase="cursor")
-                written = _export(cur, plan=plan, predicate=predicate, item=item, target=target, at=now())
+                quarantined, example = _quarantined(cur, plan, predicate)
+                written = _export(
+                    cur, plan=plan, predicate=predicate, item=item, target=target, at=now(), order=order
+                )
                 break
             if phase == "null_cursor":
                 phase, after = "cursor", None  # NULL-cursor rows done (or none): walk the window
@@ -178,7 +198,11 @@ def export_chunk(
         "bytes": position.bytes + written["bytes"],
         "files": position.files + written["files"],
         "keys": [*position.keys, *written["keys"]],
+        "snapshot": snapshot,
+        "quarantined": position.quarantined + quarantined,
+        "quarantine_example": position.quarantine_example or example,
     }
+    planned = {"primary_key": list(item.primary_key), "cursor": item.cursor}
     chunks = position.chunk + (1 if written["keys"] else 0)
     if next_position is not None:
         more = next_position.model_copy(update={"chunk": chunks, **totals})
@@ -191,6 +215,7 @@ def export_chunk(
             next=item.model_copy(update={"position": more}),
             warnings=warnings,
             **totals,
+            **planned,
         )
     return ExportResult(
         table=item.table,
@@ -200,7 +225,75 @@ def export_chunk(
         chunks=chunks,
         warnings=warnings,
         **totals,
+        **planned,
     )
+
+
+Sample = tuple[datetime, str | None]  # (source clock, MAX(cursor) as text)
+
+
+def _before_snapshot(conn: Any, cur: Any, item: WorkItem) -> tuple[datetime, Sample | None]:
+    """The horizon and, for a full export of an integer cursor, an earlier sample: each in its
+    own transaction *before* the export's snapshot, because what a later run must re-read is
+    decided by the transactions open before the snapshot was taken."""
+    conn.set_session(isolation_level=extensions.ISOLATION_LEVEL_READ_COMMITTED, readonly=True)
+    sample = None
+    if item.window.watermark is None:
+        plan, _ = read_plan(cur, item)
+        if not plan.cursor_is_temporal:
+            pause = snap.HORIZON_MARGIN.total_seconds() + 0.1
+            sample = snap.sample_before(cur, plan.relation, plan.cursor.name, pause_s=pause)
+            conn.commit()
+    horizon = snap.read_horizon(cur)
+    conn.commit()
+    return horizon, sample
+
+
+def _first_snapshot(
+    cur: Any, plan: q.ExportPlan, taken: tuple[int, datetime], horizon: datetime, sample: Sample | None
+) -> SourceSnapshot:
+    order, source_time = taken
+    return SourceSnapshot(
+        order=str(order),
+        source_time=source_time.isoformat(timespec="microseconds"),
+        horizon=horizon.isoformat(timespec="microseconds"),
+        cursor_type=plan.cursor.pg_type.name,
+        max_cursor=snap.max_cursor(cur, plan.relation, plan.cursor.name),
+        sample_time=sample[0].isoformat(timespec="microseconds") if sample else None,
+        sample_max=sample[1] if sample else None,
+        future_rows=_count(cur, plan, q.future_predicate(plan)),
+    )
+
+
+def _count(cur: Any, plan: q.ExportPlan, predicate: sql.Composable | None) -> int:
+    if predicate is None:
+        return 0
+    cur.execute(sql.SQL("SELECT count(*) FROM {t} WHERE {p}").format(t=plan.relation, p=predicate))
+    return int(cur.fetchone()[0])
+
+
+def _quarantined(cur: Any, plan: q.ExportPlan, predicate: sql.Composable) -> tuple[int, str | None]:
+    """Rows of this chunk the MERGE will leave out (``export_query.quarantine_predicate``), and
+    one of them described by its key and cursor as PostgreSQL prints them."""
+    bad = q.quarantine_predicate(plan)
+    if bad is None:
+        return 0, None
+    columns = [*plan.primary_key, plan.cursor]
+    cur.execute(
+        sql.SQL("SELECT count(*) OVER (), {cols} FROM {t} WHERE {p} AND {bad} LIMIT 1").format(
+            cols=sql.SQL(", ").join(sql.SQL("{}::text").format(sql.Identifier(c.name)) for c in columns),
+            t=plan.relation,
+            p=predicate,
+            bad=bad,
+        )
+    )
+    row = cur.fetchone()
+    if row is None:
+        return 0, None
+    described = ", ".join(
+        f"{c.name}={'NULL' if v is None else repr(v)}" for c, v in zip(columns, row[1:], strict=True)
+    )
+    return int(row[0]), described
 
 
 def _export(
@@ -211,8 +304,9 @@ def _export(
     item: WorkItem,
     target: ExportTarget,
     at: datetime,
+    order: int,
 ) -> dict[str, Any]:
-    key = object_key(item.table, at)
+    key = object_key(item.table, at, order)
     query_text = q.export_select(plan, predicate).as_string(cur)
     # The query text is a bound parameter: Aurora parses it, we never splice it into SQL.
     cur.execute(

@@ -20,6 +20,7 @@ FILE_COLUMN = "_AURORA_SYNC_FILE"  # STAGING: the S3 path the row was loaded fro
 ROW_COLUMN = "_AURORA_SYNC_ROW"  # STAGING: row number within that file
 LOADED_AT_COLUMN = "_AURORA_SYNC_LOADED_AT"  # STAGING: when Snowpipe scanned the file
 SYNCED_AT_COLUMN = "_AURORA_SYNC_SYNCED_AT"  # FINAL: when the MERGE last wrote the row
+SNAPSHOT_COLUMN = "_AURORA_SYNC_SNAPSHOT"  # FINAL: source snapshot order of the version it holds
 DELETED_COLUMN = "_AURORA_SYNC_DELETED"  # FINAL, soft_delete_mode=flag: the row is deleted at the source
 
 

@@ -39,9 +39,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from . import load_history as lh
 from .config import LoadedTable
 from .errors import ConfigError, TerminalError
+from .ledger import AccountedFile, Ledger, RunRecord, mark_merged, record_runs
 from .naming import SnowflakeObjects
-from .planning import watermark_text
-from .watermarks import read_watermarks
+from .source_snapshot import order_of_key
 from .work import ExportResult
 
 Outcome = Literal["MERGED", "NOTHING_TO_DO", "PENDING", "FAILED"]
@@ -55,6 +55,8 @@ LOAD_TIMEOUT = "LoadTimeout"
 MERGE_FAILED = "MergeFailed"
 MERGE_TIMEOUT = "MergeTimeout"
 EXPORT_INCOMPLETE = "ExportIncomplete"
+ROWS_QUARANTINED = "RowsQuarantined"
+UNACCOUNTED_FILE = "UnaccountedFile"
 
 # COPY_HISTORY START_TIME reaches back this far before the run start: clocks of AWS and Snowflake
 # differ a little, and files are written after the run started anyway.
@@ -107,7 +109,10 @@ class TableVerdict(_Model):
     missing: list[str] = Field(default_factory=list)
     refreshed_at: str | None = None
     merge_query_id: str | None = None
-    watermark: str | None = None
+    quarantined: int = 0
+    # When the source snapshot behind FINAL was taken (the export's first chunk), and how old it
+    # is: FINAL matches the source as of then, so the lag can never be negative or run ahead.
+    source_time: str | None = None
     freshness_lag_seconds: float | None = None
 
 
@@ -208,6 +213,7 @@ class _Table:
     verdict: TableVerdict
     objects: SnowflakeObjects
     keys: tuple[str, ...] = ()
+    export: ExportResult | None = None
     loads: dict[str, lh.FileLoad] = field(default_factory=dict)
     carried: bool = False  # final outcome taken from ``previous``: nothing to re-read
 
@@ -274,7 +280,8 @@ def verify(
         if isinstance(entry, FailedExport):
             table.set(outcome="FAILED", error=entry.error.error, reason=entry.message)
             continue
-        table.set(rows_exported=entry.rows, files=len(entry.keys))
+        table.export = entry
+        table.set(rows_exported=entry.rows, files=len(entry.keys), quarantined=entry.quarantined)
         if entry.status == "MORE":
             table.set(
                 outcome="FAILED",
@@ -282,10 +289,23 @@ def verify(
                 reason=f"export of {entry.table} stopped after chunk {entry.chunks} with status MORE; "
                 "the state machine must call the exporter with `next` until EXPORTED or EMPTY",
             )
+        elif entry.snapshot is None or entry.primary_key is None or entry.cursor is None:
+            # An export of an older version: without its snapshot the MERGE cannot order it.
+            table.set(
+                outcome="FAILED",
+                error=EXPORT_INCOMPLETE,
+                reason=f"export of {entry.table} carries no source snapshot (started by an older version); "
+                f'nothing was merged. Rerun it: {{"tables": ["{entry.table}"]}}',
+            )
         elif entry.status == "EMPTY" or not entry.keys:
             table.set(outcome="NOTHING_TO_DO")
         else:
             table.keys = tuple(entry.keys)
+
+    ledger = Ledger(schemas.database, schemas.staging)
+    # An empty window proves the table unchanged as of its snapshot: that run reached FINAL too.
+    idle = [t for t in tables if not t.carried and t.verdict.outcome == "NOTHING_TO_DO"]
+    _record(conn, ledger, idle, merged=True)
 
     checking = [t for t in tables if t.verdict.outcome == "PENDING"]
     history = lh.read_copy_history(
@@ -303,9 +323,17 @@ def verify(
             ready.append(table)
 
     if ready:
-        _merge(conn, ready, database=schemas.database, started_at=started_at, now=checked_at, limits=limits)
+        _merge(
+            conn,
+            ready,
+            ledger=ledger,
+            run_id=request.run_id,
+            started_at=started_at,
+            now=checked_at,
+            limits=limits,
+        )
 
-    _freshness(conn, [t for t in tables if not t.carried], schemas, configs, now())
+    _freshness([t for t in tables if not t.carried], now())
     verdicts = [t.verdict for t in tables]
     pending = sum(1 for v in verdicts if v.outcome == "PENDING")
     return VerifyOutput(
@@ -416,29 +444,98 @@ def _check_loads(
     return False
 
 
+def _run_record(table: _Table, *, merged: bool) -> RunRecord:
+    export = table.export
+    assert export is not None and export.snapshot is not None
+    return RunRecord(
+        table=table.verdict.table,
+        run_id=export.run_id,
+        snapshot=export.snapshot,
+        # Only a window the planner derived is safe to start from again; an operator's `since`
+        # or a full resync says nothing about where later commits can land.
+        window_start=export.window.watermark if export.window.source == "final" else None,
+        primary_key=tuple(export.primary_key or ()),
+        cursor_column=export.cursor or "",
+        files=len(table.keys),
+        rows=table.verdict.rows_loaded,
+        merged=merged,
+    )
+
+
+def _record(conn: Any, ledger: Ledger, tables: Sequence[_Table], *, merged: bool) -> bool:
+    """Account for the tables' files and runs in the ledger; on a terminal error (the ledger
+    missing or not writable) fail them, naming the fix, and return False."""
+    if not tables:
+        return True
+    files: dict[str, list[AccountedFile]] = {}
+    for table in tables:
+        accounted = []
+        for key in table.keys:
+            order = order_of_key(key)
+            if order is None:
+                table.set(
+                    outcome="FAILED",
+                    error=UNACCOUNTED_FILE,
+                    reason=f"exported file {key} has no snapshot order in its name; nothing was merged",
+                )
+                break
+            accounted.append(
+                AccountedFile(key, order, table.loads[key].row_count if key in table.loads else 0)
+            )
+        files[table.verdict.table] = accounted
+    usable = [t for t in tables if t.verdict.outcome != "FAILED"]
+    try:
+        record_runs(conn, ledger, [_run_record(t, merged=merged) for t in usable], files)
+    except TerminalError as exc:
+        for table in usable:
+            table.set(
+                outcome="FAILED",
+                error=type(exc).__name__,
+                reason=f"{exc} (the export ledger {ledger.runs} is created by "
+                "`aurora-sync sql snowflake --setup --apply`)",
+            )
+        return False
+    return True
+
+
 def _merge(
-    conn: Any, ready: Sequence[_Table], *, database: str, started_at: datetime, now: datetime, limits: Limits
+    conn: Any,
+    ready: Sequence[_Table],
+    *,
+    ledger: Ledger,
+    run_id: str,
+    started_at: datetime,
+    now: datetime,
+    limits: Limits,
 ) -> None:
     # Only a run scheduled after this run's files were all loaded can have merged them, and it
     # is requested only then; comparing with the load time (Snowflake's clock on both sides)
     # rather than the run start alone keeps a previous run's merge from counting.
     runs = lh.read_task_runs(
         conn,
-        database,
+        ledger.database,
         [(t.verdict.table, t.objects, max(started_at, t.loaded_until(started_at))) for t in ready],
     )
-    succeeded: list[tuple[_Table, lh.TaskRun]] = []
+    # First requests: the files go into the ledger before the task runs, or it would skip them.
+    first = [t for t in ready if not runs.get(t.verdict.table)]
+    if _record(conn, ledger, first, merged=False):
+        for table in first:
+            try:
+                lh.execute_task(conn, table.objects)
+                table.set(reason="every file loaded and accounted for; merge task requested")
+            except TerminalError as exc:
+                table.set(outcome="FAILED", error=type(exc).__name__, reason=str(exc))
+    succeeded: list[tuple[_Table, datetime]] = []
+    skipped: set[str] = set()  # merged nothing: the stream was empty when the task ran
     for table in ready:
         table_runs = runs.get(table.verdict.table, [])
+        if not table_runs:
+            continue
         try:
-            if not table_runs:
-                lh.execute_task(conn, table.objects)
-                table.set(reason="every file loaded; merge task requested")
-                continue
-            latest, first = table_runs[0], table_runs[-1]
+            latest, first_run = table_runs[0], table_runs[-1]
             table.set(merge_query_id=latest.query_id)
             if latest.state in _RUNNING_STATES:
-                since = _aware(first.scheduled_time) if first.scheduled_time else now
+                since = _aware(first_run.scheduled_time) if first_run.scheduled_time else now
                 if now - since >= limits.merge_timeout:
                     table.set(
                         outcome="FAILED",
@@ -450,7 +547,8 @@ def _merge(
                 else:
                     table.set(reason=f"merge task {latest.state}")
             elif latest.state == "SUCCEEDED":
-                succeeded.append((table, latest))
+                started = latest.query_start_time or latest.scheduled_time
+                succeeded.append((table, _aware(started) if started else now))
             elif latest.state == "SKIPPED":
                 if lh.stream_has_data(conn, table.objects):
                     # Skipped while another run of the task was executing: our rows are still in
@@ -458,7 +556,9 @@ def _merge(
                     lh.execute_task(conn, table.objects)
                     table.set(reason="merge task run was skipped with data in the stream; requested again")
                 else:
-                    table.set(outcome="MERGED", error=None, reason=None, rows_merged=0)
+                    skipped.add(table.verdict.table)
+                    started = latest.scheduled_time
+                    succeeded.append((table, _aware(started) if started else now))
             else:
                 table.set(
                     outcome="FAILED",
@@ -468,38 +568,49 @@ def _merge(
                 )
         except TerminalError as exc:
             table.set(outcome="FAILED", error=type(exc).__name__, reason=str(exc))
-    counted = [(t, r) for t, r in succeeded if r.query_start_time is not None]
+    if not succeeded:
+        return
     merged = lh.count_merged_rows(
         conn,
-        [(t.verdict.table, t.objects, _aware(r.query_start_time)) for t, r in counted if r.query_start_time],
+        [(t.verdict.table, t.objects, started) for t, started in succeeded if t.verdict.rows_merged != 0],
     )
-    for table, _ in succeeded:
-        table.set(outcome="MERGED", error=None, reason=None, rows_merged=merged.get(table.verdict.table, 0))
-
-
-def _freshness(
-    conn: Any, tables: Sequence[_Table], schemas: Schemas, configs: Mapping[str, LoadedTable], now: datetime
-) -> None:
-    wanted = [
-        t for t in tables if t.verdict.outcome in ("MERGED", "NOTHING_TO_DO") and t.verdict.table in configs
-    ]
-    if not wanted:
-        return
-    loaded = [
-        LoadedTable(
-            name=t.verdict.table,
-            parameter=configs[t.verdict.table].parameter,
-            config=configs[t.verdict.table].config.model_copy(update={"target": t.verdict.target}),
+    try:
+        mark_merged(
+            conn,
+            ledger,
+            run_id,
+            [(t.verdict.table, started, t.verdict.quarantined == 0) for t, started in succeeded],
         )
-        for t in wanted
-    ]
-    results = read_watermarks(
-        conn, loaded, staging_schema=schemas.staging, final_schema=schemas.final, database=schemas.database
-    )
-    for table in wanted:
-        result = results.get(table.verdict.table)
-        if result is None or result.error is not None or result.value is None:
+    except TerminalError as exc:
+        for table, _ in succeeded:
+            table.set(outcome="FAILED", error=type(exc).__name__, reason=str(exc))
+        return
+    for table, _ in succeeded:
+        rows = merged.get(table.verdict.table, 0)
+        if table.verdict.quarantined:
+            export = table.export
+            table.set(
+                outcome="FAILED",
+                error=ROWS_QUARANTINED,
+                rows_merged=rows,
+                reason=f"{table.verdict.quarantined} row(s) of {table.verdict.table} have a NULL primary key "
+                "or a key value Snowflake cannot hold, so the MERGE left them out (the other rows were "
+                f"merged); first: {export.quarantine_example if export else '?'}. Fix those rows at the "
+                "source (or choose another primary_key), then rerun: the window is read again until "
+                "they merge",
+            )
+        else:
+            table.set(outcome="MERGED", error=None, reason=None, rows_merged=rows)
+
+
+def _freshness(tables: Sequence[_Table], now: datetime) -> None:
+    """FINAL matches the source as of the export's snapshot: the lag is the snapshot's age."""
+    for table in tables:
+        export = table.export
+        if table.verdict.outcome not in ("MERGED", "NOTHING_TO_DO") or export is None or not export.snapshot:
             continue
+        taken = _aware(datetime.fromisoformat(export.snapshot.source_time))
         table.set(
-            watermark=watermark_text(result.value), freshness_lag_seconds=_lag_seconds(result.value, now)
+            source_time=taken.isoformat(timespec="microseconds"),
+            freshness_lag_seconds=round(max(0.0, (now - taken).total_seconds()), 3),
         )

@@ -1,45 +1,125 @@
-"""Watermarks: MAX(cursor) of every FINAL table, read in one statement whatever the table count.
+"""Where each table's next export window starts, read in three statements whatever the table count.
 
-Two round trips at most, independent of the number of tables:
   1. ``INFORMATION_SCHEMA.COLUMNS`` of the FINAL schema, restricted to our tables (bound values):
-     which FINAL tables exist, whether they have the cursor column, and its type. A missing
-     table or column fails only that table (``WarehouseObjectMissing`` naming the command that
-     creates it); querying it would fail the whole statement for everyone.
-  2. ``SELECT (SELECT MAX(c) FROM t0) AS "W0", (SELECT MAX(c) FROM t1) AS "W1", ...``: one row,
-     one natively typed column per table, so each value comes back typed like its cursor
-     (aware datetime for TIMESTAMP_TZ/LTZ, naive for TIMESTAMP_NTZ, date, int/Decimal) rather
-     than coerced to one common type as a UNION ALL would. MAX over an empty table is NULL.
+     which FINAL tables exist and whether they have the cursor column. A missing table or column
+     fails only that table (``WarehouseObjectMissing`` naming the command that creates it);
+     querying it would fail the whole statement for everyone.
+  2. ``SELECT (SELECT COUNT(*) FROM t0) AS "N0", ...``: whether each FINAL table holds rows
+     (Snowflake answers from metadata). An empty FINAL is exported in full, whatever the ledger
+     says: it was created anew, truncated or re-keyed.
+  3. The export ledger's merged runs of every table (``ledger.read_history``).
 
-Snowflake answers MAX of a column from micro-partition metadata, so neither statement scans
-table data. The watermark is read from FINAL, i.e. from rows that really arrived, so a run that
-failed half-way never moves it forward.
+The window starts from what the newest merged run *proved* (``next_watermark``), never from
+``MAX(cursor)`` of FINAL: a far-future cursor value there would hide every later row, and a
+transaction that commits after an export with an older ``now()`` stamp or a smaller sequence
+value would fall behind it. A run that failed half-way is not merged, so it never moves the
+window. FINAL with rows but no merged run in the ledger (objects created by an older version, or
+a ledger emptied by hand) is exported in full once: re-exports are harmless, a guess is not.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from .config import LoadedTable
 from .errors import ConfigError, WarehouseObjectMissing
+from .ledger import Ledger, MergedRun, read_history
 from .naming import SnowflakeObjects, quote, snowflake_column
 from .planning import CursorValue
 from .warehouse_db import warehouse_errors
 
+TEMPORAL_TYPES = frozenset({"timestamptz", "timestamp", "date"})
+
+
+class KeyChanged(ConfigError):
+    """The table's primary key in its config differs from the key FINAL was merged with."""
+
 
 @dataclass(frozen=True)
 class WatermarkResult:
-    """One table's state in FINAL: ``error`` set when it cannot be read, else ``value``
-    (None = FINAL is empty) and the cursor column's Snowflake ``DATA_TYPE``."""
+    """One table's next window start: ``error`` set when it cannot be planned, else ``value``
+    (None = export every row) typed like the cursor; ``source_time`` is when the source snapshot
+    behind FINAL was taken (None before the first merged run), the base of the freshness lag."""
 
     value: CursorValue | None = None
     cursor_type: str | None = None
-    error: WarehouseObjectMissing | None = None
+    error: WarehouseObjectMissing | ConfigError | None = None
+    source_time: datetime | None = None
+    reason: str = "final"
 
 
 def _create_command(name: str) -> str:
     return f"aurora-sync sql snowflake --tables {name} --apply"
+
+
+def _temporal(text: str | None, cursor_type: str) -> datetime | date | None:
+    """A PostgreSQL timestamp/date text as Python; None for NULL, ±infinity and BC values."""
+    if text is None:
+        return None
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    if cursor_type == "date":
+        return moment.date()
+    if cursor_type == "timestamptz":
+        return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+    return moment.replace(tzinfo=None)
+
+
+def _number(text: str | None) -> int | Decimal | None:
+    if text is None:
+        return None
+    try:
+        value = Decimal(text)
+    except InvalidOperation:
+        return None
+    if not value.is_finite():
+        return None
+    return int(value) if value == value.to_integral_value() and "." not in text else value
+
+
+def next_watermark(runs: Sequence[MergedRun]) -> CursorValue | None:
+    """Where the next window starts, from the merged runs of one table (newest first).
+
+    Every row committed after the newest run's snapshot was written by a transaction that
+    started after its ``horizon`` (``source_snapshot``). So:
+
+    * a timestamp or date cursor stamped with ``now()`` is at least the horizon: the window
+      starts at ``min(MAX(cursor) in that snapshot, horizon)``, never past the source clock;
+    * a sequence (integer) cursor took its value after the horizon, so it is larger than any
+      value already visible *before* the horizon: the window starts at the largest MAX(cursor)
+      sampled at a time at or before the horizon (or at the newest run's own start, which obeyed
+      the same rule). Without such a sample, the whole table is read again (None).
+    """
+    if not runs:
+        return None
+    latest = runs[0]
+    if latest.cursor_type in TEMPORAL_TYPES:
+        horizon: datetime | date = latest.horizon
+        if latest.cursor_type == "timestamp":
+            horizon = latest.horizon.astimezone(UTC).replace(tzinfo=None)
+        elif latest.cursor_type == "date":
+            horizon = latest.horizon.astimezone(UTC).date()
+        seen = _temporal(latest.max_cursor, latest.cursor_type)
+        return min(seen, horizon) if seen is not None else horizon
+    samples = [(r.source_time, r.max_cursor) for r in runs] + [
+        (r.sample_time, r.sample_max) for r in runs if r.sample_time is not None
+    ]
+    candidates = [
+        value
+        for taken, text in samples
+        if taken is not None and taken <= latest.horizon and (value := _number(text)) is not None
+    ]
+    start = _number(latest.window_start)
+    if start is not None:
+        candidates.append(start)
+    return max(candidates) if candidates else None
 
 
 def read_watermarks(
@@ -50,7 +130,7 @@ def read_watermarks(
     final_schema: str,
     database: str | None = None,
 ) -> dict[str, WatermarkResult]:
-    """MAX(cursor) per table from FINAL; ``database`` defaults to the session's (from the secret).
+    """Each table's next window start; ``database`` defaults to the session's (from the secret).
 
     Errors that concern every table (Snowflake unreachable, database missing, privileges)
     propagate as the taxonomy's classes.
@@ -108,18 +188,52 @@ def read_watermarks(
                     )
                 )
             else:
-                readable.append((table.name, f"(SELECT MAX({quote(cursor_column)}) FROM {final})"))
-        if readable:
-            select = ", ".join(f"{subquery} AS {quote(f'W{i}')}" for i, (_, subquery) in enumerate(readable))
-            with warehouse_errors(f"reading watermarks of {len(readable)} FINAL table(s)"):
-                cur.execute(f"SELECT {select}")
-                row = cur.fetchone()
-            values = list(row) if row is not None else [None] * len(readable)
-            by_name = {t.name: t for t in tables}
-            for (name, _), value in zip(readable, values, strict=True):
-                table = by_name[name]
-                cursor_type = columns[table.target][snowflake_column(table.config.cursor)]
-                results[name] = WatermarkResult(value=value, cursor_type=cursor_type)
-        return results
+                readable.append((table.name, f"(SELECT COUNT(*) FROM {final})"))
+        if not readable:
+            return results
+        select = ", ".join(f"{subquery} AS {quote(f'N{i}')}" for i, (_, subquery) in enumerate(readable))
+        with warehouse_errors(f"counting the rows of {len(readable)} FINAL table(s)"):
+            cur.execute(f"SELECT {select}")
+            row = cur.fetchone()
+        counts = list(row) if row is not None else [0] * len(readable)
     finally:
         cur.close()
+    history = read_history(conn, Ledger(database, staging_schema), [name for name, _ in readable])
+    by_name = {t.name: t for t in tables}
+    for (name, _), count in zip(readable, counts, strict=True):
+        table = by_name[name]
+        cursor_type = columns[table.target][snowflake_column(table.config.cursor)]
+        results[name] = _window_start(table, cursor_type, int(count or 0), history.get(name, []))
+    return results
+
+
+def _window_start(table: LoadedTable, cursor_type: str, rows: int, runs: list[MergedRun]) -> WatermarkResult:
+    latest = runs[0] if runs else None
+    source_time = latest.source_time if latest else None
+    if rows == 0:
+        return WatermarkResult(
+            value=None, cursor_type=cursor_type, source_time=source_time, reason="final empty"
+        )
+    if latest is None:
+        return WatermarkResult(
+            value=None, cursor_type=cursor_type, reason="no merged run in the export ledger"
+        )
+    key = tuple(table.config.primary_key)
+    if latest.primary_key and latest.primary_key != key:
+        return WatermarkResult(
+            cursor_type=cursor_type,
+            error=KeyChanged(
+                f"table {table.name!r}: its config's primary_key {json.dumps(list(key))} differs from "
+                f"{json.dumps(list(latest.primary_key))}, the key FINAL was merged with; merging with a "
+                "different key would collapse or duplicate rows, so the table does not run.",
+                fix=f"re-key it: `aurora-sync sql snowflake --tables {table.name} --rekey --apply`, then "
+                f"`aurora-sync sync --tables {table.name} --full` (docs/operations.md, 'Changing a table's "
+                "primary key'); or restore the old primary_key in the config",
+            ),
+        )
+    if latest.cursor_column and latest.cursor_column != table.config.cursor:
+        # Values of another column say nothing about this one.
+        return WatermarkResult(
+            value=None, cursor_type=cursor_type, source_time=source_time, reason="cursor column changed"
+        )
+    return WatermarkResult(value=next_watermark(runs), cursor_type=cursor_type, source_time=source_time)

@@ -36,6 +36,22 @@ class ExportWindow(_Message):
     source: WindowSource = "final"
 
 
+class SourceSnapshot(_Message):
+    """What the first chunk of a table's export proves about the source (``source_snapshot``).
+
+    Numbers travel as text: ``order`` has 26 digits, more than a JSON number keeps exactly.
+    """
+
+    order: str = Field(pattern=r"^[0-9]{1,38}$")
+    source_time: str  # ISO-8601, the source clock when the snapshot was taken
+    horizon: str  # ISO-8601: every row committed after the snapshot was written by a later-started txn
+    cursor_type: str  # pg_type.typname of the cursor column
+    max_cursor: str | None = None  # MAX(cursor) in the snapshot, text typed like the cursor
+    sample_time: str | None = None  # an earlier (time, MAX(cursor)) pair, taken before the horizon
+    sample_max: str | None = None
+    future_rows: int = 0  # rows whose cursor lies beyond the source clock
+
+
 class ChunkPosition(_Message):
     """Keyset continuation: the last (cursor, primary key) exported by the previous chunk.
 
@@ -53,6 +69,10 @@ class ChunkPosition(_Message):
     bytes: int = 0
     files: int = 0
     keys: list[str] = Field(default_factory=list)
+    # The first chunk's snapshot: the run's horizon and samples (later chunks only add files).
+    snapshot: SourceSnapshot | None = None
+    quarantined: int = 0
+    quarantine_example: str | None = None
 
 
 class WorkItem(_Message):
@@ -88,3 +108,13 @@ class ExportResult(_Message):
     chunks: int = 0
     next: WorkItem | None = None
     warnings: list[str] = Field(default_factory=list)
+    # None only for results of older versions; every export since reports it.
+    snapshot: SourceSnapshot | None = None
+    # Rows of the window whose primary key is NULL or has no Snowflake value: the MERGE cannot
+    # place them, so it leaves them out and the verifier fails the table, naming one.
+    quarantined: int = 0
+    quarantine_example: str | None = None
+    # What the run was planned with: the ledger records the key FINAL is merged with, and the
+    # cursor its samples belong to (the planner refuses a later run whose config differs).
+    primary_key: list[str] | None = None
+    cursor: str | None = None

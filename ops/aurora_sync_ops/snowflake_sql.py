@@ -18,11 +18,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from aurora_sync.export_query import build_plan
+from aurora_sync.ledger import Ledger
 from aurora_sync.naming import (
     DELETED_COLUMN,
     FILE_COLUMN,
     LOADED_AT_COLUMN,
     ROW_COLUMN,
+    SNAPSHOT_COLUMN,
     SYNCED_AT_COLUMN,
     SnowflakeObjects,
     quote,
@@ -208,6 +210,7 @@ def _columns_ddl(spec: TableSpec, *, final: bool) -> list[str]:
     lines.append(f"{quote(UNREPRESENTABLE_COLUMN)} {'VARIANT' if final else 'VARCHAR'}")
     if final:
         lines.append(f"{quote(SYNCED_AT_COLUMN)} TIMESTAMP_TZ")
+        lines.append(f"{quote(SNAPSHOT_COLUMN)} NUMBER(38,0)")
         if spec.soft_delete and spec.soft_delete_mode == "flag":
             lines.append(f"{quote(DELETED_COLUMN)} BOOLEAN")
         lines.append(f"PRIMARY KEY ({', '.join(quote(k) for k in spec.primary_key)})")
@@ -255,21 +258,39 @@ def _deleted(spec: TableSpec, alias: str) -> str:
 
 
 def render_merge(setup: SnowflakeSetup, spec: TableSpec) -> str:
-    """STAGING stream → FINAL: newest version per key wins; an older one never overwrites.
+    """STAGING stream → FINAL, applying only files a run accounted for, newest snapshot first.
 
-    Ties on the cursor go to the later file (object names are time-ordered), then the later row.
-    A row applies only when its cursor is >= the target's, so re-exports (lookback, reruns) and
-    late-arriving older files are harmless.
+    * The stream is joined to the export ledger (``aurora_sync.ledger``): a row whose file no
+      verifier accounted for (a stray object, a replayed copy of an old export) is consumed
+      with the stream but never merged, nor is a row of a file whose rows were merged before.
+    * A row's versions are ordered by the source snapshot they were read in (the ledger's
+      SNAPSHOT_ORDER), then by row: never by the cursor, which inverts when transactions commit
+      in the opposite order to their ``now()`` stamps. FINAL keeps the snapshot of the version
+      it holds and takes a version only from the same or a later snapshot, so an older file can
+      never overwrite a newer version.
+    * A row whose key is NULL after the type map (a NULL source key, or a key value Snowflake
+      cannot hold) is left out: FINAL's key is NOT NULL, and one such row would fail the whole
+      MERGE and wedge the stream. The exporter counts those rows and the verifier fails the
+      table, naming one.
     """
     objects = setup.objects(spec.target)
+    ledger = Ledger(setup.database, setup.staging_schema)
     names = spec.snowflake_names
-    select = [
-        f"{m.final_expression(quote(n))} AS {quote(n)}" for m, n in zip(spec.columns, names, strict=True)
-    ] + [f"PARSE_JSON({quote(UNREPRESENTABLE_COLUMN)}) AS {quote(UNREPRESENTABLE_COLUMN)}"]
-    order = f"{quote(spec.cursor)} DESC NULLS LAST, {quote(FILE_COLUMN)} DESC, {quote(ROW_COLUMN)} DESC"
+    by_name = dict(zip(names, spec.columns, strict=True))
+
+    def converted(name: str) -> str:
+        return by_name[name].final_expression(f"st.{quote(name)}")
+
+    select = [f"{converted(n)} AS {quote(n)}" for n in names] + [
+        f"PARSE_JSON(st.{quote(UNREPRESENTABLE_COLUMN)}) AS {quote(UNREPRESENTABLE_COLUMN)}",
+        f"l.SNAPSHOT_ORDER AS {quote(SNAPSHOT_COLUMN)}",
+    ]
+    keys = [converted(k) for k in spec.primary_key]
+    order = f"l.SNAPSHOT_ORDER DESC, st.{quote(ROW_COLUMN)} DESC"
     on = " AND ".join(f"t.{quote(k)} = s.{quote(k)}" for k in spec.primary_key)
-    newer = f"(s.{quote(spec.cursor)} >= t.{quote(spec.cursor)} OR t.{quote(spec.cursor)} IS NULL)"
-    copied = [*names, UNREPRESENTABLE_COLUMN]
+    snapshot = quote(SNAPSHOT_COLUMN)
+    newer = f"(s.{snapshot} >= t.{snapshot} OR t.{snapshot} IS NULL)"
+    copied = [*names, UNREPRESENTABLE_COLUMN, SNAPSHOT_COLUMN]
     sets = [f"{quote(c)} = s.{quote(c)}" for c in copied if c not in spec.primary_key]
     sets.append(f"{quote(SYNCED_AT_COLUMN)} = CURRENT_TIMESTAMP()")
     insert_columns = [*copied, SYNCED_AT_COLUMN]
@@ -288,10 +309,14 @@ def render_merge(setup: SnowflakeSetup, spec: TableSpec) -> str:
         f"WHEN NOT MATCHED{insert_condition} THEN INSERT ({', '.join(quote(c) for c in insert_columns)}) "
         f"VALUES ({', '.join(insert_values)})"
     )
+    # The config name is [a-z][a-z0-9_]*: safe as a literal (a task's SQL takes no binds).
     return (
         f"MERGE INTO {objects.final_table} AS t\n"
-        f"USING (\n    SELECT {', '.join(select)}\n    FROM {objects.stream}\n"
-        f"    QUALIFY ROW_NUMBER() OVER (PARTITION BY {', '.join(quote(k) for k in spec.primary_key)} "
+        f"USING (\n    SELECT {', '.join(select)}\n    FROM {objects.stream} AS st\n"
+        f"    JOIN {ledger.files} AS l ON l.FILE_NAME = st.{quote(FILE_COLUMN)} "
+        f"AND l.TABLE_NAME = '{spec.name}' AND l.MERGED_AT IS NULL\n"
+        f"    WHERE {' AND '.join(f'{k} IS NOT NULL' for k in keys)}\n"
+        f"    QUALIFY ROW_NUMBER() OVER (PARTITION BY {', '.join(keys)} "
         f"ORDER BY {order}) = 1\n) AS s\nON {on}\n" + "\n".join(clauses)
     )
 
@@ -344,8 +369,15 @@ def render_drift(
             statements.append(
                 f"ALTER TABLE {objects.final_table} ADD COLUMN {quote(name)} {mapping.final_type}"
             )
-    if statements:
+    staging_changed = bool(statements)
+    if SNAPSHOT_COLUMN not in final_have:
+        # FINAL tables created before the MERGE ordered versions by source snapshot.
+        statements.append(
+            f"ALTER TABLE {objects.final_table} ADD COLUMN {quote(SNAPSHOT_COLUMN)} NUMBER(38,0)"
+        )
+    if staging_changed:
         statements.append(render_pipe(setup, spec, replace=True))
+    if statements:
         # The tasks again (their MERGE lists the columns), and the retention task resumed again:
         # CREATE OR REPLACE leaves a task suspended.
         statements.extend(

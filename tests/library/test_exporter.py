@@ -408,14 +408,20 @@ def test_statement_timeout_follows_the_lambda_deadline(
         locker.close()
 
 
-def test_object_names_sort_in_export_order() -> None:
+def test_object_names_carry_the_snapshot_order() -> None:
     from datetime import UTC, datetime, timedelta
 
     from aurora_sync.exporting import object_key, time_ordered_uuid
+    from aurora_sync.source_snapshot import order_of_key, snapshot_order
 
     start = datetime(2026, 11, 26, 3, 59, 59, 998000, tzinfo=UTC)
-    keys = [object_key("orders", start + timedelta(milliseconds=i)) for i in range(5)]
-    assert keys == sorted(keys)
+    orders = [snapshot_order(2**63 + i, 3) for i in range(5)]  # epoch-aware 64-bit xids
+    keys = [object_key("orders", start + timedelta(milliseconds=i), orders[i]) for i in range(5)]
+    assert [order_of_key(k) for k in keys] == orders
+    assert [order_of_key(k + "_part3") for k in keys] == orders  # aws_s3's split parts
+    assert order_of_key("orders/2026/11/26/03/stray.csv") is None
     assert keys[0].startswith("orders/2026/11/26/03/") and keys[-1].startswith("orders/2026/11/26/04/")
+    # Fewer in-progress transactions at one xmax means a later snapshot.
+    assert snapshot_order(100, 2) < snapshot_order(100, 1) < snapshot_order(101, 50)
     generated = time_ordered_uuid(start)
     assert (generated.version, generated.variant) == (7, uuid.RFC_4122)

@@ -1,0 +1,271 @@
+"""The export ledger in Snowflake: which files a run accounted for, and which runs reached FINAL.
+
+Two tables in the STAGING schema, created by the setup (``sql/snowflake/05_export_ledger.sql``):
+
+``_AURORA_SYNC_FILES``, one row per exported file the verifier reconciled with COPY_HISTORY: its
+name (the S3 key, which is what Snowpipe records as the row's file) and the snapshot order it was
+read in. The MERGE task joins the stream to this table: rows from a file that no run accounted
+for (a stray object under the table's prefix, a copy of an old export) are never merged, and the
+versions of a row are ordered by snapshot, never by cursor. ``MERGED_AT`` is set once a MERGE
+consumed the file's rows, so a file name that reappears later cannot bring old versions back.
+
+``_AURORA_SYNC_RUNS``, one row per table and run: the first chunk's snapshot (source clock,
+horizon, MAX(cursor) samples), the window the run read, and the primary key it was merged with.
+``MERGED_AT`` is set only when the run's rows reached FINAL and nothing was quarantined. The
+planner derives the next window from these rows (``planning.next_watermark``), so a run that
+failed half-way never moves it.
+
+Values are bound (qmark); names are the quoted names of ``SnowflakeObjects``. Statements cover
+every table of a call at once, so their number does not grow with the table count.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from .naming import quote
+from .warehouse_db import warehouse_errors
+from .work import SourceSnapshot
+
+FILES_TABLE = "_AURORA_SYNC_FILES"
+RUNS_TABLE = "_AURORA_SYNC_RUNS"
+# Merged runs the planner reads per table: the newest one, and enough older ones that an integer
+# cursor finds a MAX(cursor) sample taken before the newest run's horizon.
+HISTORY_RUNS = 20
+FILES_KEPT_DAYS = 2
+RUNS_KEPT_DAYS = 14
+
+
+@dataclass(frozen=True)
+class Ledger:
+    database: str
+    staging_schema: str
+
+    def _name(self, table: str) -> str:
+        return f"{quote(self.database)}.{quote(self.staging_schema)}.{quote(table)}"
+
+    @property
+    def files(self) -> str:
+        return self._name(FILES_TABLE)
+
+    @property
+    def runs(self) -> str:
+        return self._name(RUNS_TABLE)
+
+
+@dataclass(frozen=True)
+class AccountedFile:
+    name: str
+    order: int
+    rows: int
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    """One table's run as the ledger keeps it."""
+
+    table: str
+    run_id: str
+    snapshot: SourceSnapshot
+    window_start: str | None  # only a window the planner derived (not an operator's `since`)
+    primary_key: tuple[str, ...]
+    cursor_column: str
+    files: int = 0
+    rows: int = 0
+    merged: bool = False
+
+
+def _iso(moment: datetime) -> str:
+    return moment.astimezone(UTC).isoformat()
+
+
+def record_runs(
+    conn: Any, ledger: Ledger, runs: Sequence[RunRecord], files: dict[str, list[AccountedFile]]
+) -> None:
+    """Account for ``runs`` and their files (replacing what a retried call already wrote).
+
+    Runs with ``merged`` set (nothing to merge: an empty window) are recorded as merged at once.
+    """
+    if not runs:
+        return
+    run_id = runs[0].run_id
+    names = [r.table for r in runs]
+    marks = ", ".join("?" for _ in names)
+    cur = conn.cursor()
+    try:
+        with warehouse_errors(f"recording {len(runs)} export(s) in the ledger {ledger.runs}"):
+            cur.execute(
+                f"DELETE FROM {ledger.files} WHERE RUN_ID = ? AND TABLE_NAME IN ({marks})", [run_id, *names]
+            )
+            cur.execute(
+                f"DELETE FROM {ledger.runs} WHERE RUN_ID = ? AND TABLE_NAME IN ({marks})", [run_id, *names]
+            )
+            rows = [
+                (run.table, run.run_id, f.name, str(f.order), f.rows)
+                for run in runs
+                for f in files.get(run.table, [])
+            ]
+            if rows:
+                # ACCOUNTED_AT on Snowflake's clock: compared with the MERGE task's start time.
+                cur.executemany(
+                    f"INSERT INTO {ledger.files} (TABLE_NAME, RUN_ID, FILE_NAME, SNAPSHOT_ORDER, "
+                    "ROWS_LOADED, ACCOUNTED_AT) "
+                    "VALUES (?, ?, ?, CAST(? AS NUMBER(38,0)), ?, CURRENT_TIMESTAMP())",
+                    rows,
+                )
+            cur.executemany(
+                f"INSERT INTO {ledger.runs} (TABLE_NAME, RUN_ID, SNAPSHOT_ORDER, SOURCE_TIME, HORIZON, "
+                "CURSOR_TYPE, CURSOR_COLUMN, MAX_CURSOR, SAMPLE_TIME, SAMPLE_MAX, WINDOW_START, PRIMARY_KEY, "
+                "FILE_COUNT, ROWS_LOADED, ACCOUNTED_AT, MERGED_AT) "
+                "VALUES (?, ?, CAST(? AS NUMBER(38,0)), CAST(? AS TIMESTAMP_TZ), CAST(? AS TIMESTAMP_TZ), "
+                "?, ?, ?, CAST(? AS TIMESTAMP_TZ), ?, ?, ?, ?, ?, CURRENT_TIMESTAMP(), "
+                "CASE WHEN ? THEN CURRENT_TIMESTAMP() END)",
+                [
+                    (
+                        run.table,
+                        run.run_id,
+                        run.snapshot.order,
+                        run.snapshot.source_time,
+                        run.snapshot.horizon,
+                        run.snapshot.cursor_type,
+                        run.cursor_column,
+                        run.snapshot.max_cursor,
+                        run.snapshot.sample_time,
+                        run.snapshot.sample_max,
+                        run.window_start,
+                        json.dumps(list(run.primary_key)),
+                        run.files,
+                        run.rows,
+                        run.merged,
+                    )
+                    for run in runs
+                ],
+            )
+    finally:
+        cur.close()
+
+
+def mark_merged(conn: Any, ledger: Ledger, run_id: str, merged: Sequence[tuple[str, datetime, bool]]) -> None:
+    """After a MERGE task run succeeded: ``(table, the run's start time, run reached FINAL)``.
+
+    Every file of the table accounted for before that MERGE started was in its stream, so it is
+    consumed whichever run accounted for it. The run itself counts as merged only when none of
+    its rows had to be left out (the table then failed, and its window must be read again).
+    """
+    if not merged:
+        return
+    conditions = " OR ".join("(TABLE_NAME = ? AND ACCOUNTED_AT <= CAST(? AS TIMESTAMP_TZ))" for _ in merged)
+    params: list[Any] = []
+    for table, started, _ in merged:
+        params += [table, _iso(started)]
+    complete = [table for table, _, whole in merged if whole]
+    cur = conn.cursor()
+    try:
+        with warehouse_errors(f"marking {len(merged)} merge(s) in the ledger {ledger.files}"):
+            cur.execute(
+                f"UPDATE {ledger.files} SET MERGED_AT = CURRENT_TIMESTAMP() "
+                f"WHERE MERGED_AT IS NULL AND ({conditions})",
+                params,
+            )
+            # A merged file's entry only guards against a replay, which Snowpipe itself refuses
+            # for 14 days and which, once the entry is gone, is an unaccounted file anyway.
+            cur.execute(
+                f"DELETE FROM {ledger.files} WHERE MERGED_AT < DATEADD(day, -?, CURRENT_TIMESTAMP()) "
+                f"AND TABLE_NAME IN ({', '.join('?' for _ in merged)})",
+                [FILES_KEPT_DAYS, *(table for table, _, _ in merged)],
+            )
+            if complete:
+                marks = ", ".join("?" for _ in complete)
+                cur.execute(
+                    f"UPDATE {ledger.runs} SET MERGED_AT = CURRENT_TIMESTAMP() WHERE RUN_ID = ? AND "
+                    f"MERGED_AT IS NULL AND TABLE_NAME IN ({marks})",
+                    [run_id, *complete],
+                )
+                # This run now starts the tables' next windows; older runs only serve as integer
+                # samples, and a few days of them is plenty.
+                cur.execute(
+                    f"DELETE FROM {ledger.runs} WHERE RUN_ID <> ? AND TABLE_NAME IN ({marks}) "
+                    "AND ACCOUNTED_AT < DATEADD(day, -?, CURRENT_TIMESTAMP())",
+                    [run_id, *complete, RUNS_KEPT_DAYS],
+                )
+    finally:
+        cur.close()
+
+
+@dataclass(frozen=True)
+class MergedRun:
+    """A run whose rows reached FINAL, as the planner needs it."""
+
+    run_id: str
+    order: int
+    source_time: datetime
+    horizon: datetime
+    cursor_type: str
+    max_cursor: str | None
+    sample_time: datetime | None
+    sample_max: str | None
+    window_start: str | None
+    primary_key: tuple[str, ...]
+    cursor_column: str | None
+
+
+def _aware(value: Any) -> datetime:
+    moment = value if isinstance(value, datetime) else datetime.fromisoformat(str(value))
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def read_history(conn: Any, ledger: Ledger, tables: Sequence[str]) -> dict[str, list[MergedRun]]:
+    """{table: its merged runs, newest snapshot first (at most ``HISTORY_RUNS``)}, in one statement."""
+    if not tables:
+        return {}
+    cur = conn.cursor()
+    try:
+        with warehouse_errors(f"reading the export ledger {ledger.runs}"):
+            cur.execute(
+                "SELECT TABLE_NAME, RUN_ID, SNAPSHOT_ORDER::VARCHAR, SOURCE_TIME, HORIZON, CURSOR_TYPE, "
+                "MAX_CURSOR, SAMPLE_TIME, SAMPLE_MAX, WINDOW_START, PRIMARY_KEY, CURSOR_COLUMN "
+                f"FROM {ledger.runs} "
+                f"WHERE MERGED_AT IS NOT NULL AND TABLE_NAME IN ({', '.join('?' for _ in tables)}) "
+                "QUALIFY ROW_NUMBER() OVER (PARTITION BY TABLE_NAME ORDER BY SNAPSHOT_ORDER DESC) <= ?",
+                [*tables, HISTORY_RUNS],
+            )
+            rows = cur.fetchall()
+    finally:
+        cur.close()
+    history: dict[str, list[MergedRun]] = {name: [] for name in tables}
+    for (
+        table,
+        run_id,
+        order,
+        source_time,
+        horizon,
+        cursor_type,
+        max_cursor,
+        s_time,
+        s_max,
+        start,
+        key,
+        column,
+    ) in rows:
+        history[str(table)].append(
+            MergedRun(
+                run_id=str(run_id),
+                order=int(str(order).split(".")[0]),
+                source_time=_aware(source_time),
+                horizon=_aware(horizon),
+                cursor_type=str(cursor_type),
+                max_cursor=None if max_cursor is None else str(max_cursor),
+                sample_time=None if s_time is None else _aware(s_time),
+                sample_max=None if s_max is None else str(s_max),
+                window_start=None if start is None else str(start),
+                primary_key=tuple(json.loads(key)) if key else (),
+                cursor_column=None if column is None else str(column),
+            )
+        )
+    for runs in history.values():
+        runs.sort(key=lambda r: r.order, reverse=True)
+    return history

@@ -1,0 +1,42 @@
+-- The export ledger: what each run accounted for, and which runs reached FINAL.
+--
+-- _AURORA_SYNC_FILES: one row per exported file the verifier reconciled with COPY_HISTORY. Every
+-- MERGE task joins its stream to it: rows from a file no run accounted for (a stray object under
+-- a table's prefix, a replayed copy of an old export) are never merged, and the versions of a row
+-- are ordered by the source snapshot they were read in (SNAPSHOT_ORDER), never by the cursor.
+-- _AURORA_SYNC_RUNS: one row per table and run; the planner derives the next export window from
+-- the runs that reached FINAL (MERGED_AT set), so a failed run never moves it.
+-- Both are small (rows per file and per run); the retention task of each table prunes them.
+
+CREATE TABLE IF NOT EXISTS {{database}}.{{staging_schema}}."_AURORA_SYNC_FILES" (
+    TABLE_NAME VARCHAR NOT NULL,
+    RUN_ID VARCHAR NOT NULL,
+    FILE_NAME VARCHAR NOT NULL,
+    SNAPSHOT_ORDER NUMBER(38,0) NOT NULL,
+    ROWS_LOADED NUMBER(38,0) NOT NULL,
+    ACCOUNTED_AT TIMESTAMP_TZ NOT NULL,
+    MERGED_AT TIMESTAMP_TZ
+) COMMENT = 'aurora-sync: exported files accounted for by the verifier, the only files MERGE tasks read';
+
+CREATE TABLE IF NOT EXISTS {{database}}.{{staging_schema}}."_AURORA_SYNC_RUNS" (
+    TABLE_NAME VARCHAR NOT NULL,
+    RUN_ID VARCHAR NOT NULL,
+    SNAPSHOT_ORDER NUMBER(38,0) NOT NULL,
+    SOURCE_TIME TIMESTAMP_TZ NOT NULL,
+    HORIZON TIMESTAMP_TZ NOT NULL,
+    CURSOR_TYPE VARCHAR NOT NULL,
+    CURSOR_COLUMN VARCHAR NOT NULL,
+    MAX_CURSOR VARCHAR,
+    SAMPLE_TIME TIMESTAMP_TZ,
+    SAMPLE_MAX VARCHAR,
+    WINDOW_START VARCHAR,
+    PRIMARY_KEY VARCHAR NOT NULL,
+    FILE_COUNT NUMBER(38,0) NOT NULL,
+    ROWS_LOADED NUMBER(38,0) NOT NULL,
+    ACCOUNTED_AT TIMESTAMP_TZ NOT NULL,
+    MERGED_AT TIMESTAMP_TZ
+) COMMENT = 'aurora-sync: one row per table and run, where the planner starts the next window from merged runs';
+
+-- The service role writes both (future grants on STAGING do not include UPDATE).
+GRANT SELECT, INSERT, UPDATE, DELETE ON TABLE {{database}}.{{staging_schema}}."_AURORA_SYNC_FILES" TO ROLE {{service_role}};
+GRANT SELECT, INSERT, UPDATE, DELETE ON TABLE {{database}}.{{staging_schema}}."_AURORA_SYNC_RUNS" TO ROLE {{service_role}};
