@@ -66,9 +66,10 @@ class AccountedFile:
 
 @dataclass(frozen=True)
 class RunRecord:
-    """One table's run as the ledger keeps it."""
+    """One table's run as the ledger keeps it, under its Snowflake target name (unique per FINAL
+    table, where config names may repeat across deployments sharing a database)."""
 
-    table: str
+    target: str
     run_id: str
     snapshot: SourceSnapshot
     window_start: str | None  # only a window the planner derived (not an operator's `since`)
@@ -93,32 +94,32 @@ def record_runs(
     if not runs:
         return
     run_id = runs[0].run_id
-    names = [r.table for r in runs]
+    names = [r.target for r in runs]
     marks = ", ".join("?" for _ in names)
     cur = conn.cursor()
     try:
         with warehouse_errors(f"recording {len(runs)} export(s) in the ledger {ledger.runs}"):
             cur.execute(
-                f"DELETE FROM {ledger.files} WHERE RUN_ID = ? AND TABLE_NAME IN ({marks})", [run_id, *names]
+                f"DELETE FROM {ledger.files} WHERE RUN_ID = ? AND TARGET IN ({marks})", [run_id, *names]
             )
             cur.execute(
-                f"DELETE FROM {ledger.runs} WHERE RUN_ID = ? AND TABLE_NAME IN ({marks})", [run_id, *names]
+                f"DELETE FROM {ledger.runs} WHERE RUN_ID = ? AND TARGET IN ({marks})", [run_id, *names]
             )
             rows = [
-                (run.table, run.run_id, f.name, str(f.order), f.rows)
+                (run.target, run.run_id, f.name, str(f.order), f.rows)
                 for run in runs
-                for f in files.get(run.table, [])
+                for f in files.get(run.target, [])
             ]
             if rows:
                 # ACCOUNTED_AT on Snowflake's clock: compared with the MERGE task's start time.
                 cur.executemany(
-                    f"INSERT INTO {ledger.files} (TABLE_NAME, RUN_ID, FILE_NAME, SNAPSHOT_ORDER, "
+                    f"INSERT INTO {ledger.files} (TARGET, RUN_ID, FILE_NAME, SNAPSHOT_ORDER, "
                     "ROWS_LOADED, ACCOUNTED_AT) "
                     "VALUES (?, ?, ?, CAST(? AS NUMBER(38,0)), ?, CURRENT_TIMESTAMP())",
                     rows,
                 )
             cur.executemany(
-                f"INSERT INTO {ledger.runs} (TABLE_NAME, RUN_ID, SNAPSHOT_ORDER, SOURCE_TIME, HORIZON, "
+                f"INSERT INTO {ledger.runs} (TARGET, RUN_ID, SNAPSHOT_ORDER, SOURCE_TIME, HORIZON, "
                 "CURSOR_TYPE, CURSOR_COLUMN, MAX_CURSOR, SAMPLE_TIME, SAMPLE_MAX, WINDOW_START, PRIMARY_KEY, "
                 "FILE_COUNT, ROWS_LOADED, ACCOUNTED_AT, MERGED_AT) "
                 "VALUES (?, ?, CAST(? AS NUMBER(38,0)), CAST(? AS TIMESTAMP_TZ), CAST(? AS TIMESTAMP_TZ), "
@@ -126,7 +127,7 @@ def record_runs(
                 "CASE WHEN ? THEN CURRENT_TIMESTAMP() END)",
                 [
                     (
-                        run.table,
+                        run.target,
                         run.run_id,
                         run.snapshot.order,
                         run.snapshot.source_time,
@@ -150,7 +151,7 @@ def record_runs(
 
 
 def mark_merged(conn: Any, ledger: Ledger, run_id: str, merged: Sequence[tuple[str, datetime, bool]]) -> None:
-    """After a MERGE task run succeeded: ``(table, the run's start time, run reached FINAL)``.
+    """After a MERGE task run succeeded: ``(target, the task run's start, the run reached FINAL)``.
 
     Every file of the table accounted for before that MERGE started was in its stream, so it is
     consumed whichever run accounted for it. The run itself counts as merged only when none of
@@ -158,7 +159,7 @@ def mark_merged(conn: Any, ledger: Ledger, run_id: str, merged: Sequence[tuple[s
     """
     if not merged:
         return
-    conditions = " OR ".join("(TABLE_NAME = ? AND ACCOUNTED_AT <= CAST(? AS TIMESTAMP_TZ))" for _ in merged)
+    conditions = " OR ".join("(TARGET = ? AND ACCOUNTED_AT <= CAST(? AS TIMESTAMP_TZ))" for _ in merged)
     params: list[Any] = []
     for table, started, _ in merged:
         params += [table, _iso(started)]
@@ -175,20 +176,20 @@ def mark_merged(conn: Any, ledger: Ledger, run_id: str, merged: Sequence[tuple[s
             # for 14 days and which, once the entry is gone, is an unaccounted file anyway.
             cur.execute(
                 f"DELETE FROM {ledger.files} WHERE MERGED_AT < DATEADD(day, -?, CURRENT_TIMESTAMP()) "
-                f"AND TABLE_NAME IN ({', '.join('?' for _ in merged)})",
+                f"AND TARGET IN ({', '.join('?' for _ in merged)})",
                 [FILES_KEPT_DAYS, *(table for table, _, _ in merged)],
             )
             if complete:
                 marks = ", ".join("?" for _ in complete)
                 cur.execute(
                     f"UPDATE {ledger.runs} SET MERGED_AT = CURRENT_TIMESTAMP() WHERE RUN_ID = ? AND "
-                    f"MERGED_AT IS NULL AND TABLE_NAME IN ({marks})",
+                    f"MERGED_AT IS NULL AND TARGET IN ({marks})",
                     [run_id, *complete],
                 )
                 # This run now starts the tables' next windows; older runs only serve as integer
                 # samples, and a few days of them is plenty.
                 cur.execute(
-                    f"DELETE FROM {ledger.runs} WHERE RUN_ID <> ? AND TABLE_NAME IN ({marks}) "
+                    f"DELETE FROM {ledger.runs} WHERE RUN_ID <> ? AND TARGET IN ({marks}) "
                     "AND ACCOUNTED_AT < DATEADD(day, -?, CURRENT_TIMESTAMP())",
                     [run_id, *complete, RUNS_KEPT_DAYS],
                 )
@@ -219,18 +220,18 @@ def _aware(value: Any) -> datetime:
 
 
 def read_history(conn: Any, ledger: Ledger, tables: Sequence[str]) -> dict[str, list[MergedRun]]:
-    """{table: its merged runs, newest snapshot first (at most ``HISTORY_RUNS``)}, in one statement."""
+    """{target: its merged runs, newest snapshot first (at most ``HISTORY_RUNS``)}, in one statement."""
     if not tables:
         return {}
     cur = conn.cursor()
     try:
         with warehouse_errors(f"reading the export ledger {ledger.runs}"):
             cur.execute(
-                "SELECT TABLE_NAME, RUN_ID, SNAPSHOT_ORDER::VARCHAR, SOURCE_TIME, HORIZON, CURSOR_TYPE, "
+                "SELECT TARGET, RUN_ID, SNAPSHOT_ORDER::VARCHAR, SOURCE_TIME, HORIZON, CURSOR_TYPE, "
                 "MAX_CURSOR, SAMPLE_TIME, SAMPLE_MAX, WINDOW_START, PRIMARY_KEY, CURSOR_COLUMN "
                 f"FROM {ledger.runs} "
-                f"WHERE MERGED_AT IS NOT NULL AND TABLE_NAME IN ({', '.join('?' for _ in tables)}) "
-                "QUALIFY ROW_NUMBER() OVER (PARTITION BY TABLE_NAME ORDER BY SNAPSHOT_ORDER DESC) <= ?",
+                f"WHERE MERGED_AT IS NOT NULL AND TARGET IN ({', '.join('?' for _ in tables)}) "
+                "QUALIFY ROW_NUMBER() OVER (PARTITION BY TARGET ORDER BY SNAPSHOT_ORDER DESC) <= ?",
                 [*tables, HISTORY_RUNS],
             )
             rows = cur.fetchall()

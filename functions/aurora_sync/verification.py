@@ -448,7 +448,7 @@ def _run_record(table: _Table, *, merged: bool) -> RunRecord:
     export = table.export
     assert export is not None and export.snapshot is not None
     return RunRecord(
-        table=table.verdict.table,
+        target=table.verdict.target,
         run_id=export.run_id,
         snapshot=export.snapshot,
         # Only a window the planner derived is safe to start from again; an operator's `since`
@@ -482,7 +482,7 @@ def _record(conn: Any, ledger: Ledger, tables: Sequence[_Table], *, merged: bool
             accounted.append(
                 AccountedFile(key, order, table.loads[key].row_count if key in table.loads else 0)
             )
-        files[table.verdict.table] = accounted
+        files[table.verdict.target] = accounted
     usable = [t for t in tables if t.verdict.outcome != "FAILED"]
     try:
         record_runs(conn, ledger, [_run_record(t, merged=merged) for t in usable], files)

@@ -198,12 +198,14 @@ def read_watermarks(
         counts = list(row) if row is not None else [0] * len(readable)
     finally:
         cur.close()
-    history = read_history(conn, Ledger(database, staging_schema), [name for name, _ in readable])
     by_name = {t.name: t for t in tables}
+    history = read_history(
+        conn, Ledger(database, staging_schema), sorted({by_name[n].target for n, _ in readable})
+    )
     for (name, _), count in zip(readable, counts, strict=True):
         table = by_name[name]
         cursor_type = columns[table.target][snowflake_column(table.config.cursor)]
-        results[name] = _window_start(table, cursor_type, int(count or 0), history.get(name, []))
+        results[name] = _window_start(table, cursor_type, int(count or 0), history.get(table.target, []))
     return results
 
 

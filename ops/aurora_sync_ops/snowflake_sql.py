@@ -273,6 +273,8 @@ def render_merge(setup: SnowflakeSetup, spec: TableSpec) -> str:
       MERGE and wedge the stream. The exporter counts those rows and the verifier fails the
       table, naming one.
     """
+    if not _IDENTIFIER.match(spec.target):
+        raise SqlConfigError(f"target {spec.target!r} is not a plain Snowflake identifier")
     objects = setup.objects(spec.target)
     ledger = Ledger(setup.database, setup.staging_schema)
     names = spec.snowflake_names
@@ -309,12 +311,12 @@ def render_merge(setup: SnowflakeSetup, spec: TableSpec) -> str:
         f"WHEN NOT MATCHED{insert_condition} THEN INSERT ({', '.join(quote(c) for c in insert_columns)}) "
         f"VALUES ({', '.join(insert_values)})"
     )
-    # The config name is [a-z][a-z0-9_]*: safe as a literal (a task's SQL takes no binds).
+    # The target is a plain Snowflake identifier (config validation): safe as a literal.
     return (
         f"MERGE INTO {objects.final_table} AS t\n"
         f"USING (\n    SELECT {', '.join(select)}\n    FROM {objects.stream} AS st\n"
         f"    JOIN {ledger.files} AS l ON l.FILE_NAME = st.{quote(FILE_COLUMN)} "
-        f"AND l.TABLE_NAME = '{spec.name}' AND l.MERGED_AT IS NULL\n"
+        f"AND l.TARGET = '{spec.target}' AND l.MERGED_AT IS NULL\n"
         f"    WHERE {' AND '.join(f'{k} IS NOT NULL' for k in keys)}\n"
         f"    QUALIFY ROW_NUMBER() OVER (PARTITION BY {', '.join(keys)} "
         f"ORDER BY {order}) = 1\n) AS s\nON {on}\n" + "\n".join(clauses)

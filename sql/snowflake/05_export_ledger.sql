@@ -9,7 +9,7 @@
 -- Both are small (rows per file and per run); the retention task of each table prunes them.
 
 CREATE TABLE IF NOT EXISTS {{database}}.{{staging_schema}}."_AURORA_SYNC_FILES" (
-    TABLE_NAME VARCHAR NOT NULL,
+    TARGET VARCHAR NOT NULL,
     RUN_ID VARCHAR NOT NULL,
     FILE_NAME VARCHAR NOT NULL,
     SNAPSHOT_ORDER NUMBER(38,0) NOT NULL,
@@ -19,7 +19,7 @@ CREATE TABLE IF NOT EXISTS {{database}}.{{staging_schema}}."_AURORA_SYNC_FILES" 
 ) COMMENT = 'aurora-sync: exported files accounted for by the verifier, the only files MERGE tasks read';
 
 CREATE TABLE IF NOT EXISTS {{database}}.{{staging_schema}}."_AURORA_SYNC_RUNS" (
-    TABLE_NAME VARCHAR NOT NULL,
+    TARGET VARCHAR NOT NULL,
     RUN_ID VARCHAR NOT NULL,
     SNAPSHOT_ORDER NUMBER(38,0) NOT NULL,
     SOURCE_TIME TIMESTAMP_TZ NOT NULL,
