@@ -32,6 +32,11 @@ def world(stack: dict[str, Any]) -> Iterator[World]:
             "updated_at timestamptz NOT NULL DEFAULT now())",
             {"table": "hot", "primary_key": ["id"], "soft_delete_column": "deleted_at"},
         ),
+        "integ_strays": (
+            "CREATE TABLE {schema}.strays (id bigint PRIMARY KEY, v text, deleted_at timestamptz, "
+            "updated_at timestamptz NOT NULL DEFAULT now())",
+            {"table": "strays", "primary_key": ["id"], "soft_delete_column": "deleted_at"},
+        ),
         "integ_versioned": (
             "CREATE SEQUENCE {schema}.ver_seq; "
             "CREATE TABLE {schema}.versioned (id bigint PRIMARY KEY, v text, "
@@ -51,6 +56,7 @@ def world(stack: dict[str, Any]) -> Iterator[World]:
     }
     with open_world(stack, tables, prefix="integ") as world:
         world.execute("INSERT INTO {schema}.hot (id, v) SELECT i, 'v' || i FROM generate_series(1, 20) i")
+        world.execute("INSERT INTO {schema}.strays (id, v) SELECT i, 'v' || i FROM generate_series(1, 20) i")
         world.execute(
             "INSERT INTO {schema}.versioned (id, v) SELECT i, 'v' || i FROM generate_series(1, 5) i"
         )
@@ -205,26 +211,26 @@ def test_stray_and_replayed_files_are_never_merged(world: World) -> None:
     replayed after a soft delete brought the deleted row back."""
     s3 = admin_client(world.status, "s3")
     bucket = world.status["aws"]["bucket"]
-    first_export = _exported_objects(world, "integ_hot")[0]
+    first_export = _exported_objects(world, "integ_strays")[0]
     old_body = s3.get_object(Bucket=bucket, Key=first_export)["Body"].read()
 
     # A soft delete of row 4, synced: FINAL drops it.
-    world.execute("UPDATE {schema}.hot SET deleted_at = now(), updated_at = now() WHERE id = 4")
-    succeeded(world, ["integ_hot"])
-    assert final_rows(world, "integ_hot", '"ID" = 4') == []
+    world.execute("UPDATE {schema}.strays SET deleted_at = now(), updated_at = now() WHERE id = 4")
+    succeeded(world, ["integ_strays"])
+    assert final_rows(world, "integ_strays", '"ID" = 4') == []
 
     # The old export (it holds row 4 alive) replayed under a new name, and a stray file with a
     # phantom row stamped 2099: both load into STAGING.
     line = next(row for row in old_body.decode().splitlines() if row.startswith("5,"))
     phantom = ("999," + line.split(",", 1)[1]).replace(line.split(",")[-2], "2099-01-01T00:00:00.000000Z")
-    replay, stray = "integ_hot/2020/01/01/00/replayed.csv", "integ_hot/2020/01/01/00/stray.csv"
+    replay, stray = "integ_strays/2020/01/01/00/replayed.csv", "integ_strays/2020/01/01/00/stray.csv"
     s3.put_object(Bucket=bucket, Key=replay, Body=old_body)
     s3.put_object(Bucket=bucket, Key=stray, Body=(phantom + "\n").encode())
-    _wait_loaded(world, "integ_hot", replay)
-    _wait_loaded(world, "integ_hot", stray)
+    _wait_loaded(world, "integ_strays", replay)
+    _wait_loaded(world, "integ_strays", stray)
 
-    world.execute("UPDATE {schema}.hot SET v = 'after the strays', updated_at = now() WHERE id = 6")
-    report = succeeded(world, ["integ_hot"])["integ_hot"]
+    world.execute("UPDATE {schema}.strays SET v = 'after the strays', updated_at = now() WHERE id = 6")
+    report = succeeded(world, ["integ_strays"])["integ_strays"]
     assert report["rows_merged"] <= report["rows_loaded"], report
-    assert final_rows(world, "integ_hot", '"ID" IN (4, 999)') == []
-    world.assert_parity("integ_hot")
+    assert final_rows(world, "integ_strays", '"ID" IN (4, 999)') == []
+    world.assert_parity("integ_strays")
