@@ -568,19 +568,20 @@ def _merge(
                 )
         except TerminalError as exc:
             table.set(outcome="FAILED", error=type(exc).__name__, reason=str(exc))
+    _settle(conn, ledger, run_id, succeeded, skipped)
+
+
+def _settle(
+    conn: Any, ledger: Ledger, run_id: str, succeeded: list[tuple[_Table, datetime]], skipped: set[str]
+) -> None:
+    """Tables whose MERGE task run succeeded: rows merged, the ledger marked, the outcome."""
     if not succeeded:
         return
-    merged = lh.count_merged_rows(
-        conn,
-        [(t.verdict.table, t.objects, started) for t, started in succeeded if t.verdict.rows_merged != 0],
-    )
+    counted = [(t.verdict.table, t.objects, at) for t, at in succeeded if t.verdict.table not in skipped]
+    merged = lh.count_merged_rows(conn, counted)
     try:
-        mark_merged(
-            conn,
-            ledger,
-            run_id,
-            [(t.verdict.table, started, t.verdict.quarantined == 0) for t, started in succeeded],
-        )
+        marks = [(t.verdict.target, at, t.verdict.quarantined == 0) for t, at in succeeded]
+        mark_merged(conn, ledger, run_id, marks)
     except TerminalError as exc:
         for table, _ in succeeded:
             table.set(outcome="FAILED", error=type(exc).__name__, reason=str(exc))

@@ -89,6 +89,8 @@ def dry_run(
             override=request.overrides.get(table.name),
         )
         entry = TablePlan(table.name, "planned", cursor=table.config.cursor, window=window)
+        if window.source == "full" and state.reason != "final":
+            entry.reason = f"every row: {state.reason}"
         try:
             _count(source, table.name, table.config, window, entry)
         except SyncError as exc:

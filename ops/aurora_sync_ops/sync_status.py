@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, date, datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from aurora_sync.config import InvalidTable, LoadedTable, TableConfigResult
@@ -55,15 +55,6 @@ class TableStatus:
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
-
-
-def _lag_seconds(value: Any, now: datetime) -> float | None:
-    if isinstance(value, datetime):
-        moment = value if value.tzinfo is not None else value.replace(tzinfo=UTC)  # NTZ cursors are UTC
-        return round((now - moment).total_seconds(), 3)
-    if isinstance(value, date):
-        return round((now - datetime(value.year, value.month, value.day, tzinfo=UTC)).total_seconds(), 3)
-    return None
 
 
 def _iso(value: Any) -> str | None:
@@ -126,10 +117,11 @@ def table_status(
         state = watermarks[config.name]
         if state.error is not None:
             row.error = str(state.error)
-        elif state.value is not None:
+        elif state.source_time is not None:
+            # FINAL matches the source as of the newest merged run's snapshot: that is its age.
             row.synced = True
-            row.watermark = watermark_text(state.value)
-            row.freshness_lag_seconds = _lag_seconds(state.value, now)
+            row.watermark = watermark_text(state.value) if state.value is not None else None
+            row.freshness_lag_seconds = round(max(0.0, (now - state.source_time).total_seconds()), 3)
         for execution in executions:  # newest first
             if config.name in execution.tables:
                 row.last_outcome = execution.tables[config.name]

@@ -360,14 +360,16 @@ def test_all_types_table_merges_and_final_equals_source(lab: Lab) -> None:
     assert (verdict["files"], verdict["files_loaded"], verdict["missing"]) == (1, 1, [])
     assert verdict["target"] == table.target and verdict["refreshed_at"] is None
     assert verdict["merge_query_id"] == task_runs(lab, table, started_at)[0]["QUERY_ID"]
-    assert verdict["watermark"] == "2026-03-01T12:04:00.654321+00:00"
+    # Fresh as of the export's source snapshot, not of the newest cursor value (2026-03-01 here).
+    assert result["snapshot"]["source_time"] == verdict["source_time"]
     assert (
         0
         < verdict["freshness_lag_seconds"]
         == pytest.approx(
-            (datetime.now(UTC) - datetime.fromisoformat(verdict["watermark"])).total_seconds(), abs=60
+            (datetime.now(UTC) - datetime.fromisoformat(verdict["source_time"])).total_seconds(), abs=60
         )
     )
+    assert verdict["freshness_lag_seconds"] < 120
 
     final = {r["ID"]: r for r in final_rows(lab, table)}
     assert sorted(final) == [1, 2, 3, 4]
@@ -408,8 +410,9 @@ def test_overlapping_exports_merge_once_and_an_older_version_never_overwrites(la
         )
     run_id, started_at = start_run()
     second = export(table, run_id)
-    # And an older version of row 1 arrives late in a file of its own (a straggling earlier export).
-    stale_key = f"{table.name}/2026/01/01/00/00000000-0000-7000-8000-000000000000.csv"
+    # And an older version of row 1 arrives late in a file of its own (a straggling earlier export,
+    # read in an older snapshot than the second run's, and accounted for by a later verifier call).
+    stale_key = f"{table.name}/2026/01/01/00/s{1:026d}-00000000-0000-7000-8000-000000000000.csv"
     lab.s3.put_object(Bucket=lab.bucket, Key=stale_key, Body=b'1,"stale",2026-01-01T00:00:00.500000Z,\n')
     stale = {**second, "rows": 1, "files": 1, "bytes": 0, "keys": [stale_key]}
     output, _ = poll(verify_event(run_id, started_at, [second]))
@@ -578,7 +581,10 @@ def test_a_retried_call_after_execute_task_does_not_merge_twice(lab: Lab) -> Non
     deadline = time.monotonic() + POLL_SECONDS
     while True:
         output = verify_handler(event, FakeContext())
-        if by_table(output)[table.name]["reason"] == "every file loaded; merge task requested":
+        if (
+            by_table(output)[table.name]["reason"]
+            == "every file loaded and accounted for; merge task requested"
+        ):
             break
         assert time.monotonic() < deadline, json.dumps(output)
         time.sleep(0.2)
@@ -586,7 +592,7 @@ def test_a_retried_call_after_execute_task_does_not_merge_twice(lab: Lab) -> Non
     # The state machine retries the same input (no `previous` from the call that died).
     for _ in range(3):
         again = by_table(verify_handler(event, FakeContext()))[table.name]
-        assert again["reason"] != "every file loaded; merge task requested"
+        assert again["reason"] != "every file loaded and accounted for; merge task requested"
     output, _ = poll(event)
     assert by_table(output)[table.name]["outcome"] == "MERGED"
     runs = task_runs(lab, table, started_at)
