@@ -24,7 +24,7 @@ from .source_db import source_errors
 from .typemap import map_column
 from .work import ChunkPosition, ExportResult, SourceSnapshot, WorkItem
 
-# An open transaction older than this (or than the lookback) is reported: it holds windows back.
+# An open transaction older than the lookback (or this, without one) is reported: it holds windows back.
 LONG_TRANSACTION_SECONDS = 900
 EXPORT_OPTIONS = "format csv"  # no header: aws_s3 splits large results and may not repeat it
 
@@ -88,7 +88,7 @@ def _warnings(
             "again on every run until their values are corrected at the source"
         )
     held_back = datetime.fromisoformat(snapshot.source_time) - datetime.fromisoformat(snapshot.horizon)
-    if held_back.total_seconds() > max(item.window.lookback_seconds, LONG_TRANSACTION_SECONDS):
+    if held_back.total_seconds() > (item.window.lookback_seconds or LONG_TRANSACTION_SECONDS):
         # Not a risk to the data (the next window starts before this transaction), but a cost:
         # every run re-reads everything written since it started.
         warnings.append(

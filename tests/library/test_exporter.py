@@ -10,6 +10,7 @@ import json
 import time
 import uuid
 from collections.abc import Iterator
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -25,8 +26,10 @@ from aurora_sync.errors import (
     SourcePermissionDenied,
     SourceTimeout,
 )
+from aurora_sync.ledger import MergedRun
 from aurora_sync.settings import runtime_settings
 from aurora_sync.vault import reset_vault_cache
+from aurora_sync.watermarks import next_watermark
 from aurora_sync_ops.environment import local_aws_client
 from exporter.app import lambda_handler
 
@@ -156,7 +159,13 @@ def test_full_export_writes_every_row_once_under_the_documented_key(
     assert key.startswith("orders/") and key.endswith(".csv")
     _table, yyyy, mm, dd, hh, name = key.split("/")
     assert (len(yyyy), len(mm), len(dd), len(hh)) == (4, 2, 2, 2)
-    uuid.UUID(name.removesuffix(".csv"))
+    # s<snapshot order, 26 digits>-<uuid>.csv: the order the MERGE ranks this file's versions by.
+    order, _, identifier = name.removesuffix(".csv").partition("-")
+    assert order == f"s{int(result['snapshot']['order']):026d}"
+    uuid.UUID(identifier)
+    snapshot = result["snapshot"]
+    assert snapshot["cursor_type"] == "timestamptz" and snapshot["max_cursor"] == "2026-01-01 00:00:50+00"
+    assert snapshot["horizon"] < snapshot["source_time"]  # read before the snapshot, minus a margin
     rows = read_rows(s3, env["EXPORT_BUCKET"], result["keys"])
     assert [row[0] for row in rows] == [str(i) for i in range(1, 51)]
     assert rows[0] == ["1", "note 1", "1.50", "2026-01-01T00:00:01.000000Z", None]
@@ -169,19 +178,21 @@ def test_window_is_cursor_after_watermark_minus_lookback(
     env: dict[str, str], admin: Any, schema: str, s3: Any
 ) -> None:
     make_orders(admin, schema, 100)
-    # watermark = row 80's cursor; a lookback of 10 s reaches back to row 71 (exclusive 70)
+    # watermark = row 80's cursor; a lookback of 10 s reaches back to row 70, inclusive: a row that
+    # shares the boundary value is read again rather than lost
     window = {"watermark": "2026-01-01T00:01:20+00:00", "lookback_seconds": 10, "source": "final"}
     _, result = export_all(item(schema, window=window))
     ids = sorted(int(str(r[0])) for r in read_rows(s3, env["EXPORT_BUCKET"], result["keys"]))
-    assert ids == list(range(71, 101))
+    assert ids == list(range(70, 101))
     assert result["window"] == window
 
 
 def test_nothing_in_the_window_writes_no_file(env: dict[str, str], admin: Any, schema: str, s3: Any) -> None:
     make_orders(admin, schema, 10)
-    window = {"watermark": "2026-01-01T00:00:10+00:00", "lookback_seconds": 0, "source": "final"}
+    window = {"watermark": "2026-01-01T00:00:10.000001+00:00", "lookback_seconds": 0, "source": "final"}
     _, result = export_all(item(schema, window=window))
     assert (result["status"], result["rows"], result["keys"]) == ("EMPTY", 0, [])
+    assert result["snapshot"]["max_cursor"] == "2026-01-01 00:00:10+00"  # an empty window still proves
 
 
 def test_chunks_cover_every_row_exactly_once_including_boundary_ties(
@@ -205,7 +216,24 @@ def test_chunks_cover_every_row_exactly_once_including_boundary_ties(
     assert len(ids) == len(set(ids))
 
 
-def test_late_commit_is_exported_by_the_next_run_thanks_to_the_lookback(
+def merged(snapshot: dict[str, Any], window_start: str | None = None) -> MergedRun:
+    """The ledger's record of a run whose export reported ``snapshot`` and reached FINAL."""
+    return MergedRun(
+        run_id="r",
+        order=int(snapshot["order"]),
+        source_time=datetime.fromisoformat(snapshot["source_time"]),
+        horizon=datetime.fromisoformat(snapshot["horizon"]),
+        cursor_type=snapshot["cursor_type"],
+        max_cursor=snapshot.get("max_cursor"),
+        sample_time=datetime.fromisoformat(snapshot["sample_time"]) if snapshot.get("sample_time") else None,
+        sample_max=snapshot.get("sample_max"),
+        window_start=window_start,
+        primary_key=("id",),
+        cursor_column="updated_at",
+    )
+
+
+def test_late_commit_is_exported_by_the_next_run_thanks_to_the_horizon(
     env: dict[str, str], admin: Any, schema: str, s3: Any, stack: dict[str, Any]
 ) -> None:
     make_orders(admin, schema, 3)
@@ -219,19 +247,22 @@ def test_late_commit_is_exported_by_the_next_run_thanks_to_the_lookback(
         with admin.cursor() as cur:
             cur.execute(sql.SQL("INSERT INTO {} VALUES (4, 'early', 1, now())").format(table))
             cur.execute(sql.SQL("SELECT updated_at FROM {} WHERE id = 4").format(table))
-            watermark = cur.fetchone()[0]
+            newest = cur.fetchone()[0]
         first = export_all(item(schema))[1]
         first_rows = {r[0]: r[1] for r in read_rows(s3, env["EXPORT_BUCKET"], first["keys"])}
         assert first_rows["4"] == "early" and first_rows["1"] == "note 1"  # not yet committed
         late.commit()
-        # The next run starts from MAX(cursor) in FINAL = row 4's; the late row carries an older
-        # cursor than that, so only the lookback brings it into the window.
-        window = {"watermark": watermark.isoformat(), "lookback_seconds": 60, "source": "final"}
+        # The next window starts at what the first export proved: the open transaction started
+        # after its horizon, so whatever it commits is inside the window, even without a lookback.
+        start = next_watermark([merged(first["snapshot"])])
+        assert isinstance(start, datetime) and start < newest
+        window = {"watermark": start.isoformat(), "lookback_seconds": 0, "source": "final"}
         second = export_all(item(schema, window=window))[1]
         second_rows = {r[0]: r[1] for r in read_rows(s3, env["EXPORT_BUCKET"], second["keys"])}
         assert second_rows["1"] == "late"
-        without_lookback = export_all(item(schema, window={**window, "lookback_seconds": 0}))[1]
-        assert without_lookback["status"] == "EMPTY"  # what cursor-only tools do: the row is lost
+        # What a window from MAX(cursor) reads (cursor-only tools): the late row is lost.
+        by_max = export_all(item(schema, window={**window, "watermark": newest.isoformat()}))[1]
+        assert "1" not in {r[0] for r in read_rows(s3, env["EXPORT_BUCKET"], by_max["keys"])}
     finally:
         late.close()
 
@@ -265,7 +296,7 @@ def test_open_old_write_transaction_and_null_cursors_are_reported(
     text = " | ".join(result["warnings"])
     assert "2 row(s) of nullable have a NULL 'updated_at'" in text
     assert "full_resync" in text
-    assert "1 open write transaction(s)" in text
+    assert "has been open since" in text and "pg_stat_activity" in text
     # A full sync exports the NULL-cursor rows too (in their own keyset phase).
     full = export_all(item(schema, table="nullable", name="nullable"))[1]
     assert full["rows"] == 3

@@ -19,8 +19,10 @@ from aurora_sync.settings import runtime_settings
 from aurora_sync.typemap import PgType, map_column
 from aurora_sync.vault import reset_vault_cache
 from aurora_sync_ops.local.lambda_router import LambdaContext
+from aurora_sync_ops.snowflake_sql import SnowflakeSetup, render_setup
 
 EVENTS = Path(__file__).resolve().parents[2] / "events"
+STORAGE_ROLE_ARN = "arn:aws:iam::123456789012:role/aurora-sync-snowflake"
 FINAL = "FINAL"
 TIMESTAMPTZ = PgType("timestamptz", "timestamp with time zone", "D")
 TIMESTAMP = PgType("timestamp", "timestamp without time zone", "D")
@@ -39,6 +41,13 @@ def warehouse(stack: dict[str, Any]) -> Iterator[Any]:
     facts = dict(stack["snowflake"])
     conn = snowflake.connector.connect(**facts, paramstyle="qmark")
     conn.cursor().execute(f'CREATE SCHEMA IF NOT EXISTS "{facts["database"]}"."{FINAL}"')
+    # The export ledger, as `aurora-sync sql snowflake --setup` creates it.
+    setup = SnowflakeSetup(
+        bucket="aurora-sync-test", storage_role_arn=STORAGE_ROLE_ARN, database=facts["database"]
+    )
+    for statement in render_setup(setup):
+        if "_AURORA_SYNC_" in statement and statement.startswith(("CREATE SCHEMA", "CREATE TABLE")):
+            conn.cursor().execute(statement)
     yield conn
     conn.close()
 
@@ -81,6 +90,37 @@ class Tables:
         parameter = f"{self.path}{name}"
         self.ssm.put_parameter(Name=parameter, Value=value, Type="String", Overwrite=True)
         return parameter
+
+    def merged_run(
+        self,
+        name: str,
+        pg_type: PgType,
+        *,
+        max_cursor: str | None,
+        horizon: str,
+        source_time: str,
+        order: int = 1,
+        key: tuple[str, ...] = ("id",),
+        cursor: str = "updated_at",
+    ) -> None:
+        """A run of ``name`` that reached FINAL, as the verifier records it in the export ledger."""
+        self.cur.execute(
+            f'INSERT INTO "{self.database}"."STAGING"."_AURORA_SYNC_RUNS" (TARGET, RUN_ID, SNAPSHOT_ORDER, '
+            "SOURCE_TIME, HORIZON, CURSOR_TYPE, CURSOR_COLUMN, MAX_CURSOR, PRIMARY_KEY, FILE_COUNT, "
+            "ROWS_LOADED, ACCOUNTED_AT, MERGED_AT) VALUES (?, ?, ?, CAST(? AS TIMESTAMP_TZ), "
+            "CAST(? AS TIMESTAMP_TZ), ?, ?, ?, ?, 1, 1, CURRENT_TIMESTAMP(), CURRENT_TIMESTAMP())",
+            (
+                self.target(name),
+                f"run-{order}",
+                order,
+                source_time,
+                horizon,
+                pg_type.name,
+                cursor,
+                max_cursor,
+                json.dumps(list(key)),
+            ),
+        )
 
     def final(self, name: str, cursor: str, pg_type: PgType, values: list[Any]) -> None:
         table = f'"{self.database}"."{FINAL}"."{self.target(name)}"'
@@ -172,22 +212,50 @@ def by_table(output: dict[str, Any]) -> dict[str, Any]:
 # --- scheduled runs -------------------------------------------------------------------------
 
 
-def test_scheduled_run_plans_each_enabled_table_from_final(
+def test_scheduled_run_plans_each_enabled_table_from_the_export_ledger(
     tables: Tables, counted: list[CountingConnection]
 ) -> None:
+    later = "2024-05-06T07:08:10+00:00"
     tables.config("orders", lookback_seconds=600)
-    tables.final(
-        "orders",
-        "UPDATED_AT",
-        TIMESTAMPTZ,
-        ["2024-05-06T07:08:09.123456+00:00", "2024-05-06T07:08:09.123455+00:00", "2023-01-01T00:00:00+00:00"],
+    tables.final("orders", "UPDATED_AT", TIMESTAMPTZ, ["2024-05-06T07:08:09.123456+00:00"])
+    tables.merged_run(
+        "orders", TIMESTAMPTZ, max_cursor="2024-05-06 07:08:09.123456+00", horizon=later, source_time=later
     )
+    # An integer cursor starts at a MAX(cursor) sampled before the newest run's horizon: values
+    # taken after it (9_007_199_254_740_999, perhaps by a transaction still open) may hide others.
     tables.config("events", cursor="version")
-    tables.final("events", "VERSION", INT8, [17, 9_007_199_254_740_993, 5])
+    tables.final("events", "VERSION", INT8, [17])
+    tables.merged_run(
+        "events",
+        INT8,
+        max_cursor="9007199254740993",
+        horizon="2024-05-06T07:00:00+00:00",
+        source_time="2024-05-06T07:00:01+00:00",
+        order=1,
+        cursor="version",
+    )
+    tables.merged_run(
+        "events",
+        INT8,
+        max_cursor="9007199254740999",
+        horizon="2024-05-06T07:05:00+00:00",
+        source_time="2024-05-06T07:10:00+00:00",
+        order=2,
+        cursor="version",
+    )
     tables.config("readings", cursor="taken_at", columns=["id", "taken_at", "value"])
-    tables.final("readings", "TAKEN_AT", TIMESTAMP, ["2024-05-06T07:08:09.000001", "2024-05-06T07:08:09"])
+    tables.final("readings", "TAKEN_AT", TIMESTAMP, ["2024-05-06T07:08:09.000001"])
+    tables.merged_run(
+        "readings",
+        TIMESTAMP,
+        max_cursor="2024-05-06 07:08:09.000001",
+        horizon=later,
+        source_time=later,
+        cursor="taken_at",
+    )
     tables.config("daily", cursor="day")
-    tables.final("daily", "DAY", DATE, ["2024-05-05", "2024-05-06"])
+    tables.final("daily", "DAY", DATE, ["2024-05-06"])
+    tables.merged_run("daily", DATE, max_cursor="2024-05-06", horizon=later, source_time=later, cursor="day")
     tables.config("legacy", enabled=False)
 
     output = invoke(sample("planner-scheduled.json"))
@@ -208,17 +276,58 @@ def test_scheduled_run_plans_each_enabled_table_from_final(
         "cursor": "updated_at",
         "window": {"watermark": "2024-05-06T07:08:09.123456+00:00", "lookback_seconds": 600},
     }
-    # An integer cursor: decimal digits beyond 2**53, no lookback.
+    # Decimal digits beyond 2**53, no lookback.
     assert items["events"]["window"] == {"watermark": "9007199254740993"}
     # TIMESTAMP_NTZ stays naive (no offset), microseconds kept.
     assert items["readings"]["window"] == {"watermark": "2024-05-06T07:08:09.000001", "lookback_seconds": 900}
     assert items["readings"]["columns"] == ["id", "taken_at", "value"]
     assert items["daily"]["window"] == {"watermark": "2024-05-06", "lookback_seconds": 900}
-    # One existence check plus one watermark statement for the four tables.
+    # One existence check, one row count statement and one ledger read for the four tables.
     assert len(counted) == 1
-    assert len(counted[0].statements) == 2
+    assert len(counted[0].statements) == 3
     assert "INFORMATION_SCHEMA" in counted[0].statements[0]
-    assert counted[0].statements[1].count("MAX(") == 4
+    assert counted[0].statements[1].count("COUNT(*)") == 4
+    assert "_AURORA_SYNC_RUNS" in counted[0].statements[2]
+
+
+def test_windows_never_pass_the_source_clock_and_a_changed_key_stops_its_table(tables: Tables) -> None:
+    # A far-future cursor value in FINAL (2099) must not become the window start: every row
+    # written later would be hidden behind it.
+    tables.config("future")
+    tables.final("future", "UPDATED_AT", TIMESTAMPTZ, ["2099-01-01T00:00:00+00:00"])
+    tables.merged_run(
+        "future",
+        TIMESTAMPTZ,
+        max_cursor="2099-01-01 00:00:00+00",
+        horizon="2024-05-06T07:08:10+00:00",
+        source_time="2024-05-06T07:08:11+00:00",
+    )
+    # FINAL merged with key [id]; the config now says [tenant, id].
+    tables.config("rekeyed", primary_key=["tenant", "id"])
+    tables.final("rekeyed", "UPDATED_AT", TIMESTAMPTZ, ["2024-05-06T07:08:09+00:00"])
+    tables.merged_run(
+        "rekeyed",
+        TIMESTAMPTZ,
+        max_cursor="2024-05-06 07:08:09+00",
+        horizon="2024-05-06T07:08:10+00:00",
+        source_time="2024-05-06T07:08:11+00:00",
+    )
+    # FINAL with rows but no merged run (objects of an older version): read in full once.
+    tables.config("unledgered")
+    tables.final("unledgered", "UPDATED_AT", TIMESTAMPTZ, ["2024-05-06T07:08:09+00:00"])
+
+    output = invoke(sample("planner-scheduled.json"))
+
+    items = by_table(output)
+    assert items["future"]["window"] == {
+        "watermark": "2024-05-06T07:08:10.000000+00:00",
+        "lookback_seconds": 900,
+    }
+    assert items["unledgered"]["window"] == {"source": "full"}
+    (failed,) = output["failed"]
+    assert (failed["table"], failed["error"]) == ("rekeyed", "KeyChanged")
+    assert '["tenant", "id"]' in failed["cause"] and '["id"]' in failed["cause"]
+    assert "aurora-sync sql snowflake --tables rekeyed --rekey --apply" in failed["cause"]
 
 
 def test_empty_final_exports_everything_or_from_the_initial_watermark(tables: Tables) -> None:
@@ -240,6 +349,10 @@ def test_empty_final_exports_everything_or_from_the_initial_watermark(tables: Ta
 def test_missing_final_table_and_invalid_config_fail_only_their_table(tables: Tables) -> None:
     tables.config("orders")
     tables.final("orders", "UPDATED_AT", TIMESTAMPTZ, ["2024-05-06T07:08:09.5+00:00"])
+    later = "2024-05-06T07:08:10+00:00"
+    tables.merged_run(
+        "orders", TIMESTAMPTZ, max_cursor="2024-05-06 07:08:09.5+00", horizon=later, source_time=later
+    )
     tables.config("customers")  # no FINAL table
     tables.config("items", cursor="changed_at")
     tables.final("items", "UPDATED_AT", TIMESTAMPTZ, ["2024-05-06T07:08:09+00:00"])  # wrong cursor column
@@ -277,14 +390,17 @@ def test_one_watermark_statement_whatever_the_table_count(
     for i in range(count):
         name = f"t{i:02d}"
         tables.config(name)
-        tables.final(name, "UPDATED_AT", TIMESTAMPTZ, [(base + timedelta(microseconds=i)).isoformat()])
+        newest = (base + timedelta(microseconds=i)).isoformat()
+        tables.final(name, "UPDATED_AT", TIMESTAMPTZ, [newest])
+        later = (base + timedelta(seconds=1)).isoformat()
+        tables.merged_run(name, TIMESTAMPTZ, max_cursor=newest, horizon=later, source_time=later)
 
     output = invoke(sample("planner-scheduled.json"))
 
     assert output["tables_planned"] == count
     for i, item in enumerate(output["items"]):
         assert item["window"]["watermark"] == f"2024-05-06T07:08:09.{i:06d}+00:00"
-    assert [len(conn.statements) for conn in counted] == [2]
+    assert [len(conn.statements) for conn in counted] == [3]
 
 
 def test_no_enabled_tables_skips_the_run(tables: Tables, counted: list[CountingConnection]) -> None:

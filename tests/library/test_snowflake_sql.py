@@ -4,6 +4,7 @@ emulator might accept or reject differently from a real account)."""
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 
 import pytest
 import sqlglot
@@ -88,17 +89,34 @@ def test_every_generated_statement_parses_as_snowflake(mode: str) -> None:
         check(statement)
 
 
-def test_merge_dedupes_by_key_latest_cursor_then_file_then_row() -> None:
+def test_merge_applies_accounted_files_newest_snapshot_first() -> None:
     merge = parse(render_merge(SETUP, spec()))
     assert isinstance(merge, exp.Merge)
     sql = render_merge(SETUP, spec())
-    assert 'QUALIFY ROW_NUMBER() OVER (PARTITION BY "ID" ORDER BY "UPDATED_AT" DESC NULLS LAST, ' in sql
-    assert '"_AURORA_SYNC_FILE" DESC, "_AURORA_SYNC_ROW" DESC) = 1' in sql
-    assert 'FROM "AURORA_SYNC"."STAGING"."ORDERS_STREAM"' in sql
-    # An older version never overwrites a newer one; a re-export of the same version may.
-    assert 'WHEN MATCHED AND (s."UPDATED_AT" >= t."UPDATED_AT" OR t."UPDATED_AT" IS NULL) THEN UPDATE' in sql
-    assert 'PARSE_JSON("PAYLOAD") AS "PAYLOAD"' in sql and 'PARSE_JSON("TAGS")::ARRAY AS "TAGS"' in sql
+    # Only rows of files a run accounted for (and that were not merged before) reach FINAL.
+    assert 'FROM "AURORA_SYNC"."STAGING"."ORDERS_STREAM" AS st' in sql
+    assert (
+        'JOIN "AURORA_SYNC"."STAGING"."_AURORA_SYNC_FILES" AS l ON l.FILE_NAME = st."_AURORA_SYNC_FILE" '
+        "AND l.TARGET = 'ORDERS' AND l.MERGED_AT IS NULL"
+    ) in sql
+    # Versions are ordered by the source snapshot they were read in, never by the cursor.
+    assert (
+        'QUALIFY ROW_NUMBER() OVER (PARTITION BY st."ID" ORDER BY l.SNAPSHOT_ORDER DESC, '
+        'st."_AURORA_SYNC_ROW" DESC) = 1'
+    ) in sql
+    assert '"UPDATED_AT" DESC' not in sql and ' t."UPDATED_AT"' not in sql
+    # An older snapshot never overwrites a newer one; the same version again may.
+    newer = '(s."_AURORA_SYNC_SNAPSHOT" >= t."_AURORA_SYNC_SNAPSHOT" OR t."_AURORA_SYNC_SNAPSHOT" IS NULL)'
+    assert f"WHEN MATCHED AND {newer} THEN UPDATE" in sql
+    # A key that is NULL after the type map is left out instead of failing the whole MERGE.
+    assert 'WHERE st."ID" IS NOT NULL' in sql
+    assert 'PARSE_JSON(st."PAYLOAD") AS "PAYLOAD"' in sql and 'PARSE_JSON(st."TAGS")::ARRAY AS "TAGS"' in sql
     assert "THEN DELETE" not in sql
+
+
+def test_merge_refuses_a_target_that_is_not_a_plain_identifier() -> None:
+    with pytest.raises(SqlConfigError, match="target"):
+        render_merge(SETUP, replace(spec(), target="ORDERS' OR '1'='1"))
 
 
 def test_soft_delete_modes() -> None:
@@ -137,7 +155,8 @@ def test_types_come_from_the_type_map() -> None:
 def test_drift_adds_columns_then_replaces_pipe_and_tasks() -> None:
     the_spec = spec()
     existing = ["ID", "Order Note", "PAYLOAD", "TAGS", "IS_DELETED", "UPDATED_AT"]
-    statements = render_drift(SETUP, the_spec, staging_existing=existing, final_existing=existing)
+    final_existing = [*existing, "_AURORA_SYNC_SNAPSHOT"]
+    statements = render_drift(SETUP, the_spec, staging_existing=existing, final_existing=final_existing)
     assert (
         statements[0]
         == 'ALTER TABLE "AURORA_SYNC"."STAGING"."ORDERS" ADD COLUMN "DELETED_AT" TIMESTAMP_TZ(6)'
@@ -152,7 +171,19 @@ def test_drift_adds_columns_then_replaces_pipe_and_tasks() -> None:
     for statement in statements:
         check(statement)
     every = [*existing, "DELETED_AT"]
-    assert render_drift(SETUP, the_spec, staging_existing=every, final_existing=every) == []
+    final_every = [*every, "_AURORA_SYNC_SNAPSHOT"]
+    assert render_drift(SETUP, the_spec, staging_existing=every, final_existing=final_every) == []
+
+
+def test_drift_gives_an_older_final_its_snapshot_column_without_touching_the_pipe() -> None:
+    every = ["ID", "Order Note", "PAYLOAD", "TAGS", "IS_DELETED", "UPDATED_AT", "DELETED_AT"]
+    statements = render_drift(SETUP, spec(), staging_existing=every, final_existing=every)
+    assert statements[0] == (
+        'ALTER TABLE "AURORA_SYNC"."FINAL"."ORDERS" ADD COLUMN "_AURORA_SYNC_SNAPSHOT" NUMBER(38,0)'
+    )
+    assert not any("PIPE" in s for s in statements)
+    merge_task = 'CREATE OR REPLACE TASK "AURORA_SYNC"."STAGING"."ORDERS_MERGE"'
+    assert any(s.startswith(merge_task) for s in statements)
 
 
 def test_config_mismatches_are_named() -> None:
