@@ -127,5 +127,5 @@ def describe_window(window: ExportWindow | None) -> str:
     if window.watermark is None:
         return "every row (full export)"
     lookback = f" - {window.lookback_seconds}s lookback" if window.lookback_seconds else ""
-    origin = {"final": "MAX in FINAL", "initial_watermark": "initial_watermark", "since": "--since"}
-    return f"> {window.watermark}{lookback} (from {origin.get(window.source, window.source)})"
+    origin = {"final": "last merged run", "initial_watermark": "initial_watermark", "since": "--since"}
+    return f">= {window.watermark}{lookback} (from {origin.get(window.source, window.source)})"
