@@ -114,28 +114,34 @@ def cmd_sql_aurora(args: argparse.Namespace) -> int:
 
 
 def cmd_sql_snowflake(args: argparse.Namespace) -> int:
-    from .snowflake_plan import apply_statements, plan_tables
+    from .snowflake_plan import KEY_CHANGED, REKEY, apply_statements, plan_tables
     from .snowflake_sql import render_setup
 
     env = _environment(args)
     names = _table_names(args)
+    if args.rekey and names is None:
+        raise ValueError(
+            "--rekey needs --tables: it empties FINAL of each named table whose primary key changed; "
+            "name them, e.g. --tables orders"
+        )
     setup = env.snowflake_setup()
     tables = env.tables(names) if names is not None or not args.setup else _optional_tables(env)
     # A drift check needs Snowflake; printing alone works offline (e.g. before the account exists).
-    warehouse = env.connect_snowflake() if args.apply or env.snowflake_secret() is not None else None
+    connect = args.apply or args.rekey or env.snowflake_secret() is not None
+    warehouse = env.connect_snowflake() if connect else None
     try:
         plans = []
         if tables:
             source = env.connect_source()
             try:
-                plans = plan_tables(source, warehouse, setup, tables)
+                plans = plan_tables(source, warehouse, setup, tables, rekey=args.rekey)
             finally:
                 source.close()
         setup_statements = render_setup(setup) if args.setup else []
         if warehouse is None:
             print(
                 "aurora-sync: not connected to Snowflake, so existing tables were not compared "
-                "(drift not checked); set SNOWFLAKE_* or start the local stack",
+                "(drift and primary keys not checked); set SNOWFLAKE_* or start the local stack",
                 file=sys.stderr,
             )
         elif args.apply:
@@ -144,7 +150,35 @@ def cmd_sql_snowflake(args: argparse.Namespace) -> int:
         if warehouse is not None:
             warehouse.close()
     _print_snowflake(args, setup.database, setup_statements, plans)
-    return 0
+    refused = [plan for plan in plans if plan.state == KEY_CHANGED]
+    for plan in refused:
+        print(f"aurora-sync: {_key_refusal(args, plan)}", file=sys.stderr)
+    rekeyed = [plan.name for plan in plans if plan.state == REKEY]
+    if rekeyed and args.apply:
+        tables_flag = ",".join(rekeyed)
+        print(
+            f"aurora-sync: re-keyed {', '.join(rekeyed)}: FINAL is empty, keyed on the config's primary "
+            "key, and the MERGE task merges on it. Next: push the config if SSM still has the old key "
+            f"(aurora-sync config push FILE --rekey), then export every row: aurora-sync sync --tables "
+            f"{tables_flag} --full, and check: aurora-sync parity --tables {tables_flag}",
+            file=sys.stderr,
+        )
+    return 1 if refused else 0
+
+
+def _key_refusal(args: argparse.Namespace, plan: Any) -> str:
+    import shlex
+
+    from .rekey import DOC, key_text
+
+    source = f" --config {shlex.quote(args.config)}" if args.config else ""
+    return (
+        f"table {plan.name}: FINAL.{plan.target} is keyed on {key_text(plan.final_primary_key)}, the config "
+        f"on {key_text(plan.primary_key)}: nothing was {'applied' if args.apply else 'generated'} for it "
+        "(its rows were merged on FINAL's key, and the MERGE task would start merging on the new one). "
+        f"Re-key it (FINAL is emptied and refilled): aurora-sync sql snowflake{source} --tables "
+        f"{plan.name} --rekey --apply, then aurora-sync sync --tables {plan.name} --full; see {DOC}"
+    )
 
 
 def _print_snowflake(args: argparse.Namespace, database: str, setup: list[str], plans: list[Any]) -> None:
@@ -179,13 +213,18 @@ def _optional_tables(env: Any) -> list[Any]:
 
 
 def _describe_plan(plan: Any) -> str:
-    from .snowflake_plan import CURRENT, DRIFT, NEW
+    from .rekey import key_text
+    from .snowflake_plan import CURRENT, DRIFT, KEY_CHANGED, NEW, REKEY
 
+    keys = f"FINAL is keyed on {key_text(plan.final_primary_key)}, the config on {key_text(plan.primary_key)}"
     text = {
         NEW: "new: STAGING and FINAL do not exist yet",
         DRIFT: f"schema drift: adds {', '.join(plan.added_columns)}, then replaces the pipe "
         "(a replaced pipe starts a new load history: apply between runs)",
         CURRENT: "STAGING and FINAL have every exported column; the definitions are idempotent",
+        KEY_CHANGED: f"primary key changed: {keys}; nothing generated (re-key with --rekey)",
+        REKEY: f"re-key: {keys}; FINAL is replaced by an EMPTY table with the config's key and the MERGE "
+        "task re-created; a full resync refills it",
     }.get(plan.state, "not compared with Snowflake (no connection); full definition")
     if plan.extra_columns:
         text += f"; no longer exported, kept: {', '.join(plan.extra_columns)}"
@@ -303,6 +342,13 @@ def _add_sql_commands(commands: Any, stack_options: Any) -> None:
         "--apply",
         action="store_true",
         help="execute the statements in order (idempotent: safe to repeat) instead of only printing them",
+    )
+    snowflake.add_argument(
+        "--rekey",
+        action="store_true",
+        help="with --tables: for a table whose FINAL has another primary key than its config, replace "
+        "FINAL by an EMPTY table with the config's key and re-create the MERGE task (then run "
+        "`aurora-sync sync --tables ... --full`); without it such a table is refused",
     )
     snowflake.add_argument("--json", action="store_true", help="print one JSON object")
     names = snowflake.add_argument_group("names of the Snowflake objects")

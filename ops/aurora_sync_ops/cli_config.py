@@ -35,6 +35,7 @@ from .config_publish import (
     render_pulled,
 )
 from .environment import read_config_file
+from .rekey import explain, same_key
 
 _SEVERITY_ORDER = {"error": 0, "warning": 1}
 
@@ -120,7 +121,23 @@ def cmd_config_push(args: argparse.Namespace) -> int:
             fix="delete parameters one by one (aws ssm delete-parameter) if that is really meant",
         )
     ssm = ssm_client(env)
-    entries = plan_push(wanted, read_parameters(ssm_path, ssm), ssm_path, prune=args.prune)
+    existing = read_parameters(ssm_path, ssm)
+    rekeyed = _key_changes(wanted, existing)
+    if rekeyed and not args.rekey:
+        for name, before, after in rekeyed:
+            print(
+                f"error: {path}[{name}]: field 'primary_key': changes the key from {json.dumps(before)} "
+                f"(in SSM, {ssm_path}{name}) to {json.dumps(after)}",
+                file=sys.stderr,
+            )
+        print(explain([name for name, _, _ in rekeyed], config_file=str(path)), file=sys.stderr)
+        print(
+            f"aurora-sync: nothing was written: {len(rekeyed)} table(s) change their primary key; "
+            f"re-key them as above, then push with --rekey",
+            file=sys.stderr,
+        )
+        return 1
+    entries = plan_push(wanted, existing, ssm_path, prune=args.prune)
     if not args.dry_run:
         apply_push(entries, ssm_path, ssm)
     if args.json:
@@ -134,12 +151,18 @@ def cmd_config_push(args: argparse.Namespace) -> int:
         print(json.dumps(document, indent=2))
         return 0
     width = max((len(e.name) for e in entries), default=0)
+    new_key = {name for name, _, _ in rekeyed}
     for entry in entries:
         note = (
             " (in SSM, not in the file; kept: pass --prune to delete)"
             if entry.action == "removed-not-pruned"
             else ""
         )
+        if entry.name in new_key:
+            note = (
+                " (new primary key: FINAL must be re-keyed, `aurora-sync sql snowflake --tables "
+                f"{entry.name} --rekey --apply`, then `aurora-sync sync --tables {entry.name} --full`)"
+            )
         print(f"  {entry.action:<18} {entry.name:<{width}}  {entry.parameter}{note}")
     counts = {
         a: sum(1 for e in entries if e.action == a) for a in ("created", "updated", "unchanged", "removed")
@@ -147,6 +170,18 @@ def cmd_config_push(args: argparse.Namespace) -> int:
     summary = ", ".join(f"{n} {a}" for a, n in counts.items())
     print(f"{'dry run, nothing written: would be ' if args.dry_run else ''}{summary} under {ssm_path}")
     return 0
+
+
+def _key_changes(
+    wanted: list[LoadedTable], existing: list[TableConfigResult]
+) -> list[tuple[str, list[str], list[str]]]:
+    """(name, key in SSM, key in the file) of each table whose primary key the push would change."""
+    stored = {r.name: r.config.primary_key for r in existing if isinstance(r, LoadedTable)}
+    return [
+        (t.name, stored[t.name], t.config.primary_key)
+        for t in wanted
+        if t.name in stored and not same_key(stored[t.name], t.config.primary_key)
+    ]
 
 
 def cmd_config_pull(args: argparse.Namespace) -> int:
@@ -195,13 +230,20 @@ def register(commands: Any) -> None:
         description="Validate everything first (nothing is written when any entry is invalid), then "
         "create or update one String parameter per table under the config path with the canonical "
         "JSON, leaving unchanged ones alone. Parameters the file no longer has are reported and kept "
-        "unless --prune is given.",
+        "unless --prune is given. A changed primary_key is refused (nothing is written) unless --rekey "
+        "is given: it needs FINAL re-keyed, and the refusal prints how.",
     )
     push.add_argument("file", metavar="FILE", help="YAML (.yaml/.yml) or JSON file: {name: config}")
     push.add_argument(
         "--prune", action="store_true", help="delete parameters under the path that the file lacks"
     )
     push.add_argument("--dry-run", action="store_true", help="only say what would change")
+    push.add_argument(
+        "--rekey",
+        action="store_true",
+        help="allow changing a table's primary_key (refused otherwise, with the re-key procedure: "
+        "FINAL must be re-keyed first with `aurora-sync sql snowflake --rekey`)",
+    )
     push.add_argument("--json", action="store_true", help="print one JSON object")
     source_dsn_option(push, "to check the entries against before writing anything")
     config_path_option(push)

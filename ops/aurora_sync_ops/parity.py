@@ -8,6 +8,12 @@ normalised to the same representation (decimals without trailing zeros, timestam
 microseconds, JSON re-serialised with sorted keys, binary as hex). A merge join on the key then
 finds rows missing from FINAL, rows FINAL has but the source does not, and rows that differ.
 
+A source row whose key FINAL cannot hold (NULL, or a value the type map turns into NULL: numeric
+NaN/±Infinity, digits beyond NUMBER(38,s), ±infinity dates, ...) can never be merged, so it is
+reported as missing in FINAL under the key's PostgreSQL text and kept out of the merge join,
+whose order it would break. Keys are ordered as both databases order them: -inf < numbers <
++inf < NaN, NULL last.
+
 Soft-deleted source rows are expected absent from FINAL in ``delete`` mode and present in
 ``flag`` mode.
 """
@@ -146,11 +152,19 @@ def _source_rows(conn: Any, spec: TableSpec, schema: str, table: str) -> Iterato
             if spec.soft_delete_is_boolean
             else sql.SQL("{} IS NULL").format(column)
         )
-    query = sql.SQL("SELECT {keys}, {cols}, {extra} FROM {t} WHERE {w} ORDER BY {order}").format(
+    query = sql.SQL("SELECT {keys}, {texts}, {cols}, {extra} FROM {t} WHERE {w} ORDER BY {order}").format(
         # Aliased: an output named like a column (`"id"::text` is named id) would make ORDER BY
         # sort by the text of the key instead of the key.
         keys=sql.SQL(", ").join(
             sql.SQL("{} AS {}").format(m.export, sql.Identifier(f"_key_{i}")) for i, m in enumerate(keys)
+        ),
+        # The type's own output function (a ::text cast would strip char(n) padding); only shown
+        # for keys FINAL cannot hold.
+        texts=sql.SQL(", ").join(
+            sql.SQL("CASE WHEN {c} IS NOT NULL THEN format('%s', {c}) END AS {a}").format(
+                c=sql.Identifier(m.column), a=sql.Identifier(f"_key_text_{i}")
+            )
+            for i, m in enumerate(keys)
         ),
         cols=sql.SQL(", ").join(
             sql.SQL("{} AS {}").format(m.export, sql.Identifier(f"_col_{i}"))
@@ -174,8 +188,10 @@ def _source_rows(conn: Any, spec: TableSpec, schema: str, table: str) -> Iterato
             cur.execute(query)
             yield from cur
     finally:
-        conn.rollback()
-        conn.autocommit = autocommit
+        # A comparison abandoned by an error may outlive the connection.
+        if not conn.closed:
+            conn.rollback()
+            conn.autocommit = autocommit
 
 
 def _final_rows(conn: Any, setup: SnowflakeSetup, spec: TableSpec) -> Iterator[tuple[Any, ...]]:
@@ -193,19 +209,45 @@ def _final_rows(conn: Any, setup: SnowflakeSetup, spec: TableSpec) -> Iterator[t
         cur.close()
 
 
+@dataclass(frozen=True)
+class _Row:
+    key: str  # JSON list of the canonical key values (PostgreSQL's text when not holdable)
+    values: str  # JSON list of the canonical column values
+    holdable: bool = True  # False: FINAL cannot hold this key, the row can never be merged
+
+
 def _keyed(
-    rows: Iterator[tuple[Any, ...]], key_types: Sequence[str], types: Sequence[str]
-) -> Iterator[tuple[str, str]]:
+    rows: Iterator[tuple[Any, ...]], key_types: Sequence[str], types: Sequence[str], *, texts: bool = False
+) -> Iterator[_Row]:
+    """``texts``: each row carries the keys' PostgreSQL text after the keys (the source side)."""
     width = len(key_types)
+    start = 2 * width if texts else width
     for row in rows:
+        values = json.dumps([canonical(kind, value) for kind, value in zip(types, row[start:], strict=True)])
+        # The export writes NULL for a NULL key and for a key the type map cannot represent.
+        if texts and any(value is None for value in row[:width]):
+            yield _Row(json.dumps(list(row[width:start])), values, holdable=False)
+            continue
         key = json.dumps([canonical(kind, value) for kind, value in zip(key_types, row[:width], strict=True)])
-        values = [canonical(kind, value) for kind, value in zip(types, row[width:], strict=True)]
-        yield key, json.dumps(values)
+        yield _Row(key, values)
 
 
-def _sort_key(key: str, numeric: list[bool]) -> tuple[Any, ...]:
-    parts = json.loads(key)
-    return tuple(Decimal(p) if n else p.encode() for p, n in zip(parts, numeric, strict=True))
+def _order(part: str | None, numeric: bool) -> tuple[int, Any]:
+    if part is None:
+        return (4, 0)
+    if not numeric:
+        return (1, part.encode())
+    number = Decimal(part)
+    # Comparing a Decimal NaN raises; infinities compare, but rank them explicitly with NaN.
+    if number.is_nan():
+        return (3, 0)
+    if number.is_infinite():
+        return (2, 0) if number > 0 else (0, 0)
+    return (1, number)
+
+
+def _sort_key(key: str, numeric: list[bool]) -> tuple[tuple[int, Any], ...]:
+    return tuple(_order(p, n) for p, n in zip(json.loads(key), numeric, strict=True))
 
 
 def compare(
@@ -223,29 +265,40 @@ def compare(
     types = _types(spec)
     key_types = [spec.columns[spec.snowflake_names.index(k)].final_type for k in spec.primary_key]
     numeric = [t.startswith(("NUMBER", "FLOAT")) for t in key_types]
-    left = _keyed(_source_rows(source, spec, schema, table), key_types, types)
-    right = _keyed(_final_rows(warehouse, setup, spec), key_types, types)
     source_hash, final_hash = hashlib.sha256(), hashlib.sha256()
+
+    def count_source(row: _Row) -> None:
+        result.source_rows += 1
+        source_hash.update(f"{row.key}{row.values}\n".encode())
+
+    def holdable(rows: Iterator[_Row]) -> Iterator[_Row]:
+        for row in rows:
+            if row.holdable:
+                yield row
+            else:
+                result.note("missing", row.key, limit)
+                count_source(row)
+
+    left = holdable(_keyed(_source_rows(source, spec, schema, table), key_types, types, texts=True))
+    right = _keyed(_final_rows(warehouse, setup, spec), key_types, types)
     a, b = next(left, None), next(right, None)
     while a is not None or b is not None:
-        if b is None or (a is not None and _sort_key(a[0], numeric) < _sort_key(b[0], numeric)):
+        if b is None or (a is not None and _sort_key(a.key, numeric) < _sort_key(b.key, numeric)):
             assert a is not None
-            result.note("missing", a[0], limit)
-            result.source_rows += 1
-            source_hash.update(f"{a[0]}{a[1]}\n".encode())
+            result.note("missing", a.key, limit)
+            count_source(a)
             a = next(left, None)
-        elif a is None or _sort_key(b[0], numeric) < _sort_key(a[0], numeric):
-            result.note("extra", b[0], limit)
+        elif a is None or _sort_key(b.key, numeric) < _sort_key(a.key, numeric):
+            result.note("extra", b.key, limit)
             result.final_rows += 1
-            final_hash.update(f"{b[0]}{b[1]}\n".encode())
+            final_hash.update(f"{b.key}{b.values}\n".encode())
             b = next(right, None)
         else:
-            if a[1] != b[1]:
-                result.note("different", a[0], limit)
-            result.source_rows += 1
+            if a.values != b.values:
+                result.note("different", a.key, limit)
+            count_source(a)
             result.final_rows += 1
-            source_hash.update(f"{a[0]}{a[1]}\n".encode())
-            final_hash.update(f"{b[0]}{b[1]}\n".encode())
+            final_hash.update(f"{b.key}{b.values}\n".encode())
             a, b = next(left, None), next(right, None)
     result.source_digest, result.final_digest = source_hash.hexdigest(), final_hash.hexdigest()
     return result

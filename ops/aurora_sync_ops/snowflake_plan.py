@@ -5,6 +5,11 @@ columns (INFORMATION_SCHEMA.COLUMNS) are compared with the spec: new exported co
 ``ALTER TABLE … ADD COLUMN`` first and the pipe is replaced (its column list changed); the rest
 of the definition follows unchanged, because every statement of it is idempotent and the tasks
 (CREATE OR REPLACE) must follow a changed config even when no column changed.
+
+FINAL's declared primary key (SHOW PRIMARY KEYS) must be the config's: its rows were merged on
+it. A table whose key changed gets no statements at all (the MERGE task would otherwise be
+re-created on the new key over rows merged on the old one) unless a re-key was asked for, which
+replaces FINAL by an empty table with the new key (see ``rekey``).
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ from aurora_sync.source_db import source_errors
 from aurora_sync.typemap import UNREPRESENTABLE_COLUMN
 from aurora_sync.warehouse_db import warehouse_errors
 
+from .rekey import same_key
 from .snowflake_sql import SnowflakeSetup, TableSpec, render_drift, render_pipe, render_table, table_spec
 
 # state of a table's Snowflake objects, as the plan found them
@@ -28,6 +34,8 @@ NEW = "new"  # neither STAGING nor FINAL exists
 DRIFT = "drift"  # they exist, and the source has columns they lack
 CURRENT = "current"  # they exist with every exported column
 UNCHECKED = "unchecked"  # no Snowflake connection: the full definition, drift not checked
+KEY_CHANGED = "key-changed"  # FINAL's primary key is not the config's: nothing is applied
+REKEY = "rekey"  # as KEY_CHANGED, re-key asked for: FINAL replaced by an empty table with the new key
 METADATA_COLUMNS = frozenset(
     {UNREPRESENTABLE_COLUMN, FILE_COLUMN, ROW_COLUMN, LOADED_AT_COLUMN, SYNCED_AT_COLUMN, DELETED_COLUMN}
 )
@@ -43,6 +51,8 @@ class TablePlan:
     # In Snowflake but no longer exported (dropped at the source or from `columns`): kept, since
     # dropping them would lose history; they stay NULL for new rows.
     extra_columns: list[str] = field(default_factory=list)
+    primary_key: list[str] = field(default_factory=list)  # the config's, as Snowflake names
+    final_primary_key: list[str] | None = None  # FINAL's declared key; None when not read
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -51,6 +61,8 @@ class TablePlan:
             "state": self.state,
             "added_columns": self.added_columns,
             "extra_columns": self.extra_columns,
+            "primary_key": self.primary_key,
+            "final_primary_key": self.final_primary_key,
             "statements": self.statements,
         }
 
@@ -76,6 +88,41 @@ def existing_columns(
     return found.get(setup.staging_schema), found.get(setup.final_schema)
 
 
+def final_primary_key(conn: Any, setup: SnowflakeSetup, target: str) -> list[str]:
+    """FINAL's declared primary key columns in key order (empty when it declares none)."""
+    table = setup.objects(target).final_table
+    with warehouse_errors(f"reading the primary key of {table}"):
+        cur = conn.cursor()
+        cur.execute(f"SHOW PRIMARY KEYS IN TABLE {table}")
+        names = [d[0] for d in cur.description]
+        rows = cur.fetchall()
+    column, sequence = names.index("column_name"), names.index("key_sequence")
+    return [str(row[column]) for row in sorted(rows, key=lambda row: int(row[sequence]))]
+
+
+def _copy_grants(create: str) -> str:
+    # Grants made on FINAL by hand (analysts' roles) survive the replacement; the schema's future
+    # grants cover only roles the setup knows.
+    head, paren, tail = create.rpartition("\n)")
+    return f"{head}{paren} COPY GRANTS{tail}" if paren else f"{create} COPY GRANTS"
+
+
+def _replace_final(setup: SnowflakeSetup, spec: TableSpec, statements: Sequence[str]) -> list[str]:
+    """The statements with FINAL created anew (empty) instead of kept, and its ALTERs dropped
+    (the new FINAL has every exported column)."""
+    final = setup.objects(spec.target).final_table
+    kept, fresh = f"CREATE TABLE IF NOT EXISTS {final} ", f"CREATE OR REPLACE TABLE {final} "
+    replaced = [
+        _copy_grants(fresh + s[len(kept) :]) if s.startswith(kept) else s
+        for s in statements
+        if not s.startswith(f"ALTER TABLE {final} ")
+    ]
+    if not any(s.startswith(fresh) for s in replaced):
+        # The rendered definition no longer creates FINAL the way this expects: never guess.
+        raise ValueError(f"the definition of table {spec.name} has no statement {kept.strip()}")
+    return replaced
+
+
 def plan_table(
     setup: SnowflakeSetup,
     spec: TableSpec,
@@ -83,12 +130,34 @@ def plan_table(
     staging_existing: Sequence[str] | None,
     final_existing: Sequence[str] | None,
     checked: bool = True,
+    final_key: Sequence[str] | None = None,
+    rekey: bool = False,
 ) -> TablePlan:
+    """``final_key``: FINAL's declared key when FINAL exists (None: not compared)."""
     definition = render_table(setup, spec)
     if not checked:
-        return TablePlan(spec.name, spec.target, UNCHECKED, definition)
+        return TablePlan(spec.name, spec.target, UNCHECKED, definition, primary_key=list(spec.primary_key))
     if staging_existing is None and final_existing is None:
-        return TablePlan(spec.name, spec.target, NEW, definition)
+        return TablePlan(spec.name, spec.target, NEW, definition, primary_key=list(spec.primary_key))
+    plan = _plan_existing(setup, spec, definition, staging_existing, final_existing)
+    plan.primary_key = list(spec.primary_key)
+    plan.final_primary_key = None if final_key is None else list(final_key)
+    if final_key is None or same_key(final_key, spec.primary_key):
+        return plan
+    if not rekey:
+        plan.state, plan.statements = KEY_CHANGED, []
+        return plan
+    plan.state, plan.statements = REKEY, _replace_final(setup, spec, plan.statements)
+    return plan
+
+
+def _plan_existing(
+    setup: SnowflakeSetup,
+    spec: TableSpec,
+    definition: list[str],
+    staging_existing: Sequence[str] | None,
+    final_existing: Sequence[str] | None,
+) -> TablePlan:
     everything = set(spec.snowflake_names)
     staging_have = set(everything if staging_existing is None else staging_existing)
     final_have = set(everything if final_existing is None else final_existing)
@@ -127,9 +196,17 @@ def spec_for(source: Any, loaded: LoadedTable) -> TableSpec:
 
 
 def plan_tables(
-    source: Any, warehouse: Any | None, setup: SnowflakeSetup, tables: Sequence[LoadedTable]
+    source: Any,
+    warehouse: Any | None,
+    setup: SnowflakeSetup,
+    tables: Sequence[LoadedTable],
+    *,
+    rekey: bool = False,
 ) -> list[TablePlan]:
-    """One plan per table; without ``warehouse`` every table gets its full, unchecked definition."""
+    """One plan per table; without ``warehouse`` every table gets its full, unchecked definition.
+
+    ``rekey``: a table whose FINAL has another primary key than its config gets an empty FINAL
+    with the config's key, instead of nothing."""
     plans = []
     for loaded in tables:
         spec = spec_for(source, loaded)
@@ -137,7 +214,12 @@ def plan_tables(
             plans.append(plan_table(setup, spec, staging_existing=None, final_existing=None, checked=False))
             continue
         staging, final = existing_columns(warehouse, setup, spec.target)
-        plans.append(plan_table(setup, spec, staging_existing=staging, final_existing=final))
+        key = final_primary_key(warehouse, setup, spec.target) if final is not None else None
+        plans.append(
+            plan_table(
+                setup, spec, staging_existing=staging, final_existing=final, final_key=key, rekey=rekey
+            )
+        )
     return plans
 
 

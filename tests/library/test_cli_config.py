@@ -48,9 +48,9 @@ def schema(stack: dict[str, Any]) -> Iterator[str]:
             ).format(sql.Identifier(name, "orders"))
         )
         cur.execute(sql.SQL("CREATE INDEX ON {} (updated_at)").format(sql.Identifier(name, "orders")))
-        # No key, no index: valid, but slow and unsafe to merge.
+        # No key constraint, no index: valid (the key column is NOT NULL), but slow and unsafe to merge.
         cur.execute(
-            sql.SQL("CREATE TABLE {} (id bigint, payload jsonb, seen_at timestamptz)").format(
+            sql.SQL("CREATE TABLE {} (id bigint NOT NULL, payload jsonb, seen_at timestamptz)").format(
                 sql.Identifier(name, "Raw Events")
             )
         )
@@ -187,6 +187,152 @@ def test_validate_checks_the_source_catalog(
     assert password not in out
 
 
+# Key columns whose type or whose rows give values FINAL's NOT NULL key cannot hold.
+KEY_TABLES = {
+    "num_key": "id numeric PRIMARY KEY",
+    "wide_key": "id numeric(40,2) PRIMARY KEY",
+    "float_key": "id double precision PRIMARY KEY",
+    "json_key": "id jsonb NOT NULL UNIQUE",
+    "array_key": "id integer[] PRIMARY KEY",
+    "bytea_key": "id bytea PRIMARY KEY",
+    # numeric(5,-2) holds integers of up to 7 digits: NUMBER(38,0) holds every one of them.
+    "neg_scale": "id numeric(5,-2) PRIMARY KEY",
+    "clean_special": "id numeric(12,2) PRIMARY KEY, at date NOT NULL, t time NOT NULL",
+    "special": "tenant integer NOT NULL, code numeric(10,2) NOT NULL, at timestamptz NOT NULL, "
+    "t time NOT NULL, d date NOT NULL, PRIMARY KEY (tenant, code, at, t, d)",
+    "unique_nullable": "id bigint UNIQUE",
+    "loose": "id bigint",
+}
+KEYS = {"special": ["tenant", "code", "at", "t", "d"], "clean_special": ["id", "at", "t"]}
+
+
+@pytest.fixture(scope="module")
+def key_schema(stack: dict[str, Any]) -> Iterator[str]:
+    name = f"keys_{uuid.uuid4().hex[:8]}"
+    conn = psycopg2.connect(stack["postgres"]["admin_dsn"])
+    conn.autocommit = True
+    with conn.cursor() as cur:
+        cur.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(name)))
+        for table, columns in KEY_TABLES.items():
+            cur.execute(
+                sql.SQL("CREATE TABLE {} ({}, updated_at timestamptz)").format(
+                    sql.Identifier(name, table), sql.SQL(columns)
+                )
+            )
+            cur.execute(sql.SQL("CREATE INDEX ON {} (updated_at)").format(sql.Identifier(name, table)))
+        insert = "INSERT INTO {} VALUES "
+        rows = {
+            "clean_special": "(1.5, '2024-01-01', '23:59:59.999999')",
+            "special": "(1, 1, now(), '12:00', '2024-01-01'), (1, 'NaN', now(), '12:00', '2024-01-01'), "
+            "(2, 'NaN', 'infinity', '24:00:00', '2024-01-01'), (3, 1, '-infinity', '12:00', "
+            "'0044-03-15 BC'), (4, 1, now(), '12:00', '10000-01-01')",
+            "unique_nullable": "(1), (NULL), (NULL)",
+            "loose": "(1), (NULL)",
+        }
+        for table, values in rows.items():
+            cur.execute(sql.SQL(insert + values).format(sql.Identifier(name, table)))
+    yield name
+    with conn.cursor() as cur:
+        cur.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier(name)))
+    conn.close()
+
+
+def test_validate_refuses_keys_final_cannot_hold(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, stack: dict[str, Any], key_schema: str
+) -> None:
+    document = {
+        table: {"schema": key_schema, "table": table, "primary_key": KEYS.get(table, ["id"])}
+        for table in KEY_TABLES
+    }
+    path = write(tmp_path, "keys.json", document)
+    dsn = stack["postgres"]["admin_dsn"]
+    code, out, _ = run(capsys, "config", "validate", str(path), "--source-dsn", dsn, "--json")
+    assert code == 1
+    by_table = {t["table"]: t for t in json.loads(out)["tables"]}
+    found = {name: [(f["severity"], f["field"]) for f in t["findings"]] for name, t in by_table.items()}
+    assert found == {
+        "num_key": [("error", "primary_key")],
+        "wide_key": [("error", "primary_key")],
+        "float_key": [("error", "primary_key")],
+        "json_key": [("error", "primary_key")],
+        "array_key": [("error", "primary_key")],
+        "bytea_key": [("error", "primary_key")],
+        "neg_scale": [],
+        "clean_special": [],
+        "special": [("error", "primary_key")],
+        "unique_nullable": [("error", "primary_key")],
+        # nullable and not covered by an index; its NULL row counted
+        "loose": [("error", "primary_key"), ("error", "primary_key"), ("warning", "primary_key")],
+    }
+
+    def message(table: str, index: int = 0) -> str:
+        text: str = by_table[table]["findings"][index]["message"]
+        return text
+
+    def relation(table: str) -> str:
+        return f'"{key_schema}"."{table}"'
+
+    assert message("num_key") == (
+        f"field 'primary_key': column 'id' of {relation('num_key')} has type numeric, which cannot be a key: "
+        "its values can have more digits than Snowflake's NUMBER(38,9) holds, and such a key becomes NULL "
+        "in FINAL, where it cannot be merged; give it an exact type that fits, e.g. ALTER TABLE "
+        f'{relation("num_key")} ALTER COLUMN "id" TYPE numeric(38,9) (PostgreSQL rounds existing values to '
+        "the new scale: check them first), or choose another primary_key (the table's real key)"
+    )
+    assert "has type numeric(40,2), which cannot be a key" in message("wide_key")
+    assert 'ALTER COLUMN "id" TYPE numeric(38,2)' in message("wide_key")
+    assert "has type double precision, which cannot be a key: floating-point" in message("float_key")
+    assert "has type jsonb, which cannot be a key: JSON becomes a VARIANT" in message("json_key")
+    assert "has type integer[], which cannot be a key: arrays become" in message("array_key")
+    assert message("bytea_key").endswith(
+        "has type bytea, which cannot be a key: binary values over 8 MB become NULL in Snowflake's "
+        "BINARY, where it cannot be merged; choose another primary_key (the table's real key)"
+    )
+    special = relation("special")
+    assert message("special") == (
+        f"field 'primary_key': 4 row(s) of {special} have a key value FINAL cannot hold (2 with 'code' NaN, "
+        "2 with 'at' ±infinity or a year outside 1-9999, 1 with 't' 24:00:00, 2 with 'd' ±infinity or a "
+        "year outside 1-9999): FINAL's key is NOT NULL and such a value becomes NULL, so a run cannot "
+        "merge these rows and fails the table; update or delete them (find them with SELECT * FROM "
+        f"{special} WHERE \"code\" = 'NaN'::numeric OR (\"at\" < '0001-01-01 00:00:00+00'::timestamptz "
+        "OR \"at\" >= '10000-01-01 00:00:00+00'::timestamptz) "
+        "OR \"t\" = '24:00:00'::time OR (\"d\" < '0001-01-01'::date OR \"d\" >= '10000-01-01'::date)), "
+        "or choose another primary_key"
+    )
+    assert message("unique_nullable").startswith(
+        f"field 'primary_key': 2 row(s) of {relation('unique_nullable')} have a key value FINAL cannot hold "
+        "(2 with 'id' NULL)"
+    )
+    assert message("loose") == (
+        f"field 'primary_key': column 'id' is nullable in {relation('loose')}, and no primary key or unique "
+        "index covers the key: FINAL's key is NOT NULL, so a row with a NULL key can never be merged; "
+        f'declare it: ALTER TABLE {relation("loose")} ALTER COLUMN "id" SET NOT NULL (or add the table\'s '
+        "primary key), or use the table's real key"
+    )
+    assert message("loose", 1).startswith(f"field 'primary_key': 1 row(s) of {relation('loose')} have")
+    assert message("loose", 2) == (
+        f"field 'primary_key': no primary key or unique index of {relation('loose')} is covered by column "
+        "'id': rows sharing a key are merged into one row in FINAL; use the table's real key"
+    )
+
+
+def test_validate_warns_when_it_may_not_read_the_key_values(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, stack: dict[str, Any], key_schema: str
+) -> None:
+    # The sync role sees the catalog but has no grant on this schema yet: the check cannot run.
+    document = {"special": {"schema": key_schema, "table": "special", "primary_key": KEYS["special"]}}
+    path = write(tmp_path, "special.json", document)
+    dsn = stack["postgres"]["dsn"]
+    code, out, _ = run(capsys, "config", "validate", str(path), "--source-dsn", dsn, "--json")
+    assert code == 0
+    [finding] = json.loads(out)["tables"][0]["findings"]
+    assert (finding["severity"], finding["field"]) == ("warning", "primary_key")
+    assert finding["message"].startswith(
+        f'field \'primary_key\': could not check the key values of "{key_schema}"."special" (this '
+        "connection may not read it); rows this finds cannot be merged: SELECT * FROM "
+    )
+
+
 def test_errors_are_one_line_without_a_traceback(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     missing = tmp_path / "nope.yaml"
     code, out, err = run(capsys, "config", "validate", str(missing))
@@ -316,6 +462,62 @@ def test_push_writes_nothing_when_any_entry_is_invalid(
     )
     assert code == 1
     assert err.startswith(f"aurora-sync: {empty} has no tables, so --prune would delete every table config")
+
+
+def test_push_refuses_a_new_primary_key_without_rekey_and_prints_the_procedure(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, local_stack: Stack, ssm: Any
+) -> None:
+    path = f"/aurora-sync/h13-{uuid.uuid4().hex[:6]}/"
+    flags = [*stack_flags(local_stack), "--config-path", path]
+    tables = {
+        "orders": {"table": "orders", "primary_key": ["id"]},
+        "customers": {"table": "customers", "primary_key": ["id"]},
+    }
+    code, _, err = run(capsys, "config", "push", str(write(tmp_path, "v1.json", tables)), *flags)
+    assert code == 0, err
+    before = parameters(ssm, path)
+
+    # Another change in the same file: nothing at all is written while the key change is refused.
+    changed = {
+        "orders": {"table": "orders", "primary_key": ["tenant", "id"]},
+        "customers": {"table": "customers", "primary_key": ["id"], "lookback_seconds": 60},
+    }
+    file = write(tmp_path, "v2.json", changed)
+    for extra in ([], ["--dry-run"]):
+        code, out, err = run(capsys, "config", "push", str(file), *flags, *extra)
+        assert (code, out) == (1, "")
+        assert parameters(ssm, path) == before
+    lines = err.splitlines()
+    assert lines[0] == (
+        f"error: {file}[orders]: field 'primary_key': changes the key from [\"id\"] (in SSM, {path}orders) "
+        'to ["tenant", "id"]'
+    )
+    assert lines[1].startswith("A new primary key needs a re-key: FINAL's rows were merged on the old key")
+    assert [line.split("   #")[0] for line in lines[2:7]] == [
+        f"  1. aurora-sync sql snowflake --config {file} --tables orders --rekey",
+        f"  2. aurora-sync sql snowflake --config {file} --tables orders --rekey --apply",
+        f"  3. aurora-sync config push {file} --rekey",
+        "  4. aurora-sync sync --tables orders --full",
+        "  5. aurora-sync parity --tables orders",
+    ]
+    assert lines[-1] == (
+        "aurora-sync: nothing was written: 1 table(s) change their primary key; re-key them as above, "
+        "then push with --rekey"
+    )
+
+    # Reordering the key's columns is not a new key: the MERGE matches the same rows.
+    reordered = {**tables, "orders": {"table": "orders", "primary_key": ["id"]}}
+    code, _, err = run(capsys, "config", "push", str(write(tmp_path, "v3.json", reordered)), *flags)
+    assert code == 0, err
+
+    code, out, err = run(capsys, "config", "push", str(file), *flags, "--rekey")
+    assert code == 0, err
+    assert out.splitlines()[1] == (
+        f"  updated            orders     {path}orders (new primary key: FINAL must be re-keyed, "
+        "`aurora-sync sql snowflake --tables orders --rekey --apply`, then `aurora-sync sync --tables "
+        "orders --full`)"
+    )
+    assert json.loads(parameters(ssm, path)[f"{path}orders"])["primary_key"] == ["tenant", "id"]
 
 
 def test_pull_leaves_out_invalid_parameters_and_says_so(

@@ -277,6 +277,112 @@ def test_drift_prints_alters_then_apply_adds_the_columns(
     assert json.loads(out)["tables"][0]["state"] == "current"
 
 
+@pytest.mark.usefixtures("applied")
+def test_a_changed_primary_key_is_refused_until_rekey_replaces_final(
+    admin: Any,
+    warehouse: Any,
+    local_stack: Stack,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    with admin.cursor() as cur:
+        cur.execute(
+            f"CREATE TABLE {SCHEMA}.rekeyed (tenant integer NOT NULL, id integer NOT NULL, note text, "
+            "updated_at timestamptz, PRIMARY KEY (tenant, id))"
+        )
+    final = '"AURORA_SYNC"."FINAL"."CLI_REKEY"'
+    for statement in (
+        'DROP PIPE IF EXISTS "AURORA_SYNC"."STAGING"."CLI_REKEY_PIPE"',
+        'DROP STREAM IF EXISTS "AURORA_SYNC"."STAGING"."CLI_REKEY_STREAM"',
+        'DROP TABLE IF EXISTS "AURORA_SYNC"."STAGING"."CLI_REKEY"',
+        f"DROP TABLE IF EXISTS {final}",
+    ):
+        warehouse.cursor().execute(statement)
+    configs = {}
+    for version, key in (("old", ["id"]), ("new", ["tenant", "id"])):
+        configs[version] = tmp_path / f"{version}.json"
+        entry = {"schema": SCHEMA, "table": "rekeyed", "primary_key": key}
+        configs[version].write_text(json.dumps({"cli_rekey": entry}))
+    flags = ["--tables", "cli_rekey", *stack_flags(local_stack)]
+
+    def sql_snowflake(version: str, *extra: str) -> tuple[int, str, str]:
+        return run(capsys, "sql", "snowflake", "--config", str(configs[version]), *flags, *extra)
+
+    def final_state() -> tuple[list[str], int, str]:
+        cur = warehouse.cursor()
+        cur.execute(f"SHOW PRIMARY KEYS IN TABLE {final}")
+        key = [row[4] for row in sorted(cur.fetchall(), key=lambda row: row[5])]
+        cur.execute(f"SELECT COUNT(*) FROM {final}")
+        count = cur.fetchone()[0]
+        cur.execute('SHOW TASKS LIKE \'CLI_REKEY_MERGE\' IN SCHEMA "AURORA_SYNC"."STAGING"')
+        definition = cur.fetchall()[0][[d[0] for d in cur.description].index("definition")]
+        return key, count, definition
+
+    code, _, err = sql_snowflake("old", "--apply")
+    assert code == 0, err
+    warehouse.cursor().execute(
+        f'INSERT INTO {final} ("TENANT", "ID", "NOTE") VALUES (1, 1, \'merged on the old key\')'
+    )
+    before = final_state()
+    assert before[:2] == (["ID"], 1)
+
+    code, out, err = sql_snowflake("new", "--apply")
+    assert code == 1
+    assert [line for line in out.splitlines() if line] == [
+        '-- ===== table cli_rekey -> CLI_REKEY: primary key changed: FINAL is keyed on ("ID"), the config '
+        'on ("TENANT", "ID"); nothing generated (re-key with --rekey)',
+        "-- applied 0 statement(s) in order",
+    ]
+    assert err == (
+        'aurora-sync: table cli_rekey: FINAL.CLI_REKEY is keyed on ("ID"), the config on ("TENANT", "ID"): '
+        "nothing was applied for it (its rows were merged on FINAL's key, and the MERGE task would start "
+        "merging on the new one). Re-key it (FINAL is emptied and refilled): aurora-sync sql snowflake "
+        f"--config {configs['new']} --tables cli_rekey --rekey --apply, then aurora-sync sync --tables "
+        "cli_rekey --full; see docs/operations.md, 'Changing a table's primary key'\n"
+    )
+    assert final_state() == before  # not even the MERGE task was re-created
+    code, out, _ = sql_snowflake("new", "--json")
+    assert code == 1
+    [plan] = json.loads(out)["tables"]
+    assert (plan["state"], plan["final_primary_key"], plan["primary_key"], plan["statements"]) == (
+        "key-changed",
+        ["ID"],
+        ["TENANT", "ID"],
+        [],
+    )
+
+    code, out, err = run(capsys, "sql", "snowflake", "--rekey", "--config", str(configs["new"]))
+    assert (code, out) == (1, "")
+    assert err.startswith("aurora-sync: --rekey needs --tables: it empties FINAL of each named table")
+
+    code, out, _ = sql_snowflake("new", "--rekey", "--json")
+    assert code == 0
+    [plan] = json.loads(out)["tables"]
+    assert plan["state"] == "rekey"
+    [create] = [s for s in plan["statements"] if final in s.split("\n")[0]]
+    assert create.startswith(f"CREATE OR REPLACE TABLE {final} (")
+    assert "\n) COPY GRANTS COMMENT = " in create  # analysts' grants on FINAL survive
+    merge = next(s for s in plan["statements"] if s.startswith("CREATE OR REPLACE TASK") and "_MERGE" in s)
+    assert final_state() == before  # printing changes nothing
+
+    code, out, err = sql_snowflake("new", "--rekey", "--apply")
+    assert code == 0, err
+    assert 're-key: FINAL is keyed on ("ID"), the config on ("TENANT", "ID"); FINAL is replaced' in out
+    assert err.startswith(
+        "aurora-sync: re-keyed cli_rekey: FINAL is empty, keyed on the config's primary key"
+    )
+    key, count, definition = final_state()
+    assert (key, count) == (["TENANT", "ID"], 0)
+    assert definition == merge.split("\nAS ", 1)[1] != before[2]
+
+    # Re-keyed: the ordinary, idempotent definitions again; a repeated --rekey replaces nothing.
+    warehouse.cursor().execute(f'INSERT INTO {final} ("TENANT", "ID", "NOTE") VALUES (1, 1, \'new\')')
+    code, out, _ = sql_snowflake("new", "--rekey", "--apply", "--json")
+    assert code == 0
+    assert json.loads(out)["tables"][0]["state"] == "current"
+    assert final_state()[:2] == (["TENANT", "ID"], 1)
+
+
 # --- Aurora -------------------------------------------------------------------------------------
 def test_aurora_grants_quote_hostile_names_and_let_the_sync_role_read(
     admin: Any,

@@ -693,6 +693,54 @@ def test_stage_with_a_bare_file_format_name(sf: Any, lake: dict[str, str]) -> No
     assert any(r["name"] == stage for r in run(sf, f"SHOW STAGES IN SCHEMA {DB}.PUBLIC"))
 
 
+def test_show_primary_keys_lists_a_composite_key_in_order_like_snowflake(sf: Any) -> None:
+    """`sql snowflake` reads FINAL's key this way; Snowflake numbers the columns by key position."""
+    schema, other = unique("PK_A"), unique("PK_B")
+    run(sf, f"CREATE SCHEMA {DB}.{schema}")
+    run(sf, f"CREATE SCHEMA {DB}.{other}")
+    run(
+        sf,
+        f'CREATE TABLE {DB}.{schema}.ORDERS ("TENANT" NUMBER NOT NULL, "Line No" NUMBER NOT NULL, '
+        '"NOTE" VARCHAR, PRIMARY KEY ("Line No", "TENANT"))',
+    )
+    # Same table name elsewhere, another key: a table's answer must not mix them up.
+    run(sf, f'CREATE TABLE {DB}.{other}.ORDERS ("ID" NUMBER NOT NULL, PRIMARY KEY ("ID"))')
+    run(sf, f'CREATE TABLE {DB}.{schema}.NO_KEY ("ID" NUMBER)')
+
+    with sf.cursor() as cur:
+        cur.execute(f'SHOW PRIMARY KEYS IN TABLE "{DB}"."{schema}"."ORDERS"')
+        assert [d[0] for d in cur.description] == [
+            "created_on",
+            "database_name",
+            "schema_name",
+            "table_name",
+            "column_name",
+            "key_sequence",
+            "constraint_name",
+            "rely",
+            "comment",
+        ]
+        rows = cur.fetchall()
+    assert [row[1:6] for row in rows] == [
+        (DB, schema, "ORDERS", "Line No", 1),
+        (DB, schema, "ORDERS", "TENANT", 2),
+    ]
+    assert rows[0][6] == rows[1][6] and rows[0][6].startswith("SYS_CONSTRAINT_")
+    assert [(row[7], row[8]) for row in rows] == [("false", None), ("false", None)]
+    # TABLE is optional before a name; the name resolves against the session like any other.
+    assert [r["column_name"] for r in run(sf, f"SHOW PRIMARY KEYS IN {DB}.{other}.orders")] == ["ID"]
+    assert run(sf, f"SHOW TERSE PRIMARY KEYS IN TABLE {DB}.{schema}.NO_KEY") == []
+    listed = run(sf, f"SHOW PRIMARY KEYS IN SCHEMA {DB}.{schema}")
+    assert [(r["table_name"], r["column_name"]) for r in listed] == [
+        ("ORDERS", "Line No"),
+        ("ORDERS", "TENANT"),
+    ]
+    with pytest.raises(ProgrammingError) as missing:
+        run(sf, f"SHOW PRIMARY KEYS IN TABLE {DB}.{schema}.NOPE")
+    assert missing.value.errno == 2003
+    assert f"Table '{DB}.{schema}.NOPE' does not exist or not authorized." in str(missing.value.msg)
+
+
 # --- restart (last: it restarts the server under the other tests' module fixtures) -----------------
 def test_zz_restart_keeps_data_and_control_plane(
     local_stack: Stack, stack: dict[str, Any], s3: Any, lake: dict[str, str]

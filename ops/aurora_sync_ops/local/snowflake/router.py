@@ -35,7 +35,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from . import history
+from . import constraints, history
 from .catalog import QUALIFIED, ObjectName, Registry, sql_string, syntax_error
 from .pipes import Pipes, Session
 from .tasks import Streams, Tasks
@@ -299,6 +299,15 @@ class ControlPlane:
             )
         if m := re.match(r"DROP\s+(?:STORAGE\s+)?INTEGRATION\s+" + IF_EXISTS + NAME, text, re.I):
             return status_sql(pipes.drop_integration(m.group("name"), bool(m.group("if_exists"))))
+
+        if m := re.match(
+            r"SHOW\s+(?:TERSE\s+)?PRIMARY\s+KEYS(?:\s+IN(?:\s+(?P<kind>ACCOUNT|DATABASE|SCHEMA|TABLE)\b)?"
+            rf"(?:\s+(?P<name>{QUALIFIED}))?)?\s*;?\s*$",
+            text,
+            re.I,
+        ):
+            keys = constraints.primary_key_rows(self.fs.duck_conn, session, m.group("kind"), m.group("name"))
+            return _rows_sql(keys, constraints.COLUMNS)
 
         if re.match(r"CREATE\s+(OR\s+REPLACE\s+)?PIPE\b", text, re.I):
             return status_sql(pipes.create_pipe(text, session))
