@@ -22,7 +22,7 @@ import psycopg2
 import pytest
 import requests
 from psycopg2 import sql
-from world import CLOCK_SCALE, World, admin_client, open_world, plan_output, set_clock, verify_output
+from world import CLOCK_SCALE, World, admin_client, entered, open_world, plan_output, set_clock, verify_output
 
 from aurora_sync_ops.local.stack import Stack
 
@@ -310,6 +310,75 @@ def test_lambda_timeout_fails_the_table_and_the_rerun_with_the_normal_timeout_he
     assert "fault_accounts (Sandbox.Timedout: " in cause and "Task timed out after 3.00 seconds" in cause
     assert '{"tables": ["fault_accounts"]}' in cause
 
+    description, events = world.run({"tables": ["fault_accounts"]})
+    assert description["status"] == "SUCCEEDED", description
+    world.assert_parity()
+
+
+def emulator_task_fault(world: World, method: str, **body: Any) -> None:
+    """The Snowflake emulator's test hook (docs/local-stack.md): hold a task's runs EXECUTING."""
+    sf = world.status["snowflake"]
+    url = f"{sf['protocol']}://{sf['host']}:{sf['port']}/emulator/task-faults"
+    requests.request(method, url, json=body, timeout=10).raise_for_status()
+
+
+@contextmanager
+def redeployed(world: World, **parameters: Any) -> Iterator[None]:
+    """The state machine and functions deployed with other template parameters, then restored."""
+    saved = dict(world.engine.parameters)
+    world.engine.parameters.update(parameters)
+    world.deployment = world.engine.deploy()
+    try:
+        yield
+    finally:
+        world.engine.parameters.clear()
+        world.engine.parameters.update(saved)
+        world.deployment = world.engine.deploy()
+
+
+def merge_task_runs(world: World, name: str) -> list[dict[str, Any]]:
+    target = world.configs[name]["target"]
+    with world.warehouse.cursor() as cur:
+        cur.execute(
+            f"SELECT STATE, ERROR_MESSAGE FROM TABLE({world.setup.database}.INFORMATION_SCHEMA.TASK_HISTORY("
+            f"TASK_NAME => '{target}_MERGE', RESULT_LIMIT => 5))"
+        )
+        return [{"STATE": r[0], "ERROR_MESSAGE": r[1]} for r in cur.fetchall()]
+
+
+def test_a_merge_task_that_never_finishes_fails_its_table_as_merge_timeout_and_a_rerun_heals(
+    world: World,
+) -> None:
+    # The MERGE task of fault_accounts stays EXECUTING (the emulator holds it). The verifier must
+    # settle the table as MergeTimeout, naming it, before the Wait/Verify loop runs out: the run
+    # may not end as the anonymous VerifyGaveUp/VerifyAttemptsExhausted backstop.
+    world.execute("UPDATE {schema}.accounts SET owner = 'held merge', updated_at = now() WHERE id <= 4")
+    merge_task = world.setup.objects(world.configs["fault_accounts"]["target"]).merge_task
+    # MergeTimeoutSeconds counts real seconds while the Wait states run on the scaled clock
+    # (CLOCK_SCALE): 200 attempts take about 20 s or more here, so 5 s keeps the loop the longer
+    # one, as LOCAL_PARAMETERS (2 s x 200 > 120 s + 180 s + 4 s) do in real time.
+    with redeployed(world, MergeTimeoutSeconds=5):
+        emulator_task_fault(world, "POST", task=merge_task, fault="hang")
+        try:
+            description, events = world.run({"tables": ["fault_accounts", "fault_ledger"]})
+        finally:
+            emulator_task_fault(world, "DELETE", task=merge_task)
+    assert description["status"] == "FAILED", description
+    assert description["error"] == "TablesFailed"
+    assert "VerifyGaveUp" not in entered(events)
+    verdicts = {v["table"]: v for v in verify_output(events)["tables"]}
+    assert verdicts["fault_accounts"]["outcome"] == "FAILED"
+    assert verdicts["fault_accounts"]["error"] == "MergeTimeout"
+    assert "still EXECUTING" in verdicts["fault_accounts"]["reason"]
+    assert verdicts["fault_ledger"]["outcome"] in ("MERGED", "NOTHING_TO_DO")
+    cause = description["cause"]
+    assert "fault_accounts (MergeTimeout: merge task" in cause
+    assert '{"tables": ["fault_accounts"]}' in cause
+
+    # Released, the held run merges; the rerun then finds everything in place.
+    deadline = time.monotonic() + 60
+    while merge_task_runs(world, "fault_accounts")[0]["STATE"] == "EXECUTING" and time.monotonic() < deadline:
+        time.sleep(0.2)
     description, events = world.run({"tables": ["fault_accounts"]})
     assert description["status"] == "SUCCEEDED", description
     world.assert_parity()
