@@ -210,8 +210,13 @@ class Streams:
                     for name, kind, default in wanted:
                         if name not in present:
                             # The table's default is what its existing (already consumed) rows
-                            # got from ADD COLUMN; the snapshot's copies of them must match.
-                            fill = f" DEFAULT {default}" if default is not None else ""
+                            # got from ADD COLUMN; the snapshot's copies of them must match. Not a
+                            # sequence's: evaluating it here would advance the user's sequence.
+                            fill = (
+                                f" DEFAULT {default}"
+                                if default is not None and "nextval(" not in default.lower()
+                                else ""
+                            )
                             cur.execute(f"ALTER TABLE {target} ADD COLUMN {dq(name)} {kind}{fill}")
                         elif present[name] != kind:
                             cur.execute(f"ALTER TABLE {target} ALTER COLUMN {dq(name)} SET DATA TYPE {kind}")
