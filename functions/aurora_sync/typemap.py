@@ -287,8 +287,27 @@ def map_column(column: str, pg_type: PgType) -> ColumnMapping:
     )
 
 
+# How unrepresentable values are kept in UNREPRESENTABLE_COLUMN (see unrepresentable_expression).
+# A value's exact text is kept when its JSON string (quotes and escapes included) takes at most
+# this many bytes; a larger one is described instead. With PostgreSQL's 1600 columns at most, each
+# entry then stays under 9 KB (key included) and the whole cell under 16 MB (VARCHAR_MAX_BYTES).
+UNREPRESENTABLE_INLINE_MAX_BYTES: Final = 8192
+UNREPRESENTABLE_TOO_LARGE: Final = "too large"
+
+
 def unrepresentable_expression(mappings: list[ColumnMapping]) -> sql.Composable:
-    """The extra CSV column: a JSON object of the source text of every unrepresentable value, or NULL.
+    """The extra CSV column: a JSON object describing every unrepresentable value of the row, or NULL.
+
+    Per column whose value Snowflake cannot hold (the typed column gets NULL):
+      * its exact PostgreSQL text (``col::text``) as a JSON string, e.g. ``{"price": "NaN"}``, when
+        that string takes at most ``UNREPRESENTABLE_INLINE_MAX_BYTES`` (8 KB): NaN, ±Infinity,
+        out-of-range dates and times, numerics of up to about 8,000 digits;
+      * otherwise a descriptor, ``{"body": {"unrepresentable": "too large", "bytes": 16777217,
+        "md5": "<hex>"}}``: ``bytes`` is ``octet_length(col::text)`` and ``md5`` is
+        ``md5(col::text)``, so the source row can be found and checked. Values unrepresentable
+        because of their size (text over 16 MB, json/arrays over 16 MB, bytea over 8 MB) always
+        take this form: their text cannot fit a Snowflake VARCHAR, so neither can a cell holding it.
+    The cell therefore stays below Snowflake's 16 MB VARCHAR limit whatever the row holds.
 
     jsonb_build_object takes at most 100 arguments, so wide tables concatenate chunks of 40 columns.
     """
@@ -298,11 +317,29 @@ def unrepresentable_expression(mappings: list[ColumnMapping]) -> sql.Composable:
     chunks = []
     for start in range(0, len(checked), 40):
         pairs = [
-            sql.SQL("{name}, CASE WHEN {check} THEN {c}::text END").format(
-                name=sql.Literal(column), check=check, c=sql.Identifier(column)
+            sql.SQL("{name}, CASE WHEN {check} THEN {kept} END").format(
+                name=sql.Literal(column), check=check, kept=_kept(sql.Identifier(column))
             )
             for column, check in checked[start : start + 40]
         ]
         chunks.append(sql.SQL("jsonb_build_object({})").format(sql.SQL(", ").join(pairs)))
     combined = sql.SQL(" || ").join(chunks)
     return sql.SQL("NULLIF(jsonb_strip_nulls({combined}), '{{}}'::jsonb)::text").format(combined=combined)
+
+
+def _kept(ident: sql.Identifier) -> sql.Composable:
+    """One unrepresentable value in the JSON cell: its text, or a descriptor when that is too large.
+
+    The raw length is tested first (CASE branches run in order), so a huge value is never turned
+    into a jsonb string: that is slow, and fails outright beyond jsonb's 256 MB string limit.
+    """
+    text = sql.SQL("{c}::text").format(c=ident)
+    descriptor = sql.SQL(
+        "jsonb_build_object('unrepresentable', {reason}, 'bytes', octet_length({text}), 'md5', md5({text}))"
+    ).format(text=text, reason=sql.Literal(UNREPRESENTABLE_TOO_LARGE))
+    # Not OR: PostgreSQL does not promise to evaluate OR's operands in order; CASE does.
+    return sql.SQL(
+        "CASE WHEN octet_length({text}) > {inline} THEN {descriptor} "
+        "WHEN octet_length(to_jsonb({text})::text) > {inline} THEN {descriptor} "
+        "ELSE to_jsonb({text}) END"
+    ).format(text=text, inline=sql.Literal(UNREPRESENTABLE_INLINE_MAX_BYTES), descriptor=descriptor)

@@ -96,3 +96,50 @@ def test_failure_cause_carries_the_rerun_input_and_no_payload_holds_secrets() ->
     text = DEFINITION.read_text().lower()
     for word in ("password", "private_key", "session_token", "client_token", "secret_access_key"):
         assert word not in text
+
+
+def test_every_other_failure_path_builds_a_cause_with_the_rerun_input() -> None:
+    # TablesFailed carries the verifier's summary; every other way to fail (a Catch of Plan, of
+    # the Map, of Verify, and the VerifyGaveUp backstop) must end in RunFailed through a state
+    # that writes the rerun input into the cause, never in a Fail that passes a raw Lambda error
+    # document (which names no table) through.
+    machine = definition()
+    top = machine["States"]
+    starts = [c["Next"] for s in top.values() for c in s.get("Catch", [])] + ["VerifyGaveUp"]
+    fails: set[str] = set()
+    builders: set[str] = set()
+    for start in starts:
+        todo, seen = [start], set()
+        while todo:
+            name = todo.pop()
+            if name in seen:
+                continue
+            seen.add(name)
+            state = top[name]
+            if state["Type"] == "Fail":
+                fails.add(name)
+                continue
+            cause = state.get("Parameters", {}).get("Cause.$", "")
+            if "aurora-sync rerun" in cause:
+                builders.add(name)
+            todo += [t for t in [state.get("Next"), state.get("Default")] if t]
+            todo += [c["Next"] for c in state.get("Choices", [])]
+    assert fails == {"RunFailed"}
+    assert builders == {"PlanFailed", "DescribeRunFailure"}
+    assert top["RunFailed"] == {**top["RunFailed"], "ErrorPath": "$.Error", "CausePath": "$.Cause"}
+    assert {name for name, s in top.items() if s["Type"] == "Fail"} == {"RunFailed", "TablesFailed"}
+    # The run's tables: exported or failed in the plan (Verify), planned or failed (the Map).
+    assert (
+        top["VerifyFailed"]["Parameters"]["groups"]
+        == top["VerifyGaveUp"]["Parameters"]["groups"]
+        == {
+            "exported.$": "$.tables[*].table",
+            "plan_failed.$": "$.plan_failed[*].table",
+        }
+    )
+    assert top["ExportTablesFailed"]["Parameters"]["groups"] == {
+        "planned.$": "$.items[*].table",
+        "plan_failed.$": "$.failed[*].table",
+    }
+    assert "States.JsonToString($.rerun)" in top["DescribeRunFailure"]["Parameters"]["Cause.$"]
+    assert "States.JsonToString($$.Execution.Input)" in top["PlanFailed"]["Parameters"]["Cause.$"]

@@ -17,9 +17,11 @@ from typing import Any
 
 import boto3
 import pytest
+import requests
 import snowflake.connector
 from snowflake.connector.errors import ProgrammingError
 
+from aurora_sync_ops.local.snowflake.csv_load import MAX_RECORD_BYTES
 from aurora_sync_ops.local.stack import Stack
 
 NOTIFIED = "n/"  # the bucket notification covers this prefix only; "quiet/" gets no events
@@ -335,6 +337,31 @@ def test_malformed_files_fail_whole_with_snowflake_error_text(sf: Any, s3: Any, 
     assert run(sf, f"SELECT COUNT(*) AS N FROM {DB}.STAGING.{table}")[0]["N"] == 0
 
 
+def test_a_record_over_2_000_000_bytes_fails_its_file_locally(sf: Any, s3: Any, lake: dict[str, str]) -> None:
+    # A local limit (DuckDB's read_csv, csv_load.MAX_RECORD_BYTES) that real Snowflake does not
+    # have: there, each field only has to fit its column. docs/local-stack.md says so; this pins
+    # where the local edge is, so a change of it is noticed.
+    table = unique("WIDE")
+    staging_table(sf, table)
+    prefix = f"{NOTIFIED}{table.lower()}/"
+    create_pipe(sf, table, prefix)
+
+    def record(id_: int, size: int) -> bytes:
+        head, tail = f'{id_},"'.encode(), b'",1,'
+        return head + b"n" * (size - len(head) - len(tail)) + tail
+
+    at_limit, over = record(1, MAX_RECORD_BYTES), record(2, MAX_RECORD_BYTES + 1)
+    assert (len(at_limit), len(over)) == (2_000_000, 2_000_001)
+    s3.put_object(Bucket=lake["bucket"], Key=f"{prefix}a-at-limit.csv", Body=at_limit + b"\n3,small,1,\n")
+    s3.put_object(Bucket=lake["bucket"], Key=f"{prefix}b-over.csv", Body=over + b"\n4,small,1,\n")
+    loaded, failed = settled(sf, table, 2)
+    assert (loaded["STATUS"], loaded["ROW_COUNT"]) == ("Loaded", 2)
+    assert (failed["STATUS"], failed["ROW_COUNT"], failed["FIRST_ERROR_LINE_NUMBER"]) == ("Load failed", 0, 1)
+    assert "Maximum line size of 2000000 bytes exceeded" in failed["FIRST_ERROR_MESSAGE"]
+    lengths = run(sf, f"SELECT ID, LENGTH(NOTE) AS L FROM {DB}.STAGING.{table} ORDER BY ID")
+    assert [(r["ID"], r["L"]) for r in lengths] == [(1, MAX_RECORD_BYTES - 7), (3, 5)]
+
+
 def test_on_error_continue_loads_good_rows_as_partially_loaded(
     sf: Any, s3: Any, lake: dict[str, str]
 ) -> None:
@@ -639,6 +666,179 @@ def test_a_failing_task_is_failed_with_its_error_message(sf: Any) -> None:
     assert f"Task '{DB}.STAGING.NOT_A_TASK_{task}' does not exist or not authorized." in str(error.value)
 
 
+# --- streams across column changes, and task runs that can never be left unfinished ----------------
+def stream_rows(conn: Any, stream: str) -> tuple[list[str], list[tuple[Any, ...]]]:
+    """The stream's columns and rows (ordered by ID), as a client sees them."""
+    with conn.cursor() as cur:
+        cur.execute(f"SELECT * FROM {stream} ORDER BY ID")
+        return [d[0] for d in cur.description], [tuple(r) for r in cur.fetchall()]
+
+
+def has_data(conn: Any, stream: str) -> bool:
+    return bool(run(conn, f"SELECT SYSTEM$STREAM_HAS_DATA('{stream}') AS H")[0]["H"])
+
+
+def test_a_stream_keeps_working_after_add_column_and_drop_column_like_snowflake(sf: Any) -> None:
+    # Snowflake: a stream on a table survives ADD/DROP COLUMN; rows inserted afterwards carry the
+    # new column, rows already pending show NULL for it, consumed rows stay consumed. Locally the
+    # offset is a snapshot table of the old columns, which used to break every read
+    # ("Set operations can only apply to expressions with the same number of result columns").
+    table = unique("ALT")
+    base, sink = f"{DB}.STAGING.{table}", f"{DB}.STAGING.{table}_SINK"
+    stream = f"{base}_STREAM"
+    run(sf, f"CREATE OR REPLACE TABLE {base} (ID NUMBER(38,0), NOTE VARCHAR)")
+    run(sf, f"CREATE OR REPLACE TABLE {sink} (ID NUMBER(38,0), EXTRA VARCHAR, FILLED VARCHAR)")
+    run(sf, f"CREATE STREAM {stream} ON TABLE {base} APPEND_ONLY = TRUE")
+    run(sf, f"INSERT INTO {base} (ID, NOTE) VALUES (1, 'consumed before the change')")
+    assert run(sf, f"INSERT INTO {sink} (ID) SELECT ID FROM {stream}") == [{"number of rows inserted": 1}]
+    run(sf, f"INSERT INTO {base} (ID, NOTE) VALUES (2, 'pending before the change')")
+
+    run(sf, f"ALTER TABLE {base} ADD COLUMN EXTRA VARCHAR")
+    # With a default, the table's existing rows (the consumed one too) get it: they must not
+    # come back as new rows.
+    run(sf, f"ALTER TABLE {base} ADD COLUMN FILLED VARCHAR DEFAULT 'default'")
+    run(sf, f"INSERT INTO {base} (ID, NOTE, EXTRA, FILLED) VALUES (3, 'after the change', 'x', 'y')")
+
+    columns, rows = stream_rows(sf, stream)
+    assert columns == ["ID", "NOTE", "EXTRA", "FILLED", "METADATA$ACTION", "METADATA$ISUPDATE"]
+    assert rows == [
+        (2, "pending before the change", None, "default", "INSERT", False),
+        (3, "after the change", "x", "y", "INSERT", False),
+    ]
+    assert has_data(sf, stream)
+
+    # A consuming DML reads the new columns and moves the offset past both rows.
+    inserted = run(sf, f"INSERT INTO {sink} (ID, EXTRA, FILLED) SELECT ID, EXTRA, FILLED FROM {stream}")
+    assert inserted == [{"number of rows inserted": 2}]
+    assert stream_rows(sf, stream)[1] == [] and not has_data(sf, stream)
+    sunk = run(sf, f"SELECT ID, EXTRA, FILLED FROM {sink} ORDER BY ID")
+    assert [(r["ID"], r["EXTRA"], r["FILLED"]) for r in sunk] == [
+        (1, None, None),
+        (2, None, "default"),
+        (3, "x", "y"),
+    ]
+
+    run(sf, f"INSERT INTO {base} (ID, NOTE, EXTRA) VALUES (4, 'before the drop', 'z')")
+    run(sf, f"ALTER TABLE {base} DROP COLUMN NOTE")
+    run(sf, f"INSERT INTO {base} (ID, EXTRA) VALUES (5, 'after the drop')")
+    columns, rows = stream_rows(sf, stream)
+    assert columns == ["ID", "EXTRA", "FILLED", "METADATA$ACTION", "METADATA$ISUPDATE"]
+    assert rows == [
+        (4, "z", "default", "INSERT", False),
+        (5, "after the drop", "default", "INSERT", False),
+    ]
+    # A plain SELECT did not consume them.
+    assert run(sf, f"SELECT COUNT(*) AS N FROM {stream}")[0]["N"] == 2
+
+
+def test_a_merge_task_reads_its_stream_after_add_column(sf: Any) -> None:
+    # The product's case: `aurora-sync sql snowflake` adds a column to STAGING and FINAL between
+    # runs; the next EXECUTE TASK must merge, not leave a run nobody finishes.
+    table = unique("ALTTASK")
+    base, final = f"{DB}.STAGING.{table}", f"{DB}.STAGING.{table}_FINAL"
+    stream = f"{base}_STREAM"
+    run(sf, f"CREATE OR REPLACE TABLE {base} (ID NUMBER(38,0), NOTE VARCHAR)")
+    run(sf, f"CREATE OR REPLACE TABLE {final} (ID NUMBER(38,0), NOTE VARCHAR)")
+    run(sf, f"CREATE STREAM {stream} ON TABLE {base} APPEND_ONLY = TRUE")
+    run(sf, f"INSERT INTO {base} VALUES (1, 'a')")
+    run(sf, f"ALTER TABLE {base} ADD COLUMN EXTRA VARCHAR")
+    run(sf, f"ALTER TABLE {final} ADD COLUMN EXTRA VARCHAR")
+    run(sf, f"INSERT INTO {base} VALUES (2, 'b', 'new')")
+    run(
+        sf,
+        f"CREATE OR REPLACE TASK {base}_MERGE WHEN SYSTEM$STREAM_HAS_DATA('{stream}') AS "
+        f"INSERT INTO {final} (ID, NOTE, EXTRA) SELECT ID, NOTE, EXTRA FROM {stream}",
+    )
+    run(sf, f"EXECUTE TASK {base}_MERGE")
+    done = finished_run(sf, f"{table}_MERGE")
+    assert (done["STATE"], done["ERROR_MESSAGE"]) == ("SUCCEEDED", None)
+    merged = run(sf, f"SELECT ID, NOTE, EXTRA FROM {final} ORDER BY ID")
+    assert [(r["ID"], r["NOTE"], r["EXTRA"]) for r in merged] == [(1, "a", None), (2, "b", "new")]
+    assert not has_data(sf, stream)
+
+
+def test_a_stream_keeps_consumed_rows_consumed_after_rename_column(sf: Any) -> None:
+    # Matching the offset by name alone would see a rename as drop + add and bring every consumed
+    # row back; the emulator replays the rename on the offset instead. (The old positional
+    # comparison got renames right by accident; this keeps the by-name alignment honest.)
+    table = unique("REN")
+    base = f"{DB}.STAGING.{table}"
+    stream = f"{base}_STREAM"
+    run(sf, f"CREATE OR REPLACE TABLE {base} (ID NUMBER(38,0), NOTE VARCHAR)")
+    run(sf, f"CREATE OR REPLACE TABLE {base}_SINK (ID NUMBER(38,0))")
+    run(sf, f"CREATE STREAM {stream} ON TABLE {base} APPEND_ONLY = TRUE")
+    run(sf, f"INSERT INTO {base} VALUES (1, 'consumed')")
+    run(sf, f"INSERT INTO {base}_SINK SELECT ID FROM {stream}")
+    run(sf, f"INSERT INTO {base} VALUES (2, 'pending')")
+    run(sf, f"ALTER TABLE {base} RENAME COLUMN NOTE TO REMARK")
+    columns, rows = stream_rows(sf, stream)
+    assert columns == ["ID", "REMARK", "METADATA$ACTION", "METADATA$ISUPDATE"]
+    assert rows == [(2, "pending", "INSERT", False)]
+
+
+def task_faults(stack: dict[str, Any], method: str, **body: Any) -> dict[str, Any]:
+    sf_ = stack["snowflake"]
+    url = f"{sf_['protocol']}://{sf_['host']}:{sf_['port']}/emulator/task-faults"
+    response = requests.request(method, url, json=body or None, timeout=10)
+    assert response.status_code == 200, response.text
+    result: dict[str, Any] = response.json()
+    return result
+
+
+def test_a_task_whose_stream_lost_its_table_fails_with_the_error_instead_of_hanging(sf: Any) -> None:
+    # The WHEN condition reads the stream on the worker thread; an error there that is not a
+    # Snowflake error used to kill the thread and leave the run SCHEDULED for ever.
+    table = unique("GONE")
+    base = f"{DB}.STAGING.{table}"
+    run(sf, f"CREATE OR REPLACE TABLE {base} (ID NUMBER(38,0))")
+    run(sf, f"CREATE STREAM {base}_STREAM ON TABLE {base} APPEND_ONLY = TRUE")
+    run(
+        sf,
+        f"CREATE OR REPLACE TASK {base}_MERGE WHEN SYSTEM$STREAM_HAS_DATA('{base}_STREAM') AS "
+        f"DELETE FROM {base} WHERE ID < 0",
+    )
+    run(sf, f"DROP TABLE {base}")
+    run(sf, f"EXECUTE TASK {base}_MERGE")
+    done = finished_run(sf, f"{table}_MERGE")
+    assert done["STATE"] == "FAILED"
+    assert f"Base table '{base}' dropped, cannot read from stream '{base}_STREAM'" in done["ERROR_MESSAGE"]
+
+
+def test_any_error_on_a_task_worker_thread_fails_the_run_and_a_held_run_waits_for_release(
+    sf: Any, stack: dict[str, Any]
+) -> None:
+    task = unique("FAULTY")
+    fq = f"{DB}.STAGING.{task}"
+    run(sf, f"CREATE OR REPLACE TABLE {fq}_T (ID NUMBER(38,0))")
+    run(sf, f"CREATE OR REPLACE TASK {fq} AS INSERT INTO {fq}_T VALUES (1)")
+    # An emulator failure that is not a SQL error (what a bug would raise) still ends the run.
+    assert task_faults(stack, "POST", task=fq, fault="error", message="injected by the test")["task"] == fq
+    try:
+        run(sf, f"EXECUTE TASK {fq}")
+        done = finished_run(sf, task)
+    finally:
+        task_faults(stack, "DELETE", task=fq)
+    assert done["STATE"] == "FAILED"
+    assert "RuntimeError: injected by the test" in done["ERROR_MESSAGE"]
+    assert run(sf, f"SELECT COUNT(*) AS N FROM {fq}_T")[0]["N"] == 0
+
+    # "hang": the run stays EXECUTING (a MERGE that never ends) until the fault is cleared.
+    task_faults(stack, "POST", task=fq, fault="hang")
+    try:
+        run(sf, f"EXECUTE TASK {fq}")
+        wait_for(lambda: task_runs(sf, task)[0]["STATE"] == "EXECUTING", what="the held run to execute")
+        time.sleep(1.5)
+        assert task_runs(sf, task)[0]["STATE"] == "EXECUTING"
+        assert task_faults(stack, "GET")["faults"] == [
+            {"task": fq, "fault": "hang", "message": f"fault injected into task {fq}"}
+        ]
+    finally:
+        task_faults(stack, "DELETE", task=fq)
+    assert finished_run(sf, task)["STATE"] == "SUCCEEDED"
+    assert run(sf, f"SELECT COUNT(*) AS N FROM {fq}_T")[0]["N"] == 1
+    assert task_faults(stack, "GET")["faults"] == []
+
+
 def test_identifiers_resolve_upper_case_unless_quoted_and_against_the_session(sf: Any) -> None:
     table = unique("IDS")
     run(sf, f"USE SCHEMA {DB}.STAGING")
@@ -759,6 +959,12 @@ def test_zz_restart_keeps_data_and_control_plane(
         settled(conn, table, 1)
         run(conn, f"EXECUTE TASK {DB}.STAGING.{table}_TASK")
         finished_run(conn, f"{table}_TASK")
+        # A run still executing when the server stops can never finish: after the restart it must
+        # read FAILED, not EXECUTING for ever (the verifier would wait for it).
+        run(conn, f"CREATE TASK {DB}.STAGING.{table}_HELD AS DELETE FROM {DB}.STAGING.{table} WHERE ID < 0")
+        task_faults(stack, "POST", task=f"{DB}.STAGING.{table}_HELD", fault="hang")
+        run(conn, f"EXECUTE TASK {DB}.STAGING.{table}_HELD")
+        wait_for(lambda: task_runs(conn, f"{table}_HELD")[0]["STATE"] == "EXECUTING", what="the held run")
 
     pid = local_stack.status()["services"]["snowflake"]["pid"]
     os.killpg(pid, signal.SIGTERM)  # the test stack started this process group
@@ -775,6 +981,9 @@ def test_zz_restart_keeps_data_and_control_plane(
             f"{table}_STREAM"
         ]
         assert [r["STATE"] for r in task_runs(conn, f"{table}_TASK")] == ["SUCCEEDED"]
+        (held,) = task_runs(conn, f"{table}_HELD")
+        assert held["STATE"] == "FAILED" and "stopped" in held["ERROR_MESSAGE"], held
+        assert task_faults(stack, "GET")["faults"] == []  # faults do not outlive the process
         assert run(conn, f"SELECT COUNT(*) AS N FROM {DB}.STAGING.{table}_STREAM")[0]["N"] == 1
         # The stage and file format came back too: a new file still loads through the pipe.
         s3.put_object(Bucket=lake["bucket"], Key=f"{prefix}after.csv", Body=b"2,b,2,\n")

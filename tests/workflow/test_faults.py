@@ -14,6 +14,7 @@ import json
 import os
 import signal
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -22,8 +23,10 @@ import psycopg2
 import pytest
 import requests
 from psycopg2 import sql
-from world import CLOCK_SCALE, World, admin_client, open_world, plan_output, set_clock, verify_output
+from world import CLOCK_SCALE, World, admin_client, entered, open_world, plan_output, set_clock, verify_output
 
+from aurora_sync_ops.cli import main as cli_main
+from aurora_sync_ops.local.engine import Deployment
 from aurora_sync_ops.local.stack import Stack
 
 ROWS = 40
@@ -313,3 +316,218 @@ def test_lambda_timeout_fails_the_table_and_the_rerun_with_the_normal_timeout_he
     description, events = world.run({"tables": ["fault_accounts"]})
     assert description["status"] == "SUCCEEDED", description
     world.assert_parity()
+
+
+def emulator_task_fault(world: World, method: str, **body: Any) -> None:
+    """The Snowflake emulator's test hook (docs/local-stack.md): hold a task's runs EXECUTING."""
+    sf = world.status["snowflake"]
+    url = f"{sf['protocol']}://{sf['host']}:{sf['port']}/emulator/task-faults"
+    requests.request(method, url, json=body, timeout=10).raise_for_status()
+
+
+@contextmanager
+def redeployed(world: World, **parameters: Any) -> Iterator[None]:
+    """The state machine and functions deployed with other template parameters, then restored."""
+    saved = dict(world.engine.parameters)
+    world.engine.parameters.update(parameters)
+    world.deployment = world.engine.deploy()
+    try:
+        yield
+    finally:
+        world.engine.parameters.clear()
+        world.engine.parameters.update(saved)
+        world.deployment = world.engine.deploy()
+
+
+def merge_task_runs(world: World, name: str) -> list[dict[str, Any]]:
+    target = world.configs[name]["target"]
+    with world.warehouse.cursor() as cur:
+        cur.execute(
+            f"SELECT STATE, ERROR_MESSAGE FROM TABLE({world.setup.database}.INFORMATION_SCHEMA.TASK_HISTORY("
+            f"TASK_NAME => '{target}_MERGE', RESULT_LIMIT => 5))"
+        )
+        return [{"STATE": r[0], "ERROR_MESSAGE": r[1]} for r in cur.fetchall()]
+
+
+def test_a_merge_task_that_never_finishes_fails_its_table_as_merge_timeout_and_a_rerun_heals(
+    world: World,
+) -> None:
+    # The MERGE task of fault_accounts stays EXECUTING (the emulator holds it). The verifier must
+    # settle the table as MergeTimeout, naming it, before the Wait/Verify loop runs out: the run
+    # may not end as the anonymous VerifyGaveUp/VerifyAttemptsExhausted backstop.
+    world.execute("UPDATE {schema}.accounts SET owner = 'held merge', updated_at = now() WHERE id <= 4")
+    merge_task = world.setup.objects(world.configs["fault_accounts"]["target"]).merge_task
+    # MergeTimeoutSeconds counts real seconds while the Wait states run on the scaled clock
+    # (CLOCK_SCALE): 200 attempts take about 20 s or more here, so 5 s keeps the loop the longer
+    # one, as LOCAL_PARAMETERS (2 s x 200 > 120 s + 180 s + 4 s) do in real time.
+    with redeployed(world, MergeTimeoutSeconds=5):
+        emulator_task_fault(world, "POST", task=merge_task, fault="hang")
+        try:
+            description, events = world.run({"tables": ["fault_accounts", "fault_ledger"]})
+        finally:
+            emulator_task_fault(world, "DELETE", task=merge_task)
+    assert description["status"] == "FAILED", description
+    assert description["error"] == "TablesFailed"
+    assert "VerifyGaveUp" not in entered(events)
+    verdicts = {v["table"]: v for v in verify_output(events)["tables"]}
+    assert verdicts["fault_accounts"]["outcome"] == "FAILED"
+    assert verdicts["fault_accounts"]["error"] == "MergeTimeout"
+    assert "still EXECUTING" in verdicts["fault_accounts"]["reason"]
+    assert verdicts["fault_ledger"]["outcome"] in ("MERGED", "NOTHING_TO_DO")
+    cause = description["cause"]
+    assert "fault_accounts (MergeTimeout: merge task" in cause
+    assert '{"tables": ["fault_accounts"]}' in cause
+
+    # Released, the held run merges; the rerun then finds everything in place.
+    deadline = time.monotonic() + 60
+    while merge_task_runs(world, "fault_accounts")[0]["STATE"] == "EXECUTING" and time.monotonic() < deadline:
+        time.sleep(0.2)
+    description, events = world.run({"tables": ["fault_accounts"]})
+    assert description["status"] == "SUCCEEDED", description
+    world.assert_parity()
+
+
+# --- failures outside a table's own path still name the tables and the rerun input ------------------
+RERUN_HINT = "(or `aurora-sync rerun <this execution ARN>`)"
+
+
+def test_a_verifier_killed_after_its_retries_fails_naming_every_table_and_aurora_sync_rerun_heals(
+    world: World, local_stack: Stack, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # The verifier's sandbox is killed at its Timeout (Sandbox.Timedout, not retried: a retry
+    # would wait as long) while Snowflake is frozen. Its raw cause, Lambda's error document,
+    # names no table; the execution must still say which tables to rerun and how. fault_ledger's
+    # config is broken too, so the run's tables come from both the exports and the plan's failures.
+    verifier = world.deployment.functions["VerifierFunction"]
+    parameter = f"{world.config_path}fault_ledger"
+    broken = {**world.configs["fault_ledger"], "primary_key": "entry"}
+    admin_client(world.status, "ssm").put_parameter(
+        Name=parameter, Value=json.dumps(broken), Type="String", Overwrite=True
+    )
+    world.execute("UPDATE {schema}.accounts SET owner = 'verifier killed', updated_at = now() WHERE id = 7")
+    world.engine.lambda_.update_function_configuration(FunctionName=verifier, Timeout=3)
+    try:
+        with frozen(local_stack, "snowflake") as snowflake:
+
+            def react(event: dict[str, Any]) -> None:
+                if entered_state(event, "WaitForLoads"):
+                    snowflake.stop()  # the planner needed Snowflake; the verifier must not reach it
+                if failed_with(event, "Sandbox.Timedout") or snowflake.overdue():
+                    snowflake.resume()
+
+            description, events = run_reacting(world, {"tables": ["fault_accounts", "fault_ledger"]}, react)
+    finally:
+        world.deployment = world.engine.deploy()  # back to the template's Timeout
+    assert description["status"] == "FAILED", description
+    assert task_errors(events) == ["Sandbox.Timedout"]
+    assert "VerifyFailed" in entered(events)
+    assert description["error"] == "Sandbox.Timedout"
+    cause = description["cause"]
+    assert cause.startswith("Verify (after its retries) failed (Sandbox.Timedout: ")
+    assert "Task timed out after 3.00 seconds" in cause
+    assert f'execution input {{"tables":["fault_accounts","fault_ledger"]}} {RERUN_HINT}' in cause
+
+    # `aurora-sync rerun <arn>` reads the same execution and reruns both tables once fixed.
+    world.apply()
+    settings = local_stack.settings
+    code = cli_main(
+        [
+            "rerun",
+            description["executionArn"],
+            "--local",
+            "--state-dir",
+            str(settings.root),
+            "--port-base",
+            str(settings.ports.postgres),
+        ]
+    )
+    out = capsys.readouterr().out
+    assert code == 0, out
+    rerun_arn = next(line.split()[1] for line in out.splitlines() if line.startswith("execution: "))
+    started = world.engine.sfn.describe_execution(executionArn=rerun_arn)
+    assert json.loads(started["input"]) == {"tables": ["fault_accounts", "fault_ledger"]}
+    assert started["status"] == "SUCCEEDED"
+    world.assert_parity()
+
+
+def test_a_verify_loop_that_runs_out_fails_as_verify_attempts_exhausted_naming_every_table(
+    world: World,
+) -> None:
+    # The backstop (VerifyMaxAttempts reached while a MERGE task is held EXECUTING) names the
+    # run's tables and the rerun input like every other failure.
+    world.execute("UPDATE {schema}.ledger SET amount = amount + 1, updated_at = now() WHERE entry <= 3")
+    merge_task = world.setup.objects(world.configs["fault_ledger"]["target"]).merge_task
+    with redeployed(world, VerifyMaxAttempts=1):
+        emulator_task_fault(world, "POST", task=merge_task, fault="hang")
+        try:
+            description, events = world.run({"tables": ["fault_ledger", "fault_accounts"]})
+        finally:
+            emulator_task_fault(world, "DELETE", task=merge_task)
+    assert description["status"] == "FAILED", description
+    assert description["error"] == "VerifyAttemptsExhausted"
+    assert "VerifyGaveUp" in entered(events)
+    cause = description["cause"]
+    assert cause.startswith(
+        "Verify failed (VerifyAttemptsExhausted: loads or merges were still pending when the Wait/Verify "
+        "loop reached VerifyMaxAttempts (1);"
+    )
+    # The planner orders its items by table name.
+    assert f'execution input {{"tables":["fault_accounts","fault_ledger"]}} {RERUN_HINT}' in cause
+
+    deadline = time.monotonic() + 60
+    while merge_task_runs(world, "fault_ledger")[0]["STATE"] == "EXECUTING" and time.monotonic() < deadline:
+        time.sleep(0.2)
+    description, _ = world.run({"tables": ["fault_ledger", "fault_accounts"]})
+    assert description["status"] == "SUCCEEDED", description
+    world.assert_parity()
+
+
+def test_a_failed_plan_names_the_execution_input_that_reruns_it(world: World) -> None:
+    description, events = world.run({"tables": ["fault_accounts", "no_such_table"]})
+    assert description["status"] == "FAILED", description
+    assert "PlanFailed" in entered(events)
+    assert description["error"] == "ConfigError"
+    cause = description["cause"]
+    assert cause.startswith("Plan failed (ConfigError: ") and "no_such_table" in cause
+    assert (
+        'rerun them with the same execution input {"tables":["fault_accounts","no_such_table"]} '
+        f"{RERUN_HINT}" in cause
+    )
+
+
+def test_a_failed_map_names_the_planned_and_the_plan_failed_tables(world: World) -> None:
+    # The Map state itself failing (States.DataLimitExceeded, States.Runtime) cannot be provoked
+    # through the handlers; run the deployed definition from the state its Catch goes to, with
+    # the input that state gets (the plan's output plus the error).
+    sfn = world.engine.sfn
+    definition = json.loads(
+        sfn.describe_state_machine(stateMachineArn=world.deployment.state_machine_arn)["definition"]
+    )
+    definition["StartAt"] = "ExportTablesFailed"
+    arn = sfn.create_state_machine(
+        name=f"map-failure-{uuid.uuid4().hex[:8]}",
+        definition=json.dumps(definition),
+        roleArn=world.status["aws"]["lambda_role_arn"],
+        type="STANDARD",
+    )["stateMachineArn"]
+    state = {
+        "run_id": "r1",
+        "skip": False,
+        "items": [{"table": "fault_accounts", "run_id": "r1"}, {"table": "fault_ledger", "run_id": "r1"}],
+        "failed": [{"table": "orders", "error": "ConfigError", "cause": "bad"}],
+        "error": {"Error": "States.DataLimitExceeded", "Cause": "The state/task returned a result too large"},
+    }
+    try:
+        description = world.engine.run(Deployment(arn, {}), state, timeout_s=60)
+    finally:
+        sfn.delete_state_machine(stateMachineArn=arn)
+    assert description["status"] == "FAILED"
+    # Step Functions reserves States.* for its own errors: a Fail state may not raise them.
+    assert description["error"] == "RunFailed", description.get("cause")
+    assert description["cause"].startswith(
+        "ExportTables failed (States.DataLimitExceeded: The state/task returned a result too large). "
+    )
+    assert (
+        f'execution input {{"tables":["fault_accounts","fault_ledger","orders"]}} {RERUN_HINT}'
+        in description["cause"]
+    )

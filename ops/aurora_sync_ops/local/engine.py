@@ -26,8 +26,18 @@ from ..sam_template import Resolver
 
 LOCAL_STACK_NAME = "aurora-sync-local"
 # Snowpipe here loads within about a second: poll the verifier often and heal lost
-# notifications sooner than on AWS, where a minute-scale wait is right.
-LOCAL_PARAMETERS = {"VerifyWaitSeconds": 2, "VerifyMaxAttempts": 200, "LoadRefreshAfterSeconds": 20}
+# notifications sooner than on AWS, where a minute-scale wait is right. The verifier's own
+# timeouts are shorter too, so a stuck local run ends in minutes; and, as docs/deploy.md requires,
+# the Wait/Verify loop (2 s x 200 = 400 s) outlasts them (120 s + 180 s, with two waits to spare),
+# so a table that never loads or never merges ends as LoadTimeout/MergeTimeout, never as the
+# anonymous VerifyAttemptsExhausted backstop (tests/infra/test_verify_budget.py checks it).
+LOCAL_PARAMETERS = {
+    "VerifyWaitSeconds": 2,
+    "VerifyMaxAttempts": 200,
+    "LoadRefreshAfterSeconds": 20,
+    "LoadTimeoutSeconds": 120,
+    "MergeTimeoutSeconds": 180,
+}
 TERMINAL = {"SUCCEEDED", "FAILED", "TIMED_OUT", "ABORTED"}
 
 

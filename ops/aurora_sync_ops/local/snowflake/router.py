@@ -17,7 +17,7 @@ import gzip
 import json
 import logging
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -36,7 +36,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from . import constraints, history
-from .catalog import QUALIFIED, ObjectName, Registry, sql_string, syntax_error
+from .catalog import IDENT, QUALIFIED, ObjectName, Registry, normalise_part, sql_string, syntax_error
 from .pipes import Pipes, Session
 from .tasks import Streams, Tasks
 
@@ -59,6 +59,12 @@ class Plan:
     bindings: dict[str, Any] | None
     # (stream, snapshot) pairs: a consuming DML reads the snapshot, which becomes the new offset.
     advance: list[tuple[str, str]] = field(default_factory=list)
+    # Run once the statement succeeded (e.g. a column rename replayed on stream offsets).
+    after: list[Callable[[], None]] = field(default_factory=list)
+
+    @property
+    def settles(self) -> bool:
+        return bool(self.advance or self.after)
 
 
 def strip_leading_comments(sql: str) -> str:
@@ -185,6 +191,18 @@ class ControlPlane:
             self.pipes.forget(
                 "stages" if drop.group(1).upper() == "STAGE" else "file_formats", drop.group("name"), session
             )
+            return Plan(sql, bindings)
+        rename = re.match(
+            r"ALTER\s+TABLE\s+(?:IF\s+EXISTS\s+)?(?P<table>" + QUALIFIED + r")\s+RENAME\s+COLUMN\s+"
+            r"(?P<old>" + IDENT + r")\s+TO\s+(?P<new>" + IDENT + r")\s*;?\s*$",
+            text,
+            re.I,
+        )
+        if rename:
+            table = ObjectName.resolve(rename.group("table"), session.database, session.schema)
+            if self.streams.on_table(table):
+                old, new = normalise_part(rename.group("old")), normalise_part(rename.group("new"))
+                return Plan(sql, bindings, after=[lambda: self.streams.rename_column(table, old, new)])
             return Plan(sql, bindings)
         stream_names = self.streams.names()
         if not any(m in upper for m in REWRITE_MARKERS) and not any(
@@ -420,7 +438,7 @@ class ControlPlane:
         except BaseException:
             await run_in_threadpool(self._settle, plan, False)
             raise
-        if plan.advance:
+        if plan.settles:
             succeeded = bool(json.loads(bytes(response.body)).get("success"))
             await run_in_threadpool(self._settle, plan, succeeded)
         return response
@@ -431,6 +449,25 @@ class ControlPlane:
                 self.streams.advance(fq, snap)
             else:
                 self.streams.discard(snap)
+        if succeeded:
+            for action in plan.after:
+                action()
+
+    # --- test faults --------------------------------------------------------------------------
+    async def task_faults(self, request: Request) -> Response:
+        """GET lists, POST {"task", "fault": "hang"|"error", "message"?} sets, DELETE {"task"}
+        clears a task fault (see Tasks.set_fault). Loopback only, like the whole server."""
+        try:
+            if request.method == "GET":
+                return JSONResponse({"faults": self.tasks.fault_rows()})
+            body = json.loads(await request.body() or b"{}")
+            if request.method == "POST":
+                task = self.tasks.set_fault(str(body["task"]), str(body["fault"]), body.get("message"))
+            else:
+                task = self.tasks.clear_fault(str(body["task"]))
+        except (KeyError, ValueError, snowflake.connector.errors.ProgrammingError) as exc:
+            return JSONResponse({"error": getattr(exc, "msg", None) or str(exc)}, status_code=400)
+        return JSONResponse({"task": task, "faults": self.tasks.fault_rows()})
 
     @staticmethod
     async def _forward(request: Request, payload: dict[str, Any]) -> Response:
@@ -452,6 +489,7 @@ class ControlPlane:
         routes = [r for r in fakesnow_server.routes if getattr(r, "path", "") != "/queries/v1/query-request"]
         routes.append(Route("/queries/v1/query-request", self.query_request, methods=["POST"]))
         routes.append(Route("/emulator/health", lambda _: JSONResponse({"status": "ok"}), methods=["GET"]))
+        routes.append(Route("/emulator/task-faults", self.task_faults, methods=["GET", "POST", "DELETE"]))
         return Starlette(routes=routes)
 
 

@@ -8,9 +8,24 @@ the table and, once it succeeded, that copy becomes the new offset (see ``Stream
 byte-for-byte identical to a row still in the snapshot are indistinguishable (staging rows
 carry file name and row number, so they never are).
 
+A stream survives column changes of its table, as in Snowflake: before every read the offset
+snapshot's columns are aligned with the table's by name (``Streams.align``). A column added to
+the table is added to the snapshot with the table's default, so the rows already consumed get
+exactly what the table's old rows got and stay consumed; pending rows show the new column as the
+table has it. A dropped column is dropped from the snapshot. ``ALTER TABLE … RENAME COLUMN`` is
+replayed on the snapshot (``Streams.rename_column``), so a rename is not mistaken for a drop plus
+an add. The comparison always names its columns, never ``*``, so column order does not matter.
+
 A task records its statement; EXECUTE TASK (and, for a resumed task with SCHEDULE = 'N MINUTE',
 the scheduler) runs it on a worker thread through the same statement path as a client's SQL,
-recording SCHEDULED → EXECUTING → SUCCEEDED | FAILED, or SKIPPED when its WHEN is false.
+recording SCHEDULED → EXECUTING → SUCCEEDED | FAILED, or SKIPPED when its WHEN is false. Whatever
+goes wrong on that thread ends the run FAILED with the error in TASK_HISTORY: a run left SCHEDULED
+or EXECUTING would make the verifier wait for it until its merge timeout. Runs a stopped server
+left unfinished are failed when it starts again.
+
+Faults for tests (``POST /emulator/task-faults``): a task can be made to ``hang`` once EXECUTING
+(a MERGE that never finishes) until the fault is cleared, or to ``error`` on its worker thread
+(an emulator failure that is not a SQL error).
 """
 
 from __future__ import annotations
@@ -26,6 +41,7 @@ from typing import Any
 
 import snowflake.connector.errors
 from duckdb import DuckDBPyConnection
+from sqlglot import exp
 
 from . import history
 from .catalog import (
@@ -48,10 +64,36 @@ log = logging.getLogger("aurora_sync.snowflake.tasks")
 Executor = Callable[[str, str, str], tuple[str, list[tuple[Any, ...]]]]
 
 
+def _columns(cur: DuckDBPyConnection, parts: tuple[str, str, str]) -> list[tuple[str, str, str | None]]:
+    """(name, DuckDB type, default expression) of a table's columns, in table order."""
+    rows = cur.execute(
+        "SELECT column_name, data_type, column_default FROM duckdb_columns() "
+        "WHERE database_name = ? AND schema_name = ? AND table_name = ? ORDER BY column_index",
+        list(parts),
+    ).fetchall()
+    return [(str(name), str(kind), None if default is None else str(default)) for name, kind, default in rows]
+
+
+def _split_dq(qualified: str) -> tuple[str, str, str]:
+    """``"db"."schema"."name"`` (as ``Streams.snapshot`` writes it) back into its three parts."""
+    match = re.fullmatch(r'"((?:[^"]|"")*)"\."((?:[^"]|"")*)"\."((?:[^"]|"")*)"', qualified)
+    if not match:
+        raise ValueError(f"not a quoted three-part name: {qualified}")
+    database, schema, name = (part.replace('""', '"') for part in match.groups())
+    return database, schema, name
+
+
+def _select_list(names: list[str]) -> str:
+    """Snowflake SQL naming each column (quoted: the names are the stored ones)."""
+    return ", ".join(exp.to_identifier(n, quoted=True).sql("snowflake") for n in names)
+
+
 class Streams:
     def __init__(self, registry: Registry, duck: DuckDBPyConnection) -> None:
         self.registry = registry
         self.duck = duck
+        # Aligning and advancing rewrite the offset snapshot; one at a time.
+        self._lock = threading.RLock()
 
     def create(self, sql: str, session: Session) -> str:
         match = re.match(
@@ -109,8 +151,12 @@ class Streams:
 
     @staticmethod
     def _base(record: dict[str, Any]) -> str:
+        return ".".join(dq(p) for p in Streams._base_parts(record))
+
+    @staticmethod
+    def _base_parts(record: dict[str, Any]) -> tuple[str, str, str]:
         database = ObjectName.from_fq(record["table"]).database
-        return f"{dq(database)}.{history.SCHEMA}.{dq('_emu_stream_' + record['id'])}"
+        return (database, history.SCHEMA, "_emu_stream_" + record["id"])
 
     @staticmethod
     def _table(record: dict[str, Any]) -> str:
@@ -134,11 +180,79 @@ class Streams:
     def names(self) -> list[str]:
         return [record["name"] for _, record in self.registry.items("streams")]
 
+    def align(self, record: dict[str, Any], source: tuple[str, str, str] | None = None) -> list[str]:
+        """Give the offset snapshot the columns of ``source`` (the table, or a frozen copy of it),
+        matched by name; returns those column names in ``source``'s order.
+
+        Snowflake keeps a stream working after ADD/DROP COLUMN on its table; comparing the table
+        with a snapshot of other columns would fail (or, by position, compare the wrong ones).
+        """
+        table = ObjectName.from_fq(record["table"])
+        base = self._base_parts(record)
+        with self._lock, self.duck.cursor() as cur:
+            wanted = _columns(cur, source or table.parts())
+            if not wanted:
+                # Snowflake: a stream whose table was dropped is stale and cannot be read.
+                raise sql_error(
+                    f"SQL compilation error:\nBase table '{table.fq}' dropped, cannot read from stream "
+                    f"'{record['database']}.{record['schema']}.{record['name']}' in line 1 position 0",
+                    errno=91901,
+                    sqlstate="55000",
+                )
+            have = _columns(cur, base)
+            if [(n, k) for n, k, _ in have] != [(n, k) for n, k, _ in wanted]:
+                present = {n: k for n, k, _ in have}
+                keep = {n for n, _, _ in wanted}
+                target = self._base(record)
+                cur.execute("BEGIN TRANSACTION")
+                try:
+                    # Added first: DuckDB refuses to drop a table's last column.
+                    for name, kind, default in wanted:
+                        if name not in present:
+                            # The table's default is what its existing (already consumed) rows
+                            # got from ADD COLUMN; the snapshot's copies of them must match. Not a
+                            # sequence's: evaluating it here would advance the user's sequence.
+                            fill = (
+                                f" DEFAULT {default}"
+                                if default is not None and "nextval(" not in default.lower()
+                                else ""
+                            )
+                            cur.execute(f"ALTER TABLE {target} ADD COLUMN {dq(name)} {kind}{fill}")
+                        elif present[name] != kind:
+                            cur.execute(f"ALTER TABLE {target} ALTER COLUMN {dq(name)} SET DATA TYPE {kind}")
+                    for name in present:
+                        if name not in keep:
+                            cur.execute(f"ALTER TABLE {target} DROP COLUMN {dq(name)}")
+                    cur.execute("COMMIT")
+                except BaseException:
+                    cur.execute("ROLLBACK")
+                    raise
+            return [n for n, _, _ in wanted]
+
+    def rename_column(self, table: ObjectName, old: str, new: str) -> None:
+        """Replay ``ALTER TABLE … RENAME COLUMN`` on the snapshots of the table's streams, so the
+        consumed rows keep matching (aligning by name alone would drop and re-add the column)."""
+        with self._lock, self.duck.cursor() as cur:
+            for _, record in self.registry.items("streams"):
+                if record["table"] != table.fq:
+                    continue
+                columns = {n for n, _, _ in _columns(cur, self._base_parts(record))}
+                if old in columns and new not in columns:
+                    cur.execute(f"ALTER TABLE {self._base(record)} RENAME COLUMN {dq(old)} TO {dq(new)}")
+
+    def on_table(self, table: ObjectName) -> bool:
+        return any(record["table"] == table.fq for _, record in self.registry.items("streams"))
+
     def rows_sql(self, record: dict[str, Any], source: str | None = None) -> str:
-        """The stream's rows as a subquery body (Snowflake SQL that fakesnow runs on DuckDB)."""
+        """The stream's rows as a subquery body (Snowflake SQL that fakesnow runs on DuckDB).
+
+        ``source`` is a frozen copy of the table made by ``snapshot`` (a consuming DML reads it).
+        """
+        columns = _select_list(self.align(record, _split_dq(source) if source is not None else None))
         return (
             f'SELECT *, \'INSERT\' AS "METADATA$ACTION", FALSE AS "METADATA$ISUPDATE" FROM '
-            f"(SELECT * FROM {source or self._table(record)} EXCEPT ALL SELECT * FROM {self._base(record)})"
+            f"(SELECT {columns} FROM {source or self._table(record)} "
+            f"EXCEPT ALL SELECT {columns} FROM {self._base(record)})"
         )
 
     def has_data(self, raw_name: str, session: Session) -> bool:
@@ -146,10 +260,11 @@ class Streams:
         record = self.find(name)
         if not record:
             raise does_not_exist("Stream", name.fq)
+        columns = ", ".join(dq(n) for n in self.align(record))
         with self.duck.cursor() as cur:
             row = cur.execute(
-                f"SELECT EXISTS (SELECT * FROM {self._table(record)} "
-                f"EXCEPT ALL SELECT * FROM {self._base(record)})"
+                f"SELECT EXISTS (SELECT {columns} FROM {self._table(record)} "
+                f"EXCEPT ALL SELECT {columns} FROM {self._base(record)})"
             ).fetchone()
         return bool(row and row[0])
 
@@ -162,18 +277,19 @@ class Streams:
         after the offset and stay in the stream.
         """
         database = ObjectName.from_fq(record["table"]).database
-        snap = f"{dq(database)}.{history.SCHEMA}.{dq('_emu_snap_' + uuid.uuid4().hex[:16])}"
+        snap = ".".join(dq(p) for p in (database, history.SCHEMA, "_emu_snap_" + uuid.uuid4().hex[:16]))
         with self.duck.cursor() as cur:
             cur.execute(f"CREATE TABLE {snap} AS SELECT * FROM {self._table(record)}")
         return snap
 
     def advance(self, fq: str, snap: str) -> None:
         record = self.registry.get("streams", fq)
-        with self.duck.cursor() as cur:
+        with self._lock, self.duck.cursor() as cur:
             if record:
+                # Replaced, not refilled: the copy has the columns the DML read, which may differ
+                # from the old offset's after a column change.
                 cur.execute("BEGIN TRANSACTION")
-                cur.execute(f"DELETE FROM {self._base(record)}")
-                cur.execute(f"INSERT INTO {self._base(record)} SELECT * FROM {snap}")
+                cur.execute(f"CREATE OR REPLACE TABLE {self._base(record)} AS SELECT * FROM {snap}")
                 cur.execute("COMMIT")
             cur.execute(f"DROP TABLE IF EXISTS {snap}")
 
@@ -214,6 +330,8 @@ class Tasks:
         self.running: dict[str, threading.Lock] = {}
         self.next_run: dict[str, float] = {}
         self.stop = threading.Event()
+        # Test faults by task (fully qualified name): see set_fault.
+        self.faults: dict[str, TaskFault] = {}
 
     def create(self, sql: str, session: Session) -> str:
         match = re.match(
@@ -386,7 +504,37 @@ class Tasks:
             )
 
     def _run(self, record: dict[str, Any], query_id: str) -> None:
+        """The worker thread: whatever it raises ends the run FAILED, never SCHEDULED/EXECUTING.
+
+        A run left SCHEDULED or EXECUTING looks, to the verifier reading TASK_HISTORY, like a
+        MERGE still in progress, so it would wait for it until its merge timeout.
+        """
         fq = f"{record['database']}.{record['schema']}.{record['name']}"
+        try:
+            self._run_steps(record, query_id, fq)
+        except BaseException as exc:
+            log.exception("task %s run %s failed on its worker thread", fq, query_id)
+            first_line = str(exc).splitlines()[0] if str(exc) else ""
+            self._fail_unfinished(
+                record,
+                query_id,
+                f"local Snowflake emulator error ({type(exc).__name__}: {first_line}); "
+                "see the snowflake log under the stack's state dir",
+            )
+
+    def _fail_unfinished(self, record: dict[str, Any], query_id: str, message: str) -> None:
+        try:
+            with self.duck.cursor() as cur:
+                cur.execute(
+                    f"UPDATE {history.task_table(record['database'])} SET STATE = 'FAILED', "
+                    "COMPLETED_TIME = ?, ERROR_CODE = '000603', ERROR_MESSAGE = ? "
+                    "WHERE QUERY_ID = ? AND STATE IN ('SCHEDULED', 'EXECUTING')",
+                    [utcnow(), message, query_id],
+                )
+        except Exception:
+            log.exception("could not record the failure of task run %s", query_id)
+
+    def _run_steps(self, record: dict[str, Any], query_id: str, fq: str) -> None:
         lock = self.running.setdefault(fq, threading.Lock())
         if not lock.acquire(blocking=record["allow_overlapping"]):
             self._update(
@@ -418,6 +566,7 @@ class Tasks:
                     self._update(record, query_id, state="SKIPPED", completed_time=utcnow())
                     return
             self._update(record, query_id, state="EXECUTING", query_start_time=utcnow())
+            self._injected_fault(fq)
             try:
                 self.execute(record["database"], record["schema"], record["definition"])
             except snowflake.connector.errors.Error as exc:
@@ -445,7 +594,59 @@ class Tasks:
         finally:
             lock.release()
 
+    # --- test faults -------------------------------------------------------------------------
+    def set_fault(self, raw_name: str, kind: str, message: str | None = None) -> str:
+        """Make the task's next runs ``hang`` once EXECUTING (until ``clear_fault``) or raise an
+        ``error`` on their worker thread. Returns the task's fully qualified name."""
+        if kind not in ("hang", "error"):
+            raise ValueError(f"unknown task fault {kind!r}; expected 'hang' or 'error'")
+        record = self.task(raw_name, Session(None, None))
+        fq = f"{record['database']}.{record['schema']}.{record['name']}"
+        previous = self.faults.get(fq)
+        self.faults[fq] = TaskFault(kind, message or f"fault injected into task {fq}")
+        if previous:
+            previous.release.set()
+        return fq
+
+    def clear_fault(self, raw_name: str) -> str:
+        """Remove the task's fault; runs hanging on it go on and run the task's statement."""
+        record = self.task(raw_name, Session(None, None))
+        fq = f"{record['database']}.{record['schema']}.{record['name']}"
+        fault = self.faults.pop(fq, None)
+        if fault:
+            fault.release.set()
+        return fq
+
+    def fault_rows(self) -> list[dict[str, Any]]:
+        return [{"task": fq, "fault": f.kind, "message": f.message} for fq, f in sorted(self.faults.items())]
+
+    def _injected_fault(self, fq: str) -> None:
+        fault = self.faults.get(fq)
+        if fault is None:
+            return
+        if fault.kind == "error":
+            raise RuntimeError(fault.message)
+        while not fault.release.wait(0.5):
+            if self.stop.is_set():
+                raise RuntimeError(f"the local Snowflake emulator stopped while task {fq} was held")
+
+    def recover(self) -> None:
+        """Fail the runs a previous server process left SCHEDULED or EXECUTING (it stopped, so
+        they never finish), as Snowflake would report a run that could not complete."""
+        with self.duck.cursor() as cur:
+            tables = cur.execute(
+                "SELECT database_name FROM duckdb_tables() WHERE schema_name = ? AND table_name = ?",
+                [history.SCHEMA, history.TASK_TABLE],
+            ).fetchall()
+            for (database,) in tables:
+                cur.execute(
+                    f"UPDATE {history.task_table(str(database))} SET STATE = 'FAILED', COMPLETED_TIME = ?, "
+                    "ERROR_CODE = '000603', ERROR_MESSAGE = ? WHERE STATE IN ('SCHEDULED', 'EXECUTING')",
+                    [utcnow(), "the local Snowflake emulator stopped before this run finished"],
+                )
+
     def start(self) -> None:
+        self.recover()
         threading.Thread(target=self._schedule, name="task-scheduler", daemon=True).start()
 
     def _schedule(self) -> None:
@@ -462,6 +663,13 @@ class Tasks:
                         self.execute_task(fq, Session(None, None), scheduled_from="SCHEDULE")
                     except Exception:
                         log.exception("scheduled run of %s could not start", fq)
+
+
+class TaskFault:
+    def __init__(self, kind: str, message: str) -> None:
+        self.kind = kind
+        self.message = message
+        self.release = threading.Event()
 
 
 def _interval(schedule: str | None) -> timedelta | None:
