@@ -503,7 +503,7 @@ class TableResult:
     rows_loaded: int | None = None
     rows_merged: int | None = None
     freshness_lag_seconds: float | None = None
-    watermark: str | None = None
+    source_time: str | None = None  # FINAL matches the source as of this snapshot time
     error: str | None = None
     reason: str | None = None
 
@@ -618,7 +618,7 @@ def collect(description: Mapping[str, Any], events: Sequence[Mapping[str, Any]])
             rows_loaded=verdict.get("rows_loaded"),
             rows_merged=verdict.get("rows_merged"),
             freshness_lag_seconds=verdict.get("freshness_lag_seconds"),
-            watermark=verdict.get("watermark"),
+            source_time=verdict.get("source_time"),
             error=verdict.get("error"),
             reason=verdict.get("reason") if verdict["outcome"] != "MERGED" else None,
         )

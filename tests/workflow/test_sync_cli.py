@@ -254,8 +254,9 @@ def test_sync_prints_each_tables_rows_and_succeeds(
     header, row = ran.out.splitlines()[:2]
     assert header.split() == ["TABLE", "OUTCOME", "EXPORTED", "LOADED", "MERGED", "LAG", "ERROR"]
     assert row.split()[:5] == [table, "MERGED", "5", "5", "5"]
-    # The newest row is from 2026-01-01: the lag is counted in days.
-    assert row.split()[5].endswith("h") and "d" in row.split()[5]
+    # The newest row is from 2026-01-01, but FINAL matches the source as of this run's snapshot:
+    # the lag is seconds, not the age of the newest row.
+    assert row.split()[5].endswith("s") and "d" not in row.split()[5]
     arn = execution_arn(ran)
     assert arn.endswith(f":execution:{orders.stack_name}-sync:first-{orders.stack_name}")
     assert ran.out.splitlines()[-1] == f"execution: {arn} SUCCEEDED"
@@ -300,10 +301,11 @@ def test_sync_json_with_since_is_one_object_and_overrides_the_watermark(
     assert document["run_id"] == document["name"]
     assert document["skipped"] is False and document["rerun_input"] is None and document["error"] is None
     (result,) = document["tables"]
-    # Rows 3..8 are after `since`; the watermark alone (row 5) would have exported only 6..8.
+    # Rows 2..8 are at or after `since` (inclusive); the last run's window alone would have
+    # exported only 5..8.
     assert result["table"] == table and result["outcome"] == "MERGED"
-    assert (result["rows_exported"], result["rows_loaded"]) == (6, 6)
-    assert result["watermark"] == "2026-01-01T00:00:08.000000+00:00"
+    assert (result["rows_exported"], result["rows_loaded"]) == (7, 7)
+    assert 0 <= result["freshness_lag_seconds"] < 120
     assert final_count(table) == 8
 
 
@@ -352,7 +354,8 @@ def test_state_machine_arn_runs_on_aws_through_the_boto3_environment(
     assert ran.code == 0, ran.err
     assert f"on AWS {aws['region']} with input" in ran.err
     assert execution_arn(ran).startswith(arn.replace(":stateMachine:", ":execution:") + ":sync-")
-    assert table_row(ran, table) == [table, "NOTHING_TO_DO", "0", "0", "0", table_row(ran, table)[5]]
+    # Nothing changed: only the row on the window's boundary (row 8, read inclusively) again.
+    assert table_row(ran, table) == [table, "MERGED", "1", "1", "1", table_row(ran, table)[5]]
     assert missing.code == 1
     assert missing.err == (
         f"aurora-sync: CloudFormation stack 'no-such-{orders.stack_name}' does not exist in "
