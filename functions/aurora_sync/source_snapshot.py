@@ -34,6 +34,8 @@ from typing import Any
 
 from psycopg2 import sql
 
+from .errors import ConfigError
+
 # PostgreSQL publishes a transaction's start in pg_stat_activity a few microseconds after taking
 # the timestamp that now() returns; a second of margin covers that gap (and nothing more).
 HORIZON_MARGIN = timedelta(seconds=1)
@@ -56,11 +58,19 @@ def read_horizon(cur: Any) -> datetime:
     value or ``now()`` long before its first write (nextval does not always assign an xid).
     """
     cur.execute(
-        "SELECT clock_timestamp(), min(xact_start) FROM pg_catalog.pg_stat_activity "
+        "SELECT pg_is_in_recovery(), clock_timestamp(), min(xact_start) FROM pg_catalog.pg_stat_activity "
         "WHERE datname = current_database() AND pid <> pg_backend_pid() AND xact_start IS NOT NULL "
         "AND backend_type = 'client backend'"
     )
-    clock, oldest = cur.fetchone()
+    replica, clock, oldest = cur.fetchone()
+    if replica:
+        # A replica's pg_stat_activity lists its own sessions, not the writer's transactions: a
+        # horizon read there would miss exactly the transactions that commit late.
+        raise ConfigError(
+            "the Aurora secret points at a reader (the server is in recovery): the export must see the "
+            "writer's open transactions to know which rows can still commit behind its snapshot.",
+            fix="point the Aurora secret's host at the cluster (writer) endpoint, not the reader (-ro-) one",
+        )
     start = min(clock, oldest) if oldest is not None else clock
     return _utc(start) - HORIZON_MARGIN
 

@@ -456,3 +456,20 @@ def test_object_names_carry_the_snapshot_order() -> None:
     assert snapshot_order(100, 2) < snapshot_order(100, 1) < snapshot_order(101, 50)
     generated = time_ordered_uuid(start)
     assert (generated.version, generated.variant) == (7, uuid.RFC_4122)
+
+
+def test_a_reader_endpoint_is_refused_naming_the_writer() -> None:
+    """A replica's pg_stat_activity does not list the writer's transactions: the horizon read
+    there would miss exactly the ones that commit late."""
+    from aurora_sync.source_snapshot import read_horizon
+
+    class ReplicaCursor:
+        def execute(self, statement: str, params: Any = None) -> None:
+            assert "pg_is_in_recovery()" in statement
+
+        def fetchone(self) -> tuple[bool, datetime, None]:
+            return True, datetime(2026, 1, 1), None
+
+    with pytest.raises(ConfigError, match="writer") as error:
+        read_horizon(ReplicaCursor())
+    assert "cluster (writer) endpoint" in str(error.value)
