@@ -27,6 +27,7 @@ from snowflake.connector import errors as sf_errors
 
 from aurora_sync import verification
 from aurora_sync.errors import WarehouseQueryFailed
+from aurora_sync.ledger import Ledger
 from aurora_sync.load_history import LOADED, TableFiles, read_copy_history
 from aurora_sync.naming import FILE_COLUMN, ROW_COLUMN, SYNCED_AT_COLUMN, quote
 from aurora_sync.source_catalog import SourceColumn
@@ -174,6 +175,9 @@ def account(account_secret: dict[str, Any]) -> Iterator[Account]:
             for schema in schemas:
                 scratch.execute(f"CREATE SCHEMA {schema} COMMENT = 'aurora-sync contract test, safe to drop'")
             scratch.execute(file_format_statement(setup))
+            for statement in render_setup(setup):
+                if statement.startswith("CREATE TABLE") and "_AURORA_SYNC_" in statement:
+                    scratch.execute(statement)  # the export ledger every MERGE joins
             # Internal and temporary: the tests PUT files in place of S3; it ends with the session.
             scratch.execute(f"CREATE TEMPORARY STAGE {setup.stage_ref.removeprefix('@')}")
             yield scratch
@@ -309,8 +313,21 @@ def _stage_rows(account: Account, spec: TableSpec, rows: Sequence[tuple[int, str
         )
 
 
+def _account_for(account: Account, spec: TableSpec, files: dict[str, int]) -> None:
+    """Files a verifier accounted for, with their snapshot orders, as ``ledger.record_runs`` writes them."""
+    ledger = Ledger(account.setup.database, account.setup.staging_schema).files
+    for name, order in files.items():
+        account.execute(
+            f"INSERT INTO {ledger} (TARGET, RUN_ID, FILE_NAME, SNAPSHOT_ORDER, ROWS_LOADED, ACCOUNTED_AT) "
+            "SELECT ?, 'run', ?, ?, 1, CURRENT_TIMESTAMP()",
+            (spec.target, name, order),
+        )
+
+
 @pytest.mark.snowflake_account
-def test_merge_without_qualify_is_refused_and_the_product_merge_keeps_the_newest(account: Account) -> None:
+def test_merge_without_qualify_is_refused_and_the_product_merge_keeps_the_newest_snapshot(
+    account: Account,
+) -> None:
     spec = make_table(account, "merges")
     objects = account.setup.objects(spec.target)
     product_merge = render_merge(account.setup, spec)
@@ -318,6 +335,7 @@ def test_merge_without_qualify_is_refused_and_the_product_merge_keeps_the_newest
     assert removed == 1, "render_merge no longer dedupes with one QUALIFY line; update this test"
 
     _stage_rows(account, spec, [(1, "v1", "2026-01-01T00:00:00.000000Z", "merges/a.csv", 1)])
+    _account_for(account, spec, {"merges/a.csv": 10})
     account.execute(product_merge)
     assert select(account, objects.final_table, ["ID", "NOTE"]) == [(1, "v1")]
 
@@ -327,11 +345,15 @@ def test_merge_without_qualify_is_refused_and_the_product_merge_keeps_the_newest
         [
             (1, "v2", "2026-01-02T00:00:00.000000Z", "merges/b.csv", 1),
             (1, "v3", "2026-01-03T00:00:00.000000Z", "merges/b.csv", 2),
-            (1, "v0-late-older", "2025-12-31T00:00:00.000000Z", "merges/c.csv", 1),
-            (2, "tie-earlier-file", "2026-01-05T00:00:00.000000Z", "merges/b.csv", 3),
-            (2, "tie-later-file", "2026-01-05T00:00:00.000000Z", "merges/c.csv", 2),
+            # Committed last with an older now() stamp: read in the later snapshot, it wins.
+            (1, "v4-committed-last", "2025-12-31T00:00:00.000000Z", "merges/c.csv", 1),
+            (2, "earlier-snapshot", "2026-01-05T00:00:00.000000Z", "merges/b.csv", 3),
+            (2, "later-snapshot", "2026-01-05T00:00:00.000000Z", "merges/c.csv", 2),
+            # A file no verifier accounted for: consumed with the stream, never merged.
+            (3, "stray", "2099-01-01T00:00:00.000000Z", "merges/stray.csv", 1),
         ],
     )
+    _account_for(account, spec, {"merges/b.csv": 20, "merges/c.csv": 30})
     cur = account.conn.cursor()
     try:
         with pytest.raises(sf_errors.ProgrammingError) as info:
@@ -351,8 +373,10 @@ def test_merge_without_qualify_is_refused_and_the_product_merge_keeps_the_newest
 
     account.execute(product_merge)
     final = select(account, objects.final_table, ["ID", "NOTE", SYNCED_AT_COLUMN])
-    assert [row[:2] for row in final] == [(1, "v3"), (2, "tie-later-file")]
+    assert [row[:2] for row in final] == [(1, "v4-committed-last"), (2, "later-snapshot")]
     assert all(row[2] is not None for row in final)
+    # The stream's offset moved past every row it held, the stray one included (Snowflake
+    # advances a stream consumed by a DML whatever the DML's filters selected).
     assert account.execute(f"SELECT COUNT(*) FROM {objects.stream}") == [(0,)]
 
 
