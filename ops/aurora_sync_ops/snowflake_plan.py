@@ -20,7 +20,14 @@ from typing import Any
 
 from aurora_sync.config import LoadedTable
 from aurora_sync.errors import WarehouseObjectMissing
-from aurora_sync.naming import DELETED_COLUMN, FILE_COLUMN, LOADED_AT_COLUMN, ROW_COLUMN, SYNCED_AT_COLUMN
+from aurora_sync.naming import (
+    DELETED_COLUMN,
+    FILE_COLUMN,
+    LOADED_AT_COLUMN,
+    ROW_COLUMN,
+    SNAPSHOT_COLUMN,
+    SYNCED_AT_COLUMN,
+)
 from aurora_sync.source_catalog import read_columns
 from aurora_sync.source_db import source_errors
 from aurora_sync.typemap import UNREPRESENTABLE_COLUMN
@@ -37,7 +44,15 @@ UNCHECKED = "unchecked"  # no Snowflake connection: the full definition, drift n
 KEY_CHANGED = "key-changed"  # FINAL's primary key is not the config's: nothing is applied
 REKEY = "rekey"  # as KEY_CHANGED, re-key asked for: FINAL replaced by an empty table with the new key
 METADATA_COLUMNS = frozenset(
-    {UNREPRESENTABLE_COLUMN, FILE_COLUMN, ROW_COLUMN, LOADED_AT_COLUMN, SYNCED_AT_COLUMN, DELETED_COLUMN}
+    {
+        UNREPRESENTABLE_COLUMN,
+        FILE_COLUMN,
+        ROW_COLUMN,
+        LOADED_AT_COLUMN,
+        SYNCED_AT_COLUMN,
+        SNAPSHOT_COLUMN,
+        DELETED_COLUMN,
+    }
 )
 
 
@@ -160,7 +175,7 @@ def _plan_existing(
 ) -> TablePlan:
     everything = set(spec.snowflake_names)
     staging_have = set(everything if staging_existing is None else staging_existing)
-    final_have = set(everything if final_existing is None else final_existing)
+    final_have = set(everything | {SNAPSHOT_COLUMN} if final_existing is None else final_existing)
     alters = [
         s
         for s in render_drift(setup, spec, staging_existing=staging_have, final_existing=final_have)
