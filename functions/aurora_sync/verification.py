@@ -579,7 +579,8 @@ def _merge(
             conn,
             ledger,
             run_id,
-            [(t.verdict.table, started, t.verdict.quarantined == 0) for t, started in succeeded],
+            # The ledger is keyed by Snowflake target, not by config name.
+            [(t.verdict.target, started, t.verdict.quarantined == 0) for t, started in succeeded],
         )
     except TerminalError as exc:
         for table, _ in succeeded:
