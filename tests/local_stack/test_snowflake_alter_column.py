@@ -95,16 +95,24 @@ def test_changes_snowflake_refuses_are_refused_and_change_nothing(
     before = types(sf, table)
     with pytest.raises(ProgrammingError) as refused:
         sf.cursor().execute(f"ALTER TABLE {table} {change}")
-    assert "SQL compilation error" in refused.value.msg and message in refused.value.msg
+    text = str(refused.value.msg)
+    assert "SQL compilation error" in text and message in text
     assert refused.value.errno == 2108
     assert types(sf, table) == before
 
 
 def test_a_stream_on_the_table_keeps_working_after_a_widening(sf: Any, table: str) -> None:
+    """Read, and consumed by a DML (which moves the stream's offset past the new, wide value)."""
     cur = sf.cursor()
-    stream = f"{table}_STREAM"
+    stream, sink = f"{table}_STREAM", f"{table}_SINK"
     cur.execute(f"CREATE STREAM {stream} ON TABLE {table} APPEND_ONLY = TRUE")
+    cur.execute(f"CREATE TABLE {sink} (N NUMBER(19,0))")
     cur.execute(f"ALTER TABLE {table} ALTER COLUMN N SET DATA TYPE NUMBER(19,0)")
     cur.execute(f"INSERT INTO {table} VALUES (1099511627776, 'wide', 2.5, 'x', '2024-01-02')")
     cur.execute(f"SELECT N, S FROM {stream}")
     assert cur.fetchall() == [(1099511627776, "wide")]
+    cur.execute(f"INSERT INTO {sink} SELECT N FROM {stream}")
+    cur.execute(f"SELECT N FROM {sink}")
+    assert cur.fetchall() == [(1099511627776,)]
+    cur.execute(f"SELECT COUNT(*) FROM {stream}")
+    assert cur.fetchall() == [(0,)]

@@ -347,3 +347,7 @@ def test_the_documented_sql_snowflake_apply_after_a_change_is_followed_by_a_re_e
 
     assert report["planned"] == "full" and report["rows_exported"] == 30, report
     world.assert_parity("schema_by_cli")
+    # Once: the next run is incremental again.
+    world.execute("UPDATE {schema}.by_cli SET score = 9.5, updated_at = now() WHERE id = 3")
+    assert succeeded(world, ["schema_by_cli"])["schema_by_cli"]["planned"] == "final"
+    world.assert_parity("schema_by_cli")
