@@ -204,8 +204,8 @@ def run_demo(say: Say, settings: StackSettings | None = None) -> DemoResult:
         runs.append(_sync(say, target, "incremental sync while that transaction is still open", 7))
         late.commit()
         say("      COMMIT -- its rows carry an updated_at older than the watermark this sync just set")
-        late = "incremental sync: the window starts before that transaction did, so its late commit is read"
-        runs.append(_sync(say, target, late, 7))
+        title = "incremental sync: the window starts before that transaction did, so its late commit is read"
+        runs.append(_sync(say, target, title, 7))
         parity = _parity(say, admin, warehouse, setup, specs)
     finally:
         warehouse.close()
