@@ -59,8 +59,11 @@ what is still open crosses one sync (if none ran yet), commits, and the changed 
 Knobs: ``AURORA_SYNC_PARITY_EXAMPLES`` (examples, default 10) and ``AURORA_SYNC_PARITY_STEPS``
 (rules per example, default 5); the summary line (``pytest -s``) lists the rules run, their
 time, how many inversions and late commits crossed a sync, and how many windows started from the
-export ledger rather than from scratch. Shrinking is off (steps run real syncs); a failure prints
-the steps hypothesis ran, which replay as plain method calls, as the fixed-order test does.
+export ledger rather than from scratch (none while the verifier bug pinned by
+``test_a_merged_run_starts_the_next_window_from_the_ledger`` stands: every run then exports
+whole tables, and only the MERGE side of these rules is really under test). Shrinking is off
+(steps run real syncs); a failure prints the steps hypothesis ran, which replay as plain method
+calls, as the fixed-order test does.
 """
 
 from __future__ import annotations
@@ -950,3 +953,18 @@ def test_random_changes_late_commits_and_faults_keep_final_equal_to_the_source(
     stats = ", ".join(f"{name} {count}" for name, count in STATS.items())
     elapsed = time.monotonic() - started
     print(f"\n{EXAMPLES} examples of up to {STEPS} steps in {elapsed:.0f}s: {steps}; {stats}")
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="product bug: the verifier passes config names (verdict.table) to ledger.mark_merged, whose "
+    "rows are keyed by Snowflake target since the ledger was re-keyed, so no run or file is ever marked "
+    "merged and every run exports its whole table ('no merged run in the export ledger')",
+)
+def test_a_merged_run_starts_the_next_window_from_the_ledger(world: World) -> None:
+    """The world's backfill (and every sync since) merged ITEMS: the next window must start where
+    the newest merged run left off, not re-read the whole table."""
+    description, events = world.run({"tables": [ITEMS]})
+    assert description["status"] == "SUCCEEDED", description
+    (item,) = plan_output(events)["items"]
+    assert item["window"].get("watermark") is not None, item["window"]
