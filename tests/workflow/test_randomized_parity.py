@@ -1,30 +1,83 @@
-"""Randomized parity: hypothesis drives random changes, late commits and faults through the real
-state machine on one world, and FINAL must equal the source after every sync.
+"""Randomized parity: hypothesis drives random changes, late commits, inversions, forged files and
+faults through the real state machine on one world, and FINAL must equal the source after every
+sync (every table, not only the ones that sync ran).
 
-Two tables: ``items`` (soft delete in ``delete`` mode, the default 900 s lookback, a transaction
-held open across syncs and committed late with its old ``now()`` stamps) and ``pairs`` (composite
-key, boolean soft delete in ``flag`` mode, a 2 s lookback so boundary ties are really at the
-boundary, and more rows than one export chunk so whole-table updates put a tie across the chunk
-boundary). Faults: lost S3 notifications (healed by the verifier's ALTER PIPE ... REFRESH), a
-malformed file dropped into a table's prefix (rejected by Snowpipe, ignored by the verifier: it
-only reconciles the files it exported), and a Vault outage (OpenBao stopped with SIGSTOP) while a
-freshly deployed, cold copy of the functions has to log in: OpenBao resumes after one or two
-attempts failed with SecretsUnavailable, and the state machine's retries carry the run through.
+Four tables, one per way of ordering versions:
 
-Knobs: ``AURORA_SYNC_PARITY_EXAMPLES`` (examples, default 3) and ``AURORA_SYNC_PARITY_STEPS``
-(rules per example, default 8); the summary line (``pytest -s``) lists the rules run and their time.
-Shrinking is off (steps run real syncs); a failure prints the steps hypothesis ran, which replay
-as plain method calls, as the fixed-order test does.
+* ``items`` (bigint key, soft delete in ``delete`` mode, timestamptz cursor, the default 900 s
+  lookback): a transaction held open across syncs and committed late with its old ``now()``
+  stamps; the **commit-order inversion** (A starts and takes its ``now()``, B starts later,
+  writes row R and commits, a sync may copy B's version, then A writes R stamped with its older
+  ``now()`` and commits: A's version is the newest, with the older cursor); keys at bigint's
+  edges (-2^63, 2^63-1, 0, -1).
+* ``pairs`` (composite ``(integer, text)`` key with commas, quotes and newlines in the text part
+  and int4's edges in the integer part, boolean soft delete in ``flag`` mode, a 2 s lookback so
+  boundary ties are really at the boundary, and more rows than one export chunk so whole-table
+  updates put a tie across the chunk boundary).
+* ``versions`` (an **integer cursor**: ``ver bigint DEFAULT nextval(seq)``): a transaction that
+  holds a sequence value open across syncs and commits later, either writing at once (its row
+  lock held) or taking ``nextval`` first and writing only at commit time (a smaller ``ver`` than
+  versions other sessions committed meanwhile, on the same rows).
+* ``daily`` (a **date cursor**, 900 s lookback; key ``numeric(38,10)``, Snowflake's maximal
+  precision, edges included): late commits stamped yesterday or today.
+
+Cursor values the window must tolerate: **far-future** stamps (``2099-…`` and ``'infinity'`` on
+``items``, ``pairs`` and ``daily``) never become a window start, so later rows still sync; an
+``'infinity'`` cursor is unrepresentable in Snowflake, so FINAL holds NULL there and the source
+text in the JSON column ``_AURORA_SYNC_UNREPRESENTABLE`` (``{"updated_at": "infinity"}``), which
+is what parity expects (it reads the source through the same export expressions). **Back-dated**
+stamps *within* the lookback (``updated_at = now() - N s``, N < ``lookback_seconds``; a date
+cursor stamped yesterday) are re-read by the next window. Back-dating *beyond* the lookback (or
+to ``'-infinity'``) is undetectable in cursor mode: the row's new version lies before every
+window that can still come, so FINAL keeps the old one. No rule does that; issue 11 adds an
+``xmin`` mode for sources that write such values. An integer cursor has no clock to tell a
+far-future value from a real one: a hand-written ``ver`` beyond what the sequence will reach
+would become a window start (``planning.next_watermark``) and hide the rows written after it, so
+no rule writes one either.
+
+Forged files: a **stray** (a well-formed CSV copied from one of the table's exports with its key
+changed, to a fresh key or another live one), a **replay** (a copy of an older export under a new
+key, after some of its rows were soft-deleted or superseded and that was synced), either named
+like nothing the exporter writes or exactly like an export with the largest snapshot order; and
+a malformed file (rejected by Snowpipe). Strays and replays are loaded into STAGING before the
+next sync; none may reach FINAL, because the MERGE applies only files a run's verifier accounted
+for in the export ledger. A **NaN key** in ``daily`` is quarantined: that sync fails the table with
+``RowsQuarantined`` (the other tables merge and keep parity), and once the row's key is fixed the
+next sync reaches parity again.
+
+Faults: lost S3 notifications (healed by the verifier's ALTER PIPE ... REFRESH) and a Vault
+outage (OpenBao stopped with SIGSTOP) while a freshly deployed, cold copy of the functions has to
+log in: OpenBao resumes after one or two attempts failed with SecretsUnavailable, and the state
+machine's retries carry the run through.
+
+A sync runs the tables with changes since their last sync (plus one or two chosen at random,
+which then may have nothing new), because every table in a run costs the verifier about a
+second; parity is still checked on every table after every sync. A table with a transaction
+opened on it counts as changed until a sync ran while it was open. Every example ends settled:
+what is still open crosses one sync (if none ran yet), commits, and the changed tables sync.
+
+Knobs: ``AURORA_SYNC_PARITY_EXAMPLES`` (examples, default 10) and ``AURORA_SYNC_PARITY_STEPS``
+(rules per example, default 5); the summary line (``pytest -s``) lists the rules run, their
+time, how many inversions and late commits crossed a sync, and how many windows started from the
+export ledger rather than from scratch (none while the verifier bug pinned by
+``test_a_merged_run_starts_the_next_window_from_the_ledger`` stands: every run then exports
+whole tables, and only the MERGE side of these rules is really under test). Shrinking is off
+(steps run real syncs); a failure prints the steps hypothesis ran, which replay as plain method
+calls, as the fixed-order test does.
 """
 
 from __future__ import annotations
 
+import csv
 import functools
+import io
+import itertools
 import os
 import signal
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any, ClassVar, ParamSpec
@@ -35,22 +88,55 @@ from hypothesis import HealthCheck, Phase, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, precondition, rule, run_state_machine_as_test
 from psycopg2 import sql
-from world import World, admin_client, open_world, verify_output
+from world import World, admin_client, open_world, plan_output, verify_output
 
+from aurora_sync.naming import FILE_COLUMN
+from aurora_sync.source_snapshot import ORDER_DIGITS, key_name, order_of_key
 from aurora_sync_ops.local.engine import LocalEngine
 from aurora_sync_ops.local.wiring import connect_bucket_to_snowpipe, disconnect_bucket_from_snowpipe
+from aurora_sync_ops.parity import compare
 
 P = ParamSpec("P")
-EXAMPLES = int(os.environ.get("AURORA_SYNC_PARITY_EXAMPLES") or 3)
-STEPS = int(os.environ.get("AURORA_SYNC_PARITY_STEPS") or 8)
+EXAMPLES = int(os.environ.get("AURORA_SYNC_PARITY_EXAMPLES") or 10)
+STEPS = int(os.environ.get("AURORA_SYNC_PARITY_STEPS") or 5)
+# The suite's 300 s per test is too little for the long mode: about 3 s per step, then doubled.
+TIMEOUT = max(300, 6 * EXAMPLES * STEPS)
 
 # Config names are the S3 prefixes and pipes of a kept stack outlive their world: unique per run.
 TAG = uuid.uuid4().hex[:6]
-ITEMS, PAIRS = f"items_{TAG}", f"pairs_{TAG}"
-ITEM_IDS = st.integers(1, 40)
+ITEMS, PAIRS, VERSIONS, DAILY = f"items_{TAG}", f"pairs_{TAG}", f"versions_{TAG}", f"daily_{TAG}"
+TABLES = (ITEMS, PAIRS, VERSIONS, DAILY)
+SOURCE = {ITEMS: "items", PAIRS: "pairs", VERSIONS: "versions", DAILY: "daily"}
+KEY = {ITEMS: "id", PAIRS: "a", VERSIONS: "id", DAILY: "k"}  # the first key column, first in the CSV
+
+BIGINT_EDGES = [-(2**63), 2**63 - 1, 0, -1]
+INT_EDGES = [-(2**31), 2**31 - 1]
+ITEM_IDS = st.one_of(st.integers(1, 40), st.integers(1, 40), st.sampled_from(BIGINT_EDGES))
+VERSION_IDS = st.integers(1, 12)
+# numeric(38,10): 28 integer digits and 10 decimals, at both ends and next to zero.
+DAILY_EDGES = [
+    Decimal("9999999999999999999999999999.9999999999"),
+    Decimal("-9999999999999999999999999999.9999999999"),
+    Decimal("0.0000000001"),
+    Decimal("-0.0000000001"),
+    Decimal("0"),
+]
+DAILY_KEYS = st.one_of(st.integers(1, 15).map(Decimal), st.sampled_from(DAILY_EDGES))
 # Each outage needs a fresh deployment whose cold workers (~135 MB each) idle for 10 minutes.
 VAULT_OUTAGES = {"left": 2}
 BULK_PAIRS = 1200  # more than one export chunk (max_rows_per_chunk is at least 1000)
+LOOKBACK = {ITEMS: 900, PAIRS: 2, DAILY: 900}
+FRESH = itertools.count(800_000)  # keys no rule draws: strays and fixed quarantined rows
+FORGED: set[str] = set()  # object keys this module put into the bucket (never "older exports")
+STATS = {
+    "inversions": 0,
+    "inversions across a sync": 0,
+    "late commits": 0,
+    "late commits across a sync": 0,
+    "windows from the ledger": 0,  # a table's window started where its last merged run proved
+    "full windows": 0,
+    "vault outages": 0,
+}
 
 # PostgreSQL text cannot hold NUL; surrogates are not encodable. Everything else goes: quotes,
 # commas, newlines, backslashes, the CSV NULL marker's look-alikes.
@@ -63,11 +149,17 @@ AMOUNT = st.one_of(
     st.none(),
     st.decimals(Decimal("-99999999.99"), Decimal("99999999.99"), places=2, allow_nan=False),
 )
-PAIR_B = st.sampled_from(["x", "y", "", "a,b", 'q"uote', "line\nbreak", "ü", " "])
+PAIR_A = st.one_of(st.integers(1, 30), st.sampled_from(INT_EDGES))
+PAIR_B = st.sampled_from(["x", "y", "", "a,b", 'q"uote', "line\nbreak", "ü", " ", '",\n"', "\\N"])
+FAR_FUTURE = {
+    ITEMS: ["2099-01-01 00:00:00+00", "infinity"],
+    PAIRS: ["2099-12-31 23:59:59.999999+00", "infinity"],
+    DAILY: ["2099-01-01", "infinity"],
+}
 MALFORMED = st.sampled_from(
     [
         b"1,2\n",  # too few columns
-        b"not-a-number,v,1.00,,2024-01-01 00:00:00+00,\n",  # the key is a bigint
+        b"not-a-number,v,1.00,,2024-01-01 00:00:00+00,\n",  # the key is a number
         b'7,"unterminated,1.00,,2024-01-01 00:00:00+00,\n',
         b"\xff\xfe\x00garbage\n",
     ]
@@ -91,9 +183,19 @@ def world(stack: dict[str, Any]) -> Iterator[World]:
                 "primary_key": ["a", "b"],
                 "soft_delete_column": "gone",
                 "soft_delete_mode": "flag",
-                "lookback_seconds": 2,
+                "lookback_seconds": LOOKBACK[PAIRS],
                 "max_rows_per_chunk": 1000,
             },
+        ),
+        VERSIONS: (
+            "CREATE SEQUENCE {schema}.ver_seq; "
+            "CREATE TABLE {schema}.versions (id bigint PRIMARY KEY, v text, "
+            "ver bigint NOT NULL DEFAULT nextval('{schema}.ver_seq'))",
+            {"table": "versions", "primary_key": ["id"], "cursor": "ver"},
+        ),
+        DAILY: (
+            "CREATE TABLE {schema}.daily (k numeric(38,10) PRIMARY KEY, v text, day date NOT NULL)",
+            {"table": "daily", "primary_key": ["k"], "cursor": "day", "lookback_seconds": LOOKBACK[DAILY]},
         ),
     }
     with open_world(stack, tables, prefix="rnd") as world:
@@ -104,6 +206,11 @@ def world(stack: dict[str, Any]) -> Iterator[World]:
         world.execute(
             "INSERT INTO {schema}.pairs (a, b, qty) SELECT i, 'bulk', i FROM generate_series(100, %s) i",
             (99 + BULK_PAIRS,),
+        )
+        world.execute("INSERT INTO {schema}.versions (id, v) SELECT i, 'v' || i FROM generate_series(1, 8) i")
+        world.execute(
+            "INSERT INTO {schema}.daily (k, v, day) SELECT i, 'd' || i, current_date - (i % 2) "
+            "FROM generate_series(1, 10) i"
         )
         world.apply()
         description, _ = world.run()
@@ -125,23 +232,66 @@ def timed(step: Callable[P, None]) -> Callable[P, None]:
     return run
 
 
+@dataclass
+class Held:
+    """A transaction left open across syncs; ``keys`` are the rows it holds locks on (no other
+    rule may write them: this test is one thread), ``at_commit`` runs just before COMMIT."""
+
+    conn: Any
+    keys: list[Any]
+    at_commit: Callable[[Any], None] | None = None
+    synced: bool = False
+
+
+@dataclass
+class Inversion:
+    """Transaction A, open since it took its now(); B's newer-stamped version of ``row`` committed."""
+
+    conn: Any
+    row: int
+    v: str | None
+    stamp_a: datetime
+    stamp_b: datetime
+    synced: bool = False
+
+
 class ParitySync(RuleBasedStateMachine):
     world: ClassVar[World]
     openbao_pid: ClassVar[int]
 
     def __init__(self) -> None:
         super().__init__()
-        self.late: Any = None  # a connection with an uncommitted transaction
-        self.locked: list[int] = []  # items rows the late transaction holds: others must not wait on them
-        self.synced_since_late = False
+        self.held: dict[str, Held] = {}  # config name -> its open late transaction
+        self.inversion: Inversion | None = None
+        self.dirty: set[str] = set()  # tables changed since their last sync
 
-    # --- changes ------------------------------------------------------------------------------
+    # --- helpers ------------------------------------------------------------------------------
+    def qualified(self, statement: str) -> str:
+        return statement.replace("{schema}", f'"{self.world.schema}"')
+
+    def write(self, table: str, statement: str, params: Any = None) -> None:
+        self.world.execute(statement, params)
+        self.dirty.add(table)
+
+    def locked(self, table: str) -> list[Any]:
+        held = self.held.get(table)
+        return list(held.keys) if held else []
+
+    def session(self) -> Any:
+        conn = psycopg2.connect(self.world.status["postgres"]["admin_dsn"])
+        with conn.cursor() as cur:
+            cur.execute(sql.SQL("SET search_path TO {}").format(sql.Identifier(self.world.schema)))
+        conn.commit()  # the caller's transaction (and its now()) starts with its first statement
+        return conn
+
+    # --- items --------------------------------------------------------------------------------
     @rule(rows=st.lists(st.tuples(ITEM_IDS, TEXT, AMOUNT), min_size=1, max_size=5))
     @timed
     def insert_items(self, rows: list[tuple[int, str | None, Decimal | None]]) -> None:
         for id_, v, n in rows:
-            if id_ not in self.locked:
-                self.world.execute(
+            if id_ not in self.locked(ITEMS):
+                self.write(
+                    ITEMS,
                     "INSERT INTO {schema}.items (id, v, n) VALUES (%s, %s, %s) ON CONFLICT (id) DO NOTHING",
                     (id_, v, n),
                 )
@@ -149,35 +299,40 @@ class ParitySync(RuleBasedStateMachine):
     @rule(ids=st.lists(ITEM_IDS, min_size=1, max_size=6), v=TEXT, n=AMOUNT)
     @timed
     def update_items(self, ids: list[int], v: str | None, n: Decimal | None) -> None:
-        self.world.execute(
+        self.write(
+            ITEMS,
             "UPDATE {schema}.items SET v = %s, n = %s, updated_at = now() "
             "WHERE id = ANY(%s) AND NOT id = ANY(%s)",
-            (v, n, ids, self.locked),
+            (v, n, ids, self.locked(ITEMS)),
         )
 
     @rule(ids=st.lists(ITEM_IDS, min_size=1, max_size=4))
     @timed
     def soft_delete_items(self, ids: list[int]) -> None:
-        self.world.execute(
+        self.write(
+            ITEMS,
             "UPDATE {schema}.items SET deleted_at = now(), updated_at = now() "
             "WHERE id = ANY(%s) AND NOT id = ANY(%s) AND deleted_at IS NULL",
-            (ids, self.locked),
+            (ids, self.locked(ITEMS)),
         )
 
     @rule(ids=st.lists(ITEM_IDS, min_size=1, max_size=4))
     @timed
     def restore_items(self, ids: list[int]) -> None:
-        self.world.execute(
+        self.write(
+            ITEMS,
             "UPDATE {schema}.items SET deleted_at = NULL, updated_at = now() "
             "WHERE id = ANY(%s) AND NOT id = ANY(%s) AND deleted_at IS NOT NULL",
-            (ids, self.locked),
+            (ids, self.locked(ITEMS)),
         )
 
-    @rule(rows=st.lists(st.tuples(st.integers(1, 30), PAIR_B, st.integers(-5, 5)), min_size=1, max_size=5))
+    # --- pairs --------------------------------------------------------------------------------
+    @rule(rows=st.lists(st.tuples(PAIR_A, PAIR_B, st.integers(-5, 5)), min_size=1, max_size=5))
     @timed
     def upsert_pairs(self, rows: list[tuple[int, str, int]]) -> None:
         for a, b, qty in rows:
-            self.world.execute(
+            self.write(
+                PAIRS,
                 "INSERT INTO {schema}.pairs (a, b, qty) VALUES (%s, %s, %s) ON CONFLICT (a, b) "
                 "DO UPDATE SET qty = EXCLUDED.qty, gone = false, updated_at = now()",
                 (a, b, qty),
@@ -186,100 +341,401 @@ class ParitySync(RuleBasedStateMachine):
     @rule(a=st.integers(1, 30), gone=st.booleans())
     @timed
     def flag_pairs(self, a: int, gone: bool) -> None:
-        self.world.execute("UPDATE {schema}.pairs SET gone = %s, updated_at = now() WHERE a <= %s", (gone, a))
+        self.write(PAIRS, "UPDATE {schema}.pairs SET gone = %s, updated_at = now() WHERE a <= %s", (gone, a))
 
     @rule()
     @timed
     def touch_every_pair(self) -> None:
         # One statement, one now(): more rows share this cursor value than fit in one chunk.
-        self.world.execute("UPDATE {schema}.pairs SET qty = qty + 1, updated_at = now()")
+        self.write(PAIRS, "UPDATE {schema}.pairs SET qty = qty + 1, updated_at = now()")
 
-    @rule(a=st.integers(1, 30), qty=st.integers(-5, 5), table=st.sampled_from(["items", "pairs"]))
+    @rule(a=st.integers(1, 30), qty=st.integers(-5, 5), table=st.sampled_from([ITEMS, PAIRS]))
     @timed
     def update_at_the_boundary(self, a: int, qty: int, table: str) -> None:
-        # The row takes the table's current MAX(cursor): the value the watermark will have.
-        if table == "pairs":
-            self.world.execute(
+        # The row takes the table's current MAX(cursor): the value a MAX-based watermark would have.
+        if table == PAIRS:
+            self.write(
+                PAIRS,
                 "UPDATE {schema}.pairs SET qty = %s, "
                 "updated_at = (SELECT max(updated_at) FROM {schema}.pairs) WHERE a = %s",
                 (qty, a),
             )
         else:
-            self.world.execute(
+            self.write(
+                ITEMS,
                 "UPDATE {schema}.items SET n = %s, "
                 "updated_at = (SELECT max(updated_at) FROM {schema}.items) "
                 "WHERE id = %s AND NOT id = ANY(%s)",
-                (qty, a, self.locked),
+                (qty, a, self.locked(ITEMS)),
+            )
+
+    # --- cursor values out of the ordinary ----------------------------------------------------
+    @rule(
+        table=st.sampled_from([ITEMS, PAIRS, DAILY]),
+        which=st.integers(0, 1),
+        pick=st.integers(1, 40),
+        n=st.integers(-5, 5),
+    )
+    @timed
+    def stamp_far_future(self, table: str, which: int, pick: int, n: int) -> None:
+        """2099 or 'infinity': such a row must never become a window start (later rows would
+        all be skipped); 'infinity' reaches FINAL as NULL plus the JSON side column."""
+        value = FAR_FUTURE[table][which]
+        if table == ITEMS:
+            if pick not in self.locked(ITEMS):
+                self.write(
+                    ITEMS,
+                    "INSERT INTO {schema}.items (id, v, n, updated_at) VALUES (%s, 'future', %s, %s) "
+                    "ON CONFLICT (id) DO UPDATE SET v = 'future', n = EXCLUDED.n, "
+                    "updated_at = EXCLUDED.updated_at",
+                    (pick, n, value),
+                )
+        elif table == PAIRS:
+            self.write(
+                PAIRS,
+                "INSERT INTO {schema}.pairs (a, b, qty, updated_at) VALUES (%s, 'future', %s, %s) "
+                "ON CONFLICT (a, b) DO UPDATE SET qty = EXCLUDED.qty, updated_at = EXCLUDED.updated_at",
+                (pick % 30 + 1, n, value),
+            )
+        elif Decimal(pick % 15 + 1) not in self.locked(DAILY):
+            self.write(
+                DAILY,
+                "INSERT INTO {schema}.daily (k, v, day) VALUES (%s, 'future', %s) "
+                "ON CONFLICT (k) DO UPDATE SET v = 'future', day = EXCLUDED.day",
+                (Decimal(pick % 15 + 1), value),
+            )
+
+    @rule(
+        table=st.sampled_from([ITEMS, PAIRS]),
+        ids=st.lists(st.integers(1, 40), min_size=1, max_size=3),
+        fraction=st.floats(0, 0.95),
+    )
+    @timed
+    def back_date_within_the_lookback(self, table: str, ids: list[int], fraction: float) -> None:
+        """``updated_at = now() - N s`` with N below the table's lookback: the next window reaches it."""
+        seconds = round(LOOKBACK[table] * fraction, 3)
+        if table == ITEMS:
+            self.write(
+                ITEMS,
+                "UPDATE {schema}.items SET v = 'back-dated', deleted_at = NULL, "
+                "updated_at = now() - make_interval(secs => %s) WHERE id = ANY(%s) AND NOT id = ANY(%s)",
+                (seconds, ids, self.locked(ITEMS)),
+            )
+        else:
+            self.write(
+                PAIRS,
+                "UPDATE {schema}.pairs SET qty = qty - 1, gone = false, "
+                "updated_at = now() - make_interval(secs => %s) WHERE a = ANY(%s)",
+                (seconds, ids),
             )
 
     # --- a transaction that commits late -----------------------------------------------------
-    @precondition(lambda self: self.late is None)
+    @precondition(lambda self: ITEMS not in self.held)
     @rule(ids=st.lists(ITEM_IDS, min_size=1, max_size=4, unique=True), v=TEXT)
     @timed
     def open_late_transaction(self, ids: list[int], v: str | None) -> None:
-        late = psycopg2.connect(self.world.status["postgres"]["admin_dsn"])
-        table = sql.Identifier(self.world.schema, "items")
+        if self.inversion is not None:  # A must be able to write its row without waiting
+            ids = [i for i in ids if i != self.inversion.row]
+        late = self.session()
         with late.cursor() as cur:
             cur.execute(
-                sql.SQL(
-                    "UPDATE {} SET v = %s, deleted_at = NULL, updated_at = now() WHERE id = ANY(%s)"
-                ).format(table),
-                (v, ids),
+                "UPDATE items SET v = %s, deleted_at = NULL, updated_at = now() WHERE id = ANY(%s)", (v, ids)
             )
             cur.execute(
-                sql.SQL(
-                    "INSERT INTO {} (id, v) SELECT i, 'late' FROM unnest(%s::bigint[]) i "
-                    "ON CONFLICT DO NOTHING"
-                ).format(table),
+                "INSERT INTO items (id, v) SELECT i, 'late' FROM unnest(%s::bigint[]) i "
+                "ON CONFLICT DO NOTHING",
                 (ids,),
             )
-        self.late, self.locked, self.synced_since_late = late, ids, False
+        self.held[ITEMS] = Held(late, ids)
+        self.dirty.add(ITEMS)
 
-    @precondition(lambda self: self.late is not None and self.synced_since_late)
+    @precondition(lambda self: VERSIONS not in self.held)
+    @rule(ids=st.lists(VERSION_IDS, min_size=1, max_size=3, unique=True), v=TEXT, early=st.booleans())
+    @timed
+    def open_late_versions(self, ids: list[int], v: str | None, early: bool) -> None:
+        """A transaction holds sequence values open across syncs: written at once (rows locked),
+        or taken with nextval first and written only at commit time (rows free meanwhile, so
+        other sessions commit larger values on them first)."""
+        late = self.session()
+        with late.cursor() as cur:
+            if early:
+                cur.execute("SELECT nextval('ver_seq') FROM unnest(%s::bigint[])", (ids,))
+                values = [row[0] for row in cur.fetchall()]
+
+                def write(conn: Any) -> None:
+                    with conn.cursor() as c:
+                        for id_, ver in zip(ids, values, strict=True):
+                            c.execute(
+                                "INSERT INTO versions (id, v, ver) VALUES (%s, %s, %s) "
+                                "ON CONFLICT (id) DO UPDATE SET v = EXCLUDED.v, ver = EXCLUDED.ver",
+                                (id_, v, ver),
+                            )
+
+                self.held[VERSIONS] = Held(late, [], at_commit=write)
+            else:
+                cur.execute(
+                    "INSERT INTO versions (id, v) SELECT i, %s FROM unnest(%s::bigint[]) i "
+                    "ON CONFLICT (id) DO UPDATE SET v = EXCLUDED.v, ver = DEFAULT",
+                    (v, ids),
+                )
+                self.held[VERSIONS] = Held(late, ids)
+        self.dirty.add(VERSIONS)
+
+    @precondition(lambda self: DAILY not in self.held)
+    @rule(keys=st.lists(DAILY_KEYS, min_size=1, max_size=3, unique=True), v=TEXT, yesterday=st.booleans())
+    @timed
+    def open_late_daily(self, keys: list[Decimal], v: str | None, yesterday: bool) -> None:
+        late = self.session()
+        with late.cursor() as cur:
+            cur.execute(
+                "INSERT INTO daily (k, v, day) SELECT k, %s, current_date - %s FROM unnest(%s::numeric[]) k "
+                "ON CONFLICT (k) DO UPDATE SET v = EXCLUDED.v, day = EXCLUDED.day",
+                (v, int(yesterday), keys),
+            )
+        self.held[DAILY] = Held(late, keys)
+        self.dirty.add(DAILY)
+
+    @precondition(lambda self: any(h.synced for h in self.held.values()))
+    @rule(which=st.integers(0, 2))
+    @timed
+    def commit_late_transaction(self, which: int) -> None:
+        ready = sorted(name for name, held in self.held.items() if held.synced)
+        self.commit_held(ready[which % len(ready)])
+
+    def commit_held(self, table: str) -> None:
+        held = self.held.pop(table)
+        if held.at_commit is not None:
+            held.at_commit(held.conn)
+        held.conn.commit()
+        held.conn.close()
+        self.dirty.add(table)
+        STATS["late commits"] += 1
+        STATS["late commits across a sync"] += held.synced
+
+    # --- versions (integer cursor) and daily (date cursor) ------------------------------------
+    @rule(rows=st.lists(st.tuples(VERSION_IDS, TEXT), min_size=1, max_size=4))
+    @timed
+    def write_versions(self, rows: list[tuple[int, str | None]]) -> None:
+        for id_, v in rows:
+            if id_ not in self.locked(VERSIONS):
+                self.write(
+                    VERSIONS,
+                    "INSERT INTO {schema}.versions (id, v) VALUES (%s, %s) "
+                    "ON CONFLICT (id) DO UPDATE SET v = EXCLUDED.v, ver = DEFAULT",
+                    (id_, v),
+                )
+
+    @rule(rows=st.lists(st.tuples(DAILY_KEYS, TEXT, st.booleans()), min_size=1, max_size=4))
+    @timed
+    def write_daily(self, rows: list[tuple[Decimal, str | None, bool]]) -> None:
+        """Stamped today, or yesterday: a date cursor's lookback floors to the day, so it reaches
+        back into yesterday whatever the hour."""
+        for k, v, yesterday in rows:
+            if k not in self.locked(DAILY):
+                self.write(
+                    DAILY,
+                    "INSERT INTO {schema}.daily (k, v, day) VALUES (%s, %s, current_date - %s) "
+                    "ON CONFLICT (k) DO UPDATE SET v = EXCLUDED.v, day = EXCLUDED.day",
+                    (k, v, int(yesterday)),
+                )
+
+    # --- the commit-order inversion -------------------------------------------------------------
+    @precondition(lambda self: self.inversion is None)
+    @rule(ids=st.lists(ITEM_IDS, min_size=1, max_size=3), v_b=TEXT, v_a=TEXT)
+    @timed
+    def begin_commit_order_inversion(self, ids: list[int], v_b: str | None, v_a: str | None) -> None:
+        """A starts and takes its now(); B starts later, writes the row and commits."""
+        free = [i for i in ids if i not in self.locked(ITEMS)]
+        if not free:
+            return
+        a = self.session()
+        with a.cursor() as cur:
+            cur.execute("SELECT now()")  # A's transaction, and its now(), start here
+            (stamp_a,) = cur.fetchone()
+        with self.world.admin.cursor() as cur:  # B: autocommit
+            cur.execute(
+                self.qualified(
+                    "INSERT INTO {schema}.items (id, v) VALUES (%s, %s) ON CONFLICT (id) DO UPDATE "
+                    "SET v = EXCLUDED.v, deleted_at = NULL, updated_at = now() RETURNING updated_at"
+                ),
+                (free[0], v_b),
+            )
+            (stamp_b,) = cur.fetchone()
+        self.inversion = Inversion(a, free[0], v_a, stamp_a, stamp_b)
+        self.dirty.add(ITEMS)
+
+    @precondition(lambda self: self.inversion is not None)
     @rule()
     @timed
-    def commit_late_transaction(self) -> None:
-        self.late.commit()
-        self.late.close()
-        self.late, self.locked = None, []
+    def finish_commit_order_inversion(self) -> None:
+        """A writes the row, stamped with its older now(), and commits last: FINAL must hold A's."""
+        self.finish_inversion()
 
-    # --- syncs and faults ---------------------------------------------------------------------
-    def sync(self, execution_input: dict[str, Any] | None = None) -> dict[str, Any]:
-        description, events = self.world.run(execution_input)
-        assert description["status"] == "SUCCEEDED", description
-        self.synced_since_late = self.late is not None
-        # The committed source is what the export snapshot sees, open transaction or not.
-        self.world.assert_parity()
-        return verify_output(events)
+    def finish_inversion(self) -> None:
+        inversion = self.inversion
+        assert inversion is not None
+        with inversion.conn.cursor() as cur:
+            cur.execute(
+                "INSERT INTO items (id, v) VALUES (%s, %s) ON CONFLICT (id) DO UPDATE "
+                "SET v = EXCLUDED.v, deleted_at = NULL, updated_at = now() RETURNING updated_at",
+                (inversion.row, inversion.v),
+            )
+            (stamped,) = cur.fetchone()
+        inversion.conn.commit()
+        inversion.conn.close()
+        self.inversion = None
+        self.dirty.add(ITEMS)
+        assert stamped == inversion.stamp_a < inversion.stamp_b, (stamped, inversion)
+        STATS["inversions"] += 1
+        STATS["inversions across a sync"] += inversion.synced
 
-    @rule()
+    # --- keys Snowflake cannot hold ---------------------------------------------------------------
+    @rule(v=TEXT)
     @timed
-    def clean_sync(self) -> None:
-        report = self.sync()
-        assert {t["table"]: t["outcome"] for t in report["tables"]} == {ITEMS: "MERGED", PAIRS: "MERGED"}
+    def quarantine_a_nan_key_then_fix_it(self, v: str | None) -> None:
+        """numeric NaN is a valid PostgreSQL key that NUMBER cannot hold: the row is left out of
+        the MERGE and the table fails with RowsQuarantined, the other tables merge; once the key
+        is fixed at the source, the next sync reaches parity."""
+        self.write(DAILY, "INSERT INTO {schema}.daily (k, v, day) VALUES ('NaN', %s, current_date)", (v,))
+        report = self.sync(expect_failed={DAILY})
+        (daily,) = [t for t in report["tables"] if t["table"] == DAILY]
+        assert daily["error"] == "RowsQuarantined" and daily["quarantined"] == 1, daily
+        assert "k='NaN'" in daily["reason"], daily["reason"]
+        # Every other row of the table merged: parity misses exactly the quarantined one.
+        result = compare(
+            self.world.admin,
+            self.world.warehouse,
+            self.world.setup,
+            self.world.spec(DAILY),
+            schema=self.world.schema,
+            table=SOURCE[DAILY],
+        )
+        assert result.counts == {"missing": 1, "extra": 0, "different": 0}, result.as_dict()
+        assert result.missing == ["[null]"], result.as_dict()  # the key as FINAL can hold it: NULL
+        fixed = next(FRESH)
+        self.write(DAILY, "UPDATE {schema}.daily SET k = %s, day = current_date WHERE k = 'NaN'", (fixed,))
+        self.sync()
 
-    @rule()
+    # --- forged files in a table's prefix ---------------------------------------------------------
+    def exports(self, table: str) -> list[str]:
+        """The table's export objects in the bucket, oldest snapshot first."""
+        s3 = admin_client(self.world.status, "s3")
+        keys = []
+        for page in s3.get_paginator("list_objects_v2").paginate(
+            Bucket=self.world.status["aws"]["bucket"], Prefix=f"{table}/"
+        ):
+            keys += [o["Key"] for o in page.get("Contents", []) if o["Size"]]
+        exported = [k for k in keys if k not in FORGED and order_of_key(k) is not None]
+        # Snapshots with no write between them share an order; the uuid7 in the name breaks the tie.
+        return sorted(exported, key=lambda k: (order_of_key(k) or 0, k))
+
+    def body(self, key: str) -> bytes:
+        s3 = admin_client(self.world.status, "s3")
+        data: bytes = s3.get_object(Bucket=self.world.status["aws"]["bucket"], Key=key)["Body"].read()
+        return data
+
+    def forge(self, table: str, body: bytes, exporter_like: bool) -> None:
+        """Put ``body`` under the table's prefix, named like an export with the largest snapshot
+        order or like nothing the exporter writes, and wait until Snowpipe loaded it."""
+        now = datetime.now(UTC)
+        identifier = str(uuid.uuid4())
+        name = key_name(int("9" * ORDER_DIGITS), identifier) if exporter_like else f"forged-{identifier}.csv"
+        key = f"{table}/{now:%Y/%m/%d/%H}/{name}"
+        FORGED.add(key)
+        admin_client(self.world.status, "s3").put_object(
+            Bucket=self.world.status["aws"]["bucket"], Key=key, Body=body
+        )
+        staging = self.world.setup.objects(self.world.configs[table]["target"]).staging_table
+        cur = self.world.warehouse.cursor()
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            cur.execute(f'SELECT COUNT(*) FROM {staging} WHERE "{FILE_COLUMN}" = %s', (key,))
+            if cur.fetchone()[0]:
+                self.dirty.add(table)  # the next sync's MERGE reads it from the stream
+                return
+            time.sleep(0.2)
+        raise AssertionError(f"{key} was never loaded into {staging}")
+
+    @rule(
+        table=st.sampled_from(TABLES),
+        pick=st.integers(0, 10**6),
+        existing_key=st.booleans(),
+        exporter_like=st.booleans(),
+    )
     @timed
-    def sync_losing_notifications(self) -> None:
-        disconnect_bucket_from_snowpipe(self.world.status)
-        try:
-            report = self.sync()
-        finally:
-            connect_bucket_to_snowpipe(self.world.status)
-        for table in report["tables"]:
-            if table["rows_exported"]:
-                assert table["refreshed_at"] is not None, table
+    def drop_a_stray_file(self, table: str, pick: int, existing_key: bool, exporter_like: bool) -> None:
+        """A well-formed CSV copied from one of the table's exports, its key changed to a fresh
+        value (FINAL would gain a row) or to another live key (FINAL would hold a wrong version)."""
+        exports = self.exports(table)
+        records = list(csv.reader(io.StringIO(self.body(exports[pick % len(exports)]).decode())))
+        record = records[pick % len(records)]
+        if existing_key:
+            with self.world.admin.cursor() as cur:
+                column = sql.Identifier(KEY[table])
+                cur.execute(
+                    sql.SQL("SELECT {c}::text FROM {t} WHERE {c}::text <> %s ORDER BY {c} LIMIT 1").format(
+                        c=column, t=sql.Identifier(self.world.schema, SOURCE[table])
+                    ),
+                    (record[0],),
+                )
+                row = cur.fetchone()
+            record[0] = row[0] if row else str(next(FRESH))
+        else:
+            record[0] = str(next(FRESH))
+        out = io.StringIO()
+        csv.writer(out, lineterminator="\n").writerow(record)
+        self.forge(table, out.getvalue().encode(), exporter_like)
+
+    @rule(table=st.sampled_from(TABLES), which=st.integers(0, 3), exporter_like=st.booleans())
+    @timed
+    def replay_an_old_export(self, table: str, which: int, exporter_like: bool) -> None:
+        """A copy of an older export under a new key, after some of its rows were soft-deleted (or,
+        without soft deletes, superseded) and that was synced: merging it would revive them."""
+        exports = self.exports(table)
+        old = exports[min(which, len(exports) - 1)]
+        body = self.body(old)
+        keys = [record[0] for record in csv.reader(io.StringIO(body.decode()))][:3]
+        if table == ITEMS:
+            self.write(
+                ITEMS,
+                "UPDATE {schema}.items SET deleted_at = now(), updated_at = now() "
+                "WHERE id = ANY(%s::bigint[]) AND NOT id = ANY(%s) AND deleted_at IS NULL",
+                (keys, self.locked(ITEMS)),
+            )
+        elif table == PAIRS:
+            self.write(
+                PAIRS,
+                "UPDATE {schema}.pairs SET gone = true, updated_at = now() WHERE a = ANY(%s::integer[])",
+                (keys,),
+            )
+        elif table == VERSIONS:
+            self.write(
+                VERSIONS,
+                "UPDATE {schema}.versions SET v = 'superseded', ver = DEFAULT "
+                "WHERE id = ANY(%s::bigint[]) AND NOT id = ANY(%s)",
+                (keys, self.locked(VERSIONS)),
+            )
+        else:
+            self.write(
+                DAILY,
+                "UPDATE {schema}.daily SET v = 'superseded', day = current_date "
+                "WHERE k = ANY(%s::numeric[]) AND NOT k = ANY(%s::numeric[])",
+                (keys, self.locked(DAILY)),
+            )
+        self.sync()
+        self.forge(table, body, exporter_like)
 
     @rule(table=st.sampled_from([ITEMS, PAIRS]), body=MALFORMED)
     @timed
     def drop_a_malformed_file(self, table: str, body: bytes) -> None:
         now = datetime.now(UTC)
         key = f"{table}/{now:%Y/%m/%d/%H}/bad-{uuid.uuid4()}.csv"
+        FORGED.add(key)
         aws = self.world.status["aws"]
         admin_client(self.world.status, "s3").put_object(Bucket=aws["bucket"], Key=key, Body=body)
         status = self.load_status(table, key)
         assert status == "Load failed", (key, status)
-        self.sync()
+        self.sync(also=[table])
 
     def load_status(self, table: str, key: str) -> str | None:
         staging = f"{self.world.setup.staging_schema}.{self.world.configs[table]['target']}"
@@ -297,12 +753,69 @@ class ParitySync(RuleBasedStateMachine):
             time.sleep(0.2)
         return None
 
-    @precondition(lambda self: VAULT_OUTAGES["left"] > 0)
+    # --- syncs and faults ---------------------------------------------------------------------
+    def synced(self, tables: set[str]) -> None:
+        self.dirty -= tables
+        for name, held in self.held.items():
+            held.synced = held.synced or name in tables
+        if self.inversion is not None and ITEMS in tables:
+            self.inversion.synced = True
+
+    def sync(self, also: list[str] | None = None, expect_failed: set[str] | None = None) -> dict[str, Any]:
+        """Run the changed tables (and ``also``); every table's FINAL must equal its source after,
+        except a table expected to fail."""
+        tables = self.dirty | set(also or []) or {ITEMS}
+        execution_input = {} if tables == set(TABLES) else {"tables": sorted(tables)}
+        description, events = self.world.run(execution_input)
+        for item in plan_output(events)["items"]:
+            STATS["windows from the ledger" if item["window"].get("watermark") else "full windows"] += 1
+        report = verify_output(events)
+        failed = expect_failed or set()
+        # NOTHING_TO_DO is a window without rows: an integer cursor's window starts at a value
+        # sampled before the horizon, and a late commit may have lowered a row's value below it.
+        outcomes = {
+            t["table"]: "SETTLED" if t["outcome"] in ("MERGED", "NOTHING_TO_DO") else t["outcome"]
+            for t in report["tables"]
+        }
+        assert outcomes == {t: "FAILED" if t in failed else "SETTLED" for t in tables}, report
+        assert description["status"] == ("FAILED" if failed else "SUCCEEDED"), description
+        self.synced(tables - failed)
+        # The committed source is what the export snapshot sees, open transactions or not.
+        for name in TABLES:
+            if name not in failed:
+                self.world.assert_parity(name)
+        return report
+
+    @rule(also=st.lists(st.sampled_from(TABLES), max_size=2))
+    @timed
+    def clean_sync(self, also: list[str]) -> None:
+        self.sync(also)
+
+    @rule(also=st.lists(st.sampled_from(TABLES), max_size=1))
+    @timed
+    def sync_losing_notifications(self, also: list[str]) -> None:
+        disconnect_bucket_from_snowpipe(self.world.status)
+        try:
+            report = self.sync(also)
+        finally:
+            connect_bucket_to_snowpipe(self.world.status)
+        for table in report["tables"]:
+            if table["rows_exported"]:
+                assert table["refreshed_at"] is not None, table
+
     @rule(failures=st.integers(1, 2))
     @timed
     def sync_through_a_vault_outage(self, failures: int) -> None:
-        """OpenBao frozen until ``failures`` attempts failed with SecretsUnavailable; the retries heal."""
+        """OpenBao frozen until ``failures`` attempts failed with SecretsUnavailable; the retries heal.
+
+        Outages are budgeted per test session, and a spent budget turns this into a clean sync
+        rather than a precondition: hypothesis replays choice sequences, and a rule whose
+        availability depends on state outside the machine makes the generation flaky."""
+        if VAULT_OUTAGES["left"] <= 0:
+            self.sync()
+            return
         VAULT_OUTAGES["left"] -= 1
+        STATS["vault outages"] += 1
         # Warm functions serve secrets from their cache; a new deployment's cold functions must
         # log in while OpenBao is frozen, so the outage is really in the run's way.
         cold = LocalEngine(
@@ -327,48 +840,103 @@ class ParitySync(RuleBasedStateMachine):
             os.kill(self.openbao_pid, signal.SIGCONT)
         assert errors == ["SecretsUnavailable"] * failures, (errors, description)
         assert description["status"] == "SUCCEEDED", description
+        self.synced(set(TABLES))
         self.world.assert_parity()
 
     @timed
     def teardown(self) -> None:
-        # Every example ends settled: nothing left open, one clean sync, FINAL equals the source.
-        if self.late is not None:
-            self.late.commit()
-            self.late.close()
-            self.late, self.locked = None, []
-        self.sync()
+        # Every example ends settled: nothing left open, a sync of what changed, FINAL equals the source.
+        try:
+            # Whatever is still open crosses one sync first: that is the case worth testing.
+            unsynced = [h for h in self.held.values() if not h.synced]
+            if unsynced or (self.inversion and not self.inversion.synced):
+                self.sync()
+            if self.inversion is not None:
+                self.finish_inversion()
+            for table in list(self.held):
+                self.commit_held(table)
+            if self.dirty:
+                self.sync()
+            else:
+                self.world.assert_parity()
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        """Roll back whatever is still open (after a failure): its row locks would block the next
+        example, and the world's DROP SCHEMA, forever."""
+        for held in self.held.values():
+            held.conn.close()
+        self.held.clear()
+        if self.inversion is not None:
+            self.inversion.conn.close()
+            self.inversion = None
 
 
 def test_every_change_and_fault_once_in_a_fixed_order(world: World, stack: dict[str, Any]) -> None:
-    # The random run's early examples are small; this one guarantees every fault runs in CI.
+    # The random run's early examples are small; this one guarantees every rule runs in CI.
     ParitySync.world = world
     ParitySync.openbao_pid = int(stack["services"]["openbao"]["pid"])
     machine = ParitySync()
-    machine.insert_items(rows=[(41, 'a,"b"\n', Decimal("1.25")), (42, None, None), (43, "", Decimal(0))])
-    machine.open_late_transaction(ids=[1, 41], v="late")
-    machine.update_at_the_boundary(a=2, qty=3, table="items")
-    machine.touch_every_pair()
-    machine.clean_sync()
-    machine.soft_delete_items(ids=[3, 4, 42])
-    machine.update_at_the_boundary(a=100, qty=9, table="pairs")
-    machine.commit_late_transaction()
-    machine.sync_losing_notifications()
-    machine.restore_items(ids=[3])
-    machine.upsert_pairs(rows=[(1, "a,b", 2), (1, "", 0), (2, "line\nbreak", -1)])
-    machine.flag_pairs(a=1, gone=True)
-    machine.drop_a_malformed_file(table=PAIRS, body=b"1,2\n")
-    machine.update_items(ids=[5, 43], v="\\N", n=Decimal("-0.01"))
-    machine.sync_through_a_vault_outage(failures=1)
-    machine.teardown()
+    try:
+        fixed_order(machine)
+    finally:
+        machine.close()
     print("\n" + ", ".join(f"{name} {sum(times):.1f}s" for name, times in RAN.items()))
 
 
+def fixed_order(machine: ParitySync) -> None:
+    machine.insert_items(
+        rows=[(41, 'a,"b"\n', Decimal("1.25")), (42, None, None), (2**63 - 1, "", Decimal(0))]
+    )
+    machine.insert_items(rows=[(-(2**63), "min", None)])
+    machine.open_late_transaction(ids=[1, 41], v="late")
+    machine.open_late_versions(ids=[1, 9], v="held", early=False)
+    machine.open_late_daily(keys=[Decimal(1), DAILY_EDGES[0]], v="late", yesterday=True)
+    machine.begin_commit_order_inversion(ids=[5], v_b="B", v_a="A")
+    machine.update_at_the_boundary(a=2, qty=3, table=ITEMS)
+    machine.touch_every_pair()
+    machine.stamp_far_future(table=ITEMS, which=0, pick=6, n=1)
+    machine.stamp_far_future(table=DAILY, which=1, pick=2, n=0)
+    machine.write_versions(rows=[(2, "after the held value"), (10, "new")])
+    machine.write_daily(rows=[(DAILY_EDGES[1], "min", False), (DAILY_EDGES[2], "tiny", True)])
+    machine.clean_sync(also=[])
+    machine.finish_commit_order_inversion()
+    machine.soft_delete_items(ids=[3, 4, 42])
+    machine.update_at_the_boundary(a=100, qty=9, table=PAIRS)
+    machine.stamp_far_future(table=ITEMS, which=1, pick=7, n=2)
+    machine.stamp_far_future(table=PAIRS, which=0, pick=1, n=2)
+    machine.back_date_within_the_lookback(table=ITEMS, ids=[8], fraction=0.9)
+    machine.back_date_within_the_lookback(table=PAIRS, ids=[100], fraction=0.9)
+    machine.commit_late_transaction(which=0)
+    machine.commit_late_transaction(which=0)
+    machine.commit_late_transaction(which=0)
+    machine.open_late_versions(ids=[3, 4], v="taken early", early=True)
+    machine.write_versions(rows=[(3, "committed first, larger ver")])
+    machine.sync_losing_notifications(also=[])
+    machine.commit_late_transaction(which=0)
+    machine.restore_items(ids=[3])
+    machine.upsert_pairs(rows=[(1, "a,b", 2), (1, "", 0), (2, "line\nbreak", -1), (INT_EDGES[0], '",\n"', 1)])
+    machine.flag_pairs(a=1, gone=True)
+    machine.drop_a_stray_file(table=ITEMS, pick=0, existing_key=False, exporter_like=True)
+    machine.drop_a_stray_file(table=DAILY, pick=1, existing_key=True, exporter_like=False)
+    machine.drop_a_malformed_file(table=PAIRS, body=b"1,2\n")
+    machine.replay_an_old_export(table=ITEMS, which=0, exporter_like=True)
+    machine.update_items(ids=[5, 43], v="\\N", n=Decimal("-0.01"))
+    machine.quarantine_a_nan_key_then_fix_it(v="not a number")
+    machine.sync_through_a_vault_outage(failures=1)
+    machine.teardown()
+
+
+@pytest.mark.timeout(TIMEOUT)
 def test_random_changes_late_commits_and_faults_keep_final_equal_to_the_source(
     world: World, stack: dict[str, Any]
 ) -> None:
     ParitySync.world = world
     ParitySync.openbao_pid = int(stack["services"]["openbao"]["pid"])
     RAN.clear()
+    for key in STATS:
+        STATS[key] = 0
     started = time.monotonic()
     run_state_machine_as_test(
         ParitySync,
@@ -382,4 +950,21 @@ def test_random_changes_late_commits_and_faults_keep_final_equal_to_the_source(
         ),
     )
     steps = ", ".join(f"{name} x{len(times)} ({sum(times):.0f}s)" for name, times in sorted(RAN.items()))
-    print(f"\n{EXAMPLES} examples of up to {STEPS} steps in {time.monotonic() - started:.0f}s: {steps}")
+    stats = ", ".join(f"{name} {count}" for name, count in STATS.items())
+    elapsed = time.monotonic() - started
+    print(f"\n{EXAMPLES} examples of up to {STEPS} steps in {elapsed:.0f}s: {steps}; {stats}")
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="product bug: the verifier passes config names (verdict.table) to ledger.mark_merged, whose "
+    "rows are keyed by Snowflake target since the ledger was re-keyed, so no run or file is ever marked "
+    "merged and every run exports its whole table ('no merged run in the export ledger')",
+)
+def test_a_merged_run_starts_the_next_window_from_the_ledger(world: World) -> None:
+    """The world's backfill (and every sync since) merged ITEMS: the next window must start where
+    the newest merged run left off, not re-read the whole table."""
+    description, events = world.run({"tables": [ITEMS]})
+    assert description["status"] == "SUCCEEDED", description
+    (item,) = plan_output(events)["items"]
+    assert item["window"].get("watermark") is not None, item["window"]
