@@ -41,8 +41,8 @@ class ExportTarget:
 def time_ordered_uuid(now: datetime) -> uuid.UUID:
     """A version-7 UUID (RFC 9562): 48 bits of Unix milliseconds, then randomness.
 
-    Object names therefore sort in export order, which the MERGE uses to break ties between
-    two versions of a row that carry the same cursor value (the later export wins).
+    It keeps a name unique per call; the MERGE orders versions by the snapshot order in front of
+    it, not by this time (a Lambda's clock says nothing about the source's snapshots).
     """
     millis = int(now.timestamp() * 1000) & ((1 << 48) - 1)
     value = millis << 80 | int.from_bytes(os.urandom(10), "big")
