@@ -1,13 +1,14 @@
 """Benchmark 4: the planner for 1, 50 and 500 tables: wall time, Snowflake statements, AWS calls.
 
 Each size has its own SSM path (``/aurora-sync-bench/planner-<n>/``, one parameter per table)
-and every table has a FINAL table with one row in the local Snowflake, so every table gets a
-watermark. Each measurement is a fresh process (a cold Lambda) that invokes the real planner
-handler twice: the first call pays the Vault login and Snowflake connection, the second is a
-warm container's. Snowflake statements are counted by wrapping the connector's
-``SnowflakeCursor.execute`` in that process; AWS API calls by wrapping botocore's
-``BaseClient._make_api_call``. The event carries no ``execution`` (as ``sam local invoke``),
-so the single-flight ListExecutions call is not part of the figures.
+and every table has a source table in PostgreSQL (schema ``bench``) and its Snowflake objects
+(STAGING, a FINAL table with one row, the pipe and the MERGE task), so every table passes the
+planner's schema step and gets a watermark. Each measurement is a fresh process (a cold
+Lambda) that invokes the real planner handler twice: the first call pays the Vault login and
+the Snowflake connection, the second is a warm container's. Snowflake statements are counted
+by wrapping the connector's ``SnowflakeCursor.execute`` in that process; AWS API calls by
+wrapping botocore's ``BaseClient._make_api_call``. The event carries no ``execution`` (as
+``sam local invoke``), so the single-flight ListExecutions call is not part of the figures.
 
     .venv/bin/python bench/planner_bench.py [--sizes 1,50,500] [--repeat 3]
 """
@@ -44,11 +45,14 @@ def table_name(i: int) -> str:
 
 
 def prepare(status: dict[str, Any], sizes: list[int]) -> None:
-    """SSM parameters per size and FINAL tables for the largest; kept between runs."""
+    """SSM parameters per size, source tables and Snowflake objects for the largest; kept
+    between runs."""
+    import psycopg2
     import snowflake.connector
 
     from aurora_sync.config import TableConfig, put_table_config
-    from aurora_sync_ops.snowflake_sql import SnowflakeSetup, render_setup
+    from aurora_sync.source_catalog import read_catalogs
+    from aurora_sync_ops.snowflake_sql import SnowflakeSetup, render_setup, render_table, table_spec
 
     aws = status["aws"]
     ssm = local_aws_client("ssm", aws)
@@ -67,6 +71,18 @@ def prepare(status: dict[str, Any], sizes: list[int]) -> None:
         storage_role_arn=f"arn:aws:iam::{aws['account_id']}:role/aurora-sync-snowflake-storage",
         database=status["snowflake"]["database"],
     )
+    names = [table_name(i) for i in range(max(sizes))]
+    source = psycopg2.connect(status["postgres"]["admin_dsn"])
+    source.autocommit = True
+    with source.cursor() as pg:
+        pg.execute("CREATE SCHEMA IF NOT EXISTS bench")
+        pg.execute(f'GRANT USAGE ON SCHEMA bench TO "{status["postgres"]["user"]}"')
+        for name in names:
+            pg.execute(
+                f"CREATE TABLE IF NOT EXISTS bench.{name} (id bigint PRIMARY KEY, updated_at timestamptz)"
+            )
+        catalogs = read_catalogs(pg, [("bench", name) for name in names])
+    source.close()
     with snowflake.connector.connect(**status["snowflake"]) as conn:
         cur = conn.cursor()
         for statement in render_setup(setup):
@@ -74,16 +90,31 @@ def prepare(status: dict[str, Any], sizes: list[int]) -> None:
         cur.execute(
             f'SELECT "TABLE_NAME" FROM "{setup.database}"."INFORMATION_SCHEMA"."TABLES" '
             'WHERE "TABLE_SCHEMA" = %s',
-            (setup.final_schema,),
+            (setup.staging_schema,),
         )
         present = {row[0] for row in cur.fetchall()}
-        for i in range(max(sizes)):
-            target = table_name(i).upper()
+        for i, name in enumerate(names):
+            target = name.upper()
             if target in present:
                 continue
+            spec = table_spec(
+                name=name,
+                target=target,
+                catalog=catalogs[("bench", name)],
+                schema="bench",
+                table=name,
+                columns=None,
+                primary_key=["id"],
+                cursor="updated_at",
+            )
             final = f'"{setup.database}"."{setup.final_schema}"."{target}"'
-            cur.execute(f'CREATE TABLE {final} ("ID" NUMBER(19,0), "UPDATED_AT" TIMESTAMP_TZ)')
-            cur.execute(f"INSERT INTO {final} VALUES ({i}, '2026-01-01 00:00:00 +00:00'::TIMESTAMP_TZ)")
+            cur.execute(f"DROP TABLE IF EXISTS {final}")  # FINAL of an earlier version of this script
+            for statement in render_table(setup, spec):
+                cur.execute(statement)
+            cur.execute(
+                f'INSERT INTO {final} ("ID", "UPDATED_AT") '
+                f"VALUES ({i}, '2026-01-01 00:00:00 +00:00'::TIMESTAMP_TZ)"
+            )
 
 
 def child() -> None:

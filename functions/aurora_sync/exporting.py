@@ -7,10 +7,11 @@ The Lambda never holds row data; it sends Aurora the query text and reads back t
 
 from __future__ import annotations
 
+import json
 import os
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -18,6 +19,8 @@ from psycopg2 import extensions, sql
 
 from . import export_query as q
 from . import source_snapshot as snap
+from .errors import SourceObjectMissing
+from .layout import fingerprint, layout_of, planned_prefix
 from .naming import quote, snowflake_column
 from .source_catalog import SourceColumn, read_columns
 from .source_db import source_errors
@@ -27,6 +30,11 @@ from .work import ChunkPosition, ExportResult, SourceSnapshot, WorkItem
 # An open transaction older than the lookback (or this, without one) is reported: it holds windows back.
 LONG_TRANSACTION_SECONDS = 900
 EXPORT_OPTIONS = "format csv"  # no header: aws_s3 splits large results and may not repeat it
+
+
+class LayoutChanged(SourceObjectMissing):
+    """The source's columns changed after the run was planned: a file in the new layout would not
+    match the table's pipe, so none is written. The next run adapts Snowflake first."""
 
 
 @dataclass(frozen=True)
@@ -133,6 +141,32 @@ def read_plan(cur: Any, item: WorkItem) -> tuple[q.ExportPlan, list[SourceColumn
     return plan, catalog
 
 
+def follow_layout(plan: q.ExportPlan, item: WorkItem) -> tuple[q.ExportPlan, list[SourceColumn]]:
+    """The plan restricted to the layout the planner checked against the pipe, and the source
+    columns added since (left out of the file); ``LayoutChanged`` when a planned column is gone,
+    renamed or retyped. A work item without a layout exports the catalog's layout as it is."""
+    if item.layout is None:
+        return plan, []
+    current = layout_of(plan.columns, plan.mappings, table=item.table)
+    if item.columns is None:
+        count = planned_prefix(current, item.layout)
+    else:  # an explicit list never grows with the source
+        count = len(current) if fingerprint(current) == item.layout else None
+    if count is None:
+        described = ", ".join(f"{c.source} {c.source_type}" for c in current)
+        raise LayoutChanged(
+            f"table {item.table!r}: the columns of {plan.schema}.{plan.table} changed after this run was "
+            f"planned (they are now: {described}); its pipe loads the planned layout, so nothing was "
+            "exported rather than a file whose fields would land in the wrong columns.",
+            fix="none needed: the next run applies the change to STAGING, FINAL and the pipe before it "
+            f"exports; to do it now, rerun {json.dumps({'tables': [item.table]})}",
+        )
+    if count == len(plan.columns):
+        return plan, []
+    narrowed = replace(plan, columns=plan.columns[:count], mappings=plan.mappings[:count])
+    return narrowed, plan.columns[count:]
+
+
 def export_chunk(
     conn: Any,
     item: WorkItem,
@@ -153,11 +187,18 @@ def export_chunk(
         # and the export below all see it.
         order, source_time = snap.read_snapshot_order(cur)
         plan, catalog = read_plan(cur, item)
+        plan, late = follow_layout(plan, item)
         snapshot = position.snapshot
         warnings: list[str] = []
         if before is not None:
             snapshot = _first_snapshot(cur, plan, (order, source_time), *before)
             warnings = _warnings(cur, plan, item, catalog, snapshot)
+        if late:
+            warnings.append(
+                f"source column(s) {', '.join(repr(c.name) for c in late)} of {plan.schema}.{plan.table} "
+                "were added after this run was planned: not exported by it (the table's pipe does not "
+                "load them yet); the next run adds them to STAGING and FINAL and re-exports the table"
+            )
         written: dict[str, Any] = {"rows": 0, "bytes": 0, "files": 0, "keys": []}
         quarantined, example = 0, None
         phase = position.phase
@@ -202,7 +243,7 @@ def export_chunk(
         "quarantined": position.quarantined + quarantined,
         "quarantine_example": position.quarantine_example or example,
     }
-    planned = {"primary_key": list(item.primary_key), "cursor": item.cursor}
+    planned = {"primary_key": list(item.primary_key), "cursor": item.cursor, "layout": item.layout}
     chunks = position.chunk + (1 if written["keys"] else 0)
     if next_position is not None:
         more = next_position.model_copy(update={"chunk": chunks, **totals})

@@ -13,7 +13,12 @@ consumed the file's rows, so a file name that reappears later cannot bring old v
 horizon, MAX(cursor) samples), the window the run read, and the primary key it was merged with.
 ``MERGED_AT`` is set only when the run's rows reached FINAL and nothing was quarantined. The
 planner derives the next window from these rows (``planning.next_watermark``), so a run that
-failed half-way never moves it.
+failed half-way never moves it. ``LAYOUT`` is the fingerprint of the file layout the run was
+exported with (``layout``).
+
+``_AURORA_SYNC_LAYOUTS``, one row per table and layout: the columns behind a fingerprint,
+written by the planner when a table's layout changes. With the newest merged run's layout the
+planner finds the columns whose values FINAL does not hold for every row (``layout``).
 
 Values are bound (qmark); names are the quoted names of ``SnowflakeObjects``. Statements cover
 every table of a call at once, so their number does not grow with the table count.
@@ -33,6 +38,7 @@ from .work import SourceSnapshot
 
 FILES_TABLE = "_AURORA_SYNC_FILES"
 RUNS_TABLE = "_AURORA_SYNC_RUNS"
+LAYOUTS_TABLE = "_AURORA_SYNC_LAYOUTS"
 # Merged runs the planner reads per table: the newest one, and enough older ones that an integer
 # cursor finds a MAX(cursor) sample taken before the newest run's horizon.
 HISTORY_RUNS = 20
@@ -56,6 +62,10 @@ class Ledger:
     def runs(self) -> str:
         return self._name(RUNS_TABLE)
 
+    @property
+    def layouts(self) -> str:
+        return self._name(LAYOUTS_TABLE)
+
 
 @dataclass(frozen=True)
 class AccountedFile:
@@ -78,6 +88,7 @@ class RunRecord:
     files: int = 0
     rows: int = 0
     merged: bool = False
+    layout: str | None = None  # fingerprint of the file layout the run exported with
 
 
 def _iso(moment: datetime) -> str:
@@ -121,10 +132,10 @@ def record_runs(
             cur.executemany(
                 f"INSERT INTO {ledger.runs} (TARGET, RUN_ID, SNAPSHOT_ORDER, SOURCE_TIME, HORIZON, "
                 "CURSOR_TYPE, CURSOR_COLUMN, MAX_CURSOR, SAMPLE_TIME, SAMPLE_MAX, WINDOW_START, PRIMARY_KEY, "
-                "FILE_COUNT, ROWS_LOADED, ACCOUNTED_AT, MERGED_AT) "
+                "FILE_COUNT, ROWS_LOADED, ACCOUNTED_AT, MERGED_AT, LAYOUT) "
                 "VALUES (?, ?, CAST(? AS NUMBER(38,0)), CAST(? AS TIMESTAMP_TZ), CAST(? AS TIMESTAMP_TZ), "
                 "?, ?, ?, CAST(? AS TIMESTAMP_TZ), ?, ?, ?, ?, ?, CURRENT_TIMESTAMP(), "
-                "CASE WHEN ? THEN CURRENT_TIMESTAMP() END)",
+                "CASE WHEN ? THEN CURRENT_TIMESTAMP() END, ?)",
                 [
                     (
                         run.target,
@@ -142,6 +153,7 @@ def record_runs(
                         run.files,
                         run.rows,
                         run.merged,
+                        run.layout,
                     )
                     for run in runs
                 ],
@@ -212,6 +224,8 @@ class MergedRun:
     window_start: str | None
     primary_key: tuple[str, ...]
     cursor_column: str | None
+    layout: str | None = None  # the fingerprint it was exported with (None: recorded before layouts)
+    layout_columns: str | None = None  # that layout's columns as JSON (``layout.loads``), if recorded
 
 
 def _aware(value: Any) -> datetime:
@@ -220,19 +234,25 @@ def _aware(value: Any) -> datetime:
 
 
 def read_history(conn: Any, ledger: Ledger, tables: Sequence[str]) -> dict[str, list[MergedRun]]:
-    """{target: its merged runs, newest snapshot first (at most ``HISTORY_RUNS``)}, in one statement."""
+    """{target: its merged runs, newest snapshot first (at most ``HISTORY_RUNS``)}, in one statement,
+    each with the columns of the layout it was exported with (when the planner recorded them)."""
     if not tables:
         return {}
+    marks = ", ".join("?" for _ in tables)
     cur = conn.cursor()
     try:
         with warehouse_errors(f"reading the export ledger {ledger.runs}"):
             cur.execute(
-                "SELECT TARGET, RUN_ID, SNAPSHOT_ORDER::VARCHAR, SOURCE_TIME, HORIZON, CURSOR_TYPE, "
-                "MAX_CURSOR, SAMPLE_TIME, SAMPLE_MAX, WINDOW_START, PRIMARY_KEY, CURSOR_COLUMN "
-                f"FROM {ledger.runs} "
-                f"WHERE MERGED_AT IS NOT NULL AND TARGET IN ({', '.join('?' for _ in tables)}) "
-                "QUALIFY ROW_NUMBER() OVER (PARTITION BY TARGET ORDER BY SNAPSHOT_ORDER DESC) <= ?",
-                [*tables, HISTORY_RUNS],
+                "SELECT r.TARGET, r.RUN_ID, r.SNAPSHOT_ORDER::VARCHAR, r.SOURCE_TIME, r.HORIZON, "
+                "r.CURSOR_TYPE, r.MAX_CURSOR, r.SAMPLE_TIME, r.SAMPLE_MAX, r.WINDOW_START, r.PRIMARY_KEY, "
+                "r.CURSOR_COLUMN, r.LAYOUT, y.COLUMNS "
+                f"FROM {ledger.runs} AS r "
+                f"LEFT JOIN (SELECT TARGET, LAYOUT, MAX(COLUMNS) AS COLUMNS FROM {ledger.layouts} "
+                f"WHERE TARGET IN ({marks}) GROUP BY TARGET, LAYOUT) AS y "
+                "ON y.TARGET = r.TARGET AND y.LAYOUT = r.LAYOUT "
+                f"WHERE r.MERGED_AT IS NOT NULL AND r.TARGET IN ({marks}) "
+                "QUALIFY ROW_NUMBER() OVER (PARTITION BY r.TARGET ORDER BY r.SNAPSHOT_ORDER DESC) <= ?",
+                [*tables, *tables, HISTORY_RUNS],
             )
             rows = cur.fetchall()
     finally:
@@ -251,6 +271,8 @@ def read_history(conn: Any, ledger: Ledger, tables: Sequence[str]) -> dict[str, 
         start,
         key,
         column,
+        layout,
+        layout_columns,
     ) in rows:
         history[str(table)].append(
             MergedRun(
@@ -265,8 +287,32 @@ def read_history(conn: Any, ledger: Ledger, tables: Sequence[str]) -> dict[str, 
                 window_start=None if start is None else str(start),
                 primary_key=tuple(json.loads(key)) if key else (),
                 cursor_column=None if column is None else str(column),
+                layout=None if layout is None else str(layout),
+                layout_columns=None if layout_columns is None else str(layout_columns),
             )
         )
     for runs in history.values():
         runs.sort(key=lambda r: r.order, reverse=True)
     return history
+
+
+def record_layouts(conn: Any, ledger: Ledger, layouts: Sequence[tuple[str, str, str]]) -> None:
+    """Remember the columns of new layouts: ``(target, fingerprint, columns JSON)``, replacing an
+    entry a failed earlier run wrote for the same layout. Two statements for all tables."""
+    if not layouts:
+        return
+    conditions = " OR ".join("(TARGET = ? AND LAYOUT = ?)" for _ in layouts)
+    cur = conn.cursor()
+    try:
+        with warehouse_errors(f"recording {len(layouts)} layout(s) in the ledger {ledger.layouts}"):
+            cur.execute(
+                f"DELETE FROM {ledger.layouts} WHERE {conditions}",
+                [value for target, fingerprint, _ in layouts for value in (target, fingerprint)],
+            )
+            cur.executemany(
+                f"INSERT INTO {ledger.layouts} (TARGET, LAYOUT, COLUMNS, RECORDED_AT) "
+                "VALUES (?, ?, ?, CURRENT_TIMESTAMP())",
+                [list(entry) for entry in layouts],
+            )
+    finally:
+        cur.close()

@@ -321,7 +321,9 @@ def choose_window(
     return ExportWindow(watermark=watermark_text(start), lookback_seconds=lookback, source=source)
 
 
-def work_item(run_id: str, table: LoadedTable, window: ExportWindow) -> WorkItem:
+def work_item(
+    run_id: str, table: LoadedTable, window: ExportWindow, *, layout: str | None = None
+) -> WorkItem:
     config = table.config
     return WorkItem(
         run_id=run_id,
@@ -332,6 +334,7 @@ def work_item(run_id: str, table: LoadedTable, window: ExportWindow) -> WorkItem
         columns=list(config.columns) if config.columns is not None else None,
         max_rows_per_chunk=config.max_rows_per_chunk,
         window=window,
+        layout=layout,
     )
 
 

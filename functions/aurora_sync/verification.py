@@ -459,6 +459,7 @@ def _run_record(table: _Table, *, merged: bool) -> RunRecord:
         files=len(table.keys),
         rows=table.verdict.rows_loaded,
         merged=merged,
+        layout=export.layout,
     )
 
 

@@ -1,13 +1,16 @@
 """Where each table's next export window starts, read in three statements whatever the table count.
 
-  1. ``INFORMATION_SCHEMA.COLUMNS`` of the FINAL schema, restricted to our tables (bound values):
-     which FINAL tables exist and whether they have the cursor column. A missing table or column
-     fails only that table (``WarehouseObjectMissing`` naming the command that creates it);
-     querying it would fail the whole statement for everyone.
+  1. ``INFORMATION_SCHEMA.COLUMNS`` of the STAGING and FINAL schemas, restricted to our tables
+     (bound values; ``schema_evolution.read_warehouse_columns``, which the planner reads once for
+     its schema step too): which FINAL tables exist and whether they have the cursor column. A
+     missing table or column fails only that table (``WarehouseObjectMissing`` naming the command
+     that creates it); querying it would fail the whole statement for everyone.
   2. ``SELECT (SELECT COUNT(*) FROM t0) AS "N0", ...``: whether each FINAL table holds rows
      (Snowflake answers from metadata). An empty FINAL is exported in full, whatever the ledger
      says: it was created anew, truncated or re-keyed.
-  3. The export ledger's merged runs of every table (``ledger.read_history``).
+  3. The export ledger's merged runs of every table (``ledger.read_history``), with the columns
+     of the layout the newest one was exported with (the planner re-exports a table whose FINAL
+     lacks some column's values: ``layout.incomplete_columns``).
 
 The window starts from what the newest merged run *proved* (``next_watermark``), never from
 ``MAX(cursor)`` of FINAL: a far-future cursor value there would hide every later row, and a
@@ -31,6 +34,7 @@ from .errors import ConfigError, WarehouseObjectMissing
 from .ledger import Ledger, MergedRun, read_history
 from .naming import SnowflakeObjects, quote, snowflake_column
 from .planning import CursorValue
+from .schema_evolution import WarehouseColumns, create_command, read_warehouse_columns
 from .warehouse_db import warehouse_errors
 
 TEMPORAL_TYPES = frozenset({"timestamptz", "timestamp", "date"})
@@ -51,10 +55,12 @@ class WatermarkResult:
     error: WarehouseObjectMissing | ConfigError | None = None
     source_time: datetime | None = None
     reason: str = "final"
+    # The newest merged run's layout fingerprint and columns (JSON), when the ledger has them.
+    layout: str | None = None
+    layout_columns: str | None = None
 
 
-def _create_command(name: str) -> str:
-    return f"aurora-sync sql snowflake --tables {name} --apply"
+_create_command = create_command
 
 
 def _temporal(text: str | None, cursor_type: str) -> datetime | date | None:
@@ -129,8 +135,10 @@ def read_watermarks(
     staging_schema: str,
     final_schema: str,
     database: str | None = None,
+    columns: WarehouseColumns | None = None,
 ) -> dict[str, WatermarkResult]:
-    """Each table's next window start; ``database`` defaults to the session's (from the secret).
+    """Each table's next window start; ``database`` defaults to the session's (from the secret),
+    ``columns`` are read unless the caller already has them.
 
     Errors that concern every table (Snowflake unreachable, database missing, privileges)
     propagate as the taxonomy's classes.
@@ -150,27 +158,19 @@ def read_watermarks(
         for t in tables
     }
     targets = sorted({t.target for t in tables})
-    catalog = f"{quote(database)}.{quote('INFORMATION_SCHEMA')}.{quote('COLUMNS')}"
-    # Names are bound, not formatted: INFORMATION_SCHEMA stores them exactly as created (quoted).
-    existence = (
-        f'SELECT "TABLE_NAME", "COLUMN_NAME", "DATA_TYPE" FROM {catalog} '
-        f'WHERE "TABLE_SCHEMA" = ? AND "TABLE_NAME" IN ({", ".join("?" for _ in targets)})'
-    )
+    if columns is None:
+        columns = read_warehouse_columns(
+            conn, database=database, staging_schema=staging_schema, final_schema=final_schema, targets=targets
+        )
+    final_columns = columns.final_data_types
     cur = conn.cursor()
     try:
-        with warehouse_errors(f"reading FINAL columns from {quote(database)}.{quote(final_schema)}"):
-            cur.execute(existence, (final_schema, *targets))
-            rows = cur.fetchall()
-        columns: dict[str, dict[str, str]] = {}
-        for table_name, column_name, data_type in rows:
-            columns.setdefault(str(table_name), {})[str(column_name)] = str(data_type)
-
         results: dict[str, WatermarkResult] = {}
         readable: list[tuple[str, str]] = []  # (table name, scalar subquery)
         for table in tables:
             final = objects[table.name].final_table
             cursor_column = snowflake_column(table.config.cursor)
-            found = columns.get(table.target)
+            found = final_columns.get(table.target)
             if found is None:
                 results[table.name] = WatermarkResult(
                     error=WarehouseObjectMissing(
@@ -204,7 +204,7 @@ def read_watermarks(
     )
     for (name, _), count in zip(readable, counts, strict=True):
         table = by_name[name]
-        cursor_type = columns[table.target][snowflake_column(table.config.cursor)]
+        cursor_type = final_columns[table.target][snowflake_column(table.config.cursor)]
         results[name] = _window_start(table, cursor_type, int(count or 0), history.get(table.target, []))
     return results
 
@@ -212,9 +212,12 @@ def read_watermarks(
 def _window_start(table: LoadedTable, cursor_type: str, rows: int, runs: list[MergedRun]) -> WatermarkResult:
     latest = runs[0] if runs else None
     source_time = latest.source_time if latest else None
+    layout: dict[str, Any] = (
+        {"layout": latest.layout, "layout_columns": latest.layout_columns} if latest else {}
+    )
     if rows == 0:
         return WatermarkResult(
-            value=None, cursor_type=cursor_type, source_time=source_time, reason="final empty"
+            value=None, cursor_type=cursor_type, source_time=source_time, reason="final empty", **layout
         )
     if latest is None:
         return WatermarkResult(
@@ -236,6 +239,12 @@ def _window_start(table: LoadedTable, cursor_type: str, rows: int, runs: list[Me
     if latest.cursor_column and latest.cursor_column != table.config.cursor:
         # Values of another column say nothing about this one.
         return WatermarkResult(
-            value=None, cursor_type=cursor_type, source_time=source_time, reason="cursor column changed"
+            value=None,
+            cursor_type=cursor_type,
+            source_time=source_time,
+            reason="cursor column changed",
+            **layout,
         )
-    return WatermarkResult(value=next_watermark(runs), cursor_type=cursor_type, source_time=source_time)
+    return WatermarkResult(
+        value=next_watermark(runs), cursor_type=cursor_type, source_time=source_time, **layout
+    )

@@ -88,6 +88,10 @@ class WorkItem(_Message):
     max_rows_per_chunk: int = Field(1_000_000, ge=1)
     window: ExportWindow = ExportWindow()
     position: ChunkPosition | None = None
+    # Fingerprint of the file layout the table's pipe loads (``layout.fingerprint``), which the
+    # planner made equal to what the exporter derives from the catalog: the exporter writes
+    # files in it or not at all. None (a hand-made item) exports the catalog's layout unchecked.
+    layout: str | None = Field(None, pattern=r"^[0-9a-f]{12}$")
 
 
 class ExportResult(_Message):
@@ -118,3 +122,5 @@ class ExportResult(_Message):
     # cursor its samples belong to (the planner refuses a later run whose config differs).
     primary_key: list[str] | None = None
     cursor: str | None = None
+    # The layout fingerprint the files were written in; the ledger records it with the run.
+    layout: str | None = None

@@ -21,15 +21,26 @@ Output (the Map's input)::
 
 ``skip`` is true when an earlier RUNNING execution of the same state machine exists (single
 flight: ordered by start time, then name; this execution's own ARN never counts) or when there
-is nothing to do. Invalid table configs and missing FINAL tables become ``failed`` entries and
-the other tables go on; errors that concern the whole run (SSM, Vault, Snowflake unreachable or
-denied) are raised as the error taxonomy's classes, which the state machine retries or reports.
+is nothing to do. Invalid table configs, missing source or Snowflake objects and unsafe source
+type changes become ``failed`` entries and the other tables go on; errors that concern the whole
+run (SSM, Vault, Aurora or Snowflake unreachable or denied) are raised as the error taxonomy's
+classes, which the state machine retries or reports.
 
-Payload size: a work item is about 300 bytes for a table with ``columns`` null, a one-column
-key, a timestamp watermark and a 60-character run id, plus about 19 bytes per listed column of
-15 characters (measured in tests/library/test_planning.py). The plan must fit one Step
-Functions state (256 KB); the planner keeps it under 240 KB: about 800 tables replicating all
-columns, or about 200 tables listing 50 columns each. Beyond that it raises ``ConfigError``
+Schema step (``aurora_sync.schema_evolution``), before anything is exported: the source catalog
+of every planned table (one statement on Aurora), STAGING's and FINAL's columns (the watermarks'
+INFORMATION_SCHEMA statement) and every pipe's COPY (``SHOW PIPES``). A table whose source columns
+changed gets its STAGING/FINAL columns added or widened, its MERGE task and pipe re-created, and
+its work item carries the fingerprint of the layout the pipe now loads, which the exporter checks
+before writing a file. A column whose values FINAL lacks (added at the source, renamed, dropped and
+added again) is filled by a full, chunked export of the table in this run, decided from the export
+ledger; each new layout's columns are recorded there.
+
+Payload size: a work item is about 320 bytes for a table with ``columns`` null, a one-column
+key, a timestamp watermark, a 60-character run id and its layout fingerprint (23 of those bytes),
+plus about 19 bytes per listed column of 15 characters (measured in tests/library/test_planning.py
+and tests/library/test_layout.py). The plan must fit one Step Functions state (256 KB); the
+planner keeps it under 240 KB: about 750 tables replicating all columns, or about 200 tables
+listing 50 columns each. Beyond that it raises ``ConfigError``
 telling to split the tables across state machines (each with its own CONFIG_SSM_PATH) or to run
 subsets; it never emits an oversized payload. The sample events in events/ carry no
 ``execution``, so ``sam local invoke`` works outside Step Functions.
@@ -44,15 +55,19 @@ from typing import Any
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from aurora_sync.config import load_table_configs
-from aurora_sync.connections import warehouse_connection
+from aurora_sync.config import LoadedTable, load_table_configs
+from aurora_sync.connections import source_connection, warehouse_connection
 from aurora_sync.errors import ConfigError, ConfigStoreUnavailable
+from aurora_sync.layout import incomplete_columns, loads
+from aurora_sync.ledger import Ledger, record_layouts
+from aurora_sync.naming import SnowflakeObjects
 from aurora_sync.observability import logger, metrics, tracer
 from aurora_sync.planning import (
     ExecutionContext,
     FailedTable,
     Plan,
     RunningExecution,
+    RunRequest,
     choose_window,
     earlier_execution,
     now_iso,
@@ -60,7 +75,16 @@ from aurora_sync.planning import (
     select_run,
     work_item,
 )
-from aurora_sync.settings import runtime_settings
+from aurora_sync.schema_evolution import (
+    apply_evolution,
+    layout_record,
+    plan_evolution,
+    read_pipes,
+    read_warehouse_columns,
+)
+from aurora_sync.settings import RuntimeSettings, runtime_settings
+from aurora_sync.source_catalog import SourceColumn, read_catalogs
+from aurora_sync.source_db import source_errors
 from aurora_sync.watermarks import read_watermarks
 
 
@@ -88,31 +112,92 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
     selection = select_run(load_table_configs(settings.config_ssm_path, max_age=0), request)
     plan.failed.extend(selection.failed)
     if selection.tables:
+        catalogs = source_catalogs(selection.tables)
         with closing(warehouse_connection(query_tag=f"aurora-sync:planner:{run_id}")) as conn:
-            watermarks = read_watermarks(
-                conn,
-                selection.tables,
-                staging_schema=settings.snowflake_staging_schema,
-                final_schema=settings.snowflake_final_schema,
-            )
-        for table in selection.tables:
-            state = watermarks[table.name]
-            if state.error is not None:
-                plan.failed.append(FailedTable.of(table.name, state.error))
-                continue
-            window = choose_window(
-                table,
-                watermark=state.value,
-                cursor_type=state.cursor_type,
-                override=request.overrides.get(table.name),
-            )
-            plan.items.append(work_item(run_id, table, window))
-            logger.info("table planned", extra={"table": table.name, "window": window.model_dump()})
+            plan_tables(conn, plan, selection.tables, catalogs=catalogs, request=request, settings=settings)
     for entry in plan.failed:
         logger.warning("table failed", extra=entry.to_dict())
     if not plan.items and not plan.failed:
         plan.skip_reason = f"no enabled tables under {settings.config_ssm_path}"
     return _finish(plan, disabled=len(selection.disabled))
+
+
+def source_catalogs(tables: list[LoadedTable]) -> dict[str, list[SourceColumn] | None]:
+    """Every planned table's source columns, in one statement on Aurora (None: no such table)."""
+    relations = sorted({(t.config.schema_name, t.config.table) for t in tables})
+    conn = source_connection(application_name="aurora-sync-planner")
+    try:
+        with source_errors(f"reading the source catalog of {len(relations)} table(s)"), conn.cursor() as cur:
+            found = read_catalogs(cur, relations)
+        conn.rollback()
+    finally:
+        conn.close()
+    return {t.name: found.get((t.config.schema_name, t.config.table)) for t in tables}
+
+
+def plan_tables(
+    conn: Any,
+    plan: Plan,
+    tables: list[LoadedTable],
+    *,
+    catalogs: dict[str, list[SourceColumn] | None],
+    request: RunRequest,
+    settings: RuntimeSettings,
+) -> None:
+    """The schema step, then each table's window and work item (see the module docstring)."""
+    database = conn.database
+    if not database:
+        raise ConfigError(
+            "the Snowflake session has no current database.",
+            fix="set 'database' in the Snowflake secret in Vault",
+        )
+    staging, final = settings.snowflake_staging_schema, settings.snowflake_final_schema
+    columns = read_warehouse_columns(
+        conn,
+        database=database,
+        staging_schema=staging,
+        final_schema=final,
+        targets=sorted({t.target for t in tables}),
+    )
+    pipes = read_pipes(conn, database=database, staging_schema=staging)
+    evolutions, ready = {}, []
+    for table in tables:
+        objects = SnowflakeObjects(database, staging, final, table.target)
+        evolution = plan_evolution(table, catalogs[table.name], columns, pipes, objects)
+        if evolution.statements and evolution.error is None:
+            apply_evolution(conn, evolution)
+            if evolution.error is None:
+                logger.warning("table schema changed in Snowflake", extra=evolution.summary())
+        if evolution.error is not None:
+            plan.failed.append(FailedTable.of(table.name, evolution.error))
+            continue
+        evolutions[table.name] = evolution
+        ready.append(table)
+    watermarks = read_watermarks(
+        conn, ready, staging_schema=staging, final_schema=final, database=database, columns=columns
+    )
+    layouts = []
+    for table in ready:
+        state, evolution = watermarks[table.name], evolutions[table.name]
+        if state.error is not None:
+            plan.failed.append(FailedTable.of(table.name, state.error))
+            continue
+        override = request.overrides.get(table.name)
+        window = choose_window(table, watermark=state.value, cursor_type=state.cursor_type, override=override)
+        incomplete = incomplete_columns(evolution.layout, loads(state.layout_columns))
+        if incomplete and window.watermark is not None:
+            # FINAL lacks these columns' values for rows the window does not reach: export the
+            # table as a first run would (every row, or from initial_watermark), in chunks.
+            window = choose_window(table, watermark=None, cursor_type=state.cursor_type)
+            logger.warning(
+                "table re-exported for new column values",
+                extra={"table": table.name, "columns": [c.name for c in incomplete]},
+            )
+        plan.items.append(work_item(plan.run_id, table, window, layout=evolution.fingerprint))
+        if state.layout != evolution.fingerprint:
+            layouts.append(layout_record(evolution))
+        logger.info("table planned", extra={"table": table.name, "window": window.model_dump()})
+    record_layouts(conn, Ledger(database, staging), layouts)
 
 
 def _finish(plan: Plan, *, disabled: int) -> dict[str, Any]:

@@ -5,8 +5,11 @@
 -- a table's prefix, a replayed copy of an old export) are never merged, and the versions of a row
 -- are ordered by the source snapshot they were read in (SNAPSHOT_ORDER), never by the cursor.
 -- _AURORA_SYNC_RUNS: one row per table and run; the planner derives the next export window from
--- the runs that reached FINAL (MERGED_AT set), so a failed run never moves it.
--- Both are small (rows per file and per run); the retention task of each table prunes them.
+-- the runs that reached FINAL (MERGED_AT set), so a failed run never moves it. LAYOUT is the
+-- fingerprint of the file layout the run exported with.
+-- _AURORA_SYNC_LAYOUTS: the columns behind each layout fingerprint, written by the planner when a
+-- table's layout changes: a column that no merged run exported gets its values by a re-export.
+-- All are small (rows per file, per run, per layout change); the functions prune the first two.
 
 CREATE TABLE IF NOT EXISTS {{database}}.{{staging_schema}}."_AURORA_SYNC_FILES" (
     TARGET VARCHAR NOT NULL,
@@ -34,9 +37,21 @@ CREATE TABLE IF NOT EXISTS {{database}}.{{staging_schema}}."_AURORA_SYNC_RUNS" (
     FILE_COUNT NUMBER(38,0) NOT NULL,
     ROWS_LOADED NUMBER(38,0) NOT NULL,
     ACCOUNTED_AT TIMESTAMP_TZ NOT NULL,
-    MERGED_AT TIMESTAMP_TZ
+    MERGED_AT TIMESTAMP_TZ,
+    LAYOUT VARCHAR
 ) COMMENT = 'aurora-sync: one row per table and run, where the planner starts the next window from merged runs';
 
--- The service role writes both (future grants on STAGING do not include UPDATE).
+-- Ledgers created before runs recorded their layout.
+ALTER TABLE {{database}}.{{staging_schema}}."_AURORA_SYNC_RUNS" ADD COLUMN IF NOT EXISTS LAYOUT VARCHAR;
+
+CREATE TABLE IF NOT EXISTS {{database}}.{{staging_schema}}."_AURORA_SYNC_LAYOUTS" (
+    TARGET VARCHAR NOT NULL,
+    LAYOUT VARCHAR NOT NULL,
+    COLUMNS VARCHAR NOT NULL,
+    RECORDED_AT TIMESTAMP_TZ NOT NULL
+) COMMENT = 'aurora-sync: the columns of each file layout a table was exported with (RUNS.LAYOUT)';
+
+-- The service role writes them (future grants on STAGING do not include UPDATE).
 GRANT SELECT, INSERT, UPDATE, DELETE ON TABLE {{database}}.{{staging_schema}}."_AURORA_SYNC_FILES" TO ROLE {{service_role}};
 GRANT SELECT, INSERT, UPDATE, DELETE ON TABLE {{database}}.{{staging_schema}}."_AURORA_SYNC_RUNS" TO ROLE {{service_role}};
+GRANT SELECT, INSERT, UPDATE, DELETE ON TABLE {{database}}.{{staging_schema}}."_AURORA_SYNC_LAYOUTS" TO ROLE {{service_role}};

@@ -40,6 +40,8 @@ from .catalog import IDENT, QUALIFIED, ObjectName, Registry, normalise_part, sql
 from .pipes import Pipes, Session
 from .tasks import Streams, Tasks
 
+from . import alter_column  # isort: skip
+
 log = logging.getLogger("aurora_sync.snowflake.router")
 
 NAME = rf"(?P<name>{QUALIFIED})"
@@ -370,6 +372,8 @@ class ControlPlane:
         if m := re.match(r"EXECUTE\s+TASK\s+" + NAME + r"\s*;?$", text, re.I):
             tasks.execute_task(m.group("name"), session)
             return status_sql("Statement executed successfully.")
+        # A column type change Snowflake refuses fails here; one it makes goes on to fakesnow.
+        alter_column.check(self.fs, text, session.database, session.schema, self.streams)
         return None
 
     # --- execution for tasks ----------------------------------------------------------------
