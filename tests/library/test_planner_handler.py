@@ -4,6 +4,7 @@ FINAL tables, and Step Functions executions in moto for single flight."""
 from __future__ import annotations
 
 import json
+import re
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -11,15 +12,18 @@ from pathlib import Path
 from typing import Any
 
 import boto3
+import psycopg2
 import pytest
 import snowflake.connector
+from psycopg2 import sql
 
 from aurora_sync.errors import ConfigError
 from aurora_sync.settings import runtime_settings
+from aurora_sync.source_catalog import read_columns
 from aurora_sync.typemap import PgType, map_column
 from aurora_sync.vault import reset_vault_cache
 from aurora_sync_ops.local.lambda_router import LambdaContext
-from aurora_sync_ops.snowflake_sql import SnowflakeSetup, render_setup
+from aurora_sync_ops.snowflake_sql import SnowflakeSetup, render_setup, render_table, table_spec
 
 EVENTS = Path(__file__).resolve().parents[2] / "events"
 STORAGE_ROLE_ARN = "arn:aws:iam::123456789012:role/aurora-sync-snowflake"
@@ -41,13 +45,12 @@ def warehouse(stack: dict[str, Any]) -> Iterator[Any]:
     facts = dict(stack["snowflake"])
     conn = snowflake.connector.connect(**facts, paramstyle="qmark")
     conn.cursor().execute(f'CREATE SCHEMA IF NOT EXISTS "{facts["database"]}"."{FINAL}"')
-    # The export ledger, as `aurora-sync sql snowflake --setup` creates it.
+    # Database, schemas, stage and export ledger, as `aurora-sync sql snowflake --setup` creates them.
     setup = SnowflakeSetup(
-        bucket="aurora-sync-test", storage_role_arn=STORAGE_ROLE_ARN, database=facts["database"]
+        bucket=stack["aws"]["bucket"], storage_role_arn=STORAGE_ROLE_ARN, database=facts["database"]
     )
     for statement in render_setup(setup):
-        if "_AURORA_SYNC_" in statement and statement.startswith(("CREATE SCHEMA", "CREATE TABLE")):
-            conn.cursor().execute(statement)
+        conn.cursor().execute(statement)
     yield conn
     conn.close()
 
@@ -68,20 +71,46 @@ def prefix() -> str:
 
 
 class Tables:
-    """Puts table configs in SSM and creates their FINAL tables, typed as the type map says."""
+    """Table configs in SSM, and on request each table's source table (in a PostgreSQL schema of
+    the test's own) and its Snowflake objects as `aurora-sync sql snowflake --apply` creates
+    them, with FINAL rows; the planner's schema step reads all three."""
 
-    def __init__(self, env: dict[str, str], warehouse: Any, database: str, prefix: str) -> None:
+    def __init__(
+        self, env: dict[str, str], warehouse: Any, stack: dict[str, Any], prefix: str, admin: Any
+    ) -> None:
         self.path = env["CONFIG_SSM_PATH"]
         self.ssm = boto3.client("ssm")
         self.cur = warehouse.cursor()
-        self.database = database
+        self.database = stack["snowflake"]["database"]
         self.prefix = prefix
+        self.schema = prefix.lower()
+        self.admin = admin
+        self.configs: dict[str, dict[str, Any]] = {}
+        self.setup = SnowflakeSetup(
+            bucket=stack["aws"]["bucket"], storage_role_arn=STORAGE_ROLE_ARN, database=self.database
+        )
+        schema, sync_role = sql.Identifier(self.schema), sql.Identifier(stack["postgres"]["user"])
+        with admin.cursor() as cur:
+            cur.execute(sql.SQL("CREATE SCHEMA {}").format(schema))
+            cur.execute(sql.SQL("GRANT USAGE ON SCHEMA {} TO {}").format(schema, sync_role))
+            cur.execute(
+                sql.SQL("ALTER DEFAULT PRIVILEGES IN SCHEMA {} GRANT SELECT ON TABLES TO {}").format(
+                    schema, sync_role
+                )
+            )
 
     def target(self, name: str) -> str:
         return f"{self.prefix}_{name.upper()}"
 
     def config(self, name: str, **config: Any) -> str:
-        document = {"table": name, "primary_key": ["id"], "target": self.target(name), **config}
+        document = {
+            "schema": self.schema,
+            "table": name,
+            "primary_key": ["id"],
+            "target": self.target(name),
+            **config,
+        }
+        self.configs[name] = document
         parameter = f"{self.path}{name}"
         self.ssm.put_parameter(Name=parameter, Value=json.dumps(document), Type="String", Overwrite=True)
         return parameter
@@ -90,6 +119,39 @@ class Tables:
         parameter = f"{self.path}{name}"
         self.ssm.put_parameter(Name=parameter, Value=value, Type="String", Overwrite=True)
         return parameter
+
+    def source(self, name: str, cursor: str = "updated_at", pg_type: PgType = TIMESTAMPTZ) -> None:
+        """The source table: a key, the cursor column typed ``pg_type``, and two more columns."""
+        with self.admin.cursor() as cur:
+            cur.execute(
+                sql.SQL(
+                    "CREATE TABLE {}.{} (id integer NOT NULL, tenant integer NOT NULL DEFAULT 0, "
+                    "{} {}, value numeric(12,2), PRIMARY KEY (id), UNIQUE (tenant, id))"
+                ).format(
+                    sql.Identifier(self.schema),
+                    sql.Identifier(name),
+                    sql.Identifier(cursor),
+                    sql.SQL(pg_type.formatted),
+                )
+            )
+
+    def objects(self, name: str, *, cursor: str | None = None) -> None:
+        """STAGING, FINAL, stream, pipe and MERGE task of ``name``, rendered from its source table."""
+        config = self.configs[name]
+        with self.admin.cursor() as cur:
+            catalog = read_columns(cur, self.schema, name)
+        spec = table_spec(
+            name=name,
+            target=config["target"],
+            catalog=catalog,
+            schema=self.schema,
+            table=name,
+            columns=config.get("columns"),
+            primary_key=config["primary_key"],
+            cursor=cursor or config.get("cursor", "updated_at"),
+        )
+        for statement in render_table(self.setup, spec):
+            self.cur.execute(statement)
 
     def merged_run(
         self,
@@ -123,16 +185,34 @@ class Tables:
         )
 
     def final(self, name: str, cursor: str, pg_type: PgType, values: list[Any]) -> None:
+        """The source table and Snowflake objects of ``name``, and FINAL rows with these cursors."""
+        self.source(name, cursor.lower(), pg_type)
+        self.objects(name, cursor=cursor.lower())
         table = f'"{self.database}"."{FINAL}"."{self.target(name)}"'
         cursor_type = final_type(pg_type)
-        self.cur.execute(f'CREATE OR REPLACE TABLE {table} ("ID" NUMBER(10,0), "{cursor}" {cursor_type})')
         for i, value in enumerate(values):
-            self.cur.execute(f"INSERT INTO {table} VALUES (?, CAST(? AS {cursor_type}))", (i, value))
+            self.cur.execute(
+                f'INSERT INTO {table} ("ID", "TENANT", "{cursor}") VALUES (?, 0, CAST(? AS {cursor_type}))',
+                (i, value),
+            )
+
+
+@pytest.fixture(scope="module")
+def admin(stack: dict[str, Any]) -> Iterator[Any]:
+    conn = psycopg2.connect(stack["postgres"]["admin_dsn"])
+    conn.autocommit = True
+    yield conn
+    conn.close()
 
 
 @pytest.fixture
-def tables(env: dict[str, str], warehouse: Any, stack: dict[str, Any], prefix: str) -> Tables:
-    return Tables(env, warehouse, stack["snowflake"]["database"], prefix)
+def tables(
+    env: dict[str, str], warehouse: Any, stack: dict[str, Any], prefix: str, admin: Any
+) -> Iterator[Tables]:
+    tables = Tables(env, warehouse, stack, prefix, admin)
+    yield tables
+    with admin.cursor() as cur:
+        cur.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier(tables.schema)))
 
 
 class CountingConnection:
@@ -243,7 +323,7 @@ def test_scheduled_run_plans_each_enabled_table_from_the_export_ledger(
         order=2,
         cursor="version",
     )
-    tables.config("readings", cursor="taken_at", columns=["id", "taken_at", "value"])
+    tables.config("readings", cursor="taken_at", columns=["id", "tenant", "taken_at", "value"])
     tables.final("readings", "TAKEN_AT", TIMESTAMP, ["2024-05-06T07:08:09.000001"])
     tables.merged_run(
         "readings",
@@ -271,23 +351,30 @@ def test_scheduled_run_plans_each_enabled_table_from_the_export_ledger(
     assert items["orders"] == {
         "run_id": run_id,
         "table": "orders",
-        "source": {"schema": "public", "table": "orders"},
+        "source": {"schema": tables.schema, "table": "orders"},
         "primary_key": ["id"],
         "cursor": "updated_at",
         "window": {"watermark": "2024-05-06T07:08:09.123456+00:00", "lookback_seconds": 600},
+        # The fingerprint of the column layout the pipe loads, which the exporter checks.
+        "layout": items["orders"]["layout"],
     }
+    assert re.fullmatch("[0-9a-f]{12}", items["orders"]["layout"])
     # Decimal digits beyond 2**53, no lookback.
     assert items["events"]["window"] == {"watermark": "9007199254740993"}
     # TIMESTAMP_NTZ stays naive (no offset), microseconds kept.
     assert items["readings"]["window"] == {"watermark": "2024-05-06T07:08:09.000001", "lookback_seconds": 900}
-    assert items["readings"]["columns"] == ["id", "taken_at", "value"]
+    assert items["readings"]["columns"] == ["id", "tenant", "taken_at", "value"]
     assert items["daily"]["window"] == {"watermark": "2024-05-06", "lookback_seconds": 900}
-    # One existence check, one row count statement and one ledger read for the four tables.
+    # For the four tables together: one column read (existence and schema step), one SHOW PIPES,
+    # one row count statement, one ledger read, and the new layouts (a DELETE, then one batch INSERT).
     assert len(counted) == 1
-    assert len(counted[0].statements) == 3
-    assert "INFORMATION_SCHEMA" in counted[0].statements[0]
-    assert counted[0].statements[1].count("COUNT(*)") == 4
-    assert "_AURORA_SYNC_RUNS" in counted[0].statements[2]
+    statements = counted[0].statements
+    assert len(statements) == 5, statements
+    assert "INFORMATION_SCHEMA" in statements[0]
+    assert statements[1].startswith("SHOW PIPES IN SCHEMA")
+    assert statements[2].count("COUNT(*)") == 4
+    assert "_AURORA_SYNC_RUNS" in statements[3]
+    assert "_AURORA_SYNC_LAYOUTS" in statements[4]
 
 
 def test_windows_never_pass_the_source_clock_and_a_changed_key_stops_its_table(tables: Tables) -> None:
@@ -353,9 +440,10 @@ def test_missing_final_table_and_invalid_config_fail_only_their_table(tables: Ta
     tables.merged_run(
         "orders", TIMESTAMPTZ, max_cursor="2024-05-06 07:08:09.5+00", horizon=later, source_time=later
     )
-    tables.config("customers")  # no FINAL table
+    tables.config("customers")
+    tables.source("customers")  # no Snowflake objects
     tables.config("items", cursor="changed_at")
-    tables.final("items", "UPDATED_AT", TIMESTAMPTZ, ["2024-05-06T07:08:09+00:00"])  # wrong cursor column
+    tables.final("items", "UPDATED_AT", TIMESTAMPTZ, ["2024-05-06T07:08:09+00:00"])  # no such cursor column
     broken = tables.raw_config("payments", '{"table": "payments", "primary_key": ["id"], "lookback": 5}')
 
     output = invoke(sample("planner-scheduled.json"))
@@ -372,9 +460,12 @@ def test_missing_final_table_and_invalid_config_fail_only_their_table(tables: Ta
         "does not exist. Fix: create the table's Snowflake objects: "
         "aurora-sync sql snowflake --tables customers --apply",
     }
-    assert failed["items"]["error"] == "WarehouseObjectMissing"
-    assert 'has no cursor column "CHANGED_AT"' in failed["items"]["cause"]
-    assert "aurora-sync sql snowflake --tables items --apply" in failed["items"]["cause"]
+    assert failed["items"] == {
+        "table": "items",
+        "error": "SourceObjectMissing",
+        "cause": f"table 'items': cursor column(s) 'changed_at' do not exist in {tables.schema}.items. "
+        "Fix: fix `cursor` in the table config (exact, case-sensitive column names)",
+    }
     assert failed["payments"]["error"] == "ConfigError"
     assert failed["payments"]["cause"].startswith(f"{broken}: ")
     assert "'lookback': unknown key; did you mean 'lookback_seconds'?" in failed["payments"]["cause"]
@@ -400,7 +491,7 @@ def test_one_watermark_statement_whatever_the_table_count(
     assert output["tables_planned"] == count
     for i, item in enumerate(output["items"]):
         assert item["window"]["watermark"] == f"2024-05-06T07:08:09.{i:06d}+00:00"
-    assert [len(conn.statements) for conn in counted] == [3]
+    assert [len(conn.statements) for conn in counted] == [5]
 
 
 def test_no_enabled_tables_skips_the_run(tables: Tables, counted: list[CountingConnection]) -> None:

@@ -861,6 +861,23 @@ def test_identifiers_resolve_upper_case_unless_quoted_and_against_the_session(sf
         run(sf, f"USE SCHEMA {DB}.PUBLIC")
 
 
+def test_a_null_in_a_not_null_column_fails_the_statement_like_snowflake(sf: Any) -> None:
+    # Snowflake enforces NOT NULL (and only that) with error 100072; the emulator used to answer
+    # HTTP 500, which the connector retries for minutes.
+    table = unique("NOTNULL")
+    run(sf, f"CREATE TABLE {table} (ID NUMBER NOT NULL PRIMARY KEY, NOTE VARCHAR)")
+    # The connector raises IntegrityError for SQLSTATE class 22/23, as against a real account.
+    with pytest.raises(snowflake.connector.errors.IntegrityError) as null_error:
+        run(sf, f"INSERT INTO {table} (NOTE) VALUES ('no key')")
+    assert (null_error.value.errno, null_error.value.sqlstate) == (100072, "22000")
+    assert "NULL result in a non-nullable column" in str(null_error.value)
+    run(sf, f"INSERT INTO {table} VALUES (1, 'one')")
+    with pytest.raises(snowflake.connector.errors.DatabaseError) as duplicate:
+        run(sf, f"INSERT INTO {table} VALUES (1, 'again')")
+    assert "the local emulator enforces keys; Snowflake does not" in str(duplicate.value)
+    assert run(sf, f"SELECT COUNT(*) AS N FROM {table}") == [{"N": 1}]
+
+
 def test_null_timestamps_stay_null(sf: Any) -> None:
     """MAX() over an empty table is NULL, not the epoch: the planner reads watermarks this way."""
     table = unique("TS_NULLS")

@@ -8,14 +8,6 @@ followed the live catalog while the pipe read fixed positions (``SELECT $1..$n``
 ``_AURORA_SYNC_UNREPRESENTABLE = 'true'`` and the run SUCCEEDED; a text column failed the MERGE
 with ``Malformed JSON``; a dropped or renamed column shifted every later field by one; a widened
 column failed its load; an unsafe type change went through unnoticed.
-
-Local-stack workaround (tests only): the emulator's stream of a table breaks once a column is
-added to the table (DuckDB: ``Set operations can only apply to expressions with the same number
-of result columns``; its MERGE task run then never ends), which another branch fixes in the
-emulator. ``run`` recognises a failed run whose stream cannot be read that way, re-creates the
-stream (it holds only rows of the failed run, which the next run exports again) and runs once
-more; with the emulator fixed the first run succeeds and nothing is re-created. A short
-MergeTimeoutSeconds ends such a run quickly.
 """
 
 from __future__ import annotations
@@ -27,7 +19,6 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-import snowflake.connector.errors
 from world import World, open_world, plan_output, verify_output
 
 from aurora_sync.naming import quote
@@ -37,7 +28,6 @@ from aurora_sync_ops.local.stack import Stack
 
 UPDATED = "updated_at timestamptz NOT NULL DEFAULT now()"
 ROWS = "FROM generate_series(1, 30) i"
-EMULATOR_STREAM_BUG = "Set operations can only apply to expressions with the same number of result columns"
 
 
 def table(ddl: str, **config: Any) -> tuple[str, dict[str, Any]]:
@@ -80,7 +70,7 @@ def world(stack: dict[str, Any]) -> Iterator[World]:
             f"CREATE TABLE {{schema}}.by_cli (id bigint PRIMARY KEY, v text, {UPDATED})", table="by_cli"
         ),
     }
-    with open_world(stack, tables, prefix="schema", parameters={"MergeTimeoutSeconds": 20}) as world:
+    with open_world(stack, tables, prefix="schema") as world:
         for name, column in (
             ("flag", "v"),
             ("note", "v"),
@@ -108,26 +98,6 @@ def objects(world: World, name: str) -> Any:
 
 
 def run(world: World, tables: list[str]) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    """One run of ``tables``; see the module docstring for the emulator's stream workaround."""
-    description, events = world.run({"tables": tables})
-    if description["status"] != "FAILED":
-        return description, events
-    broken = []
-    cursor = world.warehouse.cursor()
-    for name in tables:
-        try:
-            cursor.execute(f"SELECT COUNT(*) FROM {objects(world, name).stream}")
-        except snowflake.connector.errors.Error as exc:
-            if EMULATOR_STREAM_BUG not in str(exc):
-                raise
-            broken.append(name)
-    if not broken:
-        return description, events
-    for name in broken:
-        names = objects(world, name)
-        cursor.execute(
-            f"CREATE OR REPLACE STREAM {names.stream} ON TABLE {names.staging_table} APPEND_ONLY = TRUE"
-        )
     return world.run({"tables": tables})
 
 

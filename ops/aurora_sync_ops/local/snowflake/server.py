@@ -59,6 +59,37 @@ def keep_null_timestamps() -> None:
     fakesnow_arrow.timestamp_to_sf_struct = with_nulls
 
 
+def constraint_errors_as_snowflake_errors() -> None:
+    """fakesnow leaves DuckDB's ConstraintException unhandled, so its server answers HTTP 500 and
+    the Snowflake connector retries the statement for minutes instead of raising. Snowflake
+    enforces NOT NULL only, answering 100072 "NULL result in a non-nullable column"; that is the
+    error here. DuckDB also enforces PRIMARY KEY and UNIQUE, which Snowflake accepts silently: the
+    emulator keeps that stricter check (a duplicate key in FINAL is a product defect either way)
+    but reports it as a statement error, never as a hang."""
+    import duckdb
+    import snowflake.connector.errors as sf_errors
+    from fakesnow.cursor import FakeSnowflakeCursor
+
+    original = FakeSnowflakeCursor._execute
+
+    def execute(self: Any, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return original(self, *args, **kwargs)
+        except duckdb.ConstraintException as exc:
+            text = str(exc.args[0]) if exc.args else str(exc)
+            if "NOT NULL constraint failed" in text:
+                raise sf_errors.ProgrammingError(
+                    msg="NULL result in a non-nullable column", errno=100072, sqlstate="22000"
+                ) from exc
+            raise sf_errors.ProgrammingError(
+                msg=f"{text.splitlines()[0]} (the local emulator enforces keys; Snowflake does not)",
+                errno=100072,
+                sqlstate="23505",
+            ) from exc
+
+    FakeSnowflakeCursor._execute = execute  # type: ignore[method-assign]
+
+
 def attach_databases(fs: FakeSnow, db_path: Path) -> None:
     """fakesnow attaches a database file only on CREATE DATABASE or login; a restart needs all."""
     for file in sorted(db_path.glob("*.db")):
@@ -114,6 +145,7 @@ def main() -> None:
     logging.getLogger("sqlglot").setLevel(logging.ERROR)
 
     keep_null_timestamps()
+    constraint_errors_as_snowflake_errors()
     db_path: Path = args.db_path.resolve()
     work_dir = db_path / "loading"
     work_dir.mkdir(parents=True, exist_ok=True)
