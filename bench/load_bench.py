@@ -127,6 +127,9 @@ class HotRows:
     # final sync must merge it over that newer-stamped version for parity.
     older_at_end: int = 0
     inversions: int = 0  # the sum
+    # Every UPDATE at the source that stamped a row older than the version it replaced (a trigger
+    # counts them), whether or not a sync read the row in between.
+    at_source: int = 0
 
 
 class HotRowWatch:
@@ -149,6 +152,14 @@ class HotRowWatch:
         source = source_stamps(self.world, self.hot)
         result.older_at_end = sum(1 for key, stamp in source.items() if stamp < newest.get(key, stamp))
         result.inversions = result.merged_backwards + result.older_at_end
+        with self.world.admin.cursor() as cur:
+            cur.execute(
+                sql.SQL("SELECT count(*) FROM {}").format(
+                    sql.Identifier(self.world.schema, "stamp_inversions")
+                )
+            )
+            row = cur.fetchone()
+        result.at_source = int(row[0]) if row else 0
         return result
 
 
@@ -164,6 +175,20 @@ class LoadReport:
 
 def fill_accounts(world: World, accounts: int) -> None:
     world.execute("CREATE INDEX ON {schema}.accounts (updated_at)")
+    # Counts every commit-order inversion at the source: an UPDATE runs only once the row's lock is
+    # free, so OLD is the newest committed version, and NEW stamped older than it is a version
+    # committed after one with a later stamp. The syncs never read this table.
+    world.execute(
+        "CREATE TABLE {schema}.stamp_inversions (id bigint, old_stamp timestamptz, new_stamp timestamptz)"
+    )
+    world.execute(
+        "CREATE FUNCTION {schema}.record_inversion() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+        "INSERT INTO stamp_inversions VALUES (NEW.id, OLD.updated_at, NEW.updated_at); RETURN NEW; END $$"
+    )
+    world.execute(
+        "CREATE TRIGGER record_inversion BEFORE UPDATE ON {schema}.accounts FOR EACH ROW "
+        "WHEN (NEW.updated_at < OLD.updated_at) EXECUTE FUNCTION {schema}.record_inversion()"
+    )
     world.execute(
         "INSERT INTO {schema}.accounts (id, balance, note, updated_at) "
         "SELECT i, mod(i, 1000) * 1.25, 'account ' || i, now() FROM generate_series(1, %s) i",
@@ -378,7 +403,8 @@ def print_report(report: LoadReport) -> None:
         )
     hot = report.hot_rows
     print(
-        f"hot rows 1..{hot.rows}: {hot.inversions} commit-order inversions reached a sync "
+        f"hot rows 1..{hot.rows}: {hot.at_source} commit-order inversions at the source, "
+        f"{hot.inversions} of them reached a sync "
         f"({hot.merged_backwards} times FINAL's updated_at went back under load, "
         f"{hot.older_at_end} rows ended older-stamped than a version FINAL held)"
     )
