@@ -1,10 +1,13 @@
-"""Syncs while PostgreSQL is under concurrent write load (pgbench), late commits included.
+"""Syncs while PostgreSQL is under concurrent write load (pgbench) on shared hot rows.
 
 pgbench runs ``bench/pgbench/transfer.sql`` (multi-statement write transactions) and
-``bench/pgbench/late_commit.sql`` (an UPDATE stamped ``now()`` held open 2 s before COMMIT) on four
-clients while the real state machine syncs the table back to back. Every sync must succeed, and
-once the load ends one more sync must leave FINAL equal to the source row by row: rows committed
-late with stamps older than what a sync already merged arrive through the lookback window.
+``bench/pgbench/late_commit.sql`` (a transaction that holds a hot row's lock for seconds, then
+updates a second hot row with its old ``now()`` stamp) on eight clients, every client writing the
+same hot rows most of the time, while the real state machine syncs the table back to back. Rows
+are therefore committed in the opposite order to their ``updated_at`` on the same row, and some
+sync meets it: FINAL's stamp of a hot row goes back, or a row's last version is stamped older than
+one FINAL held. Every sync must succeed, and once the load ends one more sync must leave FINAL
+equal to the source row by row: the MERGE orders versions by source snapshot, not by stamp.
 ``bench/load_bench.py`` is the same scenario with a longer load and a printed report.
 """
 
@@ -25,7 +28,7 @@ from load_bench import (
 from world import World, open_world
 
 ACCOUNTS = 4000
-LOAD = LoadSpec(seconds=20, clients=4, jobs=2, rate=150, accounts=ACCOUNTS)
+LOAD = LoadSpec(seconds=20, rate=150, accounts=ACCOUNTS)
 
 
 @pytest.fixture(scope="module")
@@ -47,14 +50,19 @@ def test_syncs_during_pgbench_load_succeed_and_the_final_sync_reaches_parity(wor
     assert set(bench.per_script) == {"transfer.sql", "late_commit.sql"}
     assert bench.per_script["transfer.sql"] > 1000, bench
     assert bench.per_script["late_commit.sql"] >= 3, bench
-    # Each transfer writes an existing row and upserts one of 400,000 new ids.
+    # Each transfer upserts one of 100,000 new ids besides the row it updates.
     assert report.rows_touched > bench.per_script["transfer.sql"]
 
     during = report.syncs
     assert len(during) >= 3, during
     assert [s.status for s in during] == ["SUCCEEDED"] * len(during), [s.error for s in during]
-    # The adversarial part really happened: some sync started while a late commit was pending.
+    # The adversarial part really happened: some sync started while a late commit was pending,
+    # and some sync met a row committed in the opposite order to its stamps.
     assert any(s.late_open_at_start > 0 for s in during), during
+    # Inversions at the source are certain with these settings (dozens per run); whether one also
+    # reaches a sync before a later transfer overwrites it is chance (0-8 per run), so that count
+    # is reported by bench/load_bench.py rather than asserted.
+    assert report.hot_rows.at_source > 0, report.hot_rows
     assert all(s.rows_merged and s.rows_merged >= ACCOUNTS for s in during), during
     assert all(s.freshness_lag_seconds is not None and s.freshness_lag_seconds < 60 for s in during), during
 
