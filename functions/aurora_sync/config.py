@@ -28,6 +28,7 @@ from pydantic import (
     ValidationError,
     ValidationInfo,
     field_validator,
+    model_validator,
 )
 
 from .errors import ConfigError, ConfigStoreUnavailable
@@ -106,10 +107,18 @@ class TableConfig(BaseModel):
         description="Columns that identify a row; the MERGE deduplicates on them. Non-empty, unique.",
         examples=[["id"], ["tenant_id", "order_id"]],
     )
-    cursor: PgIdentifier = Field(
+    mode: Literal["cursor", "xmin", "full"] = Field(
+        "cursor",
+        description="How a run finds changed rows: 'cursor' reads rows whose cursor column is at or past "
+        "the last merged run's window start; 'xmin' reads rows written by transactions newer than the "
+        "last merged run's snapshot (no cursor column needed; every run scans the table); 'full' "
+        "exports the whole table every run and makes FINAL equal it, deleted rows included.",
+        examples=["cursor", "xmin", "full"],
+    )
+    cursor: PgIdentifier | None = Field(
         "updated_at",
         description="Column whose value grows on every insert/update; the export reads rows with "
-        "cursor > watermark - lookback_seconds.",
+        "cursor > watermark - lookback_seconds. Only for mode 'cursor': absent or null otherwise.",
         examples=["updated_at"],
     )
     columns: list[PgIdentifier] | None = Field(
@@ -154,6 +163,20 @@ class TableConfig(BaseModel):
         description="Rows per export chunk; about 100-250 MB of CSV, the file size Snowpipe recommends.",
         examples=[1_000_000],
     )
+    hard_deletes: Literal["ignore", "reconcile"] = Field(
+        "ignore",
+        description="'reconcile' also exports the primary keys on a run (every reconcile_every-th run) and "
+        "removes FINAL rows whose key the source no longer has; 'ignore' never removes rows. For modes "
+        "'cursor' and 'xmin' ('full' always removes them).",
+        examples=["ignore", "reconcile"],
+    )
+    reconcile_every: int = Field(
+        1,
+        ge=1,
+        description="With hard_deletes 'reconcile': export the keys on every N-th merged run only (1: every "
+        "run), to bound the cost of reading every key of a large table.",
+        examples=[1, 24],
+    )
     target: str | None = Field(
         None,
         pattern=SNOWFLAKE_NAME_PATTERN,
@@ -171,6 +194,54 @@ class TableConfig(BaseModel):
             raise ValueError(f"lists {_names(duplicates)} more than once; name each column once")
         return value
 
+    @field_validator("cursor")
+    @classmethod
+    def _cursor_fits_mode(cls, value: str | None, info: ValidationInfo) -> str | None:
+        # Runs only for a cursor present in the input; an absent one is dropped for xmin/full below.
+        mode = info.data.get("mode", "cursor")
+        if mode != "cursor" and value is not None:
+            raise ValueError(
+                f"must be absent or null with mode {mode!r}, which needs no cursor column; remove it, "
+                "or use mode 'cursor'"
+            )
+        if mode == "cursor" and value is None:
+            raise ValueError(
+                "must name a column with mode 'cursor' (e.g. \"updated_at\"); for a table without one "
+                "use mode 'xmin' or 'full'"
+            )
+        return value
+
+    @field_validator("lookback_seconds", "initial_watermark")
+    @classmethod
+    def _cursor_mode_only(cls, value: Any, info: ValidationInfo) -> Any:
+        mode = info.data.get("mode", "cursor")
+        if mode != "cursor":
+            raise ValueError(f"only applies to mode 'cursor' (this table has mode {mode!r}); remove it")
+        return value
+
+    @field_validator("hard_deletes")
+    @classmethod
+    def _hard_deletes_fit_mode(cls, value: str, info: ValidationInfo) -> str:
+        if value == "reconcile" and info.data.get("mode") == "full":
+            raise ValueError(
+                "is implied by mode 'full', which removes deleted rows on every run; remove hard_deletes"
+            )
+        return value
+
+    @field_validator("reconcile_every")
+    @classmethod
+    def _reconcile_every_needs_reconcile(cls, value: int, info: ValidationInfo) -> int:
+        if info.data.get("hard_deletes") != "reconcile":
+            raise ValueError("is only valid with hard_deletes 'reconcile'; set it or remove reconcile_every")
+        return value
+
+    @model_validator(mode="after")
+    def _no_cursor_outside_cursor_mode(self) -> TableConfig:
+        # The default cursor ("updated_at") means nothing for xmin and full tables.
+        if self.mode != "cursor" and self.cursor is not None:
+            object.__setattr__(self, "cursor", None)
+        return self
+
     @field_validator("columns")
     @classmethod
     def _columns_cover_keys(cls, value: list[str] | None, info: ValidationInfo) -> list[str] | None:
@@ -179,7 +250,8 @@ class TableConfig(BaseModel):
         duplicates = _duplicates(value)
         if duplicates:
             raise ValueError(f"lists {_names(duplicates)} more than once; name each column once")
-        required = [*info.data.get("primary_key", []), info.data.get("cursor")]
+        cursor = info.data.get("cursor") if info.data.get("mode", "cursor") == "cursor" else None
+        required = [*info.data.get("primary_key", []), cursor]
         missing = [col for col in required if col is not None and col not in value]
         if missing:
             raise ValueError(
@@ -214,9 +286,15 @@ class TableConfig(BaseModel):
     def dump_json(self) -> str:
         """Canonical JSON as ``config push`` stores it: sorted keys, every field that applies.
 
-        ``soft_delete_mode`` is left out without a soft-delete column, where it is rejected.
+        Fields a value would be rejected for are left out: ``soft_delete_mode`` without a
+        soft-delete column, the cursor's fields outside mode 'cursor', ``reconcile_every`` without
+        reconciliation.
         """
         exclude = {"soft_delete_mode"} if self.soft_delete_column is None else set()
+        if self.mode != "cursor":
+            exclude |= {"cursor", "lookback_seconds", "initial_watermark"}
+        if self.hard_deletes != "reconcile":
+            exclude.add("reconcile_every")
         document = self.model_dump(mode="json", by_alias=True, exclude=exclude)
         return json.dumps(document, sort_keys=True, separators=(",", ":"))
 
@@ -254,7 +332,10 @@ _EXPECTS: dict[str, str] = {
     "schema": "a PostgreSQL schema name (string)",
     "table": "a PostgreSQL table name (string)",
     "primary_key": "a list of column names",
-    "cursor": "a column name (string)",
+    "mode": '"cursor", "xmin" or "full"',
+    "cursor": "a column name (string), or null for modes xmin and full",
+    "hard_deletes": '"ignore" or "reconcile"',
+    "reconcile_every": "an integer >= 1",
     "columns": "a list of column names or null",
     "soft_delete_column": "a column name (string) or null",
     "soft_delete_mode": '"delete" or "flag"',

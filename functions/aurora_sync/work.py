@@ -9,10 +9,16 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 WindowSource = Literal["final", "initial_watermark", "since", "full"]
 ExportStatus = Literal["EXPORTED", "EMPTY", "MORE"]
+# How a table's changed rows are found (config ``mode``): by a cursor column, by the row
+# versions' transaction ids (``xmin``), or not at all (``full``: every row, every run).
+SyncMode = Literal["cursor", "xmin", "full"]
+# The directory of key snapshots in the bucket, beside the tables' prefixes (table names start
+# with a letter, so no table's prefix can be this one); no pipe loads it.
+KEY_SNAPSHOT_PREFIX = "_aurora_sync_keys"
 
 
 class _Message(BaseModel):
@@ -28,7 +34,9 @@ class ExportWindow(_Message):
     """Rows with ``cursor > watermark - lookback`` (or every row when ``watermark`` is None).
 
     ``watermark`` is the text of a value typed like the source cursor (ISO-8601 for timestamps,
-    decimal digits for integers); the exporter casts it to the cursor's own type in SQL.
+    decimal digits for integers); the exporter casts it to the cursor's own type in SQL. In mode
+    ``xmin`` it is a 64-bit transaction id (decimal digits): rows whose version was written by a
+    transaction id at or past it. Mode ``full`` always has None.
     """
 
     watermark: str | None = None
@@ -50,16 +58,22 @@ class SourceSnapshot(_Message):
     sample_time: str | None = None  # an earlier (time, MAX(cursor)) pair, taken before the horizon
     sample_max: str | None = None
     future_rows: int = 0  # rows whose cursor lies beyond the source clock
+    # pg_snapshot_xmin / pg_snapshot_xmax of the snapshot (64-bit, decimal): every transaction that
+    # commits after it has an id >= xmin, so an xmin-mode run starts there; an xmax lower than a
+    # merged run's means the source went back (a restore) and the next run reads everything.
+    xmin: str | None = Field(None, pattern=r"^[0-9]{1,20}$")
+    xmax: str | None = Field(None, pattern=r"^[0-9]{1,20}$")
 
 
 class ChunkPosition(_Message):
     """Keyset continuation: the last (cursor, primary key) exported by the previous chunk.
 
     ``phase`` "null_cursor" walks the rows whose cursor is NULL by primary key (full syncs only:
-    an incremental window can never select them); "cursor" walks (cursor, primary key).
+    an incremental window can never select them); "cursor" walks (cursor, primary key); "key"
+    walks the primary key alone (modes xmin and full, which have no cursor).
     """
 
-    phase: Literal["null_cursor", "cursor"] = "cursor"
+    phase: Literal["null_cursor", "cursor", "key"] = "cursor"
     cursor: str | None = None
     key: list[str] = Field(default_factory=list)
     chunk: int = Field(0, ge=0)
@@ -73,6 +87,9 @@ class ChunkPosition(_Message):
     snapshot: SourceSnapshot | None = None
     quarantined: int = 0
     quarantine_example: str | None = None
+    # The key snapshot the first chunk exported (reconciling runs only), carried to the result.
+    key_files: list[str] = Field(default_factory=list)
+    key_rows: int = 0
 
 
 class WorkItem(_Message):
@@ -83,7 +100,8 @@ class WorkItem(_Message):
     source: SourceTable
     target: str | None = None  # Snowflake base name when it is not TABLE upper-cased
     primary_key: list[str] = Field(min_length=1)
-    cursor: str
+    mode: SyncMode = "cursor"
+    cursor: str | None = None  # required in mode "cursor", absent otherwise
     columns: list[str] | None = None
     max_rows_per_chunk: int = Field(1_000_000, ge=1)
     window: ExportWindow = ExportWindow()
@@ -92,6 +110,15 @@ class WorkItem(_Message):
     # planner made equal to what the exporter derives from the catalog: the exporter writes
     # files in it or not at all. None (a hand-made item) exports the catalog's layout unchecked.
     layout: str | None = Field(None, pattern=r"^[0-9a-f]{12}$")
+    # Export every primary key too, in the first chunk's snapshot, so the verifier can remove the
+    # FINAL rows the source no longer has (hard_deletes "reconcile", and every run of mode full).
+    reconcile: bool = False
+
+    @model_validator(mode="after")
+    def _cursor_fits_mode(self) -> WorkItem:
+        if (self.mode == "cursor") != (self.cursor is not None):
+            raise ValueError(f"mode {self.mode!r} {'needs' if self.mode == 'cursor' else 'takes no'} cursor")
+        return self
 
 
 class ExportResult(_Message):
@@ -124,3 +151,9 @@ class ExportResult(_Message):
     cursor: str | None = None
     # The layout fingerprint the files were written in; the ledger records it with the run.
     layout: str | None = None
+    mode: SyncMode = "cursor"
+    # Reconciling runs: the key snapshot's files (one column per primary key column, under
+    # KEY_SNAPSHOT_PREFIX) and rows, taken in ``snapshot``'s transaction (the first chunk's).
+    reconcile: bool = False
+    key_files: list[str] = Field(default_factory=list)
+    key_rows: int = 0
