@@ -226,6 +226,10 @@ class MergedRun:
     cursor_column: str | None
     layout: str | None = None  # the fingerprint it was exported with (None: recorded before layouts)
     layout_columns: str | None = None  # that layout's columns as JSON (``layout.loads``), if recorded
+    mode: str = "cursor"  # the table's mode when it ran (runs recorded before modes: cursor)
+    snapshot_xmin: str | None = None  # pg_snapshot_xmin of its first chunk (decimal xid8)
+    snapshot_xmax: str | None = None
+    reconciled: bool = False  # its key snapshot removed the rows the source no longer had
 
 
 def _aware(value: Any) -> datetime:

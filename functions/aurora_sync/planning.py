@@ -259,6 +259,19 @@ def select_run(configs: Sequence[TableConfigResult], request: RunRequest) -> Sel
             f"this run covers {_quoted(sorted(run_names))}.",
             fix="override only tables listed in 'tables' (or, without 'tables', enabled tables)",
         )
+    by_name = {c.name: c for c in in_run if isinstance(c, LoadedTable)}
+    cursorless = [
+        name
+        for name, override in request.overrides.items()
+        if override.since is not None and name in by_name and by_name[name].config.mode != "cursor"
+    ]
+    if cursorless:
+        raise ConfigError(
+            f"{_INPUT}: 'overrides' gives 'since' for table(s) {_quoted(cursorless)} of mode "
+            f"{_quoted(sorted({by_name[n].config.mode for n in cursorless}))}, which have no cursor to "
+            "start from.",
+            fix='use {"full_resync": true} for them instead',
+        )
     return Selection(
         tables=[c for c in in_run if isinstance(c, LoadedTable)],
         failed=[FailedTable.of(c.name, c.error()) for c in in_run if isinstance(c, InvalidTable)],
@@ -308,6 +321,13 @@ def choose_window(
     config = table.config
     if override is not None and override.full_resync:
         return ExportWindow(watermark=None, lookback_seconds=0, source="full")
+    if config.mode == "full":
+        return ExportWindow(watermark=None, lookback_seconds=0, source="full")
+    if config.mode == "xmin":
+        # A transaction id from the ledger: no lookback (ids are not seconds), no initial value.
+        if watermark is None:
+            return ExportWindow(watermark=None, lookback_seconds=0, source="full")
+        return ExportWindow(watermark=watermark_text(watermark), lookback_seconds=0, source="final")
     if override is not None and override.since is not None:
         return ExportWindow(watermark=watermark_text(override.since), lookback_seconds=0, source="since")
     start: CursorValue | None = watermark
@@ -322,14 +342,23 @@ def choose_window(
 
 
 def work_item(
-    run_id: str, table: LoadedTable, window: ExportWindow, *, layout: str | None = None
+    run_id: str,
+    table: LoadedTable,
+    window: ExportWindow,
+    *,
+    layout: str | None = None,
+    reconcile: bool = False,
 ) -> WorkItem:
+    """``reconcile``: this run also exports the table's keys (``hard_deletes`` "reconcile" on a
+    scheduled run); a table of mode full always does."""
     config = table.config
     return WorkItem(
         run_id=run_id,
         table=table.name,
         source=SourceTable(schema_name=config.schema_name, table=config.table),
         primary_key=list(config.primary_key),
+        mode=config.mode,
+        reconcile=reconcile or config.mode == "full",
         cursor=config.cursor,
         columns=list(config.columns) if config.columns is not None else None,
         max_rows_per_chunk=config.max_rows_per_chunk,

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
@@ -58,6 +58,8 @@ class WatermarkResult:
     # The newest merged run's layout fingerprint and columns (JSON), when the ledger has them.
     layout: str | None = None
     layout_columns: str | None = None
+    # Whether this run exports the table's keys too (hard_deletes "reconcile", every N-th run).
+    reconcile: bool = False
 
 
 _create_command = create_command
@@ -169,7 +171,8 @@ def read_watermarks(
         readable: list[tuple[str, str]] = []  # (table name, scalar subquery)
         for table in tables:
             final = objects[table.name].final_table
-            cursor_column = snowflake_column(table.config.cursor)
+            cursor = table.config.cursor
+            cursor_column = snowflake_column(cursor) if cursor is not None else None
             found = final_columns.get(table.target)
             if found is None:
                 results[table.name] = WatermarkResult(
@@ -178,7 +181,7 @@ def read_watermarks(
                         fix=f"create the table's Snowflake objects: {_create_command(table.name)}",
                     )
                 )
-            elif cursor_column not in found:
+            elif cursor_column is not None and cursor_column not in found:
                 results[table.name] = WatermarkResult(
                     error=WarehouseObjectMissing(
                         f"table {table.name!r}: FINAL table {final} has no cursor column "
@@ -204,12 +207,34 @@ def read_watermarks(
     )
     for (name, _), count in zip(readable, counts, strict=True):
         table = by_name[name]
-        cursor_type = final_columns[table.target][snowflake_column(table.config.cursor)]
+        cursor = table.config.cursor
+        cursor_type = final_columns[table.target][snowflake_column(cursor)] if cursor is not None else None
         results[name] = _window_start(table, cursor_type, int(count or 0), history.get(table.target, []))
     return results
 
 
-def _window_start(table: LoadedTable, cursor_type: str, rows: int, runs: list[MergedRun]) -> WatermarkResult:
+def reconcile_due(table: LoadedTable, runs: Sequence[MergedRun]) -> bool:
+    """Whether this run exports the table's keys: on every ``reconcile_every``-th merged run,
+    counted from the newest run that reconciled (or from the start of the ledger's history)."""
+    config = table.config
+    if config.mode == "full":
+        return True
+    if config.hard_deletes != "reconcile":
+        return False
+    since = next((i for i, run in enumerate(runs) if run.reconciled), len(runs))
+    return since >= config.reconcile_every - 1
+
+
+def _window_start(
+    table: LoadedTable, cursor_type: str | None, rows: int, runs: list[MergedRun]
+) -> WatermarkResult:
+    result = _window(table, cursor_type, rows, runs)
+    if result.error is None and reconcile_due(table, runs):
+        return replace(result, reconcile=True)
+    return result
+
+
+def _window(table: LoadedTable, cursor_type: str | None, rows: int, runs: list[MergedRun]) -> WatermarkResult:
     latest = runs[0] if runs else None
     source_time = latest.source_time if latest else None
     layout: dict[str, Any] = (
@@ -235,6 +260,25 @@ def _window_start(table: LoadedTable, cursor_type: str, rows: int, runs: list[Me
                 f"`aurora-sync sync --tables {table.name} --full` (docs/operations.md, 'Changing a table's "
                 "primary key'); or restore the old primary_key in the config",
             ),
+        )
+    mode = table.config.mode
+    if latest.mode != mode:
+        # What a run of another mode proved says nothing about this one's window.
+        return WatermarkResult(
+            value=None, cursor_type=cursor_type, source_time=source_time, reason="mode changed", **layout
+        )
+    if mode == "full":
+        return WatermarkResult(
+            value=None, cursor_type=cursor_type, source_time=source_time, reason="full mode", **layout
+        )
+    if mode == "xmin":
+        start = _number(latest.snapshot_xmin)
+        return WatermarkResult(
+            value=start,
+            cursor_type=cursor_type,
+            source_time=source_time,
+            reason="final" if start is not None else "no snapshot xmin in the export ledger",
+            **layout,
         )
     if latest.cursor_column and latest.cursor_column != table.config.cursor:
         # Values of another column say nothing about this one.

@@ -28,6 +28,7 @@ from aurora_sync.config import InvalidTable, LoadedTable, TableConfigResult
 from aurora_sync.errors import SyncError
 from aurora_sync.export_query import INTEGER_CURSOR_TYPES, TEMPORAL_CURSOR_TYPES
 from aurora_sync.source_catalog import SourceColumn, read_columns
+from aurora_sync.sync_modes import size_warning
 from aurora_sync.typemap import map_column
 
 from .snowflake_sql import table_spec
@@ -147,10 +148,7 @@ def _check_table(conn: Any, table: LoadedTable) -> list[Finding]:
         add("error", "columns", f"{_listed(missing)} not in {relation} (it has {have})")
     if missing := absent(config.primary_key):
         add("error", "primary_key", f"{_listed(missing)} not in {relation} (it has {have})")
-    if config.cursor not in by_name:
-        add("error", "cursor", f"column {config.cursor!r} is not in {relation} (it has {have})")
-    else:
-        _check_cursor_type(add, by_name[config.cursor])
+    _check_cursor_and_mode(add, config, by_name, relation=relation, relkind=relkind, have=have)
     soft = config.soft_delete_column
     if soft is not None and soft not in by_name:
         add("error", "soft_delete_column", f"column {soft!r} is not in {relation} (it has {have})")
@@ -198,7 +196,8 @@ def _check_table(conn: Any, table: LoadedTable) -> list[Finding]:
     _check_key_coverage(add, conn, schema, name, key_columns, indexes=indexes)
     if not refused:
         _check_key_values(add, conn, schema, name, key_columns)
-    if not any(cols and cols[0] == config.cursor for _, cols in indexes):
+    _check_mode_size(add, conn, relid, relation, config)
+    if config.cursor is not None and not any(cols and cols[0] == config.cursor for _, cols in indexes):
         create = sql.SQL("CREATE INDEX CONCURRENTLY ON {} ({})").format(
             sql.Identifier(schema, name), sql.Identifier(config.cursor)
         )
@@ -209,6 +208,44 @@ def _check_table(conn: Any, table: LoadedTable) -> list[Finding]:
             f"table to find its window; create one: {create.as_string(conn)}",
         )
     return found
+
+
+def _check_cursor_and_mode(
+    add: Callable[[Severity, str | None, str], None],
+    config: Any,
+    by_name: dict[str, SourceColumn],
+    *,
+    relation: str,
+    relkind: str,
+    have: str,
+) -> None:
+    if config.cursor is not None and config.cursor not in by_name:
+        add("error", "cursor", f"column {config.cursor!r} is not in {relation} (it has {have})")
+    elif config.cursor is not None:
+        _check_cursor_type(add, by_name[config.cursor])
+    if config.mode == "xmin" and relkind in ("v", "f"):
+        add(
+            "error",
+            "mode",
+            f"{relation} is {'a view' if relkind == 'v' else 'a foreign table'}, which has no row versions "
+            "(xmin) to compare; use mode 'full', or mode 'cursor' with a column every write advances",
+        )
+
+
+def _check_mode_size(
+    add: Callable[[Severity, str | None, str], None], conn: Any, relid: int, relation: str, config: Any
+) -> None:
+    """Modes that read the whole table every run, on a table too large for them (the planner's
+    estimate: pg_class.reltuples, which ANALYZE and autovacuum keep current)."""
+    with conn.cursor() as cur:
+        cur.execute("SELECT reltuples::bigint FROM pg_class WHERE oid = %s", (relid,))
+        row = cur.fetchone()
+    rows = int(row[0]) if row else -1
+    message = size_warning(
+        config.mode, config.hard_deletes, rows, relation=relation, every=config.reconcile_every
+    )
+    if message is not None:
+        add("warning", "mode", message)
 
 
 def _check_key_coverage(
