@@ -83,8 +83,9 @@ from aurora_sync.schema_evolution import (
     read_warehouse_columns,
 )
 from aurora_sync.settings import RuntimeSettings, runtime_settings
-from aurora_sync.source_catalog import SourceColumn, read_catalogs
+from aurora_sync.source_catalog import SourceColumn, read_catalogs, read_row_estimates
 from aurora_sync.source_db import source_errors
+from aurora_sync.sync_modes import size_warning
 from aurora_sync.watermarks import read_watermarks
 
 
@@ -123,15 +124,33 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
 
 
 def source_catalogs(tables: list[LoadedTable]) -> dict[str, list[SourceColumn] | None]:
-    """Every planned table's source columns, in one statement on Aurora (None: no such table)."""
+    """Every planned table's source columns, in one statement on Aurora (None: no such table);
+    tables of a mode that reads the whole table are checked against its size (one more)."""
     relations = sorted({(t.config.schema_name, t.config.table) for t in tables})
+    whole = sorted(
+        {
+            (t.config.schema_name, t.config.table)
+            for t in tables
+            if t.config.mode != "cursor" or t.config.hard_deletes == "reconcile"
+        }
+    )
     conn = source_connection(application_name="aurora-sync-planner")
     try:
         with source_errors(f"reading the source catalog of {len(relations)} table(s)"), conn.cursor() as cur:
             found = read_catalogs(cur, relations)
+            estimates = read_row_estimates(cur, whole)
         conn.rollback()
     finally:
         conn.close()
+    for table in tables:
+        config = table.config
+        rows = estimates.get((config.schema_name, config.table), -1)
+        relation = f"{config.schema_name}.{config.table}"
+        message = size_warning(
+            config.mode, config.hard_deletes, rows, relation=relation, every=config.reconcile_every
+        )
+        if message is not None:
+            logger.warning("table mode costly at this size", extra={"table": table.name, "warning": message})
     return {t.name: found.get((t.config.schema_name, t.config.table)) for t in tables}
 
 
@@ -193,7 +212,9 @@ def plan_tables(
                 "table re-exported for new column values",
                 extra={"table": table.name, "columns": [c.name for c in incomplete]},
             )
-        plan.items.append(work_item(plan.run_id, table, window, layout=evolution.fingerprint))
+        plan.items.append(
+            work_item(plan.run_id, table, window, layout=evolution.fingerprint, reconcile=state.reconcile)
+        )
         if state.layout != evolution.fingerprint:
             layouts.append(layout_record(evolution))
         logger.info("table planned", extra={"table": table.name, "window": window.model_dump()})
