@@ -69,7 +69,8 @@ def world(stack: dict[str, Any]) -> Iterator[World]:
             "INSERT INTO {schema}.country VALUES ('DE', 'Germany'), ('FR', 'France'), ('IT', 'Italy')"
         )
         world.execute(
-            "INSERT INTO {schema}.orders (tenant, id, total) SELECT i % 3, i, i * 1.5 FROM generate_series(1, 30) i"
+            "INSERT INTO {schema}.orders (tenant, id, total) "
+            "SELECT i % 3, i, i * 1.5 FROM generate_series(1, 30) i"
         )
         world.execute("INSERT INTO {schema}.sparse (id, v) SELECT i, 'v' || i FROM generate_series(1, 10) i")
         world.apply()
