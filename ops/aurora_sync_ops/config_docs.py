@@ -13,6 +13,7 @@ from pydantic.fields import FieldInfo
 from pydantic_core import PydanticUndefined
 
 from aurora_sync.config import DEFAULT_CONFIG_PATH, TableConfig
+from aurora_sync.sync_modes import FULL_WARN_ROWS, XMIN_WARN_ROWS
 
 EXAMPLE = {
     "schema": "public",
@@ -91,6 +92,32 @@ def render() -> str:
         "is NULL or a special value (numeric NaN, ±infinity or out-of-range dates, 24:00:00). Changing",
         "a table's `primary_key` needs a re-key of its FINAL table: `config push` refuses it without",
         "`--rekey`; see [operations](operations.md#changing-a-tables-primary-key).",
+        "",
+        "## Modes: how a run finds changed rows",
+        "",
+        "| mode | needs | a run reads | deleted rows | sensible up to |",
+        "|---|---|---|---|---|",
+        "| `cursor` (default) | a column every insert and update advances (`cursor`), ideally indexed "
+        "| the rows at or past the window start (the index finds them) | with `soft_delete_column`, or "
+        "`hard_deletes: reconcile` | any size |",
+        "| `xmin` | nothing: PostgreSQL's row versions | the whole table, keeping the rows written by "
+        "transactions since the last merged run's snapshot | with `hard_deletes: reconcile` "
+        f"| about {XMIN_WARN_ROWS:,} rows (warned above) |",
+        "| `full` | nothing | every row, in one chunk and one snapshot | always: FINAL becomes exactly "
+        f"that snapshot | about {FULL_WARN_ROWS:,} rows (warned above) |",
+        "",
+        "`cursor` must be absent or null for `xmin` and `full`, and `lookback_seconds` and",
+        "`initial_watermark` only apply to `cursor`. An `xmin` table's window starts at the oldest",
+        "transaction still running when the last merged run took its snapshot (64-bit transaction",
+        "ids, so wraparound and subtransactions cannot hide a row; a tuple frozen by VACUUM keeps",
+        "its id). Views and foreign tables have no row versions: use `full` for them.",
+        "",
+        "`hard_deletes: reconcile` exports the table's primary keys on a reconciling run (every run,",
+        "or every `reconcile_every`-th merged run), in the same snapshot as the run's first chunk.",
+        "After the load is verified, FINAL rows whose key is absent from that key snapshot are",
+        "removed, but never a row FINAL took from a later snapshot. When the run exported in one",
+        "chunk, the key snapshot also proves FINAL holds every source row: a row no window reached",
+        "(a back-dated cursor) fails the table with `RowsMissing` instead of staying missing.",
         "",
         f"Example, `{DEFAULT_CONFIG_PATH}orders`:",
         "",
