@@ -221,8 +221,10 @@ def reconcile_due(table: LoadedTable, runs: Sequence[MergedRun]) -> bool:
         return True
     if config.hard_deletes != "reconcile":
         return False
-    since = next((i for i, run in enumerate(runs) if run.reconciled), len(runs))
-    return since >= config.reconcile_every - 1
+    since = next((i for i, run in enumerate(runs) if run.reconciled), None)
+    # No reconciled run among the merged runs the ledger returns: one is due (deleted rows may
+    # be waiting since before the table reconciled, or before the history it keeps).
+    return since is None or since >= config.reconcile_every - 1
 
 
 def _window_start(

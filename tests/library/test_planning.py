@@ -10,8 +10,9 @@ from typing import Any
 
 import pytest
 
-from aurora_sync.config import InvalidTable, LoadedTable, TableConfig, TableConfigResult
+from aurora_sync.config import InvalidTable, LoadedTable, TableConfig, TableConfigResult, parse_table_config
 from aurora_sync.errors import ConfigError
+from aurora_sync.ledger import MergedRun
 from aurora_sync.planning import (
     PLAN_BUDGET_BYTES,
     ExecutionContext,
@@ -28,6 +29,7 @@ from aurora_sync.planning import (
     watermark_text,
     work_item,
 )
+from aurora_sync.watermarks import reconcile_due
 from aurora_sync.work import ExportWindow
 
 EVENTS = Path(__file__).resolve().parents[2] / "events"
@@ -328,6 +330,108 @@ def test_work_item_carries_the_config() -> None:
         "max_rows_per_chunk": 5000,
         "window": {"watermark": "2024-05-06T07:08:09.123456+00:00", "lookback_seconds": 900},
     }
+
+
+# --- table modes ----------------------------------------------------------------------------
+
+
+def test_xmin_and_full_windows_carry_no_cursor_and_no_lookback() -> None:
+    lookup = table("lookup", mode="xmin")
+    assert choose_window(lookup, watermark=None) == ExportWindow(watermark=None, source="full")
+    window = choose_window(lookup, watermark=18446744073709551615)  # the largest xid8
+    assert window == ExportWindow(watermark="18446744073709551615", source="final")
+    item = work_item(RUN_ID, lookup, window)
+    assert (item.mode, item.cursor, item.reconcile) == ("xmin", None, False)
+    country = table("country", mode="full")
+    assert choose_window(country, watermark=123).source == "full"
+    full_item = work_item(RUN_ID, country, choose_window(country, watermark=None))
+    # A full table always exports its keys: FINAL must become exactly the snapshot.
+    assert (full_item.mode, full_item.cursor, full_item.reconcile) == ("full", None, True)
+
+
+def test_since_for_a_table_without_cursor_is_refused_naming_full_resync() -> None:
+    loaded: list[TableConfigResult] = [table("lookup", mode="xmin"), table("orders")]
+    request = parse_input({"tables": ["lookup"], "overrides": {"lookup": {"since": "2024-01-01"}}})
+    with pytest.raises(ConfigError) as excinfo:
+        select_run(loaded, request)
+    assert '\'since\' for table(s) "lookup" of mode "xmin"' in str(excinfo.value)
+    assert '{"full_resync": true}' in str(excinfo.value)
+    request = parse_input({"tables": ["lookup"], "overrides": {"lookup": {"full_resync": True}}})
+    assert [t.name for t in select_run(loaded, request).tables] == ["lookup"]
+
+
+@pytest.mark.parametrize(
+    ("config", "message"),
+    [
+        ({"mode": "xmin", "cursor": "updated_at"}, "field 'cursor': must be absent or null with mode 'xmin'"),
+        ({"cursor": None}, "field 'cursor': must name a column with mode 'cursor'"),
+        ({"mode": "full", "lookback_seconds": 60}, "field 'lookback_seconds': only applies to mode 'cursor'"),
+        (
+            {"mode": "xmin", "initial_watermark": 5},
+            "field 'initial_watermark': only applies to mode 'cursor'",
+        ),
+        ({"mode": "full", "hard_deletes": "reconcile"}, "field 'hard_deletes': is implied by mode 'full'"),
+        ({"reconcile_every": 4}, "field 'reconcile_every': is only valid with hard_deletes 'reconcile'"),
+        (
+            {"hard_deletes": "reconcile", "reconcile_every": 0},
+            "field 'reconcile_every': input should be greater",
+        ),
+        ({"mode": "incremental"}, 'field \'mode\': must be "cursor", "xmin" or "full"'),
+        ({"hard_deletes": True}, 'field \'hard_deletes\': must be "ignore" or "reconcile"'),
+    ],
+)
+def test_mode_combinations_that_cannot_work_name_the_field_and_the_fix(
+    config: dict[str, Any], message: str
+) -> None:
+    raw = json.dumps({"table": "t", "primary_key": ["id"], **config})
+    result = parse_table_config("t", f"{PATH}t", raw)
+    assert isinstance(result, InvalidTable)
+    assert message in result.message, result.message
+
+
+def test_canonical_json_of_a_mode_table_validates_again_without_cursor_fields() -> None:
+    for config in (
+        {"mode": "xmin", "hard_deletes": "reconcile", "reconcile_every": 24},
+        {"mode": "full"},
+        {"hard_deletes": "reconcile"},
+    ):
+        loaded = table("t", **config)
+        document = json.loads(loaded.config.dump_json())
+        assert ("cursor" in document) == (loaded.config.mode == "cursor")
+        assert "lookback_seconds" not in document or loaded.config.mode == "cursor"
+        again = parse_table_config("t", f"{PATH}t", loaded.config.dump_json())
+        assert isinstance(again, LoadedTable) and again.config == loaded.config
+
+
+def _merged(reconciled: bool, mode: str = "cursor", xmin: str | None = None) -> MergedRun:
+    at = datetime(2024, 5, 6, tzinfo=UTC)
+    return MergedRun(
+        run_id="r",
+        order=1,
+        source_time=at,
+        horizon=at,
+        cursor_type="timestamptz",
+        max_cursor=None,
+        sample_time=None,
+        sample_max=None,
+        window_start=None,
+        primary_key=("id",),
+        cursor_column="updated_at" if mode == "cursor" else "",
+        mode=mode,
+        snapshot_xmin=xmin,
+        reconciled=reconciled,
+    )
+
+
+def test_reconciliation_is_due_every_nth_merged_run() -> None:
+    every_third = table("t", hard_deletes="reconcile", reconcile_every=3)
+    assert reconcile_due(every_third, [])  # nothing reconciled yet
+    assert not reconcile_due(every_third, [_merged(True)])
+    assert not reconcile_due(every_third, [_merged(False), _merged(True)])
+    assert reconcile_due(every_third, [_merged(False), _merged(False), _merged(True)])
+    assert reconcile_due(table("t", hard_deletes="reconcile"), [_merged(True)])
+    assert not reconcile_due(table("t"), [])
+    assert reconcile_due(table("t", mode="full"), [_merged(True)])
 
 
 # --- single flight --------------------------------------------------------------------------
