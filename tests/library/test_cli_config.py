@@ -102,8 +102,8 @@ def test_validate_prints_one_line_per_problem_naming_entry_and_field(
         f"error: {path}[b]: field 'target': Snowflake base name 'SHARED' is also used by {path}[a]; "
         "give each table its own 'target'",
         f"error: {path}[orders]: field 'cursr': unknown key; did you mean 'cursor'? allowed keys: schema, "
-        "table, primary_key, cursor, columns, soft_delete_column, soft_delete_mode, lookback_seconds, "
-        "enabled, initial_watermark, max_rows_per_chunk, target",
+        "table, primary_key, mode, cursor, columns, soft_delete_column, soft_delete_mode, lookback_seconds, "
+        "enabled, initial_watermark, max_rows_per_chunk, hard_deletes, reconcile_every, target",
         f"error: {path}[orders]: field 'lookback_seconds': input should be greater than or equal to 0 "
         "(expected an integer number of seconds >= 0)",
         f"error: {path}[orders]: field 'primary_key': required, e.g. [\"id\"]",
@@ -423,9 +423,11 @@ def test_push_writes_changes_only_and_pull_round_trips(
             "columns": None,
             "cursor": "updated_at",
             "enabled": True,
+            "hard_deletes": "ignore",
             "initial_watermark": None,
             "lookback_seconds": 60,
             "max_rows_per_chunk": 1000000,
+            "mode": "cursor",
             "primary_key": ["id"],
             "schema": "public",
             "soft_delete_column": None,
