@@ -16,7 +16,7 @@ def test_demo_syncs_the_shop_and_proves_parity(local_stack: Stack, stack: dict[s
     result = run_demo(lines.append, local_stack.settings)
 
     assert result.ok, "\n".join(lines[-40:])
-    assert result.rows == 100_500
+    assert result.rows == 104_505
     assert [run.status for _, run, _ in result.runs] == ["SUCCEEDED"] * 3
     assert {p.table for p in result.parity if p.equal} == {
         "customers",
@@ -33,7 +33,7 @@ def test_demo_syncs_the_shop_and_proves_parity(local_stack: Stack, stack: dict[s
     second = {t.table: t for t in result.runs[1][1].tables}
     assert second["customers"].rows_exported == 210  # 200 inserted + 10 soft-deleted
     text = summary(result)
-    assert "the demo passed: 100,500 source rows, 3 executions" in text
+    assert "the demo passed: 104,505 source rows, 3 executions" in text
     assert "Plan → ExportTables → ExportChunk x7 → Wait/Verify x" in text
     source = psycopg2.connect(stack["postgres"]["admin_dsn"])
     try:

@@ -1,9 +1,11 @@
 """The demo's source database: a small shop that looks like a real product's schema.
 
-Five related tables, about 100,000 rows in all, with every interesting type of the type map, a
+Seven related tables, about 100,000 rows in all, with every interesting type of the type map, a
 soft-delete column (customers), an awkward mixed-case table and column names (``"Order Items"``),
-and the changes a real day brings: inserts, updates, soft deletes, and a transaction that
-commits late with an old ``updated_at`` (the case cursor-based tools lose).
+two tables without any timestamp (``countries``, refreshed in full; ``wishlist``, a join table
+with a composite key found by row versions, ``xmin``), and the changes a real day brings:
+inserts, updates, soft deletes, hard deletes (orders, wishlist, countries), and a transaction
+that commits late with an old ``updated_at`` (the case cursor-based tools lose).
 """
 
 from __future__ import annotations
@@ -15,7 +17,15 @@ from psycopg2 import sql
 
 SCHEMA = "shop"
 
-ROWS = {"customers": 5_000, "products": 500, "orders": 20_000, "Order Items": 40_000, "events": 35_000}
+ROWS = {
+    "customers": 5_000,
+    "products": 500,
+    "orders": 20_000,
+    "Order Items": 40_000,
+    "events": 35_000,
+    "countries": 5,
+    "wishlist": 4_000,
+}
 
 DDL = """
 DROP SCHEMA IF EXISTS shop CASCADE;
@@ -85,6 +95,19 @@ CREATE TABLE shop.events (
     occurred_at timestamptz NOT NULL,
     updated_at  timestamptz NOT NULL DEFAULT now()
 );
+
+-- Tables as legacy schemas have them: no timestamp, only keys.
+CREATE TABLE shop.countries (
+    iso  char(2) PRIMARY KEY,
+    name text NOT NULL
+);
+
+CREATE TABLE shop.wishlist (
+    customer_id bigint,
+    sku         text,
+    note        text,
+    PRIMARY KEY (customer_id, sku)
+);
 """
 
 # Deterministic data: the same demo run gives the same figures.
@@ -136,6 +159,13 @@ SELECT i, 1 + mod(i, %(customers)s), (ARRAY['view','click','search','checkout'])
        timestamptz '2025-04-01' + i * interval '90 seconds',
        timestamptz '2025-04-01' + i * interval '90 seconds'
 FROM generate_series(1, %(events)s) i;
+
+INSERT INTO shop.countries VALUES ('DE', 'Germany'), ('FR', 'France'), ('US', 'United States'),
+    ('GB', 'United Kingdom'), ('NL', 'Netherlands');
+
+INSERT INTO shop.wishlist
+SELECT c, 'SKU-' || lpad((1 + mod(c * w, 500))::text, 6, '0'), CASE WHEN w = 1 THEN 'gift idea' END
+FROM generate_series(1, 1000) c, generate_series(1, 4) w;
 """
 
 INDEXES = [
@@ -156,7 +186,13 @@ CONFIGS: dict[str, dict[str, Any]] = {
         "soft_delete_mode": "delete",
     },
     "products": {"schema": SCHEMA, "table": "products", "primary_key": ["id"]},
-    "orders": {"schema": SCHEMA, "table": "orders", "primary_key": ["id"], "lookback_seconds": 900},
+    "orders": {
+        "schema": SCHEMA,
+        "table": "orders",
+        "primary_key": ["id"],
+        "lookback_seconds": 900,
+        "hard_deletes": "reconcile",
+    },
     "order_items": {
         "schema": SCHEMA,
         "table": "Order Items",
@@ -168,6 +204,14 @@ CONFIGS: dict[str, dict[str, Any]] = {
         "table": "events",
         "primary_key": ["id"],
         "columns": ["id", "customer_id", "kind", "payload", "occurred_at", "updated_at"],
+    },
+    "countries": {"schema": SCHEMA, "table": "countries", "primary_key": ["iso"], "mode": "full"},
+    "wishlist": {
+        "schema": SCHEMA,
+        "table": "wishlist",
+        "primary_key": ["customer_id", "sku"],
+        "mode": "xmin",
+        "hard_deletes": "reconcile",
     },
 }
 
@@ -274,6 +318,21 @@ def burst(admin_dsn: str) -> dict[str, int]:
                 "FROM generate_series(1000001, 1001000) i"
             )
             changed["events inserted"] = cur.rowcount
+            cur.execute("DELETE FROM shop.orders WHERE mod(id, 1000) = 0 AND status = 'cancelled'")
+            changed["orders deleted"] = cur.rowcount
+            cur.execute("DELETE FROM shop.wishlist WHERE mod(customer_id, 100) = 0")
+            changed["wishlist rows deleted"] = cur.rowcount
+            cur.execute(
+                "INSERT INTO shop.wishlist SELECT c, 'SKU-000001', 'added today' "
+                "FROM generate_series(1001, 1050) c"
+            )
+            changed["wishlist rows inserted"] = cur.rowcount
+            cur.execute("UPDATE shop.wishlist SET note = 'bought' WHERE customer_id = 7")
+            changed["wishlist rows updated"] = cur.rowcount
+            cur.execute("DELETE FROM shop.countries WHERE iso = 'NL'")
+            cur.execute("UPDATE shop.countries SET name = 'Deutschland' WHERE iso = 'DE'")
+            cur.execute("INSERT INTO shop.countries VALUES ('IT', 'Italy')")
+            changed["countries changed"] = 3
     finally:
         conn.close()
     return changed

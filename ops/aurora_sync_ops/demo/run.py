@@ -60,7 +60,9 @@ def _specs(status: dict[str, Any], admin: Any) -> dict[str, TableSpec]:
                 table=config["table"],
                 columns=config.get("columns"),
                 primary_key=config["primary_key"],
-                cursor=config.get("cursor", "updated_at"),
+                cursor=config.get("cursor", "updated_at")
+                if config.get("mode", "cursor") == "cursor"
+                else None,
                 soft_delete_column=config.get("soft_delete_column"),
                 soft_delete_mode=config.get("soft_delete_mode", "delete"),
             )
