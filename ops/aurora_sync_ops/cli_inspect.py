@@ -132,13 +132,25 @@ def cmd_status(args: argparse.Namespace) -> int:
         print(json.dumps(document, indent=2))
         return 0
     lines = _columns(
-        ("table", "enabled", "watermark", "lag", "last outcome", "in execution", "started"),
+        (
+            "table",
+            "enabled",
+            "mode",
+            "watermark",
+            "lag",
+            "next run",
+            "last outcome",
+            "in execution",
+            "started",
+        ),
         [
             [
                 r.table,
                 "-" if r.enabled is None else ("yes" if r.enabled else "no"),
+                r.mode or "-",
                 (r.watermark or "-") if r.synced else ("error" if r.error else "never"),
                 format_lag(r.freshness_lag_seconds),
+                "removes deletes" if r.reconciles_next else "-",
                 r.last_outcome or "-",
                 r.last_execution or "-",
                 r.last_started or "-",

@@ -1,8 +1,10 @@
 """``aurora-sync status``: per table the watermark and freshness lag, and the last executions.
 
-The watermark is MAX(cursor) of FINAL (one statement for all tables, as the planner reads it):
-what really arrived, not what a run claimed. Freshness lag is now minus that watermark for time
-cursors (a numeric cursor has no time to compare with). Executions come from Step Functions,
+The watermark is where the next window starts, from the newest run that reached FINAL (one
+statement for all tables, as the planner reads it): what really arrived, not what a run claimed.
+In mode xmin it is a transaction id; mode full has none. ``reconciles_next`` says whether the next
+run exports the keys and removes the rows the source deleted (``hard_deletes: reconcile``).
+Freshness lag is now minus the source time of the snapshot FINAL matches. Executions come from Step Functions,
 newest first, each read back through its history (``workflow.collect``) so a table's last
 outcome is what the verifier reported for it.
 """
@@ -45,6 +47,8 @@ class Execution:
 class TableStatus:
     table: str
     enabled: bool | None
+    mode: str | None = None  # cursor, xmin or full; "+deletes" when hard deletes are reconciled
+    reconciles_next: bool = False  # the next run exports the keys and removes deleted rows
     watermark: str | None = None
     freshness_lag_seconds: float | None = None
     synced: bool = False  # FINAL holds rows
@@ -113,8 +117,10 @@ def table_status(
         if isinstance(config, InvalidTable):
             rows.append(TableStatus(config.name, None, error=config.message))
             continue
-        row = TableStatus(config.name, config.config.enabled)
+        deletes = " +deletes" if config.config.hard_deletes == "reconcile" else ""
+        row = TableStatus(config.name, config.config.enabled, mode=config.config.mode + deletes)
         state = watermarks[config.name]
+        row.reconciles_next = state.error is None and state.reconcile
         if state.error is not None:
             row.error = str(state.error)
         elif state.source_time is not None:

@@ -178,6 +178,8 @@ def test_status_shows_watermark_lag_and_the_last_execution(
     assert tables["audit"] == {
         "table": "audit",
         "enabled": False,
+        "mode": "cursor",
+        "reconciles_next": False,
         "synced": False,
         "watermark": None,
         "freshness_lag_seconds": None,
@@ -192,16 +194,21 @@ def test_status_shows_watermark_lag_and_the_last_execution(
     assert lines[0].split() == [
         "table",
         "enabled",
+        "mode",
         "watermark",
         "lag",
+        "next",
+        "run",
         "last",
         "outcome",
         "in",
         "execution",
         "started",
     ]
-    assert lines[1].split()[:3] == ["audit", "no", "never"]
-    assert lines[2].split()[:5] == ["orders", "yes", orders["watermark"], lines[2].split()[3], "MERGED"]
+    assert lines[1].split()[:4] == ["audit", "no", "cursor", "never"]
+    row = lines[2].split()
+    assert row[:4] == ["orders", "yes", "cursor", orders["watermark"]]
+    assert row[5:7] == ["-", "MERGED"]
     assert lines[-1].startswith(f"  SUCCEEDED {world.execution}  started ") and lines[-1].endswith(
         "(orders MERGED)"
     )
