@@ -147,3 +147,19 @@ def test_key_snapshot_select_reads_key_columns_only(pg: Any) -> None:
     text = q.key_snapshot_select(composite).as_string(pg)
     assert text.startswith('SELECT "a"::text, ') and 'FROM "s"."t" WHERE NOT ("b" IS NULL)' in text
     assert "note" not in text
+
+
+def test_key_snapshot_select_can_use_an_index_only_scan(pg: Any) -> None:
+    with pg.cursor() as cur:
+        cur.execute("CREATE TEMP TABLE t_keys (id bigint PRIMARY KEY, note text)")
+        cur.execute("INSERT INTO t_keys SELECT i, repeat('x', 200) FROM generate_series(1, 5000) i")
+        cur.execute("VACUUM (ANALYZE) t_keys")  # sets the visibility map an index-only scan needs
+        temp = q.ExportPlan(
+            schema="pg_temp", table="t_keys", columns=[], mappings=[], cursor=None,
+            primary_key=[column("id")], mode="full",
+        )  # fmt: skip
+        cur.execute("SET enable_seqscan = off")  # the planner's choice on 5000 rows is not the point
+        cur.execute(sql.SQL("EXPLAIN (FORMAT JSON) {}").format(q.key_snapshot_select(temp)))
+        plan_json = cur.fetchone()[0]
+        cur.execute("RESET enable_seqscan")
+    assert plan_json[0]["Plan"]["Node Type"] == "Index Only Scan"
