@@ -17,7 +17,7 @@ from .errors import ConfigError, SourceObjectMissing
 from .source_catalog import SourceColumn
 from .source_snapshot import FUTURE_TOLERANCE
 from .typemap import ColumnMapping, map_column, unrepresentable_expression
-from .work import ChunkPosition, ExportWindow
+from .work import ChunkPosition, ExportWindow, SyncMode
 
 TEMPORAL_CURSOR_TYPES = frozenset({"timestamptz", "timestamp", "date"})
 INTEGER_CURSOR_TYPES = frozenset({"int2", "int4", "int8", "numeric"})
@@ -31,8 +31,9 @@ class ExportPlan:
     table: str
     columns: list[SourceColumn]  # in CSV order
     mappings: list[ColumnMapping]
-    cursor: SourceColumn
+    cursor: SourceColumn | None  # None outside mode "cursor"
     primary_key: list[SourceColumn]
+    mode: SyncMode = "cursor"
 
     @property
     def relation(self) -> sql.Composable:
@@ -40,7 +41,14 @@ class ExportPlan:
 
     @property
     def cursor_is_temporal(self) -> bool:
-        return self.cursor.pg_type.name in TEMPORAL_CURSOR_TYPES
+        return self.cursor is not None and self.cursor.pg_type.name in TEMPORAL_CURSOR_TYPES
+
+    @property
+    def cursor_column(self) -> SourceColumn:
+        """The cursor column, for the code paths only mode "cursor" reaches."""
+        if self.cursor is None:
+            raise ValueError(f"table {self.table!r} is exported in mode {self.mode!r}, without a cursor")
+        return self.cursor
 
 
 def export_columns(
@@ -71,11 +79,15 @@ def build_plan(
     table: str,
     name: str,
     configured_columns: Sequence[str] | None,
-    cursor: str,
+    cursor: str | None,
     primary_key: Sequence[str],
+    mode: SyncMode = "cursor",
 ) -> ExportPlan:
+    """The plan of one table; ``cursor`` is None exactly outside mode "cursor" (the work item and
+    the config validate that pairing before anything reaches here)."""
     by_name = {column.name: column for column in catalog}
-    for role, wanted in (("cursor", [cursor]), ("primary_key", list(primary_key))):
+    roles = [("cursor", [cursor])] if cursor is not None else []
+    for role, wanted in (*roles, ("primary_key", list(primary_key))):
         absent = [column for column in wanted if column not in by_name]
         if absent:
             raise SourceObjectMissing(
@@ -83,9 +95,10 @@ def build_plan(
                 f"{schema}.{table}.",
                 fix=f"fix `{role}` in the table config (exact, case-sensitive column names)",
             )
-    cursor_column = by_name[cursor]
-    if cursor_column.pg_type.category == "A" or cursor_column.pg_type.name not in (
-        TEMPORAL_CURSOR_TYPES | INTEGER_CURSOR_TYPES
+    cursor_column = by_name[cursor] if cursor is not None else None
+    if cursor_column is not None and (
+        cursor_column.pg_type.category == "A"
+        or cursor_column.pg_type.name not in (TEMPORAL_CURSOR_TYPES | INTEGER_CURSOR_TYPES)
     ):
         raise ConfigError(
             f"table {name!r}: cursor column {cursor!r} has type {cursor_column.pg_type.formatted}; "
@@ -100,6 +113,7 @@ def build_plan(
         mappings=[map_column(column.name, column.pg_type) for column in columns],
         cursor=cursor_column,
         primary_key=[by_name[column] for column in primary_key],
+        mode=mode,
     )
 
 
@@ -117,13 +131,14 @@ def window_predicate(plan: ExportPlan, window: ExportWindow) -> sql.Composable:
     """
     if window.watermark is None:
         return sql.SQL("TRUE")
-    cursor = sql.Identifier(plan.cursor.name)
-    watermark = _typed(window.watermark, plan.cursor)
+    cursor_column = plan.cursor_column
+    cursor = sql.Identifier(cursor_column.name)
+    watermark = _typed(window.watermark, cursor_column)
     if plan.cursor_is_temporal and window.lookback_seconds:
         # Transactions stamp rows with now() = their start, and may commit after later rows
         # were exported: re-reading the last lookback seconds catches those late commits.
         lower: sql.Composable = sql.SQL("({w} - make_interval(secs => {s}))::{t}").format(
-            w=watermark, s=sql.Literal(window.lookback_seconds), t=sql.SQL(plan.cursor.pg_type.formatted)
+            w=watermark, s=sql.Literal(window.lookback_seconds), t=sql.SQL(cursor_column.pg_type.formatted)
         )
     else:
         lower = watermark
@@ -133,7 +148,7 @@ def window_predicate(plan: ExportPlan, window: ExportWindow) -> sql.Composable:
 def future_predicate(plan: ExportPlan) -> sql.Composable | None:
     """Rows whose temporal cursor lies beyond the source clock (plus a tolerance); None for
     integer cursors, which have no clock to compare with."""
-    if not plan.cursor_is_temporal:
+    if plan.cursor is None or not plan.cursor_is_temporal:
         return None
     now = {
         "timestamptz": "clock_timestamp()",
@@ -145,6 +160,84 @@ def future_predicate(plan: ExportPlan) -> sql.Composable | None:
         now=sql.SQL(now),
         tolerance=sql.Literal(int(FUTURE_TOLERANCE.total_seconds())),
         t=sql.SQL(plan.cursor.pg_type.formatted),
+    )
+
+
+# 32-bit transaction ids wrap around; PostgreSQL guarantees that every xid a snapshot can see lies
+# less than 2^31 (far less than 2^32) before its xmax, so a 32-bit xmin is resolved against the
+# 64-bit xmax of the same snapshot.
+XID_MODULUS = 1 << 32
+# xids 0-2 are special: invalid, bootstrap and FrozenTransactionId (which VACUUM wrote over xmin
+# before PostgreSQL 9.4; pg_upgrade can carry such tuples forward). They predate any watermark.
+FIRST_NORMAL_XID = 3
+
+
+@dataclass(frozen=True)
+class XminRange:
+    """The row versions written by transaction ids in [watermark, xmax), as 32-bit arithmetic.
+
+    ``lo`` is xmax mod 2^32 and ``distance`` is xmax - watermark: a visible tuple's 64-bit xid is
+    ``xmax - ((lo - xmin) mod 2^32)``, so it is at or past the watermark exactly when that age is
+    at most ``distance``. Both None: every row (no watermark, a watermark 2^32 or more behind, or
+    one beyond xmax; ``went_back`` says it was the last).
+    """
+
+    lo: int | None
+    distance: int | None
+    went_back: bool = False
+
+    @property
+    def everything(self) -> bool:
+        return self.lo is None
+
+
+def xmin_range(watermark: str | None, xmax: int, *, run_xmax: int | None = None) -> XminRange:
+    """The epoch-aware range of a mode-"xmin" window; ``xmax`` is the chunk snapshot's
+    ``pg_snapshot_xmax`` (64-bit), ``watermark`` a 64-bit xid as decimal text (None: every row).
+
+    ``run_xmax`` is the xmax of the run's first chunk (``SourceSnapshot.xmax``): whether the source
+    went back is decided once per run, against it, so no later chunk (whose xmax may have passed
+    the watermark meanwhile) reads less than the first one did.
+
+    The watermark is the *snapshot xmin* of the last merged run, not its xmax: transactions in
+    progress at that snapshot have ids at or past its xmin, and so have their subtransactions
+    (PostgreSQL assigns a parent its xid before any child's, so a subxid is always larger). Their
+    rows are therefore re-read without any lookup in the snapshot's xip list
+    (pg_visible_in_snapshot would be wrong here: it does not know a subxid's parent). Rows of
+    transactions that committed before that snapshot but after its xmin are re-read too:
+    harmless, the MERGE orders versions by snapshot.
+    """
+    if watermark is None:
+        return XminRange(None, None)
+    distance = xmax - int(watermark)
+    if distance < 0 or (run_xmax is not None and run_xmax < int(watermark)):
+        # The source's transaction ids went back (restored from a backup, or a new cluster under
+        # the same name): the watermark says nothing about this database's rows.
+        return XminRange(None, None, went_back=True)
+    if distance >= XID_MODULUS:
+        # Every xid a snapshot can see is less than 2^32 behind its xmax: all are past the watermark.
+        return XminRange(None, None)
+    return XminRange(xmax % XID_MODULUS, distance)
+
+
+def xmin_predicate(window: XminRange) -> sql.Composable:
+    """Rows whose version's xmin lies in ``window``, comparing the 32-bit ``xmin`` system column
+    through its age relative to the snapshot's xmax (the range's ``lo``).
+
+    A frozen tuple keeps its original xmin since PostgreSQL 9.4 (freezing sets a flag bit), so
+    VACUUM FREEZE never hides a recent row. An ancient frozen tuple's 32-bit xmin may alias into
+    the window (its real xid is 2^32 or more behind): it is exported again, which is harmless,
+    since it is the same version the FINAL table already holds.
+    """
+    if window.lo is None or window.distance is None:
+        return sql.SQL("TRUE")
+    xid = sql.SQL("xmin::text::bigint")
+    return sql.SQL("{xid} >= {first} AND (({lo} - {xid}) % {m} + {m}) % {m} <= {d}").format(
+        xid=xid,
+        first=sql.Literal(FIRST_NORMAL_XID),
+        lo=sql.Literal(window.lo),
+        m=sql.Literal(XID_MODULUS),
+        d=sql.Literal(window.distance),
     )
 
 
@@ -174,17 +267,29 @@ def _row_values(values: Sequence[str], columns: Sequence[SourceColumn]) -> sql.C
     )
 
 
+# Phases that walk the primary key alone: NULL-cursor rows, and modes xmin and full.
+KEY_PHASES = frozenset({"null_cursor", "key"})
+
+
 def _keyset_columns(plan: ExportPlan, phase: str) -> list[SourceColumn]:
-    return plan.primary_key if phase == "null_cursor" else [plan.cursor, *plan.primary_key]
+    return plan.primary_key if phase in KEY_PHASES else [plan.cursor_column, *plan.primary_key]
 
 
 def phase_predicate(plan: ExportPlan, phase: str) -> sql.Composable:
     op = "IS NULL" if phase == "null_cursor" else "IS NOT NULL"
-    return sql.SQL("{} " + op).format(sql.Identifier(plan.cursor.name))
+    return sql.SQL("{} " + op).format(sql.Identifier(plan.cursor_column.name))
+
+
+def first_phase(mode: SyncMode, window: ExportWindow) -> str:
+    """Where an export starts: modes xmin and full walk the primary key; a full export in mode
+    cursor walks the NULL-cursor rows first (no window can select them), then the cursor."""
+    if mode != "cursor":
+        return "key"
+    return "null_cursor" if window.watermark is None else "cursor"
 
 
 def position_values(position: ChunkPosition) -> list[str] | None:
-    if position.phase == "null_cursor":
+    if position.phase in KEY_PHASES:
         return position.key or None
     if position.cursor is None:
         return None
@@ -192,16 +297,54 @@ def position_values(position: ChunkPosition) -> list[str] | None:
 
 
 def chunk_predicate(
-    plan: ExportPlan, window: ExportWindow, phase: str, after: Sequence[str] | None
+    plan: ExportPlan,
+    window: ExportWindow,
+    phase: str,
+    after: Sequence[str] | None,
+    *,
+    changed: sql.Composable | None = None,
 ) -> sql.Composable:
-    """Rows of this phase inside the window that come after the previous chunk's last row."""
-    parts = [phase_predicate(plan, phase)]
+    """Rows of this phase inside the window that come after the previous chunk's last row.
+
+    Phase "key" (modes xmin and full) selects the rows ``changed`` holds: ``xmin_predicate`` of
+    the chunk's own snapshot in mode xmin (required: its literals depend on that snapshot), TRUE
+    in mode full.
+    """
+    if phase == "key":
+        if changed is None and plan.mode == "xmin":
+            raise ValueError("mode xmin needs the chunk snapshot's xmin predicate")
+        parts = [changed if changed is not None else sql.SQL("TRUE")]
+        nulls = null_key_predicate(plan)
+        if nulls is not None:
+            # A row comparison with a NULL is NULL: such rows cannot be walked by keyset (see
+            # ``null_key_rows``, which puts them in the first chunk).
+            parts.append(sql.SQL("NOT {}").format(nulls))
+    else:
+        parts = [phase_predicate(plan, phase)]
     if phase == "cursor":
         parts.append(window_predicate(plan, window))
     if after:
         keyset = _keyset_columns(plan, phase)
         parts.append(sql.SQL("{} > {}").format(_row(keyset), _row_values(after, keyset)))
     return sql.SQL(" AND ").join(parts)
+
+
+def null_key_predicate(plan: ExportPlan) -> sql.Composable | None:
+    """A configured key column is NULL (possible when the key is a unique key, not the primary
+    key); None when every key column is NOT NULL."""
+    checks = [
+        sql.SQL("{} IS NULL").format(sql.Identifier(c.name)) for c in plan.primary_key if not c.not_null
+    ]
+    return sql.SQL("({})").format(sql.SQL(" OR ").join(checks)) if checks else None
+
+
+def null_key_rows(plan: ExportPlan, changed: sql.Composable | None) -> sql.Composable | None:
+    """Phase "key": the rows with a NULL key column that the mode selects, exported with the
+    first chunk (the MERGE quarantines them; the export reports them). None when none can exist."""
+    nulls = null_key_predicate(plan)
+    if nulls is None:
+        return None
+    return sql.SQL("{} AND {}").format(changed if changed is not None else sql.SQL("TRUE"), nulls)
 
 
 def exists_query(plan: ExportPlan, predicate: sql.Composable) -> sql.Composable:
@@ -243,3 +386,18 @@ def export_select(plan: ExportPlan, predicate: sql.Composable) -> sql.Composable
         t=plan.relation,
         p=predicate,
     )
+
+
+def key_snapshot_select(plan: ExportPlan) -> sql.Composable:
+    """The primary keys of every row the MERGE can hold, exported as the data files export them
+    (the type map's expressions), so the verifier compares them with FINAL's keys as loaded.
+
+    Only key columns and no ORDER BY, so PostgreSQL can answer from an index-only scan of the
+    primary key. Rows whose key cannot be merged (``quarantine_predicate``) are left out: FINAL
+    never holds them, and a NULL key would never match anyway.
+    """
+    keys = sql.SQL(", ").join(map_column(c.name, c.pg_type).export for c in plan.primary_key)
+    bad = quarantine_predicate(plan)
+    if bad is None:
+        return sql.SQL("SELECT {k} FROM {t}").format(k=keys, t=plan.relation)
+    return sql.SQL("SELECT {k} FROM {t} WHERE NOT {bad}").format(k=keys, t=plan.relation, bad=bad)

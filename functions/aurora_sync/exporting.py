@@ -25,7 +25,7 @@ from .naming import quote, snowflake_column
 from .source_catalog import SourceColumn, read_columns
 from .source_db import source_errors
 from .typemap import map_column
-from .work import ChunkPosition, ExportResult, SourceSnapshot, WorkItem
+from .work import KEY_SNAPSHOT_PREFIX, ChunkPosition, ExportResult, SourceSnapshot, WorkItem
 
 # An open transaction older than the lookback (or this, without one) is reported: it holds windows back.
 LONG_TRANSACTION_SECONDS = 900
@@ -80,23 +80,28 @@ def _warnings(
     cur: Any, plan: q.ExportPlan, item: WorkItem, catalog: list[SourceColumn], snapshot: SourceSnapshot
 ) -> list[str]:
     warnings = []
-    cursor = sql.Identifier(plan.cursor.name)
-    cur.execute(sql.SQL("SELECT count(*) FROM {t} WHERE {c} IS NULL").format(t=plan.relation, c=cursor))
-    nulls = int(cur.fetchone()[0])
-    if nulls:
+    nulls = 0
+    if plan.cursor is not None:
+        cursor = sql.Identifier(plan.cursor.name)
+        cur.execute(sql.SQL("SELECT count(*) FROM {t} WHERE {c} IS NULL").format(t=plan.relation, c=cursor))
+        nulls = int(cur.fetchone()[0])
+    if nulls and plan.cursor is not None:
         warnings.append(
             f"{nulls} row(s) of {item.table} have a NULL {plan.cursor.name!r}: incremental runs never "
             f"select them; only a full resync copies them (rerun input "
             f'{{"tables": ["{item.table}"], "overrides": {{"{item.table}": {{"full_resync": true}}}}}})'
         )
-    if snapshot.future_rows:
+    if snapshot.future_rows and plan.cursor is not None:
         warnings.append(
             f"{snapshot.future_rows} row(s) of {item.table} have a {plan.cursor.name!r} beyond the source "
             f"clock (max {snapshot.max_cursor}); they never advance the watermark, so they are exported "
             "again on every run until their values are corrected at the source"
         )
     held_back = datetime.fromisoformat(snapshot.source_time) - datetime.fromisoformat(snapshot.horizon)
-    if held_back.total_seconds() > (item.window.lookback_seconds or LONG_TRANSACTION_SECONDS):
+    # Mode full has no next window to hold back: every run reads the whole table anyway.
+    if item.mode != "full" and held_back.total_seconds() > (
+        item.window.lookback_seconds or LONG_TRANSACTION_SECONDS
+    ):
         # Not a risk to the data (the next window starts before this transaction), but a cost:
         # every run re-reads everything written since it started.
         warnings.append(
@@ -137,6 +142,7 @@ def read_plan(cur: Any, item: WorkItem) -> tuple[q.ExportPlan, list[SourceColumn
         configured_columns=item.columns,
         cursor=item.cursor,
         primary_key=item.primary_key,
+        mode=item.mode,
     )
     return plan, catalog
 
@@ -175,63 +181,51 @@ def export_chunk(
     now: Callable[[], datetime] = lambda: datetime.now(UTC),
 ) -> ExportResult:
     """Export the next chunk of ``item``'s window and say what remains."""
-    position = item.position or ChunkPosition(
-        phase="null_cursor" if item.window.watermark is None else "cursor"
-    )
+    position = item.position or ChunkPosition(phase=q.first_phase(item.mode, item.window))
     context = f"table {item.table} ({item.source.schema_name}.{item.source.table})"
     first = position.snapshot is None
+    # Mode full always takes a key snapshot: FINAL must become exactly this snapshot, deletions too.
+    reconcile = item.reconcile or item.mode == "full"
     with source_errors(context), conn.cursor() as cur:
         before = _before_snapshot(conn, cur, item) if first else None
         conn.set_session(isolation_level=extensions.ISOLATION_LEVEL_REPEATABLE_READ, readonly=True)
         # The first statement takes the transaction's snapshot: the catalog, the chunk boundary
         # and the export below all see it.
-        order, source_time = snap.read_snapshot_order(cur)
+        taken = snap.read_snapshot(cur)
+        order = taken.order
         plan, catalog = read_plan(cur, item)
         plan, late = follow_layout(plan, item)
         snapshot = position.snapshot
         warnings: list[str] = []
         if before is not None:
-            snapshot = _first_snapshot(cur, plan, (order, source_time), *before)
+            snapshot = _first_snapshot(cur, plan, taken, *before)
             warnings = _warnings(cur, plan, item, catalog, snapshot)
+        changed = None
+        if item.mode == "xmin":
+            # Built from this chunk's own snapshot: its xmax resolves the 32-bit xmin column.
+            run_xmax = int(snapshot.xmax) if snapshot is not None and snapshot.xmax is not None else None
+            xmin_window = q.xmin_range(item.window.watermark, taken.xmax, run_xmax=run_xmax)
+            changed = q.xmin_predicate(xmin_window)
+            if xmin_window.went_back and first:
+                warnings.append(
+                    f"the source's transaction ids went back (watermark {item.window.watermark} is past "
+                    f"the snapshot's next id {taken.xmax}): {plan.schema}.{plan.table} was probably "
+                    f"restored from a backup or recreated, so this run exports every row of {item.table}"
+                )
         if late:
             warnings.append(
                 f"source column(s) {', '.join(repr(c.name) for c in late)} of {plan.schema}.{plan.table} "
                 "were added after this run was planned: not exported by it (the table's pipe does not "
                 "load them yet); the next run adds them to STAGING and FINAL and re-exports the table"
             )
-        written: dict[str, Any] = {"rows": 0, "bytes": 0, "files": 0, "keys": []}
-        quarantined, example = 0, None
-        phase = position.phase
-        after = q.position_values(position)
-        next_position: ChunkPosition | None = None
-        while True:
-            predicate = q.chunk_predicate(plan, item.window, phase, after)
-            cur.execute(q.exists_query(plan, predicate))
-            if cur.fetchone()[0]:
-                cur.execute(q.boundary_query(plan, phase, predicate, item.max_rows_per_chunk))
-                boundary = cur.fetchone()
-                if boundary is not None:
-                    # A full chunk: export up to its last row; whatever follows is the next call's.
-                    predicate = sql.SQL("{} AND {}").format(
-                        predicate, q.upto_predicate(plan, phase, boundary)
-                    )
-                    next_position = ChunkPosition(
-                        phase=phase,
-                        cursor=boundary[0] if phase == "cursor" else None,
-                        key=list(boundary[1:] if phase == "cursor" else boundary),
-                    )
-                elif phase == "null_cursor":
-                    # NULL-cursor rows are done; the window itself is the next call's chunk.
-                    next_position = ChunkPosition(phase="cursor")
-                quarantined, example = _quarantined(cur, plan, predicate)
-                written = _export(
-                    cur, plan=plan, predicate=predicate, item=item, target=target, at=now(), order=order
-                )
-                break
-            if phase == "null_cursor":
-                phase, after = "cursor", None  # NULL-cursor rows done (or none): walk the window
-                continue
-            break
+        written, quarantined, example, next_position = _export_next(
+            cur, plan=plan, item=item, target=target, position=position, changed=changed, order=order, now=now
+        )
+        key_written: dict[str, Any] = {"files": [], "rows": 0}
+        if first and reconcile:
+            # In the first chunk's transaction, so the key snapshot is exactly ``snapshot``: its
+            # order, in the file names, tells the verifier which FINAL rows it may judge.
+            key_written = _export_keys(cur, plan=plan, item=item, target=target, at=now(), order=order)
         conn.commit()
 
     totals = {
@@ -242,8 +236,16 @@ def export_chunk(
         "snapshot": snapshot,
         "quarantined": position.quarantined + quarantined,
         "quarantine_example": position.quarantine_example or example,
+        "key_files": [*position.key_files, *key_written["files"]],
+        "key_rows": position.key_rows + key_written["rows"],
     }
-    planned = {"primary_key": list(item.primary_key), "cursor": item.cursor, "layout": item.layout}
+    planned = {
+        "primary_key": list(item.primary_key),
+        "cursor": item.cursor,
+        "layout": item.layout,
+        "mode": item.mode,
+        "reconcile": reconcile,
+    }
     chunks = position.chunk + (1 if written["keys"] else 0)
     if next_position is not None:
         more = next_position.model_copy(update={"chunk": chunks, **totals})
@@ -270,6 +272,68 @@ def export_chunk(
     )
 
 
+def _export_next(
+    cur: Any,
+    *,
+    plan: q.ExportPlan,
+    item: WorkItem,
+    target: ExportTarget,
+    position: ChunkPosition,
+    changed: sql.Composable | None,
+    order: int,
+    now: Callable[[], datetime],
+) -> tuple[dict[str, Any], int, str | None, ChunkPosition | None]:
+    """Export the chunk after ``position`` (at most ``max_rows_per_chunk`` rows, in keyset order):
+    what was written, the rows quarantined (and one of them), and where the next chunk starts."""
+    written: dict[str, Any] = {"rows": 0, "bytes": 0, "files": 0, "keys": []}
+    quarantined, example = 0, None
+    phase = position.phase
+    after = q.position_values(position)
+    next_position: ChunkPosition | None = None
+    # Rows with a NULL key column cannot be walked by keyset: phase "key" exports them with its
+    # first chunk (cursor mode walks NULL-cursor rows, never NULL keys, as before).
+    nulls = q.null_key_rows(plan, changed) if phase == "key" and after is None else None
+    if nulls is not None:
+        cur.execute(q.exists_query(plan, nulls))
+        nulls = nulls if cur.fetchone()[0] else None
+    while True:
+        predicate = q.chunk_predicate(plan, item.window, phase, after, changed=changed)
+        cur.execute(q.exists_query(plan, predicate))
+        walk = bool(cur.fetchone()[0])
+        if walk or nulls is not None:
+            boundary = None
+            # Mode full ignores max_rows_per_chunk: the whole table is one chunk, so one
+            # snapshot, the same as the key snapshot's, and FINAL can equal exactly it. Several
+            # chunks (snapshots) would mix versions of different moments, and a row inserted
+            # after the key snapshot into an unread range would be deleted again.
+            if walk and item.mode != "full":
+                cur.execute(q.boundary_query(plan, phase, predicate, item.max_rows_per_chunk))
+                boundary = cur.fetchone()
+            if boundary is not None:
+                # A full chunk: export up to its last row; whatever follows is the next call's.
+                predicate = sql.SQL("{} AND {}").format(predicate, q.upto_predicate(plan, phase, boundary))
+                next_position = ChunkPosition(
+                    phase=phase,
+                    cursor=boundary[0] if phase == "cursor" else None,
+                    key=list(boundary[1:] if phase == "cursor" else boundary),
+                )
+            elif phase == "null_cursor":
+                # NULL-cursor rows are done; the window itself is the next call's chunk.
+                next_position = ChunkPosition(phase="cursor")
+            if nulls is not None:
+                predicate = sql.SQL("(({}) OR ({}))").format(predicate if walk else sql.SQL("FALSE"), nulls)
+            quarantined, example = _quarantined(cur, plan, predicate)
+            written = _export(
+                cur, plan=plan, predicate=predicate, item=item, target=target, at=now(), order=order
+            )
+            break
+        if phase == "null_cursor":
+            phase, after = "cursor", None  # NULL-cursor rows done (or none): walk the window
+            continue
+        break
+    return written, quarantined, example, next_position
+
+
 Sample = tuple[datetime, str | None]  # (source clock, MAX(cursor) as text)
 
 
@@ -279,9 +343,9 @@ def _before_snapshot(conn: Any, cur: Any, item: WorkItem) -> tuple[datetime, Sam
     decided by the transactions open before the snapshot was taken."""
     conn.set_session(isolation_level=extensions.ISOLATION_LEVEL_READ_COMMITTED, readonly=True)
     sample = None
-    if item.window.watermark is None:
+    if item.mode == "cursor" and item.window.watermark is None:
         plan, _ = read_plan(cur, item)
-        if not plan.cursor_is_temporal:
+        if plan.cursor is not None and not plan.cursor_is_temporal:
             pause = snap.HORIZON_MARGIN.total_seconds() + 0.1
             sample = snap.sample_before(cur, plan.relation, plan.cursor.name, pause_s=pause)
             conn.commit()
@@ -290,19 +354,33 @@ def _before_snapshot(conn: Any, cur: Any, item: WorkItem) -> tuple[datetime, Sam
     return horizon, sample
 
 
+# SourceSnapshot.cursor_type of the modes without a cursor column: mode xmin's watermark is a
+# 64-bit transaction id (xid8); mode full has none.
+MODE_CURSOR_TYPES = {"xmin": "xid8", "full": "none"}
+
+
 def _first_snapshot(
-    cur: Any, plan: q.ExportPlan, taken: tuple[int, datetime], horizon: datetime, sample: Sample | None
+    cur: Any, plan: q.ExportPlan, taken: snap.TakenSnapshot, horizon: datetime, sample: Sample | None
 ) -> SourceSnapshot:
-    order, source_time = taken
-    return SourceSnapshot(
-        order=str(order),
-        source_time=source_time.isoformat(timespec="microseconds"),
+    snapshot = SourceSnapshot(
+        order=str(taken.order),
+        source_time=taken.source_time.isoformat(timespec="microseconds"),
         horizon=horizon.isoformat(timespec="microseconds"),
-        cursor_type=plan.cursor.pg_type.name,
-        max_cursor=snap.max_cursor(cur, plan.relation, plan.cursor.name),
-        sample_time=sample[0].isoformat(timespec="microseconds") if sample else None,
-        sample_max=sample[1] if sample else None,
-        future_rows=_count(cur, plan, q.future_predicate(plan)),
+        cursor_type=MODE_CURSOR_TYPES.get(plan.mode, "none"),
+        xmin=str(taken.xmin),
+        xmax=str(taken.xmax),
+    )
+    if plan.cursor is None:
+        # No cursor: no MAX(cursor), sample or future rows to prove anything with.
+        return snapshot
+    return snapshot.model_copy(
+        update={
+            "cursor_type": plan.cursor.pg_type.name,
+            "max_cursor": snap.max_cursor(cur, plan.relation, plan.cursor.name),
+            "sample_time": sample[0].isoformat(timespec="microseconds") if sample else None,
+            "sample_max": sample[1] if sample else None,
+            "future_rows": _count(cur, plan, q.future_predicate(plan)),
+        }
     )
 
 
@@ -319,7 +397,7 @@ def _quarantined(cur: Any, plan: q.ExportPlan, predicate: sql.Composable) -> tup
     bad = q.quarantine_predicate(plan)
     if bad is None:
         return 0, None
-    columns = [*plan.primary_key, plan.cursor]
+    columns = [*plan.primary_key, *([plan.cursor] if plan.cursor is not None else [])]
     cur.execute(
         sql.SQL("SELECT count(*) OVER (), {cols} FROM {t} WHERE {p} AND {bad} LIMIT 1").format(
             cols=sql.SQL(", ").join(sql.SQL("{}::text").format(sql.Identifier(c.name)) for c in columns),
@@ -357,3 +435,24 @@ def _export(
     )
     rows, files, size = cur.fetchone()
     return {"rows": int(rows), "bytes": int(size), "files": int(files), "keys": part_keys(key, int(files))}
+
+
+def key_snapshot_key(table: str, now: datetime, order: int) -> str:
+    """``_aurora_sync_keys/<table>/YYYY/MM/DD/HH/s<snapshot order>-<uuid>.csv``: a data file's
+    name under the key snapshots' prefix, which no pipe loads; the order names the snapshot."""
+    return f"{KEY_SNAPSHOT_PREFIX}/{object_key(table, now, order)}"
+
+
+def _export_keys(
+    cur: Any, *, plan: q.ExportPlan, item: WorkItem, target: ExportTarget, at: datetime, order: int
+) -> dict[str, Any]:
+    """The key snapshot: every mergeable primary key of the table, in the current transaction."""
+    key = key_snapshot_key(item.table, at, order)
+    query_text = q.key_snapshot_select(plan).as_string(cur)
+    cur.execute(
+        "SELECT rows_uploaded, files_uploaded FROM aws_s3.query_export_to_s3("
+        "%s, aws_commons.create_s3_uri(%s, %s, %s), %s, %s)",
+        (query_text, target.bucket, key, target.region, EXPORT_OPTIONS, target.kms_key),
+    )
+    rows, files = cur.fetchone()
+    return {"rows": int(rows), "files": part_keys(key, int(files))}

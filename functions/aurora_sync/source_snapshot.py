@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import re
 import time
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -75,17 +76,33 @@ def read_horizon(cur: Any) -> datetime:
     return _utc(start) - HORIZON_MARGIN
 
 
-def read_snapshot_order(cur: Any) -> tuple[int, datetime]:
+@dataclass(frozen=True)
+class TakenSnapshot:
+    """The export transaction's snapshot: its order, the source clock, and its 64-bit xmin/xmax."""
+
+    order: int
+    source_time: datetime
+    xmin: int  # every transaction still to commit has an id at or past it (mode xmin's next start)
+    xmax: int  # the next transaction id: every row version visible here was written before it
+
+
+def read_snapshot(cur: Any) -> TakenSnapshot:
     """The first statement of the export's REPEATABLE READ transaction: it takes the snapshot and
-    returns its order and the source clock (read after the snapshot, so every row it holds was
-    committed before that time)."""
+    returns its order, the source clock (read after the snapshot, so every row it holds was
+    committed before that time) and its xid8 bounds (cheap, so read in every mode)."""
     cur.execute(
         "SELECT pg_snapshot_xmax(s)::text::numeric, "
-        "(SELECT count(*) FROM pg_snapshot_xip(s)), clock_timestamp() "
+        "(SELECT count(*) FROM pg_snapshot_xip(s)), clock_timestamp(), pg_snapshot_xmin(s)::text::numeric "
         "FROM pg_current_snapshot() AS s"
     )
-    xmax, in_progress, clock = cur.fetchone()
-    return snapshot_order(int(xmax), int(in_progress)), _utc(clock)
+    xmax, in_progress, clock, xmin = cur.fetchone()
+    return TakenSnapshot(snapshot_order(int(xmax), int(in_progress)), _utc(clock), int(xmin), int(xmax))
+
+
+def read_snapshot_order(cur: Any) -> tuple[int, datetime]:
+    """``read_snapshot``'s order and source clock."""
+    taken = read_snapshot(cur)
+    return taken.order, taken.source_time
 
 
 def snapshot_order(xmax: int, in_progress: int) -> int:

@@ -473,3 +473,158 @@ def test_a_reader_endpoint_is_refused_naming_the_writer() -> None:
     with pytest.raises(ConfigError, match="writer") as error:
         read_horizon(ReplicaCursor())
     assert "cluster (writer) endpoint" in str(error.value)
+
+
+# Modes xmin and full, and key snapshots (issue 11).
+
+
+def xmin_item(schema: str, watermark: str | None, **overrides: Any) -> dict[str, Any]:
+    window = {"watermark": watermark, "lookback_seconds": 0, "source": "final" if watermark else "full"}
+    return item(schema, mode="xmin", cursor=None, window=window, **overrides)
+
+
+def exported_ids(s3: Any, bucket: str, result: dict[str, Any]) -> dict[str, str | None]:
+    return {str(r[0]): r[1] for r in read_rows(s3, bucket, result["keys"])}
+
+
+def test_xmin_mode_exports_the_rows_written_at_or_after_the_watermark(
+    env: dict[str, str], admin: Any, schema: str, s3: Any
+) -> None:
+    make_orders(admin, schema, 20)
+    first = export_all(xmin_item(schema, None))[1]
+    assert first["rows"] == 20 and first["mode"] == "xmin" and "cursor" not in first
+    snapshot = first["snapshot"]
+    assert snapshot["cursor_type"] == "xid8" and "max_cursor" not in snapshot
+    assert int(snapshot["xmin"]) <= int(snapshot["xmax"]) == int(snapshot["order"]) // 1_000_000
+    table = sql.Identifier(schema, "orders")
+    with admin.cursor() as cur:
+        cur.execute(sql.SQL("UPDATE {} SET note = 'changed' WHERE id IN (3, 7, 12)").format(table))
+        cur.execute(sql.SQL("INSERT INTO {} VALUES (21, 'new', 1, now())").format(table))
+    # Chunks of 3 rows: each chunk resolves xmin against its own snapshot; no row twice or lost.
+    calls, second = export_all(xmin_item(schema, snapshot["xmin"], max_rows_per_chunk=3))
+    assert [c["status"] for c in calls] == ["MORE", "EXPORTED"] and second["rows"] == 4
+    rows = read_rows(s3, env["EXPORT_BUCKET"], second["keys"])
+    assert sorted(int(str(r[0])) for r in rows) == [3, 7, 12, 21]
+    assert second["snapshot"] == calls[0]["snapshot"]  # the first chunk's, carried
+    # Nothing written since: an empty window (the predicate still resolves every id correctly).
+    third = export_all(xmin_item(schema, second["snapshot"]["xmin"]))[1]
+    assert (third["status"], third["rows"], third["key_files"]) == ("EMPTY", 0, [])
+
+
+def test_xmin_watermark_past_the_source_exports_everything_and_says_why(
+    env: dict[str, str], admin: Any, schema: str
+) -> None:
+    make_orders(admin, schema, 5)
+    result = export_all(xmin_item(schema, str(2**62)))[1]
+    assert result["rows"] == 5
+    assert any("transaction ids went back" in w for w in result["warnings"])
+
+
+def test_xmin_mode_rereads_a_subtransaction_of_a_transaction_open_at_the_last_snapshot(
+    env: dict[str, str], admin: Any, schema: str, s3: Any, stack: dict[str, Any]
+) -> None:
+    make_orders(admin, schema, 3)
+    table = sql.Identifier(schema, "orders")
+    open_txn = psycopg2.connect(stack["postgres"]["admin_dsn"])
+    try:
+        with open_txn.cursor() as cur:
+            # T1 writes before run 1's snapshot (so it has an xid) and commits after it.
+            cur.execute(sql.SQL("UPDATE {} SET note = 'parent' WHERE id = 2").format(table))
+            cur.execute("SELECT pg_current_xact_id()::text::numeric")
+            (parent_xid,) = cur.fetchone() or (None,)
+            parent = int(parent_xid)
+        with admin.cursor() as cur:
+            # A later write transaction completes, so the snapshot's xmax passes T1's id.
+            cur.execute(sql.SQL("CREATE TABLE {} (x int)").format(sql.Identifier(schema, "bump")))
+        first = export_all(xmin_item(schema, None))[1]
+        assert int(first["snapshot"]["xmin"]) <= parent < int(first["snapshot"]["xmax"])
+        with open_txn.cursor() as cur:
+            cur.execute("SAVEPOINT s")
+            cur.execute(sql.SQL("UPDATE {} SET note = 'sub' WHERE id = 1").format(table))
+            cur.execute("RELEASE SAVEPOINT s")
+        open_txn.commit()
+    finally:
+        open_txn.close()
+    second = export_all(xmin_item(schema, first["snapshot"]["xmin"]))[1]
+    assert exported_ids(s3, env["EXPORT_BUCKET"], second) == {"1": "sub", "2": "parent"}
+    # Why the watermark is the snapshot's xmin, not its xmax: T1's own row would be lost.
+    by_xmax = export_all(xmin_item(schema, first["snapshot"]["xmax"]))[1]
+    assert "2" not in exported_ids(s3, env["EXPORT_BUCKET"], by_xmax)
+
+
+def test_xmin_mode_still_sees_a_row_after_vacuum_freeze(
+    env: dict[str, str], admin: Any, schema: str, s3: Any
+) -> None:
+    make_orders(admin, schema, 3)
+    first = export_all(xmin_item(schema, None))[1]
+    table = sql.Identifier(schema, "orders")
+    with admin.cursor() as cur:
+        cur.execute(sql.SQL("INSERT INTO {} VALUES (4, 'frozen', 1, now())").format(table))
+        cur.execute(sql.SQL("VACUUM (FREEZE) {}").format(table))
+    second = export_all(xmin_item(schema, first["snapshot"]["xmin"]))[1]
+    assert exported_ids(s3, env["EXPORT_BUCKET"], second) == {"4": "frozen"}
+
+
+def read_keys(s3: Any, bucket: str, keys: list[str]) -> list[tuple[str | None, ...]]:
+    return sorted(tuple(row) for row in read_rows(s3, bucket, keys))
+
+
+def test_full_mode_exports_the_whole_table_in_one_chunk_with_its_keys(
+    env: dict[str, str], admin: Any, schema: str, s3: Any
+) -> None:
+    make_orders(admin, schema, 50)
+    calls, result = export_all(item(schema, mode="full", cursor=None, max_rows_per_chunk=7))
+    assert len(calls) == 1 and result["chunks"] == 1 and result["rows"] == 50
+    assert (result["mode"], result["reconcile"], result["snapshot"]["cursor_type"]) == ("full", True, "none")
+    assert sorted(exported_ids(s3, env["EXPORT_BUCKET"], result), key=int) == [str(i) for i in range(1, 51)]
+    (key_file,) = result["key_files"]
+    assert key_file.startswith("_aurora_sync_keys/orders/") and key_file.endswith(".csv")
+    assert f"/s{int(result['snapshot']['order']):026d}-" in key_file  # the data's snapshot
+    assert result["key_rows"] == 50
+    assert read_keys(s3, env["EXPORT_BUCKET"], result["key_files"]) == sorted((str(i),) for i in range(1, 51))
+
+
+def test_key_snapshot_holds_exactly_the_mergeable_composite_keys(
+    env: dict[str, str], admin: Any, schema: str, s3: Any
+) -> None:
+    table = sql.Identifier(schema, "pairs")
+    with admin.cursor() as cur:
+        # The configured key is a unique key whose columns may be NULL: such rows cannot merge.
+        cur.execute(sql.SQL("CREATE TABLE {} (a int, b text, note text, UNIQUE (a, b))").format(table))
+        cur.execute(
+            sql.SQL(
+                "INSERT INTO {} VALUES (1, 'x', 'n'), (1, 'y', 'n'), (2, 'x', 'n'), (NULL, 'z', 'n'), "
+                "(3, NULL, 'n'), (4, 'a,\"b', 'n')"
+            ).format(table)
+        )
+    calls, result = export_all(
+        xmin_item(schema, None, table="pairs", name="pairs", primary_key=["a", "b"], reconcile=True,
+                  max_rows_per_chunk=2)
+    )  # fmt: skip
+    # NULL-key rows go with the first chunk (keyset comparisons cannot walk them), quarantined.
+    assert len(calls) == 3 and result["rows"] == 6 and result["reconcile"]
+    assert [(c["rows"], c["quarantined"]) for c in calls] == [(4, 2), (6, 2), (6, 2)]
+    assert all(c["key_files"] == calls[0]["key_files"] for c in calls)  # taken once, carried
+    assert calls[0]["next"]["position"]["key_files"] == result["key_files"]
+    assert result["key_rows"] == 4
+    assert all(k.startswith("_aurora_sync_keys/pairs/") for k in result["key_files"])
+    assert read_keys(s3, env["EXPORT_BUCKET"], result["key_files"]) == [
+        ("1", "x"), ("1", "y"), ("2", "x"), ("4", 'a,"b'),
+    ]  # fmt: skip
+
+
+def test_cursor_mode_reconciling_run_snapshots_every_key_beyond_its_window(
+    env: dict[str, str], admin: Any, schema: str, s3: Any
+) -> None:
+    make_orders(admin, schema, 30)
+    window = {"watermark": "2026-01-01T00:00:25+00:00", "lookback_seconds": 0, "source": "final"}
+    result = export_all(item(schema, window=window, reconcile=True))[1]
+    assert (result["rows"], result["key_rows"], result["mode"], result["reconcile"]) == (
+        6,
+        30,
+        "cursor",
+        True,
+    )
+    assert len(read_keys(s3, env["EXPORT_BUCKET"], result["key_files"])) == 30
+    plain = export_all(item(schema, window=window))[1]
+    assert (plain["key_files"], plain["key_rows"], plain["reconcile"]) == ([], 0, False)
