@@ -33,6 +33,7 @@ from .naming import (
 )
 from .source_catalog import SourceColumn
 from .typemap import UNREPRESENTABLE_COLUMN, ColumnMapping, map_column
+from .work import SyncMode
 
 # Matches `<uuid>.csv` and the `_part2`, `_part3`, ... that aws_s3 adds to split exports.
 FILE_PATTERN = ".*[.]csv(_part[0-9]+)?"
@@ -58,7 +59,7 @@ class TableSpec:
     columns: list[ColumnMapping]
     snowflake_names: list[str]
     primary_key: list[str]  # Snowflake names
-    cursor: str  # Snowflake name
+    cursor: str | None  # Snowflake name; None outside mode "cursor"
     soft_delete: str | None  # Snowflake name
     soft_delete_is_boolean: bool
     soft_delete_mode: str
@@ -76,9 +77,10 @@ def table_spec(
     table: str,
     columns: Sequence[str] | None,
     primary_key: Sequence[str],
-    cursor: str,
+    cursor: str | None,
     soft_delete_column: str | None = None,
     soft_delete_mode: str = "delete",
+    mode: SyncMode = "cursor",
 ) -> TableSpec:
     """Validates the config against the catalog exactly as the exporter does."""
     plan = build_plan(
@@ -89,6 +91,7 @@ def table_spec(
         configured_columns=columns,
         cursor=cursor,
         primary_key=primary_key,
+        mode=mode,
     )
     source_names = [c.name for c in plan.columns]
     snowflake_names = snowflake_columns(source_names, table=name)
@@ -107,7 +110,7 @@ def table_spec(
         columns=mappings,
         snowflake_names=snowflake_names,
         primary_key=[by_source[c] for c in primary_key],
-        cursor=by_source[cursor],
+        cursor=by_source[cursor] if cursor is not None else None,
         soft_delete=by_source[soft_delete_column] if soft_delete_column else None,
         soft_delete_is_boolean=soft_delete_boolean,
         soft_delete_mode=soft_delete_mode,

@@ -173,6 +173,7 @@ def _check_table(conn: Any, table: LoadedTable) -> list[Finding]:
             columns=config.columns,
             primary_key=config.primary_key,
             cursor=config.cursor,
+            mode=config.mode,
             soft_delete_column=soft,
             soft_delete_mode=config.soft_delete_mode,
         )

@@ -58,6 +58,7 @@ def check_parity(
                 columns=config.columns,
                 primary_key=config.primary_key,
                 cursor=config.cursor,
+                mode=config.mode,
                 soft_delete_column=config.soft_delete_column,
                 soft_delete_mode=config.soft_delete_mode,
             )

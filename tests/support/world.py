@@ -73,6 +73,7 @@ class World:
             columns=config.get("columns"),
             primary_key=config["primary_key"],
             cursor=config.get("cursor", "updated_at") if config.get("mode", "cursor") == "cursor" else None,
+            mode=config.get("mode", "cursor"),
             soft_delete_column=config.get("soft_delete_column"),
             soft_delete_mode=config.get("soft_delete_mode", "delete"),
         )

@@ -63,6 +63,7 @@ def _specs(status: dict[str, Any], admin: Any) -> dict[str, TableSpec]:
                 cursor=config.get("cursor", "updated_at")
                 if config.get("mode", "cursor") == "cursor"
                 else None,
+                mode=config.get("mode", "cursor"),
                 soft_delete_column=config.get("soft_delete_column"),
                 soft_delete_mode=config.get("soft_delete_mode", "delete"),
             )
