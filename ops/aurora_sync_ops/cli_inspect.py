@@ -97,10 +97,14 @@ def cmd_plan(args: argparse.Namespace) -> int:
     rows = []
     for p in plans:
         if p.state == "planned":
-            rows.append([p.table, p.state, describe_window(p.window), str(p.waiting_rows), str(p.chunks)])
+            mode = p.mode + (" +deletes" if p.reconcile and p.mode != "full" else "")
+            window = describe_window(p.window)
+            if p.mode == "xmin" and p.window is not None and p.window.watermark is not None:
+                window = f"xid {window}"
+            rows.append([p.table, p.state, mode, window, str(p.waiting_rows), str(p.chunks)])
         else:
-            rows.append([p.table, p.state, "-", "-", "-"])
-    for line in _columns(("table", "state", "window", "waiting rows", "chunks"), rows):
+            rows.append([p.table, p.state, p.mode, "-", "-", "-"])
+    for line in _columns(("table", "state", "mode", "window", "waiting rows", "chunks"), rows):
         print(line)
     for p in plans:
         if p.state != "planned":

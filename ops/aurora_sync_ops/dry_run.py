@@ -17,7 +17,7 @@ from psycopg2 import sql
 
 from aurora_sync.config import TableConfigResult
 from aurora_sync.errors import SyncError
-from aurora_sync.export_query import build_plan, window_predicate
+from aurora_sync.export_query import build_plan, window_predicate, xmin_predicate, xmin_range
 from aurora_sync.planning import RunRequest, choose_window, select_run
 from aurora_sync.source_catalog import read_columns
 from aurora_sync.source_db import source_errors
@@ -32,6 +32,8 @@ class TablePlan:
     table: str
     state: str  # "planned", "failed" (the planner would fail it) or "disabled"
     cursor: str | None = None
+    mode: str = "cursor"
+    reconcile: bool = False  # the run also exports every key and removes deleted rows
     window: ExportWindow | None = None
     predicate: str | None = None  # the exporter's WHERE, as SQL text
     waiting_rows: int | None = None
@@ -44,6 +46,8 @@ class TablePlan:
             "table": self.table,
             "state": self.state,
             "cursor": self.cursor,
+            "mode": self.mode,
+            "reconcile": self.reconcile,
             "window": self.window.model_dump(mode="json") if self.window else None,
             "predicate": self.predicate,
             "waiting_rows": self.waiting_rows,
@@ -88,7 +92,14 @@ def dry_run(
             cursor_type=state.cursor_type,
             override=request.overrides.get(table.name),
         )
-        entry = TablePlan(table.name, "planned", cursor=table.config.cursor, window=window)
+        entry = TablePlan(
+            table.name,
+            "planned",
+            cursor=table.config.cursor,
+            mode=table.config.mode,
+            reconcile=state.reconcile or table.config.mode == "full",
+            window=window,
+        )
         if window.source == "full" and state.reason != "final":
             entry.reason = f"every row: {state.reason}"
         try:
@@ -112,13 +123,23 @@ def _count(source: Any, name: str, config: Any, window: ExportWindow, entry: Tab
             configured_columns=config.columns,
             cursor=config.cursor,
             primary_key=config.primary_key,
+            mode=config.mode,
         )
-        predicate = window_predicate(plan, window)
+        if config.mode == "xmin":
+            # The exporter's own range, against the source's xmax now.
+            cur.execute("SELECT pg_snapshot_xmax(pg_current_snapshot())::text")
+            xmax = cur.fetchone()
+            predicate = xmin_predicate(xmin_range(window.watermark, int(xmax[0]) if xmax else 0))
+        elif config.mode == "full":
+            predicate = sql.SQL("TRUE")
+        else:
+            predicate = window_predicate(plan, window)
         cur.execute(sql.SQL("SELECT count(*) FROM {} WHERE {}").format(plan.relation, predicate))
         row = cur.fetchone()
         entry.predicate = predicate.as_string(source)
     entry.waiting_rows = int(row[0]) if row else 0
-    entry.chunks = math.ceil(entry.waiting_rows / config.max_rows_per_chunk)
+    # Mode full exports in one chunk, whatever max_rows_per_chunk says.
+    entry.chunks = 1 if config.mode == "full" else math.ceil(entry.waiting_rows / config.max_rows_per_chunk)
 
 
 def describe_window(window: ExportWindow | None) -> str:
@@ -126,6 +147,9 @@ def describe_window(window: ExportWindow | None) -> str:
         return "-"
     if window.watermark is None:
         return "every row (full export)"
+    if window.source == "final" and window.watermark.isdigit() and not window.lookback_seconds:
+        # xmin mode's watermark is a transaction id; an integer cursor's has no lookback either.
+        return f">= {window.watermark} (from last merged run)"
     lookback = f" - {window.lookback_seconds}s lookback" if window.lookback_seconds else ""
     origin = {"final": "last merged run", "initial_watermark": "initial_watermark", "since": "--since"}
     return f">= {window.watermark}{lookback} (from {origin.get(window.source, window.source)})"
