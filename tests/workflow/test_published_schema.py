@@ -5,8 +5,9 @@ modes ``xmin`` and ``full`` and ``hard_deletes: reconcile``, through the CLI a u
 
 Then pgbench's built-in TPC-B-like transactions update balances, rows are deleted outright and
 inserted, and the next sync must leave FINAL equal to the source for every table. The fourth
-pgbench table, ``pgbench_history``, has no primary key or unique column; no key-based sync can
-merge it, and ``config validate`` says so, so it is left out here as a user would.
+pgbench table, ``pgbench_history``, has no primary key or unique column: no key-based sync can
+merge its rows (``config validate`` warns that no unique index covers a key), so it is left out
+here as a user would leave it out.
 """
 
 from __future__ import annotations
