@@ -26,6 +26,7 @@ from psycopg2 import sql
 
 from aurora_sync.config import TableConfig, put_table_config
 from aurora_sync.errors import ConfigError
+from aurora_sync.ledger import Ledger, read_history
 from aurora_sync.load_history import refresh_prefix
 from aurora_sync.settings import runtime_settings
 from aurora_sync.source_catalog import read_columns
@@ -806,7 +807,13 @@ def test_mode_full_makes_final_equal_the_snapshot_or_fails_naming_both_counts(la
     for table, keys, chunks in ((exact, b"1\n3\n", 1), (off, b"1\n3\n4\n", 2)):
         result = with_keys(lab, table, export(table, run_id), keys)
         # As the exporter reports a mode full run: no cursor, its snapshot typed "none".
-        snapshot = {**result["snapshot"], "cursor_type": "none", "max_cursor": None}
+        snapshot = {
+            **result["snapshot"],
+            "cursor_type": "none",
+            "max_cursor": None,
+            "xmin": "4294967296123",  # past the first wraparound: kept as 64-bit text
+            "xmax": "4294967296130",
+        }
         results.append({**result, "mode": "full", "cursor": None, "snapshot": snapshot, "chunks": chunks})
     output, _ = poll(verify_event(run_id, started_at, results))
     verdicts = by_table(output)
@@ -814,6 +821,11 @@ def test_mode_full_makes_final_equal_the_snapshot_or_fails_naming_both_counts(la
     assert [r["ID"] for r in final_rows(lab, exact)] == [1, 3]
     run = ledger_run(lab, exact, run_id)
     assert (run["MODE"], run["CURSOR_COLUMN"], run["CURSOR_TYPE"]) == ("full", "", "none")
+    (merged,) = read_history(lab.sf, Ledger(lab.setup.database, lab.setup.staging_schema), [exact.target])[
+        exact.target
+    ]
+    assert (merged.mode, merged.cursor_column, merged.reconciled) == ("full", None, True)
+    assert (merged.snapshot_xmin, merged.snapshot_xmax) == ("4294967296123", "4294967296130")
     failed = verdicts[off.name]
     assert (failed["outcome"], failed["error"], failed["rows_deleted"]) == ("FAILED", "RowsMissing", 1)
     assert "holds 2 row(s)" in failed["reason"] and "snapshot has 3" in failed["reason"]
