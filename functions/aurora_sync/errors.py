@@ -94,6 +94,15 @@ class WarehouseQueryFailed(TerminalError):
     """A Snowflake statement failed for a reason retrying cannot fix (SQL, data, unsupported)."""
 
 
+class RowsMissing(TerminalError):
+    """FINAL lacks rows the source has (a key snapshot names keys FINAL does not hold, or a full
+    table's row count differs from its snapshot's): a full resync of the table restores them."""
+
+
+class KeySnapshotIncomplete(TerminalError):
+    """A run's key snapshot did not load whole into its KEYS table, so no row was deleted."""
+
+
 class SecretsAccessDenied(TerminalError):
     """Vault refused the login or the read (role binding, policy, server-id header)."""
 

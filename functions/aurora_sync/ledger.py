@@ -14,7 +14,10 @@ horizon, MAX(cursor) samples), the window the run read, and the primary key it w
 ``MERGED_AT`` is set only when the run's rows reached FINAL and nothing was quarantined. The
 planner derives the next window from these rows (``planning.next_watermark``), so a run that
 failed half-way never moves it. ``LAYOUT`` is the fingerprint of the file layout the run was
-exported with (``layout``).
+exported with (``layout``). ``MODE`` is the table's sync mode (NULL on older rows: cursor),
+``SNAPSHOT_XMIN``/``SNAPSHOT_XMAX`` the snapshot's 64-bit xids (an xmin-mode window starts at the
+newest merged run's xmin); a reconciling run records its key snapshot's ``KEY_ROWS``, and once its
+FINAL rows without a source key were removed, ``ROWS_DELETED`` and ``RECONCILED_AT``.
 
 ``_AURORA_SYNC_LAYOUTS``, one row per table and layout: the columns behind a fingerprint,
 written by the planner when a table's layout changes. With the newest merged run's layout the
@@ -89,6 +92,8 @@ class RunRecord:
     rows: int = 0
     merged: bool = False
     layout: str | None = None  # fingerprint of the file layout the run exported with
+    mode: str = "cursor"
+    key_rows: int | None = None  # reconciling runs: the key snapshot's rows
 
 
 def _iso(moment: datetime) -> str:
@@ -132,10 +137,11 @@ def record_runs(
             cur.executemany(
                 f"INSERT INTO {ledger.runs} (TARGET, RUN_ID, SNAPSHOT_ORDER, SOURCE_TIME, HORIZON, "
                 "CURSOR_TYPE, CURSOR_COLUMN, MAX_CURSOR, SAMPLE_TIME, SAMPLE_MAX, WINDOW_START, PRIMARY_KEY, "
-                "FILE_COUNT, ROWS_LOADED, ACCOUNTED_AT, MERGED_AT, LAYOUT) "
+                "FILE_COUNT, ROWS_LOADED, ACCOUNTED_AT, MERGED_AT, LAYOUT, MODE, SNAPSHOT_XMIN, "
+                "SNAPSHOT_XMAX, KEY_ROWS) "
                 "VALUES (?, ?, CAST(? AS NUMBER(38,0)), CAST(? AS TIMESTAMP_TZ), CAST(? AS TIMESTAMP_TZ), "
                 "?, ?, ?, CAST(? AS TIMESTAMP_TZ), ?, ?, ?, ?, ?, CURRENT_TIMESTAMP(), "
-                "CASE WHEN ? THEN CURRENT_TIMESTAMP() END, ?)",
+                "CASE WHEN ? THEN CURRENT_TIMESTAMP() END, ?, ?, ?, ?, ?)",
                 [
                     (
                         run.target,
@@ -154,6 +160,10 @@ def record_runs(
                         run.rows,
                         run.merged,
                         run.layout,
+                        run.mode,
+                        run.snapshot.xmin,
+                        run.snapshot.xmax,
+                        run.key_rows,
                     )
                     for run in runs
                 ],
@@ -209,6 +219,23 @@ def mark_merged(conn: Any, ledger: Ledger, run_id: str, merged: Sequence[tuple[s
         cur.close()
 
 
+def mark_reconciled(conn: Any, ledger: Ledger, run_id: str, deleted: Sequence[tuple[str, int]]) -> None:
+    """After the reconcile DELETE of each ``(target, rows deleted)``: the run's key snapshot was
+    applied to FINAL (the planner counts reconciling runs from here)."""
+    if not deleted:
+        return
+    cur = conn.cursor()
+    try:
+        with warehouse_errors(f"recording {len(deleted)} reconciliation(s) in the ledger {ledger.runs}"):
+            cur.executemany(
+                f"UPDATE {ledger.runs} SET ROWS_DELETED = ?, RECONCILED_AT = CURRENT_TIMESTAMP() "
+                "WHERE RUN_ID = ? AND TARGET = ?",
+                [(rows, run_id, target) for target, rows in deleted],
+            )
+    finally:
+        cur.close()
+
+
 @dataclass(frozen=True)
 class MergedRun:
     """A run whose rows reached FINAL, as the planner needs it."""
@@ -226,10 +253,10 @@ class MergedRun:
     cursor_column: str | None
     layout: str | None = None  # the fingerprint it was exported with (None: recorded before layouts)
     layout_columns: str | None = None  # that layout's columns as JSON (``layout.loads``), if recorded
-    mode: str = "cursor"  # the table's mode when it ran (runs recorded before modes: cursor)
-    snapshot_xmin: str | None = None  # pg_snapshot_xmin of its first chunk (decimal xid8)
+    mode: str = "cursor"  # the sync mode it ran in (runs recorded before modes: cursor)
+    snapshot_xmin: str | None = None  # the snapshot's 64-bit xmin (decimal), where an xmin window starts
     snapshot_xmax: str | None = None
-    reconciled: bool = False  # its key snapshot removed the rows the source no longer had
+    reconciled: bool = False  # its key snapshot was applied: FINAL rows without a source key removed
 
 
 def _aware(value: Any) -> datetime:
@@ -249,7 +276,8 @@ def read_history(conn: Any, ledger: Ledger, tables: Sequence[str]) -> dict[str, 
             cur.execute(
                 "SELECT r.TARGET, r.RUN_ID, r.SNAPSHOT_ORDER::VARCHAR, r.SOURCE_TIME, r.HORIZON, "
                 "r.CURSOR_TYPE, r.MAX_CURSOR, r.SAMPLE_TIME, r.SAMPLE_MAX, r.WINDOW_START, r.PRIMARY_KEY, "
-                "r.CURSOR_COLUMN, r.LAYOUT, y.COLUMNS "
+                "r.CURSOR_COLUMN, r.LAYOUT, y.COLUMNS, r.MODE, r.SNAPSHOT_XMIN, r.SNAPSHOT_XMAX, "
+                "r.RECONCILED_AT IS NOT NULL "
                 f"FROM {ledger.runs} AS r "
                 f"LEFT JOIN (SELECT TARGET, LAYOUT, MAX(COLUMNS) AS COLUMNS FROM {ledger.layouts} "
                 f"WHERE TARGET IN ({marks}) GROUP BY TARGET, LAYOUT) AS y "
@@ -277,6 +305,10 @@ def read_history(conn: Any, ledger: Ledger, tables: Sequence[str]) -> dict[str, 
         column,
         layout,
         layout_columns,
+        mode,
+        xmin,
+        xmax,
+        reconciled,
     ) in rows:
         history[str(table)].append(
             MergedRun(
@@ -290,9 +322,14 @@ def read_history(conn: Any, ledger: Ledger, tables: Sequence[str]) -> dict[str, 
                 sample_max=None if s_max is None else str(s_max),
                 window_start=None if start is None else str(start),
                 primary_key=tuple(json.loads(key)) if key else (),
-                cursor_column=None if column is None else str(column),
+                # '' is how a run without a cursor (modes xmin, full) fills the NOT NULL column.
+                cursor_column=str(column) if column else None,
                 layout=None if layout is None else str(layout),
                 layout_columns=None if layout_columns is None else str(layout_columns),
+                mode="cursor" if mode is None else str(mode),
+                snapshot_xmin=None if xmin is None else str(xmin),
+                snapshot_xmax=None if xmax is None else str(xmax),
+                reconciled=bool(reconciled),
             )
         )
     for runs in history.values():

@@ -82,5 +82,10 @@ class SnowflakeObjects:
         return self._in(self.staging_schema, f"{self.target}_MERGE")
 
     @property
+    def keys_table(self) -> str:
+        """STAGING table the verifier loads a run's key snapshot into (hard-delete reconciliation)."""
+        return self._in(self.staging_schema, f"{self.target}_KEYS")
+
+    @property
     def retention_task(self) -> str:
         return self._in(self.staging_schema, f"{self.target}_RETENTION")

@@ -59,7 +59,7 @@ class TableSpec:
     columns: list[ColumnMapping]
     snowflake_names: list[str]
     primary_key: list[str]  # Snowflake names
-    cursor: str | None  # Snowflake name; None outside mode "cursor"
+    cursor: str | None  # Snowflake name; None in modes xmin and full
     soft_delete: str | None  # Snowflake name
     soft_delete_is_boolean: bool
     soft_delete_mode: str
@@ -93,16 +93,17 @@ def table_spec(
         primary_key=primary_key,
         mode=mode,
     )
-    source_names = [c.name for c in plan.columns]
+    plan_columns = plan.columns
+    source_names = [c.name for c in plan_columns]
     snowflake_names = snowflake_columns(source_names, table=name)
     by_source = dict(zip(source_names, snowflake_names, strict=True))
-    mappings = [map_column(c.name, c.pg_type) for c in plan.columns]
+    mappings = [map_column(c.name, c.pg_type) for c in plan_columns]
     soft_delete_boolean = False
     if soft_delete_column:
         if soft_delete_column not in by_source:
             raise SqlConfigError(f"table {name!r}: soft_delete_column {soft_delete_column!r} is not exported")
         soft_delete_boolean = (
-            next(c for c in plan.columns if c.name == soft_delete_column).pg_type.name == "bool"
+            next(c for c in plan_columns if c.name == soft_delete_column).pg_type.name == "bool"
         )
     return TableSpec(
         name=name,
@@ -137,6 +138,15 @@ def columns_ddl(spec: TableSpec, *, final: bool) -> list[str]:
             f"{quote(ROW_COLUMN)} NUMBER",
             f"{quote(LOADED_AT_COLUMN)} TIMESTAMP_TZ",
         ]
+    return lines
+
+
+def keys_columns_ddl(spec: TableSpec) -> list[str]:
+    """The key snapshot table: the primary key in STAGING's types (the key files are CSV written
+    with the data files' export expressions, so they load like STAGING does), then the file."""
+    by_name = dict(zip(spec.snowflake_names, spec.columns, strict=True))
+    lines = [f"{quote(k)} {by_name[k].staging_type}" for k in spec.primary_key]
+    lines.append(f"{quote(FILE_COLUMN)} VARCHAR")
     return lines
 
 
@@ -395,3 +405,96 @@ def drift_additions(
         if name not in final_have:
             statements.append(add_column(objects.final_table, name, mapping.final_type))
     return statements
+
+
+# --- key snapshots (hard-delete reconciliation) -------------------------------------------------
+# A key snapshot file as the exporter names it (work.KEY_SNAPSHOT_PREFIX): the only text the
+# verifier formats into its COPY (FILES takes no bind variables), so anything else is refused.
+KEY_FILE = re.compile(
+    r"^_aurora_sync_keys/(?P<table>[a-z][a-z0-9_]{0,62})/[0-9]{4}/[0-9]{2}/[0-9]{2}/[0-9]{2}/"
+    r"s[0-9]{26}-[0-9a-f-]{36}[.]csv(_part[0-9]+)?$"
+)
+_FILE_FORMAT = re.compile(r"FILE_FORMAT\s*=\s*(\([^)]*\))", re.I)
+
+
+def key_conversion(final_data_type: str, reference: str) -> str:
+    """A KEYS column (STAGING's type) as FINAL holds it: the MERGE's conversion (``typemap``),
+    which differs from the identity only where STAGING keeps JSON text (VARIANT, ARRAY)."""
+    kind = final_data_type.upper()
+    if kind == "VARIANT":
+        return f"PARSE_JSON({reference})"
+    if kind == "ARRAY":
+        return f"PARSE_JSON({reference})::ARRAY"
+    return reference
+
+
+def key_copy_statement(
+    keys_table: str, key_columns: Sequence[str], pipe: PipeSource, table: str, files: Sequence[str]
+) -> str:
+    """``COPY INTO <KEYS>`` of a run's key files, from the stage and file format the table's pipe
+    reads with (``pipe``: its location ends in ``/<table>/``). Synchronous, in the caller's
+    session: FORCE reloads a file a retried call loaded before, and ABORT_STATEMENT loads every
+    file whole or nothing."""
+    suffix = f"/{table}/"
+    if not pipe.location.endswith(suffix):
+        raise SqlConfigError(f"pipe location {pipe.location!r} does not end in {suffix!r}")
+    stage = pipe.location[: -len(suffix)]
+    file_format = _FILE_FORMAT.search(pipe.options)
+    if file_format is None:
+        raise SqlConfigError(f"pipe options {pipe.options!r} name no FILE_FORMAT")
+    for name in files:
+        match = KEY_FILE.match(name)
+        if match is None or match.group("table") != table:
+            raise SqlConfigError(f"{name!r} is not a key snapshot file of table {table!r}")
+    fields = [f"${n}" for n in range(1, len(key_columns) + 1)]
+    listed = ", ".join("'" + name + "'" for name in files)  # checked against KEY_FILE above
+    columns = ", ".join(quote(c) for c in [*key_columns, FILE_COLUMN])
+    return (
+        f"COPY INTO {keys_table} ({columns})\n"
+        f"FROM (SELECT {', '.join(fields)}, METADATA$FILENAME FROM {stage}/)\n"
+        f"FILES = ({listed})\n"
+        f"FILE_FORMAT = {file_format.group(1)}\n"
+        "FORCE = TRUE\nON_ERROR = ABORT_STATEMENT"
+    )
+
+
+def key_match(key_columns: Sequence[str], final_types: dict[str, str]) -> str:
+    """``k.<key> = f.<key>`` for each key column, KEYS converted to FINAL's type as the MERGE
+    converts STAGING (aliases: ``k`` the KEYS table, ``f`` FINAL)."""
+    return " AND ".join(
+        f"{key_conversion(final_types[c], f'k.{quote(c)}')} = f.{quote(c)}" for c in key_columns
+    )
+
+
+def reconcile_delete(
+    objects: SnowflakeObjects, key_columns: Sequence[str], final_types: dict[str, str], files: int
+) -> str:
+    """Remove the FINAL rows whose key the key snapshot lacks, never one written after it.
+
+    Binds: the key snapshot's order, then the ``files`` key file names. A row FINAL holds from a
+    later snapshot (``_AURORA_SYNC_SNAPSHOT`` > order) was written after the snapshot was taken,
+    so its absence from the snapshot says nothing. Without files (an empty table) every row up to
+    the snapshot goes.
+    """
+    snapshot = f"COALESCE(f.{quote(SNAPSHOT_COLUMN)}, 0) <= CAST(? AS NUMBER(38,0))"
+    if not files:
+        return f"DELETE FROM {objects.final_table} AS f WHERE {snapshot}"
+    marks = ", ".join("?" for _ in range(files))
+    return (
+        f"DELETE FROM {objects.final_table} AS f WHERE {snapshot} AND NOT EXISTS ("
+        f"SELECT 1 FROM {objects.keys_table} AS k WHERE k.{quote(FILE_COLUMN)} IN ({marks}) "
+        f"AND {key_match(key_columns, final_types)})"
+    )
+
+
+def missing_keys_query(
+    objects: SnowflakeObjects, key_columns: Sequence[str], final_types: dict[str, str], files: int
+) -> str:
+    """How many keys of the snapshot FINAL lacks, with one of them: binds the ``files`` names."""
+    marks = ", ".join("?" for _ in range(files))
+    keys = ", ".join(f"k.{quote(c)}::VARCHAR" for c in key_columns)
+    return (
+        f"SELECT COUNT(*) OVER (), {keys} FROM {objects.keys_table} AS k "
+        f"WHERE k.{quote(FILE_COLUMN)} IN ({marks}) AND NOT EXISTS ("
+        f"SELECT 1 FROM {objects.final_table} AS f WHERE {key_match(key_columns, final_types)}) LIMIT 1"
+    )

@@ -18,7 +18,13 @@ Per table, in order:
      task's message; SCHEDULED/EXECUTING → PENDING until ``MERGE_TIMEOUT_SECONDS``; SKIPPED (the
      stream was empty) → MERGED with 0 rows, or EXECUTE TASK again if the stream still holds data
      (the run was skipped because another run of the task was executing).
-  4. MERGED / NOTHING_TO_DO tables get their new watermark (MAX(cursor) of FINAL, one statement)
+  4. A run with a key snapshot (hard deletes, mode full; ``aurora_sync.reconciliation``), once its
+     MERGE task run succeeded: the keys are loaded into the table's KEYS table, a one-chunk run
+     must find every key in FINAL (``RowsMissing``), FINAL rows read at or before the snapshot
+     whose key it lacks are deleted (``rows_deleted``), mode full checks FINAL's row count. Such
+     a run goes through the MERGE task even with an empty window, so files of earlier runs are
+     merged before anything is deleted. The run counts as merged only if all of this held.
+  5. MERGED / NOTHING_TO_DO tables get their new watermark (MAX(cursor) of FINAL, one statement)
      and the freshness lag ``now - watermark``.
 
 A table's final outcome is carried over from ``previous`` unchanged. Errors of one table's
@@ -39,8 +45,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from . import load_history as lh
 from .config import LoadedTable
 from .errors import ConfigError, TerminalError
-from .ledger import AccountedFile, Ledger, RunRecord, mark_merged, record_runs
-from .naming import SnowflakeObjects
+from .ledger import AccountedFile, Ledger, RunRecord, mark_merged, mark_reconciled, record_runs
+from .naming import SnowflakeObjects, snowflake_column
+from .reconciliation import KeySnapshot, Reconciled, reconcile
 from .source_snapshot import order_of_key
 from .work import ExportResult
 
@@ -114,6 +121,10 @@ class TableVerdict(_Model):
     # is: FINAL matches the source as of then, so the lag can never be negative or run ahead.
     source_time: str | None = None
     freshness_lag_seconds: float | None = None
+    # Reconciling runs: the key snapshot's rows, and the FINAL rows removed because the source no
+    # longer has their key (None: no key snapshot applied).
+    key_rows: int | None = None
+    rows_deleted: int | None = None
 
 
 class PlanFailure(_Model):
@@ -216,6 +227,14 @@ class _Table:
     export: ExportResult | None = None
     loads: dict[str, lh.FileLoad] = field(default_factory=dict)
     carried: bool = False  # final outcome taken from ``previous``: nothing to re-read
+    # FINAL may lack keys of the source only through soft deletes in "delete" mode (or when the
+    # config could not be read, which says nothing either way): then no missing-rows check.
+    soft_deletes_remove: bool = True
+
+    @property
+    def reconciling(self) -> bool:
+        export = self.export
+        return export is not None and (export.reconcile or export.mode == "full")
 
     def loaded_until(self, default: datetime) -> datetime:
         """When the last of this table's files was loaded (by Snowflake's clock)."""
@@ -276,6 +295,10 @@ def verify(
             refreshed_at=before.refreshed_at if before else None,
         )
         table = _Table(verdict, objects)
+        if config is not None:
+            table.soft_deletes_remove = (
+                config.config.soft_delete_column is not None and config.config.soft_delete_mode == "delete"
+            )
         tables.append(table)
         if isinstance(entry, FailedExport):
             table.set(outcome="FAILED", error=entry.error.error, reason=entry.message)
@@ -289,7 +312,11 @@ def verify(
                 reason=f"export of {entry.table} stopped after chunk {entry.chunks} with status MORE; "
                 "the state machine must call the exporter with `next` until EXPORTED or EMPTY",
             )
-        elif entry.snapshot is None or entry.primary_key is None or entry.cursor is None:
+        elif (
+            entry.snapshot is None
+            or entry.primary_key is None
+            or (entry.cursor is None and entry.mode == "cursor")
+        ):
             # An export of an older version: without its snapshot the MERGE cannot order it.
             table.set(
                 outcome="FAILED",
@@ -297,10 +324,21 @@ def verify(
                 reason=f"export of {entry.table} carries no source snapshot (started by an older version); "
                 f'nothing was merged. Rerun it: {{"tables": ["{entry.table}"]}}',
             )
-        elif entry.status == "EMPTY" or not entry.keys:
+        elif table.reconciling and not entry.key_files and entry.key_rows:
+            table.set(
+                outcome="FAILED",
+                error=EXPORT_INCOMPLETE,
+                reason=f"export of {entry.table} reports {entry.key_rows} key(s) but no key snapshot file; "
+                f'nothing was merged or deleted. Rerun it: {{"tables": ["{entry.table}"]}}',
+            )
+        elif (entry.status == "EMPTY" or not entry.keys) and not table.reconciling:
             table.set(outcome="NOTHING_TO_DO")
         else:
+            # A reconciling run with an empty window still runs the MERGE task (files of earlier
+            # runs merge first), then applies its key snapshot.
             table.keys = tuple(entry.keys)
+            if table.reconciling:
+                table.set(key_rows=entry.key_rows)
 
     ledger = Ledger(schemas.database, schemas.staging)
     # An empty window proves the table unchanged as of its snapshot: that run reached FINAL too.
@@ -460,6 +498,8 @@ def _run_record(table: _Table, *, merged: bool) -> RunRecord:
         rows=table.verdict.rows_loaded,
         merged=merged,
         layout=export.layout,
+        mode=export.mode,
+        key_rows=export.key_rows if table.reconciling else None,
     )
 
 
@@ -572,24 +612,72 @@ def _merge(
     _settle(conn, ledger, run_id, succeeded, skipped)
 
 
+def _key_snapshot(table: _Table) -> KeySnapshot:
+    export = table.export
+    assert export is not None and export.snapshot is not None and export.primary_key
+    return KeySnapshot(
+        table=table.verdict.table,
+        objects=table.objects,
+        primary_key=tuple(snowflake_column(c) for c in export.primary_key),
+        order=int(export.snapshot.order),
+        files=tuple(export.key_files),
+        rows=export.key_rows,
+        # One chunk: the data and the keys were read in one snapshot, so FINAL holds every key.
+        check_missing=export.chunks <= 1 and not table.soft_deletes_remove,
+        check_count=export.mode == "full" and not table.soft_deletes_remove,
+    )
+
+
 def _settle(
     conn: Any, ledger: Ledger, run_id: str, succeeded: list[tuple[_Table, datetime]], skipped: set[str]
 ) -> None:
-    """Tables whose MERGE task run succeeded: rows merged, the ledger marked, the outcome."""
+    """Tables whose MERGE task run succeeded: rows merged, key snapshots applied, the ledger
+    marked, the outcome."""
     if not succeeded:
         return
     counted = [(t.verdict.table, t.objects, at) for t, at in succeeded if t.verdict.table not in skipped]
     merged = lh.count_merged_rows(conn, counted)
+    # After the MERGE (it applied every older file) and before the run counts as merged: a run
+    # whose key snapshot failed must be read again.
+    reconciled: dict[str, Reconciled] = reconcile(
+        conn,
+        database=ledger.database,
+        staging_schema=ledger.staging_schema,
+        final_schema=succeeded[0][0].objects.final_schema,
+        snapshots=[_key_snapshot(t) for t, _ in succeeded if t.reconciling],
+    )
     try:
-        marks = [(t.verdict.target, at, t.verdict.quarantined == 0) for t, at in succeeded]
+        marks = [
+            (
+                t.verdict.target,
+                at,
+                t.verdict.quarantined == 0 and reconciled.get(t.verdict.table, Reconciled()).error is None,
+            )
+            for t, at in succeeded
+        ]
         mark_merged(conn, ledger, run_id, marks)
+        mark_reconciled(
+            conn,
+            ledger,
+            run_id,
+            [
+                (t.verdict.target, done.rows_deleted)
+                for t, _ in succeeded
+                if (done := reconciled.get(t.verdict.table)) and done.rows_deleted is not None
+            ],
+        )
     except TerminalError as exc:
         for table, _ in succeeded:
             table.set(outcome="FAILED", error=type(exc).__name__, reason=str(exc))
         return
     for table, _ in succeeded:
         rows = merged.get(table.verdict.table, 0)
-        if table.verdict.quarantined:
+        done = reconciled.get(table.verdict.table)
+        if done is not None:
+            table.set(rows_deleted=done.rows_deleted)
+        if done is not None and done.error is not None:
+            table.set(outcome="FAILED", error=done.error, reason=done.reason, rows_merged=rows)
+        elif table.verdict.quarantined:
             export = table.export
             table.set(
                 outcome="FAILED",

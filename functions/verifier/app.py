@@ -19,13 +19,20 @@ Output (compact: it travels in the execution history, 256 KB per state)::
                  "rows_loaded", "rows_merged", "files", "files_loaded",
                  "missing": [first 10 keys not loaded], "refreshed_at": ISO | null,
                  "merge_query_id": str | null, "watermark": str | null,
-                 "freshness_lag_seconds": float | null}],
+                 "freshness_lag_seconds": float | null,
+                 "key_rows": int | null, "rows_deleted": int | null  (runs with a key
+                 snapshot: its keys, and the FINAL rows removed because the source lacks them)}],
      "summary": null | {"failed_count", "failed": [{"table", "error", "reason"}],
                         "rerun_input": {"tables": [...]}, "cause": <text for the Fail state>}}
 
 ``summary`` is set once ``done``: the Report state fails the execution with ``summary.cause``
 when ``failed_count`` > 0, naming each failed table (planner failures included) with its error
 and the input that reruns only those tables.
+
+A run with a key snapshot (``hard_deletes: reconcile``, mode ``full``) is reconciled after its
+MERGE task succeeded (``aurora_sync.reconciliation``); its table fails with ``KeySnapshotIncomplete``
+(nothing deleted) or ``RowsMissing`` (FINAL lacks source rows; the reason names the full-resync
+rerun input).
 
 The function never sleeps. Per-table problems are outcomes (see ``aurora_sync.verification``);
 errors that concern the whole call (Snowflake unreachable or refusing us, Vault) are raised as

@@ -27,6 +27,7 @@ from aurora_sync.snowflake_objects import (
     TableSpec,
     columns_ddl,
     drift_additions,
+    keys_columns_ddl,
     pipe_statement,
     staging_columns,
     table_spec,
@@ -184,6 +185,13 @@ def render_table(setup: SnowflakeSetup, spec: TableSpec) -> list[str]:
             f"aurora-sync STAGING for {spec.name}: what Snowpipe loaded",
         ),
         _table(objects.final_table, columns_ddl(spec, final=True), f"aurora-sync FINAL for {spec.name}"),
+        # Written only by the verifier (a COPY of a run's key snapshot, then deleted again); the
+        # STAGING future grants give the service role SELECT, INSERT and DELETE on it.
+        _table(
+            objects.keys_table,
+            keys_columns_ddl(spec),
+            f"aurora-sync key snapshots of {spec.name}: what the source holds, for hard deletes",
+        ),
         f"CREATE STREAM IF NOT EXISTS {objects.stream} ON TABLE {objects.staging_table} APPEND_ONLY = TRUE",
         render_pipe(setup, spec),
         f"CREATE OR REPLACE TASK {objects.merge_task}\n"

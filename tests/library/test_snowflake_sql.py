@@ -11,6 +11,7 @@ import sqlglot
 from sqlglot import exp
 
 from aurora_sync.errors import SourceObjectMissing
+from aurora_sync.snowflake_objects import PipeSource, key_copy_statement, missing_keys_query, reconcile_delete
 from aurora_sync.source_catalog import SourceColumn
 from aurora_sync.typemap import PgType
 from aurora_sync_ops.snowflake_sql import (
@@ -223,3 +224,58 @@ def test_file_format_keeps_postgres_csv_exact() -> None:
         "ERROR_ON_COLUMN_COUNT_MISMATCH = TRUE",
     ):
         assert option in file_format
+
+
+# --- key snapshots -----------------------------------------------------------------------------------
+def test_every_table_gets_a_keys_table_with_the_key_in_staging_types() -> None:
+    composite = spec(primary_key=["id", "payload"], cursor=None)
+    statements = render_table(SETUP, composite)
+    keys = next(s for s in statements if '"STAGING"."ORDERS_KEYS"' in s.split("(")[0])
+    columns = parse(keys).find(exp.Schema)
+    assert columns is not None
+    assert [c.sql("snowflake") for c in columns.expressions] == [
+        '"ID" DECIMAL(19, 0)',
+        '"PAYLOAD" VARCHAR',  # STAGING keeps JSON as text; the DELETE converts it as the MERGE does
+        '"_AURORA_SYNC_FILE" VARCHAR',
+    ]
+    assert statements.index(keys) < next(i for i, s in enumerate(statements) if "CREATE PIPE" in s)
+    # The service role's STAGING future grants cover it: SELECT, INSERT, DELETE.
+    assert any("SELECT, INSERT, DELETE ON FUTURE TABLES IN SCHEMA" in s for s in render_setup(SETUP))
+
+
+def test_a_table_without_a_cursor_renders_and_its_key_must_exist() -> None:
+    assert spec(cursor=None).cursor is None
+    with pytest.raises(SourceObjectMissing, match="primary_key column"):
+        spec(cursor=None, primary_key=["nope"])
+
+
+def test_reconcile_delete_never_touches_rows_read_after_the_snapshot_and_converts_keys() -> None:
+    objects = SETUP.objects("ORDERS")
+    delete = reconcile_delete(objects, ["ID", "PAYLOAD"], {"ID": "NUMBER", "PAYLOAD": "VARIANT"}, 2)
+    assert delete == (
+        'DELETE FROM "AURORA_SYNC"."FINAL"."ORDERS" AS f WHERE COALESCE(f."_AURORA_SYNC_SNAPSHOT", 0) '
+        "<= CAST(? AS NUMBER(38,0)) AND NOT EXISTS (SELECT 1 FROM "
+        '"AURORA_SYNC"."STAGING"."ORDERS_KEYS" AS k WHERE k."_AURORA_SYNC_FILE" IN (?, ?) '
+        'AND k."ID" = f."ID" AND PARSE_JSON(k."PAYLOAD") = f."PAYLOAD")'
+    )
+    check(delete)
+    assert delete.count("?") == 3  # the snapshot order and the file names are bound, never formatted
+    check(missing_keys_query(objects, ["ID"], {"ID": "NUMBER"}, 1))
+
+
+def test_key_copy_refuses_file_names_the_exporter_never_writes() -> None:
+    source = PipeSource(
+        '@"AURORA_SYNC"."STAGING"."AURORA_SYNC_STAGE"/orders/',
+        'FILE_FORMAT = (FORMAT_NAME = \'"AURORA_SYNC"."STAGING"."AURORA_SYNC_CSV"\')\nPATTERN = \'.*\'',
+    )
+    good = f"_aurora_sync_keys/orders/2026/01/02/03/s{7:026d}-0190a3c4-0000-7000-8000-000000000000.csv"
+    copy = key_copy_statement('"AURORA_SYNC"."STAGING"."ORDERS_KEYS"', ["ID"], source, "orders", [good])
+    assert f"FILES = ('{good}')" in copy and "FORCE = TRUE" in copy and "ON_ERROR = ABORT_STATEMENT" in copy
+    assert 'FROM (SELECT $1, METADATA$FILENAME FROM @"AURORA_SYNC"."STAGING"."AURORA_SYNC_STAGE"/)' in copy
+    for hostile in (
+        good.replace("orders", "other"),
+        good + "') FORCE = FALSE --",
+        "orders/2026/01/02/03/x.csv",
+    ):
+        with pytest.raises(SqlConfigError, match="not a key snapshot file"):
+            key_copy_statement('"K"', ["ID"], source, "orders", [hostile])

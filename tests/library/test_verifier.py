@@ -26,6 +26,7 @@ from psycopg2 import sql
 
 from aurora_sync.config import TableConfig, put_table_config
 from aurora_sync.errors import ConfigError
+from aurora_sync.ledger import Ledger, read_history
 from aurora_sync.load_history import refresh_prefix
 from aurora_sync.settings import runtime_settings
 from aurora_sync.source_catalog import read_columns
@@ -649,3 +650,197 @@ def test_summary_names_failed_tables_with_errors_and_the_rerun_input() -> None:
     ]
     assert len(summarize(long, []).cause) < 32_768
     assert summarize(verdicts[:1], []).failed_count == 0
+
+
+# --- hard deletes: key snapshots ---------------------------------------------------------------------
+COMPOSITE_DDL = (
+    "CREATE TABLE {t} (tenant int, code text, note text, updated_at timestamptz NOT NULL, "
+    "PRIMARY KEY (tenant, code))"
+)
+
+
+def insert_composite(lab: Lab, table: Table, keys: list[tuple[int, str]]) -> None:
+    with lab.admin.cursor() as cur:
+        for tenant, code in keys:
+            cur.execute(
+                sql.SQL("INSERT INTO {t} VALUES (%s, %s, 'n', timestamptz '2026-01-01 00:00:00+00')").format(
+                    t=sql.Identifier(table.schema, table.name)
+                ),
+                (tenant, code),
+            )
+
+
+def with_keys(
+    lab: Lab, table: Table, result: dict[str, Any], *files: bytes, rows: int | None = None
+) -> dict[str, Any]:
+    """The export result of a reconciling run: its key snapshot files, named as the exporter
+    names them (the first chunk's snapshot order), written to the bucket."""
+    order = int(result["snapshot"]["order"])
+    keys = []
+    for body in files:
+        key = f"_aurora_sync_keys/{table.name}/2026/01/01/00/s{order:026d}-{uuid.uuid4()}.csv"
+        lab.s3.put_object(Bucket=lab.bucket, Key=key, Body=body)
+        keys.append(key)
+    counted = sum(len(body.splitlines()) for body in files)
+    return {**result, "reconcile": True, "key_files": keys, "key_rows": counted if rows is None else rows}
+
+
+def composite_final(lab: Lab, table: Table) -> list[tuple[int, str]]:
+    rows = final_rows(lab, table, order='"TENANT", "CODE"')
+    return [(int(r["TENANT"]), str(r["CODE"])) for r in rows]
+
+
+def keys_left(lab: Lab, table: Table) -> int:
+    return int(
+        rows_of(lab.sf, f'SELECT COUNT(*) AS "N" FROM {lab.setup.objects(table.target).keys_table}')[0]["N"]
+    )
+
+
+def ledger_run(lab: Lab, table: Table, run_id: str) -> dict[str, Any]:
+    runs = rows_of(
+        lab.sf,
+        f'SELECT * FROM "{lab.setup.database}"."{lab.setup.staging_schema}"."_AURORA_SYNC_RUNS" '
+        "WHERE TARGET = ? AND RUN_ID = ?",
+        (table.target, run_id),
+    )
+    assert len(runs) == 1
+    return runs[0]
+
+
+def test_key_snapshot_deletes_absent_composite_keys_but_keeps_rows_written_after_it(lab: Lab) -> None:
+    table = make_table(lab, "hard", COMPOSITE_DDL, primary_key=["tenant", "code"])
+    insert_composite(lab, table, [(1, "a"), (1, "b"), (2, "a"), (2, "b,c")])
+    run_id, started_at = start_run()
+    result = export(table, run_id)
+    objects = lab.setup.objects(table.target)
+    order = int(result["snapshot"]["order"])
+    # A version FINAL holds from a later snapshot than the key snapshot: written after it, kept.
+    lab.sf.cursor().execute(
+        f'INSERT INTO {objects.final_table} ("TENANT", "CODE", "NOTE", "_AURORA_SYNC_SNAPSHOT") '
+        "VALUES (3, 'later', 'x', ?)",
+        (order + 1,),
+    )
+    # Gone from FINAL by the key snapshot: (1, "b") (deleted at the source after the data export,
+    # as a hard delete would be seen), and an old row FINAL held before this run (9, "old").
+    lab.sf.cursor().execute(
+        f'INSERT INTO {objects.final_table} ("TENANT", "CODE", "NOTE", "_AURORA_SYNC_SNAPSHOT") '
+        "VALUES (9, 'old', 'x', ?)",
+        (order - 1,),
+    )
+    # A NUMBER and a VARCHAR key column; the quoted "b,c" exercises the CSV quoting of a key field.
+    reconciling = with_keys(lab, table, result, b"1,a\n2,a\n", b'2,"b,c"\n')
+    output, _ = poll(verify_event(run_id, started_at, [reconciling]))
+    verdict = by_table(output)[table.name]
+    assert verdict["outcome"] == "MERGED", verdict
+    assert (verdict["key_rows"], verdict["rows_deleted"]) == (3, 2)
+    assert composite_final(lab, table) == [(1, "a"), (2, "a"), (2, "b,c"), (3, "later")]
+    assert keys_left(lab, table) == 0
+    run = ledger_run(lab, table, run_id)
+    assert run["MERGED_AT"] is not None and run["RECONCILED_AT"] is not None
+    assert (run["MODE"], int(run["KEY_ROWS"]), int(run["ROWS_DELETED"])) == ("cursor", 3, 2)
+
+    # A retried call (the verifier died after the delete): the same snapshot again, nothing more goes.
+    again, _ = poll(verify_event(run_id, started_at, [reconciling]))
+    assert by_table(again)[table.name]["outcome"] == "MERGED"
+    assert by_table(again)[table.name]["rows_deleted"] == 0
+    assert composite_final(lab, table) == [(1, "a"), (2, "a"), (2, "b,c"), (3, "later")]
+    assert keys_left(lab, table) == 0
+
+
+def test_a_key_snapshot_that_loads_partially_or_short_never_deletes(lab: Lab) -> None:
+    bad = make_table(lab, "hardbad", COMPOSITE_DDL, primary_key=["tenant", "code"])
+    short = make_table(lab, "hardshort", COMPOSITE_DDL, primary_key=["tenant", "code"])
+    for table in (bad, short):
+        insert_composite(lab, table, [(1, "a"), (1, "b"), (2, "a")])
+    run_id, started_at = start_run()
+    # One good file and one with a record that is no NUMBER: ABORT_STATEMENT loads neither.
+    bad_result = with_keys(lab, bad, export(bad, run_id), b"1,a\n", b"x,b\n")
+    # Every file loads, but fewer keys than the exporter counted (a lost part file).
+    short_result = with_keys(lab, short, export(short, run_id), b"1,a\n", rows=3)
+    output, _ = poll(verify_event(run_id, started_at, [bad_result, short_result]))
+    verdicts = by_table(output)
+    for table in (bad, short):
+        verdict = verdicts[table.name]
+        assert (verdict["outcome"], verdict["error"]) == ("FAILED", "KeySnapshotIncomplete"), verdict
+        assert verdict["rows_deleted"] is None and "nothing was deleted" in verdict["reason"]
+        assert composite_final(lab, table) == [(1, "a"), (1, "b"), (2, "a")]
+        assert keys_left(lab, table) == 0
+        assert ledger_run(lab, table, run_id)["MERGED_AT"] is None
+    assert "Numeric value 'x' is not recognized" in verdicts[bad.name]["reason"]
+    assert "loaded 1 of 3 key(s)" in verdicts[short.name]["reason"]
+
+
+def test_missing_rows_fail_a_one_chunk_run_and_not_a_multi_chunk_run(lab: Lab) -> None:
+    one = make_table(lab, "missone", COMPOSITE_DDL, primary_key=["tenant", "code"])
+    many = make_table(lab, "missmany", COMPOSITE_DDL, primary_key=["tenant", "code"])
+    for table in (one, many):
+        insert_composite(lab, table, [(1, "a"), (1, "b")])
+    run_id, started_at = start_run()
+    # The key snapshot holds (5, "z"), a row the data export never read (a cursor that did not
+    # move), and lacks (1, "b").
+    one_result = with_keys(lab, one, export(one, run_id), b"1,a\n5,z\n")
+    many_result = {**with_keys(lab, many, export(many, run_id), b"1,a\n5,z\n"), "chunks": 2}
+    output, _ = poll(verify_event(run_id, started_at, [one_result, many_result]))
+    verdicts = by_table(output)
+    failed = verdicts[one.name]
+    assert (failed["outcome"], failed["error"]) == ("FAILED", "RowsMissing"), failed
+    assert "lacks 1 key(s)" in failed["reason"] and '"TENANT": "5"' in failed["reason"]
+    assert (
+        json.dumps({"tables": [one.name], "overrides": {one.name: {"full_resync": True}}}) in failed["reason"]
+    )
+    assert composite_final(lab, one) == [(1, "a"), (1, "b")]  # nothing deleted
+    assert ledger_run(lab, one, run_id)["MERGED_AT"] is None
+    assert keys_left(lab, one) == 0
+    # Several chunks read several snapshots: FINAL may lack a key the snapshot has.
+    passed = verdicts[many.name]
+    assert (passed["outcome"], passed["rows_deleted"]) == ("MERGED", 1), passed
+    assert composite_final(lab, many) == [(1, "a")]
+
+
+def test_mode_full_makes_final_equal_the_snapshot_or_fails_naming_both_counts(lab: Lab) -> None:
+    exact = make_table(lab, "fullok", ORDERS_DDL)
+    off = make_table(lab, "fulloff", ORDERS_DDL)
+    for table in (exact, off):
+        insert_orders(lab, table, 3)
+    run_id, started_at = start_run()
+    results = []
+    for table, keys, chunks in ((exact, b"1\n3\n", 1), (off, b"1\n3\n4\n", 2)):
+        result = with_keys(lab, table, export(table, run_id), keys)
+        # As the exporter reports a mode full run: no cursor, its snapshot typed "none".
+        snapshot = {
+            **result["snapshot"],
+            "cursor_type": "none",
+            "max_cursor": None,
+            "xmin": "4294967296123",  # past the first wraparound: kept as 64-bit text
+            "xmax": "4294967296130",
+        }
+        results.append({**result, "mode": "full", "cursor": None, "snapshot": snapshot, "chunks": chunks})
+    output, _ = poll(verify_event(run_id, started_at, results))
+    verdicts = by_table(output)
+    assert (verdicts[exact.name]["outcome"], verdicts[exact.name]["rows_deleted"]) == ("MERGED", 1)
+    assert [r["ID"] for r in final_rows(lab, exact)] == [1, 3]
+    run = ledger_run(lab, exact, run_id)
+    assert (run["MODE"], run["CURSOR_COLUMN"], run["CURSOR_TYPE"]) == ("full", "", "none")
+    (merged,) = read_history(lab.sf, Ledger(lab.setup.database, lab.setup.staging_schema), [exact.target])[
+        exact.target
+    ]
+    assert (merged.mode, merged.cursor_column, merged.reconciled) == ("full", None, True)
+    assert (merged.snapshot_xmin, merged.snapshot_xmax) == ("4294967296123", "4294967296130")
+    failed = verdicts[off.name]
+    assert (failed["outcome"], failed["error"], failed["rows_deleted"]) == ("FAILED", "RowsMissing", 1)
+    assert "holds 2 row(s)" in failed["reason"] and "snapshot has 3" in failed["reason"]
+    assert ledger_run(lab, off, run_id)["MERGED_AT"] is None
+
+
+def test_an_empty_window_with_a_key_snapshot_still_merges_then_deletes(lab: Lab) -> None:
+    table = make_table(lab, "hardidle", ORDERS_DDL)
+    insert_orders(lab, table, 3)
+    run_id, started_at = start_run()
+    poll(verify_event(run_id, started_at, [export(table, run_id)]))
+    run_id, started_at = start_run()
+    result = export(table, run_id)
+    empty = {**result, "status": "EMPTY", "rows": 0, "files": 0, "keys": [], "bytes": 0}
+    output, _ = poll(verify_event(run_id, started_at, [with_keys(lab, table, empty, b"2\n")]))
+    verdict = by_table(output)[table.name]
+    assert (verdict["outcome"], verdict["rows_deleted"]) == ("MERGED", 2), verdict
+    assert [r["ID"] for r in final_rows(lab, table)] == [2]

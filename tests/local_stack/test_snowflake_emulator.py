@@ -207,6 +207,61 @@ def test_external_stage_reads_local_s3_through_fakesnow_copy(sf: Any, s3: Any, l
     ]
 
 
+def test_copy_into_with_files_force_and_metadata_filename_follows_snowflake(
+    sf: Any, s3: Any, lake: dict[str, str]
+) -> None:
+    """COPY INTO <table> (docs.snowflake.com, COPY INTO <table>): FILES are relative to the FROM
+    location; METADATA$FILENAME in a transformation is the path relative to the stage; the load
+    metadata skips a file loaded before unless FORCE = TRUE; the result names each file by its URL
+    with status LOADED; no file to load answers "Copy executed with 0 files processed."."""
+    table = unique("COPYKEYS")
+    run(sf, f"CREATE OR REPLACE TABLE {DB}.STAGING.{table} (A NUMBER(10,0), B VARCHAR, F VARCHAR)")
+    first, second = f"keys/{table}/a.csv", f"keys/{table}/b.csv"
+    s3.put_object(Bucket=lake["bucket"], Key=first, Body=b"1,one\n2,two\n")
+    s3.put_object(Bucket=lake["bucket"], Key=second, Body=b'3,""\n')
+    copy = (
+        f"COPY INTO {DB}.STAGING.{table} (A, B, F) FROM (SELECT $1, $2, METADATA$FILENAME "
+        f"FROM @{DB}.STAGING.LAKE/) FILES = ('{first}', '{second}') "
+        f"FILE_FORMAT = (FORMAT_NAME = '{DB}.STAGING.PG_CSV') ON_ERROR = ABORT_STATEMENT"
+    )
+    result = run(sf, copy)
+    assert sorted((r["file"], r["status"], r["rows_loaded"]) for r in result) == [
+        (f"s3://{lake['bucket']}/{first}", "LOADED", 2),
+        (f"s3://{lake['bucket']}/{second}", "LOADED", 1),
+    ]
+    assert run(sf, f"SELECT A, B, F FROM {DB}.STAGING.{table} ORDER BY A") == [
+        {"A": 1, "B": "one", "F": first},
+        {"A": 2, "B": "two", "F": first},
+        {"A": 3, "B": "", "F": second},
+    ]
+    # Load metadata: the same files are skipped ...
+    assert run(sf, copy) == [{"status": "Copy executed with 0 files processed."}]
+    # ... unless FORCE = TRUE, which loads them again.
+    again = run(sf, copy.replace("ON_ERROR", "FORCE = TRUE ON_ERROR"))
+    assert sum(r["rows_loaded"] for r in again) == 3
+    assert run(sf, f"SELECT COUNT(*) AS N FROM {DB}.STAGING.{table}") == [{"N": 6}]
+
+
+def test_copy_into_abort_statement_loads_no_file_when_one_has_a_bad_record(
+    sf: Any, s3: Any, lake: dict[str, str]
+) -> None:
+    """ON_ERROR = ABORT_STATEMENT (COPY's default): the first bad record fails the statement and
+    no file of it is loaded, not even the good ones before it."""
+    table = unique("COPYABORT")
+    run(sf, f"CREATE OR REPLACE TABLE {DB}.STAGING.{table} (A NUMBER(10,0), F VARCHAR)")
+    good, bad = f"abort/{table}/1.csv", f"abort/{table}/2.csv"
+    s3.put_object(Bucket=lake["bucket"], Key=good, Body=b"1\n2\n")
+    s3.put_object(Bucket=lake["bucket"], Key=bad, Body=b"3\nx\n")
+    with pytest.raises(ProgrammingError, match="Numeric value 'x' is not recognized"):
+        run(
+            sf,
+            f"COPY INTO {DB}.STAGING.{table} (A, F) FROM (SELECT $1, METADATA$FILENAME "
+            f"FROM @{DB}.STAGING.LAKE/) FILES = ('{good}', '{bad}') FORCE = TRUE "
+            f"FILE_FORMAT = (FORMAT_NAME = '{DB}.STAGING.PG_CSV') ON_ERROR = ABORT_STATEMENT",
+        )
+    assert run(sf, f"SELECT COUNT(*) AS N FROM {DB}.STAGING.{table}") == [{"N": 0}]
+
+
 # --- storage integration ------------------------------------------------------------------------
 def test_desc_integration_gives_the_deploy_handshake(
     sf: Any, aws_session: Any, stack: dict[str, Any], lake: dict[str, str]

@@ -186,12 +186,18 @@ def _column_count_message(duck_message: str, expected: int) -> str:
 
 
 def load_csv(
-    cur: DuckDBPyConnection, path: str, spec: LoadSpec, history_update: tuple[str, list[Any]]
+    cur: DuckDBPyConnection,
+    path: str,
+    spec: LoadSpec,
+    history_update: tuple[str, list[Any]],
+    *,
+    transaction: bool = True,
 ) -> LoadResult:
     """Parse ``path`` and insert its rows into ``spec.target`` in one transaction.
 
     ``history_update`` is ``(sql, params)`` of an UPDATE taking the result's columns as its
-    leading parameters; it runs inside the same transaction.
+    leading parameters; it runs inside the same transaction. ``transaction=False``: the caller
+    holds one open (a COPY statement loads all its files or, aborted, none).
     """
     columns = _target_columns(cur, spec.target)
     if not columns:
@@ -232,7 +238,14 @@ def load_csv(
         return result
     scan_ = _Scan(raw=raw, rejects=rejects, fields=fields, skip=skip)
     try:
-        return _insert(cur, spec, list(zip(targets, select_nodes, strict=True)), scan_, history_update)
+        return _insert(
+            cur,
+            spec,
+            list(zip(targets, select_nodes, strict=True)),
+            scan_,
+            history_update,
+            transaction=transaction,
+        )
     finally:
         for table in (raw, rejects, scan):
             cur.execute(f"DROP TABLE IF EXISTS temp.{table}")
@@ -323,6 +336,8 @@ def _insert(
     columns: list[tuple[tuple[str, str, bool], exp.Expr]],
     scan: _Scan,
     history_update: tuple[str, list[Any]],
+    *,
+    transaction: bool = True,
 ) -> LoadResult:
     raw = scan.raw
     rejected = cur.execute(
@@ -352,7 +367,8 @@ def _insert(
     limit = error_limit_for(spec.on_error, row_parsed)
     skip_file = spec.on_error.upper() != "CONTINUE" and error_count >= limit
 
-    cur.execute("BEGIN TRANSACTION")
+    if transaction:
+        cur.execute("BEGIN TRANSACTION")
     try:
         loaded = 0
         if not skip_file:
@@ -378,9 +394,11 @@ def _insert(
         )
         sql, params = history_update
         cur.execute(sql, [*result_row(result), *params])
-        cur.execute("COMMIT")
+        if transaction:
+            cur.execute("COMMIT")
     except BaseException:
-        cur.execute("ROLLBACK")
+        if transaction:
+            cur.execute("ROLLBACK")
         raise
     return result
 

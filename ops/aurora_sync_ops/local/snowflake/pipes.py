@@ -276,7 +276,12 @@ class Pipes:
             self.registry.put("pipes", name.fq, record)
         return f"Pipe {name.name} successfully created."
 
-    def _parse_copy(self, copy_sql: str, pipe: ObjectName) -> dict[str, Any]:
+    def _parse_copy(  # noqa: PLR0915 - one pass over the COPY's clauses
+        self, copy_sql: str, pipe: ObjectName, *, standalone: bool = False
+    ) -> dict[str, Any]:
+        """A COPY INTO <table> FROM @stage: a pipe's definition, or (``standalone``) a statement
+        run in a session, which also takes FILES, FORCE and ON_ERROR = ABORT_STATEMENT (its
+        default). ``pipe`` names the pipe, or carries only the session's database and schema."""
         statement = parse_one(copy_sql)
         if not isinstance(statement, exp.Copy):
             raise syntax_error("a pipe's definition must be a COPY INTO <table> statement")
@@ -313,7 +318,9 @@ class Pipes:
             )
         if not self._table_exists(target):
             raise does_not_exist("Table", target.fq)
-        pattern, on_error, file_format = None, "SKIP_FILE", {}
+        pattern, on_error, file_format = None, "ABORT_STATEMENT" if standalone else "SKIP_FILE", {}
+        files: list[str] | None = None
+        force = False
         for param in statement.args.get("params") or []:
             key = param.this.name.upper()
             if key == "FILE_FORMAT":
@@ -322,13 +329,24 @@ class Pipes:
                 pattern = param.expression.name
             elif key == "ON_ERROR":
                 on_error = param.expression.name.upper()
+            elif standalone and key == "FILES":
+                values = param.expressions or [param.expression]
+                files = [
+                    v.name
+                    for node in values
+                    for v in (node.expressions if isinstance(node, exp.Tuple) else [node])
+                ]
+            elif standalone and key == "FORCE":
+                force = param.expression.name.upper() == "TRUE" or (
+                    isinstance(param.expression, exp.Boolean) and bool(param.expression.this)
+                )
             elif key in ("FILES", "PURGE", "FORCE", "VALIDATION_MODE", "RETURN_FAILED_ONLY"):
                 raise sql_error(
                     f"SQL compilation error:\nCopy option {key} is not supported in a pipe definition",
                     errno=2000,
                     sqlstate="0A000",
                 )
-        if on_error == "ABORT_STATEMENT":
+        if on_error == "ABORT_STATEMENT" and not standalone:
             raise sql_error(
                 "SQL compilation error:\nON_ERROR = ABORT_STATEMENT is not supported for pipes; use "
                 "SKIP_FILE (the default), SKIP_FILE_<n>, SKIP_FILE_<n>% or CONTINUE",
@@ -351,7 +369,154 @@ class Pipes:
             "pattern": pattern,
             "on_error": on_error,
             "file_format": file_format,
+            "files": files,
+            "force": force,
+            "database": pipe.database,
+            "schema": pipe.schema,
         }
+
+    # --- COPY INTO <table> in a session ------------------------------------------------------
+    def copy_into(self, sql: str, session: Session) -> tuple[list[str], list[list[Any]]]:
+        """Run a COPY INTO <table> FROM @<external stage> synchronously; its result rows.
+
+        As Snowflake documents it: FILES names files relative to the FROM location; files this
+        table's bulk-load metadata shows as loaded are skipped unless FORCE = TRUE; with
+        ON_ERROR = ABORT_STATEMENT (the default for COPY) a bad record or missing file fails the
+        statement and nothing is loaded; otherwise one result row per file (``file`` is the
+        file's URL). No file to load answers the single ``status`` row Snowflake gives.
+        """
+        context = ObjectName(session.database or "-", session.schema or "-", "COPY")
+        copy = self._parse_copy(sql.strip().rstrip(";"), context, standalone=True)
+        target = ObjectName.from_fq(copy["target"])
+        stage_url = copy["stage_url"].rstrip("/") + "/"
+        base = stage_url + copy["path"].lstrip("/")
+        if copy["files"] is not None:
+            urls = [base + name for name in copy["files"]]
+        else:
+            bucket, _, prefix = base[len("s3://") :].partition("/")
+            listed = self.aws("s3").get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
+            urls = [f"s3://{bucket}/{o['Key']}" for page in listed for o in page.get("Contents", [])]
+            if copy["pattern"]:
+                urls = [u for u in urls if re.fullmatch(copy["pattern"], u[len(stage_url) :])]
+        columns = [
+            "file",
+            "status",
+            "rows_parsed",
+            "rows_loaded",
+            "error_limit",
+            "errors_seen",
+            "first_error",
+            "first_error_line",
+            "first_error_character",
+            "first_error_column_name",
+        ]
+        rows: list[list[Any]] = []
+        with self.duck.cursor() as cur:
+            history.ensure_tables(cur, target.database)
+            table = history.copy_table(target.database)
+            if not copy["force"]:
+                loaded = {
+                    str(r[0])
+                    for r in cur.execute(
+                        f"SELECT FILE_URL FROM {table} WHERE PIPE_FQ IS NULL AND STATUS = 'Loaded' "
+                        "AND TABLE_CATALOG_NAME = ? AND TABLE_SCHEMA_NAME = ? AND TABLE_NAME = ?",
+                        list(target.parts()),
+                    ).fetchall()
+                }
+                urls = [u for u in urls if u not in loaded]
+            if not urls:
+                return ["status"], [["Copy executed with 0 files processed."]]
+            options = self._file_format(copy)
+            cur.execute("BEGIN TRANSACTION")
+            try:
+                for url in urls:
+                    rows.append(self._copy_file(cur, copy, (target, table), url, (stage_url, options)))
+                cur.execute("COMMIT")
+            except BaseException:
+                cur.execute("ROLLBACK")
+                raise
+        return columns, rows
+
+    def _copy_file(
+        self,
+        cur: DuckDBPyConnection,
+        copy: dict[str, Any],
+        into: tuple[ObjectName, str],  # the target, and its database's copy history table
+        url: str,
+        source: tuple[str, dict[str, Any]],  # the stage's URL, and the file format's options
+    ) -> list[Any]:
+        target, table = into
+        stage_url, options = source
+        load_id = uuid.uuid4().hex
+        now = utcnow()
+        file_name = url[len(stage_url) :]
+        abort = copy["on_error"] == "ABORT_STATEMENT"
+        bucket, _, key = url[len("s3://") :].partition("/")
+        fd, path = tempfile.mkstemp(prefix="copy-", suffix=os.path.basename(key), dir=self.work_dir)
+        os.close(fd)
+        try:
+            try:
+                self.aws("s3").download_file(bucket, key, path)
+            except Exception as exc:  # noqa: BLE001 - the statement's error, as Snowflake words it
+                message = f"Remote file '{url}' was not found or could not be read: {type(exc).__name__}"
+                if abort:
+                    raise sql_error(message, errno=100038, sqlstate="22000") from None
+                return [url, "LOAD_FAILED", 0, 0, 1, 1, message, None, None, None]
+            cur.execute(
+                f"INSERT INTO {table} (LOAD_ID, PIPE_FQ, FILE_URL, FILE_NAME, STAGE_LOCATION, "
+                "LAST_LOAD_TIME, ROW_COUNT, ROW_PARSED, FILE_SIZE, ERROR_COUNT, ERROR_LIMIT, STATUS, "
+                "TABLE_CATALOG_NAME, TABLE_SCHEMA_NAME, TABLE_NAME) "
+                "VALUES (?, NULL, ?, ?, ?, ?, 0, 0, ?, 0, 1, 'Load in progress', ?, ?, ?)",
+                [load_id, url, file_name, copy["stage_url"], now, os.path.getsize(path), *target.parts()],
+            )
+            spec = LoadSpec(
+                target=target,
+                columns=copy["columns"],
+                select=copy["select"],
+                options=options,
+                on_error="SKIP_FILE" if abort else copy["on_error"],
+                file_name=file_name,
+                extra={
+                    "METADATA$START_SCAN_TIME": f"CAST('{now.isoformat()}' AS TIMESTAMPTZ)",
+                    "METADATA$FILE_LAST_MODIFIED": f"CAST('{now.isoformat()}' AS TIMESTAMPTZ)",
+                    "METADATA$FILE_CONTENT_KEY": f"'{load_id}'",
+                },
+            )
+            update = (
+                f"UPDATE {table} SET {HISTORY_RESULT_SET}, LAST_LOAD_TIME = ?, FIRST_COMMIT_TIME = ? "
+                "WHERE LOAD_ID = ?"
+            )
+            try:
+                result = load_csv(cur, path, spec, (update, [utcnow(), utcnow(), load_id]), transaction=False)
+            except (LookupError, duckdb.Error) as exc:
+                raise sql_error(str(exc).split("\n")[0], errno=100038, sqlstate="22000") from None
+        finally:
+            os.unlink(path)
+        if abort and result.error_count:
+            line = result.first_error_line_number
+            raise sql_error(
+                f"{result.first_error_message}\n  File '{file_name}', line {line}, character "
+                f"{result.first_error_character_pos}\n  Row {line}, column {result.first_error_column_name}\n"
+                "  If you would like to continue loading when an error is encountered, use other values "
+                "such as 'SKIP_FILE' or 'CONTINUE' for the ON_ERROR option.",
+                errno=100038,
+                sqlstate="22018",
+            )
+        status = {"Loaded": "LOADED", "Partially loaded": "PARTIALLY_LOADED"}.get(
+            result.status, "LOAD_FAILED"
+        )
+        return [
+            url,
+            status,
+            result.row_parsed,
+            result.row_count,
+            result.error_limit,
+            result.error_count,
+            result.first_error_message,
+            result.first_error_line_number,
+            result.first_error_character_pos,
+            result.first_error_column_name,
+        ]
 
     def _table_exists(self, name: ObjectName) -> bool:
         with self.duck.cursor() as cur:

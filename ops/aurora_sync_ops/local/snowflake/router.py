@@ -287,6 +287,14 @@ class ControlPlane:
             kind, name = m.group("kind").capitalize(), m.group("name").strip('"')
             verb = {"CREATE": "created", "ALTER": "altered", "DROP": "dropped"}[m.group("verb").upper()]
             return status_sql(f"{kind} {name} successfully {verb}.")
+        if re.match(
+            r"COPY\s+INTO\s+" + QUALIFIED + r"[\s(].*\bFROM\s*\(?\s*(SELECT\b.*?\bFROM\s+)?@",
+            text,
+            re.I | re.S,
+        ):
+            # COPY INTO <table> from a stage: the emulated loader, as a pipe would run it.
+            columns, rows = pipes.copy_into(text, session)
+            return result_sql(columns, rows)
         if re.match(r"(GRANT|REVOKE)\b", text, re.I):
             return status_sql("Statement executed successfully.")
         if re.match(r"CREATE\s+(OR\s+REPLACE\s+)?(STORAGE\s+)?INTEGRATION\b", text, re.I):
