@@ -37,12 +37,13 @@ from .column_types import ColumnType, catalog_type, declared_type, type_change
 from .config import LoadedTable
 from .errors import ConfigError, SourceObjectMissing, SyncError, TerminalError, WarehouseObjectMissing
 from .layout import LayoutColumn, dumps, fingerprint, layout_of
-from .naming import SnowflakeObjects, quote
+from .naming import FILE_COLUMN, SnowflakeObjects, quote
 from .snowflake_objects import (
     PipeDefinition,
     SqlConfigError,
     TableSpec,
     add_column,
+    keys_columns_ddl,
     parse_pipe,
     pipe_statement,
     render_merge,
@@ -238,7 +239,7 @@ def plan_evolution(
             fix=f"between runs: DROP PIPE {objects.pipe}; then {create_command(table.name)}",
         )
         return evolution
-    return _compare(
+    evolution = _compare(
         evolution,
         spec,
         final=final,
@@ -248,6 +249,44 @@ def plan_evolution(
         objects=objects,
         today=today or datetime.now(UTC),
     )
+    if evolution.error is None and needs_keys(table):
+        evolution.statements += _keys_table(spec, columns.staging.get(keys_table_name(table.target)), objects)
+    return evolution
+
+
+def needs_keys(table: LoadedTable) -> bool:
+    """Whether the table's runs export key snapshots (the verifier loads them into its KEYS table)."""
+    return table.config.mode == "full" or table.config.hard_deletes == "reconcile"
+
+
+def keys_table_name(target: str) -> str:
+    return f"{target}_KEYS"
+
+
+def _keys_table(
+    spec: TableSpec, have: Mapping[str, ColumnType] | None, objects: SnowflakeObjects
+) -> list[str]:
+    """The KEYS table a key snapshot loads into, created when missing and re-created when its key
+    columns no longer match STAGING's types (it only holds rows while one verifier call runs, and
+    single flight keeps runs apart, so replacing it loses nothing)."""
+    wanted = {
+        name: declared_type(mapping.staging_type)
+        for name, mapping in zip(spec.snowflake_names, spec.columns, strict=True)
+        if name in spec.primary_key
+    }
+    current = {name: kind for name, kind in (have or {}).items() if name != FILE_COLUMN}
+    if (
+        have is not None
+        and set(current) == set(wanted)
+        and all(type_change(current[name], kind)[0] == "same" for name, kind in wanted.items())
+    ):
+        return []
+    verb = "CREATE TABLE IF NOT EXISTS" if have is None else "CREATE OR REPLACE TABLE"
+    body = ",\n    ".join(keys_columns_ddl(spec))
+    return [
+        f"{verb} {objects.keys_table} (\n    {body}\n) "
+        "COMMENT = 'aurora-sync: key snapshots of reconciling runs, loaded and cleared by the verifier'"
+    ]
 
 
 def _compare(

@@ -77,7 +77,9 @@ from aurora_sync.planning import (
 )
 from aurora_sync.schema_evolution import (
     apply_evolution,
+    keys_table_name,
     layout_record,
+    needs_keys,
     plan_evolution,
     read_pipes,
     read_warehouse_columns,
@@ -176,7 +178,10 @@ def plan_tables(
         database=database,
         staging_schema=staging,
         final_schema=final,
-        targets=sorted({t.target for t in tables}),
+        # KEYS tables too: the schema step creates (or re-creates) those of reconciling tables.
+        targets=sorted(
+            {t.target for t in tables} | {keys_table_name(t.target) for t in tables if needs_keys(t)}
+        ),
     )
     pipes = read_pipes(conn, database=database, staging_schema=staging)
     evolutions, ready = {}, []
