@@ -236,8 +236,8 @@ def test_reconcile_every_second_run_removes_deleted_rows_on_the_due_run(world: W
     # Exactly one of two consecutive runs reconciles, and after it the deletes are in FINAL.
     assert sorted(reconciled) == [False, True], reconciled
     deleted = [
-        first_verdicts["modes_sparse"].get("rows_deleted", 0),
-        second_verdicts["modes_sparse"].get("rows_deleted", 0),
+        first_verdicts["modes_sparse"].get("rows_deleted") or 0,
+        second_verdicts["modes_sparse"].get("rows_deleted") or 0,
     ]
     assert sum(deleted) == 2, deleted
     world.assert_parity("modes_sparse")

@@ -11,8 +11,9 @@ import argparse
 import hashlib
 import logging
 import os
+import time
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import boto3
 import fakesnow.server as fakesnow_server
@@ -59,6 +60,9 @@ def keep_null_timestamps() -> None:
     fakesnow_arrow.timestamp_to_sf_struct = with_nulls
 
 
+_METADATA_RETRIES = 5
+
+
 def constraint_errors_as_snowflake_errors() -> None:
     """fakesnow leaves DuckDB's ConstraintException unhandled, so its server answers HTTP 500 and
     the Snowflake connector retries the statement for minutes instead of raising. Snowflake
@@ -73,19 +77,31 @@ def constraint_errors_as_snowflake_errors() -> None:
     original = FakeSnowflakeCursor._execute
 
     def execute(self: Any, *args: Any, **kwargs: Any) -> Any:
-        try:
-            return original(self, *args, **kwargs)
-        except duckdb.ConstraintException as exc:
-            text = str(exc.args[0]) if exc.args else str(exc)
-            if "NOT NULL constraint failed" in text:
-                raise sf_errors.ProgrammingError(
-                    msg="NULL result in a non-nullable column", errno=100072, sqlstate="22000"
-                ) from exc
+        for attempt in range(_METADATA_RETRIES + 1):
+            try:
+                return original(self, *args, **kwargs)
+            except duckdb.ConstraintException as exc:
+                text = str(exc.args[0]) if exc.args else str(exc)
+                # fakesnow upserts a row of its own table metadata for every CREATE TABLE (MERGE
+                # creates a temporary one); two sessions doing so at once conflict in DuckDB's
+                # optimistic concurrency. That is the emulator's bookkeeping, not the statement's
+                # data, and Snowflake has no such conflict: run the statement again.
+                if "ext_table_catalog" in text and attempt < _METADATA_RETRIES:
+                    time.sleep(0.05 * (attempt + 1))
+                    continue
+                _raise_constraint(text, exc)
+        raise AssertionError("unreachable")
+
+    def _raise_constraint(text: str, exc: Exception) -> NoReturn:
+        if "NOT NULL constraint failed" in text:
             raise sf_errors.ProgrammingError(
-                msg=f"{text.splitlines()[0]} (the local emulator enforces keys; Snowflake does not)",
-                errno=100072,
-                sqlstate="23505",
+                msg="NULL result in a non-nullable column", errno=100072, sqlstate="22000"
             ) from exc
+        raise sf_errors.ProgrammingError(
+            msg=f"{text.splitlines()[0]} (the local emulator enforces keys; Snowflake does not)",
+            errno=100072,
+            sqlstate="23505",
+        ) from exc
 
     FakeSnowflakeCursor._execute = execute  # type: ignore[method-assign]
 
