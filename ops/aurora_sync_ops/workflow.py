@@ -502,6 +502,7 @@ class TableResult:
     rows_exported: int | None = None
     rows_loaded: int | None = None
     rows_merged: int | None = None
+    rows_deleted: int | None = None  # removed from FINAL by a key snapshot (hard deletes)
     freshness_lag_seconds: float | None = None
     source_time: str | None = None  # FINAL matches the source as of this snapshot time
     error: str | None = None
@@ -617,6 +618,7 @@ def collect(description: Mapping[str, Any], events: Sequence[Mapping[str, Any]])
             rows_exported=verdict.get("rows_exported"),
             rows_loaded=verdict.get("rows_loaded"),
             rows_merged=verdict.get("rows_merged"),
+            rows_deleted=verdict.get("rows_deleted"),
             freshness_lag_seconds=verdict.get("freshness_lag_seconds"),
             source_time=verdict.get("source_time"),
             error=verdict.get("error"),
@@ -753,7 +755,12 @@ class Progress:
                 self.emit(
                     f"merged {table}: {verdict.get('rows_merged')} row(s) (exported "
                     f"{verdict.get('rows_exported')}, loaded {verdict.get('rows_loaded')}; "
-                    f"freshness lag {lag})"
+                    + (
+                        f"{verdict['rows_deleted']} deleted at the source removed; "
+                        if verdict.get("rows_deleted") is not None
+                        else ""
+                    )
+                    + f"freshness lag {lag})"
                 )
             elif outcome == "NOTHING_TO_DO":
                 self.emit(f"nothing to do for {table}: no new rows")
@@ -772,7 +779,7 @@ class Progress:
 
 
 # --- report ------------------------------------------------------------------------------------
-_COLUMNS = ("TABLE", "OUTCOME", "EXPORTED", "LOADED", "MERGED", "LAG", "ERROR")
+_COLUMNS = ("TABLE", "OUTCOME", "EXPORTED", "LOADED", "MERGED", "DELETED", "LAG", "ERROR")
 
 
 def _count(value: int | None) -> str:
@@ -792,6 +799,7 @@ def render(result: RunResult) -> str:
                 _count(t.rows_exported),
                 _count(t.rows_loaded),
                 _count(t.rows_merged),
+                _count(t.rows_deleted),
                 _lag(t.freshness_lag_seconds),
                 t.error or "",
             )

@@ -24,6 +24,8 @@ def test_demo_syncs_the_shop_and_proves_parity(local_stack: Stack, stack: dict[s
         "orders",
         "order_items",
         "events",
+        "countries",
+        "wishlist",
     }
     # The late transaction's rows reached FINAL only through the third run's lookback.
     with snowflake.connector.connect(**stack["snowflake"]) as conn:
@@ -32,9 +34,12 @@ def test_demo_syncs_the_shop_and_proves_parity(local_stack: Stack, stack: dict[s
         assert cur.fetchone() == (10,)
     second = {t.table: t for t in result.runs[1][1].tables}
     assert second["customers"].rows_exported == 210  # 200 inserted + 10 soft-deleted
+    # Hard deletes, without a soft-delete column: reconciled from each table's key snapshot.
+    deleted = {name: second[name].rows_deleted for name in ("orders", "wishlist", "countries")}
+    assert deleted == {"orders": 20, "wishlist": 40, "countries": 1}, deleted
     text = summary(result)
     assert "the demo passed: 104,505 source rows, 3 executions" in text
-    assert "Plan → ExportTables → ExportChunk x7 → Wait/Verify x" in text
+    assert "Plan → ExportTables → ExportChunk x9 → Wait/Verify x" in text
     source = psycopg2.connect(stack["postgres"]["admin_dsn"])
     try:
         with source.cursor() as pg_cur:

@@ -222,7 +222,7 @@ def test_failing_table_exits_1_with_the_rerun_command_and_input(
     assert ran.code == 1, ran.err
     arn = execution_arn(ran)
     assert f":execution:{broken.stack_name}-sync:sync-" in arn
-    assert table_row(ran, good) == [good, "MERGED", "4", "4", "4", table_row(ran, good)[5]]
+    assert table_row(ran, good) == [good, "MERGED", "4", "4", "4", "-", table_row(ran, good)[6]]
     assert table_row(ran, ghost)[:2] == [ghost, "FAILED"]
     assert table_row(ran, ghost)[-1] == "SourceObjectMissing"
     assert (
@@ -254,11 +254,12 @@ def test_sync_prints_each_tables_rows_and_succeeds(
 
     assert ran.code == 0, ran.err
     header, row = ran.out.splitlines()[:2]
-    assert header.split() == ["TABLE", "OUTCOME", "EXPORTED", "LOADED", "MERGED", "LAG", "ERROR"]
+    assert header.split() == ["TABLE", "OUTCOME", "EXPORTED", "LOADED", "MERGED", "DELETED", "LAG", "ERROR"]
     assert row.split()[:5] == [table, "MERGED", "5", "5", "5"]
     # The newest row is from 2026-01-01, but FINAL matches the source as of this run's snapshot:
     # the lag is seconds, not the age of the newest row.
-    assert row.split()[5].endswith("s") and "d" not in row.split()[5]
+    assert row.split()[5] == "-"  # hard deletes are not reconciled for this table
+    assert row.split()[6].endswith("s") and "d" not in row.split()[6]
     arn = execution_arn(ran)
     assert arn.endswith(f":execution:{orders.stack_name}-sync:first-{orders.stack_name}")
     assert ran.out.splitlines()[-1] == f"execution: {arn} SUCCEEDED"
@@ -357,7 +358,7 @@ def test_state_machine_arn_runs_on_aws_through_the_boto3_environment(
     assert f"on AWS {aws['region']} with input" in ran.err
     assert execution_arn(ran).startswith(arn.replace(":stateMachine:", ":execution:") + ":sync-")
     # Nothing changed: only the row on the window's boundary (row 8, read inclusively) again.
-    assert table_row(ran, table) == [table, "MERGED", "1", "1", "1", table_row(ran, table)[5]]
+    assert table_row(ran, table) == [table, "MERGED", "1", "1", "1", "-", table_row(ran, table)[6]]
     assert missing.code == 1
     assert missing.err == (
         f"aurora-sync: CloudFormation stack 'no-such-{orders.stack_name}' does not exist in "
@@ -420,7 +421,7 @@ def test_rerun_after_fixing_the_config_runs_only_the_failed_table(
         "tables": [ghost],
         "overrides": {ghost: {"full_resync": True}},
     }
-    assert table_row(ran, ghost) == [ghost, "MERGED", "3", "3", "3", table_row(ran, ghost)[5]]
+    assert table_row(ran, ghost) == [ghost, "MERGED", "3", "3", "3", "-", table_row(ran, ghost)[6]]
     assert good not in ran.out
     assert ran.out.splitlines()[-1] == f"execution: {arn} SUCCEEDED"
     assert f"plan: 1 table(s) to export ({ghost})" in ran.err
