@@ -1,12 +1,14 @@
-"""``make bench``: the six benchmarks one after the other, each in its own process, on one stack.
+"""``make bench``: every benchmark of docs/benchmarks.md but 7 (load), one after the other, each
+in its own process, on one stack.
 
     .venv/bin/python bench/run_all.py [NAME ...] [--state-dir DIR] [--port-base N]
 
 NAME is any of: export (1 and 2: 1M-row export vs psycopg2 pull and dlt; exporter RSS at 1k vs
-1M rows), incremental (3), planner (4), cold-start (5), demo (6); none = all. The stack is the
-one of ``--state-dir`` / ``--port-base`` (or ``AURORA_SYNC_LOCAL_DIR`` / ``AURORA_SYNC_PORT_BASE``;
-default the developer's ``.local``), started when needed and left running. Prints the machine
-first and every benchmark's wall time last.
+1M rows), incremental (3), planner (4), cold-start (5), demo (6), modes (8: xmin vs cursor, full
+and key reconciliation on 1M rows); none = all. The stack is the one of ``--state-dir`` /
+``--port-base`` (or ``AURORA_SYNC_LOCAL_DIR`` / ``AURORA_SYNC_PORT_BASE``; default the
+developer's ``.local``), started when needed and left running. Prints the machine first and every
+benchmark's wall time last.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ BENCHMARKS = {
     "planner": ("planner_bench.py", True),
     "cold-start": ("cold_start_bench.py", False),
     "demo": ("demo_bench.py", True),
+    "modes": ("modes_bench.py", True),
 }
 
 

@@ -1,5 +1,6 @@
 """What each table mode costs, and where it stops being sensible (``config validate`` and the
-planner warn above these sizes; the figures behind them are in docs/benchmarks.md, "Table modes").
+planner warn above these sizes; the figures behind them are benchmark 8 in docs/benchmarks.md,
+"Table modes", measured on the 1M-row bench table of the local stack).
 
 * ``cursor``: an index on the cursor column finds the window; a run reads only changed rows.
 * ``xmin``: there is no index on a row version's transaction id, so every run reads the whole
@@ -10,15 +11,30 @@ planner warn above these sizes; the figures behind them are in docs/benchmarks.m
   it exactly). Above ``FULL_WARN_ROWS`` the export, the load and the MERGE of every row on every
   run cost far more than an incremental mode with ``hard_deletes: reconcile``.
 * ``hard_deletes: reconcile`` exports every primary key on a reconciling run (an index-only scan
-  where PostgreSQL can) and anti-joins them with FINAL; above ``RECONCILE_WARN_ROWS`` reconcile
-  less often (``reconcile_every``).
+  where PostgreSQL chooses one) and anti-joins them with FINAL; above ``RECONCILE_WARN_ROWS``
+  reconcile less often (``reconcile_every``).
+
+The rule behind all three: a mode stops paying off where its per-row work on every run costs as
+much as the run's fixed cost, i.e. where it doubles a run. The fixed cost is an EMPTY mode-cursor
+exporter call, 0.80 s in benchmark 8 (the planner, the Verify loop and the MERGE add more, so the
+break-even sizes below are lower bounds, which is why each is rounded up):
+
+* xmin: a chunk's EXISTS probe, boundary lookup and export SELECT cost PostgreSQL 1,281 ms on 1M
+  rows (149 ms on 100k), ~1.3 µs a row: 0.80 s / 1.3 µs = ~620k rows, so 1M (the old 10M would
+  spend ~13 s scanning on every run, 16x the fixed cost, to find a few changed rows).
+* full: the whole exporter call on 1M rows (data and key snapshot) took 17.1 s, ~17 µs a row, and
+  Snowflake must load and MERGE every row besides: 0.80 s / 17 µs = ~47k rows, so 100k (the old
+  1M meant runs 9x the cost of an incremental one on the exporter alone).
+* reconcile: the key snapshot of 1M keys took 2.0 s to export (6.6 MB), ~2 µs a key, and made an
+  incremental run 1.8x as long: 0.80 s / 2 µs = ~400k keys, so 1M (the old 50M meant ~100 s and
+  ~330 MB of keys on every run).
 """
 
 from __future__ import annotations
 
-XMIN_WARN_ROWS = 10_000_000
-FULL_WARN_ROWS = 1_000_000
-RECONCILE_WARN_ROWS = 50_000_000
+XMIN_WARN_ROWS = 1_000_000
+FULL_WARN_ROWS = 100_000
+RECONCILE_WARN_ROWS = 1_000_000
 
 
 def size_warning(mode: str, hard_deletes: str, rows: int, *, relation: str, every: int = 1) -> str | None:
