@@ -146,7 +146,7 @@ class RunSummary(_Model):
 
     failed_count: int
     failed: list[FailedTable]
-    rerun_input: dict[str, list[str]]
+    rerun_input: dict[str, Any]
     cause: str
 
 
@@ -397,7 +397,12 @@ def summarize(verdicts: list[TableVerdict], plan_failed: list[PlanFailure]) -> R
         for v in verdicts
         if v.outcome == "FAILED"
     ]
-    rerun = {"tables": sorted({f.table for f in failed})}
+    rerun: dict[str, Any] = {"tables": sorted({f.table for f in failed})}
+    # A table missing rows that its window can never reach again is healed only by reading it
+    # in full: the rerun input says so, so a console rerun does not fail the same way.
+    whole = sorted({f.table for f in failed if f.error == "RowsMissing"})
+    if whole:
+        rerun["overrides"] = {name: {"full_resync": True} for name in whole}
     budget = max(80, 24_000 // max(1, len(failed)))
     parts = [f"{f.table} ({f.error}: {_shorten(f.reason, budget)})" for f in failed]
     cause = (

@@ -634,8 +634,10 @@ def _rerun_input(result: RunResult, summary: Any, planned: bool) -> dict[str, An
     if result.status == "RUNNING" or (result.status == "SUCCEEDED" and not result.failed):
         return None
     names: list[str] | None = None
+    healing: dict[str, Any] = {}  # overrides the verifier asks for (a table missing rows: full)
     if isinstance(summary, dict) and summary.get("failed_count"):
         names = list((summary.get("rerun_input") or {}).get("tables") or [])
+        healing = dict((summary.get("rerun_input") or {}).get("overrides") or {})
     elif result.error == "TablesFailed" and result.cause:
         # The verifier's output is the source; the cause repeats it for the console.
         match = _CAUSE_RERUN.search(result.cause)
@@ -653,6 +655,7 @@ def _rerun_input(result: RunResult, summary: Any, planned: bool) -> dict[str, An
     overrides = {
         name: value for name, value in (result.input.get("overrides") or {}).items() if name in names
     }
+    overrides.update({name: value for name, value in healing.items() if name in names})
     document: dict[str, Any] = {"tables": names}
     if overrides:
         document["overrides"] = overrides
