@@ -474,7 +474,13 @@ def parse_table_config(name: str, parameter: str, raw: str, *, secure: bool = Fa
     return LoadedTable(name, parameter, config)
 
 
-def _mark_target_collisions(results: list[TableConfigResult]) -> list[TableConfigResult]:
+def _keys_owner(result: TableConfigResult, by_target: dict[str, list[LoadedTable]]) -> list[LoadedTable]:
+    if not isinstance(result, LoadedTable) or not result.target.upper().endswith("_KEYS"):
+        return []
+    return by_target.get(result.target.upper().removesuffix("_KEYS"), [])
+
+
+def mark_target_collisions(results: list[TableConfigResult]) -> list[TableConfigResult]:
     """Two tables writing the same Snowflake objects would overwrite each other's rows."""
     by_target: dict[str, list[LoadedTable]] = {}
     for result in results:
@@ -484,6 +490,19 @@ def _mark_target_collisions(results: list[TableConfigResult]) -> list[TableConfi
     marked: list[TableConfigResult] = []
     for result in results:
         group = clashing.get(id(result))
+        keyed = _keys_owner(result, by_target)
+        if group is None and keyed and isinstance(result, LoadedTable):
+            # STAGING.<target> would be the other table's key snapshot table, <its target>_KEYS.
+            owners = ", ".join(t.parameter for t in keyed)
+            marked.append(
+                InvalidTable(
+                    result.name,
+                    result.parameter,
+                    f"{result.parameter}: field 'target': Snowflake base name {result.target.upper()!r} is "
+                    f"the key snapshot table of {owners}; give this table another 'target'",
+                )
+            )
+            continue
         if group is None or not isinstance(result, LoadedTable):
             marked.append(result)
             continue
@@ -634,7 +653,7 @@ def load_table_configs(
             parse_table_config(relative, param.name, param.value, secure=param.type == "SecureString")
         )
     results.sort(key=lambda r: r.name)
-    return _mark_target_collisions(results)
+    return mark_target_collisions(results)
 
 
 def select_tables(

@@ -25,6 +25,7 @@ from aurora_sync.config import (
     TableConfigResult,
     default_ssm_client,
     load_table_configs,
+    mark_target_collisions,
     parse_table_config,
 )
 from aurora_sync.errors import ConfigError, TransientError
@@ -326,30 +327,7 @@ def read_config_file(path: Path) -> list[TableConfigResult]:
             continue
         results.append(parse_table_config(str(name), label, raw))
     results.sort(key=lambda r: r.name)
-    return _mark_shared_targets(results)
-
-
-def _mark_shared_targets(results: list[TableConfigResult]) -> list[TableConfigResult]:
-    """Two entries writing the same Snowflake objects would overwrite each other's rows."""
-    by_target: dict[str, list[str]] = {}
-    for result in results:
-        if isinstance(result, LoadedTable):
-            by_target.setdefault(result.target.upper(), []).append(result.parameter)
-    marked: list[TableConfigResult] = []
-    for result in results:
-        if isinstance(result, LoadedTable) and len(by_target[result.target.upper()]) > 1:
-            others = ", ".join(p for p in by_target[result.target.upper()] if p != result.parameter)
-            marked.append(
-                InvalidTable(
-                    result.name,
-                    result.parameter,
-                    f"{result.parameter}: field 'target': Snowflake base name {result.target.upper()!r} is "
-                    f"also used by {others}; give each table its own 'target'",
-                )
-            )
-        else:
-            marked.append(result)
-    return marked
+    return mark_target_collisions(results)
 
 
 # --- local AWS -----------------------------------------------------------------------------

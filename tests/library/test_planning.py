@@ -519,3 +519,19 @@ def test_800_plain_tables_fit_and_an_oversized_plan_is_refused() -> None:
     assert "the plan for 250 table(s) and 0 failed entries is" in message
     assert f"over the planner's budget of {PLAN_BUDGET_BYTES} bytes" in message
     assert "split the tables across two state machines" in message
+
+
+def test_a_target_that_is_another_tables_key_snapshot_table_is_refused() -> None:
+    from aurora_sync.config import mark_target_collisions
+
+    results = mark_target_collisions(
+        [table("orders"), table("audit", target="ORDERS_KEYS"), table("keys_of")]
+    )
+    by_name = {r.name: r for r in results}
+    assert isinstance(by_name["orders"], LoadedTable) and isinstance(by_name["keys_of"], LoadedTable)
+    audit = by_name["audit"]
+    assert isinstance(audit, InvalidTable)
+    assert audit.message == (
+        f"{PATH}audit: field 'target': Snowflake base name 'ORDERS_KEYS' is the key snapshot table of "
+        f"{PATH}orders; give this table another 'target'"
+    )
