@@ -187,6 +187,61 @@ def test_validate_checks_the_source_catalog(
     assert password not in out
 
 
+def test_validate_checks_modes_against_the_catalog_and_the_table_size(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, stack: dict[str, Any], schema: str
+) -> None:
+    conn = psycopg2.connect(stack["postgres"]["admin_dsn"])
+    conn.autocommit = True
+    with conn.cursor() as cur:
+        cur.execute(
+            sql.SQL("CREATE VIEW {} AS SELECT id, note FROM {}").format(
+                sql.Identifier(schema, "orders_view"), sql.Identifier(schema, "orders")
+            )
+        )
+        # A table PostgreSQL estimates (ANALYZE) above the size a full refresh is sensible for.
+        cur.execute(sql.SQL("CREATE TABLE {} (id bigint PRIMARY KEY)").format(sql.Identifier(schema, "big")))
+        cur.execute(
+            sql.SQL("INSERT INTO {} SELECT generate_series(1, 150000)").format(sql.Identifier(schema, "big"))
+        )
+        cur.execute(sql.SQL("ANALYZE {}").format(sql.Identifier(schema, "big")))
+    conn.close()
+    path = write(
+        tmp_path,
+        "modes.json",
+        {
+            "lookup": {"schema": schema, "table": "orders", "primary_key": ["id"], "mode": "xmin"},
+            "viewed": {"schema": schema, "table": "orders_view", "primary_key": ["id"], "mode": "xmin"},
+            "snapshot": {
+                "schema": schema,
+                "table": "orders_view",
+                "primary_key": ["id"],
+                "mode": "full",
+                "target": "SNAPSHOT",
+            },
+            "big": {"schema": schema, "table": "big", "primary_key": ["id"], "mode": "full"},
+        },
+    )
+    code, out, _ = run(
+        capsys, "config", "validate", str(path), "--source-dsn", stack["postgres"]["admin_dsn"], "--json"
+    )
+    by_table = {t["table"]: t for t in json.loads(out)["tables"]}
+    assert code == 1
+    # No cursor column is needed, so none is checked or asked to be indexed.
+    assert by_table["lookup"]["findings"] == []
+    [error] = [f for f in by_table["viewed"]["findings"] if f["severity"] == "error"]
+    assert (
+        error["field"] == "mode"
+        and "which has no row versions (xmin) to compare; use mode 'full'" in error["message"]
+    )
+    assert not [f for f in by_table["snapshot"]["findings"] if f["severity"] == "error"]
+    [size] = [f for f in by_table["big"]["findings"] if f["field"] == "mode"]
+    assert size["severity"] == "warning"
+    assert (
+        "has about 150,000 rows; mode 'full' exports, loads and merges all of them on every run"
+        in size["message"]
+    )
+
+
 # Key columns whose type or whose rows give values FINAL's NOT NULL key cannot hold.
 KEY_TABLES = {
     "num_key": "id numeric PRIMARY KEY",
