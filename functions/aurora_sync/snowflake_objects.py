@@ -476,12 +476,13 @@ def reconcile_delete(
     so its absence from the snapshot says nothing. Without files (an empty table) every row up to
     the snapshot goes.
     """
+    # The alias without AS: the form Snowflake's DELETE reference shows (``DELETE FROM t1 t``).
     snapshot = f"COALESCE(f.{quote(SNAPSHOT_COLUMN)}, 0) <= CAST(? AS NUMBER(38,0))"
     if not files:
-        return f"DELETE FROM {objects.final_table} AS f WHERE {snapshot}"
+        return f"DELETE FROM {objects.final_table} f WHERE {snapshot}"
     marks = ", ".join("?" for _ in range(files))
     return (
-        f"DELETE FROM {objects.final_table} AS f WHERE {snapshot} AND NOT EXISTS ("
+        f"DELETE FROM {objects.final_table} f WHERE {snapshot} AND NOT EXISTS ("
         f"SELECT 1 FROM {objects.keys_table} AS k WHERE k.{quote(FILE_COLUMN)} IN ({marks}) "
         f"AND {key_match(key_columns, final_types)})"
     )

@@ -253,7 +253,7 @@ def test_reconcile_delete_never_touches_rows_read_after_the_snapshot_and_convert
     objects = SETUP.objects("ORDERS")
     delete = reconcile_delete(objects, ["ID", "PAYLOAD"], {"ID": "NUMBER", "PAYLOAD": "VARIANT"}, 2)
     assert delete == (
-        'DELETE FROM "AURORA_SYNC"."FINAL"."ORDERS" AS f WHERE COALESCE(f."_AURORA_SYNC_SNAPSHOT", 0) '
+        'DELETE FROM "AURORA_SYNC"."FINAL"."ORDERS" f WHERE COALESCE(f."_AURORA_SYNC_SNAPSHOT", 0) '
         "<= CAST(? AS NUMBER(38,0)) AND NOT EXISTS (SELECT 1 FROM "
         '"AURORA_SYNC"."STAGING"."ORDERS_KEYS" AS k WHERE k."_AURORA_SYNC_FILE" IN (?, ?) '
         'AND k."ID" = f."ID" AND PARSE_JSON(k."PAYLOAD") = f."PAYLOAD")'
