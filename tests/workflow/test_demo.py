@@ -35,8 +35,8 @@ def test_demo_syncs_the_shop_and_proves_parity(local_stack: Stack, stack: dict[s
     second = {t.table: t for t in result.runs[1][1].tables}
     assert second["customers"].rows_exported == 210  # 200 inserted + 10 soft-deleted
     # Hard deletes, without a soft-delete column: reconciled from each table's key snapshot.
-    deleted = {name: second[name].rows_deleted for name in ("orders", "wishlist", "countries")}
-    assert deleted == {"orders": 20, "wishlist": 40, "countries": 1}, deleted
+    deleted = {name: second[name].rows_deleted for name in ("orders", "order_items", "wishlist", "countries")}
+    assert deleted == {"orders": 20, "order_items": 40, "wishlist": 40, "countries": 1}, deleted
     text = summary(result)
     assert "the demo passed: 104,505 source rows, 3 executions" in text
     assert "Plan → ExportTables → ExportChunk x9 → Wait/Verify x" in text

@@ -198,6 +198,7 @@ CONFIGS: dict[str, dict[str, Any]] = {
         "table": "Order Items",
         "primary_key": ["Order ID", "Line No"],
         "max_rows_per_chunk": 20_000,
+        "hard_deletes": "reconcile",
     },
     "events": {
         "schema": SCHEMA,
@@ -318,6 +319,9 @@ def burst(admin_dsn: str) -> dict[str, int]:
                 "FROM generate_series(1000001, 1001000) i"
             )
             changed["events inserted"] = cur.rowcount
+            # An order removed with its lines, as the application does (the lines reference it).
+            cur.execute('DELETE FROM shop."Order Items" WHERE mod("Order ID", 1000) = 0')
+            changed["order items deleted"] = cur.rowcount
             cur.execute("DELETE FROM shop.orders WHERE mod(id, 1000) = 0")
             changed["orders deleted"] = cur.rowcount
             cur.execute("DELETE FROM shop.wishlist WHERE mod(customer_id, 100) = 0")
