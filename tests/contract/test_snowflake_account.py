@@ -29,7 +29,8 @@ from aurora_sync import verification
 from aurora_sync.errors import WarehouseQueryFailed
 from aurora_sync.ledger import Ledger
 from aurora_sync.load_history import LOADED, TableFiles, read_copy_history
-from aurora_sync.naming import FILE_COLUMN, ROW_COLUMN, SYNCED_AT_COLUMN, quote
+from aurora_sync.naming import FILE_COLUMN, ROW_COLUMN, SNAPSHOT_COLUMN, SYNCED_AT_COLUMN, quote
+from aurora_sync.snowflake_objects import key_copy_statement, missing_keys_query, reconcile_delete
 from aurora_sync.source_catalog import SourceColumn
 from aurora_sync.typemap import UNREPRESENTABLE_COLUMN, PgType
 from aurora_sync.warehouse_db import classify_warehouse_error, connect_warehouse
@@ -40,6 +41,7 @@ from aurora_sync_ops.local.snowflake.pipes import parse_options
 from aurora_sync_ops.snowflake_sql import (
     SnowflakeSetup,
     TableSpec,
+    pipe_source,
     render_merge,
     render_pipe,
     render_setup,
@@ -378,6 +380,49 @@ def test_merge_without_qualify_is_refused_and_the_product_merge_keeps_the_newest
     # The stream's offset moved past every row it held, the stray one included (Snowflake
     # advances a stream consumed by a DML whatever the DML's filters selected).
     assert account.execute(f"SELECT COUNT(*) FROM {objects.stream}") == [(0,)]
+
+
+# --- 3b. Hard deletes: the key snapshot's COPY and the reconciling DELETE ---------------------------
+
+
+@pytest.mark.snowflake_account
+def test_key_snapshot_copy_missing_keys_and_reconcile_delete_run_as_the_verifier_runs_them(
+    account: Account, tmp_path: Path
+) -> None:
+    """The verifier's synchronous COPY of a key file (FILES, FORCE, METADATA$FILENAME from the
+    pipe's stage and file format), its missing-keys query and its DELETE, on the real service."""
+    spec = make_table(account, "reconciles")  # STAGING, FINAL and <TARGET>_KEYS
+    objects = account.setup.objects(spec.target)
+    # FINAL holds ids 1-4 from snapshot 10 and id 6 from snapshot 30, after the key snapshot (20).
+    for key, order in ((1, 10), (2, 10), (3, 10), (4, 10), (6, 30)):
+        account.execute(
+            f'INSERT INTO {objects.final_table} ("ID", {quote(SNAPSHOT_COLUMN)}) SELECT ?, ?', (key, order)
+        )
+    name = f"_aurora_sync_keys/{spec.name}/2026/12/02/10/s{20:026d}-{uuid.UUID(int=7)}.csv"
+    folder, base = name.rsplit("/", 1)
+    staged = tmp_path / base
+    staged.write_bytes(b"1\n3\n5\n")  # id 5: a key FINAL lacks
+    target = f"{account.setup.stage_ref}/{folder}/"
+    account.execute(f"PUT 'file://{staged.as_posix()}' {target} AUTO_COMPRESS = FALSE OVERWRITE = TRUE")
+
+    copy = key_copy_statement(objects.keys_table, ["ID"], pipe_source(account.setup, spec), spec.name, [name])
+    for _ in range(2):  # FORCE: a retried verifier call loads the same file again
+        account.execute(f"DELETE FROM {objects.keys_table} WHERE {quote(FILE_COLUMN)} = ?", (name,))
+        results = account.rows(copy)
+        assert [(r["STATUS"], r["ROWS_LOADED"]) for r in results] == [("LOADED", 3)], results
+    assert account.execute(f"SELECT DISTINCT {quote(FILE_COLUMN)} FROM {objects.keys_table}") == [(name,)]
+
+    final_types = {"ID": "NUMBER"}
+    missing = account.execute(missing_keys_query(objects, ["ID"], final_types, 1), (name,))
+    assert [(int(row[0]), str(row[1])) for row in missing] == [(1, "5")]
+
+    account.execute(reconcile_delete(objects, ["ID"], final_types, 1), (str(20), name))
+    # 2 and 4 are gone; 6 was written after the key snapshot and stays.
+    assert [int(row[0]) for row in account.execute(f'SELECT "ID" FROM {objects.final_table} ORDER BY 1')] == [
+        1,
+        3,
+        6,
+    ]
 
 
 # --- 4. COPY_HISTORY status strings --------------------------------------------------------------
