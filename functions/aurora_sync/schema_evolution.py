@@ -43,12 +43,12 @@ from .snowflake_objects import (
     SqlConfigError,
     TableSpec,
     add_column,
+    config_spec,
     keys_columns_ddl,
     parse_pipe,
     pipe_statement,
     render_merge,
     set_data_type,
-    table_spec,
 )
 from .source_catalog import SourceColumn
 from .warehouse_db import warehouse_errors
@@ -171,21 +171,8 @@ class Evolution:
 
 
 def _spec(table: LoadedTable, catalog: Sequence[SourceColumn]) -> TableSpec:
-    config = table.config
     try:
-        return table_spec(
-            name=table.name,
-            target=table.target,
-            catalog=catalog,
-            schema=config.schema_name,
-            table=config.table,
-            columns=config.columns,
-            primary_key=config.primary_key,
-            cursor=config.cursor,
-            mode=config.mode,
-            soft_delete_column=config.soft_delete_column,
-            soft_delete_mode=config.soft_delete_mode,
-        )
+        return config_spec(table, catalog)
     except SqlConfigError as exc:
         raise ConfigError(f"{exc}.", fix="fix the table config") from None
 

@@ -18,6 +18,7 @@ import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
+from .config import LoadedTable
 from .export_query import build_plan
 from .ledger import Ledger
 from .naming import (
@@ -115,6 +116,24 @@ def table_spec(
         soft_delete=by_source[soft_delete_column] if soft_delete_column else None,
         soft_delete_is_boolean=soft_delete_boolean,
         soft_delete_mode=soft_delete_mode,
+    )
+
+
+def config_spec(loaded: LoadedTable, catalog: Sequence[SourceColumn]) -> TableSpec:
+    """``table_spec`` of a loaded table config: the one place config fields map to its arguments."""
+    config = loaded.config
+    return table_spec(
+        name=loaded.name,
+        target=loaded.target,
+        catalog=catalog,
+        schema=config.schema_name,
+        table=config.table,
+        columns=config.columns,
+        primary_key=config.primary_key,
+        cursor=config.cursor,
+        mode=config.mode,
+        soft_delete_column=config.soft_delete_column,
+        soft_delete_mode=config.soft_delete_mode,
     )
 
 

@@ -14,12 +14,13 @@ from typing import Any
 
 from aurora_sync.config import LoadedTable
 from aurora_sync.errors import SyncError
+from aurora_sync.snowflake_objects import config_spec
 from aurora_sync.source_catalog import read_columns
 from aurora_sync.source_db import source_errors
 from aurora_sync.warehouse_db import warehouse_errors
 
 from .parity import ParityResult, compare
-from .snowflake_sql import SnowflakeSetup, table_spec
+from .snowflake_sql import SnowflakeSetup
 
 
 @dataclass
@@ -49,19 +50,7 @@ def check_parity(
         try:
             with source.cursor() as cur, source_errors(where):
                 catalog = read_columns(cur, config.schema_name, config.table)
-            spec = table_spec(
-                name=table.name,
-                target=table.target,
-                catalog=catalog,
-                schema=config.schema_name,
-                table=config.table,
-                columns=config.columns,
-                primary_key=config.primary_key,
-                cursor=config.cursor,
-                mode=config.mode,
-                soft_delete_column=config.soft_delete_column,
-                soft_delete_mode=config.soft_delete_mode,
-            )
+            spec = config_spec(table, catalog)
             with source_errors(where), warehouse_errors(where):
                 result = compare(
                     source, warehouse, setup, spec, schema=config.schema_name, table=config.table, limit=limit

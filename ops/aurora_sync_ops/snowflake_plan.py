@@ -28,13 +28,14 @@ from aurora_sync.naming import (
     SNAPSHOT_COLUMN,
     SYNCED_AT_COLUMN,
 )
+from aurora_sync.snowflake_objects import config_spec
 from aurora_sync.source_catalog import read_columns
 from aurora_sync.source_db import source_errors
 from aurora_sync.typemap import UNREPRESENTABLE_COLUMN
 from aurora_sync.warehouse_db import warehouse_errors
 
 from .rekey import same_key
-from .snowflake_sql import SnowflakeSetup, TableSpec, render_drift, render_pipe, render_table, table_spec
+from .snowflake_sql import SnowflakeSetup, TableSpec, render_drift, render_pipe, render_table
 
 # state of a table's Snowflake objects, as the plan found them
 NEW = "new"  # neither STAGING nor FINAL exists
@@ -196,19 +197,7 @@ def spec_for(source: Any, loaded: LoadedTable) -> TableSpec:
     config = loaded.config
     with source.cursor() as cur, source_errors(f"table {loaded.name}"):
         catalog = read_columns(cur, config.schema_name, config.table)
-    return table_spec(
-        name=loaded.name,
-        target=loaded.target,
-        catalog=catalog,
-        schema=config.schema_name,
-        table=config.table,
-        columns=config.columns,
-        primary_key=config.primary_key,
-        cursor=config.cursor,
-        mode=config.mode,
-        soft_delete_column=config.soft_delete_column,
-        soft_delete_mode=config.soft_delete_mode,
-    )
+    return config_spec(loaded, catalog)
 
 
 def plan_tables(
