@@ -438,8 +438,8 @@ def validate_table_name(name: str, parameter: str) -> None:
         raise ConfigError(
             f"{parameter}: parameter name {name!r} is not a valid table name: use 1-63 lower-case "
             "letters, digits and _ starting with a letter (it becomes the S3 key prefix and the name "
-            "a rerun uses); rename the parameter, e.g. to "
-            f"{parameter.rsplit('/', 1)[0]}/{_suggest_name(name)}"
+            # From the name alone: a file entry's label holds the file's folders, no part of a name.
+            f"a rerun uses); rename it, e.g. to {_suggest_name(name)!r}"
         )
 
 
