@@ -18,6 +18,8 @@ from datetime import date, datetime, time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import yaml
+
 from aurora_sync.config import (
     DEFAULT_CONFIG_PATH,
     InvalidTable,
@@ -279,6 +281,35 @@ def _reject_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return dict(pairs)
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """SafeLoader that refuses a key written twice in one mapping, at any depth.
+
+    YAML keeps the last of two equal keys without a word, so a second ``mode:`` in an entry
+    would silently win; JSON files are refused for the same thing (``_reject_duplicates``).
+    """
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        first_line: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue  # "<<: *base" then a key of its own overrides on purpose
+            key = self.construct_object(key_node, deep=True)
+            line = key_node.start_mark.line + 1
+            try:
+                first = first_line.get(key)
+            except TypeError:
+                continue  # an unhashable key: SafeLoader's own error names it
+            if first is None:
+                first_line[key] = line
+            else:
+                raise ConfigError(
+                    f"line {line}: key {key!r} appears more than once in the same mapping (first at line "
+                    f"{first}); YAML would silently keep the last one.",
+                    fix="keep one of them",
+                )
+        return super().construct_mapping(node, deep=deep)
+
+
 def _plain_scalar(value: Any) -> Any:
     # YAML turns 2024-01-01 into a date; the config model expects the ISO text the user wrote.
     if isinstance(value, datetime | date | time):
@@ -297,11 +328,9 @@ def read_config_file(path: Path) -> list[TableConfigResult]:
         raise ConfigError(
             f"--config {path}: cannot read it ({exc.strerror}).", fix="pass an existing JSON or YAML file"
         ) from None
-    import yaml
-
     try:
         if path.suffix.lower() in (".yaml", ".yml"):
-            document = yaml.safe_load(text)
+            document = yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
         else:
             document = json.loads(text, object_pairs_hook=_reject_duplicates)
     except ConfigError as exc:

@@ -17,8 +17,9 @@ import psycopg2
 import pytest
 from psycopg2 import sql
 
+from aurora_sync.config import LoadedTable
 from aurora_sync_ops import cli
-from aurora_sync_ops.environment import local_aws_client
+from aurora_sync_ops.environment import local_aws_client, read_config_file
 from aurora_sync_ops.local.stack import Stack
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "tables.yaml"
@@ -401,6 +402,34 @@ def test_errors_are_one_line_without_a_traceback(capsys: pytest.CaptureFixture[s
     code, _, err = run(capsys, "config", "validate", str(broken))
     assert code == 1
     assert err == f"aurora-sync: {broken}: key(s) a appear more than once; keep one\n"
+
+
+def test_duplicate_yaml_keys_are_refused_at_any_depth_naming_key_line_and_file(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    # YAML itself keeps the last of two equal keys; JSON files are refused for it already.
+    nested = tmp_path / "nested.yaml"
+    nested.write_text("artist:\n  table: artist\n  primary_key: [artist_id]\n  mode: full\n  mode: xmin\n")
+    code, out, err = run(capsys, "config", "validate", str(nested))
+    assert (code, out) == (1, "")
+    assert err == (
+        f"aurora-sync: {nested}: line 5: key 'mode' appears more than once in the same mapping (first at "
+        "line 4); YAML would silently keep the last one. Fix: keep one of them\n"
+    )
+    top = tmp_path / "top.yaml"
+    top.write_text("album:\n  table: album\n  primary_key: [id]\n\nalbum:\n  table: albums\n")
+    code, _, err = run(capsys, "config", "validate", str(top))
+    assert code == 1
+    assert f"{top}: line 5: key 'album' appears more than once in the same mapping (first at line 1)" in err
+    # Merge keys (<<) are YAML's way of overriding on purpose: they stay allowed.
+    merged = tmp_path / "merged.yaml"
+    merged.write_text(
+        "base: &base\n  table: album\n  primary_key: [album_id]\n  mode: full\n"
+        "album:\n  <<: *base\n  mode: xmin\n"
+    )
+    loaded = {r.name: r for r in read_config_file(merged)}
+    album = loaded["album"]
+    assert isinstance(album, LoadedTable) and album.config.mode == "xmin"
 
 
 # --- push / pull ---------------------------------------------------------------------------------
