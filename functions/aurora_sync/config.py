@@ -107,6 +107,14 @@ class TableConfig(BaseModel):
         description="Columns that identify a row; the MERGE deduplicates on them. Non-empty, unique.",
         examples=[["id"], ["tenant_id", "order_id"]],
     )
+    primary_key_not_enforced: bool = Field(
+        False,
+        description="true confirms a primary_key that PostgreSQL does not enforce as unique (no primary key "
+        "or valid, non-partial unique index has all its columns in it; any key of a view): "
+        "`config validate` refuses such a key otherwise, because two source rows sharing it become one "
+        "row in FINAL. Set it only when the key is unique by other means.",
+        examples=[True],
+    )
     mode: Literal["cursor", "xmin", "full"] = Field(
         "cursor",
         description="How a run finds changed rows: 'cursor' reads rows whose cursor column is at or past "
@@ -288,9 +296,13 @@ class TableConfig(BaseModel):
 
         Fields a value would be rejected for are left out: ``soft_delete_mode`` without a
         soft-delete column, the cursor's fields outside mode 'cursor', ``reconcile_every`` without
-        reconciliation.
+        reconciliation; and ``primary_key_not_enforced`` unless it is true.
         """
         exclude = {"soft_delete_mode"} if self.soft_delete_column is None else set()
+        if not self.primary_key_not_enforced:
+            # Left out at its default, so a planner deployed before the field existed still
+            # accepts what a newer CLI pushes.
+            exclude.add("primary_key_not_enforced")
         if self.mode != "cursor":
             exclude |= {"cursor", "lookback_seconds", "initial_watermark"}
         if self.hard_deletes != "reconcile":
@@ -332,6 +344,7 @@ _EXPECTS: dict[str, str] = {
     "schema": "a PostgreSQL schema name (string)",
     "table": "a PostgreSQL table name (string)",
     "primary_key": "a list of column names",
+    "primary_key_not_enforced": "true or false (a JSON boolean, not a string)",
     "mode": '"cursor", "xmin" or "full"',
     "cursor": "a column name (string), or null for modes xmin and full",
     "hard_deletes": '"ignore" or "reconcile"',

@@ -5,7 +5,9 @@ parameter (``parse_table_config``), plus the file-wide rule that two entries may
 Snowflake objects. With a source connection, each valid entry is also checked against the
 PostgreSQL catalog: the table, its configured, primary key, cursor and soft-delete columns, and
 then everything else the exporter would refuse (``table_spec`` builds the same plan it does).
-Indexes only produce warnings: a missing one makes runs slow, not wrong.
+A missing cursor index only produces a warning: it makes runs slow, not wrong. A primary key that
+PostgreSQL does not enforce as unique is an error until the entry confirms it
+(``primary_key_not_enforced``): duplicate keys would silently become one row in FINAL.
 
 The primary key must map losslessly: FINAL's key columns are NOT NULL, and the type map turns a
 value Snowflake cannot hold into NULL, so such a key row can never be merged. Key types that
@@ -16,6 +18,7 @@ counts the rows that hold them now.
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -51,17 +54,58 @@ FROM pg_catalog.pg_class c
 JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
 WHERE n.nspname = %(schema)s AND c.relname = %(table)s AND c.relkind IN ('r', 'p', 'v', 'm', 'f')
 """
-# Key columns of every valid, non-partial index, in index order; NULL marks an expression.
+# Every index of the table with what decides whether it enforces uniqueness; key columns in
+# index order, NULL marking an expression.
 _INDEXES_SQL = """
-SELECT i.indisunique,
+SELECT i.indisprimary, i.indisunique, i.indisvalid,
+       pg_catalog.pg_get_expr(i.indpred, i.indrelid),
        ARRAY(SELECT a.attname::text
              FROM unnest(i.indkey::int2[]) WITH ORDINALITY AS k(attnum, n)
              LEFT JOIN pg_catalog.pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum
              WHERE k.n <= i.indnkeyatts
              ORDER BY k.n)
 FROM pg_catalog.pg_index i
-WHERE i.indrelid = %(relid)s AND i.indisvalid AND i.indpred IS NULL
+WHERE i.indrelid = %(relid)s
+ORDER BY i.indisprimary DESC, i.indexrelid
 """
+
+
+@dataclass(frozen=True)
+class _Index:
+    primary: bool
+    unique: bool
+    valid: bool
+    predicate: str | None  # the WHERE clause of a partial index
+    columns: list[str | None]
+
+    @property
+    def usable(self) -> bool:
+        """Valid and whole: the planner can use it to find rows (a cursor's window)."""
+        return self.valid and self.predicate is None
+
+    def enforces(self, key: Sequence[str]) -> bool:
+        """PostgreSQL guarantees that ``key`` is unique in the committed rows.
+
+        A unique index on a subset of the key makes the key unique too. A deferrable constraint
+        counts: it is checked at commit, and an export reads only committed rows. A partial
+        index constrains only the rows its predicate selects, an invalid one (a failed or
+        unfinished CREATE INDEX CONCURRENTLY) was never checked against the existing rows, and an
+        expression index constrains the expression, not the columns.
+        """
+        return self.unique and self.usable and None not in self.columns and set(self.columns) <= set(key)
+
+    def describe(self) -> str:
+        columns = _key_list([c if c is not None else "(expression)" for c in self.columns])
+        if self.primary:
+            return f"the primary key {columns}"
+        if not self.valid:
+            return (
+                f"the invalid unique index {columns} (left by a CREATE INDEX CONCURRENTLY that failed or "
+                "has not finished)"
+            )
+        if self.predicate is not None:
+            return f"the partial unique index {columns} WHERE {self.predicate}"
+        return f"the unique index {columns}"
 
 
 @dataclass(frozen=True)
@@ -136,7 +180,10 @@ def _check_table(conn: Any, table: LoadedTable) -> list[Finding]:
         relid, relkind = int(row[0]), str(row[1])
         catalog = read_columns(cur, schema, name)
         cur.execute(_INDEXES_SQL, {"relid": relid})
-        indexes = [(bool(unique), list(columns)) for unique, columns in cur.fetchall()]
+        indexes = [
+            _Index(bool(primary), bool(unique), bool(valid), predicate, list(columns))
+            for primary, unique, valid, predicate, columns in cur.fetchall()
+        ]
 
     by_name = {column.name: column for column in catalog}
     have = ", ".join(repr(c.name) for c in catalog)
@@ -184,31 +231,43 @@ def _check_table(conn: Any, table: LoadedTable) -> list[Finding]:
     refused = _check_key_types(add, conn, schema, name, key_columns)
     if relkind in ("v", "f"):
         kind = "a view" if relkind == "v" else "a foreign table"
-        add(
-            "warning",
-            "table",
-            f"{relation} is {kind}: PostgreSQL cannot check that the primary key is unique nor index the "
-            "cursor here; make sure the underlying table does both",
-        )
+        _check_key_enforced(add, conn, config, sql.Identifier(schema, name), indexes=None, kind=kind)
+        if config.cursor is not None:
+            add(
+                "warning",
+                "cursor",
+                f"{relation} is {kind}, which has no index of its own: make sure an index of the "
+                f"underlying table starts with {config.cursor!r}, or every incremental run scans it whole",
+            )
         if not refused:
             # Its columns are never NOT NULL in the catalog: only its rows can tell.
             _check_key_values(add, conn, schema, name, key_columns)
         return found
-    _check_key_coverage(add, conn, schema, name, key_columns, indexes=indexes)
+    _check_key_enforced(add, conn, config, sql.Identifier(schema, name), indexes=indexes, kind=None)
+    _check_nullable_key(add, conn, schema, name, key_columns, indexes=indexes)
     if not refused:
         _check_key_values(add, conn, schema, name, key_columns)
     _check_mode_size(add, conn, relid, relation, config)
-    if config.cursor is not None and not any(cols and cols[0] == config.cursor for _, cols in indexes):
-        create = sql.SQL("CREATE INDEX CONCURRENTLY ON {} ({})").format(
-            sql.Identifier(schema, name), sql.Identifier(config.cursor)
-        )
+    _check_cursor_index(add, conn, config, sql.Identifier(schema, name), indexes)
+    return found
+
+
+def _check_cursor_index(
+    add: Callable[[Severity, str | None, str], None],
+    conn: Any,
+    config: Any,
+    table: sql.Identifier,
+    indexes: Sequence[_Index],
+) -> None:
+    usable = [index.columns for index in indexes if index.usable]
+    if config.cursor is not None and not any(cols and cols[0] == config.cursor for cols in usable):
+        create = sql.SQL("CREATE INDEX CONCURRENTLY ON {} ({})").format(table, sql.Identifier(config.cursor))
         add(
             "warning",
             "cursor",
-            f"no index of {relation} starts with {config.cursor!r}: every incremental run scans the whole "
-            f"table to find its window; create one: {create.as_string(conn)}",
+            f"no index of {table.as_string(conn)} starts with {config.cursor!r}: every incremental run scans "
+            f"the whole table to find its window; create one: {create.as_string(conn)}",
         )
-    return found
 
 
 def _check_cursor_and_mode(
@@ -249,41 +308,111 @@ def _check_mode_size(
         add("warning", "mode", message)
 
 
-def _check_key_coverage(
+def _check_key_enforced(
+    add: Callable[[Severity, str | None, str], None],
+    conn: Any,
+    config: Any,
+    table: sql.Identifier,
+    *,
+    indexes: Sequence[_Index] | None,
+    kind: str | None,
+) -> None:
+    """A configured key PostgreSQL does not keep unique is an error until the config confirms it.
+
+    ``indexes`` is None for a view or foreign table (``kind``), which cannot have any.
+    """
+    relation = table.as_string(conn)
+    key = list(config.primary_key)
+    enforcing = [index for index in indexes or () if index.enforces(key)]
+    if enforcing:
+        if config.primary_key_not_enforced:
+            which = (
+                "the primary key"
+                if enforcing[0].primary
+                else f"the unique index {_key_list(enforcing[0].columns)}"
+            )
+            add(
+                "warning",
+                "primary_key_not_enforced",
+                f"{which} of {relation} enforces the configured key {_key_list(key)}; remove "
+                "primary_key_not_enforced, so that this check warns again if that ever changes",
+            )
+        return
+    if config.primary_key_not_enforced:
+        return
+    identifiers = sql.SQL(", ").join(sql.Identifier(c) for c in key)
+    duplicates = sql.SQL("SELECT {k}, count(*) FROM {t} GROUP BY {k} HAVING count(*) > 1").format(
+        k=identifiers, t=table
+    )
+    confirm = (
+        f"check the key ({duplicates.as_string(conn)} returns no row while it is unique) and confirm it "
+        "with primary_key_not_enforced: true in this entry"
+    )
+    why = (
+        "If two source rows share a key, FINAL holds only one of them (its MERGE keeps one row per key), "
+        "and `aurora-sync parity` reports the difference."
+    )
+    if indexes is None:
+        add(
+            "error",
+            "primary_key",
+            f"{relation} is {kind}: PostgreSQL enforces no key on it, so nothing guarantees that the "
+            f"configured key {_key_list(key)} is unique in its rows. {why} Fix: make sure a primary key or "
+            f"unique index of the underlying table covers it, then {confirm}",
+        )
+        return
+    uniques = [index for index in indexes if index.unique]
+    primary = next((index for index in uniques if index.primary), None)
+    others = [index.describe() for index in uniques if not index.primary]
+    has = (
+        f"{primary.describe() if primary else 'no primary key'} and "
+        f"{', '.join(others) if others else 'no unique index'}"
+    )
+    alternative = next((index for index in uniques if index.usable and None not in index.columns), None)
+    if alternative is not None and alternative.primary:
+        fix = f"set primary_key to the table's primary key, {_key_list(alternative.columns)}"
+    elif alternative is not None:
+        fix = f"set primary_key to the columns of a unique index, {_key_list(alternative.columns)}"
+    else:
+        create = sql.SQL("CREATE UNIQUE INDEX CONCURRENTLY ON {} ({})").format(table, identifiers)
+        fix = f"make PostgreSQL enforce it: {create.as_string(conn)} (it fails while rows share a key)"
+    add(
+        "error",
+        "primary_key",
+        f"PostgreSQL does not enforce that the configured key {_key_list(key)} is unique in {relation}: no "
+        f"primary key or valid, non-partial unique index has all its columns in it. The table has {has}. "
+        f"{why} Fix: {fix}; or {confirm}",
+    )
+
+
+def _check_nullable_key(
     add: Callable[[Severity, str | None, str], None],
     conn: Any,
     schema: str,
     name: str,
     key_columns: Sequence[SourceColumn],
     *,
-    indexes: Sequence[tuple[bool, list[str | None]]],
+    indexes: Sequence[_Index],
 ) -> None:
     relation = sql.Identifier(schema, name).as_string(conn)
     configured = [c.name for c in key_columns]
-    key = set(configured)
-    covered = any(unique and None not in cols and set(cols) <= key for unique, cols in indexes)
-    if not covered:
-        add(
-            "warning",
-            "primary_key",
-            f"no primary key or unique index of {relation} is covered by {_named(configured)}: "
-            "rows sharing a key are merged into one row in FINAL; use the table's real key",
+    if any(index.enforces(configured) for index in indexes):
+        return
+    if nullable := [c.name for c in key_columns if not c.not_null]:
+        not_null = sql.SQL("ALTER TABLE {} {}").format(
+            sql.Identifier(schema, name),
+            sql.SQL(", ").join(
+                sql.SQL("ALTER COLUMN {} SET NOT NULL").format(sql.Identifier(c)) for c in nullable
+            ),
         )
-        if nullable := [c.name for c in key_columns if not c.not_null]:
-            not_null = sql.SQL("ALTER TABLE {} {}").format(
-                sql.Identifier(schema, name),
-                sql.SQL(", ").join(
-                    sql.SQL("ALTER COLUMN {} SET NOT NULL").format(sql.Identifier(c)) for c in nullable
-                ),
-            )
-            add(
-                "error",
-                "primary_key",
-                f"{_listed(nullable)} nullable in {relation}, and no primary key or unique index covers "
-                f"the key: FINAL's key is NOT NULL, so a row with a NULL key can never be merged; declare "
-                f"it: {not_null.as_string(conn)} (or add the table's primary key), or use the table's "
-                "real key",
-            )
+        add(
+            "error",
+            "primary_key",
+            f"{_listed(nullable)} nullable in {relation}, and no primary key or unique index covers "
+            f"the key: FINAL's key is NOT NULL, so a row with a NULL key can never be merged; declare "
+            f"it: {not_null.as_string(conn)} (or add the table's primary key), or use the table's "
+            "real key",
+        )
 
 
 def _check_cursor_type(add: Callable[[Severity, str | None, str], None], column: SourceColumn) -> None:
@@ -456,6 +585,11 @@ def _check_key_values(
         "key is NOT NULL and such a value becomes NULL, so a run cannot merge these rows and fails the "
         f"table; update or delete them (find them with {find}), or choose another primary_key",
     )
+
+
+def _key_list(columns: Sequence[str | None]) -> str:
+    """Columns as a config file writes them: ["tenant_id", "order_id"]."""
+    return json.dumps(list(columns), ensure_ascii=False)
 
 
 def _named(columns: Sequence[str]) -> str:

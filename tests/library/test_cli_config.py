@@ -103,8 +103,9 @@ def test_validate_prints_one_line_per_problem_naming_entry_and_field(
         f"error: {path}[b]: field 'target': Snowflake base name 'SHARED' is also used by {path}[a]; "
         "give each table its own 'target'",
         f"error: {path}[orders]: field 'cursr': unknown key; did you mean 'cursor'? allowed keys: schema, "
-        "table, primary_key, mode, cursor, columns, soft_delete_column, soft_delete_mode, lookback_seconds, "
-        "enabled, initial_watermark, max_rows_per_chunk, hard_deletes, reconcile_every, target",
+        "table, primary_key, primary_key_not_enforced, mode, cursor, columns, soft_delete_column, "
+        "soft_delete_mode, lookback_seconds, enabled, initial_watermark, max_rows_per_chunk, hard_deletes, "
+        "reconcile_every, target",
         f"error: {path}[orders]: field 'lookback_seconds': input should be greater than or equal to 0 "
         "(expected an integer number of seconds >= 0)",
         f"error: {path}[orders]: field 'primary_key': required, e.g. [\"id\"]",
@@ -164,11 +165,11 @@ def test_validate_checks_the_source_catalog(
         "no_column": [("error", "columns")],
         "bad_cursor": [("error", "cursor"), ("error", "soft_delete_column")],
         "no_table": [("error", "table")],
-        "raw_events": [("warning", "cursor"), ("warning", "primary_key")],
+        # No key constraint: the key is an error until the entry confirms it (see below).
+        "raw_events": [("error", "primary_key"), ("warning", "cursor")],
     }
-    assert by_table["raw_events"]["valid"] is True
     relation = f'"{schema}"."Raw Events"'
-    assert by_table["raw_events"]["findings"][0]["message"] == (
+    assert by_table["raw_events"]["findings"][1]["message"] == (
         f"field 'cursor': no index of {relation} starts with 'seen_at': every incremental run scans the "
         f'whole table to find its window; create one: CREATE INDEX CONCURRENTLY ON {relation} ("seen_at")'
     )
@@ -182,7 +183,7 @@ def test_validate_checks_the_source_catalog(
     assert code == 1
     assert f'error: {path}[no_table]: field \'table\': source table "{schema}"."nope" does not exist' in out
     assert out.splitlines()[-1] == (
-        f"{path}: 5 table(s), 2 valid; 4 error(s), 2 warning(s); checked against the source catalog"
+        f"{path}: 5 table(s), 1 valid; 5 error(s), 1 warning(s); checked against the source catalog"
     )
     password = psycopg2.extensions.parse_dsn(dsn)["password"]
     assert password not in out
@@ -216,8 +217,16 @@ def test_validate_checks_modes_against_the_catalog_and_the_table_size(
                 "schema": schema,
                 "table": "orders_view",
                 "primary_key": ["id"],
+                "primary_key_not_enforced": True,
                 "mode": "full",
                 "target": "SNAPSHOT",
+            },
+            "unconfirmed": {
+                "schema": schema,
+                "table": "orders_view",
+                "primary_key": ["id"],
+                "mode": "full",
+                "target": "UNCONFIRMED",
             },
             "big": {"schema": schema, "table": "big", "primary_key": ["id"], "mode": "full"},
         },
@@ -229,10 +238,13 @@ def test_validate_checks_modes_against_the_catalog_and_the_table_size(
     assert code == 1
     # No cursor column is needed, so none is checked or asked to be indexed.
     assert by_table["lookup"]["findings"] == []
-    [error] = [f for f in by_table["viewed"]["findings"] if f["severity"] == "error"]
-    assert (
-        error["field"] == "mode"
-        and "which has no row versions (xmin) to compare; use mode 'full'" in error["message"]
+    [error] = [f for f in by_table["viewed"]["findings"] if f["field"] == "mode"]
+    assert "which has no row versions (xmin) to compare; use mode 'full'" in error["message"]
+    [key] = by_table["unconfirmed"]["findings"]
+    assert key["severity"] == "error"
+    assert key["message"].startswith(
+        f'field \'primary_key\': "{schema}"."orders_view" is a view: PostgreSQL enforces no key on it, so '
+        'nothing guarantees that the configured key ["id"] is unique in its rows.'
     )
     assert not [f for f in by_table["snapshot"]["findings"] if f["severity"] == "error"]
     [size] = [f for f in by_table["big"]["findings"] if f["field"] == "mode"]
@@ -317,8 +329,8 @@ def test_validate_refuses_keys_final_cannot_hold(
         "clean_special": [],
         "special": [("error", "primary_key")],
         "unique_nullable": [("error", "primary_key")],
-        # nullable and not covered by an index; its NULL row counted
-        "loose": [("error", "primary_key"), ("error", "primary_key"), ("warning", "primary_key")],
+        # not enforced unique, nullable and not covered by an index; its NULL row counted
+        "loose": [("error", "primary_key"), ("error", "primary_key"), ("error", "primary_key")],
     }
 
     def message(table: str, index: int = 0) -> str:
@@ -359,16 +371,17 @@ def test_validate_refuses_keys_final_cannot_hold(
         f"field 'primary_key': 2 row(s) of {relation('unique_nullable')} have a key value FINAL cannot hold "
         "(2 with 'id' NULL)"
     )
-    assert message("loose") == (
+    assert message("loose", 1) == (
         f"field 'primary_key': column 'id' is nullable in {relation('loose')}, and no primary key or unique "
         "index covers the key: FINAL's key is NOT NULL, so a row with a NULL key can never be merged; "
         f'declare it: ALTER TABLE {relation("loose")} ALTER COLUMN "id" SET NOT NULL (or add the table\'s '
         "primary key), or use the table's real key"
     )
-    assert message("loose", 1).startswith(f"field 'primary_key': 1 row(s) of {relation('loose')} have")
-    assert message("loose", 2) == (
-        f"field 'primary_key': no primary key or unique index of {relation('loose')} is covered by column "
-        "'id': rows sharing a key are merged into one row in FINAL; use the table's real key"
+    assert message("loose", 2).startswith(f"field 'primary_key': 1 row(s) of {relation('loose')} have")
+    assert message("loose").startswith(
+        "field 'primary_key': PostgreSQL does not enforce that the configured key [\"id\"] is unique in "
+        f"{relation('loose')}: no primary key or valid, non-partial unique index has all its columns in it. "
+        "The table has no primary key and no unique index."
     )
 
 
@@ -386,6 +399,107 @@ def test_validate_warns_when_it_may_not_read_the_key_values(
     assert finding["message"].startswith(
         f'field \'primary_key\': could not check the key values of "{key_schema}"."special" (this '
         "connection may not read it); rows this finds cannot be merged: SELECT * FROM "
+    )
+
+
+@pytest.fixture(scope="module")
+def music(stack: dict[str, Any]) -> Iterator[str]:
+    """A chinook-like schema whose unique indexes PostgreSQL enforces in some ways and not in others."""
+    name = f"music_{uuid.uuid4().hex[:8]}"
+    conn = psycopg2.connect(stack["postgres"]["admin_dsn"])
+    conn.autocommit = True
+    statements = [
+        "CREATE SCHEMA {s}",
+        "CREATE TABLE {s}.artist (artist_id int PRIMARY KEY, name text, updated_at timestamptz)",
+        "CREATE TABLE {s}.album (album_id int PRIMARY KEY, title text NOT NULL, artist_id int NOT NULL, "
+        "updated_at timestamptz)",
+        # Unique only among current rows: a partial index does not make the key unique.
+        "CREATE TABLE {s}.track (track_id int NOT NULL, current boolean NOT NULL, updated_at timestamptz)",
+        "CREATE UNIQUE INDEX track_current ON {s}.track (track_id) WHERE current",
+        # Checked at commit: committed rows, all an export reads, are unique.
+        "CREATE TABLE {s}.genre (genre_id int NOT NULL, updated_at timestamptz, "
+        "CONSTRAINT genre_key UNIQUE (genre_id) DEFERRABLE INITIALLY DEFERRED)",
+        "CREATE TABLE {s}.playlist (playlist_id int NOT NULL, updated_at timestamptz)",
+        "INSERT INTO {s}.playlist VALUES (1, now()), (1, now())",
+    ]
+    with conn.cursor() as cur:
+        for statement in statements:
+            cur.execute(sql.SQL(statement).format(s=sql.Identifier(name)))
+        for table in ("artist", "album", "track", "genre", "playlist"):
+            cur.execute(sql.SQL("CREATE INDEX ON {} (updated_at)").format(sql.Identifier(name, table)))
+        # A unique index whose build failed on the duplicates stays behind, invalid (indisvalid false).
+        with pytest.raises(psycopg2.errors.UniqueViolation):
+            cur.execute(
+                sql.SQL("CREATE UNIQUE INDEX CONCURRENTLY playlist_id ON {} (playlist_id)").format(
+                    sql.Identifier(name, "playlist")
+                )
+            )
+    yield name
+    with conn.cursor() as cur:
+        cur.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier(name)))
+    conn.close()
+
+
+def test_a_key_postgresql_does_not_enforce_is_an_error_until_confirmed(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, stack: dict[str, Any], music: str
+) -> None:
+    def entry(table: str, key: str, **more: Any) -> dict[str, Any]:
+        return {"schema": music, "table": table, "primary_key": [key], **more}
+
+    path = write(
+        tmp_path,
+        "music.json",
+        {
+            "album": entry("album", "artist_id"),
+            "track": entry("track", "track_id"),
+            "playlist": entry("playlist", "playlist_id"),
+            "genre": entry("genre", "genre_id"),
+            "confirmed": entry("track", "track_id", primary_key_not_enforced=True, target="CONFIRMED"),
+            "needless": entry("artist", "artist_id", primary_key_not_enforced=True),
+        },
+    )
+    dsn = stack["postgres"]["admin_dsn"]
+    code, out, _ = run(capsys, "config", "validate", str(path), "--source-dsn", dsn, "--json")
+    assert code == 1
+    by_table = {t["table"]: t["findings"] for t in json.loads(out)["tables"]}
+    assert {name: [(f["severity"], f["field"]) for f in found] for name, found in by_table.items()} == {
+        "album": [("error", "primary_key")],
+        "track": [("error", "primary_key")],
+        "playlist": [("error", "primary_key")],
+        "genre": [],
+        "confirmed": [],
+        "needless": [("warning", "primary_key_not_enforced")],
+    }
+
+    def relation(table: str) -> str:
+        return f'"{music}"."{table}"'
+
+    why = (
+        "If two source rows share a key, FINAL holds only one of them (its MERGE keeps one row per key), "
+        "and `aurora-sync parity` reports the difference."
+    )
+    assert by_table["album"][0]["message"] == (
+        "field 'primary_key': PostgreSQL does not enforce that the configured key [\"artist_id\"] is unique "
+        f"in {relation('album')}: no primary key or valid, non-partial unique index has all its columns in "
+        f'it. The table has the primary key ["album_id"] and no unique index. {why} Fix: set primary_key '
+        f'to the table\'s primary key, ["album_id"]; or check the key (SELECT "artist_id", count(*) FROM '
+        f'{relation("album")} GROUP BY "artist_id" HAVING count(*) > 1 returns no row while it is unique) '
+        "and confirm it with primary_key_not_enforced: true in this entry"
+    )
+    track = by_table["track"][0]["message"]
+    assert 'The table has no primary key and the partial unique index ["track_id"] WHERE current. ' in track
+    assert (
+        f"Fix: make PostgreSQL enforce it: CREATE UNIQUE INDEX CONCURRENTLY ON {relation('track')} "
+        '("track_id") (it fails while rows share a key); or check the key' in track
+    )
+    assert (
+        'The table has no primary key and the invalid unique index ["playlist_id"] (left by a CREATE '
+        "INDEX CONCURRENTLY that failed or has not finished). "
+    ) in by_table["playlist"][0]["message"]
+    assert by_table["needless"][0]["message"] == (
+        f"field 'primary_key_not_enforced': the primary key of {relation('artist')} enforces the "
+        'configured key ["artist_id"]; remove primary_key_not_enforced, so that this check warns '
+        "again if that ever changes"
     )
 
 

@@ -217,6 +217,22 @@ def test_a_bad_table_name_suggests_a_valid_name_built_from_the_name_alone(
     assert TABLE_NAME_PATTERN.fullmatch(suggested)
 
 
+def test_a_confirmed_unenforced_key_round_trips_and_the_default_is_not_written() -> None:
+    confirmed = parse_table_config("t", "/p/t", json.dumps({**VALID, "primary_key_not_enforced": True}))
+    assert isinstance(confirmed, LoadedTable) and confirmed.config.primary_key_not_enforced is True
+    assert json.loads(confirmed.config.dump_json())["primary_key_not_enforced"] is True
+    # Absent at its default: a planner deployed before the field existed still accepts the value.
+    default = parse_table_config("t", "/p/t", json.dumps(VALID))
+    assert isinstance(default, LoadedTable)
+    assert "primary_key_not_enforced" not in json.loads(default.config.dump_json())
+    wrong = parse_table_config("t", "/p/t", json.dumps({**VALID, "primary_key_not_enforced": "yes"}))
+    assert isinstance(wrong, InvalidTable)
+    assert wrong.message == (
+        "/p/t: field 'primary_key_not_enforced': must be true or false (a JSON boolean, not a string), "
+        "e.g. true (got a string)"
+    )
+
+
 def test_messages_carry_short_excerpts_for_strings_and_none_for_securestrings(ssm: Any, path: str) -> None:
     broken = '{"table": "orders", "primary_key": ["id"], "note": "' + "s3cr3t-" * 40 + '" oops}'
     put(ssm, f"{path}plain", broken)
