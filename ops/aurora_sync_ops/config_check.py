@@ -31,7 +31,7 @@ from aurora_sync.config import InvalidTable, LoadedTable, TableConfigResult
 from aurora_sync.errors import SyncError
 from aurora_sync.export_query import INTEGER_CURSOR_TYPES, TEMPORAL_CURSOR_TYPES
 from aurora_sync.source_catalog import SourceColumn, read_columns
-from aurora_sync.sync_modes import size_warning
+from aurora_sync.sync_modes import FULL_WARN_ROWS, XMIN_WARN_ROWS, size_warning
 from aurora_sync.typemap import map_column
 
 from .snowflake_sql import table_spec
@@ -47,6 +47,7 @@ _MAPPED_NUMBER = re.compile(r"^NUMBER\(38,(\d+)\)$")
 # The key-value check reads the table: on a huge table without a usable index it is stopped
 # rather than left to hang the command.
 KEY_CHECK_TIMEOUT_MS = 60_000
+_CURSORLESS_DOC = "docs/operations.md#tables-without-a-cursor-and-hard-deletes"
 
 _RELATION_SQL = """
 SELECT c.oid, c.relkind
@@ -195,7 +196,9 @@ def _check_table(conn: Any, table: LoadedTable) -> list[Finding]:
         add("error", "columns", f"{_listed(missing)} not in {relation} (it has {have})")
     if missing := absent(config.primary_key):
         add("error", "primary_key", f"{_listed(missing)} not in {relation} (it has {have})")
-    _check_cursor_and_mode(add, config, by_name, relation=relation, relkind=relkind, have=have)
+    _check_cursor_and_mode(
+        add, conn, config, by_name, table=sql.Identifier(schema, name), relkind=relkind, have=have
+    )
     soft = config.soft_delete_column
     if soft is not None and soft not in by_name:
         add("error", "soft_delete_column", f"column {soft!r} is not in {relation} (it has {have})")
@@ -272,17 +275,27 @@ def _check_cursor_index(
 
 def _check_cursor_and_mode(
     add: Callable[[Severity, str | None, str], None],
+    conn: Any,
     config: Any,
     by_name: dict[str, SourceColumn],
     *,
-    relation: str,
+    table: sql.Identifier,
     relkind: str,
     have: str,
 ) -> None:
+    relation = table.as_string(conn)
     if config.cursor is not None and config.cursor not in by_name:
-        add("error", "cursor", f"column {config.cursor!r} is not in {relation} (it has {have})")
-    elif config.cursor is not None:
-        _check_cursor_type(add, by_name[config.cursor])
+        fix = _cursor_fix(conn, table, by_name, relkind=relkind, wanted=config.cursor)
+        add("error", "cursor", f"column {config.cursor!r} is not in {relation} (it has {have}). Fix: {fix}")
+    elif config.cursor is not None and not _usable_cursor(by_name[config.cursor]):
+        column = by_name[config.cursor]
+        fix = _cursor_fix(conn, table, by_name, relkind=relkind, wanted="updated_at")
+        add(
+            "error",
+            "cursor",
+            f"column {column.name!r} has type {column.pg_type.formatted}; a cursor must be a timestamp, "
+            f"timestamptz, date or integer column that every insert and update advances. Fix: {fix}",
+        )
     if config.mode == "xmin" and relkind in ("v", "f"):
         add(
             "error",
@@ -415,15 +428,59 @@ def _check_nullable_key(
         )
 
 
-def _check_cursor_type(add: Callable[[Severity, str | None, str], None], column: SourceColumn) -> None:
+def _usable_cursor(column: SourceColumn) -> bool:
     kind = column.pg_type
-    if kind.category == "A" or kind.name not in TEMPORAL_CURSOR_TYPES | INTEGER_CURSOR_TYPES:
-        add(
-            "error",
-            "cursor",
-            f"column {column.name!r} has type {kind.formatted}; a cursor must be a timestamp, timestamptz, "
-            "date or integer column that every insert and update advances",
-        )
+    return kind.category != "A" and kind.name in TEMPORAL_CURSOR_TYPES | INTEGER_CURSOR_TYPES
+
+
+def _cursor_fix(
+    conn: Any, table: sql.Identifier, by_name: dict[str, SourceColumn], *, relkind: str, wanted: str
+) -> str:
+    """What a table without a usable cursor can do: name another column, a mode that needs none,
+    or (a table only) a column kept current by a trigger."""
+    modes = (
+        f"mode: full (it exports the whole table on every run: sensible up to about {FULL_WARN_ROWS:,} rows)"
+        if relkind in ("v", "f")
+        else "mode: xmin (it reads the whole table on every run: sensible up to about "
+        f"{XMIN_WARN_ROWS:,} rows) or mode: full (up to about {FULL_WARN_ROWS:,} rows)"
+    )
+    fix = (
+        f"set cursor to a column that every insert and update advances; a table without one syncs with "
+        f"{modes}, see {_CURSORLESS_DOC}"
+    )
+    if relkind not in ("r", "p"):
+        return fix
+    column = next(c for c in (wanted, "updated_at", "aurora_sync_updated_at") if c not in by_name)
+    named = "" if column == wanted else f", and set cursor: {column}"
+    schema, name = table.strings
+    recipe = " ".join(cursor_recipe(conn, schema, name, column))
+    return f"{fix}; or add such a column, kept by a trigger: {recipe}{named}"
+
+
+def cursor_recipe(conn: Any, schema: str, table: str, column: str) -> list[str]:
+    """Statements that give a table a timestamptz ``column`` every insert and update advances.
+
+    Inserts get it from the default, updates from a BEFORE UPDATE trigger (whatever the statement
+    wrote), and an index lets each run find its window without scanning the table. Run one by
+    one outside a transaction block (psql does): CREATE INDEX CONCURRENTLY cannot run inside one.
+    """
+    relation = sql.Identifier(schema, table)
+    ident = sql.Identifier(column)
+    # Named after the column: tables of one schema with the same column share the function.
+    function = sql.Identifier(schema, f"aurora_sync_set_{column}")
+    trigger = sql.Identifier(f"aurora_sync_set_{column}")
+    statements = [
+        sql.SQL("ALTER TABLE {} ADD COLUMN {} timestamptz NOT NULL DEFAULT now();").format(relation, ident),
+        sql.SQL(
+            "CREATE OR REPLACE FUNCTION {}() RETURNS trigger LANGUAGE plpgsql AS "
+            "$aurora_sync$BEGIN NEW.{} := now(); RETURN NEW; END$aurora_sync$;"
+        ).format(function, ident),
+        sql.SQL("CREATE TRIGGER {} BEFORE UPDATE ON {} FOR EACH ROW EXECUTE FUNCTION {}();").format(
+            trigger, relation, function
+        ),
+        sql.SQL("CREATE INDEX CONCURRENTLY ON {} ({});").format(relation, ident),
+    ]
+    return [statement.as_string(conn) for statement in statements]
 
 
 def _numeric_fits(column: SourceColumn) -> tuple[bool, int]:

@@ -19,6 +19,7 @@ from psycopg2 import sql
 
 from aurora_sync.config import LoadedTable
 from aurora_sync_ops import cli
+from aurora_sync_ops.config_check import cursor_recipe
 from aurora_sync_ops.environment import local_aws_client, read_config_file
 from aurora_sync_ops.local.stack import Stack
 
@@ -421,6 +422,9 @@ def music(stack: dict[str, Any]) -> Iterator[str]:
         "CONSTRAINT genre_key UNIQUE (genre_id) DEFERRABLE INITIALLY DEFERRED)",
         "CREATE TABLE {s}.playlist (playlist_id int NOT NULL, updated_at timestamptz)",
         "INSERT INTO {s}.playlist VALUES (1, now()), (1, now())",
+        # No column that every write advances.
+        "CREATE TABLE {s}.invoice_line (invoice_line_id int PRIMARY KEY, invoice_id int NOT NULL)",
+        "INSERT INTO {s}.invoice_line VALUES (1, 1), (2, 1)",
     ]
     with conn.cursor() as cur:
         for statement in statements:
@@ -501,6 +505,62 @@ def test_a_key_postgresql_does_not_enforce_is_an_error_until_confirmed(
         'configured key ["artist_id"]; remove primary_key_not_enforced, so that this check warns '
         "again if that ever changes"
     )
+
+
+OPERATIONS = Path(__file__).resolve().parents[2] / "docs" / "operations.md"
+
+
+def test_a_table_without_a_usable_cursor_is_told_the_cursorless_modes_and_the_trigger_recipe(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, stack: dict[str, Any], music: str
+) -> None:
+    path = write(
+        tmp_path,
+        "lines.json",
+        {"invoice_line": {"schema": music, "table": "invoice_line", "primary_key": ["invoice_line_id"]}},
+    )
+    dsn = stack["postgres"]["admin_dsn"]
+    code, out, _ = run(capsys, "config", "validate", str(path), "--source-dsn", dsn, "--json")
+    assert code == 1
+    [finding] = json.loads(out)["tables"][0]["findings"]
+    relation = f'"{music}"."invoice_line"'
+    conn = psycopg2.connect(dsn)
+    conn.autocommit = True
+    try:
+        recipe = cursor_recipe(conn, music, "invoice_line", "updated_at")
+        assert recipe == [
+            f'ALTER TABLE {relation} ADD COLUMN "updated_at" timestamptz NOT NULL DEFAULT now();',
+            f'CREATE OR REPLACE FUNCTION "{music}"."aurora_sync_set_updated_at"() RETURNS trigger LANGUAGE '
+            'plpgsql AS $aurora_sync$BEGIN NEW."updated_at" := now(); RETURN NEW; END$aurora_sync$;',
+            f'CREATE TRIGGER "aurora_sync_set_updated_at" BEFORE UPDATE ON {relation} FOR EACH ROW EXECUTE '
+            f'FUNCTION "{music}"."aurora_sync_set_updated_at"();',
+            f'CREATE INDEX CONCURRENTLY ON {relation} ("updated_at");',
+        ]
+        assert finding["message"] == (
+            f"field 'cursor': column 'updated_at' is not in {relation} (it has 'invoice_line_id', "
+            "'invoice_id'). Fix: set cursor to a column that every insert and update advances; a table "
+            "without one syncs with mode: xmin (it reads the whole table on every run: sensible up to "
+            "about 1,000,000 rows) or mode: full (up to about 100,000 rows), see "
+            "docs/operations.md#tables-without-a-cursor-and-hard-deletes; or add such a column, kept by a "
+            f"trigger: {' '.join(recipe)}"
+        )
+        # The recipe works as written, and then the table validates.
+        with conn.cursor() as cur:
+            for statement in recipe:
+                cur.execute(statement)
+            # The trigger stamps every update, whatever the statement wrote.
+            cur.execute(
+                sql.SQL(
+                    "UPDATE {} SET updated_at = '2000-01-01' RETURNING updated_at > now() - interval '1 hour'"
+                ).format(sql.Identifier(music, "invoice_line"))
+            )
+            assert [row[0] for row in cur.fetchall()] == [True, True]
+        # The operations guide shows the same recipe.
+        example = cursor_recipe(conn, "music", "invoice_line", "updated_at")
+        assert "\n".join(example) in OPERATIONS.read_text()
+    finally:
+        conn.close()
+    code, out, _ = run(capsys, "config", "validate", str(path), "--source-dsn", dsn, "--json")
+    assert (code, json.loads(out)["tables"][0]["findings"]) == (0, [])
 
 
 def test_errors_are_one_line_without_a_traceback(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
