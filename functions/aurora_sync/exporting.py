@@ -186,7 +186,10 @@ def export_chunk(
     first = position.snapshot is None
     # Mode full always takes a key snapshot: FINAL must become exactly this snapshot, deletions too.
     reconcile = item.reconcile or item.mode == "full"
-    with source_errors(context), conn.cursor() as cur:
+    with (
+        source_errors(context, conn=conn, relations=[(item.source.schema_name, item.source.table)]),
+        conn.cursor() as cur,
+    ):
         before = _before_snapshot(conn, cur, item) if first else None
         conn.set_session(isolation_level=extensions.ISOLATION_LEVEL_REPEATABLE_READ, readonly=True)
         # The first statement takes the transaction's snapshot: the catalog, the chunk boundary

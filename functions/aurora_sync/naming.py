@@ -30,7 +30,11 @@ def snowflake_column(source_column: str) -> str:
 
 
 def quote(identifier: str) -> str:
-    """Snowflake's quoted-identifier syntax (the connector has no quoting API of its own)."""
+    """Snowflake's quoted-identifier syntax (the connector has no quoting API of its own).
+
+    It is PostgreSQL's too, and what psycopg2's ``sql.Identifier`` renders; messages use it where
+    no live connection can render one (a refused login).
+    """
     return '"' + identifier.replace('"', '""') + '"'
 
 

@@ -16,7 +16,7 @@ import hashlib
 import os
 import re
 import tempfile
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -37,6 +37,7 @@ from .errors import (
     SourceUnavailable,
     SyncError,
 )
+from .naming import quote
 
 REQUIRED_KEYS = ("host", "port", "dbname", "user", "password")
 OPTIONAL_KEYS = ("sslmode", "sslrootcert")
@@ -94,7 +95,9 @@ def connect_source(
             keepalives_count=3,
         )
     except psycopg2.Error as exc:
-        raise classify_source_error(exc, context=where, redact=(str(secret["password"]),)) from exc
+        raise classify_source_error(
+            exc, context=where, redact=(str(secret["password"]),), role=params["user"]
+        ) from exc
     conn.autocommit = False
     return conn
 
@@ -207,27 +210,43 @@ _TLS_REFUSED = re.compile(
     re.IGNORECASE,
 )
 _S3_WRITE = re.compile(r"\bs3\b|aws_s3|amazon s3|bucket|upload", re.IGNORECASE)
-_PRIVILEGE_OBJECT = re.compile(r"permission denied for (\w+(?: \w+)?) (\S+)", re.IGNORECASE)
+# PostgreSQL names the object as is, without its schema, and only a refused login quotes it
+# ('... failed: FATAL:  permission denied for database "app"'): the name is the rest of the text.
+_PRIVILEGE_OBJECT = re.compile(
+    r"(?:^|:\s+)permission denied for (table|relation|view|materialized view|foreign table|sequence"
+    r'|schema|function|database) (?:"(.+)"|(.+))$',
+    re.IGNORECASE,
+)
+_RELATION_KINDS = frozenset({"table", "relation", "view", "materialized view", "foreign table"})
 _GRANT_BY_KIND = {
-    "table": "GRANT SELECT ON {name} TO <sync role>",
-    "relation": "GRANT SELECT ON {name} TO <sync role>",
-    "view": "GRANT SELECT ON {name} TO <sync role>",
-    "materialized view": "GRANT SELECT ON {name} TO <sync role>",
-    "sequence": "GRANT USAGE ON SEQUENCE {name} TO <sync role>",
-    "schema": "GRANT USAGE ON SCHEMA {name} TO <sync role>",
-    "function": "GRANT EXECUTE ON FUNCTION {name} TO <sync role> (both aws_s3.query_export_to_s3 overloads)",
-    "database": "GRANT CONNECT ON DATABASE {name} TO <sync role>",
+    "sequence": "GRANT USAGE ON SEQUENCE {name} TO {role};",
+    "schema": "GRANT USAGE ON SCHEMA {name} TO {role};",
+    "function": "GRANT EXECUTE ON FUNCTION {name} TO {role};",
+    "database": "GRANT CONNECT ON DATABASE {name} TO {role};",
 }
+# The export functions' exact signatures, as sql/aurora/02_sync_role.sql grants them.
+_EXPORT_GRANTS = (
+    "GRANT EXECUTE ON FUNCTION aws_s3.query_export_to_s3(text, aws_commons._s3_uri_1, text, text) TO {role}; "
+    "GRANT EXECUTE ON FUNCTION aws_s3.query_export_to_s3(text, text, text, text, text, text) TO {role};"
+)
 
 
 def classify_source_error(
-    exc: BaseException, *, context: str = "", redact: tuple[str, ...] = ()
+    exc: BaseException,
+    *,
+    context: str = "",
+    redact: tuple[str, ...] = (),
+    role: str | None = None,
+    relations: Sequence[tuple[str, str]] = (),
 ) -> SyncError:
     """Map a psycopg2 (or socket) error onto the taxonomy; the caller raises it ``from exc``.
 
     The message carries ``context`` (e.g. the table), the SQLSTATE and the server's primary
     message only: DETAIL and CONTEXT can quote row values, so they are left out. Any string
-    in ``redact`` (the password) is replaced wherever it appears.
+    in ``redact`` (the password) is replaced wherever it appears. A permission error's fix is
+    the GRANT for ``role`` (the user the session logged in as) that allows the statement; the
+    (schema, table) pairs in ``relations`` let it name the table's schema, which PostgreSQL's
+    message leaves out.
     """
     sqlstate, primary = _sqlstate_and_primary(exc)
     for secret in redact:
@@ -242,7 +261,12 @@ def classify_source_error(
 
     if not message.endswith((".", "!", "?", "…")):
         message += "."  # the taxonomy appends " Fix: ..." to the message
-    error_class, fix = _classify(exc, sqlstate, primary)
+    error_class: type[SyncError]
+    fix: str | None
+    if sqlstate == "42501":
+        error_class, fix = SourcePermissionDenied, _grant_fix(primary, role, relations)
+    else:
+        error_class, fix = _classify(exc, sqlstate, primary)
     error = error_class(message, fix=fix)
     error.__cause__ = exc
     return error
@@ -281,8 +305,6 @@ def _classify(exc: BaseException, sqlstate: str | None, primary: str) -> tuple[t
         if isinstance(exc, psycopg2.Error | OSError):
             return SourceUnavailable, "check that the cluster is up and reachable from the Lambda's subnets"
         return SourceQueryFailed, None
-    if sqlstate == "42501":
-        return SourcePermissionDenied, _grant_fix(primary)
     # The real extension's wording for S3 failures is undocumented; the SQLSTATE classes are the
     # ones an extension raises for external/system failures, and the text must mention S3.
     if sqlstate[:2] in ("XX", "38", "58") and _S3_WRITE.search(primary):
@@ -323,23 +345,49 @@ def _squash(text: str) -> str:
     return joined if len(joined) <= MAX_MESSAGE_CHARS else joined[: MAX_MESSAGE_CHARS - 1] + "…"
 
 
-def _grant_fix(primary: str) -> str:
+def _grant_fix(primary: str, role: str | None, relations: Sequence[tuple[str, str]]) -> str:
+    """The GRANT that allows what was denied, quoted as psycopg2's ``sql.Identifier`` quotes."""
     match = _PRIVILEGE_OBJECT.search(primary)
-    if match:
-        kind, name = match.group(1).lower(), match.group(2)
-        template = _GRANT_BY_KIND.get(kind)
-        if template:
-            return template.format(name=name)
-    return (
-        "GRANT the sync role SELECT on the exported table, USAGE on its schema, and EXECUTE on "
-        "aws_s3.query_export_to_s3 / USAGE on schemas aws_s3 and aws_commons"
-    )
+    if role is None or match is None:
+        return (
+            f"GRANT {quote(role) if role else 'the role the sync logs in as'} SELECT on the exported "
+            "table, USAGE on its schema, and EXECUTE on aws_s3.query_export_to_s3 / USAGE on schemas "
+            "aws_s3 and aws_commons (aurora-sync sql aurora prints the statements)"
+        )
+    kind, name, grantee = match.group(1).lower(), match.group(2) or match.group(3), quote(role)
+    if kind in _RELATION_KINDS:
+        schemas = sorted({schema for schema, table in relations if table == name})
+        if len(schemas) == 1:
+            return f"GRANT SELECT ON TABLE {quote(schemas[0])}.{quote(name)} TO {grantee};"
+        # A table the caller did not name: only the search path can find it.
+        return (
+            f"GRANT SELECT ON TABLE {quote(name)} TO {grantee}; (qualify the table with its schema "
+            "unless that is on the search path, e.g. public)"
+        )
+    if kind == "function" and name == "query_export_to_s3":
+        return _EXPORT_GRANTS.format(role=grantee)
+    return _GRANT_BY_KIND[kind].format(name=quote(name), role=grantee)
+
+
+def login_role(conn: Any) -> str | None:
+    """The user ``conn`` logged in as, or None once the connection is gone."""
+    try:
+        return str(conn.info.user)
+    except psycopg2.Error:
+        return None
 
 
 @contextmanager
-def source_errors(context: str = "") -> Iterator[None]:
-    """Run a block of driver calls and raise any driver error as the taxonomy's class."""
+def source_errors(
+    context: str = "", *, conn: Any = None, relations: Sequence[tuple[str, str]] = ()
+) -> Iterator[None]:
+    """Run a block of driver calls and raise any driver error as the taxonomy's class.
+
+    ``conn`` (the session the block uses) and ``relations`` (the (schema, table) pairs it reads)
+    let a permission error name the exact GRANT.
+    """
     try:
         yield
     except (psycopg2.Error, OSError) as exc:
-        raise classify_source_error(exc, context=context) from exc
+        role = login_role(conn) if conn is not None else None
+        raise classify_source_error(exc, context=context, role=role, relations=relations) from exc

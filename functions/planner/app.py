@@ -138,7 +138,12 @@ def source_catalogs(tables: list[LoadedTable]) -> dict[str, list[SourceColumn] |
     )
     conn = source_connection(application_name="aurora-sync-planner")
     try:
-        with source_errors(f"reading the source catalog of {len(relations)} table(s)"), conn.cursor() as cur:
+        with (
+            source_errors(
+                f"reading the source catalog of {len(relations)} table(s)", conn=conn, relations=relations
+            ),
+            conn.cursor() as cur,
+        ):
             found = read_catalogs(cur, relations)
             estimates = read_row_estimates(cur, whole)
         conn.rollback()

@@ -105,7 +105,8 @@ def cmd_sql_aurora(args: argparse.Namespace) -> int:
     tables = env.tables(_table_names(args))
     conn = env.connect_source()
     try:
-        with source_errors("reading the source catalog"):
+        relations = [(t.config.schema_name, t.config.table) for t in tables]
+        with source_errors("reading the source catalog", conn=conn, relations=relations):
             script = render_script(conn, tables, setup=args.setup)
     finally:
         conn.close()

@@ -55,7 +55,10 @@ def _findings(args: argparse.Namespace, results: list[TableConfigResult]) -> lis
         valid = [r for r in results if isinstance(r, LoadedTable)]
         conn = environment(args).connect_source()
         try:
-            with source_errors("checking the table configs against the source catalog"):
+            relations = [(t.config.schema_name, t.config.table) for t in valid]
+            with source_errors(
+                "checking the table configs against the source catalog", conn=conn, relations=relations
+            ):
                 findings += catalog_findings(conn, valid)
         finally:
             conn.close()

@@ -113,7 +113,10 @@ def dry_run(
 
 def _count(source: Any, name: str, config: Any, window: ExportWindow, entry: TablePlan) -> None:
     schema, table = config.schema_name, config.table
-    with source_errors(f"table {name} ({schema}.{table})"), source.cursor() as cur:
+    with (
+        source_errors(f"table {name} ({schema}.{table})", conn=source, relations=[(schema, table)]),
+        source.cursor() as cur,
+    ):
         catalog = read_columns(cur, schema, table)
         plan = build_plan(
             catalog,

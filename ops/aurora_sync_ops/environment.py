@@ -196,7 +196,9 @@ class Environment:
             conn = psycopg2.connect(dsn, connect_timeout=5, application_name=APPLICATION)
             conn.set_session(readonly=True, autocommit=True)
         except psycopg2.Error as exc:
-            raise classify_source_error(exc, context=where, redact=(parts.get("password", ""),)) from None
+            raise classify_source_error(
+                exc, context=where, redact=(parts.get("password", ""),), role=parts.get("user")
+            ) from None
         return conn
 
     # --- Snowflake -------------------------------------------------------------------------

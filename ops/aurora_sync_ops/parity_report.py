@@ -47,11 +47,12 @@ def check_parity(
     for table in tables:
         config = table.config
         where = f"table {table.name} ({config.schema_name}.{config.table} vs FINAL.{table.target})"
+        relations = [(config.schema_name, config.table)]
         try:
-            with source.cursor() as cur, source_errors(where):
+            with source.cursor() as cur, source_errors(where, conn=source, relations=relations):
                 catalog = read_columns(cur, config.schema_name, config.table)
             spec = config_spec(table, catalog)
-            with source_errors(where), warehouse_errors(where):
+            with source_errors(where, conn=source, relations=relations), warehouse_errors(where):
                 result = compare(
                     source, warehouse, setup, spec, schema=config.schema_name, table=config.table, limit=limit
                 )

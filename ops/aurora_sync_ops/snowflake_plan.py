@@ -195,7 +195,8 @@ def _plan_existing(
 def spec_for(source: Any, loaded: LoadedTable) -> TableSpec:
     """The table as Snowflake needs it, from its config and the source catalog."""
     config = loaded.config
-    with source.cursor() as cur, source_errors(f"table {loaded.name}"):
+    relations = [(config.schema_name, config.table)]
+    with source.cursor() as cur, source_errors(f"table {loaded.name}", conn=source, relations=relations):
         catalog = read_columns(cur, config.schema_name, config.table)
     return config_spec(loaded, catalog)
 

@@ -389,7 +389,11 @@ def test_permission_denied_names_the_grant(
         )
     with pytest.raises(SourcePermissionDenied) as caught:
         lambda_handler(item(schema), FakeContext())
-    assert "GRANT SELECT" in str(caught.value)
+    # Schema-qualified and with the role the exporter logs in as: it works as written.
+    grant = f'GRANT SELECT ON TABLE "{schema}"."orders" TO "{stack["postgres"]["user"]}";'
+    assert str(caught.value).endswith(f" Fix: {grant}")
+    with admin.cursor() as cur:
+        cur.execute(grant)
 
 
 def test_cursor_of_a_type_that_cannot_order_changes_is_a_config_error(

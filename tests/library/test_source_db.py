@@ -305,20 +305,90 @@ def test_undefined_column_is_object_missing(
     assert "42703 (undefined_column)" in str(error)
 
 
-def test_permission_denied_names_the_grant(
-    source: psycopg2.extensions.connection, admin: psycopg2.extensions.connection
+def test_permission_denied_names_the_exact_grant(
+    source: psycopg2.extensions.connection, admin: psycopg2.extensions.connection, pg: dict[str, Any]
 ) -> None:
-    table = f"h5_private_{uuid.uuid4().hex[:8]}"
+    # PostgreSQL names the table without its schema; the caller knows which one it reads.
+    schema, table = f"H5 Music {uuid.uuid4().hex[:6]}", "Invoice Line"
+    relation = sql.Identifier(schema, table)
     with admin.cursor() as cur:
-        cur.execute(sql.SQL("CREATE TABLE public.{} (id int)").format(sql.Identifier(table)))
+        cur.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(schema)))
+        cur.execute(sql.SQL("CREATE TABLE {} (id int)").format(relation))
     try:
-        error = _raise(source, f"SELECT * FROM public.{table}")
+        query = sql.SQL("SELECT * FROM {}").format(relation).as_string(source)
+        with (
+            pytest.raises(SourcePermissionDenied) as info,
+            source_errors("table invoice_line", conn=source, relations=[(schema, table)]),
+            source.cursor() as cur,
+        ):
+            cur.execute(query)
+        source.rollback()
+        assert f"permission denied for schema {schema}" in str(info.value)
+        # The role is the one the connection logged in as, quoted like the names.
+        assert info.value.fix == f'GRANT USAGE ON SCHEMA "{schema}" TO "{pg["user"]}";'
+        with admin.cursor() as cur:
+            cur.execute(info.value.fix)  # works as written
+        with (
+            pytest.raises(SourcePermissionDenied) as info,
+            source_errors(
+                "table invoice_line", conn=source, relations=[("public", "other"), (schema, table)]
+            ),
+            source.cursor() as cur,
+        ):
+            cur.execute(query)
+        source.rollback()
+        assert f"42501 (insufficient_privilege): permission denied for table {table}" in str(info.value)
+        assert info.value.fix == f'GRANT SELECT ON TABLE "{schema}"."{table}" TO "{pg["user"]}";'
+        with admin.cursor() as cur:
+            cur.execute(info.value.fix)
+        with source.cursor() as cur:
+            cur.execute(query)
+        source.rollback()
     finally:
         with admin.cursor() as cur:
-            cur.execute(sql.SQL("DROP TABLE public.{}").format(sql.Identifier(table)))
-    assert isinstance(error, SourcePermissionDenied)
-    assert f"42501 (insufficient_privilege): permission denied for table {table}" in str(error)
-    assert error.fix == f"GRANT SELECT ON {table} TO <sync role>"
+            cur.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier(schema)))
+
+
+def test_permission_denied_for_the_export_function_or_at_login_names_the_exact_grant(
+    source: psycopg2.extensions.connection,
+    admin: psycopg2.extensions.connection,
+    secret: dict[str, Any],
+    pg: dict[str, Any],
+) -> None:
+    role = f'"{pg["user"]}"'
+    denied = (
+        "DO $$ BEGIN RAISE EXCEPTION USING ERRCODE = '42501', "
+        "MESSAGE = 'permission denied for function query_export_to_s3'; END $$"
+    )
+    with (
+        pytest.raises(SourcePermissionDenied) as info,
+        source_errors("export", conn=source),
+        source.cursor() as cur,
+    ):
+        cur.execute(denied)
+    source.rollback()
+    assert info.value.fix == (
+        "GRANT EXECUTE ON FUNCTION aws_s3.query_export_to_s3(text, aws_commons._s3_uri_1, text, text) TO "
+        f"{role}; GRANT EXECUTE ON FUNCTION aws_s3.query_export_to_s3(text, text, text, text, text, text) "
+        f"TO {role};"
+    )
+    with admin.cursor() as cur:
+        cur.execute(info.value.fix)  # both signatures exist: it works as written
+    # Refused at login: no session exists, the secret's user is the role.
+    database = f"h5 NoConnect {uuid.uuid4().hex[:6]}"
+    with admin.cursor() as cur:
+        cur.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(database)))
+        cur.execute(sql.SQL("REVOKE CONNECT ON DATABASE {} FROM PUBLIC").format(sql.Identifier(database)))
+    try:
+        with pytest.raises(SourcePermissionDenied) as info:
+            connect_source({**secret, "dbname": database}, application_name=APP)
+        assert info.value.fix == f'GRANT CONNECT ON DATABASE "{database}" TO {role};'
+        with admin.cursor() as cur:
+            cur.execute(info.value.fix)
+        connect_source({**secret, "dbname": database}, application_name=APP).close()
+    finally:
+        with admin.cursor() as cur:
+            cur.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(database)))
 
 
 def test_serialization_failure_is_source_conflict(
