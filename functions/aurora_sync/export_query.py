@@ -16,6 +16,7 @@ from psycopg2 import sql
 from .errors import ConfigError, SourceObjectMissing
 from .source_catalog import SourceColumn
 from .source_snapshot import FUTURE_TOLERANCE
+from .sync_modes import CURSORLESS_MODES
 from .typemap import ColumnMapping, map_column, unrepresentable_expression
 from .work import ChunkPosition, ExportWindow, SyncMode
 
@@ -90,10 +91,13 @@ def build_plan(
     for role, wanted in (*roles, ("primary_key", list(primary_key))):
         absent = [column for column in wanted if column not in by_name]
         if absent:
+            fix = f"fix `{role}` in the table config (exact, case-sensitive column names)"
+            if role == "cursor":
+                fix += f"; a table without a column every write advances syncs with {CURSORLESS_MODES}"
             raise SourceObjectMissing(
                 f"table {name!r}: {role} column(s) {', '.join(repr(a) for a in absent)} do not exist in "
                 f"{schema}.{table}.",
-                fix=f"fix `{role}` in the table config (exact, case-sensitive column names)",
+                fix=fix,
             )
     cursor_column = by_name[cursor] if cursor is not None else None
     if cursor_column is not None and (
@@ -103,7 +107,8 @@ def build_plan(
         raise ConfigError(
             f"table {name!r}: cursor column {cursor!r} has type {cursor_column.pg_type.formatted}; "
             "a cursor must be a timestamp, timestamptz, date or integer column.",
-            fix="choose a column that every insert and update advances (e.g. updated_at)",
+            fix="choose a column that every insert and update advances (e.g. updated_at); a table "
+            f"without one syncs with {CURSORLESS_MODES}",
         )
     columns = export_columns(catalog, configured_columns, table=name)
     return ExportPlan(

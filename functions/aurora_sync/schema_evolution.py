@@ -191,10 +191,9 @@ def plan_evolution(
     evolution = Evolution(table.name, table.target)
     if catalog is None:
         evolution.error = SourceObjectMissing(
-            f"table {table.name!r}: source table {config.schema_name}.{config.table} does not exist "
-            "(or the sync role cannot see its schema).",
-            fix="check `schema`/`table` in the table config (exact, case-sensitive names) "
-            "and GRANT USAGE ON SCHEMA to the sync role",
+            f"table {table.name!r}: source table {config.schema_name}.{config.table} does not exist.",
+            # The catalog lists every table whatever the role's grants (see source_catalog).
+            fix="check `schema`/`table` in the table config (exact, case-sensitive catalog names)",
         )
         return evolution
     try:

@@ -69,9 +69,10 @@ def relation_oid(cursor: Any, schema: str, table: str) -> int:
     row = cursor.fetchone()
     if row is None:
         raise SourceObjectMissing(
-            f"source table {schema}.{table} does not exist (or the sync role cannot see its schema).",
-            fix="check `schema`/`table` in the table config (exact, case-sensitive names) "
-            "and GRANT USAGE ON SCHEMA to the sync role",
+            f"source table {schema}.{table} does not exist.",
+            # The catalog lists every table whatever the role's grants: a missing grant fails the
+            # export's SELECT instead, with the GRANT that allows it.
+            fix="check `schema`/`table` in the table config (exact, case-sensitive catalog names)",
         )
     return int(row[0])
 

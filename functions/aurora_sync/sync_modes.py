@@ -35,6 +35,9 @@ from __future__ import annotations
 XMIN_WARN_ROWS = 1_000_000
 FULL_WARN_ROWS = 100_000
 RECONCILE_WARN_ROWS = 1_000_000
+# Where a table without a cursor column is told to look (the modes, and adding a cursor).
+CURSORLESS_DOC = "docs/operations.md#tables-without-a-cursor-and-hard-deletes"
+CURSORLESS_MODES = f"mode 'xmin' or 'full', which need no cursor column (see {CURSORLESS_DOC})"
 
 
 def size_warning(mode: str, hard_deletes: str, rows: int, *, relation: str, every: int = 1) -> str | None:

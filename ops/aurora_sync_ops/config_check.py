@@ -31,7 +31,7 @@ from aurora_sync.config import InvalidTable, LoadedTable, TableConfigResult
 from aurora_sync.errors import SyncError
 from aurora_sync.export_query import INTEGER_CURSOR_TYPES, TEMPORAL_CURSOR_TYPES
 from aurora_sync.source_catalog import SourceColumn, read_columns
-from aurora_sync.sync_modes import FULL_WARN_ROWS, XMIN_WARN_ROWS, size_warning
+from aurora_sync.sync_modes import CURSORLESS_DOC, FULL_WARN_ROWS, XMIN_WARN_ROWS, size_warning
 from aurora_sync.typemap import map_column
 
 from .snowflake_sql import table_spec
@@ -47,7 +47,6 @@ _MAPPED_NUMBER = re.compile(r"^NUMBER\(38,(\d+)\)$")
 # The key-value check reads the table: on a huge table without a usable index it is stopped
 # rather than left to hang the command.
 KEY_CHECK_TIMEOUT_MS = 60_000
-_CURSORLESS_DOC = "docs/operations.md#tables-without-a-cursor-and-hard-deletes"
 
 _RELATION_SQL = """
 SELECT c.oid, c.relkind
@@ -446,7 +445,7 @@ def _cursor_fix(
     )
     fix = (
         f"set cursor to a column that every insert and update advances; a table without one syncs with "
-        f"{modes}, see {_CURSORLESS_DOC}"
+        f"{modes}, see {CURSORLESS_DOC}"
     )
     if relkind not in ("r", "p"):
         return fix

@@ -375,6 +375,8 @@ def test_unknown_table_is_terminal_and_named(env: dict[str, str], schema: str) -
     with pytest.raises(SourceObjectMissing) as caught:
         lambda_handler(item(schema, table="nope"), FakeContext())
     assert f"{schema}.nope does not exist" in str(caught.value)
+    # The catalog lists every table whatever the role's grants: no grant can be the fix here.
+    assert "GRANT" not in str(caught.value)
 
 
 def test_permission_denied_names_the_grant(
@@ -403,6 +405,10 @@ def test_cursor_of_a_type_that_cannot_order_changes_is_a_config_error(
     with pytest.raises(ConfigError) as caught:
         lambda_handler(item(schema, cursor="note"), FakeContext())
     assert "cursor column 'note' has type text" in str(caught.value)
+    assert str(caught.value).endswith(
+        "a table without one syncs with mode 'xmin' or 'full', which need no "
+        "cursor column (see docs/operations.md#tables-without-a-cursor-and-hard-deletes)"
+    )
 
 
 def test_bad_input_is_a_config_error(env: dict[str, str]) -> None:

@@ -464,7 +464,9 @@ def test_missing_final_table_and_invalid_config_fail_only_their_table(tables: Ta
         "table": "items",
         "error": "SourceObjectMissing",
         "cause": f"table 'items': cursor column(s) 'changed_at' do not exist in {tables.schema}.items. "
-        "Fix: fix `cursor` in the table config (exact, case-sensitive column names)",
+        "Fix: fix `cursor` in the table config (exact, case-sensitive column names); a table without a "
+        "column every write advances syncs with mode 'xmin' or 'full', which need no cursor column (see "
+        "docs/operations.md#tables-without-a-cursor-and-hard-deletes)",
     }
     assert failed["payments"]["error"] == "ConfigError"
     assert failed["payments"]["cause"].startswith(f"{broken}: ")
