@@ -34,7 +34,7 @@ from .config_publish import (
     read_parameters,
     render_pulled,
 )
-from .environment import read_config_file
+from .environment import Environment, read_config_file
 from .rekey import explain, same_key
 
 _SEVERITY_ORDER = {"error": 0, "warning": 1}
@@ -49,11 +49,12 @@ def _read_file(name: str) -> tuple[Path, list[TableConfigResult]]:
         raise ConfigError(str(exc).replace(f"--config {path}", str(path), 1)) from None
 
 
-def _findings(args: argparse.Namespace, results: list[TableConfigResult]) -> list[Finding]:
+def _findings(results: list[TableConfigResult], source: Environment | None) -> list[Finding]:
+    """The file's findings, and the catalog's when ``source`` is given."""
     findings = config_findings(results)
-    if args.source_dsn:
+    if source is not None:
         valid = [r for r in results if isinstance(r, LoadedTable)]
-        conn = environment(args).connect_source()
+        conn = source.connect_source()
         try:
             relations = [(t.config.schema_name, t.config.table) for t in valid]
             with source_errors(
@@ -67,7 +68,11 @@ def _findings(args: argparse.Namespace, results: list[TableConfigResult]) -> lis
 
 def cmd_config_validate(args: argparse.Namespace) -> int:
     path, results = _read_file(args.file)
-    findings = _findings(args, results)
+    # The source `sql`, `plan` and `parity` use: --source-dsn, AURORA_SYNC_SOURCE_DSN, or the
+    # running local stack; the file alone when none of them names one.
+    env = environment(args)
+    source = env.source_description()
+    findings = _findings(results, env if source is not None else None)
     errors = sum(1 for f in findings if f.severity == "error")
     warnings = len(findings) - errors
     invalid = {f.table for f in findings if f.severity == "error"}
@@ -75,7 +80,8 @@ def cmd_config_validate(args: argparse.Namespace) -> int:
         document = {
             "file": str(path),
             "valid": errors == 0,
-            "checked_source": bool(args.source_dsn),
+            "checked_source": source is not None,
+            "source": source,
             "tables": [
                 {
                     "table": r.name,
@@ -91,9 +97,10 @@ def cmd_config_validate(args: argparse.Namespace) -> int:
     for finding in findings:
         print(finding.line())
     checked = (
-        "checked against the source catalog"
-        if args.source_dsn
-        else "not checked against a database (add --source-dsn to check tables, columns and indexes)"
+        f"checked against the source catalog of {source}"
+        if source is not None
+        else "no catalog checked: no source database is reachable (pass --source-dsn DSN, set "
+        "AURORA_SYNC_SOURCE_DSN, or start the local stack (aurora-sync local up))"
     )
     print(
         f"{path}: {len(results)} table(s), {len(results) - len(invalid)} valid; "
@@ -104,7 +111,8 @@ def cmd_config_validate(args: argparse.Namespace) -> int:
 
 def cmd_config_push(args: argparse.Namespace) -> int:
     path, results = _read_file(args.file)
-    findings = _findings(args, results)
+    # Only an explicit --source-dsn: a push aimed at AWS must not be judged by a local catalog.
+    findings = _findings(results, environment(args) if args.source_dsn else None)
     errors = [f for f in findings if f.severity == "error"]
     for finding in findings:
         print(finding.line(), file=sys.stderr)
@@ -218,12 +226,15 @@ def register(commands: Any) -> None:
     validate = actions.add_parser(
         "validate",
         help="check every entry of a file; one line per problem naming the entry and field",
-        description="Validate each entry as the planner validates SSM parameters. With --source-dsn, "
-        "also check tables, columns, primary key and cursor against the PostgreSQL catalog, and warn "
-        "when the cursor has no index. Exit status 1 when any entry has an error.",
+        description="Validate each entry as the planner validates SSM parameters. With a source "
+        "database (--source-dsn, else AURORA_SYNC_SOURCE_DSN, else the running local stack, as for "
+        "`sql`, `plan` and `parity`), also check tables, columns, primary key and cursor against its "
+        "PostgreSQL catalog, and warn when the cursor has no index; the last line says which source "
+        "was checked. Exit status 1 when any entry has an error.",
     )
     validate.add_argument("file", metavar="FILE", help="YAML (.yaml/.yml) or JSON file: {name: config}")
     source_dsn_option(validate, "to check the entries against (the catalog is only read)")
+    stack_options(validate)
     validate.add_argument("--json", action="store_true", help="print one JSON object")
     validate.set_defaults(func=cmd_config_validate)
 

@@ -161,18 +161,35 @@ class Environment:
         return [r for r in results if isinstance(r, LoadedTable)]
 
     # --- source catalog --------------------------------------------------------------------
-    def source_dsn(self) -> str:
-        dsn = self.options.source_dsn or self._env("AURORA_SYNC_SOURCE_DSN")
-        if dsn:
-            return dsn
+    def _source(self) -> tuple[str, str] | None:
+        """The source DSN and where it came from, or None when nothing names one."""
+        if self.options.source_dsn:
+            return self.options.source_dsn, "--source-dsn"
+        if dsn := self._env("AURORA_SYNC_SOURCE_DSN"):
+            return dsn, "AURORA_SYNC_SOURCE_DSN"
         postgres = self._stack_part("postgres")
         if postgres and postgres.get("admin_dsn"):
             # The admin reads the catalog: the sync role cannot see a table before its grants exist.
-            return str(postgres["admin_dsn"])
-        raise ConfigError(
-            "no source database to read the catalog from.",
-            fix=f"pass --source-dsn, set AURORA_SYNC_SOURCE_DSN, or {_START_STACK}",
-        )
+            return str(
+                postgres["admin_dsn"]
+            ), f"the local stack under {(self.local_stack() or {})['state_dir']}"
+        return None
+
+    def source_dsn(self) -> str:
+        found = self._source()
+        if found is None:
+            raise ConfigError(
+                "no source database to read the catalog from.",
+                fix=f"pass --source-dsn, set AURORA_SYNC_SOURCE_DSN, or {_START_STACK}",
+            )
+        return found[0]
+
+    def source_description(self) -> str | None:
+        """Which database ``connect_source`` opens and why, without secrets; None when none is set."""
+        found = self._source()
+        if found is None:
+            return None
+        return f"{_describe_dsn(found[0])} ({found[1]})"
 
     def connect_source(self) -> psycopg2.extensions.connection:
         """A read-only, autocommit session for catalog reads and identifier quoting."""
@@ -180,22 +197,12 @@ class Environment:
         from psycopg2.extensions import parse_dsn
 
         dsn = self.source_dsn()
-        try:
-            parts = parse_dsn(dsn)
-        except psycopg2.ProgrammingError:
-            # The driver's message quotes the DSN, password included: do not chain it.
-            raise ConfigError(
-                "the source DSN is not a valid libpq connection string.",
-                fix="use postgresql://user@host:5432/dbname (password via PGPASSWORD or ~/.pgpass)",
-            ) from None
-        where = (
-            f"Aurora {parts.get('host', 'localhost')}:{parts.get('port', 5432)}/"
-            f"{parts.get('dbname', '')} as {parts.get('user', '(default user)')}"
-        )
+        where = _describe_dsn(dsn)
         try:
             conn = psycopg2.connect(dsn, connect_timeout=5, application_name=APPLICATION)
             conn.set_session(readonly=True, autocommit=True)
         except psycopg2.Error as exc:
+            parts = parse_dsn(dsn)
             raise classify_source_error(
                 exc, context=where, redact=(parts.get("password", ""),), role=parts.get("user")
             ) from None
@@ -272,6 +279,25 @@ class Environment:
             if snowflake and "database" not in values:
                 values["database"] = snowflake["database"]
         return SnowflakeSetup(**values)
+
+
+def _describe_dsn(dsn: str) -> str:
+    """``Aurora host:port/db as user``: the DSN without its password."""
+    import psycopg2
+    from psycopg2.extensions import parse_dsn
+
+    try:
+        parts = parse_dsn(dsn)
+    except psycopg2.ProgrammingError:
+        # The driver's message quotes the DSN, password included: do not chain it.
+        raise ConfigError(
+            "the source DSN is not a valid libpq connection string.",
+            fix="use postgresql://user@host:5432/dbname (password via PGPASSWORD or ~/.pgpass)",
+        ) from None
+    return (
+        f"Aurora {parts.get('host', 'localhost')}:{parts.get('port', 5432)}/"
+        f"{parts.get('dbname', '')} as {parts.get('user', '(default user)')}"
+    )
 
 
 # --- config files --------------------------------------------------------------------------

@@ -62,6 +62,14 @@ def schema(stack: dict[str, Any]) -> Iterator[str]:
     conn.close()
 
 
+@pytest.fixture(autouse=True)
+def no_default_source(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Without --source-dsn, `config validate` checks the source the shell or a running local stack
+    gives: tests that pass neither must not find a developer's stack or variable."""
+    monkeypatch.delenv("AURORA_SYNC_SOURCE_DSN", raising=False)
+    monkeypatch.setenv("AURORA_SYNC_LOCAL_DIR", str(tmp_path_factory.mktemp("no-stack")))
+
+
 @pytest.fixture
 def ssm(stack: dict[str, Any]) -> Any:
     aws = stack["aws"]
@@ -151,6 +159,9 @@ def test_validate_checks_the_source_catalog(
     assert code == 1
     document = json.loads(out)
     assert document["valid"] is False and document["checked_source"] is True
+    admin = psycopg2.extensions.parse_dsn(dsn)["user"]
+    where = "Aurora {host}:{port}/{database} as {admin}".format(**stack["postgres"], admin=admin)
+    assert document["source"] == f"{where} (--source-dsn)"
     by_table = {t["table"]: t for t in document["tables"]}
     assert by_table["orders"] == {
         "table": "orders",
@@ -184,10 +195,50 @@ def test_validate_checks_the_source_catalog(
     assert code == 1
     assert f'error: {path}[no_table]: field \'table\': source table "{schema}"."nope" does not exist' in out
     assert out.splitlines()[-1] == (
-        f"{path}: 5 table(s), 1 valid; 5 error(s), 1 warning(s); checked against the source catalog"
+        f"{path}: 5 table(s), 1 valid; 5 error(s), 1 warning(s); checked against the source catalog of "
+        f"{where} (--source-dsn)"
     )
     password = psycopg2.extensions.parse_dsn(dsn)["password"]
     assert password not in out
+
+
+def test_validate_checks_the_source_the_other_commands_use_without_source_dsn(
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+    local_stack: Stack,
+    schema: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    path = write(tmp_path, "t.json", {"nope": {"schema": schema, "table": "nope", "primary_key": ["id"]}})
+    missing = f'error: {path}[nope]: field \'table\': source table "{schema}"."nope" does not exist'
+    # Nothing configured and no stack running: said, with how to get a catalog check.
+    code, out, _ = run(capsys, "config", "validate", str(path))
+    assert code == 0
+    assert out.splitlines()[-1] == (
+        f"{path}: 1 table(s), 1 valid; 0 error(s), 0 warning(s); no catalog checked: no source database "
+        "is reachable (pass --source-dsn DSN, set AURORA_SYNC_SOURCE_DSN, or start the local stack "
+        "(aurora-sync local up))"
+    )
+    # The running local stack, as `sql`, `plan` and `parity` use it.
+    postgres = local_stack.status()["postgres"]
+    admin = psycopg2.extensions.parse_dsn(postgres["admin_dsn"])["user"]
+    code, out, _ = run(capsys, "config", "validate", str(path), *stack_flags(local_stack))
+    assert code == 1
+    assert out.splitlines()[0].startswith(missing)
+    assert out.splitlines()[-1].endswith(
+        f"checked against the source catalog of Aurora {postgres['host']}:{postgres['port']}/"
+        f"{postgres['database']} as {admin} (the local stack under {local_stack.settings.root})"
+    )
+    # The environment variable comes before the stack.
+    monkeypatch.setenv("AURORA_SYNC_SOURCE_DSN", postgres["dsn"])
+    code, out, _ = run(capsys, "config", "validate", str(path), "--json")
+    document = json.loads(out)
+    assert (code, document["checked_source"]) == (1, True)
+    assert document["source"] == (
+        f"Aurora {postgres['host']}:{postgres['port']}/{postgres['database']} as {postgres['user']} "
+        "(AURORA_SYNC_SOURCE_DSN)"
+    )
+    assert postgres["password"] not in out
 
 
 def test_validate_checks_modes_against_the_catalog_and_the_table_size(
