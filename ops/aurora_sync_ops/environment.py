@@ -170,9 +170,8 @@ class Environment:
         postgres = self._stack_part("postgres")
         if postgres and postgres.get("admin_dsn"):
             # The admin reads the catalog: the sync role cannot see a table before its grants exist.
-            return str(
-                postgres["admin_dsn"]
-            ), f"the local stack under {(self.local_stack() or {})['state_dir']}"
+            state_dir = (self.local_stack() or {}).get("state_dir")
+            return str(postgres["admin_dsn"]), f"the local stack under {state_dir}"
         return None
 
     def source_dsn(self) -> str:
