@@ -27,7 +27,7 @@ import snowflake.connector
 
 from aurora_sync_ops.environment import local_aws_client
 from aurora_sync_ops.local.stack import REPO_ROOT, Stack
-from aurora_sync_ops.snowflake_sql import SnowflakeSetup
+from aurora_sync_ops.snowflake_sql import SnowflakeSetup, render_drop_table
 
 SECTION = "## Try it on your own tables"
 TABLE, TARGET = "books", "BOOKS"
@@ -67,17 +67,9 @@ def remove_books(stack: dict[str, Any]) -> None:
         storage_role_arn=f"arn:aws:iam::{aws['account_id']}:role/aurora-sync-snowflake-storage",
         database=stack["snowflake"]["database"],
     )
-    objects = setup.objects(TARGET)
     ledger = f"{setup.database}.{setup.staging_schema}"
     with snowflake.connector.connect(**stack["snowflake"]) as conn, conn.cursor() as cur:
-        for statement in (
-            f"DROP PIPE IF EXISTS {objects.pipe}",
-            f"DROP TASK IF EXISTS {objects.merge_task}",
-            f"DROP TASK IF EXISTS {objects.retention_task}",
-            f"DROP STREAM IF EXISTS {objects.stream}",
-            f"DROP TABLE IF EXISTS {objects.staging_table}",
-            f"DROP TABLE IF EXISTS {objects.final_table}",
-        ):
+        for statement in render_drop_table(setup, TARGET):
             cur.execute(statement)
         for table in ('"_AURORA_SYNC_FILES"', '"_AURORA_SYNC_RUNS"'):
             cur.execute(f"DELETE FROM {ledger}.{table} WHERE TARGET = %s", (TARGET,))

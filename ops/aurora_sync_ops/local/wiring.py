@@ -2,7 +2,7 @@
 
 In production the template puts an ``s3:ObjectCreated:*`` notification on the data-lake bucket
 targeting the SQS queue that SHOW PIPES names in ``notification_channel`` (one queue per Snowflake
-account, existing before any pipe; the SnowpipeQueueArn parameter). Locally the queue belongs to
+account, existing before any pipe; the SnowpipeSqsArn parameter). Locally the queue belongs to
 the Snowflake emulator and lives in moto, so the same configuration is applied here through the
 S3 API; ``local up`` does it once, before any table exists.
 """

@@ -510,7 +510,7 @@ class ControlPlane:
 
         Snowflake shows it only through a pipe (SHOW PIPES ``notification_channel``), so the SQL
         surface stays that way; this route lets the local stack wire its bucket before the first
-        table, as the template's SnowpipeQueueArn parameter does on AWS.
+        table, as the template's SnowpipeSqsArn parameter does on AWS.
         """
         return JSONResponse({"notification_channel": self.pipes.queue_arn})
 
