@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shlex
 import shutil
 import sys
 from collections.abc import Callable, Iterable, Sequence
@@ -29,13 +30,9 @@ def running_part(args: argparse.Namespace, part: str) -> dict[str, Any]:
     section = status.get(part)
     alive = status["services"].get(part, {}).get("alive")
     if not status["running"] or not alive or not isinstance(section, dict):
-        flags = ""
-        if args.state_dir or args.port_base:
-            flags = "".join(
-                f" --{name} {value}"
-                for name, value in (("state-dir", args.state_dir), ("port-base", args.port_base))
-                if value
-            )
+        # The same flags, so the command starts the stack this one looked for.
+        given = (("--state-dir", args.state_dir), ("--port-base", args.port_base))
+        flags = "".join(f" {flag} {shlex.quote(str(value))}" for flag, value in given if value)
         raise StackError(
             f"the local stack under {settings.root} is not running its {part} part; "
             f"start it with: aurora-sync local up{flags}"
@@ -123,7 +120,10 @@ def cmd_local_sql(args: argparse.Namespace) -> int:
     connect_kwargs = running_part(args, "snowflake")
     script: str | None = args.command
     if args.file:
-        script = Path(args.file).read_text()
+        try:
+            script = Path(args.file).read_text()
+        except OSError as exc:
+            raise ValueError(f"--file {args.file}: cannot read it ({exc.strerror})") from None
     elif script is None and not sys.stdin.isatty():
         script = sys.stdin.read()
     where = f"the local Snowflake on port {connect_kwargs.get('port')}"

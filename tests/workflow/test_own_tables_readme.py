@@ -23,6 +23,7 @@ from typing import Any
 
 import psycopg2
 import pytest
+import requests
 import snowflake.connector
 
 from aurora_sync_ops.environment import local_aws_client
@@ -93,6 +94,10 @@ def shell(local_stack: Stack, stack: dict[str, Any], tmp_path: Path) -> Iterator
         AURORA_SYNC_PORT_BASE=str(local_stack.settings.ports.postgres),
         AURORA_SYNC_CONFIG_PATH=config_path,
     )
+    # The Step Functions clock as a user's stack runs it: Wait states last their real seconds, so
+    # the first look of the verifier comes after Snowpipe's event-driven load (see the test).
+    clock = f"{stack['aws']['endpoint_url']}/moto-api/aurora-sync/clock"
+    requests.post(clock, json={"scale": 1}, timeout=5).raise_for_status()
     remove_books(stack)
     yield {"cwd": tmp_path, "env": environ}
     remove_books(stack)
