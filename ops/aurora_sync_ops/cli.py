@@ -15,7 +15,7 @@ from typing import Any
 
 from aurora_sync.errors import SyncError
 
-from .local.stack import START_ORDER, Stack, StackError, settings_from_env
+from .local.stack import READY_FOR_TABLES, START_ORDER, Stack, StackError, settings_from_env
 
 
 def _stack(args: argparse.Namespace, progress: bool = True) -> Stack:
@@ -46,6 +46,7 @@ def cmd_local_up(args: argparse.Namespace) -> int:
     status = stack.up(only=only)
     print("local stack is up:")
     _print_endpoints(status)
+    _print_readiness(status)
     return 0
 
 
@@ -67,7 +68,21 @@ def cmd_local_status(args: argparse.Namespace) -> int:
         print(f"  {mark} {name:<10} port {state['port']:<6} pid {pid}")
     if status["running"]:
         _print_endpoints(status)
+        _print_readiness(status)
     return 0 if status["running"] else 3
+
+
+def _print_readiness(status: dict[str, Any]) -> None:
+    ready = status.get(READY_FOR_TABLES)
+    if not ready or not status["services"]["snowflake"]["alive"]:
+        return
+    print(
+        f"  ready for your tables: Snowflake database {ready['database']} set up "
+        f"(schemas {ready['staging_schema']}, {ready['final_schema']}; {ready['setup_statements']} "
+        f"setup statements applied), bucket {ready['bucket']} notifies Snowpipe's queue "
+        f"{ready['snowpipe_queue_arn']}"
+    )
+    print("  SQL shells: aurora-sync local sql (Snowflake), aurora-sync local psql (PostgreSQL)")
 
 
 # --- sql ---------------------------------------------------------------------------------------
@@ -270,6 +285,9 @@ def build_parser() -> argparse.ArgumentParser:
     stack_options(status)
     status.add_argument("--json", action="store_true", help="print exactly one JSON object")
     status.set_defaults(func=cmd_local_status)
+    from .cli_local import register as register_local
+
+    register_local(local_commands, stack_options)
 
     _add_sql_commands(commands, stack_options)
     _add_workflow_commands(commands, stack_options)

@@ -210,6 +210,24 @@ def render_table(setup: SnowflakeSetup, spec: TableSpec) -> list[str]:
     ]
 
 
+def render_drop_table(setup: SnowflakeSetup, target: str) -> list[str]:
+    """Drop every per-table object ``render_table`` creates (a fresh start; FINAL's rows go too).
+
+    The export ledger's rows of the target are kept: drop them too, or the next run starts
+    from the window the last merged run proved.
+    """
+    objects = setup.objects(target)
+    return [
+        f"DROP PIPE IF EXISTS {objects.pipe}",
+        f"DROP TASK IF EXISTS {objects.merge_task}",
+        f"DROP TASK IF EXISTS {objects.retention_task}",
+        f"DROP STREAM IF EXISTS {objects.stream}",
+        f"DROP TABLE IF EXISTS {objects.keys_table}",
+        f"DROP TABLE IF EXISTS {objects.staging_table}",
+        f"DROP TABLE IF EXISTS {objects.final_table}",
+    ]
+
+
 def render_drift(
     setup: SnowflakeSetup, spec: TableSpec, *, staging_existing: Iterable[str], final_existing: Iterable[str]
 ) -> list[str]:

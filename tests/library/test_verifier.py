@@ -605,7 +605,6 @@ def test_a_retried_call_after_execute_task_does_not_merge_twice(lab: Lab) -> Non
 
 
 def test_wiring_is_idempotent_and_keeps_other_notifications(lab: Lab) -> None:
-    make_table(lab, "wired", ORDERS_DDL)  # SHOW PIPES names the queue once a pipe exists
     bucket, s3 = lab.bucket, lab.s3
     arn = connect_bucket_to_snowpipe(lab.stack)
     assert connect_bucket_to_snowpipe(lab.stack) == arn

@@ -333,6 +333,20 @@ def test_show_pipes_notification_channel_is_an_existing_sqs_queue(
     assert arn == row["notification_channel"]
 
 
+def test_account_queue_is_reported_by_the_emulator_and_is_every_pipes_channel(
+    stack: dict[str, Any], sqs: Any, lake: dict[str, str]
+) -> None:
+    # `local up` wires the bucket from this route before any pipe exists (Snowflake's queue is
+    # per account); it must be the queue SHOW PIPES names, and a real SQS queue.
+    sf_ = stack["snowflake"]
+    url = f"{sf_['protocol']}://{sf_['host']}:{sf_['port']}/emulator/account"
+    channel = requests.get(url, timeout=10).json()["notification_channel"]
+    assert channel == lake["queue_arn"]
+    queue_url = sqs.get_queue_url(QueueName=channel.rsplit(":", 1)[1])["QueueUrl"]
+    attributes = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"]
+    assert attributes["QueueArn"] == channel
+
+
 def test_notified_files_load_with_part2_and_null_differs_from_empty(
     sf: Any, s3: Any, lake: dict[str, str]
 ) -> None:

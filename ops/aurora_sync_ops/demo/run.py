@@ -25,7 +25,14 @@ from ..local.component import StackSettings
 from ..local.stack import Stack, settings_from_env
 from ..local.wiring import connect_bucket_to_snowpipe
 from ..parity import ParityResult, compare
-from ..snowflake_sql import SnowflakeSetup, TableSpec, render_setup, render_table, table_spec
+from ..snowflake_sql import (
+    SnowflakeSetup,
+    TableSpec,
+    render_drop_table,
+    render_setup,
+    render_table,
+    table_spec,
+)
 from . import dataset
 
 Say = Callable[[str], None]
@@ -108,16 +115,8 @@ def _apply_snowflake(say: Say, warehouse: Any, setup: SnowflakeSetup, specs: dic
     cursor = warehouse.cursor()
     statements = render_setup(setup)
     for spec in specs.values():
-        objects = setup.objects(spec.target)
         # A fresh start each demo: the source was just recreated.
-        for drop in (
-            f"DROP PIPE IF EXISTS {objects.pipe}",
-            f"DROP TASK IF EXISTS {objects.merge_task}",
-            f"DROP TASK IF EXISTS {objects.retention_task}",
-            f"DROP STREAM IF EXISTS {objects.stream}",
-            f"DROP TABLE IF EXISTS {objects.staging_table}",
-            f"DROP TABLE IF EXISTS {objects.final_table}",
-        ):
+        for drop in render_drop_table(setup, spec.target):
             cursor.execute(drop)
         statements += render_table(setup, spec)
     for statement in statements:

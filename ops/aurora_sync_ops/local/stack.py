@@ -28,6 +28,8 @@ REPO_ROOT = Path(__file__).resolve().parents[3]
 DEFAULT_PORT_BASE = 25432
 START_ORDER = ("aws", "postgres", "snowflake", "openbao", "vault")
 READY_TIMEOUT_S = 90.0
+# Section of the status that `up` writes once Snowflake is set up and the bucket wired to it.
+READY_FOR_TABLES = "ready_for_tables"
 
 
 class StackError(RuntimeError):
@@ -179,6 +181,16 @@ class Stack:
             self._wait_ready(name, part, pid)
             part.seed(facts)
             facts[name] = part.describe()
+            write_json_atomic(settings.state_file, facts)
+        if "snowflake" in names:
+            # Last, on the status just written: the setup reads the stack as the CLI does.
+            from .prepare import PrepareError, prepare_for_tables
+
+            self.progress("snowflake: applying the account setup and wiring the bucket to Snowpipe")
+            try:
+                facts[READY_FOR_TABLES] = prepare_for_tables(settings, self.status())
+            except PrepareError as exc:
+                raise StackError(str(exc)) from None
             write_json_atomic(settings.state_file, facts)
         return self.status()
 

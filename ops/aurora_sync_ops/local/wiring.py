@@ -2,12 +2,15 @@
 
 In production the template puts an ``s3:ObjectCreated:*`` notification on the data-lake bucket
 targeting the SQS queue that SHOW PIPES names in ``notification_channel`` (one queue per Snowflake
-account; the SnowpipeQueueArn parameter). Locally the queue belongs to the Snowflake emulator and
-lives in moto, so the same configuration is applied here through the S3 API.
+account, existing before any pipe; the SnowpipeSqsArn parameter). Locally the queue belongs to
+the Snowflake emulator and lives in moto, so the same configuration is applied here through the
+S3 API; ``local up`` does it once, before any table exists.
 """
 
 from __future__ import annotations
 
+import json
+import urllib.request
 from typing import Any
 
 from ..environment import local_aws_client
@@ -24,25 +27,24 @@ def _admin_s3(aws: dict[str, Any]) -> Any:
 
 
 def snowpipe_queue_arn(connect_kwargs: dict[str, Any]) -> str:
-    """The account's Snowpipe queue, from any auto-ingest pipe's SHOW PIPES row."""
-    import snowflake.connector
+    """The account's Snowpipe queue, which exists before any pipe does.
 
-    with (
-        snowflake.connector.connect(**connect_kwargs) as conn,
-        conn.cursor(snowflake.connector.DictCursor) as cur,
-    ):
-        cur.execute("SHOW PIPES IN ACCOUNT")
-        channels = {
-            str(row["notification_channel"]) for row in cur.fetchall() if row.get("notification_channel")
-        }
-    if not channels:
+    Snowflake creates one queue per account; SQL shows it only on a pipe (SHOW PIPES
+    ``notification_channel``), so the emulator reports it on its own route, which lets
+    ``local up`` wire the bucket before the user's first table exists.
+    """
+    url = f"{connect_kwargs['protocol']}://{connect_kwargs['host']}:{connect_kwargs['port']}/emulator/account"
+    try:
+        with urllib.request.urlopen(url, timeout=10) as response:  # noqa: S310 - the local emulator
+            channel = json.load(response).get("notification_channel")
+    except (OSError, ValueError) as exc:
         raise WiringError(
-            "no auto-ingest pipe exists in the local Snowflake, so its notification queue is unknown: "
-            "create a table's Snowflake objects first (aurora-sync sql snowflake --tables NAME --apply)"
-        )
-    if len(channels) > 1:
-        raise WiringError(f"pipes name more than one notification channel: {sorted(channels)}")
-    return channels.pop()
+            f"the local Snowflake at {url} did not name its Snowpipe queue ({exc}); "
+            "restart it: aurora-sync local down && aurora-sync local up"
+        ) from None
+    if not channel:
+        raise WiringError(f"the local Snowflake at {url} has no Snowpipe queue; see its log")
+    return str(channel)
 
 
 def connect_bucket_to_snowpipe(stack_status: dict[str, Any]) -> str:

@@ -502,7 +502,17 @@ class ControlPlane:
         routes.append(Route("/queries/v1/query-request", self.query_request, methods=["POST"]))
         routes.append(Route("/emulator/health", lambda _: JSONResponse({"status": "ok"}), methods=["GET"]))
         routes.append(Route("/emulator/task-faults", self.task_faults, methods=["GET", "POST", "DELETE"]))
+        routes.append(Route("/emulator/account", self.account, methods=["GET"]))
         return Starlette(routes=routes)
+
+    def account(self, _: Request) -> JSONResponse:
+        """The account's Snowpipe queue, which exists before any pipe (as in Snowflake).
+
+        Snowflake shows it only through a pipe (SHOW PIPES ``notification_channel``), so the SQL
+        surface stays that way; this route lets the local stack wire its bucket before the first
+        table, as the template's SnowpipeSqsArn parameter does on AWS.
+        """
+        return JSONResponse({"notification_channel": self.pipes.queue_arn})
 
 
 PIPE_COLUMNS = (

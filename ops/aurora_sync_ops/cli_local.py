@@ -1,0 +1,211 @@
+"""``aurora-sync local sql`` and ``aurora-sync local psql``: a shell on each database of the stack.
+
+``local sql`` runs Snowflake SQL on the local emulator with the connection ``local status
+--json`` reports (``-c``, ``--file``, piped input, or a small interactive shell) and prints each
+result as a table. ``local psql`` runs the stack's own psql on the source database, with the
+password in the environment rather than on the command line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shlex
+import shutil
+import sys
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+from typing import Any, TextIO
+
+from .local.stack import Stack, StackError, settings_from_env
+
+PROMPT = "snowflake> "
+CONTINUATION = "       ...> "
+
+
+def running_part(args: argparse.Namespace, part: str) -> dict[str, Any]:
+    """The ``part`` section of the running stack's status, or an error naming how to start it."""
+    settings = settings_from_env(root=args.state_dir, port_base=args.port_base)
+    status = Stack(settings).status()
+    section = status.get(part)
+    alive = status["services"].get(part, {}).get("alive")
+    if not status["running"] or not alive or not isinstance(section, dict):
+        # The same flags, so the command starts the stack this one looked for.
+        given = (("--state-dir", args.state_dir), ("--port-base", args.port_base))
+        flags = "".join(f" {flag} {shlex.quote(str(value))}" for flag, value in given if value)
+        raise StackError(
+            f"the local stack under {settings.root} is not running its {part} part; "
+            f"start it with: aurora-sync local up{flags}"
+        )
+    return section
+
+
+# --- local sql -----------------------------------------------------------------------------------
+def format_table(columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
+    """A psql-like table: header, rule, one line per row, and the row count."""
+    cells = [["NULL" if value is None else str(value) for value in row] for row in rows]
+    widths = [max([len(name), *(len(row[i]) for row in cells)]) for i, name in enumerate(columns)]
+    lines = [
+        " | ".join(name.ljust(width) for name, width in zip(columns, widths, strict=True)).rstrip(),
+        "-+-".join("-" * width for width in widths),
+    ]
+    lines += [
+        " | ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
+        for row in cells
+    ]
+    lines.append(f"({len(cells)} row{'' if len(cells) == 1 else 's'})")
+    return "\n".join(lines)
+
+
+def statements_of(text: str) -> list[str]:
+    """Statements of a script, split by the connector's own splitter (quotes and comments kept)."""
+    from io import StringIO
+
+    from snowflake.connector.util_text import split_statements
+
+    return [s for s, _ in split_statements(StringIO(text), remove_comments=True) if s.strip(" ;\n\t")]
+
+
+def run_statements(cursor: Any, statements: Sequence[str], out: TextIO) -> None:
+    """Execute in order and print each result; the first error stops with the statement named."""
+    from snowflake.connector.errors import Error as SnowflakeError
+
+    for number, statement in enumerate(statements, 1):
+        try:
+            cursor.execute(statement)
+            rows = cursor.fetchall() if cursor.description else []
+        except SnowflakeError as exc:
+            first_line = statement.strip().splitlines()[0][:100]
+            raise SqlStatementError(
+                f"statement {number} of {len(statements)} ({first_line}) failed: "
+                f"{getattr(exc, 'msg', None) or exc}"
+            ) from None
+        if cursor.description:
+            print(format_table([column.name for column in cursor.description], rows), file=out)
+        else:
+            print("OK", file=out)
+
+
+class SqlStatementError(ValueError):
+    """A statement the user typed failed; its message is Snowflake's."""
+
+
+def interactive(cursor: Any, read: Callable[[str], str], out: TextIO) -> None:
+    """Read lines until one ends with ``;``, run what was read, repeat until end of input."""
+    buffer: list[str] = []
+    while True:
+        try:
+            line = read(CONTINUATION if buffer else PROMPT)
+        except EOFError:
+            print(file=out)
+            return
+        if not buffer and line.strip().lower() in ("quit", "exit", "\\q"):
+            return
+        buffer.append(line)
+        if line.rstrip().endswith(";"):
+            text, buffer = "\n".join(buffer), []
+            try:
+                run_statements(cursor, statements_of(text), out)
+            except SqlStatementError as exc:
+                print(f"error: {exc}", file=out)
+
+
+def cmd_local_sql(args: argparse.Namespace) -> int:
+    import snowflake.connector
+
+    from aurora_sync.warehouse_db import warehouse_errors
+
+    if args.command and args.file:
+        raise ValueError("-c and --file both give the statements: pass one of them")
+    connect_kwargs = running_part(args, "snowflake")
+    script: str | None = args.command
+    if args.file:
+        try:
+            script = Path(args.file).read_text()
+        except OSError as exc:
+            raise ValueError(f"--file {args.file}: cannot read it ({exc.strerror})") from None
+    elif script is None and not sys.stdin.isatty():
+        script = sys.stdin.read()
+    where = f"the local Snowflake on port {connect_kwargs.get('port')}"
+    with warehouse_errors(f"connecting to {where}"):
+        conn = snowflake.connector.connect(**connect_kwargs)
+    try:
+        cursor = conn.cursor()
+        if script is None:
+            print(
+                f"connected to {where}, database {connect_kwargs.get('database')}; end statements "
+                "with ';', quit with Ctrl-D",
+                flush=True,
+            )
+            interactive(cursor, input, sys.stdout)
+            return 0
+        statements = statements_of(script)
+        if not statements:
+            raise ValueError("no SQL statement given: pass -c 'SELECT ...;' or --file FILE")
+        run_statements(cursor, statements, sys.stdout)
+    finally:
+        conn.close()
+    return 0
+
+
+# --- local psql ----------------------------------------------------------------------------------
+def psql_command(postgres: dict[str, Any], args: argparse.Namespace) -> tuple[list[str], dict[str, str]]:
+    """argv and environment for psql on the stack's source database; the password only in the env."""
+    from psycopg2.extensions import make_dsn, parse_dsn
+
+    binary = None
+    if postgres.get("bin_dir") and (Path(postgres["bin_dir"]) / "psql").is_file():
+        binary = str(Path(postgres["bin_dir"]) / "psql")
+    binary = binary or shutil.which("psql")
+    parts = parse_dsn(postgres["dsn" if args.sync_role else "admin_dsn"])
+    password = parts.pop("password", "")
+    if binary is None:
+        raise StackError(
+            f"psql is not in {postgres.get('bin_dir')} nor on PATH: install it (apt-get install "
+            f"postgresql-client), or connect any client to {make_dsn(**parts)} with the password "
+            "from `aurora-sync local status --json` (postgres.admin_dsn)"
+        )
+    # Scripts stop at their first error and psql exits non-zero, so `bash -e` sees it.
+    argv = [binary, "--no-psqlrc", "--set=ON_ERROR_STOP=1", make_dsn(**parts)]
+    for command in args.command or []:
+        argv += ["-c", command]
+    if args.file:
+        argv += ["-f", args.file]
+    return argv, {**os.environ, "PGPASSWORD": password}
+
+
+def cmd_local_psql(args: argparse.Namespace) -> int:
+    argv, environ = psql_command(running_part(args, "postgres"), args)
+    sys.stdout.flush()
+    os.execve(argv[0], argv, environ)  # noqa: S606 - the stack's own psql, argv built above
+
+
+def register(local_commands: Any, stack_options: Callable[[argparse.ArgumentParser], None]) -> None:
+    sql = local_commands.add_parser(
+        "sql",
+        help="run SQL on the local Snowflake: -c, --file, piped input, or an interactive shell",
+        description="Connects with the credentials `aurora-sync local status --json` reports (database "
+        "AURORA_SYNC; name tables as FINAL.<TARGET> or STAGING.<TARGET>) and prints each result as a "
+        "table. Without -c/--file and on a terminal it reads statements ending with ';'.",
+    )
+    stack_options(sql)
+    sql.add_argument("-c", "--command", metavar="SQL", help="statements to run, separated by ';'")
+    sql.add_argument("-f", "--file", metavar="FILE", help="a file of statements separated by ';'")
+    sql.set_defaults(func=cmd_local_sql)
+
+    psql = local_commands.add_parser(
+        "psql",
+        help="psql on the local PostgreSQL (the source database), as its admin by default",
+        description="Runs the stack's psql (or the one on PATH) on the source database, where your "
+        "tables go; psql reads piped input too, e.g. `aurora-sync sql aurora | aurora-sync local psql`. "
+        "Stops at the first error (ON_ERROR_STOP).",
+    )
+    stack_options(psql)
+    psql.add_argument(
+        "-c", "--command", action="append", metavar="SQL", help="run this and exit (repeatable)"
+    )
+    psql.add_argument("-f", "--file", metavar="FILE", help="run this file and exit")
+    psql.add_argument(
+        "--sync-role", action="store_true", help="connect as the sync role the exporter uses, not the admin"
+    )
+    psql.set_defaults(func=cmd_local_psql)
