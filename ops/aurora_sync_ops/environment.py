@@ -71,6 +71,25 @@ SETUP_FIELDS = tuple(f.name for f in fields(SnowflakeSetup))
 _START_STACK = "start the local stack (aurora-sync local up)"
 
 
+def _account_ssm_client() -> Any:
+    """The AWS account's SSM: where the configs are when no local stack runs.
+
+    botocore refuses to build a client without a region, and a new user with neither a stack
+    running nor an AWS profile would otherwise see that as a traceback.
+    """
+    from botocore.exceptions import NoRegionError
+
+    try:
+        return default_ssm_client()
+    except NoRegionError:
+        raise ConfigError(
+            "no local stack is running and no AWS region is set, so the table configs in SSM "
+            "cannot be read (no AWS region).",
+            fix=f"set AWS_DEFAULT_REGION (or AWS_REGION, or region in the AWS profile), "
+            f"{_START_STACK}, or pass --config FILE",
+        ) from None
+
+
 @dataclass(frozen=True)
 class CliOptions:
     """The flags that choose the environment; None means "not given"."""
@@ -132,10 +151,10 @@ class Environment:
 
     def _ssm_client(self) -> Any:
         if not self.options.local and any(self.environ.get(v) for v in _AWS_ENVIRONMENT):
-            return default_ssm_client()
+            return _account_ssm_client()
         aws = self._stack_part("aws")
         if aws is None:
-            return default_ssm_client()
+            return _account_ssm_client()
         return local_aws_client("ssm", aws)
 
     def tables(self, names: Sequence[str] | None) -> list[LoadedTable]:
