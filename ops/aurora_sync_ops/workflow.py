@@ -680,6 +680,8 @@ class Progress:
         self.emit = emit
         self._events: dict[int, Mapping[str, Any]] = {}
         self._outcomes: dict[str, str] = {}
+        # Tables the planner failed: the verifier never sees them, but they are tables of the run.
+        self._plan_failed: set[str] = set()
 
     def __call__(self, event: Mapping[str, Any]) -> None:
         self._events[int(event.get("id", 0))] = event
@@ -742,6 +744,7 @@ class Progress:
         names = ", ".join(str(item.get("table")) for item in items) or "none"
         self.emit(f"plan: {len(items)} table(s) to export ({names}), run {output.get('run_id')}")
         for failure in output.get("failed") or []:
+            self._plan_failed.add(str(failure.get("table")))
             cause = _one_line(failure.get("cause"))
             self.emit(f"plan: {failure.get('table')} FAILED {failure.get('error')}: {cause}")
 
@@ -776,8 +779,14 @@ class Progress:
             self.emit(f"verify #{attempt}: {len(pending)} pending ({first})")
         else:
             settled = sum(1 for v in verdicts if v["outcome"] in SUCCESS_OUTCOMES)
+            # Export failures are verdicts too; plan failures only the Plan state's output names.
+            in_export = sum(1 for v in verdicts if v["outcome"] == "FAILED")
+            in_plan = len(self._plan_failed - {v["table"] for v in verdicts})
+            steps = ((in_plan, "plan"), (in_export, "export or load"))
+            where = ", ".join(f"{n} in the {step}" for n, step in steps if n)
             self.emit(
-                f"verify #{attempt}: done, {settled} merged or up to date, {verified.get('failed', 0)} failed"
+                f"verify #{attempt}: done, {len(verdicts) + in_plan} table(s): {settled} merged or up to "
+                f"date, {in_export + in_plan} failed{f' ({where})' if where else ''}"
             )
 
 

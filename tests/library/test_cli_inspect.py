@@ -414,3 +414,31 @@ def test_a_failed_comparison_leaves_the_source_session_as_it_was(stack: dict[str
         assert source.info.transaction_status == psycopg2.extensions.TRANSACTION_STATUS_IDLE
     finally:
         source.close()
+
+
+def test_plan_fails_a_table_the_sync_role_cannot_read_naming_the_grant(
+    capsys: pytest.CaptureFixture[str], stack: dict[str, Any], local_stack: Stack, world: World
+) -> None:
+    """plan counts with the admin (it must see tables before their grants exist), but reports what
+    the sync role may read: the exporter runs as that role."""
+    role = stack["postgres"]["user"]
+    relation = sql.Identifier(world.schema, "orders")
+    with world.admin.cursor() as cur:
+        cur.execute(sql.SQL("REVOKE SELECT ON {} FROM {}").format(relation, sql.Identifier(role)))
+    try:
+        code, out, _ = run(capsys, "plan", *flags(local_stack, world), "--tables", "orders", "--json")
+        assert code == 1
+        [orders] = json.loads(out)["tables"]
+        assert (orders["state"], orders["error"]) == ("failed", "SourcePermissionDenied")
+        assert orders["reason"] == (
+            f"table 'orders': the sync role {role} may not read {world.schema}.orders (no SELECT on "
+            "column(s) id, note, updated_at, region); the exporter runs as that role. Fix: as the "
+            f'table\'s owner, run: GRANT USAGE ON SCHEMA "{world.schema}" TO "{role}"; GRANT SELECT ON TABLE '
+            f'"{world.schema}"."orders" TO "{role}"; (aurora-sync sql aurora --tables orders prints them)'
+        )
+    finally:
+        with world.admin.cursor() as cur:
+            cur.execute(sql.SQL("GRANT SELECT ON {} TO {}").format(relation, sql.Identifier(role)))
+    code, out, _ = run(capsys, "plan", *flags(local_stack, world), "--tables", "orders", "--json")
+    assert code == 0
+    assert json.loads(out)["tables"][0]["state"] == "planned"

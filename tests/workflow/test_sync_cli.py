@@ -242,6 +242,11 @@ def test_failing_table_exits_1_with_the_rerun_command_and_input(
     assert f"export {good}: EXPORTED 4 row(s) in 1 file(s), 1 chunk(s)" in ran.err
     assert f"export {ghost}" not in ran.err
     assert f"merged {good}: 4 row(s) (exported 4, loaded 4; freshness lag " in ran.err
+    # The verifier never sees the plan's failure; the count still adds up to the run's tables.
+    done = [line for line in ran.err.splitlines() if line.startswith("verify #") and ": done, " in line]
+    assert [line.split(": ", 1)[1] for line in done] == [
+        "done, 2 table(s): 1 merged or up to date, 1 failed (1 in the plan)"
+    ]
     assert "execution failed: TablesFailed" in ran.err
 
 
