@@ -190,6 +190,8 @@ def test_status_shows_watermark_lag_and_the_last_execution(
         "last_outcome": None,
         "last_execution": None,
         "last_started": None,
+        "new_columns": [],
+        "drift_statements": [],
     }
     code, out, _ = run(capsys, "status", *args)
     assert code == 0
