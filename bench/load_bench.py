@@ -30,7 +30,7 @@ Usage (starts the stack in the state dir when needed, and stops it again if it s
         [--state-dir .local/bench-load] [--port-base 26700] [--json]
 
 Prints rows changed (pgbench's transactions per script, and distinct rows written), each sync's
-status, duration, late transactions open at its start, rows exported / merged and freshness lag
+status, duration, late transactions open at its start, rows exported / changed and freshness lag
 (the verifier's ``freshness_lag_seconds``), the commit-order inversions seen on hot rows, and the
 final row-by-row parity.
 """
@@ -106,7 +106,8 @@ class SyncRecord:
     seconds: float
     late_open_at_start: int  # pgbench transactions open > 0.5 s when the sync started (late commits)
     rows_exported: int | None = None
-    rows_merged: int | None = None
+    rows_changed: int | None = None  # FINAL rows inserted or rewritten with different values
+    rows_unchanged: int | None = None  # loaded rows that changed nothing (re-read)
     freshness_lag_seconds: float | None = None
     error: str | None = None
 
@@ -332,7 +333,8 @@ def sync_once(world: World) -> SyncRecord:
         return record
     (table,) = verify_output(events)["tables"]
     record.rows_exported = table["rows_exported"]
-    record.rows_merged = table["rows_merged"]
+    record.rows_changed = table["rows_changed"]
+    record.rows_unchanged = table["rows_unchanged"]
     record.freshness_lag_seconds = table["freshness_lag_seconds"]
     return record
 
@@ -388,7 +390,7 @@ def print_report(report: LoadReport) -> None:
         f"load: {bench.transactions} transactions ({scripts}), {bench.failed} failed, "
         f"{bench.tps:.1f} tps; {report.rows_touched} distinct rows written"
     )
-    header = ("sync", "status", "seconds", "late open", "exported", "merged", "lag s")
+    header = ("sync", "status", "seconds", "late open", "exported", "changed", "lag s")
     print("{:>5} {:<10} {:>8} {:>9} {:>9} {:>7} {:>7}".format(*header))
     rows = [(str(n), s) for n, s in enumerate(report.syncs, 1)]
     if report.final:
@@ -398,7 +400,7 @@ def print_report(report: LoadReport) -> None:
         print(
             f"{label:>5} {s.status:<10} {s.seconds:>8.2f} {s.late_open_at_start:>9} "
             f"{s.rows_exported if s.rows_exported is not None else '-':>9} "
-            f"{s.rows_merged if s.rows_merged is not None else '-':>7} {lag:>7}"
+            f"{s.rows_changed if s.rows_changed is not None else '-':>7} {lag:>7}"
             + (f"  {s.error}" if s.error else "")
         )
     hot = report.hot_rows

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import os
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
@@ -21,11 +21,18 @@ from . import export_query as q
 from . import source_snapshot as snap
 from .errors import SourceObjectMissing
 from .layout import fingerprint, layout_of, planned_prefix
-from .naming import quote, snowflake_column
 from .source_catalog import SourceColumn, read_columns
 from .source_db import source_errors
 from .typemap import map_column
-from .work import KEY_SNAPSHOT_PREFIX, ChunkPosition, ExportResult, SourceSnapshot, WorkItem
+from .work import (
+    KEY_SNAPSHOT_PREFIX,
+    MAX_NEW_COLUMNS,
+    ChunkPosition,
+    ExportResult,
+    NewColumn,
+    SourceSnapshot,
+    WorkItem,
+)
 
 # An open transaction older than the lookback (or this, without one) is reported: it holds windows back.
 LONG_TRANSACTION_SECONDS = 900
@@ -77,7 +84,13 @@ def part_keys(key: str, files: int) -> list[str]:
 
 
 def _warnings(
-    cur: Any, plan: q.ExportPlan, item: WorkItem, catalog: list[SourceColumn], snapshot: SourceSnapshot
+    cur: Any,
+    plan: q.ExportPlan,
+    item: WorkItem,
+    catalog: list[SourceColumn],
+    snapshot: SourceSnapshot,
+    *,
+    drift: Sequence[NewColumn],
 ) -> list[str]:
     warnings = []
     nulls = 0
@@ -110,25 +123,33 @@ def _warnings(
             "window from starting later, so each run re-reads everything written since. Find it with "
             "SELECT pid, xact_start, state, query FROM pg_stat_activity ORDER BY xact_start"
         )
-    if item.columns is not None:
-        exported = {column.name for column in plan.columns}
-        new = [column for column in catalog if column.name not in exported]
-        if new:
-            target = item.target or item.table.upper()
-            ddl = "; ".join(
-                f"ALTER TABLE {{staging}}.{quote(target)} ADD COLUMN {quote(snowflake_column(c.name))} "
-                f"{map_column(c.name, c.pg_type).staging_type}; "
-                f"ALTER TABLE {{final}}.{quote(target)} ADD COLUMN {quote(snowflake_column(c.name))} "
-                f"{map_column(c.name, c.pg_type).final_type}"
-                for c in new
-            )
-            warnings.append(
-                f"schema drift in {plan.schema}.{plan.table}: source column(s) "
-                f"{', '.join(repr(c.name) for c in new)} are not in the table config's `columns`; to sync "
-                f"them add them there and run `aurora-sync sql snowflake --tables {item.table}` "
-                f"(DDL: {ddl})"
-            )
+    if drift:
+        total = len([c for c in catalog if c.name not in {column.name for column in plan.columns}])
+        more = f" (and {total - len(drift)} more)" if total > len(drift) else ""
+        warnings.append(
+            f"schema drift in {plan.schema}.{plan.table}: source column(s) "
+            f"{', '.join(repr(c.name) for c in drift)}{more} are not in the table config's `columns`; to "
+            f"sync them add them there, push the config and run `aurora-sync sql snowflake --tables "
+            f"{item.table} --apply` (`aurora-sync sync` and `aurora-sync status` show its ALTER TABLE "
+            "statements)"
+        )
     return warnings
+
+
+def new_columns(plan: q.ExportPlan, item: WorkItem, catalog: Sequence[SourceColumn]) -> list[NewColumn]:
+    """Source columns the config's ``columns`` leave out (none when it lists no columns: then
+    every column is exported and the planner's schema step adds new ones itself)."""
+    if item.columns is None:
+        return []
+    exported = {column.name for column in plan.columns}
+    drift = []
+    for column in catalog:
+        if column.name not in exported:
+            mapping = map_column(column.name, column.pg_type)
+            drift.append(
+                NewColumn(name=column.name, staging_type=mapping.staging_type, final_type=mapping.final_type)
+            )
+    return drift[:MAX_NEW_COLUMNS]
 
 
 def read_plan(cur: Any, item: WorkItem) -> tuple[q.ExportPlan, list[SourceColumn]]:
@@ -200,9 +221,11 @@ def export_chunk(
         plan, late = follow_layout(plan, item)
         snapshot = position.snapshot
         warnings: list[str] = []
+        drift = position.new_columns
         if before is not None:
             snapshot = _first_snapshot(cur, plan, taken, *before)
-            warnings = _warnings(cur, plan, item, catalog, snapshot)
+            drift = new_columns(plan, item, catalog)
+            warnings = _warnings(cur, plan, item, catalog, snapshot, drift=drift)
         changed = None
         if item.mode == "xmin":
             # Built from this chunk's own snapshot: its xmax resolves the 32-bit xmin column.
@@ -241,6 +264,7 @@ def export_chunk(
         "quarantine_example": position.quarantine_example or example,
         "key_files": [*position.key_files, *key_written["files"]],
         "key_rows": position.key_rows + key_written["rows"],
+        "new_columns": drift,
     }
     planned = {
         "primary_key": list(item.primary_key),

@@ -30,11 +30,12 @@ from .naming import (
     SYNCED_AT_COLUMN,
     SnowflakeObjects,
     quote,
+    snowflake_column,
     snowflake_columns,
 )
 from .source_catalog import SourceColumn
 from .typemap import UNREPRESENTABLE_COLUMN, ColumnMapping, map_column
-from .work import SyncMode
+from .work import NewColumn, SyncMode
 
 # Matches `<uuid>.csv` and the `_part2`, `_part3`, ... that aws_s3 adds to split exports.
 FILE_PATTERN = ".*[.]csv(_part[0-9]+)?"
@@ -382,7 +383,16 @@ def render_merge(objects: SnowflakeObjects, spec: TableSpec) -> str:
         sets.append(f"{quote(DELETED_COLUMN)} = {_deleted(spec, 's')}")
         insert_columns.append(DELETED_COLUMN)
         insert_values.append(_deleted(spec, "s"))
-    clauses.append(f"WHEN MATCHED AND {newer} THEN UPDATE SET {', '.join(sets)}")
+    # A matched row is rewritten, and stamped with this sync's time, only when a value differs:
+    # the lookback re-reads rows FINAL already holds, and those must not count as changed (the
+    # verifier counts changed rows by that stamp).
+    # (In flag mode the soft-delete column is one of these, and the flag follows from it alone.)
+    compared = [c for c in [*names, UNREPRESENTABLE_COLUMN] if c not in spec.primary_key]
+    differs = [f"t.{quote(c)} IS DISTINCT FROM s.{quote(c)}" for c in compared]
+    clauses.append(f"WHEN MATCHED AND {newer} AND ({' OR '.join(differs)}) THEN UPDATE SET {', '.join(sets)}")
+    # The same values from a newer snapshot still advance FINAL's snapshot: a version read in
+    # between (the row changed and changed back) arriving later must not overwrite it.
+    clauses.append(f"WHEN MATCHED AND {newer} THEN UPDATE SET {snapshot} = s.{snapshot}")
     clauses.append(
         f"WHEN NOT MATCHED{insert_condition} THEN INSERT ({', '.join(quote(c) for c in insert_columns)}) "
         f"VALUES ({', '.join(insert_values)})"
@@ -406,6 +416,16 @@ def add_column(table: str, column: str, declared: str) -> str:
 
 def set_data_type(table: str, column: str, declared: str) -> str:
     return f"ALTER TABLE {table} ALTER COLUMN {quote(column)} SET DATA TYPE {declared}"
+
+
+def new_column_statements(objects: SnowflakeObjects, columns: Iterable[NewColumn]) -> list[str]:
+    """``ALTER TABLE … ADD COLUMN`` in STAGING and FINAL for source columns a config leaves out."""
+    statements = []
+    for column in columns:
+        name = snowflake_column(column.name)
+        statements.append(add_column(objects.staging_table, name, column.staging_type))
+        statements.append(add_column(objects.final_table, name, column.final_type))
+    return statements
 
 
 def drift_additions(

@@ -14,7 +14,8 @@ Per table, in order:
   3. Every file loaded → the MERGE task. Whether it was already requested in this run is read
      from TASK_HISTORY (a run scheduled at/after the run's start), not from ``previous``: a
      verifier that died right after EXECUTE TASK must not merge twice when retried.
-     SUCCEEDED → MERGED (rows counted in FINAL by their sync time); FAILED → FAILED with the
+     SUCCEEDED → MERGED (changed rows counted in FINAL by their sync time: the MERGE rewrites a
+     row only when a value differs, so re-read rows count as unchanged); FAILED → FAILED with the
      task's message; SCHEDULED/EXECUTING → PENDING until ``MERGE_TIMEOUT_SECONDS``; SKIPPED (the
      stream was empty) → MERGED with 0 rows, or EXECUTE TASK again if the stream still holds data
      (the run was skipped because another run of the task was executing).
@@ -49,7 +50,7 @@ from .ledger import AccountedFile, Ledger, RunRecord, mark_merged, mark_reconcil
 from .naming import SnowflakeObjects, snowflake_column
 from .reconciliation import KeySnapshot, Reconciled, reconcile
 from .source_snapshot import order_of_key
-from .work import ExportResult
+from .work import MAX_NEW_COLUMNS, ExportResult, NewColumn
 
 Outcome = Literal["MERGED", "NOTHING_TO_DO", "PENDING", "FAILED"]
 FINAL_OUTCOMES = frozenset({"MERGED", "NOTHING_TO_DO", "FAILED"})
@@ -110,7 +111,11 @@ class TableVerdict(_Model):
     reason: str | None = None
     rows_exported: int = 0
     rows_loaded: int = 0
-    rows_merged: int = 0
+    # FINAL rows the MERGE inserted or rewrote with different values (counted by their sync time).
+    rows_changed: int = 0
+    # Loaded rows that changed nothing in FINAL: the lookback's re-reads of rows FINAL holds as
+    # they are, older versions of a row superseded in the same run, soft-deleted rows removed.
+    rows_unchanged: int = 0
     files: int = 0
     files_loaded: int = 0
     missing: list[str] = Field(default_factory=list)
@@ -125,6 +130,8 @@ class TableVerdict(_Model):
     # longer has their key (None: no key snapshot applied).
     key_rows: int | None = None
     rows_deleted: int | None = None
+    # Schema drift the export saw (source columns the config's ``columns`` leave out).
+    new_columns: list[NewColumn] = Field(default_factory=list, max_length=MAX_NEW_COLUMNS)
 
 
 class PlanFailure(_Model):
@@ -160,6 +167,11 @@ class VerifyOutput(_Model):
     pending: int
     failed: int
     summary: RunSummary | None = None  # set once done
+    # Where the tables are (the session's database, the configured schemas), so a reader can
+    # name them in statements (the CLI's schema-drift DDL) without a Snowflake session.
+    database: str | None = None
+    staging_schema: str | None = None
+    final_schema: str | None = None
 
 
 class VerifyRequest(_Model):
@@ -304,7 +316,12 @@ def verify(
             table.set(outcome="FAILED", error=entry.error.error, reason=entry.message)
             continue
         table.export = entry
-        table.set(rows_exported=entry.rows, files=len(entry.keys), quarantined=entry.quarantined)
+        table.set(
+            rows_exported=entry.rows,
+            files=len(entry.keys),
+            quarantined=entry.quarantined,
+            new_columns=entry.new_columns,
+        )
         if entry.status == "MORE":
             table.set(
                 outcome="FAILED",
@@ -382,6 +399,9 @@ def verify(
         pending=pending,
         failed=sum(1 for v in verdicts if v.outcome == "FAILED"),
         summary=summarize(verdicts, request.plan_failed) if pending == 0 else None,
+        database=schemas.database,
+        staging_schema=schemas.staging,
+        final_schema=schemas.final,
     )
 
 
@@ -677,17 +697,18 @@ def _settle(
         return
     for table, _ in succeeded:
         rows = merged.get(table.verdict.table, 0)
+        table.set(rows_unchanged=max(0, table.verdict.rows_loaded - rows))
         done = reconciled.get(table.verdict.table)
         if done is not None:
             table.set(rows_deleted=done.rows_deleted)
         if done is not None and done.error is not None:
-            table.set(outcome="FAILED", error=done.error, reason=done.reason, rows_merged=rows)
+            table.set(outcome="FAILED", error=done.error, reason=done.reason, rows_changed=rows)
         elif table.verdict.quarantined:
             export = table.export
             table.set(
                 outcome="FAILED",
                 error=ROWS_QUARANTINED,
-                rows_merged=rows,
+                rows_changed=rows,
                 reason=f"{table.verdict.quarantined} row(s) of {table.verdict.table} have a NULL primary key "
                 "or a key value Snowflake cannot hold, so the MERGE left them out (the other rows were "
                 f"merged); first: {export.quarantine_example if export else '?'}. Fix those rows at the "
@@ -695,7 +716,7 @@ def _settle(
                 "they merge",
             )
         else:
-            table.set(outcome="MERGED", error=None, reason=None, rows_merged=rows)
+            table.set(outcome="MERGED", error=None, reason=None, rows_changed=rows)
 
 
 def _freshness(tables: Sequence[_Table], now: datetime) -> None:

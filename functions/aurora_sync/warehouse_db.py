@@ -317,7 +317,8 @@ def _classify(
         (
             missing,
             WarehouseObjectMissing,
-            "create the table's Snowflake objects (aurora-sync setup) or check database/schema in the "
+            "create the missing objects: aurora-sync sql snowflake --setup --apply (the account setup and "
+            "every configured table's objects; safe to repeat), or check database/schema in the "
             "Snowflake secret and the role's grants",
         ),
         (

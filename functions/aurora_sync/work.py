@@ -65,6 +65,21 @@ class SourceSnapshot(_Message):
     xmax: str | None = Field(None, pattern=r"^[0-9]{1,20}$")
 
 
+class NewColumn(_Message):
+    """A source column the table config's ``columns`` leave out (schema drift), with the types
+    Snowflake would give it: the CLI renders the ALTER TABLE statements from these, so the state
+    carries names and types, never DDL."""
+
+    name: str
+    staging_type: str
+    final_type: str
+
+
+# A state must stay under 256 KB whatever the drift: a table lists at most this many new columns
+# (the exporter's warning still counts them all).
+MAX_NEW_COLUMNS = 20
+
+
 class ChunkPosition(_Message):
     """Keyset continuation: the last (cursor, primary key) exported by the previous chunk.
 
@@ -90,6 +105,8 @@ class ChunkPosition(_Message):
     # The key snapshot the first chunk exported (reconciling runs only), carried to the result.
     key_files: list[str] = Field(default_factory=list)
     key_rows: int = 0
+    # The first chunk's schema drift, carried to the last chunk's result.
+    new_columns: list[NewColumn] = Field(default_factory=list, max_length=MAX_NEW_COLUMNS)
 
 
 class WorkItem(_Message):
@@ -157,3 +174,5 @@ class ExportResult(_Message):
     reconcile: bool = False
     key_files: list[str] = Field(default_factory=list)
     key_rows: int = 0
+    # Source columns the config's ``columns`` leave out (schema drift), as the first chunk saw them.
+    new_columns: list[NewColumn] = Field(default_factory=list, max_length=MAX_NEW_COLUMNS)

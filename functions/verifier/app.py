@@ -16,12 +16,16 @@ Output (compact: it travels in the execution history, 256 KB per state)::
     {"run_id", "done": bool, "verify_started_at": ISO, "pending": int, "failed": int,
      "tables": [{"table", "target", "outcome": "MERGED" | "NOTHING_TO_DO" | "PENDING" | "FAILED",
                  "error": <class name or null>, "reason": <text or null>, "rows_exported",
-                 "rows_loaded", "rows_merged", "files", "files_loaded",
+                 "rows_loaded", "rows_changed" (inserted or rewritten with different values),
+                 "rows_unchanged" (loaded, changed nothing: re-reads), "files", "files_loaded",
                  "missing": [first 10 keys not loaded], "refreshed_at": ISO | null,
                  "merge_query_id": str | null, "watermark": str | null,
                  "freshness_lag_seconds": float | null,
                  "key_rows": int | null, "rows_deleted": int | null  (runs with a key
-                 snapshot: its keys, and the FINAL rows removed because the source lacks them)}],
+                 snapshot: its keys, and the FINAL rows removed because the source lacks them),
+                 "new_columns": [{"name", "staging_type", "final_type"}]  (schema drift the
+                 export saw)}],
+     "database", "staging_schema", "final_schema": where the tables are, for readers' DDL,
      "summary": null | {"failed_count", "failed": [{"table", "error", "reason"}],
                         "rerun_input": {"tables": [...]}, "cause": <text for the Fail state>}}
 
@@ -125,7 +129,8 @@ def _report(verdict: TableVerdict) -> None:
     metrics.add_dimension(name="table", value=verdict.table)
     metrics.add_metric(name="RowsExported", unit=MetricUnit.Count, value=verdict.rows_exported)
     metrics.add_metric(name="RowsLoaded", unit=MetricUnit.Count, value=verdict.rows_loaded)
-    metrics.add_metric(name="RowsMerged", unit=MetricUnit.Count, value=verdict.rows_merged)
+    metrics.add_metric(name="RowsChanged", unit=MetricUnit.Count, value=verdict.rows_changed)
+    metrics.add_metric(name="RowsUnchanged", unit=MetricUnit.Count, value=verdict.rows_unchanged)
     load_error = verdict.outcome == "FAILED" and (verdict.error or "").startswith("Load")
     metrics.add_metric(name="LoadErrors", unit=MetricUnit.Count, value=1 if load_error else 0)
     if verdict.freshness_lag_seconds is not None:

@@ -35,6 +35,7 @@ from .inspect_targets import (
 )
 from .parity_report import check_parity, render
 from .sync_status import format_lag, recent_executions, table_status
+from .workflow import drift_lines
 
 
 def _columns(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
@@ -167,6 +168,9 @@ def cmd_status(args: argparse.Namespace) -> int:
     for r in rows:
         if r.error:
             print(f"{r.table}: {r.error}")
+    for r in rows:
+        for line in drift_lines(r.table, r.new_columns, r.drift_statements, indent=""):
+            print(line)
     if machine is None:
         print(f"executions: {note}")
     elif not executions:

@@ -4,6 +4,11 @@ The planner's own functions decide (``select_run``, ``read_watermarks`` in one s
 ``choose_window``); the source then answers ``SELECT count(*) FROM t WHERE <window>`` with the
 exporter's own predicate, in a session set up like the exporter's. Nothing is exported and
 nothing is written anywhere.
+
+The count runs on the session the CLI was given (usually the admin's: the catalog must be
+readable before the grants exist), but the exporter reads as the sync role, so a table that role
+may not read (schema USAGE, SELECT on each exported column) is reported as failing with the
+GRANT statements that fix it, before anything is counted.
 """
 
 from __future__ import annotations
@@ -15,15 +20,16 @@ from typing import Any
 
 from psycopg2 import sql
 
-from aurora_sync.config import TableConfigResult
-from aurora_sync.errors import SyncError
-from aurora_sync.export_query import build_plan, window_predicate, xmin_predicate, xmin_range
+from aurora_sync.config import LoadedTable, TableConfigResult
+from aurora_sync.errors import SourceObjectMissing, SourcePermissionDenied, SyncError
+from aurora_sync.export_query import ExportPlan, build_plan, window_predicate, xmin_predicate, xmin_range
 from aurora_sync.planning import RunRequest, choose_window, select_run
 from aurora_sync.source_catalog import read_columns
 from aurora_sync.source_db import source_errors
 from aurora_sync.watermarks import read_watermarks
 from aurora_sync.work import ExportWindow
 
+from .aurora_sql import SYNC_ROLE, render_grants
 from .inspect_targets import WarehouseNames
 
 
@@ -103,7 +109,7 @@ def dry_run(
         if window.source == "full" and state.reason != "final":
             entry.reason = f"every row: {state.reason}"
         try:
-            _count(source, table.name, table.config, window, entry)
+            _count(source, table, window, entry)
         except SyncError as exc:
             # What the exporter would fail the table with (missing column, wrong cursor type, ...).
             entry.state, entry.error, entry.reason = "failed", type(exc).__name__, str(exc)
@@ -111,7 +117,40 @@ def dry_run(
     return sorted(plans, key=lambda p: p.table)
 
 
-def _count(source: Any, name: str, config: Any, window: ExportWindow, entry: TablePlan) -> None:
+def _check_sync_role(cur: Any, source: Any, loaded: LoadedTable, plan: ExportPlan) -> None:
+    """Raise unless the sync role may read every column the export reads (it exports as that role)."""
+    columns = list(dict.fromkeys([c.name for c in plan.columns] + [c.name for c in plan.primary_key]))
+    cur.execute("SELECT EXISTS (SELECT FROM pg_roles WHERE rolname = %s)", (SYNC_ROLE,))
+    row = cur.fetchone()
+    if not row or not row[0]:
+        raise SourceObjectMissing(
+            f"table {loaded.name!r}: the sync role {SYNC_ROLE} does not exist in the source database.",
+            fix="as rds_superuser, run the setup files aurora-sync sql aurora --setup prints",
+        )
+    cur.execute(
+        "SELECT has_schema_privilege(%(role)s, %(schema)s, 'USAGE'), ARRAY(SELECT c FROM unnest(%(columns)s) "
+        "AS c WHERE NOT has_column_privilege(%(role)s, format('%%I.%%I', %(schema)s, %(table)s)::regclass, "
+        "c, 'SELECT'))",
+        {"role": SYNC_ROLE, "schema": plan.schema, "table": plan.table, "columns": columns},
+    )
+    row = cur.fetchone()
+    usage, unreadable = (bool(row[0]), list(row[1])) if row else (False, columns)
+    if usage and not unreadable:
+        return
+    lacks = [] if usage else [f"no USAGE on schema {plan.schema}"]
+    if unreadable:
+        lacks.append(f"no SELECT on column(s) {', '.join(unreadable)}")
+    grants = render_grants(source, loaded)
+    raise SourcePermissionDenied(
+        f"table {loaded.name!r}: the sync role {SYNC_ROLE} may not read {plan.schema}.{plan.table} "
+        f"({'; '.join(lacks)}); the exporter runs as that role.",
+        fix=f"as the table's owner, run: {' '.join(grants.statements)} "
+        f"(aurora-sync sql aurora --tables {loaded.name} prints them)",
+    )
+
+
+def _count(source: Any, loaded: LoadedTable, window: ExportWindow, entry: TablePlan) -> None:
+    name, config = loaded.name, loaded.config
     schema, table = config.schema_name, config.table
     with (
         source_errors(f"table {name} ({schema}.{table})", conn=source, relations=[(schema, table)]),
@@ -128,6 +167,7 @@ def _count(source: Any, name: str, config: Any, window: ExportWindow, entry: Tab
             primary_key=config.primary_key,
             mode=config.mode,
         )
+        _check_sync_role(cur, source, loaded, plan)
         if config.mode == "xmin":
             # The exporter's own range, against the source's xmax now.
             cur.execute("SELECT pg_snapshot_xmax(pg_current_snapshot())::text")

@@ -24,7 +24,7 @@ import hashlib
 import json
 import math
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Generator, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time
 from decimal import Decimal
@@ -135,7 +135,7 @@ def _types(spec: TableSpec) -> list[str]:
     return [m.final_type for m in spec.columns] + ["VARIANT"]
 
 
-def _source_rows(conn: Any, spec: TableSpec, schema: str, table: str) -> Iterator[tuple[Any, ...]]:
+def _source_rows(conn: Any, spec: TableSpec, schema: str, table: str) -> Generator[tuple[Any, ...]]:
     keys = [spec.columns[spec.snowflake_names.index(k)] for k in spec.primary_key]
     # Byte order for text keys, as Snowflake compares strings: both streams must agree.
     order = sql.SQL(", ").join(
@@ -194,7 +194,7 @@ def _source_rows(conn: Any, spec: TableSpec, schema: str, table: str) -> Iterato
             conn.autocommit = autocommit
 
 
-def _final_rows(conn: Any, setup: SnowflakeSetup, spec: TableSpec) -> Iterator[tuple[Any, ...]]:
+def _final_rows(conn: Any, setup: SnowflakeSetup, spec: TableSpec) -> Generator[tuple[Any, ...]]:
     keys = ", ".join(quote(k) for k in spec.primary_key)
     columns = ", ".join(quote(c) for c in [*spec.snowflake_names, UNREPRESENTABLE_COLUMN])
     order = ", ".join(quote(k) for k in spec.primary_key)
@@ -279,26 +279,35 @@ def compare(
                 result.note("missing", row.key, limit)
                 count_source(row)
 
-    left = holdable(_keyed(_source_rows(source, spec, schema, table), key_types, types, texts=True))
-    right = _keyed(_final_rows(warehouse, setup, spec), key_types, types)
-    a, b = next(left, None), next(right, None)
-    while a is not None or b is not None:
-        if b is None or (a is not None and _sort_key(a.key, numeric) < _sort_key(b.key, numeric)):
-            assert a is not None
-            result.note("missing", a.key, limit)
-            count_source(a)
-            a = next(left, None)
-        elif a is None or _sort_key(b.key, numeric) < _sort_key(a.key, numeric):
-            result.note("extra", b.key, limit)
-            result.final_rows += 1
-            final_hash.update(f"{b.key}{b.values}\n".encode())
-            b = next(right, None)
-        else:
-            if a.values != b.values:
-                result.note("different", a.key, limit)
-            count_source(a)
-            result.final_rows += 1
-            final_hash.update(f"{b.key}{b.values}\n".encode())
-            a, b = next(left, None), next(right, None)
+    source_rows = _source_rows(source, spec, schema, table)
+    final_rows = _final_rows(warehouse, setup, spec)
+    left = holdable(_keyed(source_rows, key_types, types, texts=True))
+    right = _keyed(final_rows, key_types, types)
+    try:
+        a, b = next(left, None), next(right, None)
+        while a is not None or b is not None:
+            if b is None or (a is not None and _sort_key(a.key, numeric) < _sort_key(b.key, numeric)):
+                assert a is not None
+                result.note("missing", a.key, limit)
+                count_source(a)
+                a = next(left, None)
+            elif a is None or _sort_key(b.key, numeric) < _sort_key(a.key, numeric):
+                result.note("extra", b.key, limit)
+                result.final_rows += 1
+                final_hash.update(f"{b.key}{b.values}\n".encode())
+                b = next(right, None)
+            else:
+                if a.values != b.values:
+                    result.note("different", a.key, limit)
+                count_source(a)
+                result.final_rows += 1
+                final_hash.update(f"{b.key}{b.values}\n".encode())
+                a, b = next(left, None), next(right, None)
+    finally:
+        # End both reads now, while their connections are open. Left to the garbage collector (an
+        # error's traceback keeps them alive), the source stream would keep its transaction open
+        # into the next table's comparison, or roll back on a closed connection at exit.
+        final_rows.close()
+        source_rows.close()
     result.source_digest, result.final_digest = source_hash.hexdigest(), final_hash.hexdigest()
     return result

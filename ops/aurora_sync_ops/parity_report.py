@@ -13,8 +13,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from aurora_sync.config import LoadedTable
-from aurora_sync.errors import SyncError
-from aurora_sync.snowflake_objects import config_spec
+from aurora_sync.errors import SyncError, WarehouseObjectMissing
+from aurora_sync.naming import quote
+from aurora_sync.schema_evolution import create_command, read_warehouse_columns
+from aurora_sync.snowflake_objects import TableSpec, config_spec
 from aurora_sync.source_catalog import read_columns
 from aurora_sync.source_db import source_errors
 from aurora_sync.warehouse_db import warehouse_errors
@@ -40,10 +42,43 @@ class TableParity:
         return document
 
 
+def _check_final(
+    table: LoadedTable, spec: TableSpec, setup: SnowflakeSetup, found: dict[str, Any] | None
+) -> None:
+    """Raise when FINAL lacks the table or a column the comparison reads, naming the fix; the
+    SELECT would otherwise fail with the engine's message about a column it cannot bind."""
+    final = setup.objects(spec.target).final_table
+    if found is None:
+        raise WarehouseObjectMissing(
+            f"table {table.name!r}: FINAL table {final} does not exist.",
+            fix=f"create the table's Snowflake objects: {create_command(table.name)}",
+        )
+    config = table.config
+    missing = [
+        f"{quote(name)} (source column {config.schema_name}.{config.table}.{mapping.column})"
+        for name, mapping in zip(spec.snowflake_names, spec.columns, strict=True)
+        if name not in found
+    ]
+    if missing:
+        plural = "s" if len(missing) > 1 else ""
+        raise WarehouseObjectMissing(
+            f"table {table.name!r}: FINAL table {final} has no column{plural} {', '.join(missing)}.",
+            fix=f"run aurora-sync sync --tables {table.name}: its schema step adds the column{plural} to "
+            "STAGING and FINAL and exports the table again in full",
+        )
+
+
 def check_parity(
     tables: Sequence[LoadedTable], *, source: Any, warehouse: Any, setup: SnowflakeSetup, limit: int
 ) -> list[TableParity]:
     reports = []
+    final_columns = read_warehouse_columns(
+        warehouse,
+        database=setup.database,
+        staging_schema=setup.staging_schema,
+        final_schema=setup.final_schema,
+        targets=sorted({t.target for t in tables}),
+    ).final
     for table in tables:
         config = table.config
         where = f"table {table.name} ({config.schema_name}.{config.table} vs FINAL.{table.target})"
@@ -52,6 +87,7 @@ def check_parity(
             with source.cursor() as cur, source_errors(where, conn=source, relations=relations):
                 catalog = read_columns(cur, config.schema_name, config.table)
             spec = config_spec(table, catalog)
+            _check_final(table, spec, setup, final_columns.get(table.target))
             with source_errors(where, conn=source, relations=relations), warehouse_errors(where):
                 result = compare(
                     source, warehouse, setup, spec, schema=config.schema_name, table=config.table, limit=limit

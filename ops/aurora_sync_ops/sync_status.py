@@ -31,6 +31,8 @@ class Execution:
     started: str
     stopped: str | None
     tables: dict[str, str] = field(default_factory=dict)  # table -> outcome in this execution
+    # table -> (source columns its config leaves out, the statements adding them) in this execution
+    drift: dict[str, tuple[list[str], list[str]]] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -56,6 +58,10 @@ class TableStatus:
     last_outcome: str | None = None
     last_execution: str | None = None
     last_started: str | None = None
+    # Schema drift the last execution's export saw: source columns the config's ``columns`` leave
+    # out, and the statements that add them to STAGING and FINAL.
+    new_columns: list[str] = field(default_factory=list)
+    drift_statements: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -90,6 +96,7 @@ def recent_executions(machine: StateMachine, limit: int) -> list[Execution]:
                 started=_iso(item["startDate"]) or "",
                 stopped=_iso(item.get("stopDate")),
                 tables={t.table: t.outcome for t in result.tables},
+                drift={t.table: (t.new_columns, t.drift_statements) for t in result.tables if t.new_columns},
             )
         )
     return executions
@@ -132,6 +139,7 @@ def table_status(
             if config.name in execution.tables:
                 row.last_outcome = execution.tables[config.name]
                 row.last_execution, row.last_started = execution.name, execution.started
+                row.new_columns, row.drift_statements = execution.drift.get(config.name, ([], []))
                 break
         rows.append(row)
     return sorted(rows, key=lambda r: r.table)

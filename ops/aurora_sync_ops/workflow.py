@@ -27,9 +27,14 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from pydantic import ValidationError
+
 from aurora_sync.config import load_table_configs
 from aurora_sync.errors import ConfigError, SyncError
+from aurora_sync.naming import SnowflakeObjects
 from aurora_sync.planning import parse_input
+from aurora_sync.snowflake_objects import new_column_statements
+from aurora_sync.work import NewColumn
 
 STATE_MACHINE_ARN_VARIABLE = "AURORA_SYNC_STATE_MACHINE_ARN"
 STACK_OUTPUT = "StateMachineArn"
@@ -501,12 +506,17 @@ class TableResult:
     outcome: str  # the verifier's MERGED/NOTHING_TO_DO/PENDING/FAILED, or PLANNED/EXPORTED before it
     rows_exported: int | None = None
     rows_loaded: int | None = None
-    rows_merged: int | None = None
+    rows_changed: int | None = None  # FINAL rows inserted or rewritten with different values
+    rows_unchanged: int | None = None  # loaded rows that changed nothing (the lookback's re-reads)
     rows_deleted: int | None = None  # removed from FINAL by a key snapshot (hard deletes)
     freshness_lag_seconds: float | None = None
     source_time: str | None = None  # FINAL matches the source as of this snapshot time
     error: str | None = None
     reason: str | None = None
+    # Schema drift: source columns the config's ``columns`` leave out, and the statements that
+    # add them to STAGING and FINAL (empty when the verifier did not say where those are).
+    new_columns: list[str] = field(default_factory=list)
+    drift_statements: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -617,16 +627,40 @@ def collect(description: Mapping[str, Any], events: Sequence[Mapping[str, Any]])
             outcome=verdict["outcome"],
             rows_exported=verdict.get("rows_exported"),
             rows_loaded=verdict.get("rows_loaded"),
-            rows_merged=verdict.get("rows_merged"),
+            rows_changed=verdict.get("rows_changed"),
+            rows_unchanged=verdict.get("rows_unchanged"),
             rows_deleted=verdict.get("rows_deleted"),
             freshness_lag_seconds=verdict.get("freshness_lag_seconds"),
             source_time=verdict.get("source_time"),
             error=verdict.get("error"),
             reason=verdict.get("reason") if verdict["outcome"] != "MERGED" else None,
         )
+    _drift(tables, _state_outputs(events, "ExportDone"), verified)
     result.tables = sorted(tables.values(), key=lambda t: t.table)
     result.rerun_input = _rerun_input(result, summary, plan is not None)
     return result
+
+
+def _drift(tables: Mapping[str, TableResult], exports: Sequence[Any], verified: Any) -> None:
+    """Each table's schema drift from its export, the DDL rendered with the verifier's names."""
+    names = verified if isinstance(verified, dict) else {}
+    targets = {v["table"]: v.get("target") for v in names.get("tables") or [] if isinstance(v, dict)}
+    where = (names.get("database"), names.get("staging_schema"), names.get("final_schema"))
+    for export in exports:
+        if not isinstance(export, dict) or export.get("table") not in tables:
+            continue
+        try:
+            columns = [NewColumn.model_validate(c) for c in export.get("new_columns") or []]
+        except ValidationError:
+            continue  # an export of another version: its warning still says it in the log
+        if not columns:
+            continue
+        table = tables[export["table"]]
+        table.new_columns = [c.name for c in columns]
+        target = targets.get(table.table)
+        if target and all(where):
+            objects = SnowflakeObjects(str(where[0]), str(where[1]), str(where[2]), str(target))
+            table.drift_statements = new_column_statements(objects, columns)
 
 
 def _rerun_input(result: RunResult, summary: Any, planned: bool) -> dict[str, Any] | None:
@@ -680,6 +714,8 @@ class Progress:
         self.emit = emit
         self._events: dict[int, Mapping[str, Any]] = {}
         self._outcomes: dict[str, str] = {}
+        # Tables the planner failed: the verifier never sees them, but they are tables of the run.
+        self._plan_failed: set[str] = set()
 
     def __call__(self, event: Mapping[str, Any]) -> None:
         self._events[int(event.get("id", 0))] = event
@@ -742,6 +778,7 @@ class Progress:
         names = ", ".join(str(item.get("table")) for item in items) or "none"
         self.emit(f"plan: {len(items)} table(s) to export ({names}), run {output.get('run_id')}")
         for failure in output.get("failed") or []:
+            self._plan_failed.add(str(failure.get("table")))
             cause = _one_line(failure.get("cause"))
             self.emit(f"plan: {failure.get('table')} FAILED {failure.get('error')}: {cause}")
 
@@ -756,7 +793,8 @@ class Progress:
             if outcome == "MERGED":
                 lag = _lag(verdict.get("freshness_lag_seconds"))
                 self.emit(
-                    f"merged {table}: {verdict.get('rows_merged')} row(s) (exported "
+                    f"merged {table}: {verdict.get('rows_changed')} row(s) changed, "
+                    f"{verdict.get('rows_unchanged')} re-read unchanged (exported "
                     f"{verdict.get('rows_exported')}, loaded {verdict.get('rows_loaded')}; "
                     + (
                         f"{verdict['rows_deleted']} deleted at the source removed; "
@@ -776,13 +814,19 @@ class Progress:
             self.emit(f"verify #{attempt}: {len(pending)} pending ({first})")
         else:
             settled = sum(1 for v in verdicts if v["outcome"] in SUCCESS_OUTCOMES)
+            # Export failures are verdicts too; plan failures only the Plan state's output names.
+            in_export = sum(1 for v in verdicts if v["outcome"] == "FAILED")
+            in_plan = len(self._plan_failed - {v["table"] for v in verdicts})
+            steps = ((in_plan, "plan"), (in_export, "export or load"))
+            where = ", ".join(f"{n} in the {step}" for n, step in steps if n)
             self.emit(
-                f"verify #{attempt}: done, {settled} merged or up to date, {verified.get('failed', 0)} failed"
+                f"verify #{attempt}: done, {len(verdicts) + in_plan} table(s): {settled} merged or up to "
+                f"date, {in_export + in_plan} failed{f' ({where})' if where else ''}"
             )
 
 
 # --- report ------------------------------------------------------------------------------------
-_COLUMNS = ("TABLE", "OUTCOME", "EXPORTED", "LOADED", "MERGED", "DELETED", "LAG", "ERROR")
+_COLUMNS = ("TABLE", "OUTCOME", "EXPORTED", "LOADED", "CHANGED", "UNCHANGED", "DELETED", "LAG", "ERROR")
 
 
 def _count(value: int | None) -> str:
@@ -801,7 +845,8 @@ def render(result: RunResult) -> str:
                 t.outcome,
                 _count(t.rows_exported),
                 _count(t.rows_loaded),
-                _count(t.rows_merged),
+                _count(t.rows_changed),
+                _count(t.rows_unchanged),
                 _count(t.rows_deleted),
                 _lag(t.freshness_lag_seconds),
                 t.error or "",
@@ -814,6 +859,8 @@ def render(result: RunResult) -> str:
         for t in result.tables:
             if t.outcome == "FAILED" and t.reason:
                 lines.append(f"  {t.table}: {t.error}: {_one_line(t.reason, 1000)}")
+        for t in result.tables:
+            lines.extend(drift_lines(t.table, t.new_columns, t.drift_statements))
     lines.append(f"execution: {result.execution_arn} {result.status}")
     if result.status != "SUCCEEDED" and result.error and result.error != "TablesFailed":
         lines.append(f"  {result.error}: {_one_line(result.cause, 1000)}")
@@ -821,6 +868,24 @@ def render(result: RunResult) -> str:
         lines.append(f"rerun: aurora-sync rerun {result.execution_arn}")
         lines.append(f"rerun input: {json.dumps(result.rerun_input)}")
     return "\n".join(lines)
+
+
+def drift_lines(
+    table: str, columns: Sequence[str], statements: Sequence[str], indent: str = "  "
+) -> list[str]:
+    """What to do about source columns a table's config leaves out: the config change, the
+    command that applies it in Snowflake, and the statements that command runs for them."""
+    if not columns:
+        return []
+    lines = [
+        f"{indent}schema drift in {table}: source column(s) {', '.join(repr(c) for c in columns)} are not "
+        f"in its config's columns. To sync them, add them there, push the config "
+        "(aurora-sync config push FILE) "
+        f"and run: aurora-sync sql snowflake --tables {table} --apply"
+        + (", which adds them with:" if statements else "")
+    ]
+    lines += [f"{indent}  {statement};" for statement in statements]
+    return lines
 
 
 # --- the commands' logic -------------------------------------------------------------------------

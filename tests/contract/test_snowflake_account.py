@@ -139,7 +139,7 @@ class Account:
 
 
 def file_format_statement(setup: SnowflakeSetup) -> str:
-    """The product's CREATE FILE FORMAT, exactly as ``aurora-sync setup`` renders 04_stage.sql."""
+    """The product's CREATE FILE FORMAT, as ``aurora-sync sql snowflake --setup`` renders 04_stage.sql."""
     statements = [s for s in render_setup(setup) if s.startswith("CREATE FILE FORMAT")]
     assert len(statements) == 1, "sql/snowflake/ must hold exactly one CREATE FILE FORMAT"
     return statements[0]

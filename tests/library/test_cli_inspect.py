@@ -8,7 +8,9 @@ would export; and after the source or FINAL changes, parity names the differing 
 
 from __future__ import annotations
 
+import gc
 import json
+import sys
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -28,6 +30,7 @@ from aurora_sync_ops.environment import local_aws_client
 from aurora_sync_ops.local.engine import LocalEngine
 from aurora_sync_ops.local.stack import Stack
 from aurora_sync_ops.local.wiring import connect_bucket_to_snowpipe
+from aurora_sync_ops.parity import compare
 from aurora_sync_ops.snowflake_sql import SnowflakeSetup, render_setup, render_table, table_spec
 
 CLOCK_SCALE = 0.05
@@ -187,6 +190,8 @@ def test_status_shows_watermark_lag_and_the_last_execution(
         "last_outcome": None,
         "last_execution": None,
         "last_started": None,
+        "new_columns": [],
+        "drift_statements": [],
     }
     code, out, _ = run(capsys, "status", *args)
     assert code == 0
@@ -341,6 +346,104 @@ def test_parity_reports_a_table_it_cannot_compare(
     assert lines[1].split() == ["audit", "-", "-", "-", "-", "-", "ERROR"]
     assert lines[2].startswith("audit: could not compare: ")
     assert lines[-1] == "parity: 1 of 1 table(s) differ or could not be compared: audit"
+
+
+def test_parity_names_a_source_column_final_lacks_without_a_traceback(
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    stack: dict[str, Any],
+    local_stack: Stack,
+    world: World,
+) -> None:
+    # A column added at the source after the last sync: FINAL gets it only with the next run.
+    with world.admin.cursor() as cur:
+        cur.execute(
+            sql.SQL("ALTER TABLE {} ADD COLUMN region text").format(sql.Identifier(world.schema, "orders"))
+        )
+    # Python prints an error raised while a generator is finalized (a source cursor closed after
+    # its connection) as "Exception ignored in ..." plus a traceback: catch those here.
+    unraisable: list[Any] = []
+    monkeypatch.setattr(sys, "unraisablehook", unraisable.append)
+    code, out, err = run(capsys, "parity", *flags(local_stack, world), "--tables", "orders,audit")
+    gc.collect()
+    assert [repr(u.exc_value) for u in unraisable] == []
+    assert err == ""
+    assert code == 1
+    objects = {name: world.setup.objects(target).final_table for name, target in world.targets.items()}
+    lines = out.splitlines()
+    assert [line.split() for line in lines[1:3]] == [
+        ["audit", "-", "-", "-", "-", "-", "ERROR"],
+        ["orders", "-", "-", "-", "-", "-", "ERROR"],
+    ]
+    assert lines[3:] == [
+        f"audit: could not compare: WarehouseObjectMissing: table 'audit': FINAL table {objects['audit']} "
+        "does not exist. Fix: create the table's Snowflake objects: aurora-sync sql snowflake --tables "
+        "audit --apply",
+        f"orders: could not compare: WarehouseObjectMissing: table 'orders': FINAL table {objects['orders']} "
+        f'has no column "REGION" (source column {world.schema}.orders.region). Fix: run aurora-sync sync '
+        "--tables orders: its schema step adds the column to STAGING and FINAL and exports the table "
+        "again in full",
+        "parity: 2 of 2 table(s) differ or could not be compared: audit, orders",
+    ]
+
+
+def test_a_failed_comparison_leaves_the_source_session_as_it_was(stack: dict[str, Any], world: World) -> None:
+    """An error while reading FINAL ends the source's streaming transaction at once: the same
+    session compares the next table (it used to stay inside the transaction, so the next table
+    failed with 'set_session cannot be used inside a transaction')."""
+    source = psycopg2.connect(stack["postgres"]["admin_dsn"])
+    source.autocommit = True
+    try:
+        with source.cursor() as cur:
+            catalog = read_columns(cur, world.schema, "orders")
+        spec = table_spec(
+            name="orders",
+            target=world.targets["orders"],
+            catalog=catalog,
+            schema=world.schema,
+            table="orders",
+            columns=None,
+            primary_key=["id"],
+            cursor="updated_at",
+        )
+        # The previous test added a source column FINAL lacks: the FINAL read fails.
+        assert "region" in [c.name for c in catalog]
+        with pytest.raises(snowflake.connector.errors.ProgrammingError) as info:
+            compare(source, world.warehouse, world.setup, spec, schema=world.schema, table="orders")
+        assert "REGION" in str(info.value)
+        # Checked while the error (and its traceback) is still alive.
+        assert source.autocommit is True
+        assert source.info.transaction_status == psycopg2.extensions.TRANSACTION_STATUS_IDLE
+    finally:
+        source.close()
+
+
+def test_plan_fails_a_table_the_sync_role_cannot_read_naming_the_grant(
+    capsys: pytest.CaptureFixture[str], stack: dict[str, Any], local_stack: Stack, world: World
+) -> None:
+    """plan counts with the admin (it must see tables before their grants exist), but reports what
+    the sync role may read: the exporter runs as that role."""
+    role = stack["postgres"]["user"]
+    relation = sql.Identifier(world.schema, "orders")
+    with world.admin.cursor() as cur:
+        cur.execute(sql.SQL("REVOKE SELECT ON {} FROM {}").format(relation, sql.Identifier(role)))
+    try:
+        code, out, _ = run(capsys, "plan", *flags(local_stack, world), "--tables", "orders", "--json")
+        assert code == 1
+        [orders] = json.loads(out)["tables"]
+        assert (orders["state"], orders["error"]) == ("failed", "SourcePermissionDenied")
+        assert orders["reason"] == (
+            f"table 'orders': the sync role {role} may not read {world.schema}.orders (no SELECT on "
+            "column(s) id, note, updated_at, region); the exporter runs as that role. Fix: as the "
+            f'table\'s owner, run: GRANT USAGE ON SCHEMA "{world.schema}" TO "{role}"; GRANT SELECT ON TABLE '
+            f'"{world.schema}"."orders" TO "{role}"; (aurora-sync sql aurora --tables orders prints them)'
+        )
+    finally:
+        with world.admin.cursor() as cur:
+            cur.execute(sql.SQL("GRANT SELECT ON {} TO {}").format(relation, sql.Identifier(role)))
+    code, out, _ = run(capsys, "plan", *flags(local_stack, world), "--tables", "orders", "--json")
+    assert code == 0
+    assert json.loads(out)["tables"][0]["state"] == "planned"
 
 
 @pytest.mark.parametrize("command", ["parity", "status", "plan"])

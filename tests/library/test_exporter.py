@@ -302,18 +302,26 @@ def test_open_old_write_transaction_and_null_cursors_are_reported(
     assert full["rows"] == 3
 
 
-def test_schema_drift_is_reported_with_the_ddl(env: dict[str, str], admin: Any, schema: str) -> None:
+def test_schema_drift_travels_as_columns_to_the_last_chunk(
+    env: dict[str, str], admin: Any, schema: str
+) -> None:
+    """The result names the left-out columns with their Snowflake types (the CLI renders the DDL
+    with the real database and schemas); the warning carries no DDL with placeholders."""
     make_orders(admin, schema, 2)
     with admin.cursor() as cur:
         cur.execute(
             sql.SQL("ALTER TABLE {} ADD COLUMN shipped_on date").format(sql.Identifier(schema, "orders"))
         )
-    result = export_all(item(schema, columns=["id", "updated_at"]))[1]
-    drift = [w for w in result["warnings"] if "schema drift" in w]
+    # One row per chunk: the drift seen by the first chunk must reach the last chunk's result.
+    calls, result = export_all(item(schema, columns=["id", "updated_at"], max_rows_per_chunk=1))
+    assert len(calls) > 1
+    assert [c["name"] for c in result["new_columns"]] == ["note", "amount", "shipped_on"]
+    assert result["new_columns"][2] == {"name": "shipped_on", "staging_type": "DATE", "final_type": "DATE"}
+    drift = [w for c in calls for w in c["warnings"] if "schema drift" in w]
     assert len(drift) == 1
     assert "'note', 'amount', 'shipped_on'" in drift[0]
-    assert 'ADD COLUMN "SHIPPED_ON" DATE' in drift[0]
-    assert "aurora-sync sql snowflake --tables orders" in drift[0]
+    assert "{" not in drift[0] and "ADD COLUMN" not in drift[0]
+    assert "aurora-sync sql snowflake --tables orders --apply" in drift[0]
 
 
 def test_split_exports_report_every_part_key(

@@ -105,10 +105,20 @@ def test_merge_applies_accounted_files_newest_snapshot_first() -> None:
         'QUALIFY ROW_NUMBER() OVER (PARTITION BY st."ID" ORDER BY l.SNAPSHOT_ORDER DESC, '
         'st."_AURORA_SYNC_ROW" DESC) = 1'
     ) in sql
-    assert '"UPDATED_AT" DESC' not in sql and ' t."UPDATED_AT"' not in sql
+    # The cursor is compared for a difference in value only, never for order.
+    assert '"UPDATED_AT" DESC' not in sql and 't."UPDATED_AT" <' not in sql and 't."UPDATED_AT" >' not in sql
     # An older snapshot never overwrites a newer one; the same version again may.
     newer = '(s."_AURORA_SYNC_SNAPSHOT" >= t."_AURORA_SYNC_SNAPSHOT" OR t."_AURORA_SYNC_SNAPSHOT" IS NULL)'
-    assert f"WHEN MATCHED AND {newer} THEN UPDATE" in sql
+    # A row is rewritten (and stamped with the sync time) only when a value differs; the same
+    # values from a newer snapshot advance FINAL's snapshot alone.
+    changed = sql.split(f"WHEN MATCHED AND {newer} AND (", 1)[1].split(") THEN UPDATE SET ", 1)[0]
+    assert changed.split(" OR ") == [
+        f"t.{c} IS DISTINCT FROM s.{c}"
+        for c in ('"Order Note"', '"PAYLOAD"', '"TAGS"', '"IS_DELETED"', '"DELETED_AT"', '"UPDATED_AT"')
+    ] + ['t."_AURORA_SYNC_UNREPRESENTABLE" IS DISTINCT FROM s."_AURORA_SYNC_UNREPRESENTABLE"']
+    assert sql.index('"_AURORA_SYNC_SYNCED_AT" = CURRENT_TIMESTAMP()') < sql.index(
+        f'WHEN MATCHED AND {newer} THEN UPDATE SET "_AURORA_SYNC_SNAPSHOT" = s."_AURORA_SYNC_SNAPSHOT"\n'
+    )
     # A key that is NULL after the type map is left out instead of failing the whole MERGE.
     assert 'WHERE st."ID" IS NOT NULL' in sql
     assert 'PARSE_JSON(st."PAYLOAD") AS "PAYLOAD"' in sql and 'PARSE_JSON(st."TAGS")::ARRAY AS "TAGS"' in sql
@@ -127,6 +137,8 @@ def test_soft_delete_modes() -> None:
     flagging = render_merge(SETUP, spec(soft_delete_column="is_deleted", soft_delete_mode="flag"))
     assert "THEN DELETE" not in flagging
     assert '"_AURORA_SYNC_DELETED" = COALESCE(s."IS_DELETED", FALSE)' in flagging
+    # A row flagged deleted at the source differs in its soft-delete column: it is rewritten.
+    assert 't."IS_DELETED" IS DISTINCT FROM s."IS_DELETED"' in flagging
     final = render_table(SETUP, spec(soft_delete_column="is_deleted", soft_delete_mode="flag"))[1]
     assert '"_AURORA_SYNC_DELETED" BOOLEAN' in final
 

@@ -357,7 +357,8 @@ def test_all_types_table_merges_and_final_equals_source(lab: Lab) -> None:
     assert calls >= 2  # the load and the merge are asynchronous: the first call cannot finish
     assert (output["done"], output["pending"], output["failed"]) == (True, 0, 0)
     assert verdict["outcome"] == "MERGED" and verdict["error"] is None and verdict["reason"] is None
-    assert (verdict["rows_exported"], verdict["rows_loaded"], verdict["rows_merged"]) == (4, 4, 4)
+    assert (verdict["rows_exported"], verdict["rows_loaded"], verdict["rows_changed"]) == (4, 4, 4)
+    assert verdict["rows_unchanged"] == 0
     assert (verdict["files"], verdict["files_loaded"], verdict["missing"]) == (1, 1, [])
     assert verdict["target"] == table.target and verdict["refreshed_at"] is None
     assert verdict["merge_query_id"] == task_runs(lab, table, started_at)[0]["QUERY_ID"]
@@ -400,7 +401,11 @@ def test_overlapping_exports_merge_once_and_an_older_version_never_overwrites(la
     insert_orders(lab, table, 20)
     run_id, started_at = start_run()
     first, _ = poll(verify_event(run_id, started_at, [export(table, run_id)]))
-    assert by_table(first)[table.name]["rows_merged"] == 20
+    assert (by_table(first)[table.name]["rows_changed"], by_table(first)[table.name]["rows_unchanged"]) == (
+        20,
+        0,
+    )
+    synced_first = {r["ID"]: r["_AURORA_SYNC_SYNCED_AT"] for r in final_rows(lab, table)}
 
     # The next run re-exports every row (overlapping window) plus a newer version of row 1.
     with lab.admin.cursor() as cur:
@@ -417,7 +422,14 @@ def test_overlapping_exports_merge_once_and_an_older_version_never_overwrites(la
     lab.s3.put_object(Bucket=lab.bucket, Key=stale_key, Body=b'1,"stale",2026-01-01T00:00:00.500000Z,\n')
     stale = {**second, "rows": 1, "files": 1, "bytes": 0, "keys": [stale_key]}
     output, _ = poll(verify_event(run_id, started_at, [second]))
-    assert by_table(output)[table.name]["rows_merged"] == 20
+    # Only row 1 changed; the other 19 were re-read as FINAL holds them, and are not rewritten.
+    verdict = by_table(output)[table.name]
+    assert (verdict["rows_loaded"], verdict["rows_changed"], verdict["rows_unchanged"]) == (20, 1, 19)
+    after = {r["ID"]: r for r in final_rows(lab, table)}
+    assert after[1]["_AURORA_SYNC_SYNCED_AT"] > synced_first[1]
+    assert all(after[i]["_AURORA_SYNC_SYNCED_AT"] == synced_first[i] for i in range(2, 21))
+    # Their snapshot still advances: an older version read in between can never overwrite them.
+    assert {after[i]["_AURORA_SYNC_SNAPSHOT"] for i in range(1, 21)} == {int(second["snapshot"]["order"])}
     staging = lab.setup.objects(table.target).staging_table
     output, _ = poll(verify_event(f"{run_id}-late", start_run()[1], [stale]))
     assert by_table(output)[table.name]["outcome"] == "MERGED"
@@ -506,7 +518,7 @@ def test_bad_file_count_mismatch_failed_export_and_failed_merge_fail_only_their_
     output, _ = poll(verify_event(run_id, started_at, [*results.values(), failed_export]))
     verdicts = by_table(output)
     assert (output["done"], output["pending"], output["failed"]) == (True, 0, 4)
-    assert verdicts[good.name]["outcome"] == "MERGED" and verdicts[good.name]["rows_merged"] == 5
+    assert verdicts[good.name]["outcome"] == "MERGED" and verdicts[good.name]["rows_changed"] == 5
     assert verdicts[empty.name]["outcome"] == "NOTHING_TO_DO"
 
     bad_verdict = verdicts[bad.name]
@@ -570,7 +582,7 @@ def test_lost_notifications_are_healed_by_one_refresh_and_time_out_without_it(
     assert refreshed_at is not None
     output, _ = poll({**event, "previous": refreshed})
     verdict = by_table(output)[table.name]
-    assert (verdict["outcome"], verdict["rows_loaded"], verdict["rows_merged"]) == ("MERGED", 7, 7)
+    assert (verdict["outcome"], verdict["rows_loaded"], verdict["rows_changed"]) == ("MERGED", 7, 7)
     assert verdict["refreshed_at"] == refreshed_at  # once per run: carried, never re-issued
 
 

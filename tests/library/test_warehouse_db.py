@@ -35,6 +35,7 @@ from aurora_sync.warehouse_db import (
     warehouse_connect_args,
     warehouse_errors,
 )
+from aurora_sync_ops.cli import build_parser, cmd_sql_snowflake
 
 
 @pytest.fixture(scope="module")
@@ -351,3 +352,20 @@ def test_real_account_session_parameters() -> None:
             cur.execute(f"SELECT 1 FROM H5_NO_SUCH_TABLE_{uuid.uuid4().hex[:6]}")
     finally:
         connection.close()
+
+
+def test_object_missing_fix_names_a_command_the_cli_accepts() -> None:
+    error = sf_errors.ProgrammingError(
+        msg="SQL compilation error:\nObject 'DB.FINAL.ORDERS' does not exist or not authorized.",
+        errno=2003,
+        sqlstate="02000",
+    )
+    result = classify_warehouse_error(error, context="planner")
+    assert str(result).endswith(
+        "Fix: create the missing objects: aurora-sync sql snowflake --setup --apply (the account setup "
+        "and every configured table's objects; safe to repeat), or check database/schema in the "
+        "Snowflake secret and the role's grants"
+    )
+    command = str(result).split("Fix: create the missing objects: aurora-sync ", 1)[1].split(" (", 1)[0]
+    args = build_parser().parse_args(command.split())
+    assert (args.func, args.setup, args.apply, args.tables) == (cmd_sql_snowflake, True, True, None)

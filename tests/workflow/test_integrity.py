@@ -211,7 +211,7 @@ def _wait_loaded(world: World, name: str, key: str) -> None:
 
 
 def test_stray_and_replayed_files_are_never_merged(world: World) -> None:
-    """Case 7: a well-formed object put under the table's prefix was merged (rows_merged 7 against
+    """Case 7: a well-formed object put under the table's prefix was merged (rows_changed 7 against
     rows_loaded 6, and its cursor of 2099 then hid later rows), and a copy of an old export
     replayed after a soft delete brought the deleted row back."""
     s3 = admin_client(world.status, "s3")
@@ -236,6 +236,6 @@ def test_stray_and_replayed_files_are_never_merged(world: World) -> None:
 
     world.execute("UPDATE {schema}.strays SET v = 'after the strays', updated_at = now() WHERE id = 6")
     report = succeeded(world, ["integ_strays"])["integ_strays"]
-    assert report["rows_merged"] <= report["rows_loaded"], report
+    assert report["rows_changed"] <= report["rows_loaded"], report
     assert final_rows(world, "integ_strays", '"ID" IN (4, 999)') == []
     world.assert_parity("integ_strays")

@@ -216,7 +216,7 @@ def test_hostile_identifiers_and_values_sync_as_data_and_execute_nothing(stack: 
             description, events = world.run()
             assert description["status"] == "SUCCEEDED", description
             (report,) = verify_output(events)["tables"]
-            assert report["outcome"] == "MERGED" and report["rows_merged"] == len(values)
+            assert report["outcome"] == "MERGED" and report["rows_changed"] == len(values)
             world.assert_parity()
             final = world.setup.objects(world.configs["hostile"]["target"]).final_table
             cur = world.warehouse.cursor()

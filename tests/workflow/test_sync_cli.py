@@ -222,7 +222,7 @@ def test_failing_table_exits_1_with_the_rerun_command_and_input(
     assert ran.code == 1, ran.err
     arn = execution_arn(ran)
     assert f":execution:{broken.stack_name}-sync:sync-" in arn
-    assert table_row(ran, good) == [good, "MERGED", "4", "4", "4", "-", table_row(ran, good)[6]]
+    assert table_row(ran, good) == [good, "MERGED", "4", "4", "4", "0", "-", table_row(ran, good)[7]]
     assert table_row(ran, ghost)[:2] == [ghost, "FAILED"]
     assert table_row(ran, ghost)[-1] == "SourceObjectMissing"
     assert (
@@ -241,7 +241,15 @@ def test_failing_table_exits_1_with_the_rerun_command_and_input(
     assert f"plan: {ghost} FAILED SourceObjectMissing: table '{ghost}': configured column(s)" in ran.err
     assert f"export {good}: EXPORTED 4 row(s) in 1 file(s), 1 chunk(s)" in ran.err
     assert f"export {ghost}" not in ran.err
-    assert f"merged {good}: 4 row(s) (exported 4, loaded 4; freshness lag " in ran.err
+    assert (
+        f"merged {good}: 4 row(s) changed, 0 re-read unchanged (exported 4, loaded 4; freshness lag "
+        in ran.err
+    )
+    # The verifier never sees the plan's failure; the count still adds up to the run's tables.
+    done = [line for line in ran.err.splitlines() if line.startswith("verify #") and ": done, " in line]
+    assert [line.split(": ", 1)[1] for line in done] == [
+        "done, 2 table(s): 1 merged or up to date, 1 failed (1 in the plan)"
+    ]
     assert "execution failed: TablesFailed" in ran.err
 
 
@@ -254,12 +262,22 @@ def test_sync_prints_each_tables_rows_and_succeeds(
 
     assert ran.code == 0, ran.err
     header, row = ran.out.splitlines()[:2]
-    assert header.split() == ["TABLE", "OUTCOME", "EXPORTED", "LOADED", "MERGED", "DELETED", "LAG", "ERROR"]
-    assert row.split()[:5] == [table, "MERGED", "5", "5", "5"]
+    assert header.split() == [
+        "TABLE",
+        "OUTCOME",
+        "EXPORTED",
+        "LOADED",
+        "CHANGED",
+        "UNCHANGED",
+        "DELETED",
+        "LAG",
+        "ERROR",
+    ]
+    assert row.split()[:6] == [table, "MERGED", "5", "5", "5", "0"]
     # The newest row is from 2026-01-01, but FINAL matches the source as of this run's snapshot:
     # the lag is seconds, not the age of the newest row.
-    assert row.split()[5] == "-"  # hard deletes are not reconciled for this table
-    assert row.split()[6].endswith("s") and "d" not in row.split()[6]
+    assert row.split()[6] == "-"  # hard deletes are not reconciled for this table
+    assert row.split()[7].endswith("s") and "d" not in row.split()[7]
     arn = execution_arn(ran)
     assert arn.endswith(f":execution:{orders.stack_name}-sync:first-{orders.stack_name}")
     assert ran.out.splitlines()[-1] == f"execution: {arn} SUCCEEDED"
@@ -308,6 +326,8 @@ def test_sync_json_with_since_is_one_object_and_overrides_the_watermark(
     # exported only 5..8.
     assert result["table"] == table and result["outcome"] == "MERGED"
     assert (result["rows_exported"], result["rows_loaded"]) == (7, 7)
+    # 6..8 are new; 2..5 were re-read as FINAL holds them: changed and re-read are told apart.
+    assert (result["rows_changed"], result["rows_unchanged"]) == (3, 4)
     assert 0 <= result["freshness_lag_seconds"] < 120
     assert final_count(table) == 8
 
@@ -357,8 +377,9 @@ def test_state_machine_arn_runs_on_aws_through_the_boto3_environment(
     assert ran.code == 0, ran.err
     assert f"on AWS {aws['region']} with input" in ran.err
     assert execution_arn(ran).startswith(arn.replace(":stateMachine:", ":execution:") + ":sync-")
-    # Nothing changed: only the row on the window's boundary (row 8, read inclusively) again.
-    assert table_row(ran, table) == [table, "MERGED", "1", "1", "1", "-", table_row(ran, table)[6]]
+    # Nothing changed: only the row on the window's boundary (row 8, read inclusively) again,
+    # re-read as FINAL holds it, so it counts as unchanged.
+    assert table_row(ran, table) == [table, "MERGED", "1", "1", "0", "1", "-", table_row(ran, table)[7]]
     assert missing.code == 1
     assert missing.err == (
         f"aurora-sync: CloudFormation stack 'no-such-{orders.stack_name}' does not exist in "
@@ -421,8 +442,61 @@ def test_rerun_after_fixing_the_config_runs_only_the_failed_table(
         "tables": [ghost],
         "overrides": {ghost: {"full_resync": True}},
     }
-    assert table_row(ran, ghost) == [ghost, "MERGED", "3", "3", "3", "-", table_row(ran, ghost)[6]]
+    assert table_row(ran, ghost) == [ghost, "MERGED", "3", "3", "3", "0", "-", table_row(ran, ghost)[7]]
     assert good not in ran.out
     assert ran.out.splitlines()[-1] == f"execution: {arn} SUCCEEDED"
     assert f"plan: 1 table(s) to export ({ghost})" in ran.err
     assert final_count(ghost) == 3
+
+
+@pytest.fixture(scope="module")
+def drifting(stack: dict[str, Any], admin: Any, ssm: Any, stack_flags: list[str]) -> Iterator[World]:
+    """A table whose config lists its columns, and a column added at the source since."""
+    world = make_world(stack, admin, ssm, stack_flags, {"drift": 2})
+    (table,) = world.tables
+    put_config(ssm, world.config_path, world.schema, table, columns=["id", "note", "updated_at"])
+    with admin.cursor() as cur:
+        cur.execute(
+            sql.SQL("ALTER TABLE {} ADD COLUMN region text").format(sql.Identifier(world.schema, table))
+        )
+    yield world
+    with admin.cursor() as cur:
+        cur.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier(world.schema)))
+
+
+def test_schema_drift_is_shown_by_sync_and_status_with_runnable_statements(
+    capsys: pytest.CaptureFixture[str], stack: dict[str, Any], drifting: World
+) -> None:
+    (table,) = drifting.tables
+    database, target = stack["snowflake"]["database"], table.upper()
+    expected = [
+        f"schema drift in {table}: source column(s) 'region' are not in its config's columns. To sync them, "
+        "add them there, push the config (aurora-sync config push FILE) and run: aurora-sync sql snowflake "
+        f"--tables {table} --apply, which adds them with:",
+        f'  ALTER TABLE "{database}"."STAGING"."{target}" ADD COLUMN "REGION" VARCHAR;',
+        f'  ALTER TABLE "{database}"."FINAL"."{target}" ADD COLUMN "REGION" VARCHAR;',
+    ]
+    ran = cli(capsys, "sync", "--tables", table, *drifting.flags)
+    assert ran.code == 0, ran.err
+    assert table_row(ran, table)[:2] == [table, "MERGED"]
+    lines = ran.out.splitlines()
+    start = lines.index(f"  {expected[0]}")
+    assert lines[start : start + 3] == [f"  {line}" for line in expected]
+    assert "{staging}" not in ran.out + ran.err
+
+    ran = cli(capsys, "status", "--tables", table, *drifting.flags)
+    assert ran.code == 0, ran.err
+    lines = ran.out.splitlines()
+    start = lines.index(expected[0])
+    assert lines[start : start + 3] == expected
+    [row] = json.loads(cli(capsys, "status", "--tables", table, "--json", *drifting.flags).out)["tables"]
+    assert row["new_columns"] == ["region"]
+    assert row["drift_statements"] == [line.strip().rstrip(";") for line in expected[1:]]
+
+    # The statements run as printed.
+    conn = snowflake.connector.connect(**stack["snowflake"])
+    try:
+        for statement in row["drift_statements"]:
+            conn.cursor().execute(statement)
+    finally:
+        conn.close()

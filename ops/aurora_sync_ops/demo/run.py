@@ -224,11 +224,15 @@ def summary(result: DemoResult) -> str:
             f"  path: {path_through_states(events)}",
         ]
         lines.append(
-            f"  {'table':<14}{'outcome':<15}{'exported':>10}{'loaded':>10}{'merged':>10}{'freshness lag':>16}"
+            f"  {'table':<14}{'outcome':<15}{'exported':>10}{'loaded':>10}{'changed':>10}{'unchanged':>10}"
+            f"{'freshness lag':>16}"
         )
         for table in run.tables:
             lag = "-" if table.freshness_lag_seconds is None else _lag(table.freshness_lag_seconds)
-            counts = f"{_n(table.rows_exported):>10}{_n(table.rows_loaded):>10}{_n(table.rows_merged):>10}"
+            counts = (
+                f"{_n(table.rows_exported):>10}{_n(table.rows_loaded):>10}{_n(table.rows_changed):>10}"
+                f"{_n(table.rows_unchanged):>10}"
+            )
             lines.append(f"  {table.table:<14}{table.outcome:<15}{counts}{lag:>16}")
     lines += ["", "Parity (source = FINAL, row by row):"]
     for parity in result.parity:
