@@ -190,6 +190,10 @@ def open_world(
     try:
         yield world
     finally:
+        # Its pipes would load every later world's files under the same prefixes (tests/conftest.py).
+        cursor = warehouse.cursor()
+        for config in world.configs.values():
+            cursor.execute(f"DROP PIPE IF EXISTS {setup.objects(config['target']).pipe}")
         warehouse.close()
         with admin.cursor() as cur:
             cur.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier(schema)))
