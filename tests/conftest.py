@@ -15,10 +15,41 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import snowflake.connector
 
+from aurora_sync.naming import quote
 from aurora_sync_ops.local.stack import REPO_ROOT, Stack, settings_from_env
 
 TEST_PORT_BASE = 25452
+# The session's stack once ``local_stack`` started it; empty until a module needs the stack.
+_STARTED: list[Stack] = []
+
+
+def drop_pipes(status: dict[str, Any]) -> list[str]:
+    """Drop every pipe on the test stack's Snowflake; returns their names.
+
+    A pipe loads every file under its S3 prefix, and a prefix is a table's config name: tests
+    share names (``orders`` in the planner, inspect, sync and end-to-end tests and the demo), and
+    the emulator keeps pipes across stack restarts. A pipe left behind loads each later test's
+    files into a table of another shape, and that failed load (seconds to half a minute for the
+    demo's files) holds the one Snowpipe loader the later test is waiting for.
+    """
+    with snowflake.connector.connect(**status["snowflake"]) as conn:
+        cur = conn.cursor()
+        cur.execute("SHOW PIPES IN ACCOUNT")
+        columns = [d[0].lower() for d in cur.description]
+        names = [
+            ".".join(quote(row[columns.index(part)]) for part in ("database_name", "schema_name", "name"))
+            for row in cur.fetchall()
+        ]
+        for name in names:
+            cur.execute(f"DROP PIPE IF EXISTS {name}")
+    return names
+
+
+def _snowflake_alive(status: dict[str, Any]) -> bool:
+    # AURORA_SYNC_STACK_ONLY may leave it out, and a module may leave it stopped.
+    return bool(status.get("services", {}).get("snowflake", {}).get("alive"))
 
 
 @pytest.fixture(scope="session")
@@ -28,10 +59,24 @@ def local_stack() -> Iterator[Stack]:
     stack = Stack(settings_from_env(root=root, port_base=base))
     was_running = stack.status()["running"]
     only = os.environ.get("AURORA_SYNC_STACK_ONLY")
-    stack.up(only=only.split(",") if only else None)
+    status = stack.up(only=only.split(",") if only else None)
+    if _snowflake_alive(status):
+        drop_pipes(status)  # left by an earlier session: each test module starts without pipes
+    _STARTED.append(stack)
     yield stack
+    _STARTED.clear()
     if not was_running and not os.environ.get("AURORA_SYNC_KEEP_STACK"):
         stack.down()
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _drop_the_modules_pipes() -> Iterator[None]:
+    """After each module that used the stack, drop the pipes it created (see ``drop_pipes``)."""
+    yield
+    if _STARTED:
+        status = _STARTED[0].status()
+        if _snowflake_alive(status):
+            drop_pipes(status)
 
 
 @pytest.fixture(scope="session")

@@ -139,6 +139,15 @@ def set_clock(stack: dict[str, Any], scale: float) -> None:
     requests.post(url, json={"scale": scale}, timeout=5).raise_for_status()
 
 
+def read_clock(stack: dict[str, Any]) -> dict[str, Any]:
+    """The clock's scale and the Retry/Wait sleeps requested since it was last set."""
+    url = f"{stack['aws']['endpoint_url']}/moto-api/aurora-sync/clock"
+    response = requests.get(url, timeout=5)
+    response.raise_for_status()
+    clock: dict[str, Any] = response.json()
+    return clock
+
+
 @contextmanager
 def open_world(
     stack: dict[str, Any],
@@ -190,6 +199,10 @@ def open_world(
     try:
         yield world
     finally:
+        # Its pipes would load every later world's files under the same prefixes (tests/conftest.py).
+        cursor = warehouse.cursor()
+        for config in world.configs.values():
+            cursor.execute(f"DROP PIPE IF EXISTS {setup.objects(config['target']).pipe}")
         warehouse.close()
         with admin.cursor() as cur:
             cur.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier(schema)))

@@ -26,6 +26,7 @@ import psycopg2
 import pytest
 from psycopg2 import sql
 from psycopg2.extensions import parse_dsn
+from world import CLOCK_SCALE, read_clock, set_clock
 
 from aurora_sync_ops.cli import main
 from aurora_sync_ops.local.stack import Stack
@@ -118,6 +119,7 @@ def world(
         assert main(["config", "push", str(file), *stack_flags, "--config-path", path]) == 0
         assert main(["sql", "snowflake", "--setup", "--apply", *stack_flags, "--config-path", path]) == 0
     connect_bucket_to_snowpipe(stack)
+    set_clock(stack, CLOCK_SCALE)  # the syncs' Wait states, as in every world (tests/support/world.py)
     yield {
         "schema": schema,
         "admin": admin,
@@ -126,6 +128,7 @@ def world(
         "flags": [*stack_flags, "--config-path", path],
         "sync": [*stack_flags, "--config-path", path, "--local-stack-name", f"pgb-{tag}"],
     }
+    set_clock(stack, 1)
     with admin.cursor() as cur:
         cur.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier(schema)))
     admin.close()
@@ -168,6 +171,9 @@ def test_pgbench_traffic_hard_deletes_and_inserts_reach_final_with_parity(
 
     code, out, err = cli(capsys, "sync", *world["sync"])
     assert code == 0, out + err
+
+    clock = read_clock(stack)
+    assert clock["scale"] == CLOCK_SCALE and {"kind": "wait", "seconds": 2} in clock["sleeps"], clock
 
     code, out, err = cli(capsys, "parity", *world["flags"], "--json")
     reports = {r["table"]: r for r in json.loads(out)["tables"]}
