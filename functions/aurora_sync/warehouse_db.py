@@ -306,7 +306,9 @@ def _classify(
         (
             errno in _PRIVILEGE_CODES or sqlstate == "42501",
             WarehousePermissionDenied,
-            "GRANT the sync role the privilege named above (see sql/snowflake setup)",
+            "as a Snowflake administrator, run `aurora-sync sql snowflake --setup --apply` (it re-applies "
+            "the setup's grants to the sync role; safe to repeat), or GRANT the "
+            "privilege named above to the sync role",
         ),
         (
             errno == 606,

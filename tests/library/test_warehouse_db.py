@@ -369,3 +369,18 @@ def test_object_missing_fix_names_a_command_the_cli_accepts() -> None:
     command = str(result).split("Fix: create the missing objects: aurora-sync ", 1)[1].split(" (", 1)[0]
     args = build_parser().parse_args(command.split())
     assert (args.func, args.setup, args.apply, args.tables) == (cmd_sql_snowflake, True, True, None)
+
+
+def test_privilege_fix_names_a_command_the_cli_accepts() -> None:
+    """It said "(see sql/snowflake setup)": a folder of templates, not something to run."""
+    error = sf_errors.ProgrammingError(
+        msg="SQL access control error:\nInsufficient privileges to operate on table 'ORDERS'",
+        errno=3001,
+        sqlstate="42501",
+    )
+    result = classify_warehouse_error(error, context="verifier")
+    assert "sql/snowflake setup" not in str(result)
+    fix = str(result).split("Fix: ", 1)[1]
+    command = fix.split("`aurora-sync ", 1)[1].split("`", 1)[0]
+    args = build_parser().parse_args(command.split())
+    assert (args.func, args.setup, args.apply, args.tables) == (cmd_sql_snowflake, True, True, None)
