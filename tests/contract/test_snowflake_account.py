@@ -382,6 +382,73 @@ def test_merge_without_qualify_is_refused_and_the_product_merge_keeps_the_newest
     assert account.execute(f"SELECT COUNT(*) FROM {objects.stream}") == [(0,)]
 
 
+# --- 3a. MERGE: an unchanged re-read is not a change, also for VARIANT and ARRAY columns ------------
+
+SEMI_CATALOG = [
+    SourceColumn("id", PgType("int8", "bigint", "N"), True),
+    SourceColumn("doc", PgType("jsonb", "jsonb", "U"), False),
+    SourceColumn("tags", PgType("_int4", "integer[]", "A", PgType("int4", "integer", "N")), False),
+    SourceColumn("updated_at", PgType("timestamptz", "timestamp with time zone", "D"), True),
+]
+
+
+@pytest.mark.snowflake_account
+def test_merge_rewrites_only_rows_whose_values_differ_including_variant_and_array(
+    account: Account, tmp_path: Path
+) -> None:
+    """The MERGE compares every column with IS DISTINCT FROM, so an identical re-read (the
+    lookback) keeps its sync time and only advances its snapshot. Snowflake must accept that
+    comparison on the VARIANT and ARRAY columns the type map produces, which the emulator cannot
+    prove."""
+    spec = table_spec(
+        name="semi",
+        target="SEMI",
+        catalog=SEMI_CATALOG,
+        schema="public",
+        table="semi",
+        columns=None,
+        primary_key=["id"],
+        cursor="updated_at",
+    )
+    for statement in render_table(account.setup, spec):
+        if statement.startswith(("CREATE TABLE", "CREATE STREAM")):
+            account.execute(statement)
+    objects = account.setup.objects(spec.target)
+    file_column = quote(FILE_COLUMN)
+
+    def load_and_merge(file_name: str, text: str, order: int) -> None:
+        put(account, tmp_path, spec, {file_name: text})
+        assert copy_results(account, pipe_copy(account.setup, spec))[file_name]["STATUS"] == "LOADED"
+        [(staged,)] = account.execute(
+            f"SELECT DISTINCT {file_column} FROM {objects.staging_table} WHERE {file_column} LIKE ?",
+            (f"%/{file_name}",),
+        )
+        _account_for(account, spec, {str(staged): order})
+        account.execute(render_merge(account.setup, spec))
+
+    row1 = '1,"{""a"": 1}","[1, 2]",2026-01-02T03:04:05.000000Z,\n'
+    load_and_merge("first.csv", row1 + '2,"{""b"": [true, null]}",,2026-01-02T03:04:05.000000Z,\n', 10)
+    before = {
+        row[0]: row[1:]
+        for row in select(account, objects.final_table, ["ID", SYNCED_AT_COLUMN, SNAPSHOT_COLUMN])
+    }
+    # The lookback reads row 1 again unchanged; row 2 changed in its JSON and its array.
+    load_and_merge("second.csv", row1 + '2,"{""b"": [false]}","[3]",2026-01-02T03:04:06.000000Z,\n', 20)
+    after = {
+        row[0]: row[1:]
+        for row in select(account, objects.final_table, ["ID", SYNCED_AT_COLUMN, SNAPSHOT_COLUMN])
+    }
+
+    assert after[1] == (before[1][0], after[1][1]) and int(after[1][1]) == 20
+    assert after[2][0] != before[2][0] and int(after[2][1]) == 20
+    assert account.execute(
+        f'SELECT "ID", TO_JSON("DOC"), TO_JSON("TAGS") FROM {objects.final_table} ORDER BY "ID"'
+    ) == [
+        (1, '{"a":1}', "[1,2]"),
+        (2, '{"b":[false]}', "[3]"),
+    ]
+
+
 # --- 3b. Hard deletes: the key snapshot's COPY and the reconciling DELETE ---------------------------
 
 
