@@ -190,13 +190,13 @@ def account(account_secret: dict[str, Any]) -> Iterator[Account]:
         conn.close()
 
 
-def make_table(account: Account, name: str) -> TableSpec:
+def make_table(account: Account, name: str, catalog: Sequence[SourceColumn] = CATALOG) -> TableSpec:
     """STAGING, FINAL and the stream of one table, from the product's own DDL (no pipe, no tasks:
     the tests run the pipe's COPY and the task's MERGE themselves)."""
     spec = table_spec(
         name=name,
         target=name.upper(),
-        catalog=CATALOG,
+        catalog=list(catalog),
         schema="public",
         table=name,
         columns=None,
@@ -400,19 +400,7 @@ def test_merge_rewrites_only_rows_whose_values_differ_including_variant_and_arra
     lookback) keeps its sync time and only advances its snapshot. Snowflake must accept that
     comparison on the VARIANT and ARRAY columns the type map produces, which the emulator cannot
     prove."""
-    spec = table_spec(
-        name="semi",
-        target="SEMI",
-        catalog=SEMI_CATALOG,
-        schema="public",
-        table="semi",
-        columns=None,
-        primary_key=["id"],
-        cursor="updated_at",
-    )
-    for statement in render_table(account.setup, spec):
-        if statement.startswith(("CREATE TABLE", "CREATE STREAM")):
-            account.execute(statement)
+    spec = make_table(account, "semi", SEMI_CATALOG)
     objects = account.setup.objects(spec.target)
     file_column = quote(FILE_COLUMN)
 
