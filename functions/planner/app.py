@@ -62,7 +62,7 @@ from aurora_sync.layout import incomplete_columns, loads
 from aurora_sync.ledger import Ledger, record_layouts
 from aurora_sync.naming import SnowflakeObjects
 from aurora_sync.observability import logger, metrics, tracer
-from aurora_sync.planning import (
+from aurora_sync.planning.plan import (
     ExecutionContext,
     FailedTable,
     Plan,
@@ -75,6 +75,7 @@ from aurora_sync.planning import (
     select_run,
     work_item,
 )
+from aurora_sync.planning.watermarks import read_watermarks
 from aurora_sync.schema_evolution import (
     apply_evolution,
     keys_table_name,
@@ -88,7 +89,6 @@ from aurora_sync.settings import RuntimeSettings, runtime_settings
 from aurora_sync.source_catalog import SourceColumn, read_catalogs, read_row_estimates
 from aurora_sync.source_db import source_errors
 from aurora_sync.sync_modes import size_warning
-from aurora_sync.watermarks import read_watermarks
 
 
 @logger.inject_lambda_context(log_event=False)

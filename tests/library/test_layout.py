@@ -22,7 +22,7 @@ from aurora_sync.column_types import catalog_type, declared_type, type_change
 from aurora_sync.config import LoadedTable, TableConfig
 from aurora_sync.errors import SourceObjectMissing, WarehouseObjectMissing
 from aurora_sync.export_query import build_plan
-from aurora_sync.exporting import LayoutChanged, follow_layout
+from aurora_sync.exporting.export import LayoutChanged, follow_layout
 from aurora_sync.layout import (
     LayoutColumn,
     dumps,
@@ -32,7 +32,7 @@ from aurora_sync.layout import (
     loads,
     planned_prefix,
 )
-from aurora_sync.planning import PLAN_BUDGET_BYTES, Plan, choose_window, work_item
+from aurora_sync.planning.plan import PLAN_BUDGET_BYTES, Plan, choose_window, work_item
 from aurora_sync.schema_evolution import (
     Pipe,
     UnrecognizedPipe,
