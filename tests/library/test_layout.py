@@ -41,12 +41,12 @@ from aurora_sync.schema_evolution import (
     plan_evolution,
 )
 from aurora_sync.settings import runtime_settings
-from aurora_sync.snowflake_objects import PipeSource, parse_pipe, pipe_statement
+from aurora_sync.snowflake_objects import PipeSource, parse_pipe, pipe_statement, table_spec
+from aurora_sync.snowflake_tables import SnowflakeSetup, render_pipe
 from aurora_sync.source_catalog import SourceColumn, read_catalogs
 from aurora_sync.typemap import PgType, map_column
 from aurora_sync.vault import reset_vault_cache
 from aurora_sync.work import WorkItem
-from aurora_sync_ops.snowflake_sql import SnowflakeSetup, render_pipe, table_spec
 
 INT4 = PgType("int4", "integer", "N")
 INT8 = PgType("int8", "bigint", "N")
