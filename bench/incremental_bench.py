@@ -6,7 +6,7 @@ is the planner's: ``updated_at > T0 - 900 s`` (the default ``lookback_seconds``)
 re-reads the ~900 unchanged rows stamped in the lookback.
 
 For each window it shows what PostgreSQL read for the exporter's actual export SELECT — built by
-``aurora_sync.export_query`` exactly as ``exporting.export_chunk`` builds it for the first chunk —
+``aurora_sync.export_query`` exactly as ``exporting.export.export_chunk`` builds it for the first chunk —
 from ``EXPLAIN (ANALYZE, BUFFERS)``: the scan nodes, rows they read (returned + removed by
 filter), shared buffers touched. Then it times the real exporter handler on each window
 (child processes, medians).
@@ -91,11 +91,11 @@ def work_item(table_name: str, kind: str, rows: int) -> dict[str, Any]:
 
 
 def first_chunk_select(cur: Any, item: dict[str, Any]) -> str:
-    """The export SELECT of the first chunk, composed as ``exporting.export_chunk`` composes it."""
+    """The export SELECT of the first chunk, composed as ``exporting.export.export_chunk`` composes it."""
     from psycopg2 import sql
 
     from aurora_sync import export_query as q
-    from aurora_sync.exporting import read_plan
+    from aurora_sync.exporting.export import read_plan
     from aurora_sync.work import ChunkPosition, WorkItem
 
     work = WorkItem.model_validate(item)

@@ -5,7 +5,7 @@
    ``(updated_at, id)``) and in **mode xmin** (watermark: the snapshot xmin taken just before the
    1,000 updates, as the last merged run's snapshot would hold it). For each, what PostgreSQL read
    for the exporter's actual first-chunk SELECT (``EXPLAIN (ANALYZE, BUFFERS)``, composed as
-   ``exporting.export_chunk`` composes it, xmin predicate included) and the boundary lookup, the
+   ``exporting.export.export_chunk`` composes it, xmin predicate included) and the boundary lookup, the
    rows exported, and the real exporter handler's wall time.
 2. A **mode full** run (the whole table in one chunk plus its key snapshot) against a mode-cursor
    full export (data only): handler wall time and bytes written.
@@ -96,13 +96,13 @@ def work_item(kind: str, table_name: str, rows: int, xmin: str) -> dict[str, Any
 def first_chunk_queries(cur: Any, item: dict[str, Any]) -> tuple[str, str | None, str]:
     """The first chunk's export SELECT, boundary lookup (None in mode full, which has none) and
     EXISTS probe,
-    composed as ``exporting.export_chunk`` composes them, in every mode: mode xmin's predicate is
+    composed as ``exporting.export.export_chunk`` composes them, in every mode: mode xmin's predicate is
     built from the current transaction's snapshot, as the exporter builds it from the chunk's."""
     from psycopg2 import sql
 
     from aurora_sync import export_query as q
     from aurora_sync import source_snapshot as snap
-    from aurora_sync.exporting import read_plan
+    from aurora_sync.exporting.export import read_plan
     from aurora_sync.work import WorkItem
 
     work = WorkItem.model_validate(item)
@@ -182,7 +182,7 @@ def explain_keys(dsn: str, item: dict[str, Any], *, index_only: bool = False) ->
     """``index_only``: with sequential scans disabled, to compare the index-only scan PostgreSQL
     declined with the plan it chose."""
     from aurora_sync import export_query as q
-    from aurora_sync.exporting import read_plan
+    from aurora_sync.exporting.export import read_plan
     from aurora_sync.work import WorkItem
 
     conn = transaction(dsn)
@@ -205,12 +205,12 @@ def key_bytes(keys: list[str]) -> int:
 
 
 def child_keys(table_name: str, rows: int) -> None:
-    """The key snapshot alone, as ``exporting._export_keys`` writes it, on the sync role's own
+    """The key snapshot alone, as ``exporting.export._export_keys`` writes it, on the sync role's own
     connection (no Vault login): only the export call is timed."""
     import psycopg2
 
     from aurora_sync import export_query as q
-    from aurora_sync.exporting import EXPORT_OPTIONS, key_snapshot_key, read_plan
+    from aurora_sync.exporting.export import EXPORT_OPTIONS, key_snapshot_key, read_plan
     from aurora_sync.work import WorkItem
 
     item = WorkItem.model_validate(work_item("cursor-inc", table_name, rows, "0"))

@@ -51,8 +51,10 @@ def prepare(status: dict[str, Any], sizes: list[int]) -> None:
     import snowflake.connector
 
     from aurora_sync.config import TableConfig, put_table_config
+    from aurora_sync.snowflake_objects import table_spec
+    from aurora_sync.snowflake_tables import SnowflakeSetup, render_table
     from aurora_sync.source_catalog import read_catalogs
-    from aurora_sync_ops.snowflake_sql import SnowflakeSetup, render_setup, render_table, table_spec
+    from aurora_sync_ops.snowflake_sql import render_setup
 
     aws = status["aws"]
     ssm = local_aws_client("ssm", aws)

@@ -12,7 +12,7 @@ consumed the file's rows, so a file name that reappears later cannot bring old v
 ``_AURORA_SYNC_RUNS``, one row per table and run: the first chunk's snapshot (source clock,
 horizon, MAX(cursor) samples), the window the run read, and the primary key it was merged with.
 ``MERGED_AT`` is set only when the run's rows reached FINAL and nothing was quarantined. The
-planner derives the next window from these rows (``planning.next_watermark``), so a run that
+planner derives the next window from these rows (``planning.watermarks.next_watermark``), so a run that
 failed half-way never moves it. ``LAYOUT`` is the fingerprint of the file layout the run was
 exported with (``layout``). ``MODE`` is the table's sync mode (NULL on older rows: cursor),
 ``SNAPSHOT_XMIN``/``SNAPSHOT_XMAX`` the snapshot's 64-bit xids (an xmin-mode window starts at the

@@ -1,7 +1,7 @@
 """Each table's Snowflake objects as SQL: its columns, the pipe's COPY, the MERGE, column changes.
 
-Shared by the operator tooling, which creates the objects (``aurora-sync sql snowflake``, in
-``aurora_sync_ops.snowflake_sql``), and the planner, which evolves them when the source's
+Shared by the operator tooling, which creates the objects (``aurora-sync sql snowflake``, with
+``snowflake_tables``), and the planner, which evolves them when the source's
 columns change (``schema_evolution``). Types come from the one type map (``typemap``), names
 from ``naming``, the CSV column order from ``export_query.export_columns``: the same function
 the exporter uses.

@@ -20,7 +20,7 @@ Two facts decide correctness, and neither can come from the cursor column:
   the database, or the clock when none was, minus a margin. Every row committed after the
   snapshot was written by a transaction that started after the horizon, so it carries a
   ``now()`` stamp and sequence values obtained after it. The next run's window starts from what
-  this proves (``planning.next_watermark``), never from ``MAX(cursor)`` of FINAL: a far-future
+  this proves (``planning.watermarks.next_watermark``), never from ``MAX(cursor)`` of FINAL: a far-future
   value there would hide every later row, and a late commit with an older stamp or a smaller
   sequence value would fall behind it.
 """
@@ -122,7 +122,7 @@ def sample_before(
     """A (time, MAX(cursor)) pair taken before the horizon is read, ``pause_s`` ahead of it.
 
     An integer cursor's next window must start at a value visible *before* the horizon
-    (``planning.next_watermark``); a first export has no earlier run to take it from, and without
+    (``planning.watermarks.next_watermark``); a first export has no earlier run to take it from, and without
     this sample its next run would have to export the whole table again. Run in its own
     transaction, then pause a little longer than the horizon's margin so the sample precedes it.
     """

@@ -14,7 +14,7 @@ from pydantic import ValidationError
 
 from aurora_sync.connections import source_connection
 from aurora_sync.errors import ConfigError
-from aurora_sync.exporting import ExportTarget, export_chunk
+from aurora_sync.exporting.export import ExportTarget, export_chunk
 from aurora_sync.observability import logger, metrics, tracer
 from aurora_sync.settings import runtime_settings
 from aurora_sync.work import WorkItem

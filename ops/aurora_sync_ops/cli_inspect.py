@@ -15,7 +15,7 @@ from typing import Any
 
 from aurora_sync.config import InvalidTable, LoadedTable, TableConfigResult
 from aurora_sync.errors import ConfigError
-from aurora_sync.planning import parse_input
+from aurora_sync.planning.plan import parse_input
 
 from .cli_options import (
     config_source_options,

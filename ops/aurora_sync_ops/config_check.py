@@ -30,11 +30,10 @@ from psycopg2 import sql
 from aurora_sync.config import InvalidTable, LoadedTable, TableConfigResult
 from aurora_sync.errors import SyncError
 from aurora_sync.export_query import INTEGER_CURSOR_TYPES, TEMPORAL_CURSOR_TYPES
+from aurora_sync.snowflake_objects import table_spec
 from aurora_sync.source_catalog import SourceColumn, read_columns
 from aurora_sync.sync_modes import CURSORLESS_DOC, FULL_WARN_ROWS, XMIN_WARN_ROWS, size_warning
 from aurora_sync.typemap import map_column
-
-from .snowflake_sql import table_spec
 
 Severity = Literal["error", "warning"]
 

@@ -31,10 +31,9 @@ from aurora_sync.config import (
     parse_table_config,
 )
 from aurora_sync.errors import ConfigError, TransientError
+from aurora_sync.snowflake_tables import SnowflakeSetup
 from aurora_sync.source_db import classify_source_error
 from aurora_sync.warehouse_db import connect_warehouse
-
-from .snowflake_sql import SnowflakeSetup
 
 if TYPE_CHECKING:
     import psycopg2.extensions

@@ -33,10 +33,10 @@ from typing import Any
 from psycopg2 import sql
 
 from aurora_sync.naming import quote
+from aurora_sync.snowflake_objects import TableSpec
+from aurora_sync.snowflake_tables import SnowflakeSetup
 from aurora_sync.source_db import EXPORT_SESSION
 from aurora_sync.typemap import UNREPRESENTABLE_COLUMN, unrepresentable_expression
-
-from .snowflake_sql import SnowflakeSetup, TableSpec
 
 BATCH = 10_000
 TEXT_TYPES = ("text", "varchar", "bpchar", "name", "citext", "uuid")

@@ -17,12 +17,12 @@ from aurora_sync.errors import SyncError, WarehouseObjectMissing
 from aurora_sync.naming import quote
 from aurora_sync.schema_evolution import create_command, read_warehouse_columns
 from aurora_sync.snowflake_objects import TableSpec, config_spec
+from aurora_sync.snowflake_tables import SnowflakeSetup
 from aurora_sync.source_catalog import read_columns
 from aurora_sync.source_db import source_errors
 from aurora_sync.warehouse_db import warehouse_errors
 
 from .parity import ParityResult, compare
-from .snowflake_sql import SnowflakeSetup
 
 
 @dataclass

@@ -28,14 +28,14 @@ from aurora_sync.naming import (
     SNAPSHOT_COLUMN,
     SYNCED_AT_COLUMN,
 )
-from aurora_sync.snowflake_objects import config_spec
+from aurora_sync.snowflake_objects import TableSpec, config_spec
+from aurora_sync.snowflake_tables import SnowflakeSetup, render_drift, render_pipe, render_table
 from aurora_sync.source_catalog import read_columns
 from aurora_sync.source_db import source_errors
 from aurora_sync.typemap import UNREPRESENTABLE_COLUMN
 from aurora_sync.warehouse_db import warehouse_errors
 
 from .rekey import same_key
-from .snowflake_sql import SnowflakeSetup, TableSpec, render_drift, render_pipe, render_table
 
 # state of a table's Snowflake objects, as the plan found them
 NEW = "new"  # neither STAGING nor FINAL exists

@@ -17,8 +17,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 from aurora_sync.config import InvalidTable, LoadedTable, TableConfigResult
-from aurora_sync.planning import watermark_text
-from aurora_sync.watermarks import read_watermarks
+from aurora_sync.planning.plan import watermark_text
+from aurora_sync.planning.watermarks import read_watermarks
 
 from .inspect_targets import StateMachine, WarehouseNames, sfn_call
 

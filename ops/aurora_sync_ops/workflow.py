@@ -32,7 +32,7 @@ from pydantic import ValidationError
 from aurora_sync.config import load_table_configs
 from aurora_sync.errors import ConfigError, SyncError
 from aurora_sync.naming import SnowflakeObjects
-from aurora_sync.planning import parse_input
+from aurora_sync.planning.plan import parse_input
 from aurora_sync.snowflake_objects import new_column_statements
 from aurora_sync.work import NewColumn
 

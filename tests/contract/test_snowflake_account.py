@@ -25,29 +25,27 @@ import pytest
 from fakesnow.dialect import parse_one
 from snowflake.connector import errors as sf_errors
 
-from aurora_sync import verification
 from aurora_sync.errors import WarehouseQueryFailed
 from aurora_sync.ledger import Ledger
-from aurora_sync.load_history import LOADED, TableFiles, read_copy_history
 from aurora_sync.naming import FILE_COLUMN, ROW_COLUMN, SNAPSHOT_COLUMN, SYNCED_AT_COLUMN, quote
-from aurora_sync.snowflake_objects import key_copy_statement, missing_keys_query, reconcile_delete
+from aurora_sync.snowflake_objects import (
+    TableSpec,
+    key_copy_statement,
+    missing_keys_query,
+    reconcile_delete,
+    table_spec,
+)
+from aurora_sync.snowflake_tables import SnowflakeSetup, pipe_source, render_merge, render_pipe, render_table
 from aurora_sync.source_catalog import SourceColumn
 from aurora_sync.typemap import UNREPRESENTABLE_COLUMN, PgType
+from aurora_sync.verifying import verify as verification
+from aurora_sync.verifying.load_history import LOADED, TableFiles, read_copy_history
 from aurora_sync.warehouse_db import classify_warehouse_error, connect_warehouse
 from aurora_sync_ops.local.snowflake import history as emulator_history
 from aurora_sync_ops.local.snowflake.catalog import ObjectName
 from aurora_sync_ops.local.snowflake.csv_load import HISTORY_RESULT_SET, LoadSpec, load_csv
 from aurora_sync_ops.local.snowflake.pipes import parse_options
-from aurora_sync_ops.snowflake_sql import (
-    SnowflakeSetup,
-    TableSpec,
-    pipe_source,
-    render_merge,
-    render_pipe,
-    render_setup,
-    render_table,
-    table_spec,
-)
+from aurora_sync_ops.snowflake_sql import render_setup
 
 # --- the contract --------------------------------------------------------------------------------
 

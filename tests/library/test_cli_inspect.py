@@ -24,6 +24,8 @@ import snowflake.connector
 from psycopg2 import sql
 
 from aurora_sync.config import TableConfig, put_table_config
+from aurora_sync.snowflake_objects import table_spec
+from aurora_sync.snowflake_tables import SnowflakeSetup, render_table
 from aurora_sync.source_catalog import read_columns
 from aurora_sync_ops import cli
 from aurora_sync_ops.environment import local_aws_client
@@ -31,7 +33,7 @@ from aurora_sync_ops.local.engine import LocalEngine
 from aurora_sync_ops.local.stack import Stack
 from aurora_sync_ops.local.wiring import connect_bucket_to_snowpipe
 from aurora_sync_ops.parity import compare
-from aurora_sync_ops.snowflake_sql import SnowflakeSetup, render_setup, render_table, table_spec
+from aurora_sync_ops.snowflake_sql import render_setup
 
 CLOCK_SCALE = 0.05
 

@@ -27,9 +27,9 @@ from aurora_sync.errors import (
     SourceTimeout,
 )
 from aurora_sync.ledger import MergedRun
+from aurora_sync.planning.watermarks import next_watermark
 from aurora_sync.settings import runtime_settings
 from aurora_sync.vault import reset_vault_cache
-from aurora_sync.watermarks import next_watermark
 from aurora_sync_ops.environment import local_aws_client
 from exporter.app import lambda_handler
 
@@ -460,7 +460,7 @@ def test_statement_timeout_follows_the_lambda_deadline(
 def test_object_names_carry_the_snapshot_order() -> None:
     from datetime import UTC, datetime, timedelta
 
-    from aurora_sync.exporting import object_key, time_ordered_uuid
+    from aurora_sync.exporting.export import object_key, time_ordered_uuid
     from aurora_sync.source_snapshot import order_of_key, snapshot_order
 
     start = datetime(2026, 11, 26, 3, 59, 59, 998000, tzinfo=UTC)

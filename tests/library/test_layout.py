@@ -22,7 +22,7 @@ from aurora_sync.column_types import catalog_type, declared_type, type_change
 from aurora_sync.config import LoadedTable, TableConfig
 from aurora_sync.errors import SourceObjectMissing, WarehouseObjectMissing
 from aurora_sync.export_query import build_plan
-from aurora_sync.exporting import LayoutChanged, follow_layout
+from aurora_sync.exporting.export import LayoutChanged, follow_layout
 from aurora_sync.layout import (
     LayoutColumn,
     dumps,
@@ -32,7 +32,7 @@ from aurora_sync.layout import (
     loads,
     planned_prefix,
 )
-from aurora_sync.planning import PLAN_BUDGET_BYTES, Plan, choose_window, work_item
+from aurora_sync.planning.plan import PLAN_BUDGET_BYTES, Plan, choose_window, work_item
 from aurora_sync.schema_evolution import (
     Pipe,
     UnrecognizedPipe,
@@ -41,12 +41,12 @@ from aurora_sync.schema_evolution import (
     plan_evolution,
 )
 from aurora_sync.settings import runtime_settings
-from aurora_sync.snowflake_objects import PipeSource, parse_pipe, pipe_statement
+from aurora_sync.snowflake_objects import PipeSource, parse_pipe, pipe_statement, table_spec
+from aurora_sync.snowflake_tables import SnowflakeSetup, render_pipe
 from aurora_sync.source_catalog import SourceColumn, read_catalogs
 from aurora_sync.typemap import PgType, map_column
 from aurora_sync.vault import reset_vault_cache
 from aurora_sync.work import WorkItem
-from aurora_sync_ops.snowflake_sql import SnowflakeSetup, render_pipe, table_spec
 
 INT4 = PgType("int4", "integer", "N")
 INT8 = PgType("int8", "bigint", "N")

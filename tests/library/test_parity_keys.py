@@ -21,10 +21,12 @@ import pytest
 import snowflake.connector
 from psycopg2 import sql
 
+from aurora_sync.snowflake_objects import table_spec
+from aurora_sync.snowflake_tables import SnowflakeSetup, render_table
 from aurora_sync.source_catalog import read_columns
 from aurora_sync_ops import cli
 from aurora_sync_ops.local.stack import Stack
-from aurora_sync_ops.snowflake_sql import SnowflakeSetup, render_setup, render_table, table_spec
+from aurora_sync_ops.snowflake_sql import render_setup
 
 TABLES: dict[str, tuple[str, list[str], list[str], list[str]]] = {
     # name: (source columns, source rows, key, FINAL rows as (key..., note) SQL values)

@@ -19,11 +19,13 @@ from psycopg2 import sql
 
 from aurora_sync.errors import ConfigError
 from aurora_sync.settings import runtime_settings
+from aurora_sync.snowflake_objects import table_spec
+from aurora_sync.snowflake_tables import SnowflakeSetup, render_table
 from aurora_sync.source_catalog import read_columns
 from aurora_sync.typemap import PgType, map_column
 from aurora_sync.vault import reset_vault_cache
 from aurora_sync_ops.local.lambda_router import LambdaContext
-from aurora_sync_ops.snowflake_sql import SnowflakeSetup, render_setup, render_table, table_spec
+from aurora_sync_ops.snowflake_sql import render_setup
 
 EVENTS = Path(__file__).resolve().parents[2] / "events"
 STORAGE_ROLE_ARN = "arn:aws:iam::123456789012:role/aurora-sync-snowflake"

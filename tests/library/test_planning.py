@@ -13,7 +13,7 @@ import pytest
 from aurora_sync.config import InvalidTable, LoadedTable, TableConfig, TableConfigResult, parse_table_config
 from aurora_sync.errors import ConfigError
 from aurora_sync.ledger import MergedRun
-from aurora_sync.planning import (
+from aurora_sync.planning.plan import (
     PLAN_BUDGET_BYTES,
     ExecutionContext,
     FailedTable,
@@ -29,7 +29,7 @@ from aurora_sync.planning import (
     watermark_text,
     work_item,
 )
-from aurora_sync.watermarks import reconcile_due
+from aurora_sync.planning.watermarks import reconcile_due
 from aurora_sync.work import ExportWindow
 
 EVENTS = Path(__file__).resolve().parents[2] / "events"

@@ -11,22 +11,21 @@ import sqlglot
 from sqlglot import exp
 
 from aurora_sync.errors import SourceObjectMissing
-from aurora_sync.snowflake_objects import PipeSource, key_copy_statement, missing_keys_query, reconcile_delete
-from aurora_sync.source_catalog import SourceColumn
-from aurora_sync.typemap import PgType
-from aurora_sync_ops.snowflake_sql import (
+from aurora_sync.snowflake_objects import (
     FILE_PATTERN,
-    SnowflakeSetup,
+    PipeSource,
     SqlConfigError,
     TableSpec,
-    render_drift,
-    render_merge,
-    render_pipe,
-    render_setup,
-    render_table,
+    key_copy_statement,
+    missing_keys_query,
+    reconcile_delete,
     staging_columns,
     table_spec,
 )
+from aurora_sync.snowflake_tables import SnowflakeSetup, render_drift, render_merge, render_pipe, render_table
+from aurora_sync.source_catalog import SourceColumn
+from aurora_sync.typemap import PgType
+from aurora_sync_ops.snowflake_sql import render_setup
 
 SETUP = SnowflakeSetup(
     bucket="aurora-sync-data-lake", storage_role_arn="arn:aws:iam::123456789012:role/sf-read"

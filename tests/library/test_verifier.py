@@ -27,14 +27,16 @@ from psycopg2 import sql
 from aurora_sync.config import TableConfig, put_table_config
 from aurora_sync.errors import ConfigError
 from aurora_sync.ledger import Ledger, read_history
-from aurora_sync.load_history import refresh_prefix
 from aurora_sync.settings import runtime_settings
+from aurora_sync.snowflake_objects import table_spec
+from aurora_sync.snowflake_tables import SnowflakeSetup, render_table
 from aurora_sync.source_catalog import read_columns
 from aurora_sync.vault import reset_vault_cache
-from aurora_sync.verification import parse_request
+from aurora_sync.verifying.load_history import refresh_prefix
+from aurora_sync.verifying.verify import parse_request
 from aurora_sync_ops.environment import local_aws_client
 from aurora_sync_ops.local.wiring import connect_bucket_to_snowpipe, disconnect_bucket_from_snowpipe
-from aurora_sync_ops.snowflake_sql import SnowflakeSetup, render_setup, render_table, table_spec
+from aurora_sync_ops.snowflake_sql import render_setup
 from exporter.app import lambda_handler as export_handler
 from verifier.app import lambda_handler as verify_handler
 
@@ -638,7 +640,7 @@ def test_wiring_is_idempotent_and_keeps_other_notifications(lab: Lab) -> None:
 
 
 def test_summary_names_failed_tables_with_errors_and_the_rerun_input() -> None:
-    from aurora_sync.verification import PlanFailure, TableVerdict, summarize
+    from aurora_sync.verifying.verify import PlanFailure, TableVerdict, summarize
 
     verdicts = [
         TableVerdict(table="orders", target="ORDERS", outcome="MERGED"),

@@ -26,12 +26,14 @@ import snowflake.connector
 from psycopg2 import sql
 
 from aurora_sync.config import TableConfig, put_table_config
+from aurora_sync.snowflake_objects import TableSpec, table_spec
+from aurora_sync.snowflake_tables import SnowflakeSetup, render_table
 from aurora_sync.source_catalog import read_columns
 from aurora_sync_ops.environment import local_aws_client
 from aurora_sync_ops.local.engine import Deployment, LocalEngine
 from aurora_sync_ops.local.wiring import connect_bucket_to_snowpipe
 from aurora_sync_ops.parity import compare
-from aurora_sync_ops.snowflake_sql import SnowflakeSetup, TableSpec, render_setup, render_table, table_spec
+from aurora_sync_ops.snowflake_sql import render_setup
 
 CLOCK_SCALE = 0.05  # Retry/Wait sleeps run 20x faster; the moto host records what was asked
 

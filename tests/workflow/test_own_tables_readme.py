@@ -26,9 +26,9 @@ import pytest
 import requests
 import snowflake.connector
 
+from aurora_sync.snowflake_tables import SnowflakeSetup, render_drop_table
 from aurora_sync_ops.environment import local_aws_client
 from aurora_sync_ops.local.stack import REPO_ROOT, Stack
-from aurora_sync_ops.snowflake_sql import SnowflakeSetup, render_drop_table
 
 SECTION = "## Try it on your own tables"
 TABLE, TARGET = "books", "BOOKS"

@@ -47,7 +47,7 @@ to ``'-infinity'``) is undetectable in cursor mode: the row's new version lies b
 window that can still come, so FINAL keeps the old one. No rule does that; issue 11 adds an
 ``xmin`` mode for sources that write such values. An integer cursor has no clock to tell a
 far-future value from a real one: a hand-written ``ver`` beyond what the sequence will reach
-would become a window start (``planning.next_watermark``) and hide the rows written after it, so
+would become a window start (``planning.watermarks.next_watermark``) and hide the rows written after it, so
 no rule writes one either.
 
 Forged files: a **stray** (a well-formed CSV copied from one of the table's exports with its key

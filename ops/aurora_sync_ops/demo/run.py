@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from aurora_sync.config import LoadedTable, TableConfig
+from aurora_sync.snowflake_objects import TableSpec, table_spec
+from aurora_sync.snowflake_tables import SnowflakeSetup, render_drop_table, render_table
 from aurora_sync.source_catalog import read_columns
 
 from .. import workflow
@@ -25,14 +27,7 @@ from ..local.component import StackSettings
 from ..local.stack import Stack, settings_from_env
 from ..local.wiring import connect_bucket_to_snowpipe
 from ..parity import ParityResult, compare
-from ..snowflake_sql import (
-    SnowflakeSetup,
-    TableSpec,
-    render_drop_table,
-    render_setup,
-    render_table,
-    table_spec,
-)
+from ..snowflake_sql import render_setup
 from . import dataset
 
 Say = Callable[[str], None]

@@ -28,17 +28,17 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from .errors import KeySnapshotIncomplete, RowsMissing, TerminalError, WarehouseObjectMissing
-from .naming import FILE_COLUMN, SnowflakeObjects, quote
-from .schema_evolution import read_pipes, read_warehouse_columns
-from .snowflake_objects import (
+from ..errors import KeySnapshotIncomplete, RowsMissing, TerminalError, WarehouseObjectMissing
+from ..naming import FILE_COLUMN, SnowflakeObjects, quote
+from ..schema_evolution import read_pipes, read_warehouse_columns
+from ..snowflake_objects import (
     SqlConfigError,
     key_copy_statement,
     missing_keys_query,
     parse_pipe,
     reconcile_delete,
 )
-from .warehouse_db import warehouse_errors
+from ..warehouse_db import warehouse_errors
 
 # Snowflake's COPY INTO <table> result statuses (docs.snowflake.com, COPY INTO <table> output).
 COPY_LOADED = "LOADED"

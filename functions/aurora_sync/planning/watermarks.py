@@ -29,13 +29,13 @@ from datetime import UTC, date, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from .config import LoadedTable
-from .errors import ConfigError, WarehouseObjectMissing
-from .ledger import Ledger, MergedRun, read_history
-from .naming import SnowflakeObjects, quote, snowflake_column
-from .planning import CursorValue
-from .schema_evolution import WarehouseColumns, create_command, read_warehouse_columns
-from .warehouse_db import warehouse_errors
+from ..config import LoadedTable
+from ..errors import ConfigError, WarehouseObjectMissing
+from ..ledger import Ledger, MergedRun, read_history
+from ..naming import SnowflakeObjects, quote, snowflake_column
+from ..schema_evolution import WarehouseColumns, create_command, read_warehouse_columns
+from ..warehouse_db import warehouse_errors
+from .plan import CursorValue
 
 TEMPORAL_TYPES = frozenset({"timestamptz", "timestamp", "date"})
 

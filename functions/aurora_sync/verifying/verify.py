@@ -19,7 +19,7 @@ Per table, in order:
      task's message; SCHEDULED/EXECUTING → PENDING until ``MERGE_TIMEOUT_SECONDS``; SKIPPED (the
      stream was empty) → MERGED with 0 rows, or EXECUTE TASK again if the stream still holds data
      (the run was skipped because another run of the task was executing).
-  4. A run with a key snapshot (hard deletes, mode full; ``aurora_sync.reconciliation``), once its
+  4. A run with a key snapshot (hard deletes, mode full; ``aurora_sync.verifying.reconciliation``), once its
      MERGE task run succeeded: the keys are loaded into the table's KEYS table, a one-chunk run
      must find every key in FINAL (``RowsMissing``), FINAL rows read at or before the snapshot
      whose key it lacks are deleted (``rows_deleted``), mode full checks FINAL's row count. Such
@@ -43,14 +43,14 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from ..config import LoadedTable
+from ..errors import ConfigError, TerminalError
+from ..ledger import AccountedFile, Ledger, RunRecord, mark_merged, mark_reconciled, record_runs
+from ..naming import SnowflakeObjects, snowflake_column
+from ..source_snapshot import order_of_key
+from ..work import MAX_NEW_COLUMNS, ExportResult, NewColumn
 from . import load_history as lh
-from .config import LoadedTable
-from .errors import ConfigError, TerminalError
-from .ledger import AccountedFile, Ledger, RunRecord, mark_merged, mark_reconciled, record_runs
-from .naming import SnowflakeObjects, snowflake_column
 from .reconciliation import KeySnapshot, Reconciled, reconcile
-from .source_snapshot import order_of_key
-from .work import MAX_NEW_COLUMNS, ExportResult, NewColumn
 
 Outcome = Literal["MERGED", "NOTHING_TO_DO", "PENDING", "FAILED"]
 FINAL_OUTCOMES = frozenset({"MERGED", "NOTHING_TO_DO", "FAILED"})

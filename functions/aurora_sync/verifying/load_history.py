@@ -18,9 +18,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from .errors import ConfigError
-from .naming import SYNCED_AT_COLUMN, SnowflakeObjects, quote
-from .warehouse_db import warehouse_errors
+from ..errors import ConfigError
+from ..naming import SYNCED_AT_COLUMN, SnowflakeObjects, quote
+from ..warehouse_db import warehouse_errors
 
 # COPY_HISTORY statuses (docs.snowflake.com, COPY_HISTORY table function).
 LOADED = "Loaded"

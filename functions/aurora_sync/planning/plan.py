@@ -26,9 +26,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from .config import InvalidTable, LoadedTable, TableConfigResult, select_tables
-from .errors import ConfigError, SyncError
-from .work import ExportWindow, SourceTable, WorkItem
+from ..config import InvalidTable, LoadedTable, TableConfigResult, select_tables
+from ..errors import ConfigError, SyncError
+from ..work import ExportWindow, SourceTable, WorkItem
 
 # Step Functions refuses a state output over 256 KB (262,144 bytes of UTF-8 JSON). The plan
 # keeps 16 KB of room for what the state machine adds around it (ResultSelector, $$ context).

@@ -17,14 +17,14 @@ from typing import Any
 
 from psycopg2 import extensions, sql
 
-from . import export_query as q
-from . import source_snapshot as snap
-from .errors import SourceObjectMissing
-from .layout import fingerprint, layout_of, planned_prefix
-from .source_catalog import SourceColumn, read_columns
-from .source_db import source_errors
-from .typemap import map_column
-from .work import (
+from .. import export_query as q
+from .. import source_snapshot as snap
+from ..errors import SourceObjectMissing
+from ..layout import fingerprint, layout_of, planned_prefix
+from ..source_catalog import SourceColumn, read_columns
+from ..source_db import source_errors
+from ..typemap import map_column
+from ..work import (
     KEY_SNAPSHOT_PREFIX,
     MAX_NEW_COLUMNS,
     ChunkPosition,
