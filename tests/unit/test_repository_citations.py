@@ -23,8 +23,11 @@ def tracked_texts() -> list[tuple[str, str]]:
         ["git", "ls-files", "-z"], cwd=ROOT, capture_output=True, text=True, check=True
     ).stdout.split("\0")
     texts = []
+    this = Path(__file__).resolve().relative_to(ROOT).as_posix()  # its examples dangle on purpose
     for name in filter(None, names):
         path = ROOT / name
+        if name == this:
+            continue
         if not path.is_file():  # deleted in the work tree, not yet committed
             continue
         try:
