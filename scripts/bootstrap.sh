@@ -2,8 +2,18 @@
 # Creates .venv with the newest Python >= 3.11 found (3.13 preferred, as on Lambda) and installs
 # the project with everything the local stack and tests need. Idempotent; `make dev` calls it
 # only when pyproject.toml changed.
+#
+# --python-only: the .venv alone, without PostgreSQL; what `make test-fast` needs (ruff, mypy and
+# tests/unit start no server), so a contributor can run it before installing any database.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+python_only=false
+case "${1:-}" in
+  "") ;;
+  --python-only) python_only=true ;;
+  *) echo "unknown option: $1; usage: bash scripts/bootstrap.sh [--python-only]" >&2; exit 2 ;;
+esac
 
 find_python() {
   local candidates=()
@@ -25,7 +35,7 @@ find_python() {
 
 need_apt=()
 # PostgreSQL 15 server binaries (the local "Aurora") and pgbench.
-if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 && ! command -v initdb >/dev/null 2>&1; then
+if ! $python_only && ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 && ! command -v initdb >/dev/null 2>&1; then
   need_apt+=(postgresql postgresql-contrib)
 fi
 if [ ${#need_apt[@]} -gt 0 ]; then

@@ -17,13 +17,10 @@ import psycopg2
 import pytest
 from psycopg2 import sql
 
-from aurora_sync.config import LoadedTable
 from aurora_sync_ops import cli
 from aurora_sync_ops.config_check import cursor_recipe
-from aurora_sync_ops.environment import local_aws_client, read_config_file
+from aurora_sync_ops.environment import local_aws_client
 from aurora_sync_ops.local.stack import Stack
-
-EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "tables.yaml"
 
 
 def run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
@@ -83,43 +80,6 @@ def write(tmp_path: Path, name: str, document: dict[str, Any]) -> Path:
 
 
 # --- validate ------------------------------------------------------------------------------------
-def test_the_example_file_is_valid(capsys: pytest.CaptureFixture[str]) -> None:
-    code, out, _ = run(capsys, "config", "validate", str(EXAMPLE))
-    assert code == 0
-    assert out.splitlines()[-1].startswith(f"{EXAMPLE}: 3 table(s), 3 valid; 0 error(s), 0 warning(s);")
-
-
-def test_validate_prints_one_line_per_problem_naming_entry_and_field(
-    capsys: pytest.CaptureFixture[str], tmp_path: Path
-) -> None:
-    path = tmp_path / "bad.yaml"
-    path.write_text(
-        "orders:\n  table: orders\n  cursr: updated_at\n  lookback_seconds: -5\n"
-        "a:\n  table: a\n  primary_key: [id]\n  target: SHARED\n"
-        "b:\n  table: b\n  primary_key: [id]\n  target: SHARED\n"
-        "Bad-Name:\n  table: x\n  primary_key: [id]\n"
-    )
-    code, out, _ = run(capsys, "config", "validate", str(path))
-    assert code == 1
-    lines = out.splitlines()
-    assert lines[0].startswith(
-        f"error: {path}[Bad-Name]: parameter name 'Bad-Name' is not a valid table name: use "
-        "1-63 lower-case letters, digits and _ starting with a letter"
-    )
-    assert lines[1:-1] == [
-        f"error: {path}[a]: field 'target': Snowflake base name 'SHARED' is also used by {path}[b]; "
-        "give each table its own 'target'",
-        f"error: {path}[b]: field 'target': Snowflake base name 'SHARED' is also used by {path}[a]; "
-        "give each table its own 'target'",
-        f"error: {path}[orders]: field 'cursr': unknown key; did you mean 'cursor'? allowed keys: schema, "
-        "table, primary_key, primary_key_not_enforced, mode, cursor, columns, soft_delete_column, "
-        "soft_delete_mode, lookback_seconds, enabled, initial_watermark, max_rows_per_chunk, hard_deletes, "
-        "reconcile_every, target",
-        f"error: {path}[orders]: field 'lookback_seconds': input should be greater than or equal to 0 "
-        "(expected an integer number of seconds >= 0)",
-        f"error: {path}[orders]: field 'primary_key': required, e.g. [\"id\"]",
-    ]
-    assert lines[-1].startswith(f"{path}: 4 table(s), 0 valid; 6 error(s), 0 warning(s);")
 
 
 def test_validate_checks_the_source_catalog(
@@ -612,49 +572,6 @@ def test_a_table_without_a_usable_cursor_is_told_the_cursorless_modes_and_the_tr
         conn.close()
     code, out, _ = run(capsys, "config", "validate", str(path), "--source-dsn", dsn, "--json")
     assert (code, json.loads(out)["tables"][0]["findings"]) == (0, [])
-
-
-def test_errors_are_one_line_without_a_traceback(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
-    missing = tmp_path / "nope.yaml"
-    code, out, err = run(capsys, "config", "validate", str(missing))
-    assert (code, out) == (1, "")
-    assert err == (
-        f"aurora-sync: {missing}: cannot read it (No such file or directory). "
-        "Fix: pass an existing JSON or YAML file\n"
-    )
-    broken = tmp_path / "broken.json"
-    broken.write_text('{"a": {"table": "a"}, "a": {}}')
-    code, _, err = run(capsys, "config", "validate", str(broken))
-    assert code == 1
-    assert err == f"aurora-sync: {broken}: key(s) a appear more than once; keep one\n"
-
-
-def test_duplicate_yaml_keys_are_refused_at_any_depth_naming_key_line_and_file(
-    capsys: pytest.CaptureFixture[str], tmp_path: Path
-) -> None:
-    # YAML itself keeps the last of two equal keys; JSON files are refused for it already.
-    nested = tmp_path / "nested.yaml"
-    nested.write_text("artist:\n  table: artist\n  primary_key: [artist_id]\n  mode: full\n  mode: xmin\n")
-    code, out, err = run(capsys, "config", "validate", str(nested))
-    assert (code, out) == (1, "")
-    assert err == (
-        f"aurora-sync: {nested}: line 5: key 'mode' appears more than once in the same mapping (first at "
-        "line 4); YAML would silently keep the last one. Fix: keep one of them\n"
-    )
-    top = tmp_path / "top.yaml"
-    top.write_text("album:\n  table: album\n  primary_key: [id]\n\nalbum:\n  table: albums\n")
-    code, _, err = run(capsys, "config", "validate", str(top))
-    assert code == 1
-    assert f"{top}: line 5: key 'album' appears more than once in the same mapping (first at line 1)" in err
-    # Merge keys (<<) are YAML's way of overriding on purpose: they stay allowed.
-    merged = tmp_path / "merged.yaml"
-    merged.write_text(
-        "base: &base\n  table: album\n  primary_key: [album_id]\n  mode: full\n"
-        "album:\n  <<: *base\n  mode: xmin\n"
-    )
-    loaded = {r.name: r for r in read_config_file(merged)}
-    album = loaded["album"]
-    assert isinstance(album, LoadedTable) and album.config.mode == "xmin"
 
 
 # --- push / pull ---------------------------------------------------------------------------------

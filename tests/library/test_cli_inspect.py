@@ -446,22 +446,3 @@ def test_plan_fails_a_table_the_sync_role_cannot_read_naming_the_grant(
     code, out, _ = run(capsys, "plan", *flags(local_stack, world), "--tables", "orders", "--json")
     assert code == 0
     assert json.loads(out)["tables"][0]["state"] == "planned"
-
-
-@pytest.mark.parametrize("command", ["parity", "status", "plan"])
-def test_no_stack_and_no_aws_region_is_one_line_naming_the_fixes(
-    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Any, command: str
-) -> None:
-    """Without a running local stack, the CLI falls back to the AWS account: with no region set
-    botocore raised NoRegionError as a traceback instead of saying what to configure."""
-    for name in list(__import__("os").environ):
-        if name.startswith(("AWS_", "AURORA_SYNC_")):
-            monkeypatch.delenv(name)
-    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-config"))
-    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "no-credentials"))
-    code, out, err = run(capsys, command, "--state-dir", str(tmp_path / "no-stack"))
-    assert code == 1
-    assert out == ""
-    assert "Traceback" not in err and len(err.strip().splitlines()) == 1
-    assert "no AWS region" in err
-    assert "AWS_DEFAULT_REGION" in err and "aurora-sync local up" in err

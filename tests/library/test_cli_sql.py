@@ -505,24 +505,3 @@ def test_missing_source_table_is_named(
     assert err.startswith("aurora-sync: source table cli_sql.gone does not exist")
     assert "Fix: check `schema`/`table` in the table config" in err
     assert "Traceback" not in err
-
-
-def test_no_snowflake_setup_names_the_flags(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    # A state dir with no running stack, and no variables: nothing says where Snowflake is.
-    path = tmp_path / "tables.json"
-    path.write_text("{}")
-    code, out, err = run(
-        capsys,
-        "sql",
-        "snowflake",
-        "--setup",
-        "--config",
-        str(path),
-        "--state-dir",
-        str(tmp_path / "none"),
-        "--port-base",
-        "26990",
-    )
-    assert (code, out) == (1, "")
-    assert err.startswith("aurora-sync: no bucket and no storage_role_arn for the Snowflake objects.")
-    assert "pass --bucket and --storage-role-arn" in err

@@ -64,21 +64,6 @@ def test_no_watermark_or_a_watermark_an_epoch_behind_reads_everything(pg: Any) -
     assert (near.lo, near.distance) == (10, EPOCH - 1)
 
 
-def test_a_watermark_past_the_snapshot_means_the_source_went_back() -> None:
-    back = q.xmin_range("1000", 900)
-    assert back.everything and back.went_back
-    # Decided against the run's first chunk: a later chunk whose xmax passed the watermark
-    # meanwhile still reads everything, like the first one did.
-    later = q.xmin_range("1000", 1200, run_xmax=900)
-    assert later.everything and later.went_back
-    assert not q.xmin_range("1000", 1200, run_xmax=1000).everything
-
-
-def test_a_watermark_equal_to_xmax_selects_nothing_visible() -> None:
-    window = q.xmin_range(str(7 * EPOCH + 500), 7 * EPOCH + 500)
-    assert (window.lo, window.distance) == (500, 0)
-
-
 def selected(pg: Any, window: q.XminRange, xmins: list[int]) -> list[int]:
     """The 32-bit xmins the predicate keeps, evaluated by PostgreSQL itself."""
     with pg.cursor() as cur:

@@ -21,7 +21,6 @@ from load_bench import (
     ACCOUNTS_TABLES,
     LoadSpec,
     fill_accounts,
-    parse_pgbench,
     sync_once,
     syncs_under_load,
 )
@@ -72,22 +71,3 @@ def test_syncs_during_pgbench_load_succeed_and_the_final_sync_reaches_parity(wor
     assert report.final is not None and report.final.status == "SUCCEEDED", report.final
     assert report.parity["equal"], report.parity
     assert report.parity["source_rows"] == report.parity["final_rows"] > ACCOUNTS
-
-
-def test_pgbench_summary_is_read_per_script() -> None:
-    output = (
-        "number of transactions actually processed: 711\n"
-        "number of failed transactions: 0 (0.000%)\n"
-        "tps = 109.615753 (without initial connection time)\n"
-        "SQL script 1: /repo/bench/pgbench/transfer.sql\n"
-        " - weight: 300 (targets 99.7% of total)\n"
-        " - 708 transactions (99.6% of total, tps = 109.153239)\n"
-        "SQL script 2: /repo/bench/pgbench/late_commit.sql\n"
-        " - weight: 1 (targets 0.3% of total)\n"
-        " - 3 transactions (0.4% of total, tps = 0.462514)\n"
-    )
-    result = parse_pgbench(output)
-    assert (result.transactions, result.failed, result.tps) == (711, 0, 109.615753)
-    assert result.per_script == {"transfer.sql": 708, "late_commit.sql": 3}
-    with pytest.raises(RuntimeError, match="no transaction summary"):
-        parse_pgbench("pgbench: error: connection to server failed\n")

@@ -4,7 +4,7 @@ names the problem without the password, and hostile identifiers and values are d
 Scanned after each run: the execution history (every state's input and output, every task's
 parameters, result and error), the execution's description, and what the stack's log files
 (moto host with the Lambda workers' logs, Vault gateway, OpenBao, Snowflake, PostgreSQL) gained
-during the run. The template's least privilege is proven by tests/infra/test_template.py.
+during the run. The template's least privilege is proven by tests/unit/test_template.py.
 """
 
 from __future__ import annotations

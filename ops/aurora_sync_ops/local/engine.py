@@ -30,7 +30,7 @@ LOCAL_STACK_NAME = "aurora-sync-local"
 # timeouts are shorter too, so a stuck local run ends in minutes; and, as docs/deploy.md requires,
 # the Wait/Verify loop (2 s x 200 = 400 s) outlasts them (120 s + 180 s, with two waits to spare),
 # so a table that never loads or never merges ends as LoadTimeout/MergeTimeout, never as the
-# anonymous VerifyAttemptsExhausted backstop (tests/infra/test_verify_budget.py checks it).
+# anonymous VerifyAttemptsExhausted backstop (tests/unit/test_verify_budget.py checks it).
 LOCAL_PARAMETERS = {
     "VerifyWaitSeconds": 2,
     "VerifyMaxAttempts": 200,

@@ -1,22 +1,18 @@
 """File layouts: what the planner derives, sends and checks against the pipe, and what the
 exporter does when the source's columns moved since (issue 10, case 2).
 
-Pure tests of the layout mapping, the Snowflake type rules, the pipe's COPY read back, and the
-planner's per-table schema step; then the exporter and the many-table catalog read against the
-local stack's PostgreSQL."""
+Pure tests of the layout mapping, the Snowflake type rules, the pipe's COPY read back, the
+planner's per-table schema step and the exporter's layout check; the exporter and the many-table
+catalog read against the local stack's PostgreSQL are in tests/library/test_layout_exporter.py."""
 
 from __future__ import annotations
 
 import json
-import time
-import uuid
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 
-import psycopg2
 import pytest
-from psycopg2 import sql
+from layout_items import layout, planned_item
 
 from aurora_sync.column_types import catalog_type, declared_type, type_change
 from aurora_sync.config import LoadedTable, TableConfig
@@ -24,11 +20,9 @@ from aurora_sync.errors import SourceObjectMissing, WarehouseObjectMissing
 from aurora_sync.export_query import build_plan
 from aurora_sync.exporting.export import LayoutChanged, follow_layout
 from aurora_sync.layout import (
-    LayoutColumn,
     dumps,
     fingerprint,
     incomplete_columns,
-    layout_of,
     loads,
     planned_prefix,
 )
@@ -40,13 +34,10 @@ from aurora_sync.schema_evolution import (
     WarehouseColumns,
     plan_evolution,
 )
-from aurora_sync.settings import runtime_settings
 from aurora_sync.snowflake_objects import PipeSource, parse_pipe, pipe_statement, table_spec
 from aurora_sync.snowflake_tables import SnowflakeSetup, render_pipe
-from aurora_sync.source_catalog import SourceColumn, read_catalogs
+from aurora_sync.source_catalog import SourceColumn
 from aurora_sync.typemap import PgType, map_column
-from aurora_sync.vault import reset_vault_cache
-from aurora_sync.work import WorkItem
 
 INT4 = PgType("int4", "integer", "N")
 INT8 = PgType("int8", "bigint", "N")
@@ -63,19 +54,6 @@ def col(name: str, pg_type: PgType, attnum: int, not_null: bool = False) -> Sour
 
 
 BASE = [col("id", INT8, 1, True), col("note", TEXT, 2), col("updated_at", TSTZ, 3, True)]
-
-
-def layout(catalog: list[SourceColumn], columns: list[str] | None = None) -> list[LayoutColumn]:
-    plan = build_plan(
-        catalog,
-        schema="public",
-        table="orders",
-        name="orders",
-        configured_columns=columns,
-        cursor="updated_at",
-        primary_key=["id"],
-    )
-    return layout_of(plan.columns, plan.mappings, table="orders")
 
 
 # --- the layout and its fingerprint --------------------------------------------------------------
@@ -369,19 +347,6 @@ def export_plan(catalog: list[SourceColumn]) -> Any:
     )
 
 
-def planned_item(catalog: list[SourceColumn], **fields: Any) -> WorkItem:
-    document = {
-        "run_id": "run",
-        "table": "orders",
-        "source": {"schema": "public", "table": "orders"},
-        "primary_key": ["id"],
-        "cursor": "updated_at",
-        "layout": fingerprint(layout(catalog)),
-        **fields,
-    }
-    return WorkItem.model_validate(document)
-
-
 def test_the_exporter_follows_the_planned_layout_or_refuses() -> None:
     planned = planned_item(BASE)
     plan, late = follow_layout(export_plan(BASE), planned)
@@ -413,95 +378,3 @@ def test_the_layout_costs_26_bytes_per_work_item() -> None:
     per_table = len(json.dumps(document)) + 2
     assert 320 <= per_table <= 330 and 740 <= PLAN_BUDGET_BYTES // per_table <= 770
     Plan(run_id=run_id, started_at="x", items=[checked] * 740).output()
-
-
-# --- against PostgreSQL --------------------------------------------------------------------------
-class Context:
-    function_name = "aurora-sync-exporter"
-    memory_limit_in_mb = 256
-    invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:aurora-sync-exporter"
-    aws_request_id = "test-request"
-
-    def get_remaining_time_in_millis(self) -> int:
-        return 600_000
-
-
-@pytest.fixture
-def admin(stack: dict[str, Any]) -> Iterator[Any]:
-    conn = psycopg2.connect(stack["postgres"]["admin_dsn"])
-    conn.autocommit = True
-    yield conn
-    conn.close()
-
-
-@pytest.fixture
-def schema(admin: Any, stack: dict[str, Any]) -> Iterator[str]:
-    name = f"layout_{uuid.uuid4().hex[:8]}"
-    user = sql.Identifier(stack["postgres"]["user"])
-    with admin.cursor() as cur:
-        cur.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(name)))
-        cur.execute(sql.SQL("GRANT USAGE ON SCHEMA {} TO {}").format(sql.Identifier(name), user))
-        cur.execute(
-            sql.SQL("ALTER DEFAULT PRIVILEGES IN SCHEMA {} GRANT SELECT ON TABLES TO {}").format(
-                sql.Identifier(name), user
-            )
-        )
-        cur.execute(
-            sql.SQL(
-                "CREATE TABLE {} (id bigint PRIMARY KEY, note text, updated_at timestamptz DEFAULT now())"
-            ).format(sql.Identifier(name, "orders"))
-        )
-        cur.execute(
-            sql.SQL("INSERT INTO {} (id, note) VALUES (1, 'a'), (2, 'b')").format(
-                sql.Identifier(name, "orders")
-            )
-        )
-    yield name
-    with admin.cursor() as cur:
-        cur.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier(name)))
-
-
-def test_many_catalogs_in_one_statement_with_attnums(admin: Any, schema: str) -> None:
-    admin.cursor().execute(f'ALTER TABLE "{schema}".orders DROP COLUMN note, ADD COLUMN note text')
-    with admin.cursor() as cur:
-        found = read_catalogs(cur, [(schema, "orders"), (schema, "missing"), ("no_such_schema", "orders")])
-    assert list(found) == [(schema, "orders")]
-    assert [(c.name, c.attnum) for c in found[(schema, "orders")]] == [
-        ("id", 1),
-        ("updated_at", 3),
-        ("note", 4),
-    ]
-
-
-def test_the_exporter_leaves_out_a_column_added_after_planning_and_refuses_a_dropped_one(
-    lambda_env: dict[str, str], admin: Any, schema: str, stack: dict[str, Any]
-) -> None:
-    from pgcsv import parse_pg_csv
-
-    from aurora_sync_ops.environment import local_aws_client
-    from exporter.app import lambda_handler
-
-    reset_vault_cache()
-    runtime_settings.cache_clear()
-    with admin.cursor() as cur:
-        catalog = read_catalogs(cur, [(schema, "orders")])[(schema, "orders")]
-    event = planned_item(
-        catalog, source={"schema": schema, "table": "orders"}, run_id=f"layout-{time.time_ns()}"
-    )
-    document = event.model_dump(by_alias=True, mode="json", exclude_defaults=True)
-    document["window"] = {"source": "full"}
-    admin.cursor().execute(f'ALTER TABLE "{schema}".orders ADD COLUMN active boolean NOT NULL DEFAULT true')
-
-    result = lambda_handler(document, Context())
-
-    assert result["status"] == "EXPORTED" and result["layout"] == event.layout
-    assert any("'active'" in w and "added after this run was planned" in w for w in result["warnings"])
-    s3 = local_aws_client("s3", stack["aws"])
-    body = s3.get_object(Bucket=stack["aws"]["bucket"], Key=result["keys"][0])["Body"].read().decode()
-    assert {len(row) for row in parse_pg_csv(body)} == {4}  # id, note, updated_at, unrepresentable
-
-    admin.cursor().execute(f'ALTER TABLE "{schema}".orders DROP COLUMN note')
-    with pytest.raises(LayoutChanged) as refused:
-        lambda_handler(document, Context())
-    assert f"the columns of {schema}.orders changed after this run was planned" in str(refused.value)
-    assert '{"tables": ["orders"]}' in str(refused.value)

@@ -1,5 +1,5 @@
-"""The state machine definition: the error taxonomy in its Retry clauses, and the practices of
-shared/notes/step-functions.md, checked on the file SAM deploys."""
+"""The state machine definition: the error taxonomy in its Retry clauses, and the practices listed
+in docs/reliability.md ("What the definition itself keeps"), checked on the file SAM deploys."""
 
 from __future__ import annotations
 
