@@ -38,6 +38,21 @@ _ROLE_ARN = re.compile(r"^arn:aws[a-z-]*:iam::\d{12}:role/[\w+=,.@/-]+$")
 _TASK_SIZES = ("XSMALL", "SMALL", "MEDIUM", "LARGE")
 
 
+# The names a deployment chooses; each is a plain identifier, checked once here and quoted where the
+# setup SQL is rendered.
+IDENTIFIER_FIELDS = (
+    "database",
+    "staging_schema",
+    "final_schema",
+    "integration",
+    "stage",
+    "file_format",
+    "service_role",
+    "reader_role",
+    "service_user",
+)
+
+
 @dataclass(frozen=True)
 class SnowflakeSetup:
     """Account-level names and settings; defaults match docs/deploy.md."""
@@ -57,17 +72,7 @@ class SnowflakeSetup:
     task_size: str = "XSMALL"
 
     def __post_init__(self) -> None:
-        for field in (
-            "database",
-            "staging_schema",
-            "final_schema",
-            "integration",
-            "stage",
-            "file_format",
-            "service_role",
-            "reader_role",
-            "service_user",
-        ):
+        for field in IDENTIFIER_FIELDS:
             if not _IDENTIFIER.match(getattr(self, field)):
                 raise SqlConfigError(f"{field} {getattr(self, field)!r} is not a plain Snowflake identifier")
         if not _BUCKET.match(self.bucket):

@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from aurora_sync.naming import quote
-from aurora_sync.snowflake_tables import SnowflakeSetup
+from aurora_sync.snowflake_tables import IDENTIFIER_FIELDS, SnowflakeSetup
 
 __all__ = ["SETUP_DIR", "render_setup", "split_statements"]
 
@@ -20,20 +20,7 @@ SETUP_DIR = Path(__file__).resolve().parents[2] / "sql" / "snowflake"
 # --- setup ------------------------------------------------------------------------------------
 def render_setup(setup: SnowflakeSetup) -> list[str]:
     """The fixed setup files of sql/snowflake/, with the deployment's names filled in."""
-    identifiers = {
-        key: quote(getattr(setup, key))
-        for key in (
-            "database",
-            "staging_schema",
-            "final_schema",
-            "integration",
-            "stage",
-            "file_format",
-            "service_role",
-            "reader_role",
-            "service_user",
-        )
-    }
+    identifiers = {key: quote(getattr(setup, key)) for key in IDENTIFIER_FIELDS}
     values = {**identifiers, "bucket": setup.bucket, "storage_role_arn": setup.storage_role_arn}
     statements = []
     for path in sorted(SETUP_DIR.glob("*.sql")):
