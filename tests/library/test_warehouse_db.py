@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import socket
-import time
 import uuid
 from collections.abc import Iterator
 from datetime import timedelta
@@ -230,11 +229,9 @@ def test_sql_error_is_query_failed_naming_errno(conn: Any) -> None:
     assert str(info.value).startswith("planner: Snowflake error 001003 (SQLSTATE 42000")
 
 
-def test_closed_port_is_unavailable_quickly(secret: dict[str, Any]) -> None:
-    started = time.monotonic()
+def test_closed_port_is_transient_unavailable(secret: dict[str, Any]) -> None:
     with pytest.raises(WarehouseUnavailable) as info:
         connect_warehouse({**secret, "port": _free_port()}, login_timeout_s=3, network_timeout_s=3)
-    assert time.monotonic() - started < 10
     assert info.value.transient is True
     assert str(info.value).startswith(
         f"Snowflake account {secret['account']} as {secret['user']}: Snowflake error 250001"

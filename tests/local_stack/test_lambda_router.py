@@ -157,15 +157,12 @@ def test_timeout_kills_the_invocation_and_the_next_one_gets_a_fresh_worker(
     fn = create_function(lam, stack, timeout=1)
     _, warm = invoke(lam, fn["FunctionName"], {})
 
-    started = time.monotonic()
     response, body = invoke(lam, fn["FunctionName"], {"sleep": 5})
-    elapsed = time.monotonic() - started
     _, after = invoke(lam, fn["FunctionName"], {})
 
     assert response["FunctionError"] == "Unhandled"
     assert body["errorType"] == "Sandbox.Timedout"
     assert body["errorMessage"].endswith("Error: Task timed out after 1.00 seconds")
-    assert elapsed < 3
     assert after["pid"] != warm["pid"] and after["remaining_ms"] <= 1000
 
 
@@ -348,15 +345,16 @@ def test_map_iterations_run_concurrently_in_separate_workers(
     )["stateMachineArn"]
     items = [{"sleep": 1.5, "item": i} for i in range(3)]
 
-    started = time.monotonic()
     described, _ = execute(sfn, machine, {"function": fn["FunctionName"], "items": items})
-    elapsed = time.monotonic() - started
 
     assert described["status"] == "SUCCEEDED"
     output = json.loads(described["output"])
     assert [o["echo"]["item"] for o in output] == [0, 1, 2]
     assert len({o["pid"] for o in output}) == 3
-    assert elapsed < 4.0  # three 1.5 s handlers one after another would take 4.5 s
+    # Concurrent means every item was asleep at one moment: the latest start precedes the
+    # earliest end. One after another, each would start after the previous one ended.
+    spans = [o["slept"] for o in output]
+    assert max(start for start, _ in spans) < min(end for _, end in spans)
 
 
 def test_retry_and_wait_sleeps_are_scaled_and_recorded(stack: dict[str, Any]) -> None:
@@ -393,8 +391,8 @@ def test_retry_and_wait_sleeps_are_scaled_and_recorded(stack: dict[str, Any]) ->
         while status == "RUNNING" and real_time.monotonic() - started < 30:
             real_time.sleep(0.2)
             status = sfn.describe_execution(executionArn=execution)["status"]
+        # A 300 s Wait finished inside the 30 s polled above: the clock scale applied.
         assert status == "SUCCEEDED"
-        assert real_time.monotonic() - started < 20  # 300 s asked, ~3 s slept
         assert {"kind": "wait", "seconds": 300} in requests.get(clock_url, timeout=5).json()["sleeps"]
     finally:
         requests.post(clock_url, json={"scale": 1}, timeout=5)

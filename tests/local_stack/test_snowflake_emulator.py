@@ -593,18 +593,16 @@ def test_recreating_or_dropping_a_pipe_drops_its_load_history(sf: Any, s3: Any, 
     assert f"Pipe '{DB}.STAGING.{table}_PIPE' does not exist or not authorized." in str(error.value)
 
 
-def test_a_100k_row_file_loads_in_seconds(sf: Any, s3: Any, lake: dict[str, str]) -> None:
+def test_a_100k_row_file_loads_whole(sf: Any, s3: Any, lake: dict[str, str]) -> None:
     table = unique("BIG")
     staging_table(sf, table)
     prefix = f"{NOTIFIED}{table.lower()}/"
     create_pipe(sf, table, prefix)
     body = "".join(f'{i},"note {i}",{i}.25,2024-01-01 00:00:00+00\n' for i in range(100_000)).encode()
-    started = time.monotonic()
+    # Only that it loads whole: speed is for benchmarks, never asserted in a test.
     s3.put_object(Bucket=lake["bucket"], Key=f"{prefix}big.csv", Body=body)
     (row,) = settled(sf, table, 1)
-    elapsed = time.monotonic() - started
     assert (row["STATUS"], row["ROW_COUNT"]) == ("Loaded", 100_000)
-    assert elapsed < 15, f"100k rows took {elapsed:.1f}s"
 
 
 # --- streams and tasks -------------------------------------------------------------------------------

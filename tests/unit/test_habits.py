@@ -116,3 +116,21 @@ def test_the_changelog_keeps_the_keep_a_changelog_shape() -> None:
     assert kinds <= allowed, kinds - allowed
     unreleased = text.split("## [Unreleased]")[1].split("\n## ")[0]
     assert "RowsMerged" in unreleased and "RowsChanged" in unreleased  # the breaking rename is there
+
+
+# An assertion on how long something took fails on a loaded CI machine while the product is
+# fine (a 10.6 s connect refusal failed a "< 10 s" check once). Speed belongs in bench/. A
+# polling loop's deadline (``assert time.monotonic() < deadline``) bounds a wait and is allowed.
+_TIMED_ASSERTION = re.compile(
+    r"^\s*assert\b[^\n]*(?:(?:monotonic|perf_counter|time)\(\)\s*-|\belapsed\w*\s*[<>])"
+)
+
+
+def test_no_test_asserts_on_elapsed_time() -> None:
+    offenders = [
+        f"{path.relative_to(ROOT)}:{number}: {line.strip()}"
+        for path in sorted((ROOT / "tests").rglob("*.py"))
+        for number, line in enumerate(path.read_text().splitlines(), 1)
+        if _TIMED_ASSERTION.search(line)
+    ]
+    assert offenders == [], "measure speed in bench/, assert behaviour in tests:\n" + "\n".join(offenders)

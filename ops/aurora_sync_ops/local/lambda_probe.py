@@ -6,7 +6,8 @@ its role credentials) and fails on request, so tests can exercise Step Functions
 - ``{"fail": {"error": "SourceUnavailable", "times": 2, "counter": "/tmp/x"}}`` raises that
   project error on the first 2 invocations counted in the file, then succeeds; without
   ``times`` it always raises;
-- ``{"sleep": 2.5}`` sleeps (to hit the function's Timeout); ``{"exit": 3}`` kills the process;
+- ``{"sleep": 2.5}`` sleeps (to hit the function's Timeout), reporting when it slept as
+  ``"slept": [from, until]`` (epoch seconds); ``{"exit": 3}`` kills the process;
 - ``{"whoami": true}`` adds the STS caller ARN; ``{"env_keys": [...]}`` adds more variables.
 """
 
@@ -65,8 +66,12 @@ def _maybe_fail(spec: dict[str, Any]) -> int | None:
 
 def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     attempt = _maybe_fail(event["fail"]) if isinstance(event.get("fail"), dict) else None
+    # Wall-clock stamps around the sleep let a test prove two invocations overlapped
+    # (ran concurrently) without asserting on how long the whole run took.
+    slept_from = time.time()
     if event.get("sleep"):
         time.sleep(float(event["sleep"]))
+    slept_until = time.time()
     if event.get("exit") is not None:
         os._exit(int(event["exit"]))
     keys = [*REPORTED_ENV, *[k for k in event.get("env_keys", []) if not _SECRET_NAME.search(k)]]
@@ -81,6 +86,7 @@ def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
         "remaining_ms": context.get_remaining_time_in_millis(),
         "env": {key: os.environ.get(key) for key in keys},
         "pid": os.getpid(),
+        "slept": [slept_from, slept_until],
     }
     if event.get("whoami"):
         import boto3
