@@ -69,6 +69,17 @@ def _information_schema(database: str) -> str:
     return f"{quote(database)}.{quote('INFORMATION_SCHEMA')}"
 
 
+def _rows(conn: Any, doing: str, statement: str, params: Sequence[Any]) -> list[Any]:
+    """The rows of one statement; connector errors become the taxonomy's, naming ``doing``."""
+    cur = conn.cursor()
+    try:
+        with warehouse_errors(doing):
+            cur.execute(statement, params)
+            return list(cur.fetchall())
+    finally:
+        cur.close()
+
+
 def _int(value: Any) -> int:
     return int(value) if value is not None else 0
 
@@ -97,14 +108,10 @@ def read_copy_history(
         )
         params += [table.objects.staging_table, _iso(start_time), *table.keys]
     found: dict[str, dict[str, FileLoad]] = {t.name: {} for t in wanted}
-    cur = conn.cursor()
-    try:
-        with warehouse_errors(f"reading COPY_HISTORY of {len(wanted)} STAGING table(s) in {quote(database)}"):
-            cur.execute(" UNION ALL ".join(selects), params)
-            rows = cur.fetchall()
-    finally:
-        cur.close()
-    for index, file_name, status, row_count, row_parsed, error, error_count, loaded_at in rows:
+    doing = f"reading COPY_HISTORY of {len(wanted)} STAGING table(s) in {quote(database)}"
+    for index, file_name, status, row_count, row_parsed, error, error_count, loaded_at in _rows(
+        conn, doing, " UNION ALL ".join(selects), params
+    ):
         load = FileLoad(
             file_name=str(file_name),
             status=str(status),
@@ -186,14 +193,10 @@ def read_task_runs(
         )
         params += [f"{objects.target}_MERGE", _iso(since), objects.staging_schema, database]
     runs: dict[str, list[TaskRun]] = {name: [] for name, _, _ in tasks}
-    cur = conn.cursor()
-    try:
-        with warehouse_errors(f"reading TASK_HISTORY of {len(tasks)} MERGE task(s) in {quote(database)}"):
-            cur.execute(" UNION ALL ".join(selects), params)
-            rows = cur.fetchall()
-    finally:
-        cur.close()
-    for index, query_id, state, error, scheduled, started, completed in rows:
+    doing = f"reading TASK_HISTORY of {len(tasks)} MERGE task(s) in {quote(database)}"
+    for index, query_id, state, error, scheduled, started, completed in _rows(
+        conn, doing, " UNION ALL ".join(selects), params
+    ):
         runs[tasks[int(index)][0]].append(
             TaskRun(
                 query_id=str(query_id),
