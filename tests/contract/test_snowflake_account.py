@@ -541,9 +541,7 @@ def test_copy_history_status_strings_are_the_ones_the_verifier_reads(
     loads = read_copy_history(
         account.conn, account.setup.database, tables, datetime.now(UTC) - timedelta(hours=1)
     )
-    statuses = {
-        name.rsplit("/", 1)[-1]: load.status for files in loads.values() for name, load in files.items()
-    }
+    statuses = {load.file_name.rsplit("/", 1)[-1]: load.status for files in loads.values() for load in files}
     assert statuses == {name: case[2] for name, case in LOAD_CASES.items()}
     assert statuses["good.csv"] == LOADED
     assert {statuses["bad.csv"], statuses["partial.csv"]} <= FAILED_LOAD_STATES

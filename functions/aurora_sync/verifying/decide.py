@@ -216,7 +216,8 @@ class Failure:
 class Facts:
     """What one call has learned so far: the answers to its reads and the outcomes of its actions."""
 
-    loads: Mapping[str, Mapping[str, FileLoad]] | None = None  # None: COPY_HISTORY not read yet
+    # COPY_HISTORY's entries for each pending table's files; None: not read yet.
+    loads: Mapping[str, Sequence[FileLoad]] | None = None
     task_runs: Mapping[str, Sequence[TaskRun]] | None = None  # newest first
     streams: Mapping[str, bool] = field(default_factory=dict)
     merged_rows: Mapping[str, int] | None = None
@@ -364,7 +365,7 @@ def decide(
         assert facts.loads is not None
         ready = []
         for table in checking:
-            table.loads = facts.loads.get(table.name, {})
+            table.loads = _counted_loads(facts.loads.get(table.name, ()))
             if _check_loads(step, table, verify_started):
                 ready.append(table)
         if ready:
@@ -493,6 +494,22 @@ def _admit_export(table: _Table, entry: ExportResult) -> None:
         table.keys = tuple(entry.keys)
         if table.reconciling:
             table.set(key_rows=entry.key_rows)
+
+
+def _counted_loads(history: Sequence[FileLoad]) -> dict[str, FileLoad]:
+    """The entry that counts for each file: a ``Loaded`` one wins (a file loaded after a failed
+    attempt is loaded; one loaded twice counts once), then the latest."""
+    floor = datetime.min.replace(tzinfo=UTC)
+
+    def rank(load: FileLoad) -> tuple[bool, datetime]:
+        return load.status == LOADED, _aware(load.last_load_time or floor)
+
+    counted: dict[str, FileLoad] = {}
+    for load in history:
+        current = counted.get(load.file_name)
+        if current is None or rank(load) > rank(current):
+            counted[load.file_name] = load
+    return counted
 
 
 def _check_loads(step: _Step, table: _Table, verify_started: datetime) -> bool:
