@@ -102,17 +102,25 @@ class ReadLoads:
 
 
 @dataclass(frozen=True)
-class RefreshPipe:
-    """ALTER PIPE ... REFRESH for files the pipe never saw (a lost S3 notification)."""
+class _TableAction:
+    """An action on one table's objects: its key names the table."""
 
     table: str
     objects: SnowflakeObjects
-    prefix: str
-    modified_after: datetime
+    verb: ClassVar[str]
 
     @property
     def key(self) -> str:
-        return f"refresh:{self.table}"
+        return f"{self.verb}:{self.table}"
+
+
+@dataclass(frozen=True)
+class RefreshPipe(_TableAction):
+    """ALTER PIPE ... REFRESH for files the pipe never saw (a lost S3 notification)."""
+
+    prefix: str
+    modified_after: datetime
+    verb: ClassVar[str] = "refresh"
 
 
 @dataclass(frozen=True)
@@ -139,25 +147,17 @@ class RecordRuns:
 
 
 @dataclass(frozen=True)
-class ExecuteTask:
-    table: str
-    objects: SnowflakeObjects
+class ExecuteTask(_TableAction):
+    """EXECUTE TASK: run the table's MERGE task now (asynchronous)."""
 
-    @property
-    def key(self) -> str:
-        return f"execute:{self.table}"
+    verb: ClassVar[str] = "execute"
 
 
 @dataclass(frozen=True)
-class ReadStream:
+class ReadStream(_TableAction):
     """SYSTEM$STREAM_HAS_DATA: does a skipped MERGE task's stream still hold rows?"""
 
-    table: str
-    objects: SnowflakeObjects
-
-    @property
-    def key(self) -> str:
-        return f"stream:{self.table}"
+    verb: ClassVar[str] = "stream"
 
 
 @dataclass(frozen=True)
@@ -296,7 +296,7 @@ class _Table:
         self.set(outcome="FAILED", error=failure.error, reason=failure.reason)
 
 
-class Asked(Enum):
+class _Asked(Enum):
     """An action's outcome while the decision asks for it: it has not run yet in this call."""
 
     ASKED = "asked"
@@ -317,16 +317,23 @@ class _Step:
     def started_at(self) -> datetime:
         return _aware(self.request.started_at)
 
-    def outcome(self, action: Action) -> Failure | Asked | None:
+    @property
+    def verify_started(self) -> datetime:
+        """When the verifier first checked this run: the load timeout counts from here, because
+        the exports of a big run can take longer than the timeout itself."""
+        previous = self.request.previous
+        return _aware(datetime.fromisoformat(previous.verify_started_at)) if previous else self.now
+
+    @property
+    def ledger(self) -> Ledger:
+        return Ledger(self.schemas.database, self.schemas.staging)
+
+    def outcome(self, action: Action) -> Failure | _Asked | None:
         """None when ``action`` ran and worked, its failure, or ASKED (it joins the actions)."""
         if action.key in self.facts.done:
             return self.facts.done[action.key]
         self.actions.append(action)
-        return Asked.ASKED
-
-
-def _ledger(schemas: Schemas) -> Ledger:
-    return Ledger(schemas.database, schemas.staging)
+        return _Asked.ASKED
 
 
 def _aware(moment: datetime) -> datetime:
@@ -344,9 +351,6 @@ def decide(
 ) -> Decision:
     """Verdicts and next actions for one verifier call, from what it has learned so far (pure)."""
     step = _Step(request, schemas, limits, now, facts)
-    verify_started = (
-        _aware(datetime.fromisoformat(request.previous.verify_started_at)) if request.previous else now
-    )
     tables = _admit(request, schemas, configs)
 
     # An empty window proves the table unchanged as of its snapshot: that run reached FINAL too.
@@ -366,7 +370,7 @@ def decide(
         ready = []
         for table in checking:
             table.loads = _counted_loads(facts.loads.get(table.name, ()))
-            if _check_loads(step, table, verify_started):
+            if _check_loads(step, table):
                 ready.append(table)
         if ready:
             _merge(step, ready)
@@ -374,7 +378,7 @@ def decide(
     return Decision(
         verdicts=tuple(t.verdict for t in tables),
         actions=tuple(step.actions),
-        verify_started=verify_started,
+        verify_started=step.verify_started,
         snapshot_taken={
             t.name: _aware(datetime.fromisoformat(t.export.snapshot.source_time))
             for t in tables
@@ -512,7 +516,7 @@ def _counted_loads(history: Sequence[FileLoad]) -> dict[str, FileLoad]:
     return counted
 
 
-def _check_loads(step: _Step, table: _Table, verify_started: datetime) -> bool:
+def _check_loads(step: _Step, table: _Table) -> bool:
     """Decide from the load history; True when every file is loaded and the counts reconcile."""
     loads, now, limits = table.loads, step.now, step.limits
     loaded = [loads[k] for k in table.keys if k in loads and loads[k].status == LOADED]
@@ -547,7 +551,7 @@ def _check_loads(step: _Step, table: _Table, verify_started: datetime) -> bool:
 
     unknown = [k for k in waiting if k not in loads]
     table.set(missing=waiting[:MAX_MISSING])
-    if now - verify_started >= limits.load_timeout:
+    if now - step.verify_started >= limits.load_timeout:
         refreshed = f", refreshed at {table.verdict.refreshed_at}" if table.verdict.refreshed_at else ""
         table.set(
             outcome="FAILED",
@@ -624,11 +628,11 @@ def _account(step: _Step, tables: Sequence[_Table], *, merged: bool) -> bool | N
     usable = [t for t in tables if not t.failed]
     if not usable:
         return True
-    ledger = _ledger(step.schemas)
+    ledger = step.ledger
     outcome = step.outcome(
         RecordRuns(ledger, tuple(_run_record(t, merged=merged) for t in usable), files, merged=merged)
     )
-    if outcome is Asked.ASKED:
+    if outcome is _Asked.ASKED:
         return None
     if isinstance(outcome, Failure):
         for table in usable:
@@ -764,7 +768,7 @@ def _settle(step: _Step, succeeded: list[tuple[_Table, datetime]], skipped: set[
     if merged is None or reconciled is None:
         return
     mark = MarkMerged(
-        _ledger(step.schemas),
+        step.ledger,
         step.request.run_id,
         merged=tuple(
             (
@@ -781,7 +785,7 @@ def _settle(step: _Step, succeeded: list[tuple[_Table, datetime]], skipped: set[
         ),
     )
     outcome = step.outcome(mark)
-    if outcome is Asked.ASKED:
+    if outcome is _Asked.ASKED:
         return
     if isinstance(outcome, Failure):
         for table, _ in succeeded:
