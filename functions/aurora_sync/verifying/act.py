@@ -54,6 +54,11 @@ def verify(
     configs: Mapping[str, LoadedTable],
     now: Callable[[], datetime] = lambda: datetime.now(UTC),
 ) -> VerifyOutput:
+    """One Verify state call: every table of ``request`` looked at once, no waiting.
+
+    The clock is read twice: once for the rules (timeouts, the refresh), once at the end for
+    the freshness lag, after the call's statements.
+    """
     checked_at = now()
     decision = settle(
         lambda facts: decide(request, facts, schemas=schemas, limits=limits, configs=configs, now=checked_at),
