@@ -30,7 +30,7 @@ every table of a call at once, so their number does not grow with the table coun
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -101,7 +101,7 @@ def _iso(moment: datetime) -> str:
 
 
 def record_runs(
-    conn: Any, ledger: Ledger, runs: Sequence[RunRecord], files: dict[str, list[AccountedFile]]
+    conn: Any, ledger: Ledger, runs: Sequence[RunRecord], files: Mapping[str, Sequence[AccountedFile]]
 ) -> None:
     """Account for ``runs`` and their files (replacing what a retried call already wrote).
 

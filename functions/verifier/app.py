@@ -38,7 +38,7 @@ MERGE task succeeded (``aurora_sync.verifying.reconciliation``); its table fails
 ``KeySnapshotIncomplete`` (nothing deleted) or ``RowsMissing`` (FINAL lacks source rows; the
 reason names the full-resync rerun input).
 
-The function never sleeps. Per-table problems are outcomes (see ``aurora_sync.verifying.verify``);
+The function never sleeps. Per-table problems are outcomes (see ``aurora_sync.verifying.decide``);
 errors that concern the whole call (Snowflake unreachable or refusing us, Vault) are raised as
 the error taxonomy's classes, which the state machine retries when transient. The table configs
 (SSM) supply each table's cursor for the freshness figures; if SSM cannot be read the tables
@@ -59,7 +59,8 @@ from aurora_sync.connections import warehouse_connection
 from aurora_sync.errors import ConfigError, SyncError
 from aurora_sync.observability import logger, metrics, tracer
 from aurora_sync.settings import RuntimeSettings, runtime_settings
-from aurora_sync.verifying.verify import Limits, Schemas, TableVerdict, parse_request, verify
+from aurora_sync.verifying.act import verify
+from aurora_sync.verifying.verify import Limits, Schemas, TableVerdict, parse_request
 
 
 @logger.inject_lambda_context(log_event=False)

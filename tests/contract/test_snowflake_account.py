@@ -38,7 +38,7 @@ from aurora_sync.snowflake_objects import (
 from aurora_sync.snowflake_tables import SnowflakeSetup, pipe_source, render_merge, render_pipe, render_table
 from aurora_sync.source_catalog import SourceColumn
 from aurora_sync.typemap import UNREPRESENTABLE_COLUMN, PgType
-from aurora_sync.verifying import verify as verification
+from aurora_sync.verifying.decide import FAILED_LOAD_STATES
 from aurora_sync.verifying.load_history import LOADED, TableFiles, read_copy_history
 from aurora_sync.warehouse_db import classify_warehouse_error, connect_warehouse
 from aurora_sync_ops.local.snowflake import history as emulator_history
@@ -541,12 +541,10 @@ def test_copy_history_status_strings_are_the_ones_the_verifier_reads(
     loads = read_copy_history(
         account.conn, account.setup.database, tables, datetime.now(UTC) - timedelta(hours=1)
     )
-    statuses = {
-        name.rsplit("/", 1)[-1]: load.status for files in loads.values() for name, load in files.items()
-    }
+    statuses = {load.file_name.rsplit("/", 1)[-1]: load.status for files in loads.values() for load in files}
     assert statuses == {name: case[2] for name, case in LOAD_CASES.items()}
     assert statuses["good.csv"] == LOADED
-    assert {statuses["bad.csv"], statuses["partial.csv"]} <= verification._FAILED_LOAD_STATES
+    assert {statuses["bad.csv"], statuses["partial.csv"]} <= FAILED_LOAD_STATES
 
 
 # --- offline: the contract's strings are the emulator's and the verifier's -----------------------
@@ -603,7 +601,7 @@ def test_emulator_and_verifier_use_the_contract_status_strings(tmp_path: Path, f
         assert expected_status == LOADED
         assert first_error is None
     else:
-        assert expected_status in verification._FAILED_LOAD_STATES
+        assert expected_status in FAILED_LOAD_STATES
         assert NOT_RECOGNIZED.search(str(first_error))
 
 

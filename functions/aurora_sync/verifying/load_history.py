@@ -69,17 +69,29 @@ def _information_schema(database: str) -> str:
     return f"{quote(database)}.{quote('INFORMATION_SCHEMA')}"
 
 
+def _rows(conn: Any, doing: str, statement: str, params: Sequence[Any]) -> list[Any]:
+    """The rows of one statement; connector errors become the taxonomy's, naming ``doing``."""
+    cur = conn.cursor()
+    try:
+        with warehouse_errors(doing):
+            cur.execute(statement, params)
+            return list(cur.fetchall())
+    finally:
+        cur.close()
+
+
 def _int(value: Any) -> int:
     return int(value) if value is not None else 0
 
 
 def read_copy_history(
     conn: Any, database: str, tables: Sequence[TableFiles], start_time: datetime
-) -> dict[str, dict[str, FileLoad]]:
-    """{table name: {file name: the file's load}} for the given files, in one statement.
+) -> dict[str, list[FileLoad]]:
+    """{table name: the load history's entries for its files}, in one statement.
 
-    A file absent from the answer is not in the load history yet (never notified, or queued).
-    When history holds several entries for a file, a ``Loaded`` one wins, then the latest.
+    A file absent from the answer is not in the load history yet (never notified, or queued); a
+    file may have several entries (a failed load and a later one): which counts is the
+    verifier's rule (``decide``).
     """
     wanted = [t for t in tables if t.keys]
     if not wanted:
@@ -96,37 +108,23 @@ def read_copy_history(
             f"WHERE FILE_NAME IN ({', '.join('?' for _ in table.keys)})"
         )
         params += [table.objects.staging_table, _iso(start_time), *table.keys]
-    found: dict[str, dict[str, FileLoad]] = {t.name: {} for t in wanted}
-    cur = conn.cursor()
-    try:
-        with warehouse_errors(f"reading COPY_HISTORY of {len(wanted)} STAGING table(s) in {quote(database)}"):
-            cur.execute(" UNION ALL ".join(selects), params)
-            rows = cur.fetchall()
-    finally:
-        cur.close()
-    for index, file_name, status, row_count, row_parsed, error, error_count, loaded_at in rows:
-        load = FileLoad(
-            file_name=str(file_name),
-            status=str(status),
-            row_count=_int(row_count),
-            row_parsed=int(row_parsed) if row_parsed is not None else None,
-            first_error=str(error) if error is not None else None,
-            error_count=_int(error_count),
-            last_load_time=loaded_at,
+    found: dict[str, list[FileLoad]] = {t.name: [] for t in wanted}
+    doing = f"reading COPY_HISTORY of {len(wanted)} STAGING table(s) in {quote(database)}"
+    for index, file_name, status, row_count, row_parsed, error, error_count, loaded_at in _rows(
+        conn, doing, " UNION ALL ".join(selects), params
+    ):
+        found[wanted[int(index)].name].append(
+            FileLoad(
+                file_name=str(file_name),
+                status=str(status),
+                row_count=_int(row_count),
+                row_parsed=int(row_parsed) if row_parsed is not None else None,
+                first_error=str(error) if error is not None else None,
+                error_count=_int(error_count),
+                last_load_time=loaded_at,
+            )
         )
-        files = found[wanted[int(index)].name]
-        if _preferred(load, files.get(load.file_name)):
-            files[load.file_name] = load
     return found
-
-
-def _preferred(candidate: FileLoad, current: FileLoad | None) -> bool:
-    if current is None:
-        return True
-    if (candidate.status == LOADED) != (current.status == LOADED):
-        return candidate.status == LOADED
-    floor = datetime.min.replace(tzinfo=UTC)
-    return (candidate.last_load_time or floor) > (current.last_load_time or floor)
 
 
 def refresh_prefix(table: str, keys: Sequence[str]) -> str:
@@ -186,14 +184,10 @@ def read_task_runs(
         )
         params += [f"{objects.target}_MERGE", _iso(since), objects.staging_schema, database]
     runs: dict[str, list[TaskRun]] = {name: [] for name, _, _ in tasks}
-    cur = conn.cursor()
-    try:
-        with warehouse_errors(f"reading TASK_HISTORY of {len(tasks)} MERGE task(s) in {quote(database)}"):
-            cur.execute(" UNION ALL ".join(selects), params)
-            rows = cur.fetchall()
-    finally:
-        cur.close()
-    for index, query_id, state, error, scheduled, started, completed in rows:
+    doing = f"reading TASK_HISTORY of {len(tasks)} MERGE task(s) in {quote(database)}"
+    for index, query_id, state, error, scheduled, started, completed in _rows(
+        conn, doing, " UNION ALL ".join(selects), params
+    ):
         runs[tasks[int(index)][0]].append(
             TaskRun(
                 query_id=str(query_id),
