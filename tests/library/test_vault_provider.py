@@ -182,6 +182,42 @@ def test_unknown_role_and_wrong_server_id_are_access_denied(settings: RuntimeSet
     assert 'expected "vault.aurora-sync.local" but got "vault.other.example"' in str(server_id.value)
 
 
+def test_a_function_in_eu_west_1_logs_in_through_the_global_sts_endpoint(settings: RuntimeSettings) -> None:
+    """The function's own region never scopes the login: the global endpoint takes only us-east-1."""
+    secrets = provider(settings, env={"aws_region": "eu-west-1"})
+    assert secrets.read(SECRET_PATH) == SECRET
+
+
+def test_vault_sts_region_must_name_the_region_of_the_mounts_sts_endpoint(
+    settings: RuntimeSettings, root: hvac.Client
+) -> None:
+    eu = {"aws_region": "eu-west-1", "vault_sts_region": "eu-west-1"}
+    # The stack's mount calls the global endpoint: a regional login is refused, with the fix.
+    with pytest.raises(SecretsAccessDenied) as caught:
+        provider(settings, env=eu).read(SECRET_PATH)
+    message = str(caught.value)
+    assert "signed for eu-west-1 (sts.eu-west-1.amazonaws.com)" in message
+    assert "Credential should be scoped to a valid region, not 'eu-west-1'." in message
+    assert "Fix: make VAULT_STS_REGION name the region of auth/aws/config/client sts_endpoint" in message
+
+    # The mount set up for eu-west-1's STS, as docs/deploy.md describes: the same login passes.
+    before = root.auth.aws.read_config()
+    root.adapter.post(
+        "/v1/auth/aws/config/client",
+        json={"sts_endpoint": "https://sts.eu-west-1.amazonaws.com", "sts_region": "eu-west-1"},
+    )
+    try:
+        assert provider(settings, env=eu).read(SECRET_PATH) == SECRET
+        with pytest.raises(SecretsAccessDenied) as global_login:
+            provider(settings, env={"aws_region": "eu-west-1"}).read(SECRET_PATH)
+        assert "signed for us-east-1 (the global sts.amazonaws.com)" in str(global_login.value)
+    finally:
+        root.adapter.post(
+            "/v1/auth/aws/config/client",
+            json={"sts_endpoint": before.get("sts_endpoint", ""), "sts_region": before.get("sts_region", "")},
+        )
+
+
 def test_role_bound_to_another_principal_names_the_caller(
     settings: RuntimeSettings, root: hvac.Client
 ) -> None:
