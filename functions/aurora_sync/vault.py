@@ -24,7 +24,8 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
-from .errors import SecretMalformed, SecretsAccessDenied, SecretsUnavailable
+from .ca_bundle import ca_bundle_path
+from .errors import ConfigError, SecretMalformed, SecretsAccessDenied, SecretsUnavailable
 from .settings import RuntimeSettings, runtime_settings
 
 log = logging.getLogger(__name__)
@@ -66,6 +67,7 @@ class VaultSecrets:
         kv_mount: str = "secret",
         namespace: str | None = None,
         sts_region: str | None = None,
+        ca_cert: str | None = None,
         max_age_s: float = DEFAULT_MAX_AGE_S,
         timeout_s: float | tuple[float, float] = DEFAULT_TIMEOUT_S,
         clock: Callable[[], float] = time.monotonic,
@@ -77,6 +79,7 @@ class VaultSecrets:
         self.kv_mount = kv_mount
         self.namespace = namespace
         self.sts_region = sts_region
+        self.ca_cert = ca_cert
         self.max_age_s = max_age_s
         self.timeout_s = timeout_s
         self._clock = clock
@@ -103,6 +106,7 @@ class VaultSecrets:
             kv_mount=settings.vault_kv_mount,
             namespace=settings.vault_namespace,
             sts_region=settings.vault_sts_region,
+            ca_cert=settings.vault_ca_cert,
             max_age_s=max_age_s,
             clock=clock,
         )
@@ -146,8 +150,23 @@ class VaultSecrets:
         if self._client is None:
             import hvac
 
-            self._client = hvac.Client(url=self.addr, namespace=self.namespace, timeout=self.timeout_s)
+            self._client = hvac.Client(
+                url=self.addr, namespace=self.namespace, timeout=self.timeout_s, verify=self._verify()
+            )
         return self._client
+
+    def _verify(self) -> str | bool:
+        """What requests checks Vault's certificate against: VAULT_CA_CERT, else the public CAs."""
+        if not self.ca_cert:
+            return True
+        path = ca_bundle_path(self.ca_cert)
+        if not os.path.isfile(path):
+            raise ConfigError(
+                f"VAULT_CA_CERT is neither PEM text nor a file in the package ({path!r} does not exist).",
+                fix="set the VaultCaCert parameter to the CA's PEM text, or to the path of a PEM file "
+                "shipped in functions/ (e.g. /var/task/vault-ca.pem)",
+            )
+        return path
 
     def _read_from_vault(self, path: str) -> dict[str, Any]:
         import hvac.exceptions as hv
@@ -260,6 +279,15 @@ class VaultSecrets:
         import requests
 
         where = f"Vault at {self.addr}"
+        if isinstance(exc, requests.exceptions.SSLError):
+            # Retrying cannot make an untrusted certificate trusted: terminal, with the setting.
+            reason = re.search(r"certificate verify failed: [^(')\]]+", str(exc))
+            return ConfigError(
+                f"{where} presented a TLS certificate this function does not trust while {action} "
+                f"({reason.group(0).strip() if reason else type(exc).__name__}).",
+                fix="set VaultCaCert (VAULT_CA_CERT) to the PEM of the CA that signed Vault's "
+                "certificate, and check that VAULT_ADDR's host name is in that certificate",
+            )
         if isinstance(exc, requests.exceptions.RequestException):
             return SecretsUnavailable(
                 f"{where} is unreachable while {action} ({type(exc).__name__}).",

@@ -11,14 +11,16 @@ import logging
 import socket
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import hvac
 import pytest
 
-from aurora_sync.errors import SecretMalformed, SecretsAccessDenied, SecretsUnavailable
+from aurora_sync.errors import ConfigError, SecretMalformed, SecretsAccessDenied, SecretsUnavailable
 from aurora_sync.settings import RuntimeSettings, runtime_settings
 from aurora_sync.vault import VaultSecrets, reset_vault_cache, vault_secrets
+from aurora_sync_ops.local.vault.tls import ensure_tls_files
 
 SECRET_PATH = "aurora-sync/provider-test"
 SECRET = {"host": "db.internal", "port": 5432, "user": "sync", "password": "pw-" + uuid.uuid4().hex}
@@ -216,6 +218,33 @@ def test_vault_sts_region_must_name_the_region_of_the_mounts_sts_endpoint(
             "/v1/auth/aws/config/client",
             json={"sts_endpoint": before.get("sts_endpoint", ""), "sts_region": before.get("sts_region", "")},
         )
+
+
+def test_a_vault_behind_a_private_ca_is_trusted_only_with_vault_ca_cert(
+    settings: RuntimeSettings, vault: dict[str, Any], tmp_path: Path
+) -> None:
+    """The stack's TLS listener has a certificate from the stack's own CA, like a company Vault."""
+    tls = {"vault_addr": vault["tls_addr"]}
+    ca_pem = Path(vault["ca_cert"]).read_text()
+    assert provider(settings, env={**tls, "vault_ca_cert": vault["ca_cert"]}).read(SECRET_PATH) == SECRET
+    assert provider(settings, env={**tls, "vault_ca_cert": ca_pem}).read(SECRET_PATH) == SECRET
+
+    other_ca = ensure_tls_files(tmp_path, "127.0.0.1").ca_cert
+    for env in (tls, {**tls, "vault_ca_cert": str(other_ca)}):
+        with pytest.raises(ConfigError) as untrusted:
+            provider(settings, env=env).read(SECRET_PATH)
+        message = str(untrusted.value)
+        assert untrusted.value.transient is False
+        assert (
+            f"Vault at {vault['tls_addr']} presented a TLS certificate this function does not trust"
+            in message
+        )
+        assert "certificate verify failed" in message
+        assert "Fix: set VaultCaCert (VAULT_CA_CERT)" in message
+
+    with pytest.raises(ConfigError) as missing:
+        provider(settings, env={**tls, "vault_ca_cert": "/var/task/no-such-ca.pem"}).read(SECRET_PATH)
+    assert "VAULT_CA_CERT is neither PEM text nor a file in the package" in str(missing.value)
 
 
 def test_role_bound_to_another_principal_names_the_caller(
