@@ -24,6 +24,8 @@ ENVIRONMENT: dict[str, str] = {
     "VAULT_AUTH_MOUNT": "vault_auth_mount",
     "VAULT_KV_MOUNT": "vault_kv_mount",
     "VAULT_NAMESPACE": "vault_namespace",
+    "VAULT_STS_REGION": "vault_sts_region",
+    "VAULT_CA_CERT": "vault_ca_cert",
     "AURORA_SECRET_PATH": "aurora_secret_path",
     "SNOWFLAKE_SECRET_PATH": "snowflake_secret_path",
     "SNOWFLAKE_STAGING_SCHEMA": "snowflake_staging_schema",
@@ -51,6 +53,14 @@ class RuntimeSettings(BaseModel):
     vault_auth_mount: str = "aws"
     vault_kv_mount: str = "secret"
     vault_namespace: str | None = None
+    # Which STS endpoint the login is signed for: unset = the global sts.amazonaws.com, which
+    # accepts only us-east-1 signatures and is what a Vault aws auth mount calls by default; a
+    # region = sts.<region>.amazonaws.com, for a mount whose sts_endpoint/sts_region name it.
+    # Never the function's own region: STS rejects a signature scoped to any other region.
+    vault_sts_region: str | None = Field(None, pattern=r"^[a-z]{2}(-[a-z]+)+-[0-9]+$")
+    # The CA that signed Vault's TLS certificate when no public trust store knows it: PEM text,
+    # or the path of a PEM file in the package (functions/ ends up in /var/task/).
+    vault_ca_cert: str | None = None
     aurora_secret_path: str = "aurora-sync/aurora"  # noqa: S105 - a Vault KV path, not a secret
     snowflake_secret_path: str = "aurora-sync/snowflake"  # noqa: S105 - a Vault KV path
     # The database comes from the Snowflake secret; these name the two schemas inside it.

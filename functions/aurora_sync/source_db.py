@@ -12,19 +12,16 @@ they are wrapped.
 
 from __future__ import annotations
 
-import hashlib
-import os
 import re
-import tempfile
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from pathlib import Path
 from typing import Any
 
 import psycopg2
 import psycopg2.errorcodes
 import psycopg2.extensions
 
+from .ca_bundle import ca_bundle_path
 from .errors import (
     ExportWriteFailed,
     SecretMalformed,
@@ -138,22 +135,8 @@ def _connection_params(secret: Mapping[str, Any]) -> dict[str, Any]:
         "sslmode": sslmode,
     }
     if secret.get("sslrootcert"):
-        params["sslrootcert"] = _root_cert_path(str(secret["sslrootcert"]))
+        params["sslrootcert"] = ca_bundle_path(str(secret["sslrootcert"]))
     return params
-
-
-def _root_cert_path(value: str) -> str:
-    """libpq wants a file; a secret may carry the CA bundle's PEM text instead of a path."""
-    if "-----BEGIN" not in value:
-        return value
-    digest = hashlib.sha256(value.encode()).hexdigest()[:16]
-    # Named by content so warm invocations reuse the file and concurrent writers agree on it.
-    path = Path(tempfile.gettempdir()) / f"aurora-sync-ca-{digest}.pem"
-    if not path.exists():
-        tmp = path.with_suffix(f".{os.getpid()}.tmp")
-        tmp.write_text(value)
-        tmp.replace(path)
-    return str(path)
 
 
 # The session the export text depends on (the type map's expressions assume it): UTC,

@@ -24,7 +24,8 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
-from .errors import SecretMalformed, SecretsAccessDenied, SecretsUnavailable
+from .ca_bundle import ca_bundle_path
+from .errors import ConfigError, SecretMalformed, SecretsAccessDenied, SecretsUnavailable
 from .settings import RuntimeSettings, runtime_settings
 
 log = logging.getLogger(__name__)
@@ -65,7 +66,8 @@ class VaultSecrets:
         auth_mount: str = "aws",
         kv_mount: str = "secret",
         namespace: str | None = None,
-        region: str = "us-east-1",
+        sts_region: str | None = None,
+        ca_cert: str | None = None,
         max_age_s: float = DEFAULT_MAX_AGE_S,
         timeout_s: float | tuple[float, float] = DEFAULT_TIMEOUT_S,
         clock: Callable[[], float] = time.monotonic,
@@ -76,7 +78,8 @@ class VaultSecrets:
         self.auth_mount = auth_mount
         self.kv_mount = kv_mount
         self.namespace = namespace
-        self.region = region
+        self.sts_region = sts_region
+        self.ca_cert = ca_cert
         self.max_age_s = max_age_s
         self.timeout_s = timeout_s
         self._clock = clock
@@ -102,7 +105,8 @@ class VaultSecrets:
             auth_mount=settings.vault_auth_mount,
             kv_mount=settings.vault_kv_mount,
             namespace=settings.vault_namespace,
-            region=settings.aws_region,
+            sts_region=settings.vault_sts_region,
+            ca_cert=settings.vault_ca_cert,
             max_age_s=max_age_s,
             clock=clock,
         )
@@ -146,8 +150,23 @@ class VaultSecrets:
         if self._client is None:
             import hvac
 
-            self._client = hvac.Client(url=self.addr, namespace=self.namespace, timeout=self.timeout_s)
+            self._client = hvac.Client(
+                url=self.addr, namespace=self.namespace, timeout=self.timeout_s, verify=self._verify()
+            )
         return self._client
+
+    def _verify(self) -> str | bool:
+        """What requests checks Vault's certificate against: VAULT_CA_CERT, else the public CAs."""
+        if not self.ca_cert:
+            return True
+        path = ca_bundle_path(self.ca_cert)
+        if not os.path.isfile(path):
+            raise ConfigError(
+                f"VAULT_CA_CERT is neither PEM text nor a file in the package ({path!r} does not exist).",
+                fix="set the VaultCaCert parameter to the CA's PEM text, or to the path of a PEM file "
+                "shipped in functions/ (e.g. /var/task/vault-ca.pem)",
+            )
+        return path
 
     def _read_from_vault(self, path: str) -> dict[str, Any]:
         import hvac.exceptions as hv
@@ -231,18 +250,12 @@ class VaultSecrets:
                 f"as role {self.role!r}.",
                 fix="run with the Lambda execution role (or set AWS credentials for local runs)",
             )
-        frozen = credentials.get_frozen_credentials()
-        client = self._hvac()
+        login = signed_login(
+            credentials.get_frozen_credentials(), sts_region=self.sts_region, server_id=self.iam_server_id
+        )
         try:
-            answer = client.auth.aws.iam_login(
-                frozen.access_key,
-                frozen.secret_key,
-                frozen.token,
-                header_value=self.iam_server_id,
-                role=self.role,
-                region=self.region,
-                mount_point=self.auth_mount,
-                use_token=True,
+            answer = self._hvac().login(
+                f"/v1/auth/{self.auth_mount}/login", use_token=True, json={**login, "role": self.role}
             )
         except (hv.VaultError, requests.exceptions.RequestException) as exc:
             raise self._translate(exc, f"logging in as role {self.role!r}", login=True) from None
@@ -266,6 +279,15 @@ class VaultSecrets:
         import requests
 
         where = f"Vault at {self.addr}"
+        if isinstance(exc, requests.exceptions.SSLError):
+            # Retrying cannot make an untrusted certificate trusted: terminal, with the setting.
+            reason = re.search(r"certificate verify failed: [^(')\]]+", str(exc))
+            return ConfigError(
+                f"{where} presented a TLS certificate this function does not trust while {action} "
+                f"({reason.group(0).strip() if reason else type(exc).__name__}).",
+                fix="set VaultCaCert (VAULT_CA_CERT) to the PEM of the CA that signed Vault's "
+                "certificate, and check that VAULT_ADDR's host name is in that certificate",
+            )
         if isinstance(exc, requests.exceptions.RequestException):
             return SecretsUnavailable(
                 f"{where} is unreachable while {action} ({type(exc).__name__}).",
@@ -285,6 +307,19 @@ class VaultSecrets:
             )
         if login and isinstance(exc, hv.InvalidRequest | hv.Forbidden | hv.Unauthorized | hv.InvalidPath):
             detail = _vault_errors(exc)
+            if "Credential should be scoped to a valid region" in detail:
+                signed = (
+                    f"{self.sts_region} (sts.{self.sts_region}.amazonaws.com)"
+                    if self.sts_region
+                    else ("us-east-1 (the global sts.amazonaws.com)")
+                )
+                return SecretsAccessDenied(
+                    f"{where}: STS refused the AWS IAM login for role {self.role!r} on "
+                    f"auth/{self.auth_mount}, signed for {signed}: the mount's STS endpoint is in "
+                    f"another region ({detail}).",
+                    fix=f"make VAULT_STS_REGION name the region of auth/{self.auth_mount}/config/client "
+                    "sts_endpoint and sts_region, or leave both unset to use the global endpoint",
+                )
             principal = re.search(r'IAM Principal "([^"]+)"', detail)
             caller = f" Caller: {principal.group(1)}." if principal else ""
             return SecretsAccessDenied(
@@ -312,6 +347,52 @@ def _vault_errors(exc: Exception) -> str:
     if isinstance(errors, list) and errors:
         return "; ".join(str(e) for e in errors)
     return "no detail"
+
+
+GLOBAL_STS_REGION = "us-east-1"
+STS_BODY = "Action=GetCallerIdentity&Version=2011-06-15"
+
+
+def sts_host(sts_region: str | None) -> str:
+    """The STS host a login signed for ``sts_region`` names (None = the global endpoint)."""
+    if sts_region is None:
+        return "sts.amazonaws.com"
+    return f"sts.{sts_region}.amazonaws.com" + (".cn" if sts_region.startswith("cn-") else "")
+
+
+def signed_login(credentials: Any, *, sts_region: str | None, server_id: str | None) -> dict[str, str]:
+    """The body of Vault's ``auth/<mount>/login`` for the iam method: a signed GetCallerIdentity.
+
+    Signed here with botocore rather than by hvac's ``iam_login``, which always names the global
+    ``sts.amazonaws.com`` whatever region it is given: STS then rejects any scope but us-east-1
+    ("Credential should be scoped to a valid region"). Host and scope must name the same endpoint,
+    the one Vault replays the request to. ``credentials`` are botocore's frozen credentials.
+    """
+    import base64
+    import json
+
+    from botocore.auth import SigV4Auth
+    from botocore.awsrequest import AWSRequest
+
+    host = sts_host(sts_region)
+    url = f"https://{host}/"
+    headers = {"Content-Type": "application/x-www-form-urlencoded; charset=utf-8", "Host": host}
+    if server_id:
+        # Signed, so a login replayed to another Vault (another server id) is refused there.
+        headers["X-Vault-AWS-IAM-Server-ID"] = server_id
+    request = AWSRequest(method="POST", url=url, data=STS_BODY, headers=headers)
+    SigV4Auth(credentials, "sts", sts_region or GLOBAL_STS_REGION).add_auth(request)
+    sent = {name: [value] for name, value in request.headers.items()}
+
+    def b64(text: str) -> str:
+        return base64.b64encode(text.encode()).decode()
+
+    return {
+        "iam_http_request_method": "POST",
+        "iam_request_url": b64(url),
+        "iam_request_body": b64(STS_BODY),
+        "iam_request_headers": b64(json.dumps(sent)),
+    }
 
 
 @lru_cache(maxsize=1)

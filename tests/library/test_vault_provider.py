@@ -11,14 +11,16 @@ import logging
 import socket
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import hvac
 import pytest
 
-from aurora_sync.errors import SecretMalformed, SecretsAccessDenied, SecretsUnavailable
+from aurora_sync.errors import ConfigError, SecretMalformed, SecretsAccessDenied, SecretsUnavailable
 from aurora_sync.settings import RuntimeSettings, runtime_settings
 from aurora_sync.vault import VaultSecrets, reset_vault_cache, vault_secrets
+from aurora_sync_ops.local.vault.tls import ensure_tls_files
 
 SECRET_PATH = "aurora-sync/provider-test"
 SECRET = {"host": "db.internal", "port": 5432, "user": "sync", "password": "pw-" + uuid.uuid4().hex}
@@ -180,6 +182,69 @@ def test_unknown_role_and_wrong_server_id_are_access_denied(settings: RuntimeSet
     with pytest.raises(SecretsAccessDenied) as server_id:
         provider(settings, env={"vault_iam_server_id": "vault.other.example"}).read(SECRET_PATH)
     assert 'expected "vault.aurora-sync.local" but got "vault.other.example"' in str(server_id.value)
+
+
+def test_a_function_in_eu_west_1_logs_in_through_the_global_sts_endpoint(settings: RuntimeSettings) -> None:
+    """The function's own region never scopes the login: the global endpoint takes only us-east-1."""
+    secrets = provider(settings, env={"aws_region": "eu-west-1"})
+    assert secrets.read(SECRET_PATH) == SECRET
+
+
+def test_vault_sts_region_must_name_the_region_of_the_mounts_sts_endpoint(
+    settings: RuntimeSettings, root: hvac.Client
+) -> None:
+    eu = {"aws_region": "eu-west-1", "vault_sts_region": "eu-west-1"}
+    # The stack's mount calls the global endpoint: a regional login is refused, with the fix.
+    with pytest.raises(SecretsAccessDenied) as caught:
+        provider(settings, env=eu).read(SECRET_PATH)
+    message = str(caught.value)
+    assert "signed for eu-west-1 (sts.eu-west-1.amazonaws.com)" in message
+    assert "Credential should be scoped to a valid region, not 'eu-west-1'." in message
+    assert "Fix: make VAULT_STS_REGION name the region of auth/aws/config/client sts_endpoint" in message
+
+    # The mount set up for eu-west-1's STS, as docs/deploy.md describes: the same login passes.
+    before = root.auth.aws.read_config()
+    root.adapter.post(
+        "/v1/auth/aws/config/client",
+        json={"sts_endpoint": "https://sts.eu-west-1.amazonaws.com", "sts_region": "eu-west-1"},
+    )
+    try:
+        assert provider(settings, env=eu).read(SECRET_PATH) == SECRET
+        with pytest.raises(SecretsAccessDenied) as global_login:
+            provider(settings, env={"aws_region": "eu-west-1"}).read(SECRET_PATH)
+        assert "signed for us-east-1 (the global sts.amazonaws.com)" in str(global_login.value)
+    finally:
+        root.adapter.post(
+            "/v1/auth/aws/config/client",
+            json={"sts_endpoint": before.get("sts_endpoint", ""), "sts_region": before.get("sts_region", "")},
+        )
+
+
+def test_a_vault_behind_a_private_ca_is_trusted_only_with_vault_ca_cert(
+    settings: RuntimeSettings, vault: dict[str, Any], tmp_path: Path
+) -> None:
+    """The stack's TLS listener has a certificate from the stack's own CA, like a company Vault."""
+    tls = {"vault_addr": vault["tls_addr"]}
+    ca_pem = Path(vault["ca_cert"]).read_text()
+    assert provider(settings, env={**tls, "vault_ca_cert": vault["ca_cert"]}).read(SECRET_PATH) == SECRET
+    assert provider(settings, env={**tls, "vault_ca_cert": ca_pem}).read(SECRET_PATH) == SECRET
+
+    other_ca = ensure_tls_files(tmp_path, "127.0.0.1").ca_cert
+    for env in (tls, {**tls, "vault_ca_cert": str(other_ca)}):
+        with pytest.raises(ConfigError) as untrusted:
+            provider(settings, env=env).read(SECRET_PATH)
+        message = str(untrusted.value)
+        assert untrusted.value.transient is False
+        assert (
+            f"Vault at {vault['tls_addr']} presented a TLS certificate this function does not trust"
+            in message
+        )
+        assert "certificate verify failed" in message
+        assert "Fix: set VaultCaCert (VAULT_CA_CERT)" in message
+
+    with pytest.raises(ConfigError) as missing:
+        provider(settings, env={**tls, "vault_ca_cert": "/var/task/no-such-ca.pem"}).read(SECRET_PATH)
+    assert "VAULT_CA_CERT is neither PEM text nor a file in the package" in str(missing.value)
 
 
 def test_role_bound_to_another_principal_names_the_caller(

@@ -12,6 +12,7 @@ import os
 import signal
 import time
 import uuid
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from unittest import mock
@@ -21,8 +22,10 @@ import hvac
 import hvac.exceptions
 import pytest
 import requests
+from botocore.credentials import ReadOnlyCredentials
 from hvac import aws_utils
 
+from aurora_sync.vault import signed_login
 from aurora_sync_ops.local.stack import Stack
 
 ACCOUNT = "123456789012"
@@ -40,13 +43,17 @@ def login_payload(
     sent_body: str | None = None,
     secret_key: str | None = None,
     signed_at: datetime | None = None,
+    region: str = "us-east-1",
 ) -> dict[str, Any]:
-    """The JSON body hvac's iam_login sends, with knobs to break one thing at a time."""
+    """The JSON body hvac's iam_login sends, with knobs to break one thing at a time.
+
+    ``region`` is what hvac's ``iam_login(region=...)`` does with it: the scope changes, the
+    host stays the global sts.amazonaws.com."""
     request = aws_utils.generate_sigv4_auth_request(header_value=header_value if sign_header else None)
     request.body = signed_body
     request.headers["Content-Length"] = str(len(signed_body))
     auth = aws_utils.SigV4Auth(
-        creds["access_key_id"], secret_key or creds["secret_access_key"], creds.get("session_token")
+        creds["access_key_id"], secret_key or creds["secret_access_key"], creds.get("session_token"), region
     )
     if signed_at is None:
         auth.add_auth(request)
@@ -388,3 +395,88 @@ def test_wildcard_binding_and_role_config_survive_gateway_restart(
     root.auth.aws.delete_role(role)
     with pytest.raises(hvac.exceptions.InvalidPath):
         root.auth.aws.read_role(role)
+
+
+# --- which STS endpoint Vault replays the login to ----------------------------------------------
+@pytest.fixture
+def client_config(root: hvac.Client) -> Iterator[Callable[..., None]]:
+    """Set fields of auth/aws/config/client for one test; the stack's own values come back after."""
+    before = root.auth.aws.read_config()
+
+    def configure(**fields: Any) -> None:
+        root.adapter.post("/v1/auth/aws/config/client", json=fields)
+
+    yield configure
+    configure(
+        sts_endpoint=before.get("sts_endpoint", ""),
+        sts_region=before.get("sts_region", ""),
+        use_sts_region_from_client=before.get("use_sts_region_from_client", False),
+    )
+
+
+def product_login(vault: dict[str, Any], creds: dict[str, str], sts_region: str | None) -> dict[str, Any]:
+    """The login body the handlers send (aurora_sync.vault.signed_login)."""
+    frozen = ReadOnlyCredentials(
+        creds["access_key_id"], creds["secret_access_key"], creds.get("session_token")
+    )
+    return {
+        **signed_login(frozen, sts_region=sts_region, server_id=vault["iam_server_id"]),
+        "role": vault["role"],
+    }
+
+
+def test_the_global_endpoint_accepts_only_a_us_east_1_signature(
+    vault: dict[str, Any], lambda_creds: dict[str, str]
+) -> None:
+    # hvac's iam_login(region="eu-west-1"): eu-west-1 scope on the global host, refused as STS does.
+    hvac_eu = login_payload(
+        lambda_creds, role=vault["role"], header_value=vault["iam_server_id"], region="eu-west-1"
+    )
+    assert_rejected(
+        post_login(vault, hvac_eu),
+        "received error code 403 from STS: SignatureDoesNotMatch: "
+        "Credential should be scoped to a valid region, not 'eu-west-1'.",
+    )
+    # A regional signature sent to a Vault that calls the global endpoint: refused too.
+    assert_rejected(
+        post_login(vault, product_login(vault, lambda_creds, "eu-west-1")),
+        "not 'eu-west-1'",
+    )
+    assert post_login(vault, product_login(vault, lambda_creds, None)).status_code == 200
+
+
+def test_a_regional_sts_endpoint_accepts_only_its_own_region(
+    vault: dict[str, Any], lambda_creds: dict[str, str], client_config: Callable[..., None]
+) -> None:
+    client_config(sts_endpoint="https://sts.eu-west-1.amazonaws.com", sts_region="eu-west-1")
+    assert post_login(vault, product_login(vault, lambda_creds, "eu-west-1")).status_code == 200
+    assert_rejected(
+        post_login(vault, product_login(vault, lambda_creds, None)),
+        "Credential should be scoped to a valid region, not 'us-east-1'.",
+    )
+    # Right region, wrong endpoint named in the signed Host: Vault forwards that Host to STS.
+    frozen = ReadOnlyCredentials(
+        lambda_creds["access_key_id"], lambda_creds["secret_access_key"], lambda_creds.get("session_token")
+    )
+    with mock.patch("aurora_sync.vault.sts_host", lambda region: "sts.amazonaws.com"):
+        wrong_host = signed_login(frozen, sts_region="eu-west-1", server_id=vault["iam_server_id"])
+    assert_rejected(
+        post_login(vault, {**wrong_host, "role": vault["role"]}),
+        "names sts.amazonaws.com but Vault sends it to https://sts.eu-west-1.amazonaws.com",
+    )
+
+
+def test_vault_can_take_the_region_from_the_signature_or_stand_behind_a_vpc_endpoint(
+    vault: dict[str, Any], lambda_creds: dict[str, str], client_config: Callable[..., None]
+) -> None:
+    client_config(use_sts_region_from_client=True)
+    assert post_login(vault, product_login(vault, lambda_creds, "eu-west-1")).status_code == 200
+    assert post_login(vault, product_login(vault, lambda_creds, "ap-southeast-2")).status_code == 200
+
+    client_config(
+        use_sts_region_from_client=False,
+        sts_endpoint="https://vpce-0a1b2c3d-4e5f.sts.eu-west-1.vpce.amazonaws.com",
+        sts_region="eu-west-1",
+    )
+    assert post_login(vault, product_login(vault, lambda_creds, "eu-west-1")).status_code == 200
+    assert_rejected(post_login(vault, product_login(vault, lambda_creds, None)), "not 'us-east-1'")

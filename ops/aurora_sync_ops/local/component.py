@@ -26,10 +26,19 @@ class Ports:
     snowflake: int
     openbao: int
     vault: int
+    # The same gateway over TLS, with a certificate from the stack's own CA (vault/tls.py).
+    vault_tls: int
 
     @classmethod
     def from_base(cls, base: int) -> Ports:
-        return cls(postgres=base, aws=base + 1, snowflake=base + 2, openbao=base + 3, vault=base + 4)
+        return cls(
+            postgres=base,
+            aws=base + 1,
+            snowflake=base + 2,
+            openbao=base + 3,
+            vault=base + 4,
+            vault_tls=base + 5,
+        )
 
 
 @dataclass(frozen=True)
@@ -127,6 +136,15 @@ def http_ok(url: str, timeout: float = 1.0) -> bool:
         return exc.code < 500
     except OSError:
         return False
+
+
+def write_private(path: Path, data: bytes) -> None:
+    """Create a 0600 file without a window in which it is readable by others."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(data)
+    os.chmod(path, 0o600)
 
 
 def write_json_atomic(path: Path, data: Any) -> None:

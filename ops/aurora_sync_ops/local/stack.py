@@ -41,8 +41,8 @@ def settings_from_env(
 ) -> StackSettings:
     """Flags win over environment, environment over defaults.
 
-    ``AURORA_SYNC_LOCAL_DIR`` moves the state; ``AURORA_SYNC_PORT_BASE`` shifts all five
-    ports; ``AURORA_SYNC_<PART>_PORT`` (PG, AWS, SNOWFLAKE, OPENBAO, VAULT) moves one.
+    ``AURORA_SYNC_LOCAL_DIR`` moves the state; ``AURORA_SYNC_PORT_BASE`` shifts all six
+    ports; ``AURORA_SYNC_<PART>_PORT`` (PG, AWS, SNOWFLAKE, OPENBAO, VAULT, VAULT_TLS) moves one.
     """
     root_path = Path(root or os.environ.get("AURORA_SYNC_LOCAL_DIR") or REPO_ROOT / ".local").resolve()
     base = port_base or int(os.environ.get("AURORA_SYNC_PORT_BASE", DEFAULT_PORT_BASE))
@@ -53,6 +53,7 @@ def settings_from_env(
         "snowflake": "AURORA_SYNC_SNOWFLAKE_PORT",
         "openbao": "AURORA_SYNC_OPENBAO_PORT",
         "vault": "AURORA_SYNC_VAULT_PORT",
+        "vault_tls": "AURORA_SYNC_VAULT_TLS_PORT",
     }
     values = {
         name: int(os.environ[var]) if os.environ.get(var) else getattr(ports, name)
@@ -126,6 +127,11 @@ class Stack:
     def _port_of(self, name: str) -> int:
         return int(getattr(self.settings.ports, name))
 
+    def _ports_of(self, name: str) -> list[int]:
+        """Every port the part listens on: the gateway also serves TLS on ``vault_tls``."""
+        extra = [self.settings.ports.vault_tls] if name == "vault" else []
+        return [self._port_of(name), *extra]
+
     def processes(self) -> list[ProcessState]:
         return [
             ProcessState(name, self._pid(name), self._alive(self._pid(name)), self._port_of(name))
@@ -170,11 +176,12 @@ class Stack:
             if self._alive(pid):
                 self.progress(f"{name}: already running (pid {pid}, port {self._port_of(name)})")
             else:
-                if port_open(settings.host, self._port_of(name)):
-                    raise StackError(
-                        f"{name}: port {self._port_of(name)} is taken by another process; "
-                        f"stop it or choose other ports (AURORA_SYNC_PORT_BASE or --port-base)"
-                    )
+                for port in self._ports_of(name):
+                    if port_open(settings.host, port):
+                        raise StackError(
+                            f"{name}: port {port} is taken by another process; "
+                            f"stop it or choose other ports (AURORA_SYNC_PORT_BASE or --port-base)"
+                        )
                 part.prepare()
                 pid = self._spawn(name, part)
                 self.progress(f"{name}: started (pid {pid}, port {self._port_of(name)})")

@@ -12,6 +12,15 @@ What is verified, and how, compared with real Vault + STS:
 * the SigV4 signature, clock skew and session token: checked here with the secret that moto
   holds for the access key (read from moto's ``/moto-api/aurora-sync/credential`` on loopback), because moto
   itself does not verify signatures unless its IAM auth mode is switched on for every service;
+* which STS endpoint Vault replays the login to, and the region STS accepts there: Vault calls
+  its ``sts_endpoint`` (default the global ``https://sts.amazonaws.com``), or with
+  ``use_sts_region_from_client`` the regional endpoint of the signature's region; the global
+  endpoint accepts only a us-east-1 scope and ``sts.<region>.amazonaws.com`` only its own, and
+  anything else answers ``SignatureDoesNotMatch: Credential should be scoped to a valid region,
+  not '<region>'.`` as STS does. A proxy or VPC endpoint as ``sts_endpoint`` stands for
+  ``sts_region``'s STS. The signed ``Host`` must name that same endpoint (Vault forwards the
+  client's Host unchanged, and STS routes on it): stricter than an STS fronted by a transparent
+  proxy might be, never more lenient than STS itself;
 * the caller ARN: from moto's real ``GetCallerIdentity`` answer to the replayed request;
 * not checked: expiry of assumed-role credentials (moto does not expose it) and
   ``resolve_aws_unique_ids`` (roles bind by ARN only).
@@ -42,6 +51,8 @@ from . import sigv4
 SERVER_ID_HEADER = "X-Vault-AWS-IAM-Server-ID"
 STS_BODY = "Action=GetCallerIdentity&Version=2011-06-15"
 STS_HOST = re.compile(r"^sts(\.[a-z0-9-]+)?\.amazonaws\.com(\.cn)?$")
+GLOBAL_STS_ENDPOINT = "https://sts.amazonaws.com"
+GLOBAL_STS_REGION = "us-east-1"
 # Vault's default allow-list for headers in the signed request (path_config_client.go).
 ALLOWED_HEADERS = frozenset(
     h.lower()
@@ -63,6 +74,7 @@ CLIENT_CONFIG_FIELDS = (
     "iam_server_id_header_value",
     "sts_endpoint",
     "sts_region",
+    "use_sts_region_from_client",
     "iam_endpoint",
     "endpoint",
     "max_retries",
@@ -290,6 +302,7 @@ class AwsAuthMethod:
         if required:
             _check_server_id(headers, required)
 
+        _check_sts_endpoint(config, url, headers)
         caller = self._verify_with_sts(url, headers, request_body.encode())
         role_name = str(body.get("role") or caller.entity[3]).lower()
         with self._lock:
@@ -423,6 +436,50 @@ def _check_server_id(headers: dict[str, str], required: str) -> None:
     match = re.search(r"SignedHeaders=([^,]+)", authz)
     if not match or SERVER_ID_HEADER.lower() not in match[1].split(";"):
         raise AuthMethodError(prefix + "vault header wasn't signed")
+
+
+def _regional_host(region: str) -> str:
+    return f"sts.{region}.amazonaws.com" + (".cn" if region.startswith("cn-") else "")
+
+
+def sts_target(config: Mapping[str, Any], signed_region: str) -> tuple[str, str, str]:
+    """(endpoint, host STS answers as, region it accepts) for a login, as Vault chooses it."""
+    if config.get("use_sts_region_from_client"):
+        host = _regional_host(signed_region)
+        return f"https://{host}", host, signed_region
+    endpoint = str(config.get("sts_endpoint") or GLOBAL_STS_ENDPOINT).rstrip("/")
+    host = urlsplit(endpoint).hostname or ""
+    if host == "sts.amazonaws.com":
+        return endpoint, host, GLOBAL_STS_REGION
+    regional = re.fullmatch(r"sts\.([a-z0-9-]+)\.amazonaws\.com(\.cn)?", host)
+    if regional:
+        return endpoint, host, regional[1]
+    # A proxy or VPC endpoint: it forwards to the STS of sts_region (Vault's documented pairing).
+    region = str(config.get("sts_region") or GLOBAL_STS_REGION)
+    return endpoint, _regional_host(region), region
+
+
+def _check_sts_endpoint(config: Mapping[str, Any], url: str, headers: dict[str, str]) -> None:
+    """Refuse what STS itself would refuse at the endpoint Vault sends the login to."""
+    try:
+        signed = sigv4.parse_authorization(sigv4.header_lookup(headers, "Authorization") or "")
+    except sigv4.SignatureError as exc:
+        raise AuthMethodError(_sts_error(403, exc.code, str(exc))) from None
+    endpoint, host, region = sts_target(config, signed.region)
+    if signed.region != region:
+        raise AuthMethodError(
+            _sts_error(
+                403,
+                "SignatureDoesNotMatch",
+                f"Credential should be scoped to a valid region, not '{signed.region}'. ",
+            )
+        )
+    sent_host = sigv4.header_lookup(headers, "Host") or urlsplit(url).hostname or ""
+    if sent_host.lower() != host:
+        raise AuthMethodError(
+            f"error making upstream request: the signed request names {sent_host} but Vault sends it to "
+            f"{endpoint} (auth/aws/config/client sts_endpoint), whose STS is {host}"
+        )
 
 
 def _sts_error(status: int, code: str, message: str) -> str:

@@ -8,13 +8,13 @@ the state dir so they survive restarts.
 
 from __future__ import annotations
 
-import os
 import secrets
 import sys
 from pathlib import Path
 from typing import Any
 
-from ..component import LaunchSpec, StackSettings
+from ..component import LaunchSpec, StackSettings, write_private
+from .tls import ensure_tls_files, tls_files
 
 IAM_SERVER_ID = "vault.aurora-sync.local"
 VAULT_ROLE = "aurora-sync-lambda"
@@ -43,15 +43,6 @@ SNOWFLAKE_KEYS = (
     "role",
     "session_parameters",
 )
-
-
-def _write_private(path: Path, data: bytes) -> None:
-    """Create a 0600 file without a window in which it is readable by others."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as handle:
-        handle.write(data)
-    os.chmod(path, 0o600)
 
 
 def bao_binary() -> str | None:
@@ -95,7 +86,7 @@ class OpenBaoComponent:
 
     def prepare(self) -> None:
         if not self.token_file.exists():
-            _write_private(self.token_file, secrets.token_urlsafe(24).encode())
+            write_private(self.token_file, secrets.token_urlsafe(24).encode())
         # A dev listener binds its cluster port at its own port + 1, which is the gateway's port
         # in this stack's layout. So the dev listener goes to an ephemeral loopback port and the
         # API is served by this listener, whose cluster port is ephemeral too.
@@ -162,6 +153,10 @@ class VaultGatewayComponent:
         return f"http://{self.settings.host}:{self.settings.ports.vault}"
 
     @property
+    def tls_addr(self) -> str:
+        return f"https://{self.settings.host}:{self.settings.ports.vault_tls}"
+
+    @property
     def state_file(self) -> Path:
         return self.settings.root / "vault-aws-auth.json"
 
@@ -177,9 +172,10 @@ class VaultGatewayComponent:
         return []
 
     def prepare(self) -> None:
-        return None
+        ensure_tls_files(self.settings.root, self.settings.host)
 
     def launch(self) -> LaunchSpec:
+        tls = tls_files(self.settings.root)
         return LaunchSpec(
             argv=[
                 sys.executable,
@@ -197,6 +193,12 @@ class VaultGatewayComponent:
                 self.settings.aws_endpoint,
                 "--state-file",
                 str(self.state_file),
+                "--tls-port",
+                str(self.settings.ports.vault_tls),
+                "--tls-cert",
+                str(tls.server_cert),
+                "--tls-key",
+                str(tls.server_key),
             ]
         )
 
@@ -258,7 +260,7 @@ class VaultGatewayComponent:
                 format=serialization.PrivateFormat.PKCS8,
                 encryption_algorithm=serialization.NoEncryption(),
             )
-            _write_private(self.snowflake_key_file, pem)
+            write_private(self.snowflake_key_file, pem)
         return self.snowflake_key_file.read_text()
 
     def describe(self) -> dict[str, Any]:
@@ -273,4 +275,8 @@ class VaultGatewayComponent:
             "snowflake_secret_path": SNOWFLAKE_SECRET_PATH,
             "openbao_addr": self.openbao.addr,
             "root_token": self.openbao.root_token(),
+            # The same Vault over TLS; trusted only with ca_cert (VAULT_CA_CERT), like a Vault
+            # behind a company CA.
+            "tls_addr": self.tls_addr,
+            "ca_cert": str(tls_files(self.settings.root).ca_cert),
         }

@@ -15,6 +15,7 @@ import http.client
 import json
 import re
 import signal
+import ssl
 import sys
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -293,22 +294,38 @@ def main() -> None:
     )
     parser.add_argument("--aws-endpoint", required=True, help="moto server (STS) URL")
     parser.add_argument("--state-file", type=Path, required=True, help="JSON file keeping roles and config")
+    parser.add_argument("--tls-port", type=int, help="also serve HTTPS here (needs --tls-cert/--tls-key)")
+    parser.add_argument("--tls-cert", type=Path, help="PEM server certificate for --tls-port")
+    parser.add_argument("--tls-key", type=Path, help="PEM private key for --tls-port")
     args = parser.parse_args()
 
-    gateway = Gateway(
-        (args.host, args.port),
-        AwsAuthMethod(args.state_file, args.aws_endpoint),
-        OpenBao(args.openbao_addr, args.openbao_token_file),
-    )
+    # One auth method and one upstream behind both listeners: a login on either is the same login.
+    auth = AwsAuthMethod(args.state_file, args.aws_endpoint)
+    openbao = OpenBao(args.openbao_addr, args.openbao_token_file)
+    servers = [Gateway((args.host, args.port), auth, openbao)]
+    if args.tls_port:
+        if not (args.tls_cert and args.tls_key):
+            parser.error("--tls-port needs --tls-cert and --tls-key")
+        tls = Gateway((args.host, args.tls_port), auth, openbao)
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.minimum_version = ssl.TLSVersion.TLSv1_2
+        context.load_cert_chain(args.tls_cert, args.tls_key)
+        tls.socket = context.wrap_socket(tls.socket, server_side=True)
+        servers.append(tls)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
-    thread = threading.Thread(target=gateway.serve_forever, daemon=True)
-    thread.start()
-    print(f"vault gateway listening on http://{args.host}:{args.port} -> {args.openbao_addr}", flush=True)
+    for server in servers:
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+    tls_note = f" and https://{args.host}:{args.tls_port}" if args.tls_port else ""
+    print(
+        f"vault gateway listening on http://{args.host}:{args.port}{tls_note} -> {args.openbao_addr}",
+        flush=True,
+    )
     stop.wait()
-    gateway.shutdown()
-    gateway.server_close()
+    for server in servers:
+        server.shutdown()
+        server.server_close()
 
 
 if __name__ == "__main__":
