@@ -88,7 +88,7 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
         with closing(warehouse_connection(query_tag=f"aurora-sync:planner:{run_id}")) as conn:
             plan_tables(conn, plan, selection.tables, catalogs=catalogs, request=request, settings=settings)
     for entry in plan.failed:
-        logger.warning("table failed", extra=entry.to_dict())
+        logger.warning("table failed", extra=entry.model_dump())
     if not plan.items and not plan.failed:
         plan.skip_reason = f"no enabled tables under {settings.config_ssm_path}"
     return _finish(plan, disabled=len(selection.disabled))

@@ -26,7 +26,7 @@ Output (compact: it travels in the execution history, 256 KB per state)::
                  "new_columns": [{"name", "staging_type", "final_type"}]  (schema drift the
                  export saw)}],
      "database", "staging_schema", "final_schema": where the tables are, for readers' DDL,
-     "summary": null | {"failed_count", "failed": [{"table", "error", "reason"}],
+     "summary": null | {"failed_count", "failed": [{"table", "error", "cause"}],
                         "rerun_input": {"tables": [...]}, "cause": <text for the Fail state>}}
 
 ``summary`` is set once ``done``: the Report state fails the execution with ``summary.cause``
@@ -57,16 +57,17 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from aurora_sync.config import LoadedTable, load_table_configs
 from aurora_sync.connections import warehouse_connection
 from aurora_sync.errors import ConfigError, SyncError
+from aurora_sync.messages import TableVerdict, parse_verify_request
 from aurora_sync.observability import logger, metrics, tracer
 from aurora_sync.settings import RuntimeSettings, runtime_settings
-from aurora_sync.verifying.verify import Limits, Schemas, TableVerdict, parse_request, verify
+from aurora_sync.verifying.verify import Limits, Schemas, verify
 
 
 @logger.inject_lambda_context(log_event=False)
 @tracer.capture_lambda_handler
 @metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    request = parse_request(event)
+    request = parse_verify_request(event)
     settings = runtime_settings()
     logger.append_keys(run_id=request.run_id)
     configs = table_configs(settings, [t.table for t in request.tables])
