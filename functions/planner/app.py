@@ -13,7 +13,7 @@ environment cannot name its own state machine in SAM without a circular dependen
 explicitly, an override outside the run, ``since`` with ``full_resync``) is a ``ConfigError``.
 Without ``execution`` (``sam local invoke``) the run id is a random hex and single flight is off.
 
-Output (the Map's input)::
+Output (``aurora_sync.messages.PlanOutput``, the Map's input)::
 
     {"run_id", "started_at", "skip": bool, "skip_reason": str | null,
      "items": [<WorkItem JSON, defaults left out>], "failed": [{"table", "error", "cause"}],

@@ -1,7 +1,8 @@
 """Verifier Lambda: the state machine's Verify state. Checks loads, runs each table's MERGE task.
 
-Input (built by the Verify state; the Wait → Verify → Choice loop passes the previous output
-back as ``previous`` and calls again while ``done`` is false)::
+Input (``aurora_sync.messages.VerifyRequest``, built by the Verify state; the Wait → Verify →
+Choice loop passes the previous output back as ``previous`` and calls again while ``done`` is
+false)::
 
     {"run_id": str, "started_at": "<ISO-8601 run start>", "attempt": int,
      "tables": [<one entry per table: the exporter's final ExportResult (status EXPORTED |
@@ -11,7 +12,8 @@ back as ``previous`` and calls again while ``done`` is false)::
      "plan_failed": [{"table", "error", "cause"}]  (tables the planner could not schedule),
      "previous": <this function's previous output, or null>}
 
-Output (compact: it travels in the execution history, 256 KB per state)::
+Output (``aurora_sync.messages.VerifyOutput``; compact: it travels in the execution history,
+256 KB per state)::
 
     {"run_id", "done": bool, "verify_started_at": ISO, "pending": int, "failed": int,
      "tables": [{"table", "target", "outcome": "MERGED" | "NOTHING_TO_DO" | "PENDING" | "FAILED",
@@ -19,7 +21,7 @@ Output (compact: it travels in the execution history, 256 KB per state)::
                  "rows_loaded", "rows_changed" (inserted or rewritten with different values),
                  "rows_unchanged" (loaded, changed nothing: re-reads), "files", "files_loaded",
                  "missing": [first 10 keys not loaded], "refreshed_at": ISO | null,
-                 "merge_query_id": str | null, "watermark": str | null,
+                 "merge_query_id": str | null, "source_time": ISO | null,
                  "freshness_lag_seconds": float | null,
                  "key_rows": int | null, "rows_deleted": int | null  (runs with a key
                  snapshot: its keys, and the FINAL rows removed because the source lacks them),
