@@ -1,6 +1,6 @@
 """The messages between the states: every payload the state machine passes, as one model each.
 
-The flow, as ``statemachine/sync.asl.json`` wires it (state names in capitals are the ASL's)::
+The flow, as ``statemachine/sync.asl.json`` wires it (CamelCase words are its states)::
 
     execution input: {} | EventBridge schedule | RerunInput {"tables", "overrides": {name: TableOverride}}
       │
@@ -29,7 +29,7 @@ The payloads are visible in the execution history and limited to 256 KB per stat
 identities, windows, positions and counts, never row data or secrets. Every model forbids
 unknown keys, so a typo in a hand-written rerun input, or a field renamed on one side only,
 fails loudly; ``tests/unit/test_messages.py`` checks that every JsonPath the ASL reads is a
-field of the model the state it reads emits, and that the sample events in ``events/`` parse.
+field of the model the state before emits, and that the sample events in ``events/`` parse.
 A handler reads its input with ``read_message``: a payload that does not fit its model is the
 taxonomy's ``ConfigError`` naming each field and the fix.
 """
@@ -60,7 +60,7 @@ ExportStatus = Literal["EXPORTED", "EMPTY", "MORE"]
 # How a table's changed rows are found (config ``mode``): by a cursor column, by the row
 # versions' transaction ids (``xmin``), or not at all (``full``: every row, every run).
 SyncMode = Literal["cursor", "xmin", "full"]
-# A table's state in the verifier's output; the last three are final.
+# A table's state in the verifier's output: PENDING until it settles as one of the others.
 Outcome = Literal["MERGED", "NOTHING_TO_DO", "PENDING", "FAILED"]
 # The directory of key snapshots in the bucket, beside the tables' prefixes (table names start
 # with a letter, so no table's prefix can be this one); no pipe loads it.
