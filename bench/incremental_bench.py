@@ -96,7 +96,7 @@ def first_chunk_select(cur: Any, item: dict[str, Any]) -> str:
 
     from aurora_sync import export_query as q
     from aurora_sync.exporting.export import read_plan
-    from aurora_sync.work import ChunkPosition, WorkItem
+    from aurora_sync.messages import ChunkPosition, WorkItem
 
     work = WorkItem.model_validate(item)
     plan, _ = read_plan(cur, work)

@@ -103,7 +103,7 @@ def first_chunk_queries(cur: Any, item: dict[str, Any]) -> tuple[str, str | None
     from aurora_sync import export_query as q
     from aurora_sync import source_snapshot as snap
     from aurora_sync.exporting.export import read_plan
-    from aurora_sync.work import WorkItem
+    from aurora_sync.messages import WorkItem
 
     work = WorkItem.model_validate(item)
     taken = snap.read_snapshot(cur)
@@ -183,7 +183,7 @@ def explain_keys(dsn: str, item: dict[str, Any], *, index_only: bool = False) ->
     declined with the plan it chose."""
     from aurora_sync import export_query as q
     from aurora_sync.exporting.export import read_plan
-    from aurora_sync.work import WorkItem
+    from aurora_sync.messages import WorkItem
 
     conn = transaction(dsn)
     try:
@@ -211,7 +211,7 @@ def child_keys(table_name: str, rows: int) -> None:
 
     from aurora_sync import export_query as q
     from aurora_sync.exporting.export import EXPORT_OPTIONS, key_snapshot_key, read_plan
-    from aurora_sync.work import WorkItem
+    from aurora_sync.messages import WorkItem
 
     item = WorkItem.model_validate(work_item("cursor-inc", table_name, rows, "0"))
     conn = psycopg2.connect(os.environ["BENCH_PG_DSN"])

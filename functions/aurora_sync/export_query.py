@@ -14,11 +14,11 @@ from dataclasses import dataclass
 from psycopg2 import sql
 
 from .errors import ConfigError, SourceObjectMissing
+from .messages import ChunkPosition, ExportWindow, SyncMode
 from .source_catalog import SourceColumn
 from .source_snapshot import FUTURE_TOLERANCE
 from .sync_modes import CURSORLESS_MODES
 from .typemap import ColumnMapping, map_column, unrepresentable_expression
-from .work import ChunkPosition, ExportWindow, SyncMode
 
 TEMPORAL_CURSOR_TYPES = frozenset({"timestamptz", "timestamp", "date"})
 INTEGER_CURSOR_TYPES = frozenset({"int2", "int4", "int8", "numeric"})

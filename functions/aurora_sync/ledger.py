@@ -35,9 +35,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from .messages import SourceSnapshot
 from .naming import quote
 from .warehouse_db import warehouse_errors
-from .work import SourceSnapshot
 
 FILES_TABLE = "_AURORA_SYNC_FILES"
 RUNS_TABLE = "_AURORA_SYNC_RUNS"

@@ -13,7 +13,7 @@ from functools import lru_cache
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from .errors import ConfigError
+from .config import config_error
 
 # Environment variable -> field. One table so the template, docs and tests cannot disagree.
 ENVIRONMENT: dict[str, str] = {
@@ -85,12 +85,11 @@ class RuntimeSettings(BaseModel):
         try:
             return cls(**values)
         except ValidationError as exc:
-            fields = {field: var for var, field in ENVIRONMENT.items()}
-            problems = "; ".join(
-                f"{fields.get(str(err['loc'][0]), err['loc'][0])}: {err['msg']}" for err in exc.errors()
-            )
-            raise ConfigError(
-                f"Lambda environment is invalid ({problems}).",
+            variables = {field: var for var, field in ENVIRONMENT.items()}
+            raise config_error(
+                exc,
+                heading="Lambda environment is invalid",
+                label=lambda loc: variables.get(str(loc[0]), str(loc[0])),
                 fix="set these variables in template.yaml (or the local stack's lambda environment)",
             ) from None
 

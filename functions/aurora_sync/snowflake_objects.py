@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from .config import LoadedTable
 from .export_query import build_plan
 from .ledger import Ledger
+from .messages import NewColumn, SyncMode
 from .naming import (
     DELETED_COLUMN,
     FILE_COLUMN,
@@ -35,7 +36,6 @@ from .naming import (
 )
 from .source_catalog import SourceColumn
 from .typemap import UNREPRESENTABLE_COLUMN, ColumnMapping, map_column
-from .work import NewColumn, SyncMode
 
 # Matches `<uuid>.csv` and the `_part2`, `_part3`, ... that aws_s3 adds to split exports.
 FILE_PATTERN = ".*[.]csv(_part[0-9]+)?"
@@ -447,7 +447,7 @@ def drift_additions(
 
 
 # --- key snapshots (hard-delete reconciliation) -------------------------------------------------
-# A key snapshot file as the exporter names it (work.KEY_SNAPSHOT_PREFIX): the only text the
+# A key snapshot file as the exporter names it (messages.KEY_SNAPSHOT_PREFIX): the only text the
 # verifier formats into its COPY (FILES takes no bind variables), so anything else is refused.
 KEY_FILE = re.compile(
     r"^_aurora_sync_keys/(?P<table>[a-z][a-z0-9_]{0,62})/[0-9]{4}/[0-9]{2}/[0-9]{2}/[0-9]{2}/"

@@ -1,7 +1,7 @@
 """Exporter Lambda: one bounded chunk of one table, written by Aurora straight to S3.
 
-Input: a work item (``aurora_sync.work.WorkItem``) from the planner, or the ``next`` item of the
-previous call's result while the status is MORE. Output: ``aurora_sync.work.ExportResult``.
+Input: a work item (``aurora_sync.messages.WorkItem``) from the planner, or the ``next`` item of
+the previous call's result while the status is MORE. Output: ``aurora_sync.messages.ExportResult``.
 The function only waits on Aurora (``aws_s3.query_export_to_s3``): its memory does not grow
 with the table, and its statement_timeout is derived from the time Lambda has left.
 """
@@ -10,14 +10,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import ValidationError
-
 from aurora_sync.connections import source_connection
 from aurora_sync.errors import ConfigError
 from aurora_sync.exporting.export import ExportTarget, export_chunk
+from aurora_sync.messages import parse_work_item
 from aurora_sync.observability import logger, metrics, tracer
 from aurora_sync.settings import runtime_settings
-from aurora_sync.work import WorkItem
 
 # Leave time to report after Aurora returns; below the floor the call is not worth starting.
 SAFETY_MARGIN_MS = 15_000
@@ -32,22 +30,11 @@ def statement_timeout_ms(context: Any) -> int:
     return max(MIN_STATEMENT_TIMEOUT_MS, int(remaining()) - SAFETY_MARGIN_MS)
 
 
-def parse_item(event: dict[str, Any]) -> WorkItem:
-    try:
-        return WorkItem.model_validate(event)
-    except ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors())
-        raise ConfigError(
-            f"exporter input is not a work item ({problems}).",
-            fix="start the state machine with {} or {'tables': [...]}, not a hand-made exporter input",
-        ) from None
-
-
 @logger.inject_lambda_context(log_event=False)
 @tracer.capture_lambda_handler
 @metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    item = parse_item(event)
+    item = parse_work_item(event)
     settings = runtime_settings()
     if not settings.export_bucket:
         raise ConfigError("EXPORT_BUCKET is not set.", fix="set it in template.yaml (the data lake bucket)")

@@ -13,7 +13,7 @@ environment cannot name its own state machine in SAM without a circular dependen
 explicitly, an override outside the run, ``since`` with ``full_resync``) is a ``ConfigError``.
 Without ``execution`` (``sam local invoke``) the run id is a random hex and single flight is off.
 
-Output (the Map's input)::
+Output (``aurora_sync.messages.PlanOutput``, the Map's input)::
 
     {"run_id", "started_at", "skip": bool, "skip_reason": str | null,
      "items": [<WorkItem JSON, defaults left out>], "failed": [{"table", "error", "cause"}],
@@ -88,7 +88,7 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
         with closing(warehouse_connection(query_tag=f"aurora-sync:planner:{run_id}")) as conn:
             plan_tables(conn, plan, selection.tables, catalogs=catalogs, request=request, settings=settings)
     for entry in plan.failed:
-        logger.warning("table failed", extra=entry.to_dict())
+        logger.warning("table failed", extra=entry.model_dump())
     if not plan.items and not plan.failed:
         plan.skip_reason = f"no enabled tables under {settings.config_ssm_path}"
     return _finish(plan, disabled=len(selection.disabled))

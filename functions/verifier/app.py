@@ -1,7 +1,8 @@
 """Verifier Lambda: the state machine's Verify state. Checks loads, runs each table's MERGE task.
 
-Input (built by the Verify state; the Wait → Verify → Choice loop passes the previous output
-back as ``previous`` and calls again while ``done`` is false)::
+Input (``aurora_sync.messages.VerifyRequest``, built by the Verify state; the Wait → Verify →
+Choice loop passes the previous output back as ``previous`` and calls again while ``done`` is
+false)::
 
     {"run_id": str, "started_at": "<ISO-8601 run start>", "attempt": int,
      "tables": [<one entry per table: the exporter's final ExportResult (status EXPORTED |
@@ -11,7 +12,8 @@ back as ``previous`` and calls again while ``done`` is false)::
      "plan_failed": [{"table", "error", "cause"}]  (tables the planner could not schedule),
      "previous": <this function's previous output, or null>}
 
-Output (compact: it travels in the execution history, 256 KB per state)::
+Output (``aurora_sync.messages.VerifyOutput``; compact: it travels in the execution history,
+256 KB per state)::
 
     {"run_id", "done": bool, "verify_started_at": ISO, "pending": int, "failed": int,
      "tables": [{"table", "target", "outcome": "MERGED" | "NOTHING_TO_DO" | "PENDING" | "FAILED",
@@ -19,14 +21,14 @@ Output (compact: it travels in the execution history, 256 KB per state)::
                  "rows_loaded", "rows_changed" (inserted or rewritten with different values),
                  "rows_unchanged" (loaded, changed nothing: re-reads), "files", "files_loaded",
                  "missing": [first 10 keys not loaded], "refreshed_at": ISO | null,
-                 "merge_query_id": str | null, "watermark": str | null,
+                 "merge_query_id": str | null, "source_time": ISO | null,
                  "freshness_lag_seconds": float | null,
                  "key_rows": int | null, "rows_deleted": int | null  (runs with a key
                  snapshot: its keys, and the FINAL rows removed because the source lacks them),
                  "new_columns": [{"name", "staging_type", "final_type"}]  (schema drift the
                  export saw)}],
      "database", "staging_schema", "final_schema": where the tables are, for readers' DDL,
-     "summary": null | {"failed_count", "failed": [{"table", "error", "reason"}],
+     "summary": null | {"failed_count", "failed": [{"table", "error", "cause"}],
                         "rerun_input": {"tables": [...]}, "cause": <text for the Fail state>}}
 
 ``summary`` is set once ``done``: the Report state fails the execution with ``summary.cause``
@@ -57,17 +59,18 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from aurora_sync.config import LoadedTable, load_table_configs
 from aurora_sync.connections import warehouse_connection
 from aurora_sync.errors import ConfigError, SyncError
+from aurora_sync.messages import TableVerdict, parse_verify_request
 from aurora_sync.observability import logger, metrics, tracer
 from aurora_sync.settings import RuntimeSettings, runtime_settings
 from aurora_sync.verifying.act import verify
-from aurora_sync.verifying.verify import Limits, Schemas, TableVerdict, parse_request
+from aurora_sync.verifying.verify import Limits, Schemas
 
 
 @logger.inject_lambda_context(log_event=False)
 @tracer.capture_lambda_handler
 @metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    request = parse_request(event)
+    request = parse_verify_request(event)
     settings = runtime_settings()
     logger.append_keys(run_id=request.run_id)
     configs = table_configs(settings, [t.table for t in request.tables])

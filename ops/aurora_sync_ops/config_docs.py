@@ -65,7 +65,7 @@ def render() -> str:
     lines: list[Any] = [
         "# Table configuration",
         "",
-        "<!-- Generated from functions/aurora_sync/config.py by "
+        "<!-- Generated from functions/aurora_sync/config/model.py by "
         "`python -m aurora_sync_ops.config_docs > docs/configuration.md`; do not edit by hand. -->",
         "",
         f"One SSM parameter per table under the config path (default `{DEFAULT_CONFIG_PATH}`). The",

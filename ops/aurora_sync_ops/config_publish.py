@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
 
+from aurora_sync.aws_errors import classify_aws_error
 from aurora_sync.config import (
     InvalidTable,
     LoadedTable,
@@ -23,7 +24,6 @@ from aurora_sync.config import (
     normalise_path,
     put_table_config,
 )
-from aurora_sync.errors import ConfigError, ConfigStoreUnavailable
 
 Action = Literal["created", "updated", "unchanged", "removed", "removed-not-pruned"]
 # DeleteParameters takes at most 10 names per call.
@@ -82,18 +82,13 @@ def _ssm_call(action: str, path: str, call: Any) -> Any:
 
     try:
         return call()
-    except ClientError as exc:
-        code = exc.response.get("Error", {}).get("Code", "Unknown")
-        if code.startswith("AccessDenied"):
-            raise ConfigError(
-                f"access denied for ssm:{action} under {path} ({code}).",
-                fix=f"use credentials allowed ssm:{action} on the parameters under {path}",
-            ) from None
-        raise ConfigStoreUnavailable(f"ssm:{action} under {path} failed ({code}).") from None
-    except BotoCoreError as exc:
-        raise ConfigStoreUnavailable(
-            f"ssm:{action} under {path} failed ({type(exc).__name__}).",
-            fix="check the AWS endpoint, region and network, then push again (it is idempotent)",
+    except (BotoCoreError, ClientError) as exc:
+        raise classify_aws_error(
+            exc,
+            call=f"ssm:{action}",
+            resource=f"the parameters under {path}",
+            grant=f"use credentials allowed ssm:{action} on the parameters under {path}",
+            retry_fix="check the AWS endpoint, region and network, then push again (it is idempotent)",
         ) from None
 
 

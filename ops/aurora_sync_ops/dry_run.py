@@ -23,11 +23,11 @@ from psycopg2 import sql
 from aurora_sync.config import LoadedTable, TableConfigResult
 from aurora_sync.errors import SourceObjectMissing, SourcePermissionDenied, SyncError
 from aurora_sync.export_query import ExportPlan, build_plan, window_predicate, xmin_predicate, xmin_range
+from aurora_sync.messages import ExportWindow
 from aurora_sync.planning.plan import RunRequest, choose_window, select_run
 from aurora_sync.planning.watermarks import read_watermarks
 from aurora_sync.source_catalog import read_columns
 from aurora_sync.source_db import source_errors
-from aurora_sync.work import ExportWindow
 
 from .aurora_sql import SYNC_ROLE, render_grants
 from .inspect_targets import WarehouseNames

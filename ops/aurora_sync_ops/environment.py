@@ -22,13 +22,15 @@ import yaml
 
 from aurora_sync.config import (
     DEFAULT_CONFIG_PATH,
+    ConfigEntry,
     InvalidTable,
     LoadedTable,
     TableConfigResult,
     default_ssm_client,
+    load_json,
     load_table_configs,
-    mark_target_collisions,
-    parse_table_config,
+    parse_table_configs,
+    reject_duplicate_keys,
 )
 from aurora_sync.errors import ConfigError, TransientError
 from aurora_sync.snowflake_tables import SnowflakeSetup
@@ -318,40 +320,28 @@ def _describe_dsn(dsn: str) -> str:
 
 
 # --- config files --------------------------------------------------------------------------
-def _reject_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    keys = [key for key, _ in pairs]
-    repeated = sorted({key for key in keys if keys.count(key) > 1})
-    if repeated:
-        raise ConfigError(f"key(s) {', '.join(repeated)} appear more than once; keep one")
-    return dict(pairs)
-
-
 class _UniqueKeyLoader(yaml.SafeLoader):
     """SafeLoader that refuses a key written twice in one mapping, at any depth.
 
-    YAML keeps the last of two equal keys without a word, so a second ``mode:`` in an entry
-    would silently win; JSON files are refused for the same thing (``_reject_duplicates``).
+    YAML keeps the last of two equal keys without a word; the library's rule
+    (``reject_duplicate_keys``, which JSON files and SSM values go through too) refuses it,
+    here with each key's line.
     """
 
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
-        first_line: dict[Any, int] = {}
+        keys: list[tuple[Any, None]] = []
+        lines: list[int] = []
         for key_node, _ in node.value:
             if key_node.tag == "tag:yaml.org,2002:merge":
                 continue  # "<<: *base" then a key of its own overrides on purpose
             key = self.construct_object(key_node, deep=True)
-            line = key_node.start_mark.line + 1
             try:
-                first = first_line.get(key)
+                hash(key)
             except TypeError:
                 continue  # an unhashable key: SafeLoader's own error names it
-            if first is None:
-                first_line[key] = line
-            else:
-                raise ConfigError(
-                    f"line {line}: key {key!r} appears more than once in the same mapping (first at line "
-                    f"{first}); YAML would silently keep the last one.",
-                    fix="keep one of them",
-                )
+            keys.append((key, None))
+            lines.append(key_node.start_mark.line + 1)
+        reject_duplicate_keys(keys, lines=lines)
         return super().construct_mapping(node, deep=deep)
 
 
@@ -360,6 +350,14 @@ def _plain_scalar(value: Any) -> Any:
     if isinstance(value, datetime | date | time):
         return value.isoformat()
     raise TypeError(f"{type(value).__name__} is not a JSON value")
+
+
+def _file_entry(name: str, label: str, config: Any) -> ConfigEntry | InvalidTable:
+    # Back to JSON text: a file's entry goes through the same per-entry parse as an SSM value.
+    try:
+        return ConfigEntry(name, label, json.dumps(config, default=_plain_scalar))
+    except TypeError as exc:
+        return InvalidTable(name, label, f"{label}: {exc}; use strings, numbers and lists")
 
 
 def read_config_file(path: Path) -> list[TableConfigResult]:
@@ -377,7 +375,7 @@ def read_config_file(path: Path) -> list[TableConfigResult]:
         if path.suffix.lower() in (".yaml", ".yml"):
             document = yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
         else:
-            document = json.loads(text, object_pairs_hook=_reject_duplicates)
+            document = load_json(text)
     except ConfigError as exc:
         raise ConfigError(f"--config {path}: {exc}") from None
     except ValueError as exc:  # json.JSONDecodeError
@@ -391,17 +389,9 @@ def read_config_file(path: Path) -> list[TableConfigResult]:
             f"--config {path}: the file must hold one object mapping table names to configs.",
             fix='write e.g. {"orders": {"table": "orders", "primary_key": ["id"]}}',
         )
-    results: list[TableConfigResult] = []
-    for name, config in document.items():
-        label = f"{path}[{name}]"
-        try:
-            raw = json.dumps(config, default=_plain_scalar)
-        except TypeError as exc:
-            results.append(InvalidTable(str(name), label, f"{label}: {exc}; use strings, numbers and lists"))
-            continue
-        results.append(parse_table_config(str(name), label, raw))
-    results.sort(key=lambda r: r.name)
-    return mark_target_collisions(results)
+    return parse_table_configs(
+        _file_entry(str(name), f"{path}[{name}]", config) for name, config in document.items()
+    )
 
 
 # --- local AWS -----------------------------------------------------------------------------

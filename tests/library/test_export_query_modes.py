@@ -12,9 +12,9 @@ import pytest
 from psycopg2 import sql
 
 from aurora_sync import export_query as q
+from aurora_sync.messages import ChunkPosition, ExportWindow
 from aurora_sync.source_catalog import SourceColumn
 from aurora_sync.typemap import PgType
-from aurora_sync.work import ChunkPosition, ExportWindow
 
 EPOCH = 1 << 32
 

@@ -286,8 +286,8 @@ def test_unreachable_ssm_is_transient(lambda_env: dict[str, str], monkeypatch: p
         load_table_configs("/aurora-sync-test/unreachable/", ssm_client=client, max_age=0)
 
     assert str(info.value).startswith(
-        "SSM Parameter Store could not be reached for /aurora-sync-test/unreachable/ "
-        "(EndpointConnectionError)."
+        "AWS could not be reached for ssm:GetParametersByPath on /aurora-sync-test/unreachable/ "
+        "(EndpointConnectionError). Fix: retry later; check the SSM endpoint"
     )
 
 

@@ -7,8 +7,8 @@ from typing import Any
 
 from aurora_sync.export_query import build_plan
 from aurora_sync.layout import LayoutColumn, fingerprint, layout_of
+from aurora_sync.messages import WorkItem
 from aurora_sync.source_catalog import SourceColumn
-from aurora_sync.work import WorkItem
 
 
 def layout(catalog: list[SourceColumn], columns: list[str] | None = None) -> list[LayoutColumn]:

@@ -76,7 +76,10 @@ def test_errors_are_one_line_without_a_traceback(capsys: pytest.CaptureFixture[s
     broken.write_text('{"a": {"table": "a"}, "a": {}}')
     code, _, err = run(capsys, "config", "validate", str(broken))
     assert code == 1
-    assert err == f"aurora-sync: {broken}: key(s) a appear more than once; keep one\n"
+    assert err == (
+        f'aurora-sync: {broken}: key "a" appears more than once in the same mapping; a parser would '
+        "silently keep the last one. Fix: keep one of them\n"
+    )
 
 
 def test_duplicate_yaml_keys_are_refused_at_any_depth_naming_key_line_and_file(
@@ -88,14 +91,14 @@ def test_duplicate_yaml_keys_are_refused_at_any_depth_naming_key_line_and_file(
     code, out, err = run(capsys, "config", "validate", str(nested))
     assert (code, out) == (1, "")
     assert err == (
-        f"aurora-sync: {nested}: line 5: key 'mode' appears more than once in the same mapping (first at "
-        "line 4); YAML would silently keep the last one. Fix: keep one of them\n"
+        f'aurora-sync: {nested}: line 5: key "mode" appears more than once in the same mapping (first at '
+        "line 4); a parser would silently keep the last one. Fix: keep one of them\n"
     )
     top = tmp_path / "top.yaml"
     top.write_text("album:\n  table: album\n  primary_key: [id]\n\nalbum:\n  table: albums\n")
     code, _, err = run(capsys, "config", "validate", str(top))
     assert code == 1
-    assert f"{top}: line 5: key 'album' appears more than once in the same mapping (first at line 1)" in err
+    assert f'{top}: line 5: key "album" appears more than once in the same mapping (first at line 1)' in err
     # Merge keys (<<) are YAML's way of overriding on purpose: they stay allowed.
     merged = tmp_path / "merged.yaml"
     merged.write_text(

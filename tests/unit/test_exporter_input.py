@@ -1,12 +1,11 @@
-"""The exporter without a server: the sample work item, the order its object names carry, and the
-refusal of a reader endpoint. The exports themselves are tests/library/test_exporter.py."""
+"""The exporter without a server: the order its object names carry, and the refusal of a reader
+endpoint. Its sample work item is in tests/unit/test_messages.py; the exports themselves are
+tests/library/test_exporter.py."""
 
 from __future__ import annotations
 
-import json
 import uuid
 from datetime import datetime
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -14,15 +13,6 @@ import pytest
 from aurora_sync.errors import (
     ConfigError,
 )
-
-EVENTS = Path(__file__).resolve().parents[2] / "events"
-
-
-def test_sample_event_is_a_valid_work_item() -> None:
-    from aurora_sync.work import WorkItem
-
-    parsed = WorkItem.model_validate(json.loads((EVENTS / "exporter.json").read_text()))
-    assert parsed.window.lookback_seconds == 900
 
 
 def test_object_names_carry_the_snapshot_order() -> None:

@@ -13,10 +13,10 @@ import pytest
 from aurora_sync.config import InvalidTable, LoadedTable, TableConfig, TableConfigResult, parse_table_config
 from aurora_sync.errors import ConfigError
 from aurora_sync.ledger import MergedRun
+from aurora_sync.messages import ExportWindow, FailedTable
 from aurora_sync.planning.plan import (
     PLAN_BUDGET_BYTES,
     ExecutionContext,
-    FailedTable,
     Plan,
     RunningExecution,
     RunRequest,
@@ -30,7 +30,6 @@ from aurora_sync.planning.plan import (
     work_item,
 )
 from aurora_sync.planning.watermarks import reconcile_due
-from aurora_sync.work import ExportWindow
 
 EVENTS = Path(__file__).resolve().parents[2] / "events"
 PATH = "/aurora-sync/tables/"
@@ -187,7 +186,11 @@ def test_scheduled_run_takes_enabled_tables_and_fails_invalid_ones() -> None:
     selection = select_run(configs(), RunRequest())
     assert [t.name for t in selection.tables] == ["customers", "orders"]
     assert selection.failed == [
-        FailedTable("broken", "ConfigError", f"{PATH}broken: field 'primary_key': required, e.g. [\"id\"]")
+        FailedTable(
+            table="broken",
+            error="ConfigError",
+            cause=f"{PATH}broken: field 'primary_key': required, e.g. [\"id\"]",
+        )
     ]
     assert selection.disabled == ["legacy"]
 
@@ -486,7 +489,7 @@ def _item(columns: list[str] | None = None) -> Any:
 
 def test_output_shape() -> None:
     plan = Plan(run_id=RUN_ID, started_at="2024-05-06T07:15:00.123+00:00", items=[_item()])
-    plan.failed.append(FailedTable("broken", "ConfigError", "bad"))
+    plan.failed.append(FailedTable(table="broken", error="ConfigError", cause="bad"))
     output = plan.output()
     assert output == {
         "run_id": RUN_ID,

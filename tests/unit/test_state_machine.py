@@ -3,15 +3,12 @@ in docs/reliability.md ("What the definition itself keeps"), checked on the file
 
 from __future__ import annotations
 
-import json
-import re
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
+
+from state_machine import DEFINITION, definition, states
 
 from aurora_sync.errors import TERMINAL_ERROR_NAMES, TRANSIENT_ERROR_NAMES
 
-DEFINITION = Path(__file__).resolve().parents[2] / "statemachine" / "sync.asl.json"
 LAMBDA_SERVICE_ERRORS = {
     "Lambda.ServiceException",
     "Lambda.AWSLambdaException",
@@ -19,20 +16,6 @@ LAMBDA_SERVICE_ERRORS = {
     "Lambda.ClientExecutionTimeoutException",
     "Lambda.TooManyRequestsException",
 }
-
-
-def definition() -> dict[str, Any]:
-    # Numeric DefinitionSubstitutions are unquoted in the file (SAM substitutes text).
-    text = re.sub(r"\$\{(MaxConcurrency|VerifyWaitSeconds|VerifyMaxAttempts)\}", "1", DEFINITION.read_text())
-    parsed: dict[str, Any] = json.loads(text)
-    return parsed
-
-
-def states(machine: dict[str, Any]) -> Iterator[tuple[str, dict[str, Any]]]:
-    for name, state in machine["States"].items():
-        yield name, state
-        if state["Type"] == "Map":
-            yield from states(state["ItemProcessor"])
 
 
 def test_every_task_invokes_lambda_through_the_integration_with_both_retry_families() -> None:

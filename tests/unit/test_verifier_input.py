@@ -9,14 +9,14 @@ from pathlib import Path
 import pytest
 
 from aurora_sync.errors import ConfigError
+from aurora_sync.messages import parse_verify_request
 from aurora_sync.verifying.load_history import refresh_prefix
-from aurora_sync.verifying.verify import parse_request
 
 EVENTS = Path(__file__).resolve().parents[2] / "events"
 
 
 def test_sample_event_parses_with_each_kind_of_table_entry() -> None:
-    request = parse_request(json.loads((EVENTS / "verifier.json").read_text()))
+    request = parse_verify_request(json.loads((EVENTS / "verifier.json").read_text()))
     assert [(t.table, t.status) for t in request.tables] == [
         ("orders", "EXPORTED"),
         ("customers", "EMPTY"),
@@ -28,11 +28,11 @@ def test_invalid_input_is_a_config_error_naming_the_field() -> None:
     event = json.loads((EVENTS / "verifier.json").read_text())
     del event["started_at"]
     with pytest.raises(ConfigError) as error:
-        parse_request(event)
-    assert "started_at: Field required" in str(error.value)
+        parse_verify_request(event)
+    assert "started_at: required" in str(error.value)
     event = json.loads((EVENTS / "verifier.json").read_text())
     event["tables"][0]["target"] = "ORDERS_V2"
-    assert parse_request(event).targets == {"orders": "ORDERS_V2"}
+    assert parse_verify_request(event).targets == {"orders": "ORDERS_V2"}
 
 
 def test_refresh_prefix_is_the_runs_shared_directory_below_the_pipe_path() -> None:
@@ -44,7 +44,8 @@ def test_refresh_prefix_is_the_runs_shared_directory_below_the_pipe_path() -> No
 
 
 def test_summary_names_failed_tables_with_errors_and_the_rerun_input() -> None:
-    from aurora_sync.verifying.verify import PlanFailure, TableVerdict, summarize
+    from aurora_sync.messages import FailedTable, TableVerdict
+    from aurora_sync.verifying.verify import summarize
 
     verdicts = [
         TableVerdict(table="orders", target="ORDERS", outcome="MERGED"),
@@ -52,7 +53,7 @@ def test_summary_names_failed_tables_with_errors_and_the_rerun_input() -> None:
             table="items", target="ITEMS", outcome="FAILED", error="LoadFailed", reason="Numeric value 'x'"
         ),
     ]
-    plan_failed = [PlanFailure(table="broken", error="ConfigError", cause="/aurora-sync/tables/broken: bad")]
+    plan_failed = [FailedTable(table="broken", error="ConfigError", cause="/aurora-sync/tables/broken: bad")]
     summary = summarize(verdicts, plan_failed)
     assert summary.failed_count == 2
     assert summary.rerun_input == {"tables": ["broken", "items"]}

@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 
+from aurora_sync.messages import TableVerdict, VerifyRequest, parse_verify_request
 from aurora_sync.verifying.act import settle
 from aurora_sync.verifying.decide import (
     HISTORY_MARGIN,
@@ -36,7 +37,7 @@ from aurora_sync.verifying.decide import (
 )
 from aurora_sync.verifying.load_history import FileLoad, TaskRun
 from aurora_sync.verifying.reconciliation import Reconciled
-from aurora_sync.verifying.verify import Limits, Schemas, TableVerdict, VerifyRequest, parse_request
+from aurora_sync.verifying.verify import Limits, Schemas
 
 STARTED = datetime(2026, 11, 2, 10, 0, tzinfo=UTC)
 SNAPSHOT_TIME = STARTED - timedelta(seconds=30)
@@ -157,7 +158,7 @@ class Case:
                 "pending": 1,
                 "failed": 0,
             }
-        return parse_request(event)
+        return parse_verify_request(event)
 
     def facts(self) -> Facts:
         return Facts(
@@ -760,7 +761,7 @@ def test_tables_are_decided_independently_in_one_call() -> None:
         export(table="items", keys=(key(21, "items"),), rows=2),
         export(table="tags", keys=()),
     ]
-    request = parse_request({"run_id": RUN, "started_at": STARTED.isoformat(), "tables": tables})
+    request = parse_verify_request({"run_id": RUN, "started_at": STARTED.isoformat(), "tables": tables})
     facts = Facts(
         loads={"orders": BOTH_LOADED, "items": [loaded(key(21, "items"), 1)]},
         task_runs={"orders": [task("SUCCEEDED")]},
@@ -785,7 +786,7 @@ def test_conclude_adds_the_snapshots_age_and_the_summary_with_plan_failures() ->
         "tables": [export(keys=(), rows=0), export(table="items", snapshot=None)],
         "plan_failed": [{"table": "broken", "error": "ConfigError", "cause": "bad config"}],
     }
-    request = parse_request(event)
+    request = parse_verify_request(event)
     facts = Facts(done={"record:merged": None})
     decision = decide(request, facts, schemas=SCHEMAS, limits=LIMITS, configs={}, now=later(5))
     output = conclude(request, decision, schemas=SCHEMAS, now=later(60))

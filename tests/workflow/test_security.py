@@ -171,7 +171,7 @@ def test_a_refused_aurora_password_is_source_auth_failed_without_any_password(wo
 def test_hostile_identifiers_and_values_sync_as_data_and_execute_nothing(stack: dict[str, Any]) -> None:
     canary = f"canary_{uuid.uuid4().hex[:6]}"
     drop = f"DROP TABLE {canary}"
-    # Double quotes are the one character table configs refuse in identifiers (config.py). Single
+    # Double quotes are the one character table configs refuse in identifiers (config/model.py). Single
     # quotes stay out of column names only because fakesnow pastes VARCHAR column names into its
     # own information-schema SQL unescaped (an emulator bug: the CREATE TABLE fails there).
     table = f"t'); {drop}; --"

@@ -21,10 +21,7 @@ from .. import export_query as q
 from .. import source_snapshot as snap
 from ..errors import SourceObjectMissing
 from ..layout import fingerprint, layout_of, planned_prefix
-from ..source_catalog import SourceColumn, read_columns
-from ..source_db import source_errors
-from ..typemap import map_column
-from ..work import (
+from ..messages import (
     KEY_SNAPSHOT_PREFIX,
     MAX_NEW_COLUMNS,
     ChunkPosition,
@@ -33,6 +30,9 @@ from ..work import (
     SourceSnapshot,
     WorkItem,
 )
+from ..source_catalog import SourceColumn, read_columns
+from ..source_db import source_errors
+from ..typemap import map_column
 
 # An open transaction older than the lookback (or this, without one) is reported: it holds windows back.
 LONG_TRANSACTION_SECONDS = 900

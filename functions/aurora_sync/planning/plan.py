@@ -24,11 +24,20 @@ from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
-
 from ..config import InvalidTable, LoadedTable, TableConfigResult, select_tables
-from ..errors import ConfigError, SyncError
-from ..work import ExportWindow, SourceTable, WorkItem
+from ..errors import ConfigError
+from ..messages import (
+    ExecutionContext,
+    ExportWindow,
+    FailedTable,
+    PlannerEvent,
+    PlanOutput,
+    RerunInput,
+    SourceTable,
+    TableOverride,
+    WorkItem,
+    read_message,
+)
 
 # Step Functions refuses a state output over 256 KB (262,144 bytes of UTF-8 JSON). The plan
 # keeps 16 KB of room for what the state machine adds around it (ResultSelector, $$ context).
@@ -45,89 +54,6 @@ _RERUN_EXAMPLE = '{"tables": ["orders"], "overrides": {"orders": {"since": "2024
 
 
 # --- execution input ------------------------------------------------------------------------
-class TableOverride(BaseModel):
-    """A one-shot change of one table's window for this run only."""
-
-    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
-
-    since: str | int | None = Field(
-        None, description="Export rows with cursor > since (ISO-8601 timestamp/date, or an integer)."
-    )
-    full_resync: bool = Field(False, description="Export every row of the table.")
-
-    @field_validator("since")
-    @classmethod
-    def _since_is_a_cursor_value(cls, value: str | int | None) -> str | int | None:
-        if isinstance(value, str):
-            try:
-                datetime.fromisoformat(value)
-            except ValueError:
-                raise ValueError(
-                    'must be an ISO-8601 timestamp or date, e.g. "2024-01-01T00:00:00+00:00", '
-                    "or an integer for a numeric cursor"
-                ) from None
-        return value
-
-    @model_validator(mode="after")
-    def _one_kind(self) -> TableOverride:
-        if self.since is not None and self.full_resync:
-            raise ValueError(
-                "sets both 'since' and 'full_resync'; keep 'since' to export from a point, or "
-                "'full_resync' to export every row"
-            )
-        if self.since is None and not self.full_resync:
-            raise ValueError("changes nothing; set 'since' or 'full_resync': true, or remove it")
-        return self
-
-
-class RerunInput(BaseModel):
-    """A hand-written execution input: a subset of tables and/or one-shot overrides."""
-
-    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
-
-    tables: list[str] | None = Field(None, min_length=1)
-    overrides: dict[str, TableOverride] = Field(default_factory=dict)
-
-    @field_validator("tables")
-    @classmethod
-    def _unique_names(cls, value: list[str] | None) -> list[str] | None:
-        if value is None:
-            return value
-        seen: set[str] = set()
-        for name in value:
-            if name in seen:
-                raise ValueError(f"lists {json.dumps(name)} more than once; name each table once")
-            seen.add(name)
-        return value
-
-
-class ExecutionContext(BaseModel):
-    """``$$.Execution`` as the state machine's Plan state passes it."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    id: str = Field(min_length=1)
-    name: str = Field(min_length=1, max_length=80)
-    start_time: datetime
-    state_machine_arn: str = Field(min_length=1)
-
-    @field_validator("start_time")
-    @classmethod
-    def _aware(cls, value: datetime) -> datetime:
-        # $$.Execution.StartTime always carries "Z"; a naive time cannot be ordered against
-        # ListExecutions' aware start dates.
-        if value.tzinfo is None:
-            raise ValueError("must carry a UTC offset, e.g. 2024-01-01T00:00:00.000Z")
-        return value
-
-
-class PlannerEvent(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    input: dict[str, Any] = Field(default_factory=dict)
-    execution: ExecutionContext | None = None
-
-
 @dataclass(frozen=True)
 class RunRequest:
     """What the execution input asks for; ``tables`` None means every enabled table."""
@@ -140,24 +66,6 @@ class RunRequest:
         return self.tables is not None or bool(self.overrides)
 
 
-def _describe(err: Mapping[str, Any], where: str) -> str:
-    loc = ".".join(str(part) for part in err["loc"])
-    path = f"{where}.{loc}" if loc else where
-    kind = err["type"]
-    if kind == "extra_forbidden":
-        return f"{path}: unknown key"
-    if kind == "missing":
-        return f"{path}: required"
-    if kind == "value_error":
-        return f"{path}: {err['ctx']['error']}"
-    return f"{path}: {err['msg'][:1].lower()}{err['msg'][1:]} (got {json.dumps(err['input'], default=str)})"
-
-
-def _config_error(exc: ValidationError, where: str, fix: str) -> ConfigError:
-    problems = "; ".join(_describe(err, where) for err in exc.errors())
-    return ConfigError(f"{problems}.", fix=fix)
-
-
 def parse_event(event: Any) -> tuple[RunRequest, ExecutionContext | None]:
     """Validate the Plan state's payload; every problem is a ``ConfigError`` naming the key."""
     if not isinstance(event, Mapping):
@@ -165,15 +73,13 @@ def parse_event(event: Any) -> tuple[RunRequest, ExecutionContext | None]:
             f"planner event must be a JSON object, got {type(event).__name__}.",
             fix='invoke it as {"input": <execution input>, "execution": <$$.Execution fields>}',
         )
-    try:
-        parsed = PlannerEvent.model_validate(event)
-    except ValidationError as exc:
-        raise _config_error(
-            exc,
-            "planner event",
-            'the Plan state must pass {"input": "$", "execution": {"id", "name", "start_time", '
-            '"state_machine_arn"}} (see statemachine/); check the event file given to sam local invoke',
-        ) from None
+    parsed = read_message(
+        PlannerEvent,
+        event,
+        where="planner event",
+        fix='the Plan state must pass {"input": "$", "execution": {"id", "name", "start_time", '
+        '"state_machine_arn"}} (see statemachine/); check the event file given to sam local invoke',
+    )
     return parse_input(parsed.input), parsed.execution
 
 
@@ -189,35 +95,19 @@ def parse_input(document: Mapping[str, Any]) -> RunRequest:
             "is not a schedule.",
             fix="target the state machine from a schedule rule (detail-type 'Scheduled Event') only",
         )
-    try:
-        rerun = RerunInput.model_validate(dict(document))
-    except ValidationError as exc:
-        raise _config_error(
-            exc,
-            _INPUT,
-            f"use {{}} for every enabled table, or a rerun such as {_RERUN_EXAMPLE} "
-            "(keys: tables, overrides; per table: since or full_resync)",
-        ) from None
+    rerun = read_message(
+        RerunInput,
+        dict(document),
+        where=_INPUT,
+        fix=f"use {{}} for every enabled table, or a rerun such as {_RERUN_EXAMPLE} "
+        "(keys: tables, overrides; per table: since or full_resync)",
+    )
     return RunRequest(
         tables=tuple(rerun.tables) if rerun.tables is not None else None, overrides=dict(rerun.overrides)
     )
 
 
 # --- which tables ---------------------------------------------------------------------------
-@dataclass(frozen=True)
-class FailedTable:
-    table: str
-    error: str  # a class name of the error taxonomy
-    cause: str
-
-    @classmethod
-    def of(cls, table: str, error: SyncError) -> FailedTable:
-        return cls(table, type(error).__name__, str(error))
-
-    def to_dict(self) -> dict[str, str]:
-        return {"table": self.table, "error": self.error, "cause": self.cause}
-
-
 @dataclass(frozen=True)
 class Selection:
     tables: list[LoadedTable]  # to plan, sorted by name
@@ -390,6 +280,8 @@ def earlier_execution(own: ExecutionContext, running: Iterable[RunningExecution]
 # --- the plan -------------------------------------------------------------------------------
 @dataclass
 class Plan:
+    """The plan while the planner builds it; ``output`` turns it into the Plan state's result."""
+
     run_id: str
     started_at: str
     items: list[WorkItem] = field(default_factory=list)
@@ -401,18 +293,17 @@ class Plan:
         return self.skip_reason is not None
 
     def output(self) -> dict[str, Any]:
-        """The Plan state's result; a ``ConfigError`` when it would not fit in a state payload."""
-        document = {
-            "run_id": self.run_id,
-            "started_at": self.started_at,
-            "skip": self.skip,
-            "skip_reason": self.skip_reason,
-            "items": [
-                item.model_dump(by_alias=True, mode="json", exclude_defaults=True) for item in self.items
-            ],
-            "failed": [entry.to_dict() for entry in self.failed],
-            "tables_planned": len(self.items),
-        }
+        """The Plan state's result (``messages.PlanOutput``); a ``ConfigError`` when it would not
+        fit in a state payload."""
+        document = PlanOutput(
+            run_id=self.run_id,
+            started_at=self.started_at,
+            skip=self.skip,
+            skip_reason=self.skip_reason,
+            items=self.items,
+            failed=self.failed,
+            tables_planned=len(self.items),
+        ).model_dump(mode="json", by_alias=True)
         # json.dumps' default separators are what the Python runtime sends back: measure that.
         size = len(json.dumps(document).encode("utf-8"))
         if size > PLAN_BUDGET_BYTES:

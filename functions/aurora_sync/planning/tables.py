@@ -22,6 +22,7 @@ from ..connections import source_connection
 from ..errors import ConfigError
 from ..layout import incomplete_columns, loads
 from ..ledger import Ledger, record_layouts
+from ..messages import FailedTable
 from ..naming import SnowflakeObjects
 from ..observability import logger
 from ..schema_evolution import (
@@ -37,7 +38,7 @@ from ..settings import RuntimeSettings
 from ..source_catalog import SourceColumn, read_catalogs, read_row_estimates
 from ..source_db import source_errors
 from ..sync_modes import size_warning
-from .plan import FailedTable, Plan, RunRequest, choose_window, work_item
+from .plan import Plan, RunRequest, choose_window, work_item
 from .watermarks import read_watermarks
 
 

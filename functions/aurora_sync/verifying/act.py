@@ -21,6 +21,7 @@ from typing import Any
 from ..config import LoadedTable
 from ..errors import TerminalError
 from ..ledger import mark_merged, mark_reconciled, record_runs
+from ..messages import VerifyOutput, VerifyRequest
 from . import load_history as lh
 from .decide import (
     Action,
@@ -42,7 +43,6 @@ from .decide import (
     decide,
 )
 from .reconciliation import reconcile
-from .verify import VerifyOutput, VerifyRequest
 
 
 def verify(

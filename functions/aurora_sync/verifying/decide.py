@@ -52,9 +52,9 @@ from typing import Any, ClassVar
 
 from ..config import LoadedTable
 from ..ledger import AccountedFile, Ledger, RunRecord
+from ..messages import ExportResult, FailedExport, TableVerdict, VerifyOutput, VerifyRequest
 from ..naming import SnowflakeObjects, snowflake_column
 from ..source_snapshot import order_of_key
-from ..work import ExportResult
 from .load_history import LOADED, FileLoad, TableFiles, TaskRun, refresh_prefix
 from .reconciliation import KeySnapshot, Reconciled
 from .verify import (
@@ -67,12 +67,8 @@ from .verify import (
     MERGE_TIMEOUT,
     ROWS_QUARANTINED,
     UNACCOUNTED_FILE,
-    FailedExport,
     Limits,
     Schemas,
-    TableVerdict,
-    VerifyOutput,
-    VerifyRequest,
     summarize,
 )
 

@@ -2,7 +2,7 @@
 
 A reconciling run (``hard_deletes: reconcile``, and every run of mode ``full``) exported every
 primary key of the table in its first chunk's snapshot, as CSV files under
-``work.KEY_SNAPSHOT_PREFIX``. Per table, in the verifier's own session:
+``messages.KEY_SNAPSHOT_PREFIX``. Per table, in the verifier's own session:
 
   1. The run's key files are loaded into ``STAGING."<TARGET>_KEYS"`` with a synchronous
      ``COPY INTO`` (no pipe): the rows of these files are deleted first and FORCE reloads a file

@@ -1,0 +1,483 @@
+"""The messages between the states: every payload the state machine passes, as one model each.
+
+The flow, as ``statemachine/sync.asl.json`` wires it (CamelCase words are its states)::
+
+    execution input: {} | EventBridge schedule | RerunInput {"tables", "overrides": {name: TableOverride}}
+      │
+      ▼  Plan (planner λ) reads PlannerEvent {"input": <execution input>, "execution": ExecutionContext}
+      │                   emits PlanOutput {run_id, started_at, skip, skip_reason,
+      │                                     items: [WorkItem], failed: [FailedTable], tables_planned}
+      ▼  AnythingToDo reads $.skip
+      ▼  ExportTables: a Map over $.items, one iteration per WorkItem
+      │    ExportChunk (exporter λ) reads WorkItem, emits ExportResult;
+      │    MoreChunks reads $.export.result.status; while MORE, NextChunk hands
+      │    ExportResult.next (the next chunk's WorkItem) back to ExportChunk
+      │    ExportDone: the ExportResult          ExportFailed (its Catch): FailedExport
+      ▼  StartVerify builds the loop's state: run_id, started_at, tables: [ExportResult | FailedExport],
+      │    plan_failed: [FailedTable] (the plan's ``failed``), attempt, verification.output
+      ▼  WaitForLoads → Verify (verifier λ) reads VerifyRequest {run_id, started_at, attempt, tables,
+      │    plan_failed, previous: VerifyOutput | null}, emits VerifyOutput {…, tables: [TableVerdict],
+      │    summary: RunSummary | null}; AllSettled reads $.verification.output.done
+      ▼  Report reads $.verification.output.summary.failed_count; TablesFailed fails the execution
+         with summary.cause, which names each FailedTable and the rerun input
+
+A failed table has one shape wherever it appears (the plan's ``failed``, the verifier's
+``plan_failed``, the summary's ``failed``): ``FailedTable`` {table, error, cause}, ``error``
+being a class name of the error taxonomy or a verifier outcome's error name.
+
+The payloads are visible in the execution history and limited to 256 KB per state: they carry
+identities, windows, positions and counts, never row data or secrets. Every model forbids
+unknown keys, so a typo in a hand-written rerun input, or a field renamed on one side only,
+fails loudly; ``tests/unit/test_messages.py`` checks that every JsonPath the ASL reads is a
+field of the model the state before emits, and that the sample events in ``events/`` parse.
+A handler reads its input with ``read_message``: a payload that does not fit its model is the
+taxonomy's ``ConfigError`` naming each field and the fix.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Annotated, Any, Literal, TypeVar
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_serializer,
+    field_validator,
+    model_validator,
+)
+
+from .config import check_cursor_value, config_error
+from .errors import ConfigError, SyncError
+
+WindowSource = Literal["final", "initial_watermark", "since", "full"]
+ExportStatus = Literal["EXPORTED", "EMPTY", "MORE"]
+# How a table's changed rows are found (config ``mode``): by a cursor column, by the row
+# versions' transaction ids (``xmin``), or not at all (``full``: every row, every run).
+SyncMode = Literal["cursor", "xmin", "full"]
+# A table's state in the verifier's output: PENDING until it settles as one of the others.
+Outcome = Literal["MERGED", "NOTHING_TO_DO", "PENDING", "FAILED"]
+# The directory of key snapshots in the bucket, beside the tables' prefixes (table names start
+# with a letter, so no table's prefix can be this one); no pipe loads it.
+KEY_SNAPSHOT_PREFIX = "_aurora_sync_keys"
+
+M = TypeVar("M", bound=BaseModel)
+
+
+class _Message(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+def read_message(
+    model: type[M], document: Any, *, fix: str, where: str = "", heading: str | None = None
+) -> M:
+    """``document`` as a ``model``; a ``ConfigError`` naming each wrong field and ``fix`` otherwise
+    (``where`` and ``heading`` word it: see ``config.prose.config_error``)."""
+    try:
+        return model.model_validate(document)
+    except ValidationError as exc:
+        raise config_error(exc, fix=fix, where=where, heading=heading) from None
+
+
+# --- the planner's input ------------------------------------------------------------------------
+class TableOverride(BaseModel):
+    """A one-shot change of one table's window for this run only."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+    since: Annotated[str | int | None, AfterValidator(check_cursor_value)] = Field(
+        None, description="Export rows with cursor > since (ISO-8601 timestamp/date, or an integer)."
+    )
+    full_resync: bool = Field(False, description="Export every row of the table.")
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> TableOverride:
+        if self.since is not None and self.full_resync:
+            raise ValueError(
+                "sets both 'since' and 'full_resync'; keep 'since' to export from a point, or "
+                "'full_resync' to export every row"
+            )
+        if self.since is None and not self.full_resync:
+            raise ValueError("changes nothing; set 'since' or 'full_resync': true, or remove it")
+        return self
+
+
+class RerunInput(BaseModel):
+    """A hand-written execution input: a subset of tables and/or one-shot overrides."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+    tables: list[str] | None = Field(None, min_length=1)
+    overrides: dict[str, TableOverride] = Field(default_factory=dict)
+
+    @field_validator("tables")
+    @classmethod
+    def _unique_names(cls, value: list[str] | None) -> list[str] | None:
+        if value is None:
+            return value
+        seen: set[str] = set()
+        for name in value:
+            if name in seen:
+                raise ValueError(f"lists {json.dumps(name)} more than once; name each table once")
+            seen.add(name)
+        return value
+
+
+class ExecutionContext(BaseModel):
+    """``$$.Execution`` as the state machine's Plan state passes it."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    id: str = Field(min_length=1)
+    name: str = Field(min_length=1, max_length=80)
+    start_time: datetime
+    state_machine_arn: str = Field(min_length=1)
+
+    @field_validator("start_time")
+    @classmethod
+    def _aware(cls, value: datetime) -> datetime:
+        # $$.Execution.StartTime always carries "Z"; a naive time cannot be ordered against
+        # ListExecutions' aware start dates.
+        if value.tzinfo is None:
+            raise ValueError("must carry a UTC offset, e.g. 2024-01-01T00:00:00.000Z")
+        return value
+
+
+class PlannerEvent(BaseModel):
+    """The Plan state's payload. ``input`` is read by ``planning.plan.parse_input``: a schedule,
+    ``{}`` or a ``RerunInput``; ``execution`` is absent under ``sam local invoke``."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    input: dict[str, Any] = Field(default_factory=dict)
+    execution: ExecutionContext | None = None
+
+
+# --- a table's export -----------------------------------------------------------------------------
+class SourceTable(_Message):
+    schema_name: str = Field(alias="schema")
+    table: str
+
+
+class ExportWindow(_Message):
+    """Rows with ``cursor > watermark - lookback`` (or every row when ``watermark`` is None).
+
+    ``watermark`` is the text of a value typed like the source cursor (ISO-8601 for timestamps,
+    decimal digits for integers); the exporter casts it to the cursor's own type in SQL. In mode
+    ``xmin`` it is a 64-bit transaction id (decimal digits): rows whose version was written by a
+    transaction id at or past it. Mode ``full`` always has None.
+    """
+
+    watermark: str | None = None
+    lookback_seconds: int = Field(0, ge=0)
+    source: WindowSource = "final"
+
+
+class SourceSnapshot(_Message):
+    """What the first chunk of a table's export proves about the source (``source_snapshot``).
+
+    Numbers travel as text: ``order`` has 26 digits, more than a JSON number keeps exactly.
+    """
+
+    order: str = Field(pattern=r"^[0-9]{1,38}$")
+    source_time: str  # ISO-8601, the source clock when the snapshot was taken
+    horizon: str  # ISO-8601: every row committed after the snapshot was written by a later-started txn
+    cursor_type: str  # pg_type.typname of the cursor column
+    max_cursor: str | None = None  # MAX(cursor) in the snapshot, text typed like the cursor
+    sample_time: str | None = None  # an earlier (time, MAX(cursor)) pair, taken before the horizon
+    sample_max: str | None = None
+    future_rows: int = 0  # rows whose cursor lies beyond the source clock
+    # pg_snapshot_xmin / pg_snapshot_xmax of the snapshot (64-bit, decimal): every transaction that
+    # commits after it has an id >= xmin, so an xmin-mode run starts there; an xmax lower than a
+    # merged run's means the source went back (a restore) and the next run reads everything.
+    xmin: str | None = Field(None, pattern=r"^[0-9]{1,20}$")
+    xmax: str | None = Field(None, pattern=r"^[0-9]{1,20}$")
+
+
+class NewColumn(_Message):
+    """A source column the table config's ``columns`` leave out (schema drift), with the types
+    Snowflake would give it: the CLI renders the ALTER TABLE statements from these, so the state
+    carries names and types, never DDL."""
+
+    name: str
+    staging_type: str
+    final_type: str
+
+
+# A state must stay under 256 KB whatever the drift: a table lists at most this many new columns
+# (the exporter's warning still counts them all).
+MAX_NEW_COLUMNS = 20
+
+
+class ChunkPosition(_Message):
+    """Keyset continuation: the last (cursor, primary key) exported by the previous chunk.
+
+    ``phase`` "null_cursor" walks the rows whose cursor is NULL by primary key (full syncs only:
+    an incremental window can never select them); "cursor" walks (cursor, primary key); "key"
+    walks the primary key alone (modes xmin and full, which have no cursor).
+    """
+
+    phase: Literal["null_cursor", "cursor", "key"] = "cursor"
+    cursor: str | None = None
+    key: list[str] = Field(default_factory=list)
+    chunk: int = Field(0, ge=0)
+    # Totals of the chunks already exported in this run, so the last call reports the whole
+    # table (the verifier reconciles every file) without the state machine adding arrays.
+    rows: int = 0
+    bytes: int = 0
+    files: int = 0
+    keys: list[str] = Field(default_factory=list)
+    # The first chunk's snapshot: the run's horizon and samples (later chunks only add files).
+    snapshot: SourceSnapshot | None = None
+    quarantined: int = 0
+    quarantine_example: str | None = None
+    # The key snapshot the first chunk exported (reconciling runs only), carried to the result.
+    key_files: list[str] = Field(default_factory=list)
+    key_rows: int = 0
+    # The first chunk's schema drift, carried to the last chunk's result.
+    new_columns: list[NewColumn] = Field(default_factory=list, max_length=MAX_NEW_COLUMNS)
+
+
+class WorkItem(_Message):
+    """One table's export order, emitted by the planner and looped by the Map while MORE."""
+
+    run_id: str = Field(min_length=1, max_length=80)
+    table: str = Field(pattern=r"^[a-z][a-z0-9_]{0,62}$")
+    source: SourceTable
+    target: str | None = None  # Snowflake base name when it is not TABLE upper-cased
+    primary_key: list[str] = Field(min_length=1)
+    mode: SyncMode = "cursor"
+    cursor: str | None = None  # required in mode "cursor", absent otherwise
+    columns: list[str] | None = None
+    max_rows_per_chunk: int = Field(1_000_000, ge=1)
+    window: ExportWindow = ExportWindow()
+    position: ChunkPosition | None = None
+    # Fingerprint of the file layout the table's pipe loads (``layout.fingerprint``), which the
+    # planner made equal to what the exporter derives from the catalog: the exporter writes
+    # files in it or not at all. None (a hand-made item) exports the catalog's layout unchecked.
+    layout: str | None = Field(None, pattern=r"^[0-9a-f]{12}$")
+    # Export every primary key too, in the first chunk's snapshot, so the verifier can remove the
+    # FINAL rows the source no longer has (hard_deletes "reconcile", and every run of mode full).
+    reconcile: bool = False
+
+    @model_validator(mode="after")
+    def _cursor_fits_mode(self) -> WorkItem:
+        if (self.mode == "cursor") != (self.cursor is not None):
+            raise ValueError(f"mode {self.mode!r} {'needs' if self.mode == 'cursor' else 'takes no'} cursor")
+        return self
+
+
+class ExportResult(_Message):
+    """What the exporter did for a table in this run, all chunks so far included.
+
+    When ``status`` is MORE, ``next`` is the work item for the following chunk: the state
+    machine calls the exporter again with it until the status is EXPORTED or EMPTY.
+    """
+
+    table: str
+    run_id: str
+    status: ExportStatus
+    rows: int = 0
+    bytes: int = 0
+    files: int = 0
+    keys: list[str] = Field(default_factory=list)
+    window: ExportWindow
+    chunks: int = 0
+    next: WorkItem | None = None
+    warnings: list[str] = Field(default_factory=list)
+    # None only for results of older versions; every export since reports it.
+    snapshot: SourceSnapshot | None = None
+    # Rows of the window whose primary key is NULL or has no Snowflake value: the MERGE cannot
+    # place them, so it leaves them out and the verifier fails the table, naming one.
+    quarantined: int = 0
+    quarantine_example: str | None = None
+    # What the run was planned with: the ledger records the key FINAL is merged with, and the
+    # cursor its samples belong to (the planner refuses a later run whose config differs).
+    primary_key: list[str] | None = None
+    cursor: str | None = None
+    # The layout fingerprint the files were written in; the ledger records it with the run.
+    layout: str | None = None
+    mode: SyncMode = "cursor"
+    # Reconciling runs: the key snapshot's files (one column per primary key column, under
+    # KEY_SNAPSHOT_PREFIX) and rows, taken in ``snapshot``'s transaction (the first chunk's).
+    reconcile: bool = False
+    key_files: list[str] = Field(default_factory=list)
+    key_rows: int = 0
+    # Source columns the config's ``columns`` leave out (schema drift), as the first chunk saw them.
+    new_columns: list[NewColumn] = Field(default_factory=list, max_length=MAX_NEW_COLUMNS)
+
+
+# --- failed tables and the plan ---------------------------------------------------------------
+class FailedTable(_Message):
+    """A table that failed this run: its name, the error's class name, and the message."""
+
+    table: str
+    error: str  # a class name of the error taxonomy, or a verifier outcome's error name
+    cause: str
+
+    @classmethod
+    def of(cls, table: str, error: SyncError) -> FailedTable:
+        return cls(table=table, error=type(error).__name__, cause=str(error))
+
+
+class PlanOutput(_Message):
+    """What the planner returns: the Map's items, the tables that failed before exporting, and
+    whether the run is skipped (another execution runs, or nothing is enabled)."""
+
+    run_id: str
+    started_at: str  # ISO-8601, the execution's start: the verifier reads load history from it
+    skip: bool = False
+    skip_reason: str | None = None
+    items: list[WorkItem] = Field(default_factory=list)
+    failed: list[FailedTable] = Field(default_factory=list)
+    tables_planned: int = 0
+
+    @model_validator(mode="after")
+    def _consistent(self) -> PlanOutput:
+        if self.skip != (self.skip_reason is not None):
+            raise ValueError("skip must be true exactly when skip_reason is set")
+        if self.tables_planned != len(self.items):
+            raise ValueError(f"tables_planned is {self.tables_planned} for {len(self.items)} item(s)")
+        return self
+
+    @field_serializer("items")
+    def _compact(self, items: list[WorkItem]) -> list[dict[str, Any]]:
+        # Defaults left out: the whole plan is one state payload (see planning.plan's budget).
+        return [item.model_dump(by_alias=True, mode="json", exclude_defaults=True) for item in items]
+
+
+# --- the verifier ---------------------------------------------------------------------------------
+class ExportError(_Message):
+    """What a Catch puts in ``ResultPath``: the error's class name and Lambda's error document."""
+
+    error: str = Field(alias="Error")
+    cause: str | None = Field(None, alias="Cause")
+
+
+class FailedExport(_Message):
+    """The ExportFailed state's output: a table whose export raised (after its retries)."""
+
+    table: str
+    status: Literal["FAILED"]
+    error: ExportError
+    run_id: str | None = None
+    target: str | None = None
+
+    @property
+    def message(self) -> str:
+        """The exception's message: a Lambda failure's Cause is Lambda's JSON error document
+        (message plus stack trace); only the message belongs in reports."""
+        cause = self.error.cause or "export failed"
+        try:
+            document = json.loads(cause)
+        except ValueError:
+            return cause
+        return str(document.get("errorMessage") or cause) if isinstance(document, dict) else cause
+
+
+class TableVerdict(_Message):
+    table: str
+    target: str
+    outcome: Outcome
+    error: str | None = None
+    reason: str | None = None
+    rows_exported: int = 0
+    rows_loaded: int = 0
+    # FINAL rows the MERGE inserted or rewrote with different values (counted by their sync time).
+    rows_changed: int = 0
+    # Loaded rows that changed nothing in FINAL: the lookback's re-reads of rows FINAL holds as
+    # they are, older versions of a row superseded in the same run, soft-deleted rows removed.
+    rows_unchanged: int = 0
+    files: int = 0
+    files_loaded: int = 0
+    missing: list[str] = Field(default_factory=list)
+    refreshed_at: str | None = None
+    merge_query_id: str | None = None
+    quarantined: int = 0
+    # When the source snapshot behind FINAL was taken (the export's first chunk), and how old it
+    # is: FINAL matches the source as of then, so the lag can never be negative or run ahead.
+    source_time: str | None = None
+    freshness_lag_seconds: float | None = None
+    # Reconciling runs: the key snapshot's rows, and the FINAL rows removed because the source no
+    # longer has their key (None: no key snapshot applied).
+    key_rows: int | None = None
+    rows_deleted: int | None = None
+    # Schema drift the export saw (source columns the config's ``columns`` leave out).
+    new_columns: list[NewColumn] = Field(default_factory=list, max_length=MAX_NEW_COLUMNS)
+
+
+class RunSummary(_Message):
+    """What the Report state needs: the failed tables and the input that reruns only them."""
+
+    failed_count: int
+    failed: list[FailedTable]
+    rerun_input: dict[str, Any]
+    cause: str
+
+
+class VerifyOutput(_Message):
+    run_id: str
+    done: bool
+    # When the verifier first checked this run: the load timeout counts from here, because the
+    # exports of a big run can take longer than the timeout itself.
+    verify_started_at: str
+    tables: list[TableVerdict]
+    pending: int
+    failed: int
+    summary: RunSummary | None = None  # set once done
+    # Where the tables are (the session's database, the configured schemas), so a reader can
+    # name them in statements (the CLI's schema-drift DDL) without a Snowflake session.
+    database: str | None = None
+    staging_schema: str | None = None
+    final_schema: str | None = None
+
+
+class VerifyRequest(_Message):
+    run_id: str = Field(min_length=1)
+    started_at: datetime
+    attempt: int = 0
+    tables: list[ExportResult | FailedExport]
+    targets: dict[str, str] = Field(default_factory=dict)
+    plan_failed: list[FailedTable] = Field(default_factory=list)
+    previous: VerifyOutput | None = None
+
+
+def parse_work_item(event: Any) -> WorkItem:
+    """The exporter's input."""
+    return read_message(
+        WorkItem,
+        event,
+        heading="exporter input is not a work item",
+        fix="start the state machine with {} or {'tables': [...]}, not a hand-made exporter input",
+    )
+
+
+def parse_verify_request(event: Any) -> VerifyRequest:
+    """The Verify state's input; ``target`` may ride on each table entry (the planner's item)."""
+    if not isinstance(event, Mapping):
+        raise ConfigError("verifier input is not a JSON object.", fix="pass the Verify state's input")
+    entries = event.get("tables")
+    targets: dict[str, str] = {}
+    tables: Any = entries
+    if isinstance(entries, list):
+        tables = []
+        for entry in entries:
+            if isinstance(entry, Mapping) and isinstance(entry.get("table"), str) and entry.get("target"):
+                targets[entry["table"]] = str(entry["target"])
+            if isinstance(entry, Mapping) and entry.get("status") != "FAILED":
+                # ExportResult forbids unknown keys; the target rides beside it.
+                tables.append({k: v for k, v in entry.items() if k != "target"})
+            else:
+                tables.append(entry)
+    return read_message(
+        VerifyRequest,
+        {**event, "tables": tables, "targets": targets},
+        heading="verifier input is invalid",
+        fix="pass {run_id, started_at, attempt, tables: [export results], plan_failed, previous} "
+        "from the state machine",
+    )
