@@ -17,7 +17,14 @@ from aurora_sync.config import InvalidTable, LoadedTable, TableConfigResult
 from aurora_sync.errors import ConfigError
 from aurora_sync.planning.plan import parse_input
 
-from .cli_options import (
+from ..dry_run import describe_window, dry_run
+from ..environment import STATE_MACHINE_ARN_VARIABLE, Environment
+from ..inspect_targets import exporter_session, find_state_machine, warehouse_names
+from ..parity_report import check_parity, render
+from ..sync_status import format_lag, recent_executions, table_status
+from ..workflow.execution_input import build_input
+from ..workflow.report import drift_lines
+from .options import (
     config_source_options,
     environment,
     source_dsn_option,
@@ -25,17 +32,6 @@ from .cli_options import (
     table_names,
     warehouse_name_options,
 )
-from .dry_run import describe_window, dry_run
-from .environment import Environment
-from .inspect_targets import (
-    STATE_MACHINE_ARN_VARIABLE,
-    exporter_session,
-    find_state_machine,
-    warehouse_names,
-)
-from .parity_report import check_parity, render
-from .sync_status import format_lag, recent_executions, table_status
-from .workflow import drift_lines
 
 
 def _columns(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
@@ -72,8 +68,6 @@ def _source_label(env: Environment) -> str:
 
 # --- plan ----------------------------------------------------------------------------------------
 def cmd_plan(args: argparse.Namespace) -> int:
-    from .workflow import build_input
-
     env = environment(args)
     names = table_names(args.tables)
     configs = env.table_configs()
@@ -118,7 +112,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
 def cmd_status(args: argparse.Namespace) -> int:
     env = environment(args)
     configs = _chosen(env.table_configs(), table_names(args.tables), _source_label(env))
-    machine, note = find_state_machine(env, args.state_machine_arn, args.local_stack_name)
+    machine, note = find_state_machine(env)
     executions = recent_executions(machine, args.executions) if machine is not None else []
     warehouse = env.connect_snowflake()
     try:
