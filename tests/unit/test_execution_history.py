@@ -229,7 +229,8 @@ def test_progress_lines_follow_the_recorded_history() -> None:
         "killed Runtime.ExitError",
         "merged orders: 3 row(s) changed, 4 re-read unchanged (exported 7, loaded 7; freshness lag 1m15s)",
         "failed crash: Runtime.ExitError: export failed: Runtime exited with error",
-        "verify #1: done, 3 table(s): 1 merged or up to date, 2 failed (1 in the plan, 1 in the export or load)",
+        "verify #1: done, 3 table(s): 1 merged or up to date, 2 failed "
+        "(1 in the plan, 1 in the export or load)",
         "execution failed: TablesFailed",
     ]
 
