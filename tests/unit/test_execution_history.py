@@ -50,7 +50,7 @@ def recorded() -> History:
     item = WorkItem(
         run_id=RUN,
         table="orders",
-        source=SourceTable(schema="shop", table="orders"),
+        source=SourceTable.model_validate({"schema": "shop", "table": "orders"}),
         primary_key=["id"],
         cursor="updated_at",
     )
