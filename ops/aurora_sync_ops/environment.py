@@ -212,12 +212,17 @@ class Environment:
             return _account_ssm_client()
         return local_aws_client("ssm", aws)
 
-    def tables(self, names: Sequence[str] | None) -> list[LoadedTable]:
-        """The chosen tables (all when ``names`` is None); any invalid one is an error naming it."""
+    def config_source(self) -> str:
+        """Where the table configs come from, for messages."""
+        return self.options.config or "the config path"
+
+    def chosen_configs(self, names: Sequence[str] | None) -> list[TableConfigResult]:
+        """The configs of ``names`` (all when None), invalid ones included; an unknown name, or no
+        config at all, is an error naming what there is."""
         results = self.table_configs()
-        source = self.options.config or "the config path"
-        known = [r.name for r in results]
+        source = self.config_source()
         if names is not None:
+            known = [r.name for r in results]
             unknown = [n for n in dict.fromkeys(names) if n not in known]
             if unknown:
                 raise ConfigError(
@@ -228,7 +233,15 @@ class Environment:
             wanted = set(names)
             results = [r for r in results if r.name in wanted]
         if not results:
-            raise ConfigError(f"{source} has no table configs.", fix="add one parameter (or entry) per table")
+            raise ConfigError(
+                f"{source} has no table configs.",
+                fix="add one parameter (or entry) per table, e.g. aurora-sync config push FILE",
+            )
+        return results
+
+    def tables(self, names: Sequence[str] | None) -> list[LoadedTable]:
+        """The chosen tables (all when ``names`` is None); any invalid one is an error naming it."""
+        results = self.chosen_configs(names)
         invalid = [r for r in results if isinstance(r, InvalidTable)]
         if invalid:
             raise ConfigError("; ".join(r.message for r in invalid))

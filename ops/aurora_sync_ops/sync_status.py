@@ -143,16 +143,3 @@ def table_status(
                 break
         rows.append(row)
     return sorted(rows, key=lambda r: r.table)
-
-
-def format_lag(seconds: float | None) -> str:
-    if seconds is None:
-        return "-"
-    value = round(seconds)
-    if value < 60:
-        return f"{seconds:.1f}s"
-    if value < 3600:
-        return f"{value // 60}m{value % 60:02d}s"
-    if value < 86400:
-        return f"{value // 3600}h{value % 3600 // 60:02d}m"
-    return f"{value // 86400}d{value % 86400 // 3600:02d}h"

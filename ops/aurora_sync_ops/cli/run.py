@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Callable
 from typing import Any
 
 from ..errors import UsageError
@@ -13,7 +14,7 @@ from ..workflow.execution_input import build_input, check_name, execution_name
 from ..workflow.executions import rerun_of, run
 from ..workflow.history import RunResult
 from ..workflow.report import render
-from ..workflow.target import rerun_target, sync_target
+from ..workflow.target import Target, rerun_target, sync_target
 from .options import environment, stack_options, table_names
 
 
@@ -21,42 +22,42 @@ def _progress(line: str) -> None:
     print(line, file=sys.stderr, flush=True)
 
 
-def _finish(args: argparse.Namespace, result: RunResult) -> int:
+def cmd_sync(args: argparse.Namespace) -> int:
+    def started() -> RunResult:
+        tables = table_names(args.tables)
+        execution_input = build_input(tables, args.since, args.full)
+        name = check_name(args.name) if args.name else execution_name("sync")
+        return _run(args, sync_target(environment(args), tables), execution_input, name)
+
+    return _finish("sync", args, started)
+
+
+def cmd_rerun(args: argparse.Namespace) -> int:
+    def started() -> RunResult:
+        name = check_name(args.name) if args.name else execution_name("rerun")
+        target = rerun_target(environment(args), args.execution_arn)
+        return _run(args, target, rerun_of(target, args.execution_arn), name)
+
+    return _finish("rerun", args, started)
+
+
+def _run(args: argparse.Namespace, target: Target, execution_input: dict[str, Any], name: str) -> RunResult:
+    return run(target, execution_input, name, wait=args.wait, progress=_progress, timeout_s=args.timeout)
+
+
+def _finish(command: str, args: argparse.Namespace, started: Callable[[], RunResult]) -> int:
+    """Print the result of ``started()``; a usage error is exit status 2, as argparse's own."""
+    try:
+        result = started()
+    except UsageError as exc:
+        print(f"aurora-sync {command}: error: {exc}", file=sys.stderr)
+        return 2
     if args.json:
         print(json.dumps(result.as_dict(), indent=2, default=str))
     else:
         print(render(result))
     # Without --wait the execution has only started: success means "started".
     return result.exit_code if args.wait else 0
-
-
-def cmd_sync(args: argparse.Namespace) -> int:
-    try:
-        tables = table_names(args.tables)
-        execution_input = build_input(tables, args.since, args.full)
-        name = check_name(args.name) if args.name else execution_name("sync")
-        target = sync_target(environment(args), tables)
-        result = run(
-            target, execution_input, name, wait=args.wait, progress=_progress, timeout_s=args.timeout
-        )
-    except UsageError as exc:
-        print(f"aurora-sync sync: error: {exc}", file=sys.stderr)
-        return 2
-    return _finish(args, result)
-
-
-def cmd_rerun(args: argparse.Namespace) -> int:
-    try:
-        name = check_name(args.name) if args.name else execution_name("rerun")
-        target = rerun_target(environment(args), args.execution_arn)
-        execution_input = rerun_of(target, args.execution_arn)
-        result = run(
-            target, execution_input, name, wait=args.wait, progress=_progress, timeout_s=args.timeout
-        )
-    except UsageError as exc:
-        print(f"aurora-sync rerun: error: {exc}", file=sys.stderr)
-        return 2
-    return _finish(args, result)
 
 
 def register(commands: Any) -> None:
