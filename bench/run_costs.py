@@ -29,9 +29,12 @@ from pathlib import Path
 from typing import Any
 
 from aurora_sync.config import LoadedTable, load_table_configs
-from aurora_sync_ops import sam_template, workflow
-from aurora_sync_ops.environment import local_aws_client
+from aurora_sync_ops import sam_template
+from aurora_sync_ops.environment import CliOptions, Environment, local_aws_client
 from aurora_sync_ops.local.stack import Stack, settings_from_env
+from aurora_sync_ops.workflow.execution_input import build_input, execution_name
+from aurora_sync_ops.workflow.executions import follow, start
+from aurora_sync_ops.workflow.target import Target, local_target
 
 # Prices (us-east-1 list prices when written; pass your own): inputs to the arithmetic, not results.
 LAMBDA_ARM_GB_SECOND_USD = 0.0000133334
@@ -140,14 +143,14 @@ def exported_tables(events: Sequence[Mapping[str, Any]]) -> list[Any]:
 
 def measure(
     scenario: str,
-    target: workflow.Target,
+    target: Target,
     execution_input: Mapping[str, Any],
     log_path: Path,
     memory: Mapping[str, int],
 ) -> RunFigures:
     offset = log_path.stat().st_size
-    arn = workflow.start(target, execution_input, workflow.execution_name(f"cost-{scenario}"))
-    description, events = workflow.follow(target, arn, timeout_s=900)
+    arn = start(target, execution_input, execution_name(f"cost-{scenario}"))
+    description, events = follow(target, arn, timeout_s=900)
     with log_path.open("rb") as log:
         log.seek(offset)
         excerpt = log.read().decode("utf-8", errors="replace")
@@ -272,12 +275,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 2
-    options = workflow.TargetOptions(local=True, state_dir=args.state_dir, port_base=args.port_base)
-    target = workflow.local_target(options, {}, tables)
+    options = CliOptions(local=True, state_dir=args.state_dir, port_base=args.port_base)
+    target = local_target(Environment(options, environ={}), tables)
     log_path = Path(str(status["state_dir"])) / "logs" / "aws.log"
     memory = template_memory()
     runs = [
-        measure("backfill", target, workflow.build_input(tables, None, True), log_path, memory),
+        measure("backfill", target, build_input(tables, None, True), log_path, memory),
         measure("incremental", target, {}, log_path, memory),
     ]
     if args.json:

@@ -1,4 +1,6 @@
-"""Where the CLI acts: table configs, the source catalog, Snowflake, and the setup's names.
+"""Where the CLI acts: table configs, the source catalog, Snowflake, the setup's names, the
+state machine, and the local stack's parts. Every command resolves these here and only here
+(``aurora_sync_ops.cli.options.environment`` builds the ``Environment`` from the flags).
 
 Each value resolves on its own, first match wins: an explicit flag, then an environment
 variable, then the running local stack (``aurora-sync local status`` of the default state dir,
@@ -12,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from datetime import date, datetime, time
@@ -32,16 +35,22 @@ from aurora_sync.config import (
     parse_table_configs,
     reject_duplicate_keys,
 )
-from aurora_sync.errors import ConfigError, TransientError
+from aurora_sync.errors import ConfigError
 from aurora_sync.snowflake_tables import SnowflakeSetup
 from aurora_sync.source_db import classify_source_error
 from aurora_sync.warehouse_db import connect_warehouse
+
+from .errors import aws_call
 
 if TYPE_CHECKING:
     import psycopg2.extensions
     from snowflake.connector import SnowflakeConnection
 
+    from .local.stack import StackSettings
+
 APPLICATION = "aurora-sync-cli"
+# Names the sync state machine on AWS when no flag does.
+STATE_MACHINE_ARN_VARIABLE = "AURORA_SYNC_STATE_MACHINE_ARN"
 # The IAM role the local stack's Snowflake "assumes" to read the bucket (the SAM stack's
 # SnowflakeStorageRoleArn stands in for it on AWS).
 LOCAL_STORAGE_ROLE = "aurora-sync-snowflake-storage"
@@ -102,38 +111,79 @@ class CliOptions:
     state_dir: str | None = None
     port_base: int | None = None
     setup: Mapping[str, Any] = field(default_factory=dict)
+    # Which state machine ``sync`` starts and ``status`` reads.
+    state_machine_arn: str | None = None
+    stack_name: str | None = None
+    local_stack_name: str | None = None
 
 
 class Environment:
     def __init__(self, options: CliOptions, environ: Mapping[str, str] | None = None) -> None:
         self.options = options
         self.environ = dict(os.environ if environ is None else environ)
+        self._status: dict[str, Any] | None = None
         self._stack: dict[str, Any] | None = None
-        self._stack_read = False
         self._configs: list[TableConfigResult] | None = None
 
-    # --- the local stack -------------------------------------------------------------------
-    def _env(self, name: str) -> str | None:
+    def variable(self, name: str) -> str | None:
         """An environment variable, unless ``--local`` said to ignore them."""
         if self.options.local:
             return None
         return self.environ.get(name) or None
 
+    # --- the local stack -------------------------------------------------------------------
+    def stack_settings(self) -> StackSettings:
+        """Where the local stack lives: ``--state-dir``/``--port-base``, then its own variables."""
+        from .local.stack import settings_from_env
+
+        return settings_from_env(root=self.options.state_dir, port_base=self.options.port_base)
+
+    def stack_status(self) -> dict[str, Any]:
+        """``local status --json`` of the chosen state dir, running or not (read once)."""
+        if self._status is None:
+            from .local.stack import Stack
+
+            self._status = Stack(self.stack_settings()).status()
+        return self._status
+
     def local_stack(self) -> dict[str, Any] | None:
         """``local status --json`` of the chosen state dir when it runs, else None."""
-        if not self._stack_read:
-            from .local.stack import Stack, settings_from_env
-
-            settings = settings_from_env(root=self.options.state_dir, port_base=self.options.port_base)
-            status = Stack(settings).status()
-            self._stack = status if status.get("running") else None
-            self._stack_read = True
-            if self._stack is None and self.options.local:
+        status = self.stack_status()
+        if not status.get("running"):
+            if self.options.local:
                 raise ConfigError(
-                    f"--local: the local stack under {settings.root} is not running.",
+                    f"--local: the local stack under {self.stack_settings().root} is not running.",
                     fix=f"{_START_STACK}, or pass its --state-dir/--port-base",
                 )
-        return self._stack
+            return None
+        return status
+
+    def running_part(self, part: str) -> dict[str, Any]:
+        """The ``part`` section of the running stack's status, or an error naming how to start it."""
+        from .local.stack import StackError
+
+        status = self.stack_status()
+        section = status.get(part)
+        alive = status["services"].get(part, {}).get("alive")
+        if not status["running"] or not alive or not isinstance(section, dict):
+            # The same flags, so the command starts the stack this one looked for.
+            given = (("--state-dir", self.options.state_dir), ("--port-base", self.options.port_base))
+            flags = "".join(f" {flag} {shlex.quote(str(value))}" for flag, value in given if value)
+            raise StackError(
+                f"the local stack under {self.stack_settings().root} is not running its {part} part; "
+                f"start it with: aurora-sync local up{flags}"
+            )
+        return section
+
+    # --- the state machine -----------------------------------------------------------------
+    def state_machine_arn(self) -> str | None:
+        """``--state-machine-arn``, else AURORA_SYNC_STATE_MACHINE_ARN (unless ``--local`` or
+        ``--stack-name`` names another place); None leaves ``--stack-name`` or the local stack."""
+        if self.options.state_machine_arn:
+            return self.options.state_machine_arn
+        if self.options.stack_name:
+            return None
+        return self.variable(STATE_MACHINE_ARN_VARIABLE)
 
     def _stack_part(self, part: str) -> dict[str, Any] | None:
         stack = self.local_stack()
@@ -146,11 +196,17 @@ class Environment:
             if self.options.config:
                 self._configs = read_config_file(Path(self.options.config))
             else:
-                path = self.options.config_path or self._env("AURORA_SYNC_CONFIG_PATH") or DEFAULT_CONFIG_PATH
-                self._configs = load_table_configs(path, ssm_client=self._ssm_client(), max_age=0)
+                self._configs = load_table_configs(
+                    self.config_path(), ssm_client=self.ssm_client(), max_age=0
+                )
         return self._configs
 
-    def _ssm_client(self) -> Any:
+    def config_path(self, default: str = DEFAULT_CONFIG_PATH) -> str:
+        """The SSM path of the table configs: ``--config-path``, AURORA_SYNC_CONFIG_PATH, ``default``."""
+        return self.options.config_path or self.variable("AURORA_SYNC_CONFIG_PATH") or default
+
+    def ssm_client(self) -> Any:
+        """AWS's SSM when the shell configures AWS, else the running local stack's moto."""
         if not self.options.local and any(self.environ.get(v) for v in _AWS_ENVIRONMENT):
             return _account_ssm_client()
         aws = self._stack_part("aws")
@@ -158,12 +214,17 @@ class Environment:
             return _account_ssm_client()
         return local_aws_client("ssm", aws)
 
-    def tables(self, names: Sequence[str] | None) -> list[LoadedTable]:
-        """The chosen tables (all when ``names`` is None); any invalid one is an error naming it."""
+    def config_source(self) -> str:
+        """Where the table configs come from, for messages."""
+        return self.options.config or "the config path"
+
+    def chosen_configs(self, names: Sequence[str] | None) -> list[TableConfigResult]:
+        """The configs of ``names`` (all when None), invalid ones included; an unknown name, or no
+        config at all, is an error naming what there is."""
         results = self.table_configs()
-        source = self.options.config or "the config path"
-        known = [r.name for r in results]
+        source = self.config_source()
         if names is not None:
+            known = [r.name for r in results]
             unknown = [n for n in dict.fromkeys(names) if n not in known]
             if unknown:
                 raise ConfigError(
@@ -174,7 +235,15 @@ class Environment:
             wanted = set(names)
             results = [r for r in results if r.name in wanted]
         if not results:
-            raise ConfigError(f"{source} has no table configs.", fix="add one parameter (or entry) per table")
+            raise ConfigError(
+                f"{source} has no table configs.",
+                fix="add one parameter (or entry) per table, e.g. aurora-sync config push FILE",
+            )
+        return results
+
+    def tables(self, names: Sequence[str] | None) -> list[LoadedTable]:
+        """The chosen tables (all when ``names`` is None); any invalid one is an error naming it."""
+        results = self.chosen_configs(names)
         invalid = [r for r in results if isinstance(r, InvalidTable)]
         if invalid:
             raise ConfigError("; ".join(r.message for r in invalid))
@@ -185,7 +254,7 @@ class Environment:
         """The source DSN and where it came from, or None when nothing names one."""
         if self.options.source_dsn:
             return self.options.source_dsn, "--source-dsn"
-        if dsn := self._env("AURORA_SYNC_SOURCE_DSN"):
+        if dsn := self.variable("AURORA_SYNC_SOURCE_DSN"):
             return dsn, "AURORA_SYNC_SOURCE_DSN"
         postgres = self._stack_part("postgres")
         if postgres and postgres.get("admin_dsn"):
@@ -230,7 +299,7 @@ class Environment:
     # --- Snowflake -------------------------------------------------------------------------
     def snowflake_secret(self) -> dict[str, Any] | None:
         """What ``connect_warehouse`` takes (it holds key material: never print it), or None."""
-        if self._env("SNOWFLAKE_ACCOUNT"):
+        if self.variable("SNOWFLAKE_ACCOUNT"):
             return self._snowflake_from_environment()
         local = self._stack_part("snowflake")
         return dict(local) if local else None
@@ -239,9 +308,9 @@ class Environment:
         secret: dict[str, Any] = {
             key: self.environ[var] for key, var in _SNOWFLAKE_VARIABLES.items() if self.environ.get(var)
         }
-        secret.setdefault("database", self._setup_value("database") or "AURORA_SYNC")
+        secret.setdefault("database", self.setup_value("database") or "AURORA_SYNC")
         # Every statement is fully qualified; a schema is set because the connector needs one.
-        secret["schema"] = self._setup_value("staging_schema") or "STAGING"
+        secret["schema"] = self.setup_value("staging_schema") or "STAGING"
         key_path = self.environ.get("SNOWFLAKE_PRIVATE_KEY_PATH")
         if not secret.get("user") or not key_path:
             raise ConfigError(
@@ -270,15 +339,16 @@ class Environment:
         return connect_warehouse(secret, application=APPLICATION, login_timeout_s=15, network_timeout_s=60)
 
     # --- setup names -----------------------------------------------------------------------
-    def _setup_value(self, name: str) -> Any:
+    def setup_value(self, name: str) -> Any:
+        """A setup name (``SnowflakeSetup`` field): its flag, then its variable; None if neither."""
         if self.options.setup.get(name) is not None:
             return self.options.setup[name]
         variable = SETUP_VARIABLES.get(name)
-        return self._env(variable) if variable else None
+        return self.variable(variable) if variable else None
 
     def snowflake_setup(self) -> SnowflakeSetup:
         values: dict[str, Any] = {
-            name: value for name in SETUP_FIELDS if (value := self._setup_value(name)) is not None
+            name: value for name in SETUP_FIELDS if (value := self.setup_value(name)) is not None
         }
         missing = [name for name in ("bucket", "storage_role_arn") if name not in values]
         if missing:
@@ -414,8 +484,6 @@ def ensure_local_storage_role(aws: Mapping[str, Any]) -> str:
     On AWS the SAM stack owns this role and its trust admits only Snowflake's IAM user with the
     integration's external id; locally no Snowflake principal exists, so the account trusts it.
     """
-    from botocore.exceptions import BotoCoreError, ClientError
-
     iam = local_aws_client("iam", aws)
     bucket = aws["bucket"]
     trust = {
@@ -444,23 +512,28 @@ def ensure_local_storage_role(aws: Mapping[str, Any]) -> str:
             {"Effect": "Allow", "Action": "kms:Decrypt", "Resource": aws["kms_key_arn"]},
         ],
     }
-    try:
+    role = f"role {LOCAL_STORAGE_ROLE} in the local stack's moto at {aws['endpoint_url']}"
+    grant = "use the operator credentials `aurora-sync local status --json` reports (aws.access_key_id)"
+
+    def existing_or_created() -> str:
         try:
-            arn = str(iam.get_role(RoleName=LOCAL_STORAGE_ROLE)["Role"]["Arn"])
+            return str(iam.get_role(RoleName=LOCAL_STORAGE_ROLE)["Role"]["Arn"])
         except iam.exceptions.NoSuchEntityException:
-            arn = str(
+            return str(
                 iam.create_role(
                     RoleName=LOCAL_STORAGE_ROLE,
                     AssumeRolePolicyDocument=json.dumps(trust),
                     Description="aurora-sync local stack: Snowflake's storage integration reads the bucket",
                 )["Role"]["Arn"]
             )
-        iam.put_role_policy(
+
+    arn = aws_call(existing_or_created, call="iam:GetRole/iam:CreateRole", resource=role, grant=grant)
+    aws_call(
+        lambda: iam.put_role_policy(
             RoleName=LOCAL_STORAGE_ROLE, PolicyName="read-data-lake", PolicyDocument=json.dumps(read_bucket)
-        )
-    except (BotoCoreError, ClientError) as exc:
-        raise TransientError(
-            f"the local stack's AWS (moto) at {aws['endpoint_url']} failed on IAM ({type(exc).__name__}).",
-            fix="check `aurora-sync local status`; restart it with `aurora-sync local down` and `up`",
-        ) from None
+        ),
+        call="iam:PutRolePolicy",
+        resource=role,
+        grant=grant,
+    )
     return arn

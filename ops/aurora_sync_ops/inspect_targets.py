@@ -6,14 +6,15 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from aurora_sync.errors import ConfigError
 
-from .environment import SETUP_VARIABLES, Environment, local_aws_client
+from .environment import STATE_MACHINE_ARN_VARIABLE, Environment, local_aws_client
+from .errors import aws_call
 from .local.engine import LOCAL_STACK_NAME
 
-STATE_MACHINE_ARN_VARIABLE = "AURORA_SYNC_STATE_MACHINE_ARN"
+T = TypeVar("T")
 # The exporter's session settings (aurora_sync.source_db): window literals and exported text are
 # interpreted in UTC with ISO dates, so counts and row images here match what a run reads.
 _EXPORTER_SESSION = (
@@ -32,13 +33,8 @@ class WarehouseNames:
 
 
 def _setup_value(env: Environment, name: str) -> str | None:
-    given = env.options.setup.get(name)
-    if given is not None:
-        return str(given)
-    variable = SETUP_VARIABLES.get(name)
-    if variable is None or env.options.local:
-        return None
-    return env.environ.get(variable) or None
+    value = env.setup_value(name)
+    return None if value is None else str(value)
 
 
 def warehouse_names(env: Environment, conn: Any) -> WarehouseNames:
@@ -70,16 +66,14 @@ class StateMachine:
     where: str
 
 
-def find_state_machine(
-    env: Environment, arn: str | None, local_stack_name: str | None
-) -> tuple[StateMachine | None, str | None]:
+def find_state_machine(env: Environment) -> tuple[StateMachine | None, str | None]:
     """The sync state machine, or None and the reason (said once in the output, not an error:
     watermarks are worth showing without it)."""
-    from . import workflow
+    from .workflow.target import aws_target
 
-    explicit = arn or (None if env.options.local else env.environ.get(STATE_MACHINE_ARN_VARIABLE) or None)
+    explicit = env.state_machine_arn()
     if explicit:
-        target = workflow.aws_target(explicit, None)
+        target = aws_target(explicit, None)
         return StateMachine(target.sfn, target.state_machine_arn, target.where), None
     status = env.local_stack()
     if status is None or not status.get("aws"):
@@ -87,13 +81,13 @@ def find_state_machine(
             f"no state machine named: pass --state-machine-arn or set {STATE_MACHINE_ARN_VARIABLE} "
             "(or start the local stack)"
         )
-    name = f"{local_stack_name or LOCAL_STACK_NAME}-sync"
+    name = f"{env.options.local_stack_name or LOCAL_STACK_NAME}-sync"
     sfn = local_aws_client("stepfunctions", status["aws"])
     where = f"the local stack under {status.get('state_dir')}"
     machines: list[dict[str, Any]] = []
     kwargs: dict[str, Any] = {}
     while True:
-        page = sfn_call("listing state machines", where, lambda: sfn.list_state_machines(**kwargs))
+        page = sfn_call("states:ListStateMachines", where, lambda: sfn.list_state_machines(**kwargs))
         machines += page.get("stateMachines", [])
         if not page.get("nextToken"):
             break
@@ -107,22 +101,6 @@ def find_state_machine(
     return StateMachine(sfn, str(found["stateMachineArn"]), where), None
 
 
-def sfn_call(action: str, where: str, call: Callable[[], Any]) -> Any:
-    from botocore.exceptions import BotoCoreError, ClientError
-
-    from .workflow import WorkflowError
-
-    try:
-        return call()
-    except ClientError as exc:
-        code = exc.response.get("Error", {}).get("Code", "Error")
-        raise WorkflowError(
-            f"{action} on {where} failed ({code}).",
-            fix="check the AWS credentials and region; they need states:ListStateMachines, "
-            "states:ListExecutions, states:DescribeExecution and states:GetExecutionHistory",
-        ) from None
-    except BotoCoreError as exc:
-        raise WorkflowError(
-            f"{action} on {where} failed ({type(exc).__name__}).",
-            fix="check the endpoint and network (for the local stack: aurora-sync local status)",
-        ) from None
+def sfn_call(call: str, where: str, action: Callable[[], T]) -> T:
+    """One read-only Step Functions call (``call`` is its IAM action) on the state machine's side."""
+    return aws_call(action, call=call, resource=where)

@@ -5,7 +5,7 @@ statement for all tables, as the planner reads it): what really arrived, not wha
 In mode xmin it is a transaction id; mode full has none. ``reconciles_next`` says whether the next
 run exports the keys and removes the rows the source deleted (``hard_deletes: reconcile``).
 Freshness lag is now minus the source time of the snapshot FINAL matches. Executions come from Step Functions,
-newest first, each read back through its history (``workflow.collect``) so a table's last
+newest first, each read back through its history (``workflow.history.collect``) so a table's last
 outcome is what the verifier reported for it.
 """
 
@@ -73,21 +73,21 @@ def _iso(value: Any) -> str | None:
 
 def recent_executions(machine: StateMachine, limit: int) -> list[Execution]:
     """The last ``limit`` executions, newest first, with each table's outcome."""
-    from . import workflow
+    from .workflow.executions import describe, history
+    from .workflow.history import collect
+    from .workflow.target import Target
 
     page = sfn_call(
-        "listing executions",
+        "states:ListExecutions",
         machine.where,
         lambda: machine.sfn.list_executions(stateMachineArn=machine.arn, maxResults=limit),
     )
     listed = sorted(page.get("executions", []), key=lambda e: e["startDate"], reverse=True)[:limit]
     executions = []
     for item in listed:
-        target = workflow.Target(
-            sfn=machine.sfn, state_machine_arn=machine.arn, where=machine.where, poll_s=0
-        )
-        description = workflow.describe(target, item["executionArn"])
-        result = workflow.collect(description, workflow.history(target, item["executionArn"]))
+        target = Target(sfn=machine.sfn, state_machine_arn=machine.arn, where=machine.where, poll_s=0)
+        description = describe(target, item["executionArn"])
+        result = collect(description, history(target, item["executionArn"]))
         executions.append(
             Execution(
                 name=str(item["name"]),
@@ -143,16 +143,3 @@ def table_status(
                 break
         rows.append(row)
     return sorted(rows, key=lambda r: r.table)
-
-
-def format_lag(seconds: float | None) -> str:
-    if seconds is None:
-        return "-"
-    value = round(seconds)
-    if value < 60:
-        return f"{seconds:.1f}s"
-    if value < 3600:
-        return f"{value // 60}m{value % 60:02d}s"
-    if value < 86400:
-        return f"{value // 3600}h{value % 3600 // 60:02d}m"
-    return f"{value // 86400}d{value % 86400 // 3600:02d}h"

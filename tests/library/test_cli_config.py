@@ -15,18 +15,12 @@ from typing import Any
 
 import psycopg2
 import pytest
+from cli_run import run
 from psycopg2 import sql
 
-from aurora_sync_ops import cli
 from aurora_sync_ops.config_check import cursor_recipe
 from aurora_sync_ops.environment import local_aws_client
 from aurora_sync_ops.local.stack import Stack
-
-
-def run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
-    code = cli.main(list(args))
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def stack_flags(local_stack: Stack) -> list[str]:

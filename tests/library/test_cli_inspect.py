@@ -21,13 +21,13 @@ import psycopg2
 import pytest
 import requests
 import snowflake.connector
+from cli_run import run
 from psycopg2 import sql
 
 from aurora_sync.config import TableConfig, put_table_config
 from aurora_sync.snowflake_objects import table_spec
 from aurora_sync.snowflake_tables import SnowflakeSetup, render_table
 from aurora_sync.source_catalog import read_columns
-from aurora_sync_ops import cli
 from aurora_sync_ops.environment import local_aws_client
 from aurora_sync_ops.local.engine import LocalEngine
 from aurora_sync_ops.local.stack import Stack
@@ -48,12 +48,6 @@ class World:
     warehouse: Any
     setup: SnowflakeSetup
     execution: str
-
-
-def run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
-    code = cli.main(list(args))
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 @pytest.fixture(scope="module")

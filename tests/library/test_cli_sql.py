@@ -13,12 +13,12 @@ from typing import Any
 
 import psycopg2
 import pytest
+from cli_run import run
 from psycopg2 import errors as pg_errors
 from psycopg2 import sql
 
 from aurora_sync.source_catalog import read_columns
 from aurora_sync.typemap import map_column
-from aurora_sync_ops import cli
 from aurora_sync_ops.local.stack import Stack
 
 CLI = str(Path(sys.executable).with_name("aurora-sync"))
@@ -44,12 +44,6 @@ def stack_flags(local_stack: Stack) -> list[str]:
     # --local: a developer's SNOWFLAKE_*/AWS_* variables must not redirect the test.
     settings = local_stack.settings
     return ["--local", "--state-dir", str(settings.root), "--port-base", str(settings.ports.postgres)]
-
-
-def run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
-    code = cli.main(list(args))
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 @pytest.fixture(scope="module")

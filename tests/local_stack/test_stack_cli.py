@@ -254,7 +254,7 @@ def test_local_sql_interactive_runs_each_statement_at_its_semicolon(stack: dict[
 
     import snowflake.connector
 
-    from aurora_sync_ops.cli_local import interactive
+    from aurora_sync_ops.cli.local import interactive
 
     lines = iter(["SELECT 1", "  AS A;", "SELECT NOPE;", "SELECT 2 AS B;"])
 
@@ -280,7 +280,7 @@ def test_local_psql_runs_on_the_source_database_without_the_password_in_argv(
 ) -> None:
     import argparse
 
-    from aurora_sync_ops.cli_local import psql_command
+    from aurora_sync_ops.cli.local import psql_command
 
     query = "SELECT current_user || '@' || current_database() AS who"
     admin = run_cli("local", "psql", "-c", query, *stack_args(local_stack)).stdout

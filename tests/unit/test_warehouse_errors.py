@@ -15,7 +15,8 @@ from aurora_sync.errors import (
 from aurora_sync.warehouse_db import (
     classify_warehouse_error,
 )
-from aurora_sync_ops.cli import build_parser, cmd_sql_snowflake
+from aurora_sync_ops.cli import build_parser
+from aurora_sync_ops.cli.sql import cmd_sql_snowflake
 
 
 @pytest.mark.parametrize(

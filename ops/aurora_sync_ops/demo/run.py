@@ -20,14 +20,18 @@ from aurora_sync.snowflake_objects import TableSpec, table_spec
 from aurora_sync.snowflake_tables import SnowflakeSetup, render_drop_table, render_table
 from aurora_sync.source_catalog import read_columns
 
-from .. import workflow
 from ..config_publish import apply_push, plan_push, read_parameters
-from ..environment import local_aws_client
+from ..environment import CliOptions, Environment, local_aws_client
 from ..local.component import StackSettings
 from ..local.stack import Stack, settings_from_env
 from ..local.wiring import connect_bucket_to_snowpipe
 from ..parity import ParityResult, compare
 from ..snowflake_sql import render_setup
+from ..workflow.execution_input import execution_name
+from ..workflow.executions import follow, start
+from ..workflow.history import RunResult, collect
+from ..workflow.progress import Progress
+from ..workflow.target import Target, local_target
 from . import dataset
 
 Say = Callable[[str], None]
@@ -35,7 +39,7 @@ Say = Callable[[str], None]
 
 @dataclass
 class DemoResult:
-    runs: list[tuple[str, workflow.RunResult, list[dict[str, Any]]]]
+    runs: list[tuple[str, RunResult, list[dict[str, Any]]]]
     parity: list[ParityResult]
     rows: int
     seconds: float
@@ -119,17 +123,13 @@ def _apply_snowflake(say: Say, warehouse: Any, setup: SnowflakeSetup, specs: dic
     say(f"      {len(statements)} statements applied to database {setup.database}")
 
 
-def _sync(
-    say: Say, target: workflow.Target, label: str, step: int
-) -> tuple[str, workflow.RunResult, list[Any]]:
+def _sync(say: Say, target: Target, label: str, step: int) -> tuple[str, RunResult, list[Any]]:
     _step(say, step, label)
-    name = workflow.execution_name("demo")
-    arn = workflow.start(target, {}, name)
+    name = execution_name("demo")
+    arn = start(target, {}, name)
     say(f"      execution {name}")
-    description, events = workflow.follow(
-        target, arn, on_event=workflow.Progress(lambda line: say(f"      {line}"))
-    )
-    result = workflow.collect(description, events)
+    description, events = follow(target, arn, on_event=Progress(lambda line: say(f"      {line}")))
+    result = collect(description, events)
     say(f"      {result.status}: {path_through_states(events)}")
     return label, result, events
 
@@ -187,8 +187,9 @@ def run_demo(say: Say, settings: StackSettings | None = None) -> DemoResult:
         connect_bucket_to_snowpipe(status)
         say(f"      bucket {aws['bucket']} now notifies Snowpipe's queue (the template's SnowpipeSqsArn)")
 
-        options = workflow.TargetOptions(state_dir=str(settings.root), port_base=settings.ports.postgres)
-        target = workflow.local_target(options, {}, None)
+        # No environment variables: the demo always runs on the stack it started.
+        options = CliOptions(state_dir=str(settings.root), port_base=settings.ports.postgres)
+        target = local_target(Environment(options, environ={}), None)
         runs = [_sync(say, target, "full sync through the state machine (backfill)", 5)]
 
         _step(say, 6, "a burst of changes, and a transaction that stays open across the next sync")

@@ -13,11 +13,18 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-from aurora_sync.config import InvalidTable, LoadedTable, TableConfigResult
+from aurora_sync.config import InvalidTable, LoadedTable
 from aurora_sync.errors import ConfigError
 from aurora_sync.planning.plan import parse_input
 
-from .cli_options import (
+from ..dry_run import describe_window, dry_run
+from ..environment import STATE_MACHINE_ARN_VARIABLE
+from ..inspect_targets import exporter_session, find_state_machine, warehouse_names
+from ..parity_report import check_parity, render
+from ..sync_status import recent_executions, table_status
+from ..workflow.execution_input import build_input
+from ..workflow.report import drift_lines, lag_text
+from .options import (
     config_source_options,
     environment,
     source_dsn_option,
@@ -25,17 +32,6 @@ from .cli_options import (
     table_names,
     warehouse_name_options,
 )
-from .dry_run import describe_window, dry_run
-from .environment import Environment
-from .inspect_targets import (
-    STATE_MACHINE_ARN_VARIABLE,
-    exporter_session,
-    find_state_machine,
-    warehouse_names,
-)
-from .parity_report import check_parity, render
-from .sync_status import format_lag, recent_executions, table_status
-from .workflow import drift_lines
 
 
 def _columns(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
@@ -46,38 +42,12 @@ def _columns(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]
     ]
 
 
-def _chosen(
-    configs: Sequence[TableConfigResult], names: list[str] | None, source: str
-) -> list[TableConfigResult]:
-    known = [c.name for c in configs]
-    if names is None:
-        if not configs:
-            raise ConfigError(
-                f"{source} has no table configs.", fix="push some first: aurora-sync config push FILE"
-            )
-        return list(configs)
-    unknown = [n for n in dict.fromkeys(names) if n not in known]
-    if unknown:
-        raise ConfigError(
-            f"unknown table(s) {', '.join(unknown)} in --tables; {source} has: "
-            f"{', '.join(known) if known else '(no tables)'}.",
-            fix="use names from that list",
-        )
-    return [c for c in configs if c.name in set(names)]
-
-
-def _source_label(env: Environment) -> str:
-    return env.options.config or "the config path"
-
-
 # --- plan ----------------------------------------------------------------------------------------
 def cmd_plan(args: argparse.Namespace) -> int:
-    from .workflow import build_input
-
     env = environment(args)
     names = table_names(args.tables)
+    env.chosen_configs(names)  # unknown names are refused; the dry run plans like the planner, from all
     configs = env.table_configs()
-    _chosen(configs, names, _source_label(env))
     request = parse_input(build_input(names, args.since, args.full))
     warehouse = env.connect_snowflake()
     try:
@@ -117,8 +87,8 @@ def cmd_plan(args: argparse.Namespace) -> int:
 # --- status --------------------------------------------------------------------------------------
 def cmd_status(args: argparse.Namespace) -> int:
     env = environment(args)
-    configs = _chosen(env.table_configs(), table_names(args.tables), _source_label(env))
-    machine, note = find_state_machine(env, args.state_machine_arn, args.local_stack_name)
+    configs = env.chosen_configs(table_names(args.tables))
+    machine, note = find_state_machine(env)
     executions = recent_executions(machine, args.executions) if machine is not None else []
     warehouse = env.connect_snowflake()
     try:
@@ -154,7 +124,7 @@ def cmd_status(args: argparse.Namespace) -> int:
                 "-" if r.enabled is None else ("yes" if r.enabled else "no"),
                 r.mode or "-",
                 (r.watermark or "-") if r.synced else ("error" if r.error else "never"),
-                format_lag(r.freshness_lag_seconds),
+                lag_text(r.freshness_lag_seconds),
                 "removes deletes" if r.reconciles_next else "-",
                 r.last_outcome or "-",
                 r.last_execution or "-",
@@ -189,7 +159,7 @@ def cmd_parity(args: argparse.Namespace) -> int:
         raise ValueError("--limit must be at least 1 (the number of differing keys listed per kind)")
     env = environment(args)
     names = table_names(args.tables)
-    chosen = _chosen(env.table_configs(), names, _source_label(env))
+    chosen = env.chosen_configs(names)
     invalid = [c for c in chosen if isinstance(c, InvalidTable)]
     if invalid:
         raise ConfigError("; ".join(c.message for c in invalid))

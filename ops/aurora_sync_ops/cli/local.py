@@ -1,4 +1,5 @@
-"""``aurora-sync local sql`` and ``aurora-sync local psql``: a shell on each database of the stack.
+"""``aurora-sync local``: start, stop and inspect the embedded local stack (``up``, ``down``,
+``status``), and a shell on each of its databases (``sql``, ``psql``).
 
 ``local sql`` runs Snowflake SQL on the local emulator with the connection ``local status
 --json`` reports (``-c``, ``--file``, piped input, or a small interactive shell) and prints each
@@ -9,35 +10,89 @@ password in the environment rather than on the command line.
 from __future__ import annotations
 
 import argparse
+import json
 import os
-import shlex
 import shutil
 import sys
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
-from .local.stack import Stack, StackError, settings_from_env
+from ..local.stack import READY_FOR_TABLES, START_ORDER, Stack, StackError
+from .options import environment, state_dir_options
 
 PROMPT = "snowflake> "
 CONTINUATION = "       ...> "
 
 
-def running_part(args: argparse.Namespace, part: str) -> dict[str, Any]:
-    """The ``part`` section of the running stack's status, or an error naming how to start it."""
-    settings = settings_from_env(root=args.state_dir, port_base=args.port_base)
-    status = Stack(settings).status()
-    section = status.get(part)
-    alive = status["services"].get(part, {}).get("alive")
-    if not status["running"] or not alive or not isinstance(section, dict):
-        # The same flags, so the command starts the stack this one looked for.
-        given = (("--state-dir", args.state_dir), ("--port-base", args.port_base))
-        flags = "".join(f" {flag} {shlex.quote(str(value))}" for flag, value in given if value)
-        raise StackError(
-            f"the local stack under {settings.root} is not running its {part} part; "
-            f"start it with: aurora-sync local up{flags}"
-        )
-    return section
+# --- local up / down / status ----------------------------------------------------------------
+def _stack(args: argparse.Namespace, progress: bool = True) -> Stack:
+    return Stack(
+        environment(args).stack_settings(),
+        progress=(lambda line: print(line, flush=True)) if progress else None,
+    )
+
+
+def _print_endpoints(status: dict[str, Any]) -> None:
+    pg, aws, sf, vault = (status.get(k, {}) for k in ("postgres", "aws", "snowflake", "vault"))
+    lines = [
+        ("PostgreSQL (Aurora)", pg.get("dsn_redacted") or pg.get("dsn", "-")),
+        ("AWS (moto)", aws.get("endpoint_url", "-")),
+        (
+            "Snowflake (fakesnow)",
+            f"{sf.get('protocol', 'http')}://{sf.get('host', '-')}:{sf.get('port', '-')}",
+        ),
+        ("Vault (IAM login gateway)", vault.get("addr", "-")),
+    ]
+    width = max(len(label) for label, _ in lines)
+    for label, value in lines:
+        print(f"  {label:<{width}}  {value}")
+    print(f"  state and logs under {status.get('state_dir')}; full details: aurora-sync local status --json")
+
+
+def cmd_local_up(args: argparse.Namespace) -> int:
+    stack = _stack(args)
+    only = args.only.split(",") if args.only else None
+    status = stack.up(only=only)
+    print("local stack is up:")
+    _print_endpoints(status)
+    _print_readiness(status)
+    return 0
+
+
+def cmd_local_down(args: argparse.Namespace) -> int:
+    stopped = _stack(args).down()
+    print("stopped: " + ", ".join(stopped) if stopped else "nothing was running")
+    return 0
+
+
+def cmd_local_status(args: argparse.Namespace) -> int:
+    status = _stack(args, progress=False).status()
+    if args.json:
+        print(json.dumps(status, sort_keys=True, default=str))
+        return 0
+    for name in START_ORDER:
+        state = status["services"][name]
+        mark = "up  " if state["alive"] else "down"
+        pid = state["pid"] or "-"
+        print(f"  {mark} {name:<10} port {state['port']:<6} pid {pid}")
+    if status["running"]:
+        _print_endpoints(status)
+        _print_readiness(status)
+    return 0 if status["running"] else 3
+
+
+def _print_readiness(status: dict[str, Any]) -> None:
+    ready = status.get(READY_FOR_TABLES)
+    if not ready or not status["services"]["snowflake"]["alive"]:
+        return
+    print(
+        f"  ready for your tables: Snowflake database {ready['database']} set up "
+        f"(schemas {ready['staging_schema']}, {ready['final_schema']}; {ready['setup_statements']} "
+        f"setup statements applied), bucket {ready['bucket']} notifies Snowpipe's queue "
+        f"{ready['snowpipe_queue_arn']}"
+    )
+    print("  SQL shells: aurora-sync local sql (Snowflake), aurora-sync local psql (PostgreSQL)")
 
 
 # --- local sql -----------------------------------------------------------------------------------
@@ -117,7 +172,7 @@ def cmd_local_sql(args: argparse.Namespace) -> int:
 
     if args.command and args.file:
         raise ValueError("-c and --file both give the statements: pass one of them")
-    connect_kwargs = running_part(args, "snowflake")
+    connect_kwargs = environment(args).running_part("snowflake")
     script: str | None = args.command
     if args.file:
         try:
@@ -175,12 +230,34 @@ def psql_command(postgres: dict[str, Any], args: argparse.Namespace) -> tuple[li
 
 
 def cmd_local_psql(args: argparse.Namespace) -> int:
-    argv, environ = psql_command(running_part(args, "postgres"), args)
+    argv, environ = psql_command(environment(args).running_part("postgres"), args)
     sys.stdout.flush()
     os.execve(argv[0], argv, environ)  # noqa: S606 - the stack's own psql, argv built above
 
 
-def register(local_commands: Any, stack_options: Callable[[argparse.ArgumentParser], None]) -> None:
+def register(commands: Any) -> None:
+    """Add the ``local`` group to the CLI's subparsers."""
+    local = commands.add_parser("local", help="start, stop and inspect the embedded local stack")
+    local_commands = local.add_subparsers(dest="local_command", required=True, metavar="ACTION")
+
+    up = local_commands.add_parser(
+        "up", help="start every part in the background and wait until each answers"
+    )
+    state_dir_options(up)
+    up.add_argument(
+        "--only", help=f"comma-separated parts (with their dependencies): {','.join(START_ORDER)}"
+    )
+    up.set_defaults(func=cmd_local_up)
+
+    down = local_commands.add_parser("down", help="stop every process the stack started (by pid)")
+    state_dir_options(down)
+    down.set_defaults(func=cmd_local_down)
+
+    status = local_commands.add_parser("status", help="what runs where; --json for tools and tests")
+    state_dir_options(status)
+    status.add_argument("--json", action="store_true", help="print exactly one JSON object")
+    status.set_defaults(func=cmd_local_status)
+
     sql = local_commands.add_parser(
         "sql",
         help="run SQL on the local Snowflake: -c, --file, piped input, or an interactive shell",
@@ -188,7 +265,7 @@ def register(local_commands: Any, stack_options: Callable[[argparse.ArgumentPars
         "AURORA_SYNC; name tables as FINAL.<TARGET> or STAGING.<TARGET>) and prints each result as a "
         "table. Without -c/--file and on a terminal it reads statements ending with ';'.",
     )
-    stack_options(sql)
+    state_dir_options(sql)
     sql.add_argument("-c", "--command", metavar="SQL", help="statements to run, separated by ';'")
     sql.add_argument("-f", "--file", metavar="FILE", help="a file of statements separated by ';'")
     sql.set_defaults(func=cmd_local_sql)
@@ -200,7 +277,7 @@ def register(local_commands: Any, stack_options: Callable[[argparse.ArgumentPars
         "tables go; psql reads piped input too, e.g. `aurora-sync sql aurora | aurora-sync local psql`. "
         "Stops at the first error (ON_ERROR_STOP).",
     )
-    stack_options(psql)
+    state_dir_options(psql)
     psql.add_argument(
         "-c", "--command", action="append", metavar="SQL", help="run this and exit (repeatable)"
     )

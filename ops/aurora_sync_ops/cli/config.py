@@ -17,16 +17,8 @@ from aurora_sync.config import LoadedTable, TableConfigResult
 from aurora_sync.errors import ConfigError
 from aurora_sync.source_db import source_errors
 
-from .cli_options import (
-    config_path,
-    config_path_option,
-    environment,
-    source_dsn_option,
-    ssm_client,
-    stack_options,
-)
-from .config_check import Finding, catalog_findings, config_findings
-from .config_publish import (
+from ..config_check import Finding, catalog_findings, config_findings
+from ..config_publish import (
     apply_push,
     invalid_parameters,
     plan_push,
@@ -34,8 +26,9 @@ from .config_publish import (
     read_parameters,
     render_pulled,
 )
-from .environment import Environment, read_config_file
-from .rekey import explain, same_key
+from ..environment import Environment, read_config_file
+from ..rekey import explain, same_key
+from .options import config_path_option, environment, source_dsn_option, stack_options
 
 _SEVERITY_ORDER = {"error": 0, "warning": 1}
 
@@ -125,13 +118,13 @@ def cmd_config_push(args: argparse.Namespace) -> int:
         return 1
     wanted = [r for r in results if isinstance(r, LoadedTable)]
     env = environment(args)
-    ssm_path = config_path(env)
+    ssm_path = env.config_path()
     if args.prune and not wanted:
         raise ConfigError(
             f"{path} has no tables, so --prune would delete every table config under {ssm_path}.",
             fix="delete parameters one by one (aws ssm delete-parameter) if that is really meant",
         )
-    ssm = ssm_client(env)
+    ssm = env.ssm_client()
     existing = read_parameters(ssm_path, ssm)
     rekeyed = _key_changes(wanted, existing)
     if rekeyed and not args.rekey:
@@ -197,8 +190,8 @@ def _key_changes(
 
 def cmd_config_pull(args: argparse.Namespace) -> int:
     env = environment(args)
-    ssm_path = config_path(env)
-    results = read_parameters(ssm_path, ssm_client(env))
+    ssm_path = env.config_path()
+    results = read_parameters(ssm_path, env.ssm_client())
     fmt: Literal["yaml", "json"] = "json" if args.json or args.format == "json" else "yaml"
     print(render_pulled(pulled_document(results), ssm_path, fmt), end="")
     skipped = invalid_parameters(results)

@@ -1,0 +1,150 @@
+"""One execution on Step Functions: start it, describe it, read its history, follow it until it
+ends; and the flows of ``aurora-sync sync`` (``run``) and ``rerun`` (``rerun_of``)."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from aurora_sync.aws_errors import aws_error_code
+
+from ..errors import UsageError, WorkflowError, aws_call, aws_failure
+from .history import TERMINAL, RunResult, collect
+from .progress import Progress
+from .target import Target
+
+
+def start(target: Target, execution_input: Mapping[str, Any], name: str) -> str:
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    try:
+        response = target.sfn.start_execution(
+            stateMachineArn=target.state_machine_arn, name=name, input=json.dumps(execution_input)
+        )
+    except (BotoCoreError, ClientError) as exc:
+        code = aws_error_code(exc)
+        if code == "ExecutionAlreadyExists":
+            raise UsageError(
+                f"an execution named {name!r} already exists on {target.state_machine_arn}.",
+                fix="choose another --name (names stay taken for 90 days), or leave it out",
+            ) from None
+        if code == "StateMachineDoesNotExist":
+            raise WorkflowError(
+                f"state machine {target.state_machine_arn} does not exist on {target.where}.",
+                fix="check the ARN (or AURORA_SYNC_STATE_MACHINE_ARN), its region, and that the stack is "
+                "deployed",
+            ) from None
+        raise aws_failure(
+            exc, call="states:StartExecution", resource=f"{target.state_machine_arn} on {target.where}"
+        ) from None
+    return str(response["executionArn"])
+
+
+def describe(target: Target, execution_arn: str) -> dict[str, Any]:
+    return describe_on(target.sfn, target.where, execution_arn)
+
+
+def describe_on(sfn: Any, where: str, execution_arn: str) -> dict[str, Any]:
+    """DescribeExecution with a plain message for an execution that is not (or no longer) there."""
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    try:
+        description: dict[str, Any] = sfn.describe_execution(executionArn=execution_arn)
+    except (BotoCoreError, ClientError) as exc:
+        if aws_error_code(exc) == "ExecutionDoesNotExist":
+            raise WorkflowError(
+                f"execution {execution_arn} does not exist on {where}.",
+                fix="check the ARN; executions are kept 90 days after they end (a restarted local "
+                "stack starts empty)",
+            ) from None
+        raise aws_failure(
+            exc, call="states:DescribeExecution", resource=f"{execution_arn} on {where}"
+        ) from None
+    return description
+
+
+def history(target: Target, execution_arn: str) -> list[dict[str, Any]]:
+    """Every event of the execution, oldest first (all pages)."""
+    events: list[dict[str, Any]] = []
+    kwargs: dict[str, Any] = {"executionArn": execution_arn, "maxResults": 1000}
+    while True:
+        page = aws_call(
+            lambda: target.sfn.get_execution_history(**kwargs),
+            call="states:GetExecutionHistory",
+            resource=f"{execution_arn} on {target.where}",
+        )
+        events += page["events"]
+        if not page.get("nextToken"):
+            return events
+        kwargs["nextToken"] = page["nextToken"]
+
+
+def follow(
+    target: Target,
+    execution_arn: str,
+    *,
+    on_event: Callable[[dict[str, Any]], None] | None = None,
+    timeout_s: float | None = None,
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """Poll until the execution ends; returns (DescribeExecution, the whole history)."""
+    deadline = None if timeout_s is None else time.monotonic() + timeout_s
+    seen = 0
+    while True:
+        # Describe first: a terminal status read before the history means the history is complete.
+        description = describe(target, execution_arn)
+        events = history(target, execution_arn)
+        for event in events[seen:]:
+            if on_event is not None:
+                on_event(event)
+        seen = len(events)
+        if description["status"] in TERMINAL:
+            return description, events
+        if deadline is not None and time.monotonic() > deadline:
+            raise WorkflowError(
+                f"execution {execution_arn} is still {description['status']} after {timeout_s:.0f}s; "
+                "it goes on without this command.",
+                fix="follow it in the Step Functions console, or raise --timeout",
+            )
+        time.sleep(target.poll_s)
+
+
+def run(
+    target: Target,
+    execution_input: Mapping[str, Any],
+    name: str,
+    *,
+    wait: bool,
+    progress: Callable[[str], None],
+    timeout_s: float | None = None,
+) -> RunResult:
+    """Start a named execution; when waiting, follow it with progress lines and collect the results."""
+    arn = start(target, execution_input, name)
+    progress(f"started {arn} on {target.where} with input {json.dumps(execution_input)}")
+    if not wait:
+        return collect(describe(target, arn), [])
+    try:
+        description, events = follow(target, arn, on_event=Progress(progress), timeout_s=timeout_s)
+    except KeyboardInterrupt:
+        progress(f"stopped following; execution {arn} goes on")
+        raise
+    return collect(description, events)
+
+
+def rerun_of(target: Target, execution_arn: str) -> dict[str, Any]:
+    """The input that reruns an ended execution's failed tables, or a one-line refusal."""
+    description = describe(target, execution_arn)
+    if description["status"] not in TERMINAL:
+        raise WorkflowError(
+            f"execution {execution_arn} is still {description['status']}; there is nothing to rerun yet.",
+            fix="wait until it ends (or stop it), then rerun",
+        )
+    result = collect(description, history(target, execution_arn))
+    if result.rerun_input is None:
+        reason = f"was skipped ({result.skip_reason})" if result.skipped else "had no failed tables"
+        raise WorkflowError(
+            f"execution {execution_arn} {result.status} and {reason}: nothing to rerun.",
+            fix="start a new run with aurora-sync sync",
+        )
+    return result.rerun_input

@@ -1,0 +1,274 @@
+"""Reading an execution's history without a server: a history built from the state contract's own
+models (what Step Functions records as each state's output), read into per-table results, the
+rerun input, the live progress lines and the final report."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from aurora_sync.messages import (
+    ExportResult,
+    ExportWindow,
+    FailedTable,
+    NewColumn,
+    RunSummary,
+    SourceTable,
+    TableVerdict,
+    VerifyOutput,
+    WorkItem,
+)
+from aurora_sync_ops.workflow.history import collect
+from aurora_sync_ops.workflow.progress import Progress
+from aurora_sync_ops.workflow.report import render
+
+ARN = "arn:aws:states:us-east-1:123456789012:execution:aurora-sync-sync:sync-1"
+RUN = "sync-1"
+# A Lambda crash: the runtime's cause is plain text, not the JSON error document.
+CRASH = "RequestId: 1f2e Error: Runtime exited with error: signal: killed\nRuntime.ExitError"
+
+
+def _dump(model: Any) -> Any:
+    return model.model_dump(mode="json", by_alias=True)
+
+
+class History:
+    """Events as GetExecutionHistory returns them (ids, previous ids, ...EventDetails)."""
+
+    def __init__(self) -> None:
+        self.events: list[dict[str, Any]] = []
+
+    def add(self, kind: str, details: dict[str, Any]) -> None:
+        key = kind[0].lower() + kind[1:] + "EventDetails"
+        self.events.append(
+            {"id": len(self.events) + 1, "previousEventId": len(self.events), "type": kind, key: details}
+        )
+
+    def exited(self, state: str, output: Any) -> None:
+        kind = "TaskStateExited" if state in ("Plan", "ExportChunk", "Verify") else "PassStateExited"
+        self.add(kind, {"name": state, "output": json.dumps(output)})
+
+
+def _export(table: str, **fields: Any) -> ExportResult:
+    return ExportResult(table=table, run_id=RUN, window=ExportWindow(), **fields)
+
+
+def recorded() -> History:
+    item = WorkItem(
+        run_id=RUN,
+        table="orders",
+        source=SourceTable.model_validate({"schema": "shop", "table": "orders"}),
+        primary_key=["id"],
+        cursor="updated_at",
+    )
+    crash_item = item.model_copy(update={"table": "crash"})
+    history = History()
+    history.exited(
+        "Plan",
+        {
+            "run_id": RUN,
+            "started_at": "2026-01-01T00:00:00.000+00:00",
+            "skip": False,
+            "skip_reason": None,
+            "items": [
+                item.model_dump(by_alias=True, mode="json", exclude_defaults=True),
+                crash_item.model_dump(by_alias=True, mode="json", exclude_defaults=True),
+            ],
+            "failed": [
+                _dump(FailedTable(table="ghost", error="SourceObjectMissing", cause="no table 'ghost'"))
+            ],
+            "tables_planned": 2,
+        },
+    )
+    more = _export("orders", status="MORE", rows=5, chunks=1)
+    history.exited("ExportChunk", {"item": _dump(item), "export": {"result": _dump(more)}})
+    drift = NewColumn(name="note", staging_type="VARCHAR", final_type="VARCHAR")
+    history.exited(
+        "ExportDone",
+        _dump(_export("orders", status="EXPORTED", rows=7, files=2, chunks=2, new_columns=[drift])),
+    )
+    history.add("TaskStateEntered", {"name": "ExportChunk", "input": json.dumps({"item": _dump(crash_item)})})
+    history.add("TaskFailed", {"error": "Runtime.ExitError", "cause": CRASH})
+    history.exited(
+        "ExportFailed",
+        {
+            "table": "crash",
+            "run_id": RUN,
+            "status": "FAILED",
+            "error": {"Error": "Runtime.ExitError", "Cause": CRASH},
+        },
+    )
+    verdicts = [
+        TableVerdict(
+            table="orders",
+            target="ORDERS",
+            outcome="MERGED",
+            rows_exported=7,
+            rows_loaded=7,
+            rows_changed=3,
+            rows_unchanged=4,
+            freshness_lag_seconds=75.0,
+            reason="merged",
+        ),
+        TableVerdict(
+            table="crash",
+            target="CRASH",
+            outcome="FAILED",
+            error="Runtime.ExitError",
+            reason="export failed: Runtime exited with error",
+        ),
+    ]
+    rerun = {"tables": ["crash", "ghost"], "overrides": {"crash": {"full_resync": True}}}
+    summary = RunSummary(
+        failed_count=2,
+        failed=[
+            FailedTable(table="crash", error="Runtime.ExitError", cause="export failed"),
+            FailedTable(table="ghost", error="SourceObjectMissing", cause="no table 'ghost'"),
+        ],
+        rerun_input=rerun,
+        cause=f"2 table(s) failed ... execution input {json.dumps(rerun)} (or `aurora-sync rerun ...`).",
+    )
+    output = VerifyOutput(
+        run_id=RUN,
+        done=True,
+        verify_started_at="2026-01-01T00:01:00+00:00",
+        tables=verdicts,
+        pending=0,
+        failed=1,
+        summary=summary,
+        database="AURORA_SYNC",
+        staging_schema="STAGING",
+        final_schema="FINAL",
+    )
+    history.exited("Verify", {"run_id": RUN, "attempt": 0, "verification": {"output": _dump(output)}})
+    history.add("ExecutionFailed", {"error": "TablesFailed", "cause": summary.cause})
+    return history
+
+
+def _description(status: str = "FAILED", execution_input: Any = None) -> dict[str, Any]:
+    return {
+        "executionArn": ARN,
+        "stateMachineArn": "arn:aws:states:us-east-1:123456789012:stateMachine:aurora-sync-sync",
+        "name": RUN,
+        "status": status,
+        "input": json.dumps(execution_input if execution_input is not None else {}),
+        "error": "TablesFailed" if status == "FAILED" else None,
+        "cause": "2 table(s) failed" if status == "FAILED" else None,
+    }
+
+
+def test_a_recorded_history_reads_into_each_tables_result_through_the_models() -> None:
+    result = collect(_description(), recorded().events)
+
+    assert result.run_id == RUN and not result.skipped
+    by_table = {t.table: t for t in result.tables}
+    assert [t.table for t in result.tables] == ["crash", "ghost", "orders"]
+    orders = by_table["orders"]
+    assert (orders.outcome, orders.rows_exported, orders.rows_changed, orders.rows_unchanged) == (
+        "MERGED",
+        7,
+        3,
+        4,
+    )
+    assert orders.reason is None  # a merged table's reason is the verifier's, not a failure
+    assert orders.new_columns == ["note"]
+    # The DDL names the tables where the verifier said they are.
+    assert orders.drift_statements == [
+        'ALTER TABLE "AURORA_SYNC"."STAGING"."ORDERS" ADD COLUMN "NOTE" VARCHAR',
+        'ALTER TABLE "AURORA_SYNC"."FINAL"."ORDERS" ADD COLUMN "NOTE" VARCHAR',
+    ]
+    assert (by_table["ghost"].outcome, by_table["ghost"].error) == ("FAILED", "SourceObjectMissing")
+    assert by_table["crash"].error == "Runtime.ExitError"
+    # The verifier's summary decides: its failed tables with the overrides that heal them.
+    assert result.rerun_input == {"tables": ["crash", "ghost"], "overrides": {"crash": {"full_resync": True}}}
+    assert result.exit_code == 1
+
+
+def test_the_rerun_keeps_the_original_overrides_of_the_failed_tables() -> None:
+    original = {"tables": ["orders", "ghost"], "overrides": {"orders": {"since": 5}, "ghost": {"since": 5}}}
+    result = collect(_description(execution_input=original), recorded().events)
+
+    assert result.rerun_input == {
+        "tables": ["crash", "ghost"],
+        "overrides": {"ghost": {"since": 5}, "crash": {"full_resync": True}},
+    }
+
+
+def test_a_crash_text_cause_is_reported_as_it_is() -> None:
+    history = recorded()
+    # Before the verifier: the export failure alone, its cause not JSON.
+    events = [
+        e for e in history.events if e["type"] not in ("TaskStateExited",) or "Verify" not in json.dumps(e)
+    ]
+    result = collect(_description(), events)
+
+    crash = {t.table: t for t in result.tables}["crash"]
+    assert (crash.outcome, crash.reason) == ("FAILED", CRASH)
+    assert "signal: killed" in render(result)
+    # Without the verifier's summary, every table that did not reach FINAL is rerun: orders was
+    # exported but never merged.
+    assert result.rerun_input == {"tables": ["crash", "ghost", "orders"]}
+
+
+def test_an_output_of_another_shape_is_left_out_not_raised() -> None:
+    history = History()
+    history.exited("Plan", {"run_id": RUN, "items": [{"table": "orders", "unknown_field": 1}]})
+    history.exited("ExportDone", "not an object")
+    result = collect(_description(status="SUCCEEDED"), history.events)
+
+    assert (result.tables, result.run_id, result.rerun_input) == ([], None, None)
+
+
+def test_progress_lines_follow_the_recorded_history() -> None:
+    lines: list[str] = []
+    progress = Progress(lines.append)
+    for event in recorded().events:
+        progress(event)
+
+    assert lines == [
+        "plan: 2 table(s) to export (orders, crash), run sync-1",
+        "plan: ghost FAILED SourceObjectMissing: no table 'ghost'",
+        "export orders: chunk 1 written, 5 row(s) so far",
+        "export orders: EXPORTED 7 row(s) in 2 file(s), 2 chunk(s)",
+        "export crash: attempt failed: Runtime.ExitError: RequestId: 1f2e Error: Runtime exited with error: "
+        "signal: killed Runtime.ExitError (retried or caught)",
+        "export crash: FAILED Runtime.ExitError: RequestId: 1f2e Error: Runtime exited with error: signal: "
+        "killed Runtime.ExitError",
+        "merged orders: 3 row(s) changed, 4 re-read unchanged (exported 7, loaded 7; freshness lag 1m15s)",
+        "failed crash: Runtime.ExitError: export failed: Runtime exited with error",
+        "verify #1: done, 3 table(s): 1 merged or up to date, 2 failed "
+        "(1 in the plan, 1 in the export or load)",
+        "execution failed: TablesFailed",
+    ]
+
+
+def test_the_report_ends_with_the_execution_and_the_rerun_hint() -> None:
+    result = collect(_description(), recorded().events)
+    lines = render(result).splitlines()
+
+    assert lines[0].split() == [
+        "TABLE",
+        "OUTCOME",
+        "EXPORTED",
+        "LOADED",
+        "CHANGED",
+        "UNCHANGED",
+        "DELETED",
+        "LAG",
+        "ERROR",
+    ]
+    assert lines[-3] == f"execution: {ARN} FAILED"
+    assert lines[-2] == f"rerun: aurora-sync rerun {ARN}"
+    assert json.loads(lines[-1].removeprefix("rerun input: ")) == result.rerun_input
+    assert any(line.startswith("  schema drift in orders: source column(s) 'note'") for line in lines)
+
+
+@pytest.mark.parametrize(
+    ("seconds", "text"), [(4.24, "4.2s"), (187, "3m07s"), (7500, "2h05m"), (97200, "1d03h")]
+)
+def test_lag_text(seconds: float, text: str) -> None:
+    from aurora_sync_ops.workflow.report import lag_text
+
+    assert lag_text(seconds) == text
