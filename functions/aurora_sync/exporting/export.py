@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import os
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
@@ -226,24 +226,8 @@ def export_chunk(
             snapshot = _first_snapshot(cur, plan, taken, *before)
             drift = new_columns(plan, item, catalog)
             warnings = _warnings(cur, plan, item, catalog, snapshot, drift=drift)
-        changed = None
-        if item.mode == "xmin":
-            # Built from this chunk's own snapshot: its xmax resolves the 32-bit xmin column.
-            run_xmax = int(snapshot.xmax) if snapshot is not None and snapshot.xmax is not None else None
-            xmin_window = q.xmin_range(item.window.watermark, taken.xmax, run_xmax=run_xmax)
-            changed = q.xmin_predicate(xmin_window)
-            if xmin_window.went_back and first:
-                warnings.append(
-                    f"the source's transaction ids went back (watermark {item.window.watermark} is past "
-                    f"the snapshot's next id {taken.xmax}): {plan.schema}.{plan.table} was probably "
-                    f"restored from a backup or recreated, so this run exports every row of {item.table}"
-                )
-        if late:
-            warnings.append(
-                f"source column(s) {', '.join(repr(c.name) for c in late)} of {plan.schema}.{plan.table} "
-                "were added after this run was planned: not exported by it (the table's pipe does not "
-                "load them yet); the next run adds them to STAGING and FINAL and re-exports the table"
-            )
+        changed, xmin_warnings = _xmin_filter(item, plan, taken, snapshot, first=first)
+        warnings += xmin_warnings + _late_columns_warning(late, plan)
         written, quarantined, example, next_position = _export_next(
             cur, plan=plan, item=item, target=target, position=position, changed=changed, order=order, now=now
         )
@@ -254,6 +238,70 @@ def export_chunk(
             key_written = _export_keys(cur, plan=plan, item=item, target=target, at=now(), order=order)
         conn.commit()
 
+    return _result(
+        item,
+        position,
+        written,
+        key_written,
+        next_position=next_position,
+        snapshot=snapshot,
+        quarantined=quarantined,
+        example=example,
+        drift=drift,
+        reconcile=reconcile,
+        warnings=warnings,
+    )
+
+
+def _xmin_filter(
+    item: WorkItem,
+    plan: q.ExportPlan,
+    taken: snap.TakenSnapshot,
+    snapshot: SourceSnapshot | None,
+    *,
+    first: bool,
+) -> tuple[Any, list[str]]:
+    """Mode xmin's row filter for this chunk (None in other modes), and the warning it may raise."""
+    if item.mode != "xmin":
+        return None, []
+    # Built from this chunk's own snapshot: its xmax resolves the 32-bit xmin column.
+    run_xmax = int(snapshot.xmax) if snapshot is not None and snapshot.xmax is not None else None
+    xmin_window = q.xmin_range(item.window.watermark, taken.xmax, run_xmax=run_xmax)
+    warnings = []
+    if xmin_window.went_back and first:
+        warnings.append(
+            f"the source's transaction ids went back (watermark {item.window.watermark} is past "
+            f"the snapshot's next id {taken.xmax}): {plan.schema}.{plan.table} was probably "
+            f"restored from a backup or recreated, so this run exports every row of {item.table}"
+        )
+    return q.xmin_predicate(xmin_window), warnings
+
+
+def _late_columns_warning(late: Sequence[SourceColumn], plan: q.ExportPlan) -> list[str]:
+    if not late:
+        return []
+    return [
+        f"source column(s) {', '.join(repr(c.name) for c in late)} of {plan.schema}.{plan.table} "
+        "were added after this run was planned: not exported by it (the table's pipe does not "
+        "load them yet); the next run adds them to STAGING and FINAL and re-exports the table"
+    ]
+
+
+def _result(
+    item: WorkItem,
+    position: ChunkPosition,
+    written: Mapping[str, Any],
+    key_written: Mapping[str, Any],
+    *,
+    next_position: ChunkPosition | None,
+    snapshot: SourceSnapshot | None,
+    quarantined: int,
+    example: Any,
+    drift: Any,
+    reconcile: bool,
+    warnings: list[str],
+) -> ExportResult:
+    """The chunk's result: totals so far, and the next item while the window has more rows."""
     totals = {
         "rows": position.rows + written["rows"],
         "bytes": position.bytes + written["bytes"],
