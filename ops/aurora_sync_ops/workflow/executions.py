@@ -13,7 +13,7 @@ from aurora_sync.aws_errors import aws_error_code
 from ..errors import UsageError, WorkflowError, aws_call, aws_failure
 from .history import TERMINAL, RunResult, collect
 from .progress import Progress
-from .target import Target
+from .target import Target, describe_on
 
 
 def start(target: Target, execution_input: Mapping[str, Any], name: str) -> str:
@@ -44,25 +44,6 @@ def start(target: Target, execution_input: Mapping[str, Any], name: str) -> str:
 
 def describe(target: Target, execution_arn: str) -> dict[str, Any]:
     return describe_on(target.sfn, target.where, execution_arn)
-
-
-def describe_on(sfn: Any, where: str, execution_arn: str) -> dict[str, Any]:
-    """DescribeExecution with a plain message for an execution that is not (or no longer) there."""
-    from botocore.exceptions import BotoCoreError, ClientError
-
-    try:
-        description: dict[str, Any] = sfn.describe_execution(executionArn=execution_arn)
-    except (BotoCoreError, ClientError) as exc:
-        if aws_error_code(exc) == "ExecutionDoesNotExist":
-            raise WorkflowError(
-                f"execution {execution_arn} does not exist on {where}.",
-                fix="check the ARN; executions are kept 90 days after they end (a restarted local "
-                "stack starts empty)",
-            ) from None
-        raise aws_failure(
-            exc, call="states:DescribeExecution", resource=f"{execution_arn} on {where}"
-        ) from None
-    return description
 
 
 def history(target: Target, execution_arn: str) -> list[dict[str, Any]]:

@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from aurora_sync.aws_errors import aws_error_code
 from aurora_sync.config import load_table_configs
 
 from ..environment import STATE_MACHINE_ARN_VARIABLE, Environment, local_aws_client
@@ -189,8 +190,6 @@ def rerun_target(env: Environment, execution_arn: str) -> Target:
     """The state machine of ``execution_arn``, on the local stack when the ARN is in its account."""
     import boto3
 
-    from .executions import describe_on
-
     region = region_of(execution_arn)
     if ":execution:" not in execution_arn:
         raise UsageError(
@@ -217,3 +216,22 @@ def rerun_target(env: Environment, execution_arn: str) -> Target:
     # A rerun goes to the state machine that ran the execution, whatever the flags say.
     description = describe_on(sfn, where, execution_arn)
     return Target(sfn, str(description["stateMachineArn"]), where, poll_s)
+
+
+def describe_on(sfn: Any, where: str, execution_arn: str) -> dict[str, Any]:
+    """DescribeExecution with a plain message for an execution that is not (or no longer) there."""
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    try:
+        description: dict[str, Any] = sfn.describe_execution(executionArn=execution_arn)
+    except (BotoCoreError, ClientError) as exc:
+        if aws_error_code(exc) == "ExecutionDoesNotExist":
+            raise WorkflowError(
+                f"execution {execution_arn} does not exist on {where}.",
+                fix="check the ARN; executions are kept 90 days after they end (a restarted local "
+                "stack starts empty)",
+            ) from None
+        raise aws_failure(
+            exc, call="states:DescribeExecution", resource=f"{execution_arn} on {where}"
+        ) from None
+    return description
