@@ -23,21 +23,27 @@ from world import World, entered, open_world, plan_output, verify_output
 
 from aurora_sync_ops.local.wiring import connect_bucket_to_snowpipe, disconnect_bucket_from_snowpipe
 
+# Config names are S3 prefixes, and a pipe (its REFRESH above all) loads every file under its
+# prefix: plain ``orders`` would load the demo's and the library tests' ``orders/`` files, of
+# another shape, into this world's STAGING. Unique per run, since a kept stack keeps its bucket.
+TAG = uuid.uuid4().hex[:6]
+CUSTOMERS, ORDERS, ORDER_ITEMS = f"shop_customers_{TAG}", f"shop_orders_{TAG}", f"shop_order_items_{TAG}"
+
 
 @pytest.fixture(scope="module")
 def world(stack: dict[str, Any]) -> Iterator[World]:
     tables: dict[str, tuple[str, dict[str, Any]]] = {
-        "customers": (
+        CUSTOMERS: (
             "CREATE TABLE {schema}.customers (id bigint PRIMARY KEY, email text NOT NULL, name text, "
             "tier text, deleted_at timestamptz, updated_at timestamptz NOT NULL DEFAULT now())",
             {"table": "customers", "primary_key": ["id"], "soft_delete_column": "deleted_at"},
         ),
-        "orders": (
+        ORDERS: (
             "CREATE TABLE {schema}.orders (id bigint PRIMARY KEY, customer_id bigint, total numeric(12,2), "
             "status text, payload jsonb, tags text[], updated_at timestamptz NOT NULL DEFAULT now())",
             {"table": "orders", "primary_key": ["id"]},
         ),
-        "order_items": (
+        ORDER_ITEMS: (
             'CREATE TABLE {schema}."Order Items" ("Line ID" integer PRIMARY KEY, "Order ID" bigint, '
             'qty integer, "Unit Price" numeric(10,2), updated_at timestamptz NOT NULL DEFAULT now())',
             {
@@ -77,7 +83,7 @@ def test_backfill_then_incremental_changes_with_a_late_commit(world: World) -> N
     assert entered(events).count("ExportChunk") == 1 + 1 + 3
     report = {t["table"]: t for t in verify_output(events)["tables"]}
     assert {t: r["outcome"] for t, r in report.items()} == dict.fromkeys(world.configs, "MERGED")
-    assert report["order_items"]["rows_exported"] == report["order_items"]["rows_loaded"] == 2500
+    assert report[ORDER_ITEMS]["rows_exported"] == report[ORDER_ITEMS]["rows_loaded"] == 2500
     world.assert_parity()
 
     # Changes: inserts, updates, soft deletes, and a transaction that commits late with an old stamp.
@@ -105,7 +111,7 @@ def test_backfill_then_incremental_changes_with_a_late_commit(world: World) -> N
     description, events = world.run()
     assert description["status"] == "SUCCEEDED", description
     world.assert_parity()
-    final = world.setup.objects(world.configs["customers"]["target"]).final_table
+    final = world.setup.objects(world.configs[CUSTOMERS]["target"]).final_table
     cur = world.warehouse.cursor()
     cur.execute(f'SELECT "TIER" FROM {final} WHERE "ID" = 10')
     assert cur.fetchone() == ("late",)
@@ -121,15 +127,15 @@ def test_terminal_failure_fails_only_its_table_and_the_rerun_input_fixes_it(worl
     assert description["status"] == "FAILED"
     assert description["error"] == "TablesFailed"
     cause = description["cause"]
-    assert "order_items (SourceObjectMissing" in cause and "'qty'" in cause
-    assert '{"tables": ["order_items"]}' in cause
+    assert f"{ORDER_ITEMS} (SourceObjectMissing" in cause and "'qty'" in cause
+    assert f'{{"tables": ["{ORDER_ITEMS}"]}}' in cause
     summary = verify_output(events)["summary"]
-    assert summary["rerun_input"] == {"tables": ["order_items"]}
-    world.assert_parity("customers", "orders")  # the others merged
+    assert summary["rerun_input"] == {"tables": [ORDER_ITEMS]}
+    world.assert_parity(CUSTOMERS, ORDERS)  # the others merged
 
     description, events = world.run(summary["rerun_input"])
     assert description["status"] == "SUCCEEDED", description
-    assert [item["table"] for item in plan_output(events)["items"]] == ["order_items"]  # only it ran
+    assert [item["table"] for item in plan_output(events)["items"]] == [ORDER_ITEMS]  # only it ran
     world.assert_parity()
 
 
@@ -170,7 +176,7 @@ def test_connection_killed_mid_export_is_retried_and_succeeds(world: World) -> N
             )
         killer = threading.Thread(target=kill_first_waiting_exporter)
         killer.start()
-        description, events = world.run({"tables": ["orders"]})
+        description, events = world.run({"tables": [ORDERS]})
         killer.join()
     finally:
         locker.close()
@@ -178,7 +184,7 @@ def test_connection_killed_mid_export_is_retried_and_succeeds(world: World) -> N
     assert description["status"] == "SUCCEEDED", description
     failures = [e["taskFailedEventDetails"] for e in events if "taskFailedEventDetails" in e]
     assert [f["error"] for f in failures] == ["SourceUnavailable"]
-    world.assert_parity("orders")
+    world.assert_parity(ORDERS)
 
 
 def test_lost_notification_is_healed_by_the_verifier(world: World) -> None:
@@ -187,13 +193,13 @@ def test_lost_notification_is_healed_by_the_verifier(world: World) -> None:
     )
     disconnect_bucket_from_snowpipe(world.status)
     try:
-        description, events = world.run({"tables": ["orders"]})
+        description, events = world.run({"tables": [ORDERS]})
     finally:
         connect_bucket_to_snowpipe(world.status)
     assert description["status"] == "SUCCEEDED", description
     (orders,) = verify_output(events)["tables"]
     assert orders["outcome"] == "MERGED" and orders["refreshed_at"] is not None
-    world.assert_parity("orders")
+    world.assert_parity(ORDERS)
 
 
 def test_overlapping_executions_second_one_skips(world: World) -> None:

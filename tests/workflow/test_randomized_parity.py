@@ -61,9 +61,10 @@ for in the export ledger. A **NaN key** in ``daily`` is quarantined: that sync f
 next sync reaches parity again.
 
 Faults: lost S3 notifications (healed by the verifier's ALTER PIPE ... REFRESH) and a Vault
-outage (OpenBao stopped with SIGSTOP) while a freshly deployed, cold copy of the functions has to
-log in: OpenBao resumes after one or two attempts failed with SecretsUnavailable, and the state
-machine's retries carry the run through.
+outage (OpenBao stopped with SIGSTOP) while the planner has to ask Vault (a new execution
+environment that must log in, and that never serves secrets from its cache): OpenBao resumes
+after one or two attempts failed with SecretsUnavailable, and the state machine's retries carry
+the run through.
 
 Schema changes (issue 10, case 2: a file must match its pipe column for column whatever the
 catalog does): a column **added** (nullable text or varchar, ``boolean NOT NULL DEFAULT true``,
@@ -125,7 +126,6 @@ from world import World, admin_client, open_world, plan_output, verify_output
 
 from aurora_sync.naming import FILE_COLUMN
 from aurora_sync.source_snapshot import ORDER_DIGITS, key_name, order_of_key
-from aurora_sync_ops.local.engine import LocalEngine
 from aurora_sync_ops.local.wiring import connect_bucket_to_snowpipe, disconnect_bucket_from_snowpipe
 from aurora_sync_ops.parity import compare
 
@@ -174,7 +174,7 @@ DAILY_EDGES = [
     Decimal("0"),
 ]
 DAILY_KEYS = st.one_of(st.integers(1, 15).map(Decimal), st.sampled_from(DAILY_EDGES))
-# Each outage needs a fresh deployment whose cold workers (~135 MB each) idle for 10 minutes.
+# Each outage waits out the Vault client's read timeout once or twice: a budget per session.
 VAULT_OUTAGES = {"left": 2}
 BULK_PAIRS = 1200  # more than one export chunk (max_rows_per_chunk is at least 1000)
 LOOKBACK = {ITEMS: 900, PAIRS: 2, DAILY: 900}
@@ -1281,20 +1281,26 @@ class ParitySync(RuleBasedStateMachine):
             return
         VAULT_OUTAGES["left"] -= 1
         STATS["vault outages"] += 1
-        # Warm functions serve secrets from their cache; a new deployment's cold functions must
-        # log in while OpenBao is frozen, so the outage is really in the run's way.
-        cold = LocalEngine(
-            self.world.status,
-            parameters=self.world.engine.parameters,
-            stack_name=f"rnd-cold-{uuid.uuid4().hex[:6]}",
+        # Warm functions serve secrets from their cache. The planner, the run's first task, gets a
+        # changed environment for the outage, as in workflow/test_faults.py: a new execution
+        # environment (it must log in while OpenBao is frozen) that asks Vault on every invocation
+        # (POWERTOOLS_PARAMETERS_MAX_AGE=0), so the outage is really in the run's way. Only the
+        # planner: the tasks after it start once OpenBao is back, so a whole cold deployment
+        # (about ten cold workers) only added start-up time to every outage.
+        engine, planner = self.world.engine, self.world.deployment.functions["PlannerFunction"]
+        variables = engine.lambda_.get_function_configuration(FunctionName=planner)["Environment"][
+            "Variables"
+        ]
+        engine.lambda_.update_function_configuration(
+            FunctionName=planner,
+            Environment={"Variables": {**variables, "POWERTOOLS_PARAMETERS_MAX_AGE": "0"}},
         )
-        deployment = cold.deploy()
         errors: list[str] = []
         description: dict[str, Any] = {}
         os.kill(self.openbao_pid, signal.SIGSTOP)
         try:
-            arn = cold.start(deployment, {})
-            for event in cold.follow(arn, timeout_s=240, poll_s=0.3):
+            arn = engine.start(self.world.deployment, {})
+            for event in engine.follow(arn, timeout_s=240, poll_s=0.3):
                 if "taskFailedEventDetails" in event:
                     errors.append(event["taskFailedEventDetails"]["error"])
                     if len(errors) == failures:
@@ -1303,10 +1309,14 @@ class ParitySync(RuleBasedStateMachine):
                     description = event["description"]
         finally:
             os.kill(self.openbao_pid, signal.SIGCONT)
+            # Back to the warm planner (its worker idles in the router's pool for this environment).
+            engine.lambda_.update_function_configuration(
+                FunctionName=planner, Environment={"Variables": variables}
+            )
         assert errors == ["SecretsUnavailable"] * failures, (errors, description)
         assert description["status"] == "SUCCEEDED", description
         self.synced(set(TABLES))
-        reconciled = reconciling(verify_output(cold.events(arn)))
+        reconciled = reconciling(verify_output(engine.events(arn)))
         for name in TABLES:
             self.check_parity(name, reconciled)
 

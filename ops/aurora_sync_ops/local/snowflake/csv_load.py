@@ -213,6 +213,7 @@ def load_csv(
 
     suffix = uuid.uuid4().hex[:12]
     raw, rejects, scan = f"emu_raw_{suffix}", f"emu_rej_{suffix}", f"emu_scan_{suffix}"
+    shifts = f"emu_shift_{suffix}"
 
     if spec.select is not None:
         select_nodes = [parse_one(f"SELECT {e}").expressions[0] for e in spec.select]
@@ -236,7 +237,7 @@ def load_csv(
         sql, params = history_update
         cur.execute(sql, [*result_row(result), *params])
         return result
-    scan_ = _Scan(raw=raw, rejects=rejects, fields=fields, skip=skip)
+    scan_ = _Scan(raw=raw, rejects=rejects, shifts=shifts, fields=fields, skip=skip)
     try:
         return _insert(
             cur,
@@ -247,7 +248,7 @@ def load_csv(
             transaction=transaction,
         )
     finally:
-        for table in (raw, rejects, scan):
+        for table in (raw, rejects, scan, shifts):
             cur.execute(f"DROP TABLE IF EXISTS temp.{table}")
 
 
@@ -255,6 +256,7 @@ def load_csv(
 class _Scan:
     raw: str  # temp table of the parsed records (all text)
     rejects: str  # DuckDB's rejects table for records it could not split into fields
+    shifts: str  # temp table: where rejected records shift the record numbers of parsed rows
     fields: int
     skip: int
 
@@ -340,19 +342,29 @@ def _insert(
     transaction: bool = True,
 ) -> LoadResult:
     raw = scan.raw
+    # Only the first rejected record is reported; the others are counted. A file whose every
+    # record has the wrong number of fields rejects them all, so nothing here may grow with them.
     rejected = cur.execute(
         f"SELECT line, column_name, error_type, error_message, csv_line "
-        f"FROM temp.{scan.rejects} ORDER BY line"
+        f"FROM temp.{scan.rejects} ORDER BY line LIMIT 1"
     ).fetchall()
+    (rejected_records,) = cur.execute(f"SELECT count(DISTINCT line) FROM temp.{scan.rejects}").fetchone() or (
+        0,
+    )
     (parsed_ok,) = cur.execute(f"SELECT count(*) FROM temp.{raw}").fetchone() or (0,)
-    # Rejected records shift the record numbers of the rows after them.
+    # Rejected records shift the record numbers of the rows after them: the parsed row at rowid r
+    # is record r + 1 + (rejected records before it). The k-th rejected record (k from 0, its
+    # number n) comes before every parsed row with r + 1 >= n - k. Those thresholds stay in a
+    # table, not in the statement: a list literal of every rejected record made each statement
+    # (parsed, copied and rendered by sqlglot once per column) grow with the file, and a large
+    # file of the wrong shape took tens of seconds to fail.
     row_number = "(rowid + 1)"
     if rejected:
-        records = sorted({int(r[0]) - scan.skip for r in rejected})
-        adjust = [n - i for i, n in enumerate(records)]
-        row_number = (
-            f"(rowid + 1 + (SELECT count(*) FROM (SELECT unnest({adjust}) AS a) WHERE a <= {raw}.rowid + 1))"
+        cur.execute(
+            f"CREATE TEMP TABLE {scan.shifts} AS SELECT n - (row_number() OVER (ORDER BY n) - 1) AS a "
+            f"FROM (SELECT DISTINCT line - {scan.skip} AS n FROM temp.{scan.rejects})"
         )
+        row_number = f"(rowid + 1 + (SELECT count(*) FROM temp.{scan.shifts} WHERE a <= {raw}.rowid + 1))"
     values, checks, raws = _expressions(spec, columns, row_number)
     case_bad = "CASE " + " ".join(f"WHEN {c} THEN {i}" for i, c in enumerate(checks)) + " END"
     case_raw = "CASE " + " ".join(f"WHEN {c} THEN {r}" for c, r in zip(checks, raws, strict=True)) + " END"
@@ -362,8 +374,8 @@ def _insert(
     ).fetchall()
     first = _first_error(spec, columns, scan, rejected, errors)
 
-    row_parsed = int(parsed_ok) + len({r[0] for r in rejected})
-    error_count = len(errors) + len({r[0] for r in rejected})
+    row_parsed = int(parsed_ok) + int(rejected_records)
+    error_count = len(errors) + int(rejected_records)
     limit = error_limit_for(spec.on_error, row_parsed)
     skip_file = spec.on_error.upper() != "CONTINUE" and error_count >= limit
 
