@@ -62,10 +62,14 @@ def test_syncs_during_pgbench_load_succeed_and_the_final_sync_reaches_parity(wor
     # reaches a sync before a later transfer overwrites it is chance (0-8 per run), so that count
     # is reported by bench/load_bench.py rather than asserted.
     assert report.hot_rows.at_source > 0, report.hot_rows
-    # Every sync changes rows; with the lookback's re-reads it loads at least every account.
-    assert all(s.rows_changed and s.rows_changed + (s.rows_unchanged or 0) >= ACCOUNTS for s in during), (
-        during
-    )
+    # With the lookback's re-reads every sync loads at least every account. Whether a given sync
+    # also changes rows depends on timing: a sync of 1.5 s can fall entirely inside a late
+    # commit's lock linger, while every client waits, and then rightly changes nothing. The syncs
+    # together must change rows.
+    assert all(
+        s.rows_changed is not None and s.rows_changed + (s.rows_unchanged or 0) >= ACCOUNTS for s in during
+    ), during
+    assert sum(s.rows_changed or 0 for s in during) > 0, during
     assert all(s.freshness_lag_seconds is not None and s.freshness_lag_seconds < 60 for s in during), during
 
     assert report.final is not None and report.final.status == "SUCCEEDED", report.final
