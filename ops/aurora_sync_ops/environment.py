@@ -30,6 +30,7 @@ from aurora_sync.config import (
     LoadedTable,
     TableConfigResult,
     default_ssm_client,
+    known_and_unknown,
     load_json,
     load_table_configs,
     parse_table_configs,
@@ -224,8 +225,7 @@ class Environment:
         results = self.table_configs()
         source = self.config_source()
         if names is not None:
-            known = [r.name for r in results]
-            unknown = [n for n in dict.fromkeys(names) if n not in known]
+            known, unknown = known_and_unknown(results, names)
             if unknown:
                 raise ConfigError(
                     f"unknown table(s) {', '.join(unknown)} in --tables; "

@@ -23,6 +23,7 @@ from .model import (
 )
 from .parsing import (
     ConfigEntry,
+    known_and_unknown,
     load_json,
     mark_target_collisions,
     parse_table_config,
@@ -55,6 +56,7 @@ __all__ = [
     "check_cursor_value",
     "config_error",
     "default_ssm_client",
+    "known_and_unknown",
     "load_json",
     "load_table_configs",
     "mark_target_collisions",

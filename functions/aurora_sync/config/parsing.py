@@ -171,14 +171,22 @@ def mark_target_collisions(results: list[TableConfigResult]) -> list[TableConfig
     return marked
 
 
+def known_and_unknown(
+    results: Sequence[TableConfigResult], names: Sequence[str]
+) -> tuple[list[str], list[str]]:
+    """The names ``results`` has, and those of ``names`` it lacks (each once, in the order given).
+    The planner's rerun subset and the CLI's ``--tables`` both check names this way."""
+    known = [r.name for r in results]
+    return known, [n for n in dict.fromkeys(names) if n not in known]
+
+
 def select_tables(
     results: Sequence[TableConfigResult], names: Sequence[str] | None
 ) -> list[TableConfigResult]:
     """The entries a run works on: all of them, or the rerun subset ``names``."""
     if names is None:
         return list(results)
-    known = [r.name for r in results]
-    unknown = [n for n in dict.fromkeys(names) if n not in known]
+    known, unknown = known_and_unknown(results, names)
     if unknown:
         raise ConfigError(
             f"rerun names unknown table(s) {quoted_names(unknown)}; known tables: "
