@@ -49,6 +49,12 @@ MAX_MESSAGE_CHARS = 500
 _AUTH_CODES = frozenset(
     {390100, 390101, 390102, 390144, 390186, 394300, 394301, 394302, 394303, 394304, 394305, 394306}
 )
+# A network policy refused the caller's address (NAT IP or PrivateLink endpoint id).
+_NETWORK_POLICY_CODE = 390432
+_NETWORK_POLICY_FIX = (
+    "allow the functions' NAT gateway addresses (or their PrivateLink endpoint id) in the network "
+    "policy of the Snowflake user or account (docs/deploy.md, step 4, 'Network policy')"
+)
 # Session/master token expired mid-run: a new connection fixes it.
 _SESSION_EXPIRED_CODES = frozenset({390112, 390114, 390111})
 # Connector-side network codes (errorcode.py): failed/closed/retried requests, timeouts.
@@ -286,6 +292,9 @@ def _classify(
             "check 'account' in the Snowflake secret and the account's network policy "
             "(allow the Lambda's NAT/PrivateLink addresses)",
         ),
+        # "Incoming request with IP/Token … is not allowed to access Snowflake": the user's or
+        # account's network policy, not the key; telling to re-register the key would mislead.
+        (errno == _NETWORK_POLICY_CODE, WarehousePermissionDenied, _NETWORK_POLICY_FIX),
         (
             sqlstate == "28000" or errno in _AUTH_CODES or refused_login,
             WarehousePermissionDenied,

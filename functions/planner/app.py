@@ -35,10 +35,16 @@ Payload size: a work item is about 320 bytes for a table with ``columns`` null, 
 key, a timestamp watermark, a 60-character run id and its layout fingerprint (23 of those bytes),
 plus about 19 bytes per listed column of 15 characters (measured in tests/unit/test_planning.py
 and tests/unit/test_layout.py). The plan must fit one Step Functions state (256 KB); the
-planner keeps it under 240 KB: about 750 tables replicating all columns, or about 200 tables
-listing 50 columns each. Beyond that it raises ``ConfigError``
-telling to split the tables across state machines (each with its own CONFIG_SSM_PATH) or to run
-subsets; it never emits an oversized payload. The sample events in events/ carry no
+planner keeps it under 240 KB (about 750 tables replicating all columns, or about 200 tables
+listing 50 columns each) and beyond that raises ``ConfigError`` telling to split the tables
+across state machines (each with its own CONFIG_SSM_PATH) or to run subsets. That check is
+necessary but not sufficient: the plan is not the largest state of a run. After the Map the state
+holds the plan and every table's export result (about 375 more bytes a table, more with several
+files), and the verifier's answer adds about 400 bytes a table beside the export results, so a
+run of a few hundred tables (about 340 with these sizes: 262,144 / (375 + 400)) ends in
+``States.DataLimitExceeded``. That failure is loud, and no
+watermark moves for a table whose MERGE did not run; until the state stops growing with the
+table count, keep one state machine to about 250 tables. The sample events in events/ carry no
 ``execution``, so ``sam local invoke`` works outside Step Functions.
 """
 

@@ -1,7 +1,7 @@
 """``aurora-sync status``: per table the watermark and freshness lag, and the last executions.
 
-The watermark is where the next window starts, from the newest run that reached FINAL (one
-statement for all tables, as the planner reads it): what really arrived, not what a run claimed.
+The watermark is where the next window starts, from the newest run that reached FINAL (three
+statements whatever the table count, as the planner reads it): what really arrived, not what a run claimed.
 In mode xmin it is a transaction id; mode full has none. ``reconciles_next`` says whether the next
 run exports the keys and removes the rows the source deleted (``hard_deletes: reconcile``).
 Freshness lag is now minus the source time of the snapshot FINAL matches. Executions come from Step Functions,

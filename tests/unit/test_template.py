@@ -491,3 +491,46 @@ def test_given_samconfig_then_each_environment_lints_and_deploys_with_iam_capabi
         assert config[env]["build"]["parameters"] == {"cached": True, "parallel": True}
     stacks = {config[env]["global"]["parameters"]["stack_name"] for env in ("dev", "prod")}
     assert len(stacks) == 2
+
+
+def _overrides(deploy: dict[str, Any]) -> dict[str, str]:
+    pairs = (entry.split("=", 1) for entry in deploy["parameter_overrides"])
+    return {key: value for key, value in pairs}
+
+
+def test_given_samconfig_then_no_environment_pins_a_region() -> None:
+    """A pinned region deploys a stack for eu-west-1 into us-east-1 (or fails on its subnets):
+    sam takes the region from the operator's profile or AWS_REGION instead."""
+    text = (ROOT / "samconfig.toml").read_text()
+    config = tomllib.loads(text)
+    for env in ("default", "dev", "prod"):
+        for command, section in config[env].items():
+            assert "region" not in section["parameters"], f"[{env}.{command}.parameters] pins a region"
+    # Placeholders of the second deploy do not suggest one region either.
+    assert "us-east-1" not in text
+
+
+def test_given_a_first_deploy_then_the_schedule_is_off_until_set_up_is_complete(
+    template: dict[str, Any],
+) -> None:
+    """Scheduled runs before the Snowflake objects, grants and queue exist only fail (and page):
+    the schedule is created disabled, and deploy.md's last step turns it on."""
+    assert template["Parameters"]["ScheduleEnabled"]["Default"] == "false"
+    config = tomllib.loads((ROOT / "samconfig.toml").read_text())
+    for env in ("default", "dev", "prod"):
+        assert _overrides(config[env]["deploy"]["parameters"])["ScheduleEnabled"] == "false", env
+    deploy_md = (ROOT / "docs" / "deploy.md").read_text()
+    last_step = deploy_md.split("## 9.", 1)[1]
+    assert '"ScheduleEnabled=true"' in last_step
+
+
+def test_given_the_secret_cache_setting_then_the_template_passes_it_to_the_variable_vault_reads(
+    template: dict[str, Any],
+) -> None:
+    """deploy.md tells operators to change the secret cache through a template parameter; a
+    variable the template does not declare could only be set by hand and lost on the next deploy."""
+    from aurora_sync.vault import DEFAULT_MAX_AGE_S, MAX_AGE_ENV
+
+    env = template["Globals"]["Function"]["Environment"]["Variables"]
+    assert env[MAX_AGE_ENV] == {"Ref": "SecretCacheSeconds"}
+    assert template["Parameters"]["SecretCacheSeconds"]["Default"] == int(DEFAULT_MAX_AGE_S)

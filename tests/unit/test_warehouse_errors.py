@@ -118,3 +118,19 @@ def test_privilege_fix_names_a_command_the_cli_accepts() -> None:
     command = fix.split("`aurora-sync ", 1)[1].split("`", 1)[0]
     args = build_parser().parse_args(command.split())
     assert (args.func, args.setup, args.apply, args.tables) == (cmd_sql_snowflake, True, True, None)
+
+
+def test_a_network_policy_refusal_names_the_policy_not_the_key() -> None:
+    """Error 390432 is the network policy refusing the NAT address: the fix is the policy."""
+    error = classify_warehouse_error(
+        sf_errors.DatabaseError(
+            msg="Incoming request with IP/Token 203.0.113.10 is not allowed to access Snowflake. "
+            "Contact your account administrator.",
+            errno=390432,
+            sqlstate="08004",
+        ),
+        context="connect to Snowflake account myorg-myaccount",
+    )
+    assert isinstance(error, WarehousePermissionDenied)
+    assert "network policy" in str(error) and "NAT" in str(error)
+    assert "RSA_PUBLIC_KEY" not in str(error)

@@ -3,6 +3,7 @@ and runs the chosen command:
 
 - ``local``: the embedded local stack (up/down/status) and its SQL shells (sql/psql);
 - ``sql``: the generated SQL for Aurora and Snowflake;
+- ``attach-export-role``: the one deploy step that calls AWS for Aurora (export_role);
 - ``config``: validate/push/pull the table configs;
 - ``inspect``: the read-only ``plan``, ``status`` and ``parity``;
 - ``run``: ``sync`` and ``rerun`` of the state machine;
@@ -21,10 +22,10 @@ from collections.abc import Sequence
 from aurora_sync.errors import SyncError
 
 from ..local.stack import StackError
-from . import config, demo, inspect, local, run, sql
+from . import config, demo, export_role, inspect, local, run, sql
 
 # In the order ``aurora-sync --help`` lists them.
-GROUPS = (local, sql, run, config, inspect, demo)
+GROUPS = (local, sql, export_role, run, config, inspect, demo)
 
 
 def build_parser() -> argparse.ArgumentParser:

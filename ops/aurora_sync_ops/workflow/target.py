@@ -45,8 +45,8 @@ def region_of(arn: str) -> str:
     return parts[3]
 
 
-def _stack_output(stack_name: str) -> str:
-    """The ``StateMachineArn`` output of a CloudFormation stack."""
+def stack_output(stack_name: str, key: str = STACK_OUTPUT, instead: str = "--state-machine-arn") -> str:
+    """The output ``key`` of a CloudFormation stack; ``instead`` names the flag that avoids the lookup."""
     import boto3
     from botocore.exceptions import BotoCoreError, ClientError
 
@@ -63,18 +63,18 @@ def _stack_output(stack_name: str) -> str:
             raise WorkflowError(
                 f"CloudFormation stack {stack_name!r} does not exist in {region}.",
                 fix="pass the stack_name of `sam deploy` (see samconfig.toml) and its region "
-                "(AWS_DEFAULT_REGION), or --state-machine-arn",
+                f"(AWS_DEFAULT_REGION), or {instead}",
             ) from None
         raise aws_failure(
             exc, call="cloudformation:DescribeStacks", resource=f"{resource} in {region}"
         ) from None
     outputs = {o["OutputKey"]: o["OutputValue"] for o in stacks[0].get("Outputs", [])}
-    if STACK_OUTPUT not in outputs:
+    if key not in outputs:
         raise WorkflowError(
-            f"stack {stack_name!r} has no output {STACK_OUTPUT} (status {stacks[0].get('StackStatus')}).",
-            fix="deploy this project's template.yaml to it (sam deploy), or pass --state-machine-arn",
+            f"stack {stack_name!r} has no output {key} (status {stacks[0].get('StackStatus')}).",
+            fix=f"deploy this project's template.yaml to it (sam deploy), or pass {instead}",
         )
-    return str(outputs[STACK_OUTPUT])
+    return str(outputs[key])
 
 
 def aws_target(state_machine_arn: str | None, stack_name: str | None) -> Target:
@@ -83,7 +83,7 @@ def aws_target(state_machine_arn: str | None, stack_name: str | None) -> Target:
 
     if state_machine_arn is None:
         assert stack_name is not None
-        state_machine_arn = _stack_output(stack_name)
+        state_machine_arn = stack_output(stack_name)
     region = region_of(state_machine_arn)
     if ":stateMachine:" not in state_machine_arn:
         raise UsageError(
