@@ -1,9 +1,9 @@
 """``aurora-sync plan``: what the planner would do now, and how many rows wait in each window.
 
-The planner's own functions decide (``select_run``, ``read_watermarks`` in three statements whatever the table count,
-``choose_window``); the source then answers ``SELECT count(*) FROM t WHERE <window>`` with the
-exporter's own predicate, in a session set up like the exporter's. Nothing is exported and
-nothing is written anywhere.
+The planner's own functions decide (``select_run``; ``read_watermarks``, three statements whatever
+the table count; ``choose_window``); the source then answers
+``SELECT count(*) FROM t WHERE <window>`` with the exporter's own predicate, in a session set up
+like the exporter's. Nothing is exported and nothing is written anywhere.
 
 The count runs on the session the CLI was given (usually the admin's: the catalog must be
 readable before the grants exist), but the exporter reads as the sync role, so a table that role

@@ -86,7 +86,9 @@ def attach(
     added = ours is None
     if added:
         aws_call(
-            lambda: rds.add_role_to_db_cluster(DBClusterIdentifier=cluster, RoleArn=role_arn, FeatureName=FEATURE),
+            lambda: rds.add_role_to_db_cluster(
+                DBClusterIdentifier=cluster, RoleArn=role_arn, FeatureName=FEATURE
+            ),
             call="rds:AddRoleToDBCluster",
             resource=f"cluster {cluster}",
             grant=GRANT,

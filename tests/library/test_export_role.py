@@ -90,7 +90,7 @@ def test_another_role_holding_s3_export_is_named_and_left_in_place(cluster: tupl
 def test_the_cli_runs_twice_and_an_unknown_cluster_is_named(
     cluster: tuple[Any, str], capsys: pytest.CaptureFixture[str]
 ) -> None:
-    rds, name = cluster
+    _, name = cluster
     argv = ["attach-export-role", "--cluster", name, "--role-arn", _role("export")]
     assert main(argv) == 0
     assert "associated with cluster" in capsys.readouterr().out

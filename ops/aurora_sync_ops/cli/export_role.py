@@ -16,7 +16,9 @@ from ..workflow.target import stack_output
 
 def cmd_attach_export_role(args: argparse.Namespace) -> int:
     role_arn = args.role_arn or stack_output(args.stack_name, STACK_OUTPUT, instead="--role-arn")
-    rds = aws_call(lambda: boto3.client("rds"), call="rds:DescribeDBClusters", resource=f"cluster {args.cluster}")
+    rds = aws_call(
+        lambda: boto3.client("rds"), call="rds:DescribeDBClusters", resource=f"cluster {args.cluster}"
+    )
     result = attach(rds, args.cluster, role_arn, wait_s=0 if args.no_wait else args.timeout)
     if args.json:
         print(json.dumps(result.__dict__))
