@@ -15,12 +15,10 @@
 --        s3:PutObject, s3:AbortMultipartUpload   on arn:aws:s3:::<bucket>/*
 --        kms:GenerateDataKey, kms:Decrypt          on the bucket's customer-managed key, if any
 --
--- 2. Associate it with the cluster for the s3Export feature:
---      aws rds add-role-to-db-cluster \
---          --db-cluster-identifier <cluster-id> \
---          --feature-name s3Export \
---          --role-arn arn:aws:iam::<account-id>:role/<role-name>
---    (wait until `aws rds describe-db-clusters` shows the role with Status ACTIVE)
+-- 2. Associate it with the cluster for the s3Export feature (safe to run again; it waits for
+--    Status ACTIVE, and names the role when another one already holds s3Export, since a cluster
+--    holds one role per feature and `aws rds add-role-to-db-cluster` fails on a second run):
+--      aurora-sync attach-export-role --cluster <cluster-id> --stack-name <stack>
 --
 -- 3. Network: the cluster's subnets need a route to S3 (an S3 gateway VPC endpoint on their
 --    route tables is the usual way for private subnets), and the cluster's security group
