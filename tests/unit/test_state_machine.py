@@ -3,9 +3,14 @@ in docs/reliability.md ("What the definition itself keeps"), checked on the file
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Any
 
+import pytest
 from state_machine import DEFINITION, definition, states
+
+from aurora_sync_ops import sam_template
 
 from aurora_sync.errors import TERMINAL_ERROR_NAMES, TRANSIENT_ERROR_NAMES
 
@@ -22,7 +27,8 @@ def test_every_task_invokes_lambda_through_the_integration_with_both_retry_famil
     tasks = [(name, s) for name, s in states(definition()) if s["Type"] == "Task"]
     assert {name for name, _ in tasks} == {"Plan", "ExportChunk", "Verify"}
     for name, task in tasks:
-        assert task["Resource"] == "arn:aws:states:::lambda:invoke", name
+        # The partition comes from the template (AWS::Partition), never written as `aws`.
+        assert task["Resource"] == "arn:${Partition}:states:::lambda:invoke", name
         retried = [set(r["ErrorEquals"]) for r in task["Retry"]]
         assert LAMBDA_SERVICE_ERRORS in retried, name
         # The project's transient errors, by class name, exactly: a new transient class must be added here.
@@ -126,3 +132,30 @@ def test_every_other_failure_path_builds_a_cause_with_the_rerun_input() -> None:
     }
     assert "States.JsonToString($.rerun)" in top["DescribeRunFailure"]["Parameters"]["Cause.$"]
     assert "States.JsonToString($$.Execution.Input)" in top["PlanFailed"]["Parameters"]["Cause.$"]
+
+
+@pytest.mark.parametrize("partition", ["aws", "aws-cn", "aws-us-gov"])
+def test_rendered_definition_invokes_lambda_in_the_stacks_partition(partition: str) -> None:
+    # What CloudFormation deploys in each partition: the template's DefinitionSubstitutions with
+    # the pseudo parameters of a stack there. A literal arn:aws: would not resolve in aws-cn.
+    template = sam_template.load(sam_template.TEMPLATE)
+    arns = {
+        name: f"arn:{partition}:lambda:region-1:123456789012:function:{name}"
+        for name in ("PlannerFunction", "ExporterFunction", "VerifierFunction")
+    }
+    resolver = sam_template.Resolver(
+        template=template,
+        parameters={},
+        pseudo={
+            "AWS::Partition": partition,
+            "AWS::Region": "region-1",
+            "AWS::AccountId": "123456789012",
+            "AWS::StackName": "sync",
+        },
+        refs={},
+        attributes={f"{name}.Arn": arn for name, arn in arns.items()},
+    )
+    machine = sam_template.state_machine(template, resolver, Path(sam_template.TEMPLATE).parent)
+    rendered = json.loads(sam_template.render_definition(machine))
+    resources = {s["Resource"] for _, s in states(rendered) if s["Type"] == "Task"}
+    assert resources == {f"arn:{partition}:states:::lambda:invoke"}
