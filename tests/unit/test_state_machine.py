@@ -10,9 +10,8 @@ from typing import Any
 import pytest
 from state_machine import DEFINITION, definition, states
 
-from aurora_sync_ops import sam_template
-
 from aurora_sync.errors import TERMINAL_ERROR_NAMES, TRANSIENT_ERROR_NAMES
+from aurora_sync_ops import sam_template
 
 LAMBDA_SERVICE_ERRORS = {
     "Lambda.ServiceException",

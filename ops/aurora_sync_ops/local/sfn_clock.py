@@ -60,7 +60,8 @@ class _ScaledDeadline(threading.Event):
             return super().wait()
         if timeout == _DEFAULT_TASK_TIMEOUT:
             with _lock:
-                return super().wait(float(timeout) * float(_state["scale"]))
+                scale = float(_state["scale"])
+            return super().wait(float(timeout) * scale)
         return super().wait(_record("timeout", timeout))
 
 
@@ -71,12 +72,12 @@ def install_clock() -> None:
     """Patch the interpreter's sleeps and deadlines and add the route (before the server builds
     its URL map)."""
     from moto.moto_api._internal import urls
+    from moto.stepfunctions.parser.asl.component.common.retry import retrier_decl
     from moto.stepfunctions.parser.asl.component.common.timeouts.timeout import (
         TimeoutSeconds as AslTimeoutSeconds,
     )
     from moto.stepfunctions.parser.asl.component.program import program
     from moto.stepfunctions.parser.asl.component.state.exec import execute_state
-    from moto.stepfunctions.parser.asl.component.common.retry import retrier_decl
     from moto.stepfunctions.parser.asl.component.state.wait.wait_function import wait_function
 
     # retrier_decl calls time.sleep(interval): give that module its own `time` whose sleep scales.
