@@ -106,7 +106,7 @@ def install_clock() -> None:
         **{name: getattr(threading, name) for name in dir(threading) if not name.startswith("_")}
     )
     task_threading.Event = _ScaledDeadline
-    execute_state.threading = task_threading  # type: ignore[attr-defined]
+    execute_state.threading = task_threading  # type: ignore[assignment]
 
     # The execution's TimeoutSeconds: Program.eval joins the worker thread with the timeout as a
     # real-time deadline and marks the execution TIMED_OUT when it is still running. Same
