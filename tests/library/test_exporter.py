@@ -10,6 +10,7 @@ import json
 import time
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -432,24 +433,31 @@ def test_s3_failure_is_transient(
     assert "could not upload to Amazon S3" in str(caught.value)
 
 
-def test_statement_timeout_follows_the_lambda_deadline(
-    env: dict[str, str], admin: Any, schema: str, stack: dict[str, Any]
-) -> None:
-    make_orders(admin, schema, 1)
+@contextmanager
+def orders_locked(stack: dict[str, Any], schema: str) -> Iterator[None]:
+    """``schema.orders`` held in ACCESS EXCLUSIVE mode by another session: an export waits."""
     locker = psycopg2.connect(stack["postgres"]["admin_dsn"])
     try:
         with locker.cursor() as cur:
             cur.execute(
                 sql.SQL("LOCK TABLE {} IN ACCESS EXCLUSIVE MODE").format(sql.Identifier(schema, "orders"))
             )
+        yield
+    finally:
+        locker.rollback()
+        locker.close()
+
+
+def test_statement_timeout_follows_the_lambda_deadline(
+    env: dict[str, str], admin: Any, schema: str, stack: dict[str, Any]
+) -> None:
+    make_orders(admin, schema, 1)
+    with orders_locked(stack, schema):
         # 20 s left → statement_timeout 5 s (15 s kept to report), well before lock_timeout
         # (30 s): PostgreSQL's own message says which of the two ended the wait.
         with pytest.raises(SourceTimeout) as caught:
             lambda_handler(item(schema), FakeContext(remaining_ms=20_000))
         assert "canceling statement due to statement timeout" in str(caught.value)
-    finally:
-        locker.rollback()
-        locker.close()
 
 
 def test_statement_timeout_with_the_whole_budget_fails_the_table_without_retry(
@@ -460,17 +468,8 @@ def test_statement_timeout_with_the_whole_budget_fails_the_table_without_retry(
     # below only makes the statement slow; the bound is lowered so the test takes 5 s, not 30.
     monkeypatch.setattr(export_module, "LOCK_WAIT_BOUND_MS", 5_000)
     make_orders(admin, schema, 1)
-    locker = psycopg2.connect(stack["postgres"]["admin_dsn"])
-    try:
-        with locker.cursor() as cur:
-            cur.execute(
-                sql.SQL("LOCK TABLE {} IN ACCESS EXCLUSIVE MODE").format(sql.Identifier(schema, "orders"))
-            )
-        with pytest.raises(SourceChunkTimeout) as caught:
-            lambda_handler(item(schema, max_rows_per_chunk=5000), FakeContext(remaining_ms=20_000))
-    finally:
-        locker.rollback()
-        locker.close()
+    with orders_locked(stack, schema), pytest.raises(SourceChunkTimeout) as caught:
+        lambda_handler(item(schema, max_rows_per_chunk=5000), FakeContext(remaining_ms=20_000))
     message = str(caught.value)
     assert caught.value.transient is False
     assert f"table orders ({schema}.orders)" in message and "up to 5000 rows" in message

@@ -16,11 +16,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from samconfig import overrides
+from samconfig import local_engine_parameters, overrides
 from state_machine import definition
 
 from aurora_sync_ops import sam_template
-from aurora_sync_ops.local.engine import LocalEngine
 
 ROOT = Path(__file__).resolve().parents[2]
 NAMES = ("RunTimeoutSeconds", "VerifyWaitSeconds", "LoadTimeoutSeconds", "MergeTimeoutSeconds")
@@ -112,15 +111,6 @@ def test_every_samconfig_environment_leaves_room_for_a_healthy_run(environment: 
 
 
 def test_the_local_engine_leaves_room_for_a_healthy_run() -> None:
-    status = {
-        "aws": {
-            "access_key_id": "x",
-            "secret_access_key": "x",
-            "region": "us-east-1",
-            "endpoint_url": "http://127.0.0.1:9",
-            "config_ssm_path": "/aurora-sync/tables/",
-        }
-    }
-    parameters = LocalEngine(status).parameters
+    parameters = local_engine_parameters()
     values = {**defaults(), **{k: parameters[k] for k in NAMES if k in parameters}}
     assert timeout_problem(values) is None, f"local engine: {timeout_problem(values)}"
