@@ -71,8 +71,10 @@ install_node_tools() {
 }
 
 # Two renderings of the ASL from template.yaml's DefinitionSubstitutions, written to $1:
-#   partial.json  numbers substituted, ARNs left as ${...} (what asl-validator accepts; the file
-#                 itself is not JSON because numeric placeholders are unquoted)
+#   partial.json  numbers and the partition substituted, function ARNs left as ${...} (what
+#                 asl-validator accepts: its schema wants a Resource ARN, a placeholder in a
+#                 Parameters value is fine; the file itself is not JSON because numeric
+#                 placeholders are unquoted)
 #   full.json     every placeholder replaced with a plausible value, as CloudFormation would.
 # Fails when the ASL uses a placeholder the template does not define, or the other way round.
 render_asl() {
@@ -129,6 +131,8 @@ def plausible(key, value):
         if "Default" not in param:
             sys.exit(f"{template_path}: parameter {value['Ref']} (substitution {key}) needs a Default to render the ASL")
         return str(param["Default"]), param.get("Type") == "Number"
+    if isinstance(value, dict) and value.get("Ref") == "AWS::Partition":
+        return "aws", False
     if isinstance(value, dict) and "Fn::GetAtt" in value:
         logical_id, attribute = value["Fn::GetAtt"]
         kind = resources.get(logical_id, {}).get("Type")
@@ -141,6 +145,7 @@ def plausible(key, value):
 
 
 rendered = {key: plausible(key, value) for key, value in substitutions.items()}
+pseudo_keys = {key for key, value in substitutions.items() if value == {"Ref": "AWS::Partition"}}
 with open(asl_path) as fh:
     text = fh.read()
 used = set(re.findall(r"\$\{([A-Za-z0-9_]+)\}", text))
@@ -158,7 +163,8 @@ if unused:
 def substitute(only_numbers):
     def repl(match):
         text_value, is_number = rendered[match.group(1)]
-        return text_value if (is_number or not only_numbers) else match.group(0)
+        keep = only_numbers and not is_number and match.group(1) not in pseudo_keys
+        return match.group(0) if keep else text_value
     return re.sub(r"\$\{([A-Za-z0-9_]+)\}", repl, text)
 
 
@@ -214,7 +220,7 @@ trap 'rm -rf "$work"' EXIT
 step "rendering $ASL with $TEMPLATE's DefinitionSubstitutions"
 render_asl "$work"
 
-step "asl-validator (placeholders kept, numbers substituted)"
+step "asl-validator (function ARNs kept as placeholders, numbers and partition substituted)"
 npx --no-install asl-validator --json-path "$work/partial.json"
 
 step "statelint (fully substituted)"

@@ -82,6 +82,12 @@ class SourceQueryFailed(TerminalError):
     """A source statement failed for a reason retrying cannot fix (data error, bad SQL, read-only)."""
 
 
+class SourceChunkTimeout(TerminalError):
+    """An export chunk's statement hit statement_timeout with the exporter's whole time budget:
+    a retry would read the same keyset chunk in the same time and time out again, so it is not
+    retried; fewer rows per chunk (``max_rows_per_chunk`` in the table config) fix it."""
+
+
 class WarehouseObjectMissing(TerminalError):
     """A Snowflake object (FINAL table, pipe, task) the run relies on does not exist."""
 

@@ -40,11 +40,10 @@ def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
         raise ConfigError("EXPORT_BUCKET is not set.", fix="set it in template.yaml (the data lake bucket)")
     target = ExportTarget(settings.export_bucket, settings.aws_region, settings.export_kms_key_arn)
     logger.append_keys(table=item.table, run_id=item.run_id)
-    conn = source_connection(
-        application_name="aurora-sync-exporter", statement_timeout_ms=statement_timeout_ms(context)
-    )
+    timeout_ms = statement_timeout_ms(context)
+    conn = source_connection(application_name="aurora-sync-exporter", statement_timeout_ms=timeout_ms)
     try:
-        result = export_chunk(conn, item, target)
+        result = export_chunk(conn, item, target, statement_timeout_ms=timeout_ms)
     finally:
         conn.close()
     metrics.add_dimension(name="table", value=item.table)

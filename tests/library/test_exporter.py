@@ -10,6 +10,7 @@ import json
 import time
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -22,10 +23,12 @@ from psycopg2 import sql
 from aurora_sync.errors import (
     ConfigError,
     ExportWriteFailed,
+    SourceChunkTimeout,
     SourceObjectMissing,
     SourcePermissionDenied,
     SourceTimeout,
 )
+from aurora_sync.exporting import export as export_module
 from aurora_sync.ledger import MergedRun
 from aurora_sync.planning.watermarks import next_watermark
 from aurora_sync.settings import runtime_settings
@@ -430,24 +433,49 @@ def test_s3_failure_is_transient(
     assert "could not upload to Amazon S3" in str(caught.value)
 
 
-def test_statement_timeout_follows_the_lambda_deadline(
-    env: dict[str, str], admin: Any, schema: str, stack: dict[str, Any]
-) -> None:
-    make_orders(admin, schema, 1)
+@contextmanager
+def orders_locked(stack: dict[str, Any], schema: str) -> Iterator[None]:
+    """``schema.orders`` held in ACCESS EXCLUSIVE mode by another session: an export waits."""
     locker = psycopg2.connect(stack["postgres"]["admin_dsn"])
     try:
         with locker.cursor() as cur:
             cur.execute(
                 sql.SQL("LOCK TABLE {} IN ACCESS EXCLUSIVE MODE").format(sql.Identifier(schema, "orders"))
             )
+        yield
+    finally:
+        locker.rollback()
+        locker.close()
+
+
+def test_statement_timeout_follows_the_lambda_deadline(
+    env: dict[str, str], admin: Any, schema: str, stack: dict[str, Any]
+) -> None:
+    make_orders(admin, schema, 1)
+    with orders_locked(stack, schema):
         # 20 s left → statement_timeout 5 s (15 s kept to report), well before lock_timeout
         # (30 s): PostgreSQL's own message says which of the two ended the wait.
         with pytest.raises(SourceTimeout) as caught:
             lambda_handler(item(schema), FakeContext(remaining_ms=20_000))
         assert "canceling statement due to statement timeout" in str(caught.value)
-    finally:
-        locker.rollback()
-        locker.close()
+
+
+def test_statement_timeout_with_the_whole_budget_fails_the_table_without_retry(
+    env: dict[str, str], admin: Any, schema: str, stack: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A statement timeout longer than any lock wait (lock_timeout ends those first) means the
+    # chunk was too slow to read: the retry would read the same chunk in the same time. The lock
+    # below only makes the statement slow; the bound is lowered so the test takes 5 s, not 30.
+    monkeypatch.setattr(export_module, "LOCK_WAIT_BOUND_MS", 5_000)
+    make_orders(admin, schema, 1)
+    with orders_locked(stack, schema), pytest.raises(SourceChunkTimeout) as caught:
+        lambda_handler(item(schema, max_rows_per_chunk=5000), FakeContext(remaining_ms=20_000))
+    message = str(caught.value)
+    assert caught.value.transient is False
+    assert f"table orders ({schema}.orders)" in message and "up to 5000 rows" in message
+    assert "set max_rows_per_chunk in the table config of orders below 5000 (e.g. 1250" in message
+    assert '{"tables": ["orders"]}' in message
+    assert isinstance(caught.value.__cause__, SourceTimeout)
 
 
 # Modes xmin and full, and key snapshots (issue 11).

@@ -397,3 +397,103 @@ def test_retry_and_wait_sleeps_are_scaled_and_recorded(stack: dict[str, Any]) ->
     finally:
         requests.post(clock_url, json={"scale": 1}, timeout=5)
     assert requests.post(clock_url, json={"scale": 0}, timeout=5).status_code == 400
+
+
+def _clock(stack: dict[str, Any], scale: float) -> Any:
+    import requests
+
+    url = f"{stack['aws']['endpoint_url']}/moto-api/aurora-sync/clock"
+    response = requests.post(url, json={"scale": scale}, timeout=5)
+    response.raise_for_status()
+    return response
+
+
+def _wait_until_ended(sfn: Any, arn: str, polls: int) -> dict[str, Any]:
+    """Poll every 0.2 s at most ``polls`` times; a bound in polls, not in measured time."""
+    for _ in range(polls):
+        described: dict[str, Any] = sfn.describe_execution(executionArn=arn)
+        if described["status"] != "RUNNING":
+            return described
+        time.sleep(0.2)
+    return dict(sfn.describe_execution(executionArn=arn))
+
+
+def test_execution_timeout_runs_on_the_scaled_clock_and_ends_timed_out(
+    sfn: Any, stack: dict[str, Any]
+) -> None:
+    # AWS: a state machine's top-level TimeoutSeconds ends the execution as TIMED_OUT (an
+    # ExecutionTimedOut event; the ExecutionsTimedOut metric counts it). At scale 0.01 the 300 s
+    # timeout is 3 s and the 3,600 s Wait 36 s: the timeout must end the run first, as on AWS.
+    _clock(stack, 0.01)
+    try:
+        definition = {
+            "TimeoutSeconds": 300,
+            "StartAt": "Pause",
+            "States": {
+                "Pause": {"Type": "Wait", "Seconds": 3600, "Next": "Done"},
+                "Done": {"Type": "Succeed"},
+            },
+        }
+        machine = sfn.create_state_machine(
+            name=f"timeout-{uuid.uuid4().hex[:8]}",
+            definition=json.dumps(definition),
+            roleArn=stack["aws"]["lambda_role_arn"],
+        )["stateMachineArn"]
+        arn = sfn.start_execution(stateMachineArn=machine, name=f"run-{uuid.uuid4().hex[:12]}")[
+            "executionArn"
+        ]
+        described = _wait_until_ended(sfn, arn, polls=100)  # 20 s: well under the scaled Wait
+        assert described["status"] == "TIMED_OUT"
+        events = sfn.get_execution_history(executionArn=arn)["events"]
+        for _ in range(50):  # the history's last event follows the status
+            if events[-1]["type"] == "ExecutionTimedOut":
+                break
+            time.sleep(0.2)
+            events = sfn.get_execution_history(executionArn=arn)["events"]
+        assert events[-1]["type"] == "ExecutionTimedOut"
+        assert "ExecutionSucceeded" not in [e["type"] for e in events]
+        timed_out = sfn.list_executions(stateMachineArn=machine, statusFilter="TIMED_OUT")["executions"]
+        assert [e["executionArn"] for e in timed_out] == [arn]
+    finally:
+        _clock(stack, 1)
+
+
+def test_task_timeout_runs_on_the_scaled_clock_and_raises_a_catchable_states_timeout(
+    sfn: Any, lam: Any, stack: dict[str, Any]
+) -> None:
+    # AWS: a Task's TimeoutSeconds fails the state with States.Timeout, which Retry and Catch
+    # see like any other error. At scale 0.01 the 60 s timeout is 0.6 s; the function sleeps 5 s.
+    fn = create_function(lam, stack)
+    definition = {
+        "StartAt": "Slow",
+        "States": {
+            "Slow": {
+                "Type": "Task",
+                "Resource": "arn:aws:states:::lambda:invoke",
+                "Parameters": {"FunctionName": fn["FunctionName"], "Payload": {"sleep": 5}},
+                "TimeoutSeconds": 60,
+                "Catch": [{"ErrorEquals": ["States.Timeout"], "ResultPath": "$.error", "Next": "Caught"}],
+                "End": True,
+            },
+            "Caught": {"Type": "Pass", "End": True},
+        },
+    }
+    machine = sfn.create_state_machine(
+        name=f"task-timeout-{uuid.uuid4().hex[:8]}",
+        definition=json.dumps(definition),
+        roleArn=stack["aws"]["lambda_role_arn"],
+    )["stateMachineArn"]
+    _clock(stack, 0.01)
+    try:
+        arn = sfn.start_execution(stateMachineArn=machine, name=f"run-{uuid.uuid4().hex[:12]}")[
+            "executionArn"
+        ]
+        described = _wait_until_ended(sfn, arn, polls=100)
+    finally:
+        _clock(stack, 1)
+    assert described["status"] == "SUCCEEDED"
+    assert json.loads(described["output"])["error"]["Error"] == "States.Timeout"
+    events = sfn.get_execution_history(executionArn=arn)["events"]
+    timed_out = [e for e in events if e["type"] == "TaskTimedOut"]
+    assert [e["taskTimedOutEventDetails"]["error"] for e in timed_out] == ["States.Timeout"]
+    assert "TaskSucceeded" not in [e["type"] for e in events]

@@ -13,7 +13,11 @@ DEFINITION = Path(__file__).resolve().parents[2] / "statemachine" / "sync.asl.js
 
 def definition() -> dict[str, Any]:
     # Numeric DefinitionSubstitutions are unquoted in the file (SAM substitutes text).
-    text = re.sub(r"\$\{(MaxConcurrency|VerifyWaitSeconds|VerifyMaxAttempts)\}", "1", DEFINITION.read_text())
+    text = re.sub(
+        r"\$\{(MaxConcurrency|VerifyWaitSeconds|VerifyMaxAttempts|RunTimeoutSeconds)\}",
+        "1",
+        DEFINITION.read_text(),
+    )
     parsed: dict[str, Any] = json.loads(text)
     return parsed
 

@@ -49,3 +49,52 @@ def test_a_reader_endpoint_is_refused_naming_the_writer() -> None:
     with pytest.raises(ConfigError, match="writer") as error:
         read_horizon(ReplicaCursor())
     assert "cluster (writer) endpoint" in str(error.value)
+
+
+def _work_item(max_rows: int = 400_000) -> Any:
+    import json
+    from pathlib import Path
+
+    from aurora_sync.messages import parse_work_item
+
+    event = json.loads((Path(__file__).resolve().parents[2] / "events" / "exporter.json").read_text())
+    event["max_rows_per_chunk"] = max_rows
+    return parse_work_item(event)
+
+
+STATEMENT_TIMEOUT = "PostgreSQL error 57014 (query_canceled): canceling statement due to statement timeout."
+LOCK_TIMEOUT = "PostgreSQL error 55P03 (lock_not_available): canceling statement due to lock timeout."
+
+
+def test_a_chunk_that_used_the_whole_budget_is_not_retried_and_names_the_setting() -> None:
+    # The retry would read the same keyset chunk under the same statement_timeout (a fresh
+    # Lambda's 900 s less the 15 s margin): it would time out again after as long.
+    from aurora_sync.errors import TERMINAL_ERROR_NAMES, SourceChunkTimeout, SourceTimeout
+    from aurora_sync.exporting.export import chunk_timeout
+
+    item = _work_item()
+    decided = chunk_timeout(SourceTimeout(STATEMENT_TIMEOUT), item, 885_000)
+    assert isinstance(decided, SourceChunkTimeout) and not decided.transient
+    assert "SourceChunkTimeout" in TERMINAL_ERROR_NAMES  # the ASL's Retry lists never name it
+    message = str(decided)
+    assert f"table {item.table} ({item.source.schema_name}.{item.source.table})" in message
+    assert "up to 400000 rows" in message and "statement timeout of 885 s" in message
+    assert f"set max_rows_per_chunk in the table config of {item.table} below 400000 (e.g. 100000" in message
+    assert f'{{"tables": ["{item.table}"]}}' in message
+
+
+@pytest.mark.parametrize(
+    ("message", "budget_ms"),
+    [
+        (LOCK_TIMEOUT, 885_000),  # a lock wait: it may be gone on the retry (30 s each)
+        (STATEMENT_TIMEOUT, 5_000),  # shorter than lock_timeout: a lock wait may have ended it
+        (STATEMENT_TIMEOUT, None),  # budget unknown (not called by the handler)
+        ("PostgreSQL error 57014 (query_canceled): canceling statement due to user request.", 885_000),
+    ],
+)
+def test_other_source_timeouts_stay_transient(message: str, budget_ms: int | None) -> None:
+    from aurora_sync.errors import SourceTimeout
+    from aurora_sync.exporting.export import chunk_timeout
+
+    error = SourceTimeout(message)
+    assert chunk_timeout(error, _work_item(), budget_ms) is error

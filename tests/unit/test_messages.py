@@ -133,6 +133,12 @@ class FailCause(BaseModel):
     Cause: str
 
 
+class TablesFailedCause(BaseModel):
+    """The verifier's cause with the rerun command, built by DescribeTablesFailed."""
+
+    Cause: str
+
+
 # The data each state reads (None: it reads no JsonPath of its own, only $$ or nothing).
 STATE_INPUT: dict[str, type[BaseModel] | None] = {
     "Plan": None,
@@ -159,7 +165,8 @@ STATE_INPUT: dict[str, type[BaseModel] | None] = {
     "RenameReservedError": FailCause,
     "RunFailed": FailCause,
     "Report": VerifyLoop,
-    "TablesFailed": VerifyLoop,
+    "DescribeTablesFailed": VerifyLoop,
+    "TablesFailed": TablesFailedCause,
     "Synced": None,
 }
 # The function behind each Task: the model its Payload must build, the model it returns.

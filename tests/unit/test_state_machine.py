@@ -3,11 +3,17 @@ in docs/reliability.md ("What the definition itself keeps"), checked on the file
 
 from __future__ import annotations
 
+import json
+import re
+from pathlib import Path
 from typing import Any
 
+import pytest
+from cli_run import rerun_command_in
 from state_machine import DEFINITION, definition, states
 
 from aurora_sync.errors import TERMINAL_ERROR_NAMES, TRANSIENT_ERROR_NAMES
+from aurora_sync_ops import sam_template
 
 LAMBDA_SERVICE_ERRORS = {
     "Lambda.ServiceException",
@@ -22,7 +28,8 @@ def test_every_task_invokes_lambda_through_the_integration_with_both_retry_famil
     tasks = [(name, s) for name, s in states(definition()) if s["Type"] == "Task"]
     assert {name for name, _ in tasks} == {"Plan", "ExportChunk", "Verify"}
     for name, task in tasks:
-        assert task["Resource"] == "arn:aws:states:::lambda:invoke", name
+        # The partition comes from the template (AWS::Partition), never written as `aws`.
+        assert task["Resource"] == "arn:${Partition}:states:::lambda:invoke", name
         retried = [set(r["ErrorEquals"]) for r in task["Retry"]]
         assert LAMBDA_SERVICE_ERRORS in retried, name
         # The project's transient errors, by class name, exactly: a new transient class must be added here.
@@ -75,7 +82,11 @@ def test_map_is_bounded_and_loops_chunks_until_drained() -> None:
 
 def test_failure_cause_carries_the_rerun_input_and_no_payload_holds_secrets() -> None:
     machine = definition()
-    assert machine["States"]["TablesFailed"]["CausePath"] == "$.verification.output.summary.cause"
+    assert machine["States"]["TablesFailed"]["CausePath"] == "$.Cause"
+    assert (
+        "$.verification.output.summary.cause"
+        in machine["States"]["DescribeTablesFailed"]["Parameters"]["Cause.$"]
+    )
     text = DEFINITION.read_text().lower()
     for word in ("password", "private_key", "session_token", "client_token", "secret_access_key"):
         assert word not in text
@@ -109,6 +120,8 @@ def test_every_other_failure_path_builds_a_cause_with_the_rerun_input() -> None:
             todo += [c["Next"] for c in state.get("Choices", [])]
     assert fails == {"RunFailed"}
     assert builders == {"PlanFailed", "DescribeRunFailure"}
+    assert top["Report"]["Choices"][0]["Next"] == "DescribeTablesFailed"
+    assert top["DescribeTablesFailed"]["Next"] == "TablesFailed"
     assert top["RunFailed"] == {**top["RunFailed"], "ErrorPath": "$.Error", "CausePath": "$.Cause"}
     assert {name for name, s in top.items() if s["Type"] == "Fail"} == {"RunFailed", "TablesFailed"}
     # The run's tables: exported or failed in the plan (Verify), planned or failed (the Map).
@@ -126,3 +139,60 @@ def test_every_other_failure_path_builds_a_cause_with_the_rerun_input() -> None:
     }
     assert "States.JsonToString($.rerun)" in top["DescribeRunFailure"]["Parameters"]["Cause.$"]
     assert "States.JsonToString($$.Execution.Input)" in top["PlanFailed"]["Parameters"]["Cause.$"]
+
+
+@pytest.mark.parametrize("partition", ["aws", "aws-cn", "aws-us-gov"])
+def test_rendered_definition_invokes_lambda_in_the_stacks_partition(partition: str) -> None:
+    # What CloudFormation deploys in each partition: the template's DefinitionSubstitutions with
+    # the pseudo parameters of a stack there. A literal arn:aws: would not resolve in aws-cn.
+    template = sam_template.load(sam_template.TEMPLATE)
+    arns = {
+        name: f"arn:{partition}:lambda:region-1:123456789012:function:{name}"
+        for name in ("PlannerFunction", "ExporterFunction", "VerifierFunction")
+    }
+    resolver = sam_template.Resolver(
+        template=template,
+        parameters={},
+        pseudo={
+            "AWS::Partition": partition,
+            "AWS::Region": "region-1",
+            "AWS::AccountId": "123456789012",
+            "AWS::StackName": "sync",
+        },
+        refs={},
+        attributes={f"{name}.Arn": arn for name, arn in arns.items()},
+    )
+    machine = sam_template.state_machine(template, resolver, Path(sam_template.TEMPLATE).parent)
+    rendered = json.loads(sam_template.render_definition(machine))
+    resources = {s["Resource"] for _, s in states(rendered) if s["Type"] == "Task"}
+    assert resources == {f"arn:{partition}:states:::lambda:invoke"}
+
+
+EXECUTION_ARN = (
+    "arn:aws-cn:states:cn-north-1:123456789012:execution:sync-prod-sync:run-20261203T000000-abc123"
+)
+
+
+def formatted(expression: str, values: dict[str, str]) -> str:
+    """A ``States.Format('template', arg, ...)`` expression with each argument replaced by its
+    value in ``values`` (paths the test does not name become "x"); arguments hold no commas."""
+    match = re.fullmatch(r"States\.Format\('((?:[^'\\]|\\.)*)', (.*)\)", expression)
+    assert match, expression
+    template, args = match.group(1), match.group(2).split(", ")
+    assert template.count("{}") == len(args), expression
+    for arg in args:
+        template = template.replace("{}", values.get(arg, "x"), 1)
+    return template
+
+
+def test_every_failure_cause_names_the_rerun_command_for_this_execution_and_the_cli_accepts_it() -> None:
+    # A failed run ends in a Fail state; the console's Redrive restarts the failed state, which
+    # fails again at once. The cause names what does rerun the tables: the CLI command with this
+    # execution's ARN ($$.Execution.Id), parsed here by the CLI's own parser.
+    top = definition()["States"]
+    for name in ("PlanFailed", "DescribeRunFailure", "DescribeTablesFailed"):
+        expression = top[name]["Parameters"]["Cause.$"]
+        assert "$$.Execution.Id" in expression, name
+        cause = formatted(expression, {"$$.Execution.Id": EXECUTION_ARN})
+        assert rerun_command_in(cause).execution_arn == EXECUTION_ARN, name
+        assert "Redrive" in cause and "start a new execution" in cause, name

@@ -377,6 +377,8 @@ def test_given_the_state_machine_then_it_is_wired_to_the_asl_schedule_logs_and_t
         "MaxConcurrency": {"Ref": "MaxConcurrency"},
         "VerifyWaitSeconds": {"Ref": "VerifyWaitSeconds"},
         "VerifyMaxAttempts": {"Ref": "VerifyMaxAttempts"},
+        "RunTimeoutSeconds": {"Ref": "RunTimeoutSeconds"},
+        "Partition": {"Ref": "AWS::Partition"},
     }
     assert machine["Tracing"] == {"Enabled": True}
     (destination,) = machine["Logging"]["Destinations"]

@@ -12,16 +12,16 @@ Checked for the template's defaults, every ``samconfig.toml`` environment, and t
 
 from __future__ import annotations
 
-import shlex
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import pytest
+from samconfig import local_engine_parameters, overrides
 
 from aurora_sync_ops import sam_template
-from aurora_sync_ops.local.engine import LOCAL_PARAMETERS, LocalEngine
+from aurora_sync_ops.local.engine import LOCAL_PARAMETERS
 
 ROOT = Path(__file__).resolve().parents[2]
 NAMES = ("VerifyWaitSeconds", "VerifyMaxAttempts", "LoadTimeoutSeconds", "MergeTimeoutSeconds")
@@ -30,13 +30,6 @@ NAMES = ("VerifyWaitSeconds", "VerifyMaxAttempts", "LoadTimeoutSeconds", "MergeT
 def defaults() -> dict[str, Any]:
     parameters = sam_template.load(ROOT / "template.yaml")["Parameters"]
     return {name: parameters[name]["Default"] for name in NAMES}
-
-
-def overrides(environment: Mapping[str, Any]) -> dict[str, str]:
-    """``parameter_overrides`` as SAM reads it: a list of ``Key=Value`` or one spaced string."""
-    raw = environment.get("deploy", {}).get("parameters", {}).get("parameter_overrides", [])
-    items = shlex.split(raw) if isinstance(raw, str) else list(raw)
-    return dict(item.split("=", 1) for item in items)
 
 
 def budget_problem(values: Mapping[str, Any]) -> str | None:
@@ -76,17 +69,7 @@ def test_samconfig_environments_are_all_checked() -> None:
 
 
 def test_the_local_engine_lets_the_verifier_time_out_first_within_minutes() -> None:
-    # Built as `aurora-sync sync` and the demo build it (no server is contacted).
-    status = {
-        "aws": {
-            "access_key_id": "x",
-            "secret_access_key": "x",
-            "region": "us-east-1",
-            "endpoint_url": "http://127.0.0.1:9",
-            "config_ssm_path": "/aurora-sync/tables/",
-        }
-    }
-    parameters = LocalEngine(status).parameters
+    parameters = local_engine_parameters()
     values = {**defaults(), **{k: parameters[k] for k in NAMES if k in parameters}}
     assert budget_problem(values) is None, f"local engine: {budget_problem(values)}"
     # A stuck local run must end in minutes, not the 15 + 15 minutes a deployed one may take.

@@ -18,6 +18,7 @@ from typing import Any
 
 import psycopg2
 import pytest
+from cli_run import rerun_command_in
 from psycopg2 import sql
 from world import World, entered, open_world, plan_output, verify_output
 
@@ -129,6 +130,8 @@ def test_terminal_failure_fails_only_its_table_and_the_rerun_input_fixes_it(worl
     cause = description["cause"]
     assert f"{ORDER_ITEMS} (SourceObjectMissing" in cause and "'qty'" in cause
     assert f'{{"tables": ["{ORDER_ITEMS}"]}}' in cause
+    # The exact command for this execution, as the CLI parses it (Redrive cannot rerun a table).
+    assert rerun_command_in(cause).execution_arn == description["executionArn"]
     summary = verify_output(events)["summary"]
     assert summary["rerun_input"] == {"tables": [ORDER_ITEMS]}
     world.assert_parity(CUSTOMERS, ORDERS)  # the others merged

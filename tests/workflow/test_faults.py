@@ -22,6 +22,7 @@ from typing import Any
 import psycopg2
 import pytest
 import requests
+from cli_run import rerun_command_in
 from psycopg2 import sql
 from world import CLOCK_SCALE, World, admin_client, entered, open_world, plan_output, set_clock, verify_output
 
@@ -386,7 +387,9 @@ def test_a_merge_task_that_never_finishes_fails_its_table_as_merge_timeout_and_a
 
 
 # --- failures outside a table's own path still name the tables and the rerun input ------------------
-RERUN_HINT = "(or `aurora-sync rerun <this execution ARN>`)"
+def rerun_hint(description: dict[str, Any]) -> str:
+    """The rerun command a failure cause names: this very execution, as `aurora-sync rerun` takes it."""
+    return f"(or `aurora-sync rerun {description['executionArn']}`)"
 
 
 def test_a_verifier_killed_after_its_retries_fails_naming_every_table_and_aurora_sync_rerun_heals(
@@ -423,7 +426,9 @@ def test_a_verifier_killed_after_its_retries_fails_naming_every_table_and_aurora
     cause = description["cause"]
     assert cause.startswith("Verify (after its retries) failed (Sandbox.Timedout: ")
     assert "Task timed out after 3.00 seconds" in cause
-    assert f'execution input {{"tables":["fault_accounts","fault_ledger"]}} {RERUN_HINT}' in cause
+    assert (
+        f'execution input {{"tables":["fault_accounts","fault_ledger"]}} {rerun_hint(description)}' in cause
+    )
 
     # `aurora-sync rerun <arn>` reads the same execution and reruns both tables once fixed.
     world.apply()
@@ -470,7 +475,9 @@ def test_a_verify_loop_that_runs_out_fails_as_verify_attempts_exhausted_naming_e
         "loop reached VerifyMaxAttempts (1);"
     )
     # The planner orders its items by table name.
-    assert f'execution input {{"tables":["fault_accounts","fault_ledger"]}} {RERUN_HINT}' in cause
+    assert (
+        f'execution input {{"tables":["fault_accounts","fault_ledger"]}} {rerun_hint(description)}' in cause
+    )
 
     deadline = time.monotonic() + 60
     while merge_task_runs(world, "fault_ledger")[0]["STATE"] == "EXECUTING" and time.monotonic() < deadline:
@@ -489,8 +496,11 @@ def test_a_failed_plan_names_the_execution_input_that_reruns_it(world: World) ->
     assert cause.startswith("Plan failed (ConfigError: ") and "no_such_table" in cause
     assert (
         'rerun them with the same execution input {"tables":["fault_accounts","no_such_table"]} '
-        f"{RERUN_HINT}" in cause
+        f"{rerun_hint(description)}" in cause
     )
+    # The command parses with the CLI's own parser; Redrive would only repeat the Fail state.
+    assert rerun_command_in(cause).execution_arn == description["executionArn"]
+    assert "Redrive in the console would only repeat this failed state" in cause
 
 
 def test_a_failed_map_names_the_planned_and_the_plan_failed_tables(world: World) -> None:
@@ -526,6 +536,6 @@ def test_a_failed_map_names_the_planned_and_the_plan_failed_tables(world: World)
         "ExportTables failed (States.DataLimitExceeded: The state/task returned a result too large). "
     )
     assert (
-        f'execution input {{"tables":["fault_accounts","fault_ledger","orders"]}} {RERUN_HINT}'
+        f'execution input {{"tables":["fault_accounts","fault_ledger","orders"]}} {rerun_hint(description)}'
         in description["cause"]
     )

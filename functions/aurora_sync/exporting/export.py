@@ -19,7 +19,7 @@ from psycopg2 import extensions, sql
 
 from .. import export_query as q
 from .. import source_snapshot as snap
-from ..errors import SourceObjectMissing
+from ..errors import SourceChunkTimeout, SourceObjectMissing, SourceTimeout, SyncError
 from ..layout import fingerprint, layout_of, planned_prefix
 from ..messages import (
     KEY_SNAPSHOT_PREFIX,
@@ -31,9 +31,12 @@ from ..messages import (
     WorkItem,
 )
 from ..source_catalog import SourceColumn, read_columns
-from ..source_db import source_errors
+from ..source_db import DEFAULT_LOCK_TIMEOUT_MS, source_errors
 from ..typemap import map_column
 
+# A statement timeout at least this long cannot come from one lock wait (lock_timeout ends that
+# first, as a retried SourceTimeout): the statement spent its budget reading the chunk.
+LOCK_WAIT_BOUND_MS = DEFAULT_LOCK_TIMEOUT_MS
 # An open transaction older than the lookback (or this, without one) is reported: it holds windows back.
 LONG_TRANSACTION_SECONDS = 900
 EXPORT_OPTIONS = "format csv"  # no header: aws_s3 splits large results and may not repeat it
@@ -194,14 +197,59 @@ def follow_layout(plan: q.ExportPlan, item: WorkItem) -> tuple[q.ExportPlan, lis
     return narrowed, plan.columns[count:]
 
 
+def chunk_timeout(error: SourceTimeout, item: WorkItem, statement_timeout_ms: int | None) -> SyncError:
+    """What a SourceTimeout of an export chunk means for the next attempt.
+
+    The retry exports the same keyset chunk (the same position, at most ``max_rows_per_chunk``
+    rows) under the same statement_timeout, which the exporter derives from a fresh Lambda's
+    time. When that timeout ended the statement and was longer than a lock wait can be, the
+    chunk itself is too slow to read: retrying would repeat the load on Aurora (four more times,
+    about an hour) for the same outcome, so the table fails now, naming the setting that fixes
+    it. A lock timeout, a cancel, or a timeout shorter than lock_timeout (a late start) stays a
+    SourceTimeout, which the state machine retries.
+    """
+    budget = statement_timeout_ms or 0
+    if budget < LOCK_WAIT_BOUND_MS or "statement timeout" not in str(error):
+        return error
+    rows = item.max_rows_per_chunk
+    return SourceChunkTimeout(
+        f"table {item.table} ({item.source.schema_name}.{item.source.table}): one export chunk of up to "
+        f"{rows} rows did not finish within its statement timeout of {budget // 1000} s; a retry would "
+        "read the same chunk in the same time, so it is not retried.",
+        fix=f"set max_rows_per_chunk in the table config of {item.table} below {rows} (e.g. "
+        f"{max(1000, rows // 4)}: `aurora-sync config pull > tables.yaml`, edit, `aurora-sync config push "
+        f'tables.yaml`), then rerun the table (execution input {{"tables": ["{item.table}"]}})',
+    )
+
+
 def export_chunk(
     conn: Any,
     item: WorkItem,
     target: ExportTarget,
     *,
+    statement_timeout_ms: int | None = None,
     now: Callable[[], datetime] = lambda: datetime.now(UTC),
 ) -> ExportResult:
-    """Export the next chunk of ``item``'s window and say what remains."""
+    """Export the next chunk of ``item``'s window and say what remains.
+
+    ``statement_timeout_ms`` is the session's statement_timeout (None: unknown), which tells a
+    chunk too slow to read from a transient timeout (``chunk_timeout``)."""
+    try:
+        return _export_chunk(conn, item, target, now=now)
+    except SourceTimeout as error:
+        decided = chunk_timeout(error, item, statement_timeout_ms)
+        if decided is error:
+            raise
+        raise decided from error
+
+
+def _export_chunk(
+    conn: Any,
+    item: WorkItem,
+    target: ExportTarget,
+    *,
+    now: Callable[[], datetime],
+) -> ExportResult:
     position = item.position or ChunkPosition(phase=q.first_phase(item.mode, item.window))
     context = f"table {item.table} ({item.source.schema_name}.{item.source.table})"
     first = position.snapshot is None

@@ -68,7 +68,7 @@ def summarize(verdicts: list[TableVerdict], plan_failed: list[FailedTable]) -> R
     parts = [f"{f.table} ({f.error}: {_shorten(f.cause, budget)})" for f in failed]
     cause = (
         f"{len(failed)} table(s) failed: " + "; ".join(parts) + ". After fixing, rerun only them with the "
-        f"execution input {json.dumps(rerun)} (or `aurora-sync rerun <this execution's ARN>`)."
+        f"execution input {json.dumps(rerun)}."  # the state machine adds the command naming the execution
         if failed
         else ""
     )

@@ -37,6 +37,10 @@ LOCAL_PARAMETERS = {
     "LoadRefreshAfterSeconds": 20,
     "LoadTimeoutSeconds": 120,
     "MergeTimeoutSeconds": 180,
+    # The execution's TimeoutSeconds runs on the clock scale (sfn_clock), the Lambdas in real
+    # time: at the tests' scale (0.05) 18,000 s is 900 s of real time, as long as
+    # LocalEngine.follow waits by default, so only a run that is stuck anyway times out.
+    "RunTimeoutSeconds": 18000,
 }
 TERMINAL = {"SUCCEEDED", "FAILED", "TIMED_OUT", "ABORTED"}
 

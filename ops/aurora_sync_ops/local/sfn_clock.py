@@ -1,13 +1,19 @@
-"""Time in moto's Step Functions interpreter: scale the real sleeps of Retry and Wait, record them.
+"""Time in moto's Step Functions interpreter: scale the real sleeps of Retry and Wait and the
+TimeoutSeconds deadlines, record them.
 
-The interpreter really sleeps for every Retry interval and Wait state. Tests set a small scale so
-an execution with retries finishes in seconds, and assert the durations the definition asked for
-(which is what AWS would wait) from the record. Served by the moto host on loopback:
+The interpreter really sleeps for every Retry interval and Wait state, and enforces the
+definition's TimeoutSeconds (the execution's and each Task's) as real-time deadlines. Tests set a
+small scale so an execution with retries finishes in seconds, and assert the durations the
+definition asked for (which is what AWS would wait) from the record. The deadlines run on the
+same clock: were they left in real time, a 4 h execution timeout would never fire before the
+scaled Waits of a stuck run (4 h at scale 0.01 is 144 s), and the local stack would be more
+lenient than AWS. Served by the moto host on loopback:
 
 * ``POST /moto-api/aurora-sync/clock`` ``{"scale": 0.01}`` sets the scale (1 = real time) and
   clears the record;
-* ``GET /moto-api/aurora-sync/clock`` returns ``{"scale": s, "sleeps": [{"kind": "retry"|"wait",
-  "seconds": requested}, ...]}``.
+* ``GET /moto-api/aurora-sync/clock`` returns ``{"scale": s, "sleeps": [{"kind": "retry"|"wait"|
+  "timeout", "seconds": requested}, ...]}``; a ``timeout`` is a TimeoutSeconds the definition set
+  (the execution's or a Task's), recorded when its deadline starts.
 """
 
 from __future__ import annotations
@@ -42,10 +48,36 @@ def clock(request: Any, full_url: str, headers: Any) -> tuple[int, dict[str, str
         return 200, {"Content-Type": "application/json"}, json.dumps(_state)
 
 
+class _ScaledDeadline(threading.Event):
+    """The event a Task state waits on for its TimeoutSeconds, with that deadline scaled.
+
+    Every Task has a deadline; without TimeoutSeconds the interpreter uses ASL's default
+    (99,999,999 s), which is scaled but not recorded as a timeout the definition asked for.
+    """
+
+    def wait(self, timeout: float | None = None) -> bool:
+        if timeout is None:
+            return super().wait()
+        if timeout == _DEFAULT_TASK_TIMEOUT:
+            with _lock:
+                scale = float(_state["scale"])
+            return super().wait(float(timeout) * scale)
+        return super().wait(_record("timeout", timeout))
+
+
+_DEFAULT_TASK_TIMEOUT = 99_999_999
+
+
 def install_clock() -> None:
-    """Patch the interpreter's two sleeps and add the route (before the server builds its URL map)."""
+    """Patch the interpreter's sleeps and deadlines and add the route (before the server builds
+    its URL map)."""
     from moto.moto_api._internal import urls
     from moto.stepfunctions.parser.asl.component.common.retry import retrier_decl
+    from moto.stepfunctions.parser.asl.component.common.timeouts.timeout import (
+        TimeoutSeconds as AslTimeoutSeconds,
+    )
+    from moto.stepfunctions.parser.asl.component.program import program
+    from moto.stepfunctions.parser.asl.component.state.exec import execute_state
     from moto.stepfunctions.parser.asl.component.state.wait.wait_function import wait_function
 
     # retrier_decl calls time.sleep(interval): give that module its own `time` whose sleep scales.
@@ -64,4 +96,30 @@ def install_clock() -> None:
 
     wait_function.WaitFunction._wait_interval = scaled_wait  # type: ignore[method-assign]
     wait_function.WaitFunction._unscaled_wait_interval = original  # type: ignore[attr-defined]
+
+    # A Task's TimeoutSeconds: execute_state waits on a threading.Event for the state's thread
+    # with the timeout as a real-time deadline, then raises States.Timeout (catchable, as on
+    # AWS). Give that module a `threading` whose Event scales the wait.
+    if AslTimeoutSeconds.DEFAULT_TIMEOUT_SECONDS != _DEFAULT_TASK_TIMEOUT:
+        raise RuntimeError("moto's default Task TimeoutSeconds changed: update sfn_clock")
+    task_threading = types.SimpleNamespace(
+        **{name: getattr(threading, name) for name in dir(threading) if not name.startswith("_")}
+    )
+    task_threading.Event = _ScaledDeadline
+    execute_state.threading = task_threading  # type: ignore[assignment]
+
+    # The execution's TimeoutSeconds: Program.eval joins the worker thread with the timeout as a
+    # real-time deadline and marks the execution TIMED_OUT when it is still running. Same
+    # method, deadline on the scaled clock.
+    def scaled_program_eval(self: Any, env: Any) -> None:
+        timeout = self.timeout_seconds.timeout_seconds if self.timeout_seconds else None
+        env.next_state_name = self.start_at.start_at_name
+        worker = threading.Thread(target=super(program.Program, self).eval, args=(env,), daemon=True)
+        program.TMP_THREADS.append(worker)
+        worker.start()
+        worker.join(timeout=None if timeout is None else _record("timeout", timeout))
+        if worker.is_alive():
+            env.set_timed_out()
+
+    program.Program.eval = scaled_program_eval  # type: ignore[method-assign]
     urls.url_paths[ROUTE] = clock
