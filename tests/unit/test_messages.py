@@ -144,6 +144,8 @@ STATE_INPUT: dict[str, type[BaseModel] | None] = {
     "MoreChunks": ChunkState,
     "NextChunk": ChunkState,
     "ExportDone": ChunkState,
+    "FailedTableTarget": ChunkState,
+    "ExportFailedCustomTarget": ChunkState,
     "ExportFailed": ChunkState,
     "ExportTablesFailed": ExportedPlan,
     "StartVerify": ExportedPlan,
@@ -172,6 +174,7 @@ TASKS: dict[str, tuple[type[BaseModel], type[BaseModel]]] = {
 PASS_OUTPUT: dict[str, type[BaseModel]] = {
     "NextChunk": ChunkState,
     "ExportFailed": FailedExport,
+    "ExportFailedCustomTarget": FailedExport,
     "StartVerify": VerifyLoop,
     "CountAttempt": VerifyLoop,
 }

@@ -254,17 +254,16 @@ def collect(description: Mapping[str, Any], events: Sequence[Mapping[str, Any]])
 def _drift(
     tables: Mapping[str, TableResult], exports: Sequence[ExportResult], verified: VerifyOutput | None
 ) -> None:
-    """Each table's schema drift from its export, the DDL rendered with the verifier's names."""
-    targets = {v.table: v.target for v in verified.tables} if verified else {}
+    """Each table's schema drift from its export, the DDL naming the objects the export carries
+    (its planned target) in the database and schemas the verifier reported."""
     for export in exports:
         if export.table not in tables or not export.new_columns:
             continue
         table = tables[export.table]
         table.new_columns = [c.name for c in export.new_columns]
-        target = targets.get(table.table)
-        if target and verified and verified.database and verified.staging_schema and verified.final_schema:
+        if verified and verified.database and verified.staging_schema and verified.final_schema:
             objects = SnowflakeObjects(
-                verified.database, verified.staging_schema, verified.final_schema, target
+                verified.database, verified.staging_schema, verified.final_schema, export.target_name
             )
             table.drift_statements = new_column_statements(objects, export.new_columns)
 
