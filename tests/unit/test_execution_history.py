@@ -51,8 +51,9 @@ class History:
         self.add(kind, {"name": state, "output": json.dumps(output)})
 
 
-# "orders" has a custom target (its config's ``target``): the DDL must name it, not ORDERS.
-TARGETS = {"orders": "SHOP_ORDERS", "crash": "CRASH"}
+# Both tables have a custom target (their configs' ``target``): the DDL must name SHOP_ORDERS,
+# not ORDERS, and crash's failed export ends in the state that keeps its target.
+TARGETS = {"orders": "SHOP_ORDERS", "crash": "SHOP_CRASH"}
 
 
 def _export(table: str, **fields: Any) -> ExportResult:
@@ -97,7 +98,7 @@ def recorded() -> History:
     history.add("TaskStateEntered", {"name": "ExportChunk", "input": json.dumps({"item": _dump(crash_item)})})
     history.add("TaskFailed", {"error": "Runtime.ExitError", "cause": CRASH})
     history.exited(
-        "ExportFailed",
+        "ExportFailedCustomTarget",
         {
             "table": "crash",
             "run_id": RUN,
@@ -120,7 +121,7 @@ def recorded() -> History:
         ),
         TableVerdict(
             table="crash",
-            target="CRASH",
+            target=TARGETS["crash"],
             outcome="FAILED",
             error="Runtime.ExitError",
             reason="export failed: Runtime exited with error",
