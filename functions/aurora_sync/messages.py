@@ -13,6 +13,7 @@ The flow, as ``statemachine/sync.asl.json`` wires it (CamelCase words are its st
       │    MoreChunks reads $.export.result.status; while MORE, NextChunk hands
       │    ExportResult.next (the next chunk's WorkItem) back to ExportChunk
       │    ExportDone: the ExportResult          ExportFailed (its Catch): FailedExport
+      │    (ExportFailedCustomTarget instead when the item has a target: FailedTableTarget chooses)
       ▼  StartVerify builds the loop's state: run_id, started_at, tables: [ExportResult | FailedExport],
       │    plan_failed: [FailedTable] (the plan's ``failed``), attempt, verification.output
       ▼  WaitForLoads → Verify (verifier λ) reads VerifyRequest {run_id, started_at, attempt, tables,
@@ -29,9 +30,10 @@ A table's Snowflake objects travel with it: the planner reads each config's ``ta
 and the WorkItem, every ExportResult (and its ``next``) and the FailedExport carry it to the
 verifier, which checks and merges exactly what the run was planned with, whatever the configs in
 SSM say by then, and names it in each TableVerdict. To keep the states small, ``target`` is set
-only when the config's differs from the default (the table's name upper-cased, what
-``target_name`` returns without it): it costs nothing for most tables and len(target) + 14 bytes
-of a message's JSON otherwise (measured in ``tests/unit/test_messages.py``).
+only when the config sets one; without it the objects have the default name (the table's name
+upper-cased, what ``target_name`` returns), so it costs nothing for most tables and
+len(target) + 14 bytes of a message's JSON otherwise (measured in ``tests/unit/test_planning.py`` and
+``test_messages.py``).
 
 The payloads are visible in the execution history and limited to 256 KB per state: they carry
 identities, windows, positions and counts, never row data or secrets. Every model forbids

@@ -391,6 +391,19 @@ def test_a_plan_output_says_skip_exactly_when_it_gives_a_reason() -> None:
     assert (skipped["skip"], skipped["items"], skipped["tables_planned"]) == (True, [], 0)
 
 
+def test_a_result_carries_a_custom_target_for_len_plus_14_bytes_and_the_default_for_none() -> None:
+    """As the exporter returns it (``exclude_none``, json.dumps' separators); the plan's items are
+    measured in test_planning.py. The verifier's verdicts named a target before this field."""
+    fields: dict[str, Any] = {"table": "orders", "run_id": "r", "status": "EMPTY", "window": {}}
+    default = ExportResult.model_validate(fields)
+    custom = ExportResult.model_validate({**fields, "target": "SHOP_ORDERS"})
+    assert (default.target_name, custom.target_name) == ("ORDERS", "SHOP_ORDERS")
+    sizes = [len(json.dumps(r.model_dump(mode="json", exclude_none=True))) for r in (default, custom)]
+    assert sizes[1] - sizes[0] == len("SHOP_ORDERS") + 14
+    failed = FailedExport.model_validate({"table": "orders", "status": "FAILED", "error": {"Error": "E"}})
+    assert failed.target_name == "ORDERS"
+
+
 # --- reading a message ---------------------------------------------------------------------------
 def test_a_message_that_does_not_fit_names_every_field_and_the_fix() -> None:
     with pytest.raises(ConfigError) as caught:
