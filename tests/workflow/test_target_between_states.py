@@ -10,7 +10,8 @@ statements (``aurora-sync sync``/``status``) are rendered from the same carried 
 
 The verifier is redeployed with a ``CONFIG_SSM_PATH`` of its own for one run each: a path with
 nothing under it (SSM unreadable for it: the configs are gone), and a path where the table's
-config names another target (the parameter changed between plan and verify).
+config names another target (the parameter changed between plan and verify). An exporter
+redeployed without a bucket fails the export: the failure keeps the target to the verdict.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from world import World, admin_client, open_world, plan_output, verify_output
+from world import World, admin_client, entered, open_world, plan_output, verify_output
 
 from aurora_sync.config import TableConfig, put_table_config
 from aurora_sync_ops.workflow.history import collect
@@ -48,14 +49,14 @@ def world(stack: dict[str, Any]) -> Iterator[World]:
         yield world
 
 
-def verifier_reads_configs_from(world: World, path: str) -> None:
-    """Redeploy the verifier alone with another CONFIG_SSM_PATH (a fresh sandbox: the router keys
-    warm workers by environment, so no config cached from an earlier run survives)."""
+def redeploy_with(world: World, function: str, **variables: str) -> None:
+    """Redeploy one function with other environment variables (a fresh sandbox: the router keys
+    warm workers by environment, so nothing cached from an earlier run survives)."""
     client = world.engine.lambda_
-    verifier = world.deployment.functions["VerifierFunction"]
-    variables = client.get_function_configuration(FunctionName=verifier)["Environment"]["Variables"]
+    name = world.deployment.functions[function]
+    current = client.get_function_configuration(FunctionName=name)["Environment"]["Variables"]
     client.update_function_configuration(
-        FunctionName=verifier, Environment={"Variables": {**variables, "CONFIG_SSM_PATH": path}}
+        FunctionName=name, Environment={"Variables": {**current, **variables}}
     )
 
 
@@ -71,7 +72,7 @@ def test_the_verifier_checks_the_planned_target_whatever_ssm_says_now(world: Wor
         f"UPDATE {{schema}}.orders SET note = 'verified with configs {configs}', updated_at = now() "
         "WHERE id <= 4"
     )
-    verifier_reads_configs_from(world, path)
+    redeploy_with(world, "VerifierFunction", CONFIG_SSM_PATH=path)
     try:
         description, events = world.run()
     finally:
@@ -93,3 +94,20 @@ def test_the_verifier_checks_the_planned_target_whatever_ssm_says_now(world: Wor
         f'ALTER TABLE "{database}"."STAGING"."{target}" ADD COLUMN "REGION" VARCHAR',
         f'ALTER TABLE "{database}"."FINAL"."{target}" ADD COLUMN "REGION" VARCHAR',
     ]
+
+
+def test_a_failed_export_keeps_its_custom_target_to_the_verdict(world: World) -> None:
+    """The Map's Catch reads the item's target only when it has one (FailedTableTarget): a
+    JsonPath that matches nothing would fail the iteration instead of recording the table."""
+    target = world.configs[NAME]["target"]
+    redeploy_with(world, "ExporterFunction", EXPORT_BUCKET="")  # a terminal ConfigError, not retried
+    try:
+        description, events = world.run()
+    finally:
+        world.deployment = world.engine.deploy()
+    assert description["status"] == "FAILED" and description["error"] == "TablesFailed", description
+    assert "ExportFailedCustomTarget" in entered(events) and "ExportFailed" not in entered(events)
+    [verdict] = verify_output(events)["tables"]
+    assert (verdict["target"], verdict["outcome"], verdict["error"]) == (target, "FAILED", "ConfigError")
+    [table] = collect(description, events).tables
+    assert (table.outcome, table.error) == ("FAILED", "ConfigError")
