@@ -13,6 +13,7 @@ The flow, as ``statemachine/sync.asl.json`` wires it (CamelCase words are its st
       │    MoreChunks reads $.export.result.status; while MORE, NextChunk hands
       │    ExportResult.next (the next chunk's WorkItem) back to ExportChunk
       │    ExportDone: the ExportResult          ExportFailed (its Catch): FailedExport
+      │    (ExportFailedCustomTarget instead when the item has a target: FailedTableTarget chooses)
       ▼  StartVerify builds the loop's state: run_id, started_at, tables: [ExportResult | FailedExport],
       │    plan_failed: [FailedTable] (the plan's ``failed``), attempt, verification.output
       ▼  WaitForLoads → Verify (verifier λ) reads VerifyRequest {run_id, started_at, attempt, tables,
@@ -24,6 +25,15 @@ The flow, as ``statemachine/sync.asl.json`` wires it (CamelCase words are its st
 A failed table has one shape wherever it appears (the plan's ``failed``, the verifier's
 ``plan_failed``, the summary's ``failed``): ``FailedTable`` {table, error, cause}, ``error``
 being a class name of the error taxonomy or a verifier outcome's error name.
+
+A table's Snowflake objects travel with it: the planner reads each config's ``target`` once,
+and the WorkItem, every ExportResult (and its ``next``) and the FailedExport carry it to the
+verifier, which checks and merges exactly what the run was planned with, whatever the configs in
+SSM say by then, and names it in each TableVerdict. To keep the states small, ``target`` is set
+only when the config sets one; without it the objects have the default name (the table's name
+upper-cased, what ``target_name`` returns), so it costs nothing for most tables and
+len(target) + 14 bytes of a message's JSON otherwise (measured in ``tests/unit/test_planning.py`` and
+``test_messages.py``).
 
 The payloads are visible in the execution history and limited to 256 KB per state: they carry
 identities, windows, positions and counts, never row data or secrets. Every model forbids
@@ -37,9 +47,8 @@ taxonomy's ``ConfigError`` naming each field and the fix.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
 from datetime import datetime
-from typing import Annotated, Any, Literal, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeVar
 
 from pydantic import (
     AfterValidator,
@@ -52,8 +61,8 @@ from pydantic import (
     model_validator,
 )
 
-from .config import check_cursor_value, config_error
-from .errors import ConfigError, SyncError
+from .config import SNOWFLAKE_NAME_PATTERN, check_cursor_value, config_error, default_target
+from .errors import SyncError
 
 WindowSource = Literal["final", "initial_watermark", "since", "full"]
 ExportStatus = Literal["EXPORTED", "EMPTY", "MORE"]
@@ -71,6 +80,19 @@ M = TypeVar("M", bound=BaseModel)
 
 class _Message(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+class _TableTarget:
+    """``target_name`` of a message that names a table and may carry its ``target``."""
+
+    if TYPE_CHECKING:
+        table: str
+        target: str | None
+
+    @property
+    def target_name(self) -> str:
+        """The Snowflake base name of the table's objects (STAGING/FINAL tables, pipe, tasks)."""
+        return self.target or default_target(self.table)
 
 
 def read_message(
@@ -243,13 +265,14 @@ class ChunkPosition(_Message):
     new_columns: list[NewColumn] = Field(default_factory=list, max_length=MAX_NEW_COLUMNS)
 
 
-class WorkItem(_Message):
+class WorkItem(_TableTarget, _Message):
     """One table's export order, emitted by the planner and looped by the Map while MORE."""
 
     run_id: str = Field(min_length=1, max_length=80)
     table: str = Field(pattern=r"^[a-z][a-z0-9_]{0,62}$")
     source: SourceTable
-    target: str | None = None  # Snowflake base name when it is not TABLE upper-cased
+    # The config's Snowflake base name when it is not the default (see the module docstring).
+    target: str | None = Field(None, pattern=SNOWFLAKE_NAME_PATTERN)
     primary_key: list[str] = Field(min_length=1)
     mode: SyncMode = "cursor"
     cursor: str | None = None  # required in mode "cursor", absent otherwise
@@ -272,7 +295,7 @@ class WorkItem(_Message):
         return self
 
 
-class ExportResult(_Message):
+class ExportResult(_TableTarget, _Message):
     """What the exporter did for a table in this run, all chunks so far included.
 
     When ``status`` is MORE, ``next`` is the work item for the following chunk: the state
@@ -282,6 +305,8 @@ class ExportResult(_Message):
     table: str
     run_id: str
     status: ExportStatus
+    # The work item's target: the objects the verifier checks and merges.
+    target: str | None = Field(None, pattern=SNOWFLAKE_NAME_PATTERN)
     rows: int = 0
     bytes: int = 0
     files: int = 0
@@ -359,14 +384,15 @@ class ExportError(_Message):
     cause: str | None = Field(None, alias="Cause")
 
 
-class FailedExport(_Message):
+class FailedExport(_TableTarget, _Message):
     """The ExportFailed state's output: a table whose export raised (after its retries)."""
 
     table: str
     status: Literal["FAILED"]
     error: ExportError
     run_id: str | None = None
-    target: str | None = None
+    # The work item's target (the FailedTableTarget state keeps it when set).
+    target: str | None = Field(None, pattern=SNOWFLAKE_NAME_PATTERN)
 
     @property
     def message(self) -> str:
@@ -442,7 +468,6 @@ class VerifyRequest(_Message):
     started_at: datetime
     attempt: int = 0
     tables: list[ExportResult | FailedExport]
-    targets: dict[str, str] = Field(default_factory=dict)
     plan_failed: list[FailedTable] = Field(default_factory=list)
     previous: VerifyOutput | None = None
 
@@ -458,25 +483,10 @@ def parse_work_item(event: Any) -> WorkItem:
 
 
 def parse_verify_request(event: Any) -> VerifyRequest:
-    """The Verify state's input; ``target`` may ride on each table entry (the planner's item)."""
-    if not isinstance(event, Mapping):
-        raise ConfigError("verifier input is not a JSON object.", fix="pass the Verify state's input")
-    entries = event.get("tables")
-    targets: dict[str, str] = {}
-    tables: Any = entries
-    if isinstance(entries, list):
-        tables = []
-        for entry in entries:
-            if isinstance(entry, Mapping) and isinstance(entry.get("table"), str) and entry.get("target"):
-                targets[entry["table"]] = str(entry["target"])
-            if isinstance(entry, Mapping) and entry.get("status") != "FAILED":
-                # ExportResult forbids unknown keys; the target rides beside it.
-                tables.append({k: v for k, v in entry.items() if k != "target"})
-            else:
-                tables.append(entry)
+    """The Verify state's input."""
     return read_message(
         VerifyRequest,
-        {**event, "tables": tables, "targets": targets},
+        event,
         heading="verifier input is invalid",
         fix="pass {run_id, started_at, attempt, tables: [export results], plan_failed, previous} "
         "from the state machine",

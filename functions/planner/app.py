@@ -33,7 +33,8 @@ whose values FINAL lacks is filled by a full, chunked export of the table in thi
 
 Payload size: a work item is about 320 bytes for a table with ``columns`` null, a one-column
 key, a timestamp watermark, a 60-character run id and its layout fingerprint (23 of those bytes),
-plus about 19 bytes per listed column of 15 characters (measured in tests/unit/test_planning.py
+plus about 19 bytes per listed column of 15 characters, and len(target) + 14 bytes when the
+config sets a ``target`` (measured in tests/unit/test_planning.py
 and tests/unit/test_layout.py). The plan must fit one Step Functions state (256 KB); the
 planner keeps it under 240 KB (about 750 tables replicating all columns, or about 200 tables
 listing 50 columns each) and beyond that raises ``ConfigError`` telling to split the tables

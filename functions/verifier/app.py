@@ -6,9 +6,9 @@ false)::
 
     {"run_id": str, "started_at": "<ISO-8601 run start>", "attempt": int,
      "tables": [<one entry per table: the exporter's final ExportResult (status EXPORTED |
-                 EMPTY, keys, rows, ...), or a failed export {"table", "status": "FAILED",
-                 "error": {"Error": <class name>, "Cause": <message>}}; either may carry
-                 "target" (the planner's item had one)>],
+                 EMPTY, "target", keys, rows, ...), or a failed export {"table", "target",
+                 "status": "FAILED", "error": {"Error": <class name>, "Cause": <message>}};
+                 "target" is the Snowflake base name the planner resolved>],
      "plan_failed": [{"table", "error", "cause"}]  (tables the planner could not schedule),
      "previous": <this function's previous output, or null>}
 
@@ -42,9 +42,13 @@ reason names the full-resync rerun input).
 
 The function never sleeps. Per-table problems are outcomes (see ``aurora_sync.verifying.decide``);
 errors that concern the whole call (Snowflake unreachable or refusing us, Vault) are raised as
-the error taxonomy's classes, which the state machine retries when transient. The table configs
-(SSM) supply each table's cursor for the freshness figures; if SSM cannot be read the tables
-are still verified, without freshness.
+the error taxonomy's classes, which the state machine retries when transient.
+
+Each table's objects are the ``target`` its export carries, never a config read now. The table
+configs (SSM) are read for one thing only: whether soft deletes remove FINAL rows (mode
+"delete"), which lets FINAL lack source keys and so turns off a key snapshot's missing-rows and
+count checks. When SSM cannot be read the tables are still verified, with those checks off: the
+lenient side, which can miss a lost row but never fails a correct run.
 """
 
 from __future__ import annotations

@@ -30,8 +30,10 @@ from aurora_sync.errors import (
 )
 from aurora_sync.exporting import export as export_module
 from aurora_sync.ledger import MergedRun
+from aurora_sync.messages import ExportResult
 from aurora_sync.planning.watermarks import next_watermark
 from aurora_sync.settings import runtime_settings
+from aurora_sync.snowflake_objects import SnowflakeObjects, new_column_statements
 from aurora_sync.vault import reset_vault_cache
 from aurora_sync_ops.environment import local_aws_client
 from exporter.app import lambda_handler
@@ -318,6 +320,32 @@ def test_schema_drift_travels_as_columns_to_the_last_chunk(
     assert "'note', 'amount', 'shipped_on'" in drift[0]
     assert "{" not in drift[0] and "ADD COLUMN" not in drift[0]
     assert "aurora-sync sql snowflake --tables orders --apply" in drift[0]
+
+
+def test_a_custom_target_rides_every_chunk_and_names_the_drift_statements(
+    env: dict[str, str], admin: Any, schema: str, s3: Any
+) -> None:
+    """The planner's target reaches the last chunk's result (the verifier's and the drift
+    statements' only source for it): STAGING and FINAL of the custom target, never ORDERS."""
+    make_orders(admin, schema, 3)
+    with admin.cursor() as cur:
+        cur.execute(sql.SQL("ALTER TABLE {} ADD COLUMN region text").format(sql.Identifier(schema, "orders")))
+    event = item(
+        schema, columns=["id", "note", "amount", "updated_at"], max_rows_per_chunk=1, target="SHOP_ORDERS"
+    )
+    calls, result = export_all(event)
+    assert len(calls) > 1
+    assert [c["target"] for c in calls] == ["SHOP_ORDERS"] * len(calls)
+    assert [c["next"]["target"] for c in calls[:-1]] == ["SHOP_ORDERS"] * (len(calls) - 1)
+    done = ExportResult.model_validate(result)
+    objects = SnowflakeObjects("AURORA_SYNC", "STAGING", "FINAL", done.target_name)
+    assert new_column_statements(objects, done.new_columns) == [
+        'ALTER TABLE "AURORA_SYNC"."STAGING"."SHOP_ORDERS" ADD COLUMN "REGION" VARCHAR',
+        'ALTER TABLE "AURORA_SYNC"."FINAL"."SHOP_ORDERS" ADD COLUMN "REGION" VARCHAR',
+    ]
+    # A table with the default target carries none: it is ORDERS by the config's own rule.
+    plain = export_all(item(schema, columns=["id", "note", "amount", "updated_at"]))[1]
+    assert "target" not in plain and ExportResult.model_validate(plain).target_name == "ORDERS"
 
 
 def test_split_exports_report_every_part_key(

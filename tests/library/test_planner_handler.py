@@ -354,6 +354,8 @@ def test_scheduled_run_plans_each_enabled_table_from_the_export_ledger(
         "run_id": run_id,
         "table": "orders",
         "source": {"schema": tables.schema, "table": "orders"},
+        # The config's custom target, carried to the exporter and the verifier.
+        "target": tables.target("orders"),
         "primary_key": ["id"],
         "cursor": "updated_at",
         "window": {"watermark": "2024-05-06T07:08:09.123456+00:00", "lookback_seconds": 600},

@@ -51,8 +51,13 @@ class History:
         self.add(kind, {"name": state, "output": json.dumps(output)})
 
 
+# Both tables have a custom target (their configs' ``target``): the DDL must name SHOP_ORDERS,
+# not ORDERS, and crash's failed export ends in the state that keeps its target.
+TARGETS = {"orders": "SHOP_ORDERS", "crash": "SHOP_CRASH"}
+
+
 def _export(table: str, **fields: Any) -> ExportResult:
-    return ExportResult(table=table, run_id=RUN, window=ExportWindow(), **fields)
+    return ExportResult(table=table, run_id=RUN, target=TARGETS[table], window=ExportWindow(), **fields)
 
 
 def recorded() -> History:
@@ -60,10 +65,11 @@ def recorded() -> History:
         run_id=RUN,
         table="orders",
         source=SourceTable.model_validate({"schema": "shop", "table": "orders"}),
+        target=TARGETS["orders"],
         primary_key=["id"],
         cursor="updated_at",
     )
-    crash_item = item.model_copy(update={"table": "crash"})
+    crash_item = item.model_copy(update={"table": "crash", "target": TARGETS["crash"]})
     history = History()
     history.exited(
         "Plan",
@@ -92,10 +98,11 @@ def recorded() -> History:
     history.add("TaskStateEntered", {"name": "ExportChunk", "input": json.dumps({"item": _dump(crash_item)})})
     history.add("TaskFailed", {"error": "Runtime.ExitError", "cause": CRASH})
     history.exited(
-        "ExportFailed",
+        "ExportFailedCustomTarget",
         {
             "table": "crash",
             "run_id": RUN,
+            "target": TARGETS["crash"],
             "status": "FAILED",
             "error": {"Error": "Runtime.ExitError", "Cause": CRASH},
         },
@@ -103,7 +110,7 @@ def recorded() -> History:
     verdicts = [
         TableVerdict(
             table="orders",
-            target="ORDERS",
+            target=TARGETS["orders"],
             outcome="MERGED",
             rows_exported=7,
             rows_loaded=7,
@@ -114,7 +121,7 @@ def recorded() -> History:
         ),
         TableVerdict(
             table="crash",
-            target="CRASH",
+            target=TARGETS["crash"],
             outcome="FAILED",
             error="Runtime.ExitError",
             reason="export failed: Runtime exited with error",
@@ -174,10 +181,10 @@ def test_a_recorded_history_reads_into_each_tables_result_through_the_models() -
     )
     assert orders.reason is None  # a merged table's reason is the verifier's, not a failure
     assert orders.new_columns == ["note"]
-    # The DDL names the tables where the verifier said they are.
+    # The DDL names the export's own target, in the database and schemas the verifier reported.
     assert orders.drift_statements == [
-        'ALTER TABLE "AURORA_SYNC"."STAGING"."ORDERS" ADD COLUMN "NOTE" VARCHAR',
-        'ALTER TABLE "AURORA_SYNC"."FINAL"."ORDERS" ADD COLUMN "NOTE" VARCHAR',
+        'ALTER TABLE "AURORA_SYNC"."STAGING"."SHOP_ORDERS" ADD COLUMN "NOTE" VARCHAR',
+        'ALTER TABLE "AURORA_SYNC"."FINAL"."SHOP_ORDERS" ADD COLUMN "NOTE" VARCHAR',
     ]
     assert (by_table["ghost"].outcome, by_table["ghost"].error) == ("FAILED", "SourceObjectMissing")
     assert by_table["crash"].error == "Runtime.ExitError"

@@ -150,6 +150,8 @@ STATE_INPUT: dict[str, type[BaseModel] | None] = {
     "MoreChunks": ChunkState,
     "NextChunk": ChunkState,
     "ExportDone": ChunkState,
+    "FailedTableTarget": ChunkState,
+    "ExportFailedCustomTarget": ChunkState,
     "ExportFailed": ChunkState,
     "ExportTablesFailed": ExportedPlan,
     "StartVerify": ExportedPlan,
@@ -179,6 +181,7 @@ TASKS: dict[str, tuple[type[BaseModel], type[BaseModel]]] = {
 PASS_OUTPUT: dict[str, type[BaseModel]] = {
     "NextChunk": ChunkState,
     "ExportFailed": FailedExport,
+    "ExportFailedCustomTarget": FailedExport,
     "StartVerify": VerifyLoop,
     "CountAttempt": VerifyLoop,
 }
@@ -393,6 +396,19 @@ def test_a_plan_output_says_skip_exactly_when_it_gives_a_reason() -> None:
         PlanOutput(run_id="r", started_at="t", skip=True)
     skipped = Plan(run_id="r", started_at="t", skip_reason="execution x is still running").output()
     assert (skipped["skip"], skipped["items"], skipped["tables_planned"]) == (True, [], 0)
+
+
+def test_a_result_carries_a_custom_target_for_len_plus_14_bytes_and_the_default_for_none() -> None:
+    """As the exporter returns it (``exclude_none``, json.dumps' separators); the plan's items are
+    measured in test_planning.py. The verifier's verdicts named a target before this field."""
+    fields: dict[str, Any] = {"table": "orders", "run_id": "r", "status": "EMPTY", "window": {}}
+    default = ExportResult.model_validate(fields)
+    custom = ExportResult.model_validate({**fields, "target": "SHOP_ORDERS"})
+    assert (default.target_name, custom.target_name) == ("ORDERS", "SHOP_ORDERS")
+    sizes = [len(json.dumps(r.model_dump(mode="json", exclude_none=True))) for r in (default, custom)]
+    assert sizes[1] - sizes[0] == len("SHOP_ORDERS") + 14
+    failed = FailedExport.model_validate({"table": "orders", "status": "FAILED", "error": {"Error": "E"}})
+    assert failed.target_name == "ORDERS"
 
 
 # --- reading a message ---------------------------------------------------------------------------

@@ -335,6 +335,22 @@ def test_work_item_carries_the_config() -> None:
     }
 
 
+def test_work_item_carries_a_custom_target_and_leaves_the_default_out() -> None:
+    """The target is planned once and travels in the item (the verifier reads no config for it);
+    the default (NAME upper-cased) costs no byte, a custom one len(target) + 14 bytes per item."""
+    window = choose_window(table("order_items_history"), watermark=UTC_WATERMARK)
+    default = work_item(RUN_ID, table("order_items_history"), window)
+    custom = work_item(RUN_ID, table("order_items_history", target="SALES_ORDER_ITEMS_HISTORY"), window)
+    assert default.target is None and default.target_name == "ORDER_ITEMS_HISTORY"
+    assert custom.target == custom.target_name == "SALES_ORDER_ITEMS_HISTORY"
+    sizes = {
+        name: len(json.dumps(Plan(run_id=RUN_ID, started_at="x", items=[item]).output()["items"][0]))
+        for name, item in (("default", default), ("custom", custom))
+    }
+    assert "target" not in Plan(run_id=RUN_ID, started_at="x", items=[default]).output()["items"][0]
+    assert sizes["custom"] - sizes["default"] == len("SALES_ORDER_ITEMS_HISTORY") + 14  # , "target": "…"
+
+
 # --- table modes ----------------------------------------------------------------------------
 
 

@@ -31,8 +31,19 @@ def test_invalid_input_is_a_config_error_naming_the_field() -> None:
         parse_verify_request(event)
     assert "started_at: required" in str(error.value)
     event = json.loads((EVENTS / "verifier.json").read_text())
-    event["tables"][0]["target"] = "ORDERS_V2"
-    assert parse_verify_request(event).targets == {"orders": "ORDERS_V2"}
+    event["tables"][0]["target"] = "orders v2"
+    with pytest.raises(ConfigError) as error:
+        parse_verify_request(event)
+    assert "tables.0.ExportResult.target: string should match pattern" in str(error.value)
+
+
+def test_each_table_entry_names_its_objects_with_the_target_it_carries_or_the_default() -> None:
+    request = parse_verify_request(json.loads((EVENTS / "verifier.json").read_text()))
+    assert [(t.table, t.target_name) for t in request.tables] == [
+        ("orders", "ORDERS"),
+        ("customers", "CRM_CUSTOMERS"),
+        ("items", "ITEMS"),
+    ]
 
 
 def test_refresh_prefix_is_the_runs_shared_directory_below_the_pipe_path() -> None:

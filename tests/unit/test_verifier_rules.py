@@ -776,6 +776,47 @@ def test_tables_are_decided_independently_in_one_call() -> None:
     assert [a.key for a in decision.actions] == ["count-merged"]
 
 
+def test_each_table_is_checked_and_merged_as_the_objects_its_export_carries() -> None:
+    """The target travels with the run: the configs the verifier could read now (here one that
+    names another target, as after a change since the plan) never decide which objects it checks,
+    and a table without a carried target is the default, never a config's."""
+    from aurora_sync.config import LoadedTable, TableConfig
+
+    def config(name: str, target: str) -> LoadedTable:
+        document = {"table": name, "primary_key": ["id"], "target": target}
+        return LoadedTable(name, f"/t/{name}", TableConfig.model_validate(document))
+
+    tables = [export(target="SHOP_ORDERS"), export(table="items", keys=(key(21, "items"),), rows=2)]
+    request = parse_verify_request({"run_id": RUN, "started_at": STARTED.isoformat(), "tables": tables})
+    changed = {"orders": config("orders", "ORDERS_RENAMED"), "items": config("items", "ITEMS_RENAMED")}
+    facts = Facts(
+        loads={"orders": BOTH_LOADED, "items": [loaded(key(21, "items"), 2)]}, task_runs={}, done=RECORDED
+    )
+    decision = decide(request, facts, schemas=SCHEMAS, limits=LIMITS, configs=changed, now=later(200))
+    assert [(v.table, v.target) for v in decision.verdicts] == [("orders", "SHOP_ORDERS"), ("items", "ITEMS")]
+    executed = [a for a in decision.actions if isinstance(a, ExecuteTask)]
+    assert [(a.table, a.objects.merge_task) for a in executed] == [
+        ("orders", '"DB"."STAGING"."SHOP_ORDERS_MERGE"'),
+        ("items", '"DB"."STAGING"."ITEMS_MERGE"'),
+    ]
+    first_look = decide(request, Facts(), schemas=SCHEMAS, limits=LIMITS, configs=changed, now=later(5))
+    [read] = [a for a in first_look.actions if isinstance(a, ReadLoads)]
+    assert [(t.name, t.objects.staging_table) for t in read.tables] == [
+        ("orders", '"DB"."STAGING"."SHOP_ORDERS"'),
+        ("items", '"DB"."STAGING"."ITEMS"'),
+    ]
+    failed = {
+        "table": "crash",
+        "run_id": RUN,
+        "target": "SHOP_CRASH",
+        "status": "FAILED",
+        "error": {"Error": "E"},
+    }
+    request = parse_verify_request({"run_id": RUN, "started_at": STARTED.isoformat(), "tables": [failed]})
+    decision = decide(request, Facts(), schemas=SCHEMAS, limits=LIMITS, configs={}, now=later(5))
+    assert [(v.table, v.target, v.outcome) for v in decision.verdicts] == [("crash", "SHOP_CRASH", "FAILED")]
+
+
 # --- the call's end, and the layer's loop --------------------------------------------------------
 
 

@@ -20,6 +20,7 @@ from .model import (
     TableConfig,
     TableConfigResult,
     check_cursor_value,
+    default_target,
 )
 from .parsing import (
     ConfigEntry,
@@ -56,6 +57,7 @@ __all__ = [
     "check_cursor_value",
     "config_error",
     "default_ssm_client",
+    "default_target",
     "known_and_unknown",
     "load_json",
     "load_table_configs",

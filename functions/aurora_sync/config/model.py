@@ -282,7 +282,7 @@ class TableConfig(BaseModel):
 
     def target_name(self, name: str) -> str:
         """Snowflake base name: ``target`` or the table's NAME upper-cased."""
-        return self.target or name.upper()
+        return self.target or default_target(name)
 
     def dump_json(self) -> str:
         """Canonical JSON as ``config push`` stores it: sorted keys, every field that applies.
@@ -302,6 +302,11 @@ class TableConfig(BaseModel):
             exclude.add("reconcile_every")
         document = self.model_dump(mode="json", by_alias=True, exclude=exclude)
         return json.dumps(document, sort_keys=True, separators=(",", ":"))
+
+
+def default_target(name: str) -> str:
+    """The Snowflake base name of a table whose config sets no ``target``."""
+    return name.upper()
 
 
 @dataclass(frozen=True)

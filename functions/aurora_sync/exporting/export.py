@@ -363,6 +363,7 @@ def _result(
         "new_columns": drift,
     }
     planned = {
+        "target": item.target,
         "primary_key": list(item.primary_key),
         "cursor": item.cursor,
         "layout": item.layout,

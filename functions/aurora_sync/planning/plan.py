@@ -246,6 +246,7 @@ def work_item(
         run_id=run_id,
         table=table.name,
         source=SourceTable(schema_name=config.schema_name, table=config.table),
+        target=config.target,
         primary_key=list(config.primary_key),
         mode=config.mode,
         reconcile=reconcile or config.mode == "full",

@@ -424,11 +424,9 @@ def _admit(request: VerifyRequest, schemas: Schemas, configs: Mapping[str, Loade
     for entry in request.tables:
         before = previous.get(entry.table)
         config = configs.get(entry.table)
-        target = (
-            request.targets.get(entry.table)
-            or (before.target if before else None)
-            or (config.target if config else entry.table.upper())
-        )
+        # The target the run was planned with, as the export carries it; never the configs
+        # read now (they may have changed since the plan, or be unreadable).
+        target = entry.target_name
         objects = schemas.objects(target)
         if before is not None and before.outcome in FINAL_OUTCOMES:
             tables.append(_Table(before, objects, carried=True))

@@ -12,7 +12,8 @@ and ``status``) use, one module per concern.
   commands' flows.
 - ``history``: an execution's events read into per-table results through the state contract's
   models: the Plan state's output, each Map iteration's last state (``ExportDone``/
-  ``ExportFailed``), and the last ``Verify`` output, whose summary names the rerun input.
+  ``ExportFailed``/``ExportFailedCustomTarget``), and the last ``Verify`` output, whose summary
+  names the rerun input.
 - ``progress``: the live lines a person follows while an execution runs.
 - ``report``: the summary table, the schema-drift advice and the rerun hint.
 

@@ -31,6 +31,7 @@ from aurora_sync.snowflake_objects import new_column_statements
 
 # progress.py reads the same models from here.
 __all__ = [
+    "FAILED_EXPORT_STATES",
     "SUCCESS_OUTCOMES",
     "TERMINAL",
     "ExportChunkOutput",
@@ -53,6 +54,9 @@ __all__ = [
 
 TERMINAL = frozenset({"SUCCEEDED", "FAILED", "TIMED_OUT", "ABORTED"})
 SUCCESS_OUTCOMES = frozenset({"MERGED", "NOTHING_TO_DO"})
+# The Map iteration's last state after a failed export, each emitting a FailedExport: the second
+# keeps a custom target (the ASL's FailedTableTarget chooses).
+FAILED_EXPORT_STATES = ("ExportFailed", "ExportFailedCustomTarget")
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -237,7 +241,7 @@ def collect(description: Mapping[str, Any], events: Sequence[Mapping[str, Any]])
     exports = state_outputs(events, "ExportDone", ExportResult)
     for export in exports:
         tables[export.table] = TableResult(table=export.table, outcome="EXPORTED", rows_exported=export.rows)
-    for failed in state_outputs(events, "ExportFailed", FailedExport):
+    for failed in (f for state in FAILED_EXPORT_STATES for f in state_outputs(events, state, FailedExport)):
         tables[failed.table] = TableResult(
             table=failed.table, outcome="FAILED", error=failed.error.error, reason=failed.message
         )
@@ -254,17 +258,16 @@ def collect(description: Mapping[str, Any], events: Sequence[Mapping[str, Any]])
 def _drift(
     tables: Mapping[str, TableResult], exports: Sequence[ExportResult], verified: VerifyOutput | None
 ) -> None:
-    """Each table's schema drift from its export, the DDL rendered with the verifier's names."""
-    targets = {v.table: v.target for v in verified.tables} if verified else {}
+    """Each table's schema drift from its export, the DDL naming the objects the export carries
+    (its planned target) in the database and schemas the verifier reported."""
     for export in exports:
         if export.table not in tables or not export.new_columns:
             continue
         table = tables[export.table]
         table.new_columns = [c.name for c in export.new_columns]
-        target = targets.get(table.table)
-        if target and verified and verified.database and verified.staging_schema and verified.final_schema:
+        if verified and verified.database and verified.staging_schema and verified.final_schema:
             objects = SnowflakeObjects(
-                verified.database, verified.staging_schema, verified.final_schema, target
+                verified.database, verified.staging_schema, verified.final_schema, export.target_name
             )
             table.drift_statements = new_column_statements(objects, export.new_columns)
 

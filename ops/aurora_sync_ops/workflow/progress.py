@@ -7,6 +7,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from .history import (
+    FAILED_EXPORT_STATES,
     SUCCESS_OUTCOMES,
     ExportChunkOutput,
     ExportResult,
@@ -90,7 +91,7 @@ class Progress:
                     f"export {done.table}: {done.status} {done.rows} row(s) in {done.files} file(s), "
                     f"{done.chunks} chunk(s)"
                 )
-        elif state == "ExportFailed":
+        elif state in FAILED_EXPORT_STATES:
             failed = state_output(FailedExport, event)
             if failed is not None:
                 self.emit(f"export {failed.table}: FAILED {failed.error.error}: {one_line(failed.message)}")
