@@ -108,6 +108,7 @@ NONDETERMINISTIC_MERGE_MESSAGE = "Duplicate row detected during DML action"
 # only its file format statement, so these never reach Snowflake.
 DUMMY_BUCKET = "aurora-sync-contract"
 DUMMY_STORAGE_ROLE = "arn:aws:iam::123456789012:role/aurora-sync-contract"
+DUMMY_EXTERNAL_ID = "aurora-sync-contract"
 
 
 @dataclass(frozen=True)
@@ -165,6 +166,7 @@ def account(account_secret: dict[str, Any]) -> Iterator[Account]:
         setup = SnowflakeSetup(
             bucket=DUMMY_BUCKET,
             storage_role_arn=DUMMY_STORAGE_ROLE,
+            storage_external_id=DUMMY_EXTERNAL_ID,
             database=database,
             staging_schema=f"{prefix}_STAGING",
             final_schema=f"{prefix}_FINAL",

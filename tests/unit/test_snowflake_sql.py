@@ -28,7 +28,9 @@ from aurora_sync.typemap import PgType
 from aurora_sync_ops.snowflake_sql import render_setup
 
 SETUP = SnowflakeSetup(
-    bucket="aurora-sync-data-lake", storage_role_arn="arn:aws:iam::123456789012:role/sf-read"
+    bucket="aurora-sync-data-lake",
+    storage_role_arn="arn:aws:iam::123456789012:role/sf-read",
+    storage_external_id="aurora-sync-1c2fa620-982a-11e3-aff7-50e2416294e0",
 )
 
 CATALOG = [
@@ -43,7 +45,8 @@ CATALOG = [
 
 # Statements sqlglot only knows as an opaque Command; their embedded query is parsed instead.
 SNOWFLAKE_ONLY = re.compile(
-    r"^(CREATE (OR REPLACE )?(PIPE|TASK|STREAM|ROLE|USER)|ALTER TASK|GRANT (ROLE|SELECT|.* ON FUTURE))"
+    r"^(CREATE (OR REPLACE )?(PIPE|TASK|STREAM|ROLE|USER)|ALTER (TASK|STORAGE INTEGRATION)"
+    r"|GRANT (ROLE|SELECT|.* ON FUTURE))"
 )
 
 

@@ -12,13 +12,13 @@ Checked for the template's defaults, every ``samconfig.toml`` environment, and t
 
 from __future__ import annotations
 
-import shlex
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import pytest
+from samconfig import overrides
 
 from aurora_sync_ops import sam_template
 from aurora_sync_ops.local.engine import LOCAL_PARAMETERS, LocalEngine
@@ -30,13 +30,6 @@ NAMES = ("VerifyWaitSeconds", "VerifyMaxAttempts", "LoadTimeoutSeconds", "MergeT
 def defaults() -> dict[str, Any]:
     parameters = sam_template.load(ROOT / "template.yaml")["Parameters"]
     return {name: parameters[name]["Default"] for name in NAMES}
-
-
-def overrides(environment: Mapping[str, Any]) -> dict[str, str]:
-    """``parameter_overrides`` as SAM reads it: a list of ``Key=Value`` or one spaced string."""
-    raw = environment.get("deploy", {}).get("parameters", {}).get("parameter_overrides", [])
-    items = shlex.split(raw) if isinstance(raw, str) else list(raw)
-    return dict(item.split("=", 1) for item in items)
 
 
 def budget_problem(values: Mapping[str, Any]) -> str | None:

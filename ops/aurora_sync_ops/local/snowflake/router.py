@@ -299,6 +299,8 @@ class ControlPlane:
             return status_sql("Statement executed successfully.")
         if re.match(r"CREATE\s+(OR\s+REPLACE\s+)?(STORAGE\s+)?INTEGRATION\b", text, re.I):
             return status_sql(pipes.create_integration(text))
+        if re.match(r"ALTER\s+(STORAGE\s+)?INTEGRATION\b", text, re.I):
+            return status_sql(pipes.alter_integration(text))
         if m := re.match(r"DESC(?:RIBE)?\s+(?:STORAGE\s+)?INTEGRATION\s+" + NAME + r"\s*;?$", text, re.I):
             return result_sql(
                 ["property", "property_type", "property_value", "property_default"],
