@@ -33,7 +33,7 @@ from bench_stack import (
     table,
 )
 
-from aurora_sync_ops.environment import local_aws_client
+from aurora_sync_ops.environment import local_aws_client, local_external_id
 
 
 def config_path(size: int) -> str:
@@ -71,6 +71,7 @@ def prepare(status: dict[str, Any], sizes: list[int]) -> None:
     setup = SnowflakeSetup(
         bucket=aws["bucket"],
         storage_role_arn=f"arn:aws:iam::{aws['account_id']}:role/aurora-sync-snowflake-storage",
+        storage_external_id=local_external_id(aws),
         database=status["snowflake"]["database"],
     )
     names = [table_name(i) for i in range(max(sizes))]

@@ -36,6 +36,14 @@ _IDENTIFIER = IDENTIFIER
 _BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
 _ROLE_ARN = re.compile(r"^arn:aws[a-z-]*:iam::\d{12}:role/[\w+=,.@/-]+$")
 _TASK_SIZES = ("XSMALL", "SMALL", "MEDIUM", "LARGE")
+# What IAM accepts as sts:ExternalId (2-1224 characters of this set), so a value the role's trust
+# policy can hold; it has no quote, so the rendered literal cannot be broken out of.
+_EXTERNAL_ID = re.compile(r"^[\w+=,.@:/-]{2,1224}$", re.ASCII)
+# A serverless *triggered* task (WHEN, no SCHEDULE, no WAREHOUSE) must name the time Snowflake
+# sizes its compute to finish within (docs.snowflake.com/user-guide/tasks-triggered). The
+# verifier waits MERGE_TIMEOUT_SECONDS (default 900 s = 15 min) for a MERGE run, so the target
+# is 10 minutes: a run Snowflake sizes to finish by then ends well before the verifier gives up.
+MERGE_TARGET_COMPLETION_INTERVAL = "10 MINUTES"
 
 
 # The names a deployment chooses; each is a plain identifier, checked once here and quoted where the
@@ -50,6 +58,7 @@ IDENTIFIER_FIELDS = (
     "service_role",
     "reader_role",
     "service_user",
+    "warehouse",
 )
 
 
@@ -70,6 +79,12 @@ class SnowflakeSetup:
     service_user: str = "AURORA_SYNC"
     staging_retention_days: int = 7
     task_size: str = "XSMALL"
+    # The warehouse of the service role's own statements (watermarks, COPY_HISTORY, TASK_HISTORY);
+    # the tasks are serverless and need none.
+    warehouse: str = "AURORA_SYNC_WH"
+    # STORAGE_AWS_EXTERNAL_ID of the storage integration: the stack's output SnowflakeExternalId,
+    # which its storage role's trust policy requires. Only the account setup needs it.
+    storage_external_id: str | None = None
 
     def __post_init__(self) -> None:
         for field in IDENTIFIER_FIELDS:
@@ -81,6 +96,11 @@ class SnowflakeSetup:
             raise SqlConfigError(
                 f"storage_role_arn {self.storage_role_arn!r} is not an IAM role ARN "
                 "(the SnowflakeStorageRoleArn output of the SAM stack)"
+            )
+        if self.storage_external_id is not None and not _EXTERNAL_ID.match(self.storage_external_id):
+            raise SqlConfigError(
+                f"storage_external_id {self.storage_external_id!r} is not an external id IAM accepts "
+                "(2-1224 characters: letters, digits, _+=,.@:/-); use the stack output SnowflakeExternalId"
             )
         if self.task_size not in _TASK_SIZES:
             raise SqlConfigError(f"task_size must be one of {', '.join(_TASK_SIZES)}")
@@ -149,6 +169,7 @@ def render_table(setup: SnowflakeSetup, spec: TableSpec) -> list[str]:
         render_pipe(setup, spec),
         f"CREATE OR REPLACE TASK {objects.merge_task}\n"
         f"    USER_TASK_MANAGED_INITIAL_WAREHOUSE_SIZE = '{setup.task_size}'\n"
+        f"    TARGET_COMPLETION_INTERVAL = '{MERGE_TARGET_COMPLETION_INTERVAL}'\n"
         f"    COMMENT = 'aurora-sync: merges {spec.name} into FINAL; run by the verifier with EXECUTE TASK'\n"
         f"    WHEN SYSTEM$STREAM_HAS_DATA('{objects.stream}')\n"
         f"AS {render_merge(setup, spec)}",

@@ -74,6 +74,9 @@ _SNOWFLAKE_VARIABLES = {
 SETUP_VARIABLES = {
     "bucket": "AURORA_SYNC_BUCKET",
     "storage_role_arn": "AURORA_SYNC_STORAGE_ROLE_ARN",
+    "storage_external_id": "AURORA_SYNC_STORAGE_EXTERNAL_ID",
+    # The warehouse the setup creates is the one the CLI's own connection then uses.
+    "warehouse": "SNOWFLAKE_WAREHOUSE",
     "database": "SNOWFLAKE_DATABASE",
     "staging_schema": "SNOWFLAKE_STAGING_SCHEMA",
     "final_schema": "SNOWFLAKE_FINAL_SCHEMA",
@@ -365,6 +368,8 @@ class Environment:
             values.setdefault("bucket", aws["bucket"])
             if "storage_role_arn" not in values:
                 values["storage_role_arn"] = ensure_local_storage_role(aws)
+                # Only with the local role: an id made up here must never reach a real account.
+                values.setdefault("storage_external_id", local_external_id(aws))
             if snowflake and "database" not in values:
                 values["database"] = snowflake["database"]
         return SnowflakeSetup(**values)
@@ -476,6 +481,12 @@ def local_aws_client(service: str, aws: Mapping[str, Any]) -> Any:
         aws_access_key_id=aws["access_key_id"],
         aws_secret_access_key=aws["secret_access_key"],
     )
+
+
+def local_external_id(aws: Mapping[str, Any]) -> str:
+    """The local stack's STORAGE_AWS_EXTERNAL_ID: what a stack's output SnowflakeExternalId is on
+    AWS (the local storage role trusts the account, so nothing checks it locally)."""
+    return f"aurora-sync-local-{aws['account_id']}"
 
 
 def ensure_local_storage_role(aws: Mapping[str, Any]) -> str:

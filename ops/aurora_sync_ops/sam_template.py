@@ -2,8 +2,9 @@
 CloudFormation intrinsics resolved against parameter values and the local stack's resources.
 
 Only what this template uses is resolved (Ref, Fn::Sub, Fn::GetAtt, Fn::If, Fn::Equals, Fn::Not,
-Fn::And, Fn::Or, Condition); anything else is an error naming the intrinsic, so a template change
-the local engine cannot follow fails loudly instead of deploying something different.
+Fn::And, Fn::Or, Fn::Join, Fn::Select, Fn::Split, Condition); anything else is an error naming the
+intrinsic, so a template change the local engine cannot follow fails loudly instead of deploying
+something different.
 """
 
 from __future__ import annotations
@@ -112,6 +113,15 @@ class Resolver:
             return all(self.resolve(a) for a in argument)
         if key == "Fn::Or":
             return any(self.resolve(a) for a in argument)
+        if key == "Fn::Join":
+            delimiter, values = argument
+            return str(delimiter).join(str(v) for v in self.resolve(values))
+        if key == "Fn::Select":
+            index, values = argument
+            return self.resolve(values)[int(self.resolve(index))]
+        if key == "Fn::Split":
+            delimiter, text = argument
+            return str(self.resolve(text)).split(str(delimiter))
         if key.startswith("Fn::"):
             raise TemplateError(f"the local engine does not evaluate {key}")
         return {key: self.resolve(argument)}

@@ -6,6 +6,15 @@ columns (INFORMATION_SCHEMA.COLUMNS) are compared with the spec: new exported co
 of the definition follows unchanged, because every statement of it is idempotent and the tasks
 (CREATE OR REPLACE) must follow a changed config even when no column changed.
 
+The pipe's COPY (``SHOW PIPES``' definition) is compared with the rendered one too: a column no
+longer exported (dropped at the source, or from ``columns``) leaves the tables as they are but
+changes the COPY, so the pipe is replaced. A replaced pipe is a new object: the files queued in
+the old one are not loaded, and its load history is gone (``ALTER PIPE … REFRESH`` would load the
+last 7 days' files again). So a pipe is replaced only while it has no file pending
+(SYSTEM$PIPE_STATUS), i.e. between runs, and never refreshed afterwards: every earlier file was
+loaded by the old pipe, every later one is notified to the new pipe. A pipe with files pending
+gets no statements (the table is refused until they are loaded).
+
 FINAL's declared primary key (SHOW PRIMARY KEYS) must be the config's: its rows were merged on
 it. A table whose key changed gets no statements at all (the MERGE task would otherwise be
 re-created on the new key over rows merged on the old one) unless a re-key was asked for, which
@@ -14,6 +23,7 @@ replaces FINAL by an empty table with the new key (see ``rekey``).
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -28,7 +38,8 @@ from aurora_sync.naming import (
     SNAPSHOT_COLUMN,
     SYNCED_AT_COLUMN,
 )
-from aurora_sync.snowflake_objects import TableSpec, config_spec
+from aurora_sync.schema_evolution import read_pipes
+from aurora_sync.snowflake_objects import TableSpec, config_spec, parse_pipe
 from aurora_sync.snowflake_tables import SnowflakeSetup, render_drift, render_pipe, render_table
 from aurora_sync.source_catalog import read_columns
 from aurora_sync.source_db import source_errors
@@ -44,6 +55,8 @@ CURRENT = "current"  # they exist with every exported column
 UNCHECKED = "unchecked"  # no Snowflake connection: the full definition, drift not checked
 KEY_CHANGED = "key-changed"  # FINAL's primary key is not the config's: nothing is applied
 REKEY = "rekey"  # as KEY_CHANGED, re-key asked for: FINAL replaced by an empty table with the new key
+PIPE_CHANGED = "pipe-changed"  # they have every exported column; the pipe's COPY differs: replaced
+PIPE_BUSY = "pipe-busy"  # the pipe must be replaced but has files pending: nothing is applied
 METADATA_COLUMNS = frozenset(
     {
         UNREPRESENTABLE_COLUMN,
@@ -69,6 +82,7 @@ class TablePlan:
     extra_columns: list[str] = field(default_factory=list)
     primary_key: list[str] = field(default_factory=list)  # the config's, as Snowflake names
     final_primary_key: list[str] | None = None  # FINAL's declared key; None when not read
+    pending_files: int = 0  # files the pipe still had to load, when it had to be replaced
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -79,6 +93,7 @@ class TablePlan:
             "extra_columns": self.extra_columns,
             "primary_key": self.primary_key,
             "final_primary_key": self.final_primary_key,
+            "pending_files": self.pending_files,
             "statements": self.statements,
         }
 
@@ -148,14 +163,18 @@ def plan_table(
     checked: bool = True,
     final_key: Sequence[str] | None = None,
     rekey: bool = False,
+    pipe_definition: str | None = None,
 ) -> TablePlan:
-    """``final_key``: FINAL's declared key when FINAL exists (None: not compared)."""
+    """``final_key``: FINAL's declared key when FINAL exists (None: not compared);
+    ``pipe_definition``: the existing pipe's COPY (None: no pipe, or not compared)."""
     definition = render_table(setup, spec)
     if not checked:
         return TablePlan(spec.name, spec.target, UNCHECKED, definition, primary_key=list(spec.primary_key))
     if staging_existing is None and final_existing is None:
         return TablePlan(spec.name, spec.target, NEW, definition, primary_key=list(spec.primary_key))
-    plan = _plan_existing(setup, spec, definition, staging_existing, final_existing)
+    plan = _plan_existing(
+        setup, spec, definition, staging_existing, final_existing, pipe_definition=pipe_definition
+    )
     plan.primary_key = list(spec.primary_key)
     plan.final_primary_key = None if final_key is None else list(final_key)
     if final_key is None or same_key(final_key, spec.primary_key):
@@ -173,6 +192,8 @@ def _plan_existing(
     definition: list[str],
     staging_existing: Sequence[str] | None,
     final_existing: Sequence[str] | None,
+    *,
+    pipe_definition: str | None,
 ) -> TablePlan:
     everything = set(spec.snowflake_names)
     staging_have = set(everything if staging_existing is None else staging_existing)
@@ -184,12 +205,40 @@ def _plan_existing(
     ]
     added = [name for name in spec.snowflake_names if name not in staging_have or name not in final_have]
     extra = sorted({*(staging_existing or ()), *(final_existing or ())} - everything - METADATA_COLUMNS)
-    if not alters:
+    pipe = render_pipe(setup, spec)
+    pipe_changed = pipe_definition is not None and not same_copy(pipe_definition, pipe)
+    if not alters and not pipe_changed:
         return TablePlan(spec.name, spec.target, CURRENT, definition, extra_columns=extra)
     # ALTERs first: the replaced pipe and the tasks name the new columns.
-    pipe = render_pipe(setup, spec)
     replaced = [render_pipe(setup, spec, replace=True) if s == pipe else s for s in definition]
-    return TablePlan(spec.name, spec.target, DRIFT, alters + replaced, added, extra)
+    state = DRIFT if alters else PIPE_CHANGED
+    return TablePlan(spec.name, spec.target, state, alters + replaced, added, extra)
+
+
+def same_copy(existing: str, rendered_pipe: str) -> bool:
+    """Whether a pipe's COPY (``SHOW PIPES``' definition) loads what the rendered pipe loads: the
+    same table, columns, stage path and options. A COPY not of the product's form never is."""
+    have = parse_pipe(existing)
+    _, _, copy = rendered_pipe.partition("\nAS ")
+    return have is not None and have == parse_pipe(copy)
+
+
+def existing_pipes(conn: Any, setup: SnowflakeSetup) -> dict[str, str]:
+    """{pipe name: its COPY} of the STAGING schema; empty while the schema does not exist."""
+    try:
+        pipes = read_pipes(conn, database=setup.database, staging_schema=setup.staging_schema)
+    except WarehouseObjectMissing:
+        return {}
+    return {name: pipe.definition for name, pipe in pipes.items()}
+
+
+def pending_files(conn: Any, pipe: str) -> int:
+    """SYSTEM$PIPE_STATUS' pendingFileCount: files queued that the pipe has not loaded yet."""
+    with warehouse_errors(f"reading SYSTEM$PIPE_STATUS of {pipe}"):
+        cur = conn.cursor()
+        cur.execute("SELECT SYSTEM$PIPE_STATUS(?)", (pipe,))
+        (row,) = cur.fetchall()
+    return int(json.loads(str(row[0])).get("pendingFileCount", 0))
 
 
 def spec_for(source: Any, loaded: LoadedTable) -> TableSpec:
@@ -214,6 +263,7 @@ def plan_tables(
     ``rekey``: a table whose FINAL has another primary key than its config gets an empty FINAL
     with the config's key, instead of nothing."""
     plans = []
+    pipes = existing_pipes(warehouse, setup) if warehouse is not None else {}
     for loaded in tables:
         spec = spec_for(source, loaded)
         if warehouse is None:
@@ -221,11 +271,22 @@ def plan_tables(
             continue
         staging, final = existing_columns(warehouse, setup, spec.target)
         key = final_primary_key(warehouse, setup, spec.target) if final is not None else None
-        plans.append(
-            plan_table(
-                setup, spec, staging_existing=staging, final_existing=final, final_key=key, rekey=rekey
-            )
+        plan = plan_table(
+            setup,
+            spec,
+            staging_existing=staging,
+            final_existing=final,
+            final_key=key,
+            rekey=rekey,
+            pipe_definition=pipes.get(f"{spec.target}_PIPE"),
         )
+        objects = setup.objects(spec.target)
+        replaces_pipe = any(s.startswith(f"CREATE OR REPLACE PIPE {objects.pipe}") for s in plan.statements)
+        if replaces_pipe and f"{spec.target}_PIPE" in pipes:
+            plan.pending_files = pending_files(warehouse, objects.pipe)
+            if plan.pending_files:
+                plan.state, plan.statements = PIPE_BUSY, []
+        plans.append(plan)
     return plans
 
 

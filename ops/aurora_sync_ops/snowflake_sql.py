@@ -10,18 +10,34 @@ from __future__ import annotations
 from pathlib import Path
 
 from aurora_sync.naming import quote
+from aurora_sync.snowflake_objects import SqlConfigError
 from aurora_sync.snowflake_tables import IDENTIFIER_FIELDS, SnowflakeSetup
 
-__all__ = ["SETUP_DIR", "render_setup", "split_statements"]
+__all__ = ["SETUP_DIR", "render_setup", "split_statements", "string_literal"]
 
 SETUP_DIR = Path(__file__).resolve().parents[2] / "sql" / "snowflake"
 
 
 # --- setup ------------------------------------------------------------------------------------
 def render_setup(setup: SnowflakeSetup) -> list[str]:
-    """The fixed setup files of sql/snowflake/, with the deployment's names filled in."""
+    """The fixed setup files of sql/snowflake/, with the deployment's names filled in.
+
+    The storage integration must present the stack's external id: without it Snowflake would
+    generate one the storage role's trust policy does not hold, so there is no setup without it.
+    """
+    if setup.storage_external_id is None:
+        raise SqlConfigError(
+            "the storage integration needs the stack's external id (STORAGE_AWS_EXTERNAL_ID): pass "
+            "--storage-external-id with the stack output SnowflakeExternalId, or set "
+            "AURORA_SYNC_STORAGE_EXTERNAL_ID"
+        )
     identifiers = {key: quote(getattr(setup, key)) for key in IDENTIFIER_FIELDS}
-    values = {**identifiers, "bucket": setup.bucket, "storage_role_arn": setup.storage_role_arn}
+    values = {
+        **identifiers,
+        "bucket": setup.bucket,
+        "storage_role_arn": setup.storage_role_arn,
+        "storage_external_id": string_literal(setup.storage_external_id),
+    }
     statements = []
     for path in sorted(SETUP_DIR.glob("*.sql")):
         text = path.read_text()
@@ -29,6 +45,12 @@ def render_setup(setup: SnowflakeSetup) -> list[str]:
             text = text.replace("{{" + key + "}}", value)
         statements.extend(split_statements(text))
     return statements
+
+
+def string_literal(value: str) -> str:
+    """A Snowflake single-quoted string literal: backslash and quote escaped, as the connector's
+    own pyformat binding escapes them (DDL takes no bind parameters)."""
+    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
 def split_statements(text: str) -> list[str]:

@@ -1,5 +1,5 @@
--- Roles and the service user. Run as SECURITYADMIN (roles, users, grants); the EXECUTE MANAGED
--- TASK grant needs ACCOUNTADMIN.
+-- Roles, the service user and its warehouse. Run as SECURITYADMIN (roles, users, grants) with
+-- SYSADMIN's CREATE WAREHOUSE; the EXECUTE MANAGED TASK grant needs ACCOUNTADMIN.
 --
 -- {{service_role}} is what the Lambdas use (key-pair user {{service_user}}): it reads load history,
 -- refreshes pipes, runs the MERGE tasks it owns and reads FINAL for watermarks. It cannot drop or
@@ -7,6 +7,18 @@
 
 CREATE ROLE IF NOT EXISTS {{service_role}};
 CREATE ROLE IF NOT EXISTS {{reader_role}};
+-- Administrators inherit what the service role creates and owns (the per-table objects).
+GRANT ROLE {{service_role}} TO ROLE SYSADMIN;
+
+-- The functions' own statements (watermarks, COPY_HISTORY, TASK_HISTORY, merged-row counts) run
+-- on this warehouse; the tasks are serverless. The smallest size, suspended after 60 s idle and
+-- resumed by the next statement.
+CREATE WAREHOUSE IF NOT EXISTS {{warehouse}}
+    WAREHOUSE_SIZE = XSMALL
+    AUTO_SUSPEND = 60
+    AUTO_RESUME = TRUE
+    INITIALLY_SUSPENDED = TRUE;
+GRANT USAGE ON WAREHOUSE {{warehouse}} TO ROLE {{service_role}};
 
 GRANT USAGE ON DATABASE {{database}} TO ROLE {{service_role}};
 GRANT USAGE ON SCHEMA {{database}}.{{staging_schema}} TO ROLE {{service_role}};

@@ -23,3 +23,8 @@ CREATE STAGE IF NOT EXISTS {{database}}.{{staging_schema}}.{{stage}}
     URL = 's3://{{bucket}}/'
     STORAGE_INTEGRATION = {{integration}}
     FILE_FORMAT = {{database}}.{{staging_schema}}.{{file_format}};
+
+-- The service role creates (and so owns) each table's pipe, whose COPY reads through the stage
+-- with the file format.
+GRANT USAGE ON FILE FORMAT {{database}}.{{staging_schema}}.{{file_format}} TO ROLE {{service_role}};
+GRANT USAGE ON STAGE {{database}}.{{staging_schema}}.{{stage}} TO ROLE {{service_role}};

@@ -104,10 +104,11 @@ NONDETERMINISTIC_MERGE_MESSAGE = "Duplicate row detected during DML action"
 
 # --- helpers -------------------------------------------------------------------------------------
 
-# render_setup needs a bucket and a storage role to fill in the external stage; the tests use
-# only its file format statement, so these never reach Snowflake.
+# render_setup needs a bucket, a storage role and its external id to fill in the integration and the
+# external stage; the tests use only its file format statement, so these never reach Snowflake.
 DUMMY_BUCKET = "aurora-sync-contract"
 DUMMY_STORAGE_ROLE = "arn:aws:iam::123456789012:role/aurora-sync-contract"
+DUMMY_EXTERNAL_ID = "aurora-sync-contract"
 
 
 @dataclass(frozen=True)
@@ -165,6 +166,7 @@ def account(account_secret: dict[str, Any]) -> Iterator[Account]:
         setup = SnowflakeSetup(
             bucket=DUMMY_BUCKET,
             storage_role_arn=DUMMY_STORAGE_ROLE,
+            storage_external_id=DUMMY_EXTERNAL_ID,
             database=database,
             staging_schema=f"{prefix}_STAGING",
             final_schema=f"{prefix}_FINAL",
@@ -380,6 +382,67 @@ def test_merge_without_qualify_is_refused_and_the_product_merge_keeps_the_newest
     assert account.execute(f"SELECT COUNT(*) FROM {objects.stream}") == [(0,)]
 
 
+# --- 3b. The MERGE task as rendered: a serverless triggered task, run only by EXECUTE TASK ---------
+
+TASK_FINISHED = ("SUCCEEDED", "FAILED", "SKIPPED", "CANCELLED")
+TASK_RUN_WAIT_S = 600  # serverless compute is provisioned on first use; a small MERGE ends well before
+
+
+def _task_runs(account: Account, task_name: str, since: datetime) -> list[dict[str, Any]]:
+    return account.rows(
+        f"SELECT STATE, ERROR_MESSAGE, SCHEDULED_FROM FROM TABLE({quote(account.setup.database)}"
+        ".INFORMATION_SCHEMA.TASK_HISTORY(TASK_NAME => ?, SCHEDULED_TIME_RANGE_START => ?::TIMESTAMP_LTZ)) "
+        "WHERE DATABASE_NAME = ? AND SCHEMA_NAME = ?",
+        (task_name, since.isoformat(), account.setup.database, account.setup.staging_schema),
+    )
+
+
+@pytest.mark.snowflake_account
+def test_the_merge_task_as_rendered_is_accepted_suspended_and_runs_once_on_execute_task(
+    account: Account,
+) -> None:
+    """render_table's MERGE task (WHEN, no SCHEDULE, no WAREHOUSE, TARGET_COMPLETION_INTERVAL) is a
+    serverless triggered task a real account accepts; it is created suspended and nothing resumes
+    it, and EXECUTE TASK runs it once, merging what the stream holds."""
+    spec = make_table(account, "task_run")
+    objects = account.setup.objects(spec.target)
+    task_name = f"{spec.target}_MERGE"
+    (create,) = [
+        s
+        for s in render_table(account.setup, spec)
+        if s.startswith(f"CREATE OR REPLACE TASK {objects.merge_task}")
+    ]
+    account.execute(create)
+    try:
+        (shown,) = account.rows(
+            f"SHOW TASKS LIKE '{task_name}' IN SCHEMA {quote(account.setup.database)}."
+            f"{quote(account.setup.staging_schema)}"
+        )
+        assert shown["STATE"] == "suspended"
+        assert shown["SCHEDULE"] is None and shown["WAREHOUSE"] is None
+        assert "SYSTEM$STREAM_HAS_DATA" in shown["CONDITION"]
+
+        _stage_rows(account, spec, [(1, "merged", "2026-01-01T00:00:00.000000Z", "task_run/a.csv", 1)])
+        _account_for(account, spec, {"task_run/a.csv": 10})
+        since = datetime.now(UTC) - timedelta(minutes=1)
+        account.execute(f"EXECUTE TASK {objects.merge_task}")
+        deadline = time.monotonic() + TASK_RUN_WAIT_S
+        runs = _task_runs(account, task_name, since)
+        while not (runs and all(r["STATE"] in TASK_FINISHED for r in runs)) and time.monotonic() < deadline:
+            time.sleep(5)
+            runs = _task_runs(account, task_name, since)
+        assert [(r["STATE"], r["ERROR_MESSAGE"]) for r in runs] == [("SUCCEEDED", None)]
+        assert select(account, objects.final_table, ["ID", "NOTE"]) == [(1, "merged")]
+        # Still suspended: only EXECUTE TASK runs it (a resumed task would merge on every load).
+        (after,) = account.rows(
+            f"SHOW TASKS LIKE '{task_name}' IN SCHEMA {quote(account.setup.database)}."
+            f"{quote(account.setup.staging_schema)}"
+        )
+        assert after["STATE"] == "suspended"
+    finally:
+        account.execute(f"DROP TASK IF EXISTS {objects.merge_task}")
+
+
 # --- 3a. MERGE: an unchanged re-read is not a change, also for VARIANT and ARRAY columns ------------
 
 SEMI_CATALOG = [
@@ -558,7 +621,9 @@ def _emulator_load(
     Returns the loaded rows, the status the loader returned, the status its COPY_HISTORY table
     holds (what the emulated TABLE(COPY_HISTORY(...)) answers) and the first error message.
     """
-    setup = SnowflakeSetup(bucket=DUMMY_BUCKET, storage_role_arn=DUMMY_STORAGE_ROLE)
+    setup = SnowflakeSetup(
+        bucket=DUMMY_BUCKET, storage_role_arn=DUMMY_STORAGE_ROLE, storage_external_id=DUMMY_EXTERNAL_ID
+    )
     statement = parse_one(file_format_statement(setup))
     properties = statement.args.get("properties")
     options = parse_options(properties.expressions if properties else [])

@@ -28,7 +28,7 @@ from aurora_sync.config import TableConfig, put_table_config
 from aurora_sync.snowflake_objects import table_spec
 from aurora_sync.snowflake_tables import SnowflakeSetup, render_table
 from aurora_sync.source_catalog import read_columns
-from aurora_sync_ops.environment import local_aws_client
+from aurora_sync_ops.environment import local_aws_client, local_external_id
 from aurora_sync_ops.local.engine import LocalEngine
 from aurora_sync_ops.local.stack import Stack
 from aurora_sync_ops.local.wiring import connect_bucket_to_snowpipe
@@ -89,6 +89,7 @@ def world(stack: dict[str, Any]) -> Iterator[World]:
     setup = SnowflakeSetup(
         bucket=aws["bucket"],
         storage_role_arn=f"arn:aws:iam::{aws['account_id']}:role/aurora-sync-snowflake-storage",
+        storage_external_id=local_external_id(aws),
         database=stack["snowflake"]["database"],
     )
     ssm = local_aws_client("ssm", aws)

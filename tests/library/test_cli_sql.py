@@ -7,6 +7,7 @@ import importlib.util
 import json
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,7 @@ from psycopg2 import sql
 
 from aurora_sync.source_catalog import read_columns
 from aurora_sync.typemap import map_column
+from aurora_sync_ops.environment import local_aws_client
 from aurora_sync_ops.local.stack import Stack
 
 CLI = str(Path(sys.executable).with_name("aurora-sync"))
@@ -269,6 +271,101 @@ def test_drift_prints_alters_then_apply_adds_the_columns(
         assert names["Promo Code"][0] == "TEXT" and names["QTY"] == ("NUMBER", 19, 0)
     code, out, _ = run(capsys, "sql", "snowflake", "--json", *flags)
     assert json.loads(out)["tables"][0]["state"] == "current"
+
+
+def _show_pipe(warehouse: Any, name: str) -> dict[str, Any]:
+    cur = warehouse.cursor()
+    cur.execute(f'SHOW PIPES LIKE \'{name}\' IN SCHEMA "AURORA_SYNC"."STAGING"')
+    columns = [d[0] for d in cur.description]
+    (pipe,) = [dict(zip(columns, row, strict=True)) for row in cur.fetchall()]
+    return pipe
+
+
+def _pending(warehouse: Any, pipe: str) -> int:
+    cur = warehouse.cursor()
+    cur.execute(f"SELECT SYSTEM$PIPE_STATUS('{pipe}')")
+    count: int = json.loads(cur.fetchall()[0][0])["pendingFileCount"]
+    return count
+
+
+@pytest.mark.usefixtures("applied")
+def test_a_dropped_column_replaces_the_pipe_only_while_no_file_is_pending(
+    admin: Any,
+    warehouse: Any,
+    *,
+    local_stack: Stack,
+    tmp_path: Path,
+    stack: dict[str, Any],
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A column dropped at the source leaves STAGING and FINAL as they are (its history stays) but
+    not the pipe, whose COPY still names it: every later file would fail its column count. The
+    pipe is replaced, but only with nothing pending: a replaced pipe neither loads what the old one
+    had queued nor remembers what it loaded."""
+    with admin.cursor() as cur:
+        cur.execute(
+            f"CREATE TABLE {SCHEMA}.dropping (id integer PRIMARY KEY, gone text, later text, "
+            "updated_at timestamptz)"
+        )
+    for statement in (
+        'DROP PIPE IF EXISTS "AURORA_SYNC"."STAGING"."CLI_DROP_PIPE"',
+        'DROP STREAM IF EXISTS "AURORA_SYNC"."STAGING"."CLI_DROP_STREAM"',
+        'DROP TABLE IF EXISTS "AURORA_SYNC"."STAGING"."CLI_DROP"',
+        'DROP TABLE IF EXISTS "AURORA_SYNC"."FINAL"."CLI_DROP"',
+    ):
+        warehouse.cursor().execute(statement)
+    config = tmp_path / "tables.json"
+    config.write_text(
+        json.dumps({"cli_drop": {"schema": SCHEMA, "table": "dropping", "primary_key": ["id"]}})
+    )
+    flags = ["--tables", "cli_drop", "--config", str(config), *stack_flags(local_stack)]
+    code, _, err = run(capsys, "sql", "snowflake", "--apply", *flags)
+    assert code == 0, err
+    pipe = '"AURORA_SYNC"."STAGING"."CLI_DROP_PIPE"'
+    assert '"GONE"' in _show_pipe(warehouse, "CLI_DROP_PIPE")["definition"]
+
+    with admin.cursor() as cur:
+        cur.execute(f"ALTER TABLE {SCHEMA}.dropping DROP COLUMN gone")
+    code, out, err = run(capsys, "sql", "snowflake", "--json", *flags)
+    assert code == 0, err
+    (plan,) = json.loads(out)["tables"]
+    assert (plan["state"], plan["extra_columns"]) == ("pipe-changed", ["GONE"])
+    assert any(s.startswith(f"CREATE OR REPLACE PIPE {pipe}") for s in plan["statements"])
+    assert not any("REFRESH" in s for s in plan["statements"])
+
+    # A file the pipe has not loaded yet (paused, so it stays queued): replacing now would lose it.
+    # Written in the old layout (id, gone, later, updated_at, then the unrepresentable-columns field).
+    warehouse.cursor().execute(f"ALTER PIPE {pipe} SET PIPE_EXECUTION_PAUSED = TRUE")
+    s3 = local_aws_client("s3", stack["aws"])
+    s3.put_object(
+        Bucket=stack["aws"]["bucket"], Key="cli_drop/queued.csv", Body=b"1,x,y,2024-01-01 00:00:00+00,\n"
+    )
+    deadline = time.monotonic() + 30
+    while _pending(warehouse, pipe) == 0 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert _pending(warehouse, pipe) == 1
+    code, out, err = run(capsys, "sql", "snowflake", "--apply", "--json", *flags)
+    assert code == 1
+    assert "still has 1 file(s) to load" in err and "pendingFileCount 0" in err
+    (plan,) = json.loads(out)["tables"]
+    assert (plan["state"], plan["statements"], plan["pending_files"]) == ("pipe-busy", [], 1)
+    assert '"GONE"' in _show_pipe(warehouse, "CLI_DROP_PIPE")["definition"]  # untouched
+
+    # Once the old pipe loaded it (with the old layout it was written in), the pipe is replaced.
+    warehouse.cursor().execute(f"ALTER PIPE {pipe} SET PIPE_EXECUTION_PAUSED = FALSE")
+    deadline = time.monotonic() + 30
+    while _pending(warehouse, pipe) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    code, _, err = run(capsys, "sql", "snowflake", "--apply", *flags)
+    assert code == 0, err
+    definition = _show_pipe(warehouse, "CLI_DROP_PIPE")["definition"]
+    assert '"GONE"' not in definition and '"LATER"' in definition
+    code, out, err = run(capsys, "sql", "snowflake", "--json", *flags)
+    assert code == 0, err
+    assert json.loads(out)["tables"][0]["state"] == "current"
+    cur = warehouse.cursor()
+    cur.execute('SELECT ID, GONE FROM "AURORA_SYNC"."STAGING"."CLI_DROP"')
+    assert cur.fetchall() == [(1, "x")]  # the queued file was loaded by the old pipe, once
 
 
 @pytest.mark.usefixtures("applied")

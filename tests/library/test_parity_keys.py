@@ -25,6 +25,7 @@ from aurora_sync.snowflake_objects import table_spec
 from aurora_sync.snowflake_tables import SnowflakeSetup, render_table
 from aurora_sync.source_catalog import read_columns
 from aurora_sync_ops import cli
+from aurora_sync_ops.environment import local_external_id
 from aurora_sync_ops.local.stack import Stack
 from aurora_sync_ops.snowflake_sql import render_setup
 
@@ -75,6 +76,7 @@ def world(stack: dict[str, Any], tmp_path_factory: pytest.TempPathFactory) -> It
     setup = SnowflakeSetup(
         bucket=aws["bucket"],
         storage_role_arn=f"arn:aws:iam::{aws['account_id']}:role/aurora-sync-snowflake-storage",
+        storage_external_id=local_external_id(aws),
         database=stack["snowflake"]["database"],
     )
     warehouse = snowflake.connector.connect(**stack["snowflake"])

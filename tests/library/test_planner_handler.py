@@ -24,6 +24,7 @@ from aurora_sync.snowflake_tables import SnowflakeSetup, render_table
 from aurora_sync.source_catalog import read_columns
 from aurora_sync.typemap import PgType, map_column
 from aurora_sync.vault import reset_vault_cache
+from aurora_sync_ops.environment import local_external_id
 from aurora_sync_ops.local.lambda_router import LambdaContext
 from aurora_sync_ops.snowflake_sql import render_setup
 
@@ -49,7 +50,10 @@ def warehouse(stack: dict[str, Any]) -> Iterator[Any]:
     conn.cursor().execute(f'CREATE SCHEMA IF NOT EXISTS "{facts["database"]}"."{FINAL}"')
     # Database, schemas, stage and export ledger, as `aurora-sync sql snowflake --setup` creates them.
     setup = SnowflakeSetup(
-        bucket=stack["aws"]["bucket"], storage_role_arn=STORAGE_ROLE_ARN, database=facts["database"]
+        bucket=stack["aws"]["bucket"],
+        storage_role_arn=STORAGE_ROLE_ARN,
+        storage_external_id=local_external_id(stack["aws"]),
+        database=facts["database"],
     )
     for statement in render_setup(setup):
         conn.cursor().execute(statement)

@@ -31,7 +31,7 @@ from aurora_sync.snowflake_objects import table_spec
 from aurora_sync.snowflake_tables import SnowflakeSetup, render_table
 from aurora_sync.source_catalog import read_columns
 from aurora_sync.vault import reset_vault_cache
-from aurora_sync_ops.environment import local_aws_client
+from aurora_sync_ops.environment import local_aws_client, local_external_id
 from aurora_sync_ops.local.wiring import connect_bucket_to_snowpipe, disconnect_bucket_from_snowpipe
 from aurora_sync_ops.snowflake_sql import render_setup
 from exporter.app import lambda_handler as export_handler
@@ -84,6 +84,7 @@ def setup(stack: dict[str, Any]) -> SnowflakeSetup:
     return SnowflakeSetup(
         bucket=stack["aws"]["bucket"],
         storage_role_arn=STORAGE_ROLE_ARN,
+        storage_external_id=local_external_id(stack["aws"]),
         database=stack["snowflake"]["database"],  # the handlers' secret names this database
     )
 

@@ -294,6 +294,34 @@ def test_desc_integration_gives_the_deploy_handshake(
     assert again["STORAGE_AWS_EXTERNAL_ID"] == external_id
 
 
+def test_an_integration_presents_the_external_id_it_was_given_and_alter_changes_it_in_place(
+    sf: Any, lake: dict[str, str]
+) -> None:
+    """CREATE STORAGE INTEGRATION … STORAGE_AWS_EXTERNAL_ID sets the id Snowflake presents (the
+    role's trust policy requires it); ALTER … SET changes it without replacing the integration."""
+    role = "arn:aws:iam::123456789012:role/snowflake-access"
+    run(
+        sf,
+        f"""CREATE STORAGE INTEGRATION IF NOT EXISTS EMU_S3_FIXED TYPE = EXTERNAL_STAGE
+        STORAGE_PROVIDER = 'S3' ENABLED = TRUE STORAGE_AWS_ROLE_ARN = '{role}'
+        STORAGE_AWS_EXTERNAL_ID = 'aurora-sync-1c2fa620-982a-11e3-aff7-50e2416294e0'
+        STORAGE_ALLOWED_LOCATIONS = ('s3://{lake["bucket"]}/')""",
+    )
+    created = {r["property"]: r["property_value"] for r in run(sf, "DESC INTEGRATION EMU_S3_FIXED")}
+    assert created["STORAGE_AWS_EXTERNAL_ID"] == "aurora-sync-1c2fa620-982a-11e3-aff7-50e2416294e0"
+    run(
+        sf,
+        f"ALTER STORAGE INTEGRATION EMU_S3_FIXED SET STORAGE_AWS_ROLE_ARN = '{role}' "
+        "STORAGE_AWS_EXTERNAL_ID = 'aurora-sync-other'",
+    )
+    altered = {r["property"]: r["property_value"] for r in run(sf, "DESC INTEGRATION EMU_S3_FIXED")}
+    assert altered["STORAGE_AWS_EXTERNAL_ID"] == "aurora-sync-other"
+    assert altered["STORAGE_AWS_ROLE_ARN"] == role
+    with pytest.raises(ProgrammingError, match="does not exist"):
+        run(sf, "ALTER STORAGE INTEGRATION NO_SUCH_INTEGRATION SET STORAGE_AWS_EXTERNAL_ID = 'x-y'")
+    run(sf, "DROP INTEGRATION EMU_S3_FIXED")
+
+
 def test_unknown_integration_and_disallowed_stage_location_fail_like_snowflake(sf: Any) -> None:
     with pytest.raises(ProgrammingError) as missing:
         run(sf, "DESC INTEGRATION NO_SUCH_INTEGRATION")
@@ -696,6 +724,50 @@ def test_execute_task_merges_the_stream_and_consumes_it(sf: Any) -> None:
     ]
 
 
+def test_a_serverless_triggered_task_needs_a_target_completion_interval_and_runs_once_when_executed(
+    sf: Any,
+) -> None:
+    """docs.snowflake.com/user-guide/tasks-triggered: a task with WHEN and no SCHEDULE is a
+    triggered task; serverless (no WAREHOUSE) it must set TARGET_COMPLETION_INTERVAL. It is
+    created suspended, and EXECUTE TASK runs it once."""
+    table = unique("TRIG")
+    staging_table(sf, table)
+    base, stream = f"{DB}.STAGING.{table}", f"{DB}.STAGING.{table}_STREAM"
+    run(sf, f"CREATE OR REPLACE TABLE {base}_COPY (ID NUMBER(38,0))")
+    run(sf, f"CREATE OR REPLACE STREAM {stream} ON TABLE {base} APPEND_ONLY = TRUE")
+    body = f"WHEN SYSTEM$STREAM_HAS_DATA('{stream}') AS INSERT INTO {base}_COPY SELECT ID FROM {stream}"
+    with pytest.raises(ProgrammingError) as refused:
+        run(
+            sf,
+            f"CREATE OR REPLACE TASK {base}_MERGE USER_TASK_MANAGED_INITIAL_WAREHOUSE_SIZE = 'XSMALL' {body}",
+        )
+    assert "requires TARGET_COMPLETION_INTERVAL" in str(refused.value)
+    assert run(sf, f"SHOW TASKS LIKE '{table}_MERGE' IN SCHEMA {DB}.STAGING") == []
+    with pytest.raises(ProgrammingError, match="TARGET_COMPLETION_INTERVAL"):
+        run(sf, f"CREATE OR REPLACE TASK {base}_MERGE TARGET_COMPLETION_INTERVAL = 'soon' {body}")
+    # A warehouse task, a scheduled task and a child task are not serverless triggered tasks.
+    run(sf, f"CREATE OR REPLACE TASK {base}_WH WAREHOUSE = AURORA_SYNC_WH {body}")
+    run(sf, f"CREATE OR REPLACE TASK {base}_SCHEDULED SCHEDULE = '60 MINUTE' {body}")
+    run(
+        sf,
+        f"CREATE OR REPLACE TASK {base}_MERGE USER_TASK_MANAGED_INITIAL_WAREHOUSE_SIZE = 'XSMALL' "
+        f"TARGET_COMPLETION_INTERVAL = '10 MINUTES' {body}",
+    )
+    (shown,) = run(sf, f"SHOW TASKS LIKE '{table}_MERGE' IN SCHEMA {DB}.STAGING")
+    assert (shown["state"], shown["schedule"], shown["target_completion_interval"]) == (
+        "suspended",
+        None,
+        "10 MINUTES",
+    )
+    run(sf, f"INSERT INTO {base} (ID, NOTE) VALUES (7, 'x')")
+    run(sf, f"EXECUTE TASK {base}_MERGE")
+    assert finished_run(sf, f"{table}_MERGE")["STATE"] == "SUCCEEDED"
+    assert run(sf, f"SELECT ID FROM {base}_COPY") == [{"ID": 7}]
+    assert len(task_runs(sf, f"{table}_MERGE")) == 1
+    for task in ("_MERGE", "_WH", "_SCHEDULED"):
+        run(sf, f"DROP TASK {base}{task}")
+
+
 def test_stream_sees_pipe_loaded_rows_and_a_failed_dml_keeps_the_offset(
     sf: Any, s3: Any, lake: dict[str, str]
 ) -> None:
@@ -813,7 +885,8 @@ def test_a_merge_task_reads_its_stream_after_add_column(sf: Any) -> None:
     run(sf, f"INSERT INTO {base} VALUES (2, 'b', 'new')")
     run(
         sf,
-        f"CREATE OR REPLACE TASK {base}_MERGE WHEN SYSTEM$STREAM_HAS_DATA('{stream}') AS "
+        f"CREATE OR REPLACE TASK {base}_MERGE TARGET_COMPLETION_INTERVAL = '10 MINUTES' "
+        f"WHEN SYSTEM$STREAM_HAS_DATA('{stream}') AS "
         f"INSERT INTO {final} (ID, NOTE, EXTRA) SELECT ID, NOTE, EXTRA FROM {stream}",
     )
     run(sf, f"EXECUTE TASK {base}_MERGE")
@@ -861,7 +934,8 @@ def test_a_task_whose_stream_lost_its_table_fails_with_the_error_instead_of_hang
     run(sf, f"CREATE STREAM {base}_STREAM ON TABLE {base} APPEND_ONLY = TRUE")
     run(
         sf,
-        f"CREATE OR REPLACE TASK {base}_MERGE WHEN SYSTEM$STREAM_HAS_DATA('{base}_STREAM') AS "
+        f"CREATE OR REPLACE TASK {base}_MERGE TARGET_COMPLETION_INTERVAL = '10 MINUTES' "
+        f"WHEN SYSTEM$STREAM_HAS_DATA('{base}_STREAM') AS "
         f"DELETE FROM {base} WHERE ID < 0",
     )
     run(sf, f"DROP TABLE {base}")
@@ -964,6 +1038,12 @@ def test_access_control_setup_runs_unchanged_as_no_ops(sf: Any) -> None:
     run(sf, 'CREATE USER IF NOT EXISTS "AURORA_SYNC" DEFAULT_ROLE = "AURORA_SYNC_SERVICE" TYPE = SERVICE')
     run(sf, f'GRANT USAGE ON DATABASE "{DB}" TO ROLE "AURORA_SYNC_SERVICE"')
     run(sf, f'GRANT SELECT ON FUTURE TABLES IN SCHEMA "{DB}"."PUBLIC" TO ROLE "AURORA_SYNC_SERVICE"')
+    assert run(
+        sf,
+        'CREATE WAREHOUSE IF NOT EXISTS "AURORA_SYNC_WH" WAREHOUSE_SIZE = XSMALL AUTO_SUSPEND = 60 '
+        "AUTO_RESUME = TRUE INITIALLY_SUSPENDED = TRUE",
+    )[0]["status"] == ("Warehouse AURORA_SYNC_WH successfully created.")
+    run(sf, 'GRANT USAGE ON WAREHOUSE "AURORA_SYNC_WH" TO ROLE "AURORA_SYNC_SERVICE"')
 
 
 def test_stage_with_a_bare_file_format_name(sf: Any, lake: dict[str, str]) -> None:

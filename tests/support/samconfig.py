@@ -1,11 +1,22 @@
-"""The template parameters each place deploys with: ``samconfig.toml``'s environments as SAM reads
-them, and the local engine's, for tests that check every one of them."""
+"""The template parameters each place deploys with: ``samconfig.toml``'s environments as
+``sam deploy --config-env <name>`` reads them, and the local engine's, for tests that check every
+one of them."""
 
 from __future__ import annotations
 
 import shlex
+import tomllib
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
+
+SAMCONFIG = Path(__file__).resolve().parents[2] / "samconfig.toml"
+
+
+def environments() -> dict[str, Any]:
+    """Every environment of samconfig.toml by name (``version`` is not one)."""
+    config = tomllib.loads(SAMCONFIG.read_text())
+    return {name: value for name, value in config.items() if name != "version"}
 
 
 def overrides(environment: Mapping[str, Any]) -> dict[str, str]:
@@ -17,7 +28,7 @@ def overrides(environment: Mapping[str, Any]) -> dict[str, str]:
 
 def local_engine_parameters() -> dict[str, Any]:
     """The parameters the local engine deploys with, built as `aurora-sync sync` and the demo build
-    it (no server is contacted)."""
+    them (no server is contacted)."""
     from aurora_sync_ops.local.engine import LocalEngine
 
     status = {

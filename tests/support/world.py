@@ -29,7 +29,7 @@ from aurora_sync.config import TableConfig, put_table_config
 from aurora_sync.snowflake_objects import TableSpec, table_spec
 from aurora_sync.snowflake_tables import SnowflakeSetup, render_table
 from aurora_sync.source_catalog import read_columns
-from aurora_sync_ops.environment import local_aws_client
+from aurora_sync_ops.environment import local_aws_client, local_external_id
 from aurora_sync_ops.local.engine import Deployment, LocalEngine
 from aurora_sync_ops.local.wiring import connect_bucket_to_snowpipe
 from aurora_sync_ops.parity import compare
@@ -178,6 +178,7 @@ def open_world(
     setup = SnowflakeSetup(
         bucket=aws["bucket"],
         storage_role_arn=f"arn:aws:iam::{aws['account_id']}:role/aurora-sync-snowflake-storage",
+        storage_external_id=local_external_id(aws),
         database=stack["snowflake"]["database"],
     )
     warehouse = snowflake.connector.connect(**stack["snowflake"])

@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import re
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 import sqlglot
 from sqlglot import exp
 
 from aurora_sync.errors import SourceObjectMissing
+from aurora_sync.settings import RuntimeSettings
 from aurora_sync.snowflake_objects import (
     FILE_PATTERN,
     PipeSource,
@@ -22,13 +24,22 @@ from aurora_sync.snowflake_objects import (
     staging_columns,
     table_spec,
 )
-from aurora_sync.snowflake_tables import SnowflakeSetup, render_drift, render_merge, render_pipe, render_table
+from aurora_sync.snowflake_tables import (
+    MERGE_TARGET_COMPLETION_INTERVAL,
+    SnowflakeSetup,
+    render_drift,
+    render_merge,
+    render_pipe,
+    render_table,
+)
 from aurora_sync.source_catalog import SourceColumn
 from aurora_sync.typemap import PgType
 from aurora_sync_ops.snowflake_sql import render_setup
 
 SETUP = SnowflakeSetup(
-    bucket="aurora-sync-data-lake", storage_role_arn="arn:aws:iam::123456789012:role/sf-read"
+    bucket="aurora-sync-data-lake",
+    storage_role_arn="arn:aws:iam::123456789012:role/sf-read",
+    storage_external_id="aurora-sync-1c2fa620-982a-11e3-aff7-50e2416294e0",
 )
 
 CATALOG = [
@@ -43,7 +54,8 @@ CATALOG = [
 
 # Statements sqlglot only knows as an opaque Command; their embedded query is parsed instead.
 SNOWFLAKE_ONLY = re.compile(
-    r"^(CREATE (OR REPLACE )?(PIPE|TASK|STREAM|ROLE|USER)|ALTER TASK|GRANT (ROLE|SELECT|.* ON FUTURE))"
+    r"^(CREATE (OR REPLACE )?(PIPE|TASK|STREAM|ROLE|USER)|ALTER (TASK|STORAGE INTEGRATION)"
+    r"|GRANT (ROLE|SELECT|.* ON FUTURE))"
 )
 
 
@@ -290,3 +302,51 @@ def test_key_copy_refuses_file_names_the_exporter_never_writes() -> None:
     ):
         with pytest.raises(SqlConfigError, match="not a key snapshot file"):
             key_copy_statement('"K"', ["ID"], source, "orders", [hostile])
+
+
+# --- the MERGE task: a serverless triggered task nothing resumes -------------------------------------
+def test_the_merge_task_is_a_serverless_triggered_task_with_a_target_completion_interval() -> None:
+    """docs.snowflake.com/user-guide/tasks-triggered: WHEN without SCHEDULE makes a triggered task;
+    serverless (no WAREHOUSE) it must set TARGET_COMPLETION_INTERVAL."""
+    (task,) = [
+        s for s in render_table(SETUP, spec()) if s.startswith("CREATE OR REPLACE TASK") and "_MERGE" in s
+    ]
+    header = task.split("\nAS ", 1)[0]
+    assert "WHEN SYSTEM$STREAM_HAS_DATA(" in header
+    assert "SCHEDULE" not in header and "WAREHOUSE =" not in header and "AFTER" not in header
+    assert f"TARGET_COMPLETION_INTERVAL = '{MERGE_TARGET_COMPLETION_INTERVAL}'" in header
+    # Below the verifier's default merge timeout (MERGE_TIMEOUT_SECONDS = 900 s), as its comment says.
+    amount, unit = MERGE_TARGET_COMPLETION_INTERVAL.split()
+    assert (
+        unit == "MINUTES" and int(amount) * 60 < RuntimeSettings.model_fields["merge_timeout_seconds"].default
+    )
+
+
+def test_nothing_the_product_renders_or_ships_resumes_a_merge_task() -> None:
+    """A resumed triggered task merges whenever its stream has rows, before the verifier verified
+    the run; only the verifier's EXECUTE TASK may run it. Every RESUME in the rendered statements
+    and in the shipped sources is the retention task's."""
+    the_spec = spec()
+    rendered = [
+        *render_setup(SETUP),
+        *render_table(SETUP, the_spec),
+        *render_drift(SETUP, the_spec, staging_existing=["ID"], final_existing=["ID"]),
+    ]
+    resumes = [s for s in rendered if re.search(r"\bRESUME\b", s)]
+    assert resumes and all(s.endswith('"ORDERS_RETENTION" RESUME') for s in resumes)
+    root = Path(__file__).resolve().parents[2]
+    shipped = [
+        path
+        for folder in ("functions", "sql", "statemachine", "ops/aurora_sync_ops")
+        for path in (root / folder).rglob("*")
+        if path.suffix in {".py", ".sql", ".json", ".yaml"} and "local" not in path.relative_to(root).parts
+    ]
+    found = {
+        f"{path.relative_to(root)}: {line.strip()}"
+        for path in shipped
+        for line in path.read_text().splitlines()
+        if re.search(r"\bRESUME\b", line) and "PIPE_FORCE_RESUME" not in line
+    }
+    assert found == {
+        'functions/aurora_sync/snowflake_tables.py: f"ALTER TASK {objects.retention_task} RESUME",'
+    }

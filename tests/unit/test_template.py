@@ -258,7 +258,11 @@ def test_given_the_snowflake_role_then_only_snowflakes_user_with_the_external_id
     role = resource["Properties"]
     (trust,) = role["AssumeRolePolicyDocument"]["Statement"]
     assert trust["Principal"] == {"AWS": {"Ref": "SnowflakeIamUserArn"}}
-    assert trust["Condition"] == {"StringEquals": {"sts:ExternalId": {"Ref": "SnowflakeExternalId"}}}
+    # The stack's own id, never a parameter (tests/unit/test_snowflake_external_id.py resolves it).
+    stack_external_id = {
+        "Fn::Join": ["-", ["aurora-sync", {"Fn::Select": [2, {"Fn::Split": ["/", {"Ref": "AWS::StackId"}]}]}]]
+    }
+    assert trust["Condition"] == {"StringEquals": {"sts:ExternalId": stack_external_id}}
     grants = {tuple(actions_of(s)) for s in role_statements(resources, "SnowflakeStorageRole")}
     assert grants == {
         ("s3:GetObject", "s3:GetObjectVersion"),

@@ -32,7 +32,7 @@ def cmd_sql_aurora(args: argparse.Namespace) -> int:
 
 
 def cmd_sql_snowflake(args: argparse.Namespace) -> int:
-    from ..snowflake_plan import KEY_CHANGED, REKEY, apply_statements, plan_tables
+    from ..snowflake_plan import KEY_CHANGED, PIPE_BUSY, REKEY, apply_statements, plan_tables
     from ..snowflake_sql import render_setup
 
     env = environment(args)
@@ -68,9 +68,10 @@ def cmd_sql_snowflake(args: argparse.Namespace) -> int:
         if warehouse is not None:
             warehouse.close()
     _print_snowflake(args, setup.database, setup_statements, plans)
-    refused = [plan for plan in plans if plan.state == KEY_CHANGED]
+    refused = [plan for plan in plans if plan.state in (KEY_CHANGED, PIPE_BUSY)]
     for plan in refused:
-        print(f"aurora-sync: {_key_refusal(args, plan)}", file=sys.stderr)
+        reason = _key_refusal(args, plan) if plan.state == KEY_CHANGED else _pipe_refusal(args, plan)
+        print(f"aurora-sync: {reason}", file=sys.stderr)
     rekeyed = [plan.name for plan in plans if plan.state == REKEY]
     if rekeyed and args.apply:
         tables_flag = ",".join(rekeyed)
@@ -96,6 +97,15 @@ def _key_refusal(args: argparse.Namespace, plan: Any) -> str:
         "(its rows were merged on FINAL's key, and the MERGE task would start merging on the new one). "
         f"Re-key it (FINAL is emptied and refilled): aurora-sync sql snowflake{source} --tables "
         f"{plan.name} --rekey --apply, then aurora-sync sync --tables {plan.name} --full; see {DOC}"
+    )
+
+
+def _pipe_refusal(args: argparse.Namespace, plan: Any) -> str:
+    return (
+        f"table {plan.name}: its pipe's COPY must change, but the pipe still has {plan.pending_files} "
+        f"file(s) to load; a replaced pipe would never load them (a new pipe has neither the old one's "
+        f"queue nor its load history): nothing was {'applied' if args.apply else 'generated'} for it. "
+        "Run this again between runs, once SYSTEM$PIPE_STATUS shows pendingFileCount 0"
     )
 
 
@@ -132,7 +142,7 @@ def _optional_tables(env: Any) -> list[Any]:
 
 def _describe_plan(plan: Any) -> str:
     from ..rekey import key_text
-    from ..snowflake_plan import CURRENT, DRIFT, KEY_CHANGED, NEW, REKEY
+    from ..snowflake_plan import CURRENT, DRIFT, KEY_CHANGED, NEW, PIPE_BUSY, PIPE_CHANGED, REKEY
 
     keys = f"FINAL is keyed on {key_text(plan.final_primary_key)}, the config on {key_text(plan.primary_key)}"
     text = {
@@ -140,6 +150,10 @@ def _describe_plan(plan: Any) -> str:
         DRIFT: f"schema drift: adds {', '.join(plan.added_columns)}, then replaces the pipe "
         "(a replaced pipe starts a new load history: apply between runs)",
         CURRENT: "STAGING and FINAL have every exported column; the definitions are idempotent",
+        PIPE_CHANGED: "the pipe's COPY differs from the config's (a column no longer exported): replaces "
+        "the pipe, which had no file pending (its new load history starts empty: never REFRESH it)",
+        PIPE_BUSY: f"the pipe's COPY must change but {plan.pending_files} file(s) are pending; nothing "
+        "generated (run again between runs)",
         KEY_CHANGED: f"primary key changed: {keys}; nothing generated (re-key with --rekey)",
         REKEY: f"re-key: {keys}; FINAL is replaced by an EMPTY table with the config's key and the MERGE "
         "task re-created; a full resync refills it",
@@ -199,6 +213,13 @@ def register(commands: Any) -> None:
             str,
             "IAM role Snowflake reads the bucket with (SAM output SnowflakeStorageRoleArn)",
         ),
+        (
+            "storage-external-id",
+            str,
+            "STORAGE_AWS_EXTERNAL_ID of the integration (SAM output SnowflakeExternalId), which the "
+            "storage role's trust policy requires",
+        ),
+        ("warehouse", str, "warehouse the setup creates for the service role (default AURORA_SYNC_WH)"),
         ("database", str, "database (default AURORA_SYNC)"),
         ("staging-schema", str, "schema of STAGING, streams, pipes, tasks (default STAGING)"),
         ("final-schema", str, "schema of the FINAL tables (default FINAL)"),

@@ -21,7 +21,7 @@ from aurora_sync.snowflake_tables import SnowflakeSetup, render_drop_table, rend
 from aurora_sync.source_catalog import read_columns
 
 from ..config_publish import apply_push, plan_push, read_parameters
-from ..environment import CliOptions, Environment, local_aws_client
+from ..environment import CliOptions, Environment, local_aws_client, local_external_id
 from ..local.component import StackSettings
 from ..local.stack import Stack, settings_from_env
 from ..local.wiring import connect_bucket_to_snowpipe
@@ -180,6 +180,7 @@ def run_demo(say: Say, settings: StackSettings | None = None) -> DemoResult:
         setup = SnowflakeSetup(
             bucket=aws["bucket"],
             storage_role_arn=f"arn:aws:iam::{aws['account_id']}:role/aurora-sync-snowflake-storage",
+            storage_external_id=local_external_id(aws),
             database=status["snowflake"]["database"],
         )
         specs = _specs(status, admin)

@@ -142,12 +142,48 @@ class Pipes:
             "blocked": locations("STORAGE_BLOCKED_LOCATIONS"),
             "comment": unquote_string(props.get("COMMENT", "''")),
             "created_on": utcnow().isoformat(),
-            # Stable across CREATE OR REPLACE as in Snowflake, which keeps the external ID.
-            "external_id": (existing or {}).get("external_id")
+            # STORAGE_AWS_EXTERNAL_ID when given, as in Snowflake; otherwise one is generated, and
+            # kept across CREATE OR REPLACE.
+            "external_id": unquote_string(props["STORAGE_AWS_EXTERNAL_ID"])
+            if "STORAGE_AWS_EXTERNAL_ID" in props
+            else (existing or {}).get("external_id")
             or f"AURORA_SYNC_LOCAL_SFCRole=2_{uuid.uuid4().hex[:20]}=",
         }
         self.registry.put("integrations", name, record)
         return f"Integration {name} successfully created."
+
+    def alter_integration(self, sql: str) -> str:
+        """ALTER [STORAGE] INTEGRATION [IF EXISTS] <name> SET <property> = <value> ...: the role and
+        external id an existing integration presents, changed in place (its stages keep working)."""
+        match = re.match(
+            r"\s*ALTER\s+(?:STORAGE\s+)?INTEGRATION\s+(IF\s+EXISTS\s+)?(" + QUALIFIED + r")\s+SET\b(.*)$",
+            sql,
+            re.I | re.S,
+        )
+        if not match:
+            raise syntax_error("expected ALTER STORAGE INTEGRATION <name> SET <property> = <value> ...")
+        if_exists, raw_name, rest = match.groups()
+        name = ObjectName.resolve(raw_name, "-", "-").name
+        record = self.registry.get("integrations", name)
+        if not record:
+            if if_exists:
+                return "Statement executed successfully."
+            raise does_not_exist("Integration", name)
+        props = parse_properties(rest)
+        settable = {
+            "STORAGE_AWS_ROLE_ARN": "role_arn",
+            "STORAGE_AWS_EXTERNAL_ID": "external_id",
+            "COMMENT": "comment",
+        }
+        for key, value in props.items():
+            if key == "ENABLED":
+                record["enabled"] = value.upper() == "TRUE"
+            elif key in settable:
+                record[settable[key]] = unquote_string(value)
+            else:
+                raise syntax_error(f"ALTER STORAGE INTEGRATION: property {key} is not emulated")
+        self.registry.put("integrations", name, record)
+        return "Statement executed successfully."
 
     def integration(self, raw_name: str) -> dict[str, Any]:
         name = ObjectName.resolve(raw_name, "-", "-").name

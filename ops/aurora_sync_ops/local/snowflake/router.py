@@ -276,10 +276,11 @@ class ControlPlane:
                 return like, None
             return like, ((kind or "SCHEMA").upper(), scope)
 
-        # Access control: fakesnow has no users, roles or privileges. The setup SQL a real account
-        # runs (roles, the service user, grants) is accepted and ignored, so it runs unchanged.
+        # Access control: fakesnow has no users, roles or privileges, and no compute to size. The
+        # setup SQL a real account runs (roles, the service user, its warehouse, grants) is accepted
+        # and ignored, so it runs unchanged.
         if m := re.match(
-            r"(?P<verb>CREATE|ALTER|DROP)\s+(?:OR\s+REPLACE\s+)?(?P<kind>ROLE|USER)\s+"
+            r"(?P<verb>CREATE|ALTER|DROP)\s+(?:OR\s+REPLACE\s+)?(?P<kind>ROLE|USER|WAREHOUSE)\s+"
             r"(?:IF\s+(?:NOT\s+)?EXISTS\s+)?(?P<name>\S+)",
             text,
             re.I,
@@ -299,6 +300,8 @@ class ControlPlane:
             return status_sql("Statement executed successfully.")
         if re.match(r"CREATE\s+(OR\s+REPLACE\s+)?(STORAGE\s+)?INTEGRATION\b", text, re.I):
             return status_sql(pipes.create_integration(text))
+        if re.match(r"ALTER\s+(STORAGE\s+)?INTEGRATION\b", text, re.I):
+            return status_sql(pipes.alter_integration(text))
         if m := re.match(r"DESC(?:RIBE)?\s+(?:STORAGE\s+)?INTEGRATION\s+" + NAME + r"\s*;?$", text, re.I):
             return result_sql(
                 ["property", "property_type", "property_value", "property_default"],
@@ -566,6 +569,8 @@ TASK_COLUMNS = (
     "owner_role_type",
     "config",
     "budget",
+    # Snowflake lists it last (2024_08 bundle: serverless sizing of a task).
+    "target_completion_interval",
 )
 
 

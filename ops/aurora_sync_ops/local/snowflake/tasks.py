@@ -367,6 +367,7 @@ class Tasks:
                 errno=1008,
                 sqlstate="22023",
             )
+        _check_triggered(name.name, props, condition=condition, schedule=schedule, after=bool(after))
         record = {
             "name": name.name,
             "database": name.database,
@@ -376,6 +377,9 @@ class Tasks:
             "warehouse": props["WAREHOUSE"].upper() if "WAREHOUSE" in props else None,
             "schedule": schedule,
             "allow_overlapping": props.get("ALLOW_OVERLAPPING_EXECUTION", "FALSE").upper() == "TRUE",
+            "target_completion_interval": unquote_string(props["TARGET_COMPLETION_INTERVAL"])
+            if "TARGET_COMPLETION_INTERVAL" in props
+            else None,
             "comment": unquote_string(props.get("COMMENT", "''")),
             "predecessors": [p.strip() for p in after.group(1).split(",")] if after else [],
             "condition": condition,
@@ -455,6 +459,7 @@ class Tasks:
                         "definition": t["definition"],
                         "condition": t["condition"],
                         "allow_overlapping_execution": str(t["allow_overlapping"]).lower(),
+                        "target_completion_interval": t.get("target_completion_interval"),
                         "error_integration": None,
                         "last_committed_on": None,
                         "last_suspended_on": None,
@@ -670,6 +675,32 @@ class TaskFault:
         self.kind = kind
         self.message = message
         self.release = threading.Event()
+
+
+def _check_triggered(
+    name: str, props: dict[str, str], *, condition: str | None, schedule: str | None, after: bool
+) -> None:
+    """A task with WHEN and neither SCHEDULE nor AFTER is a *triggered* task; run serverless (no
+    WAREHOUSE) it must set TARGET_COMPLETION_INTERVAL, which Snowflake sizes its compute by
+    (docs.snowflake.com/user-guide/tasks-triggered). Snowflake refuses such a task without it;
+    the message is the emulator's own wording of that rule."""
+    interval = props.get("TARGET_COMPLETION_INTERVAL")
+    if interval is not None and not re.fullmatch(
+        r"\d+\s*(SECOND|SECONDS|MINUTE|MINUTES|HOUR|HOURS)", unquote_string(interval), re.I
+    ):
+        raise sql_error(
+            f"SQL compilation error:\ninvalid value [{unquote_string(interval)}] for parameter "
+            "'TARGET_COMPLETION_INTERVAL'",
+            errno=1008,
+            sqlstate="22023",
+        )
+    if condition and not schedule and not after and "WAREHOUSE" not in props and interval is None:
+        raise sql_error(
+            f"SQL compilation error:\nTask {name}: a serverless triggered task (WHEN without SCHEDULE "
+            "or WAREHOUSE) requires TARGET_COMPLETION_INTERVAL",
+            errno=1008,
+            sqlstate="22023",
+        )
 
 
 def _interval(schedule: str | None) -> timedelta | None:
