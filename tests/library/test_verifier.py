@@ -23,6 +23,7 @@ from typing import Any
 import psycopg2
 import pytest
 import snowflake.connector
+from function_env import json_lines
 from psycopg2 import sql
 
 from aurora_sync.config import TableConfig, put_table_config
@@ -806,18 +807,6 @@ def test_an_empty_window_with_a_key_snapshot_still_merges_then_deletes(lab: Lab)
     assert [r["ID"] for r in final_rows(lab, table)] == [2]
 
 
-def printed(captured: str) -> list[dict[str, Any]]:
-    found = []
-    for line in captured.splitlines():
-        try:
-            document = json.loads(line)
-        except ValueError:
-            continue
-        if isinstance(document, dict):
-            found.append(document)
-    return found
-
-
 def test_a_table_failing_after_it_merged_keeps_aging_from_its_last_merged_run(
     lab: Lab, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -843,7 +832,7 @@ def test_a_table_failing_after_it_merged_keeps_aging_from_its_last_merged_run(
     capsys.readouterr()
     output, _ = poll(verify_event(second_id, second_start, [export(steady, second_id), failed_export]))
     assert by_table(output)[failing.name]["outcome"] == "FAILED"
-    documents = printed(capsys.readouterr().out + log.getvalue())
+    documents = json_lines(capsys.readouterr().out + log.getvalue())
 
     lines = {
         d["table"]: d
