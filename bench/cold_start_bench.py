@@ -6,7 +6,14 @@ environment (no stack needed: handlers connect on the first call, not at import)
 ``time.perf_counter`` around the import, medians of ``--repeat`` runs. One extra run with
 ``-X importtime`` names the top-level packages whose own modules cost the most.
 
-    .venv/bin/python bench/cold_start_bench.py [--repeat 7]
+Two environments: tracing off (``POWERTOOLS_TRACE_DISABLED=true``, as before), and tracing on as
+Lambda runs the template's functions (``Tracing: Active``: ``LAMBDA_TASK_ROOT`` set, no
+``POWERTOOLS_TRACE_DISABLED``), where the handlers build Powertools' ``Tracer`` and so import
+aws_xray_sdk. ``--functions DIR`` imports another functions tree (e.g. an older commit's, from
+``git archive <commit> functions | tar -x -C /tmp/old``) in the same interleaved runs, so a change
+is compared with what it replaced under the same load.
+
+    .venv/bin/python bench/cold_start_bench.py [--repeat 7] [--functions /tmp/old/functions]
 """
 
 from __future__ import annotations
@@ -16,6 +23,7 @@ import os
 import re
 import subprocess
 import sys
+from pathlib import Path
 
 from bench_stack import REPO, median, table
 
@@ -24,31 +32,52 @@ HANDLERS = ("planner.app", "exporter.app", "verifier.app")
 ENVIRONMENT = {
     "POWERTOOLS_SERVICE_NAME": "aurora-sync",
     "POWERTOOLS_METRICS_NAMESPACE": "AuroraSnowflakeSyncBench",
-    "POWERTOOLS_TRACE_DISABLED": "true",
     "AWS_REGION": "us-east-1",
     "AWS_DEFAULT_REGION": "us-east-1",
 }
-PROBE = "import time; t = time.perf_counter(); import {module}; print(time.perf_counter() - t)"
+TRACING = {
+    "tracing off": {"POWERTOOLS_TRACE_DISABLED": "true"},
+    "tracing on": {"LAMBDA_TASK_ROOT": "/var/task"},  # Lambda's, with Tracing: Active
+}
+# The import, then what every handler's first call imports next: boto3 and a client (SSM for the
+# table configs, STS for the Vault login). With tracing off that botocore import moves from the
+# import to the first call, so the second figure compares the two modes on the same work.
+PROBE = (
+    "import time; t = time.perf_counter(); import {module}; i = time.perf_counter() - t; "
+    "import boto3; boto3.session.Session().client('ssm', region_name='us-east-1'); "
+    "print(i, time.perf_counter() - t)"
+)
 _IMPORTTIME = re.compile(r"^import time:\s+(\d+) \|\s+(\d+) \|( *)(\S+)")
 
 
-def environment() -> dict[str, str]:
+def environment(functions: Path, tracing: str) -> dict[str, str]:
+    inherited = {
+        k: v for k, v in os.environ.items() if k not in ("POWERTOOLS_TRACE_DISABLED", "LAMBDA_TASK_ROOT")
+    }
     # The functions tree first, as /var/task is on Lambda.
-    return {**os.environ, **ENVIRONMENT, "PYTHONPATH": str(REPO / "functions"), "PYTHONDONTWRITEBYTECODE": ""}
+    return {
+        **inherited,
+        **ENVIRONMENT,
+        **TRACING[tracing],
+        "PYTHONPATH": str(functions),
+        "PYTHONDONTWRITEBYTECODE": "",
+    }
 
 
-def import_seconds(module: str) -> float:
+def import_seconds(module: str, functions: Path, tracing: str) -> tuple[float, float]:
+    """(the module's import, the import and the first call's boto3 client), in seconds."""
     out = subprocess.run(
         [sys.executable, "-c", PROBE.format(module=module)],
         capture_output=True,
         text=True,
         check=True,
-        env=environment(),
+        env=environment(functions, tracing),
     ).stdout
-    return float(out.strip().splitlines()[-1])
+    imported, with_client = out.strip().splitlines()[-1].split()
+    return float(imported), float(with_client)
 
 
-def heaviest(module: str, top: int = 5) -> list[tuple[str, float]]:
+def heaviest(module: str, functions: Path, tracing: str, top: int = 5) -> list[tuple[str, float]]:
     """Top-level packages by the import time spent in their own modules (ms, ``-X importtime``'s
     self column summed per package, so nothing is counted twice)."""
     err = subprocess.run(
@@ -56,7 +85,7 @@ def heaviest(module: str, top: int = 5) -> list[tuple[str, float]]:
         capture_output=True,
         text=True,
         check=True,
-        env=environment(),
+        env=environment(functions, tracing),
     ).stderr
     cost: dict[str, float] = {}
     for line in err.splitlines():
@@ -72,28 +101,45 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--repeat", type=int, default=7)
+    parser.add_argument(
+        "--functions", type=Path, help="another functions tree to measure alongside this checkout's"
+    )
     args = parser.parse_args()
-    for module in HANDLERS:  # warm the bytecode cache, as a deployed package ships .pyc
-        import_seconds(module)
-    times: dict[str, list[float]] = {module: [] for module in HANDLERS}
+    trees = {"this tree": REPO / "functions"}
+    if args.functions:
+        trees[f"{args.functions}"] = args.functions.resolve()
+    cases = [(tree, tracing, module) for tree in trees for tracing in TRACING for module in HANDLERS]
+    for tree, tracing, module in cases:  # warm the bytecode cache, as a deployed package ships .pyc
+        import_seconds(module, trees[tree], tracing)
+    times: dict[tuple[str, str, str], list[tuple[float, float]]] = {case: [] for case in cases}
     for _ in range(args.repeat):
-        for module in HANDLERS:  # interleaved
-            times[module].append(import_seconds(module))
-    rows = [
-        [module, median(times[module]) * 1000, min(times[module]) * 1000, max(times[module]) * 1000]
-        for module in HANDLERS
-    ]
+        for tree, tracing, module in cases:  # interleaved
+            times[(tree, tracing, module)].append(import_seconds(module, trees[tree], tracing))
+    rows = []
+    for (tree, tracing, module), runs in times.items():
+        imports = [imported for imported, _ in runs]
+        rows.append(
+            [
+                tree,
+                tracing,
+                module,
+                median(imports) * 1000,
+                min(imports) * 1000,
+                max(imports) * 1000,
+                median([with_client for _, with_client in runs]) * 1000,
+            ]
+        )
     print()
     print(
         table(
             f"5. Cold start: import of each handler module in a fresh process, {args.repeat} runs",
-            ["module", "median ms", "min ms", "max ms"],
+            ["functions", "tracing", "module", "median ms", "min ms", "max ms", "+ boto3 client, median ms"],
             rows,
         )
     )
-    for module in HANDLERS:
-        parts = ", ".join(f"{name} {ms:.0f} ms" for name, ms in heaviest(module))
-        print(f"  {module} heaviest imports: {parts}")
+    for tree, tracing, module in cases:
+        parts = ", ".join(f"{name} {ms:.0f} ms" for name, ms in heaviest(module, trees[tree], tracing))
+        print(f"  {tree}, {tracing}: {module} heaviest imports: {parts}")
 
 
 if __name__ == "__main__":

@@ -337,6 +337,27 @@ def read_history(conn: Any, ledger: Ledger, tables: Sequence[str]) -> dict[str, 
     return history
 
 
+def last_merged_source_times(conn: Any, ledger: Ledger, targets: Sequence[str]) -> dict[str, datetime]:
+    """{target: the source time of its newest snapshot that reached FINAL}, in one statement;
+    targets no run ever merged are absent. ``mark_merged`` prunes only the older runs of a table
+    that merged again, so a table failing run after run keeps its last merged row here."""
+    if not targets:
+        return {}
+    cur = conn.cursor()
+    try:
+        with warehouse_errors(f"reading the last merged runs from the export ledger {ledger.runs}"):
+            cur.execute(
+                f"SELECT TARGET, MAX(SOURCE_TIME) FROM {ledger.runs} "
+                f"WHERE MERGED_AT IS NOT NULL AND TARGET IN ({', '.join('?' for _ in targets)}) "
+                "GROUP BY TARGET",
+                list(targets),
+            )
+            rows = cur.fetchall()
+    finally:
+        cur.close()
+    return {str(target): _aware(source_time) for target, source_time in rows if source_time is not None}
+
+
 def record_layouts(conn: Any, ledger: Ledger, layouts: Sequence[tuple[str, str, str]]) -> None:
     """Remember the columns of new layouts: ``(target, fingerprint, columns JSON)``, replacing an
     entry a failed earlier run wrote for the same layout. Two statements for all tables."""

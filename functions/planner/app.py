@@ -104,7 +104,6 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
 def _finish(plan: Plan, *, disabled: int) -> dict[str, Any]:
     output = plan.output()
     metrics.add_metric(name="TablesPlanned", unit=MetricUnit.Count, value=len(plan.items))
-    metrics.add_metric(name="TablesFailed", unit=MetricUnit.Count, value=len(plan.failed))
     metrics.add_metric(name="TablesSkipped", unit=MetricUnit.Count, value=disabled)
     metrics.add_metric(name="RunsSkipped", unit=MetricUnit.Count, value=1 if plan.skip else 0)
     logger.info(

@@ -40,6 +40,11 @@ MERGE task succeeded (``aurora_sync.verifying.reconciliation``); its table fails
 ``KeySnapshotIncomplete`` (nothing deleted) or ``RowsMissing`` (FINAL lacks source rows; the
 reason names the full-resync rerun input).
 
+On the call that settles every table (``done``) it reports the run: a handful of metrics without a
+per-table dimension (tables failed, row counts, ``StalestTableAgeSeconds``: the oldest FINAL data
+of every enabled table, see ``aurora_sync.table_freshness``) and one ``table synced`` log line per
+table with its verdict and age.
+
 The function never sleeps. Per-table problems are outcomes (see ``aurora_sync.verifying.decide``);
 errors that concern the whole call (Snowflake unreachable or refusing us, Vault) are raised as
 the error taxonomy's classes, which the state machine retries when transient.
@@ -53,8 +58,9 @@ lenient side, which can miss a lost row but never fails a correct run.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from contextlib import closing
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from aws_lambda_powertools.metrics import MetricUnit
@@ -63,9 +69,11 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from aurora_sync.config import LoadedTable, load_table_configs
 from aurora_sync.connections import warehouse_connection
 from aurora_sync.errors import ConfigError, SyncError
-from aurora_sync.messages import TableVerdict, parse_verify_request
+from aurora_sync.ledger import Ledger, last_merged_source_times
+from aurora_sync.messages import VerifyOutput, parse_verify_request
 from aurora_sync.observability import logger, metrics, tracer
 from aurora_sync.settings import RuntimeSettings, runtime_settings
+from aurora_sync.table_freshness import RunTable, TableAge, run_tables, stalest, table_ages
 from aurora_sync.verifying.act import verify
 from aurora_sync.verifying.verify import Limits, Schemas
 
@@ -97,10 +105,12 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
             ),
             configs=configs,
         )
-    for verdict in output.tables:
-        _report(verdict)
-    metrics.add_metric(name="TablesPending", unit=MetricUnit.Count, value=output.pending)
-    metrics.add_metric(name="TablesFailed", unit=MetricUnit.Count, value=output.failed)
+        ages: list[TableAge] = []
+        if output.done:
+            entries = run_tables(output.tables, request.plan_failed, configs)
+            ages = table_ages(entries, _last_merged(conn, settings, entries), now=datetime.now(UTC))
+    if output.done:
+        report_run(output, ages)
     logger.info(
         "verification done",
         extra={
@@ -128,23 +138,61 @@ def table_configs(settings: RuntimeSettings, names: list[str]) -> dict[str, Load
     return found
 
 
+def _last_merged(conn: Any, settings: RuntimeSettings, entries: Sequence[RunTable]) -> dict[str, datetime]:
+    """The ledger's last merged source time per target; a failure to read it costs the run's
+    freshness figure for the tables this run did not merge, never the run itself (its tables are
+    settled)."""
+    ledger = Ledger(conn.database, settings.snowflake_staging_schema)
+    try:
+        return last_merged_source_times(conn, ledger, sorted({e.target for e in entries}))
+    except SyncError as exc:
+        logger.warning(
+            "export ledger unavailable; stalest age from this run's tables only",
+            extra={"error": type(exc).__name__, "cause": str(exc)},
+        )
+        return {}
+
+
 def _loaded(results: list[Any]) -> dict[str, LoadedTable]:
     return {r.name: r for r in results if isinstance(r, LoadedTable)}
 
 
-def _report(verdict: TableVerdict) -> None:
-    """One metrics blob and one log line per table (the table is the metrics' dimension)."""
-    metrics.add_dimension(name="table", value=verdict.table)
-    metrics.add_metric(name="RowsExported", unit=MetricUnit.Count, value=verdict.rows_exported)
-    metrics.add_metric(name="RowsLoaded", unit=MetricUnit.Count, value=verdict.rows_loaded)
-    metrics.add_metric(name="RowsChanged", unit=MetricUnit.Count, value=verdict.rows_changed)
-    metrics.add_metric(name="RowsUnchanged", unit=MetricUnit.Count, value=verdict.rows_unchanged)
-    load_error = verdict.outcome == "FAILED" and (verdict.error or "").startswith("Load")
-    metrics.add_metric(name="LoadErrors", unit=MetricUnit.Count, value=1 if load_error else 0)
-    if verdict.freshness_lag_seconds is not None:
+def report_run(output: VerifyOutput, ages: Sequence[TableAge]) -> None:
+    """Once per run (the call that settles every table): the run's metrics, none per table, and
+    one log line per table. Per-table metrics would cost $0.30 a month each (docs/operations.md,
+    "What monitoring costs"); the freshness alarm needs only the stalest age, and its log line
+    names the table."""
+    assert output.summary is not None  # set on the call that is done
+    metrics.add_metric(name="TablesFailed", unit=MetricUnit.Count, value=output.summary.failed_count)
+    metrics.add_metric(
+        name="RowsExported", unit=MetricUnit.Count, value=sum(v.rows_exported for v in output.tables)
+    )
+    metrics.add_metric(
+        name="RowsLoaded", unit=MetricUnit.Count, value=sum(v.rows_loaded for v in output.tables)
+    )
+    metrics.add_metric(
+        name="RowsChanged", unit=MetricUnit.Count, value=sum(v.rows_changed for v in output.tables)
+    )
+    metrics.add_metric(
+        name="RowsUnchanged", unit=MetricUnit.Count, value=sum(v.rows_unchanged for v in output.tables)
+    )
+    load_errors = sum(
+        1 for v in output.tables if v.outcome == "FAILED" and (v.error or "").startswith("Load")
+    )
+    metrics.add_metric(name="LoadErrors", unit=MetricUnit.Count, value=load_errors)
+    oldest = stalest(ages)
+    if oldest is not None:
         metrics.add_metric(
-            name="FreshnessLagSeconds", unit=MetricUnit.Seconds, value=verdict.freshness_lag_seconds
+            name="StalestTableAgeSeconds", unit=MetricUnit.Seconds, value=oldest.age_seconds or 0.0
         )
-    metrics.flush_metrics()
-    log = logger.warning if verdict.outcome == "FAILED" else logger.info
-    log("table verified", extra=verdict.model_dump(mode="json"))
+    for age in ages:
+        (logger.warning if age.entry.failed else logger.info)("table synced", extra=age.log_fields())
+    if oldest is not None:
+        logger.info(
+            "stalest table",
+            extra={
+                "table": oldest.entry.table,
+                "age_seconds": oldest.age_seconds,
+                "outcome": oldest.entry.outcome,
+            },
+        )

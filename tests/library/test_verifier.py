@@ -9,6 +9,7 @@ generator from the real PostgreSQL catalog.
 from __future__ import annotations
 
 import copy
+import io
 import json
 import time
 import uuid
@@ -22,10 +23,12 @@ from typing import Any
 import psycopg2
 import pytest
 import snowflake.connector
+from function_env import json_lines
 from psycopg2 import sql
 
 from aurora_sync.config import TableConfig, put_table_config
 from aurora_sync.ledger import Ledger, read_history
+from aurora_sync.observability import logger
 from aurora_sync.settings import runtime_settings
 from aurora_sync.snowflake_objects import table_spec
 from aurora_sync.snowflake_tables import SnowflakeSetup, render_table
@@ -803,3 +806,48 @@ def test_an_empty_window_with_a_key_snapshot_still_merges_then_deletes(lab: Lab)
     verdict = by_table(output)[table.name]
     assert (verdict["outcome"], verdict["rows_deleted"]) == ("MERGED", 2), verdict
     assert [r["ID"] for r in final_rows(lab, table)] == [2]
+
+
+def test_a_table_failing_after_it_merged_keeps_aging_from_its_last_merged_run(
+    lab: Lab, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The run's report on a real ledger: the failed table's age counts from the snapshot of the
+    run that last merged it, so it is the older one, and the stack metric is at least that."""
+    steady, failing = (make_table(lab, prefix, ORDERS_DDL) for prefix in ("steady", "failing"))
+    for table in (steady, failing):
+        insert_orders(lab, table, 3)
+    first_id, first_start = start_run()
+    first, _ = poll(verify_event(first_id, first_start, [export(t, first_id) for t in (steady, failing)]))
+    merged_before = by_table(first)[failing.name]
+    assert merged_before["outcome"] == "MERGED"
+
+    second_id, second_start = start_run()
+    failed_export = {
+        "table": failing.name,
+        "status": "FAILED",
+        "error": {"Error": "SourceAuthFailed", "Cause": "password authentication failed"},
+    }
+    # The log lines go to the stream Powertools' handler took at import; the EMF documents to print().
+    log = io.StringIO()
+    monkeypatch.setattr(logger.registered_handler, "stream", log)
+    capsys.readouterr()
+    output, _ = poll(verify_event(second_id, second_start, [export(steady, second_id), failed_export]))
+    assert by_table(output)[failing.name]["outcome"] == "FAILED"
+    documents = json_lines(capsys.readouterr().out + log.getvalue())
+
+    lines = {
+        d["table"]: d
+        for d in documents
+        if d.get("message") == "table synced" and d.get("run_id") == second_id
+    }
+    assert lines[failing.name]["outcome"] == "FAILED" and lines[failing.name]["level"] == "WARNING"
+    assert datetime.fromisoformat(lines[failing.name]["synced_source_time"]) == datetime.fromisoformat(
+        merged_before["source_time"]
+    )
+    assert lines[steady.name]["outcome"] == "MERGED"
+    assert lines[failing.name]["age_seconds"] > lines[steady.name]["age_seconds"]
+    (report,) = [d for d in documents if "StalestTableAgeSeconds" in d]
+    # EMF values are lists; the run reports each metric once.
+    assert report["StalestTableAgeSeconds"][0] >= lines[failing.name]["age_seconds"]
+    rows = by_table(output)[steady.name]["rows_exported"]
+    assert (report["TablesFailed"], report["RowsExported"]) == ([1.0], [float(rows)])

@@ -447,9 +447,17 @@ def test_given_the_alarms_then_failures_timeouts_and_staleness_notify_the_encryp
         assert alarm["Dimensions"] == [{"Name": "StateMachineArn", "Value": {"Ref": "SyncStateMachine"}}]
         assert alarm["AlarmActions"] == [{"Ref": "AlarmTopic"}]
     freshness = resources["FreshnessAlarm"]["Properties"]
-    (query,) = freshness["Metrics"]
-    assert "MAX(FreshnessLagSeconds)" in query["Expression"]["Fn::Sub"]
-    assert 'SCHEMA("AuroraSnowflakeSync", service, "table")' in query["Expression"]["Fn::Sub"]
+    assert (freshness["Namespace"], freshness["MetricName"], freshness["Statistic"]) == (
+        "AuroraSnowflakeSync",
+        "StalestTableAgeSeconds",
+        "Maximum",
+    )
+    assert freshness["Dimensions"] == [{"Name": "service", "Value": {"Ref": "AWS::StackName"}}]
+    assert "stalest-tables" in freshness["AlarmDescription"]["Fn::Sub"]
+    query = resources["StalestTablesQuery"]["Properties"]
+    assert query["Name"] == {"Fn::Sub": "${AWS::StackName}/stalest-tables"}
+    assert query["LogGroupNames"] == [{"Ref": "VerifierLogGroup"}]
+    assert 'filter message = "table synced"' in query["QueryString"]
     assert freshness["Threshold"] == {"Ref": "FreshnessThresholdSeconds"}
     assert freshness["ComparisonOperator"] == "GreaterThanThreshold"
     assert resources["AlarmTopic"]["Properties"]["KmsMasterKeyId"] == {"Ref": "StackKey"}
