@@ -278,8 +278,13 @@ def test_given_runtime_settings_then_globals_set_every_variable_lambda_does_not_
     }
     assert required == {"VAULT_ADDR", "VAULT_ROLE"}
     assert required <= set(env)
-    # AWS_REGION is set (and reserved) by Lambda; every other variable comes from the template.
-    assert set(ENVIRONMENT) - {"AWS_REGION"} == {v for v in env if not v.startswith("POWERTOOLS_")}
+    # AWS_REGION is set (and reserved) by Lambda; every other variable comes from the template,
+    # beside boto3's AWS_ENDPOINT_URL, declared empty (default endpoints) so that sam local
+    # invoke's --env-vars may aim it at the local stack (tests/unit/test_sam_local_invoke.py).
+    assert env["AWS_ENDPOINT_URL"] == ""
+    assert set(ENVIRONMENT) - {"AWS_REGION"} == {
+        v for v in env if not v.startswith("POWERTOOLS_") and v != "AWS_ENDPOINT_URL"
+    }
     assert env["POWERTOOLS_METRICS_NAMESPACE"] == "AuroraSnowflakeSync"
     assert {"POWERTOOLS_SERVICE_NAME", "POWERTOOLS_LOG_LEVEL"} <= set(env)
 
