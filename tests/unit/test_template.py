@@ -477,6 +477,28 @@ def test_given_pyproject_then_lambda_requirements_pin_the_same_runtime_dependenc
     assert "tracer" in powertools.extras
 
 
+def test_given_the_exporters_requirements_then_they_are_the_others_but_the_snowflake_connector() -> None:
+    """functions/Makefile builds the exporter from its own file: same pins, no connector."""
+
+    def pins(name: str) -> dict[str, str]:
+        lines = (ROOT / "functions" / name).read_text().splitlines()
+        found = [Requirement(line) for line in lines if line.strip() and not line.lstrip().startswith("#")]
+        return {f"{r.name}{sorted(r.extras)}": str(r.specifier) for r in found}
+
+    everything = pins("requirements.txt")
+    connector = {k: v for k, v in everything.items() if k.startswith("snowflake-connector-python")}
+    assert len(connector) == 1
+    assert pins("requirements-exporter.txt") == {k: v for k, v in everything.items() if k not in connector}
+
+
+@pytest.mark.parametrize("function", ["PlannerFunction", "ExporterFunction", "VerifierFunction"])
+def test_given_each_function_then_sam_builds_it_with_its_makefile_target(
+    resources: dict[str, Any], function: str
+) -> None:
+    assert resources[function]["Metadata"] == {"BuildMethod": "makefile"}
+    assert re.search(rf"^build-{function}:$", (ROOT / "functions" / "Makefile").read_text(), re.MULTILINE)
+
+
 def test_given_package_json_then_the_validators_are_pinned_exactly_and_locked() -> None:
     package = json.loads((ROOT / "package.json").read_text())
     assert package["devDependencies"] == {"@wmfs/statelint": "1.30.0", "asl-validator": "4.0.0"}
