@@ -68,7 +68,7 @@ NOT_IN_EXPORTER = ("snowflake", "cryptography", "OpenSSL")
 def invoke(stack: dict[str, Any], function: str, event: str) -> dict[str, Any]:
     env = {
         "PATH": os.environ["PATH"],
-        "HOME": os.environ.get("HOME", "/tmp"),  # noqa: S108 - only where HOME is unset
+        "HOME": str(Path.home()),
         "PYTHONPATH": str(ROOT / "functions"),
         "AWS_SAM_LOCAL": "true",
         "AWS_LAMBDA_FUNCTION_NAME": function,
@@ -119,7 +119,9 @@ def test_the_exporter_event_exports_the_demos_orders_without_the_snowflake_conne
             "SELECT count(*) FROM shop.orders WHERE updated_at > %s::timestamptz - %s * interval '1 second'",
             (event["window"]["watermark"], event["window"]["lookback_seconds"]),
         )
-        (changed,) = cur.fetchone()
+        row = cur.fetchone()
+        assert row is not None
+        (changed,) = row
     conn.close()
     assert 0 < changed < dataset.ROWS["orders"]
     output = invoke(demo, "ExporterFunction", "exporter.json")
@@ -140,5 +142,6 @@ def test_the_verifier_event_reports_a_verdict_for_each_of_its_tables(demo: dict[
     # an older version did: the verifier refuses to merge them and names the rerun.
     for table in ("orders", "customers"):
         assert (verdicts[table].outcome, verdicts[table].error) == ("FAILED", "ExportIncomplete")
-        assert verdicts[table].reason and f'{{"tables": ["{table}"]}}' in verdicts[table].reason
+        reason = verdicts[table].reason
+        assert reason is not None and f'{{"tables": ["{table}"]}}' in reason
     assert output.done and output.failed == 3

@@ -42,7 +42,11 @@ STATUS: dict[str, Any] = {
         "kms_key_arn": "arn:aws:kms:us-east-1:123456789012:key/0a1b6b4b-ed98-4cb3-8a9a-e32dac53f063",
         "config_ssm_path": "/aurora-sync/tables/",
         "lambda_role_arn": "arn:aws:iam::123456789012:role/aurora-sync-lambda",
-        "lambda_credentials": {"access_key_id": "ASIA1", "secret_access_key": "s3cr3t", "session_token": "tok"},
+        "lambda_credentials": {
+            "access_key_id": "ASIA1",
+            "secret_access_key": "s3cr3t",
+            "session_token": "tok",
+        },
     },
     "vault": {"addr": "http://127.0.0.1:26904", "role": "aurora-sync-lambda", "iam_server_id": "vault.local"},
 }
@@ -116,8 +120,8 @@ def test_the_credentials_sam_takes_from_the_shell_are_the_lambda_roles() -> None
 def _tables_named(name: str, document: dict[str, Any]) -> list[tuple[str, tuple[str, str] | None]]:
     """(table, (schema, source table) when the event says) for each table an event names."""
     if name.startswith("planner-"):
-        request, _ = parse_event(document)
-        names = set(request.tables or ()) | set(request.overrides)
+        run_request, _ = parse_event(document)
+        names = set(run_request.tables or ()) | set(run_request.overrides)
         return [(table, None) for table in sorted(names)]
     if name == "exporter.json":
         item = parse_work_item(document)

@@ -41,4 +41,6 @@ def role_credentials(status: Mapping[str, Any]) -> dict[str, str]:
 
 def credential_exports(status: Mapping[str, Any]) -> str:
     """``export NAME=value`` lines for ``eval`` (values quoted for the shell)."""
-    return "".join(f"export {name}={shlex.quote(value)}\n" for name, value in role_credentials(status).items())
+    return "".join(
+        f"export {name}={shlex.quote(value)}\n" for name, value in role_credentials(status).items()
+    )
