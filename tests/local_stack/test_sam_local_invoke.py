@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -24,6 +25,7 @@ from aurora_sync.messages import PlanOutput, VerifyOutput
 from aurora_sync_ops.demo import dataset
 from aurora_sync_ops.demo.run import prepare_demo
 from aurora_sync_ops.local.sam_env import env_vars_file, role_credentials
+from aurora_sync_ops.local.stack import Stack
 
 ROOT = Path(__file__).resolve().parents[2]
 HANDLERS = {"PlannerFunction": "planner", "ExporterFunction": "exporter", "VerifierFunction": "verifier"}
@@ -145,3 +147,41 @@ def test_the_verifier_event_reports_a_verdict_for_each_of_its_tables(demo: dict[
         reason = verdicts[table].reason
         assert reason is not None and f'{{"tables": ["{table}"]}}' in reason
     assert output.done and output.failed == 3
+
+
+CLI = str(Path(sys.executable).with_name("aurora-sync"))
+
+
+def test_local_env_prints_the_env_file_and_the_credentials_a_shell_can_eval(
+    local_stack: Stack, stack: dict[str, Any]
+) -> None:
+    where = [
+        "--state-dir",
+        str(local_stack.settings.root),
+        "--port-base",
+        str(local_stack.settings.ports.postgres),
+    ]
+    sam = subprocess.run(
+        [CLI, "local", "env", "--sam", *where], capture_output=True, text=True, timeout=120, check=True
+    )
+    assert json.loads(sam.stdout) == env_vars_file(stack)
+    # What docs/local-stack.md runs: eval "$(aurora-sync local env --credentials)".
+    script = f'eval "$({shlex.join([CLI, "local", "env", "--credentials", *where])})" && env'
+    shell = subprocess.run(
+        ["bash", "-c", script], capture_output=True, text=True, timeout=120, check=True, env={}
+    )
+    exported = dict(line.split("=", 1) for line in shell.stdout.splitlines() if "=" in line)
+    assert role_credentials(stack).items() <= exported.items()
+
+
+def test_local_env_names_local_up_when_the_stack_is_not_running(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [CLI, "local", "env", "--sam", "--state-dir", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 1 and result.stdout == ""
+    assert result.stderr.strip().count("\n") == 0
+    assert f"start it with: aurora-sync local up --state-dir {tmp_path}" in result.stderr
