@@ -11,6 +11,7 @@ tier's seconds.
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -23,6 +24,8 @@ from packaging.requirements import Requirement
 ROOT = Path(__file__).resolve().parents[2]
 TOOLS = Path(os.environ.get("AURORA_SYNC_INFRA_TOOLS", ROOT / ".local" / "infra-tools")).resolve()
 TOOLS_MISSING = 3  # validate-infra.sh's exit status when it cannot install its tools
+OPERATOR_PEM = "private-ca.pem"
+PEM = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n"  # content is not read
 HANDLERS = {"PlannerFunction": "planner", "ExporterFunction": "exporter", "VerifierFunction": "verifier"}
 
 
@@ -41,19 +44,25 @@ def packages(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     if install.returncode == TOOLS_MISSING:
         pytest.skip(f"validate-infra.sh could not install SAM CLI: {install.stderr.strip()[-400:]}")
     assert install.returncode == 0, install.stdout + install.stderr
+    # A copy of what sam build reads, plus the CA file an operator adds for VaultCaCert.
+    source = tmp_path_factory.mktemp("source")
+    shutil.copy(ROOT / "template.yaml", source / "template.yaml")
+    shutil.copytree(ROOT / "statemachine", source / "statemachine")
+    shutil.copytree(ROOT / "functions", source / "functions", ignore=shutil.ignore_patterns("__pycache__"))
+    (source / "functions" / OPERATOR_PEM).write_text(PEM)
     build = tmp_path_factory.mktemp("sam-build")
     result = subprocess.run(
         [
             str(TOOLS / "bin" / "sam"),
             "build",
             "--template",
-            str(ROOT / "template.yaml"),
+            str(source / "template.yaml"),
             "--build-dir",
             str(build),
             "--cache-dir",
             str(tmp_path_factory.mktemp("sam-cache")),
         ],
-        cwd=ROOT,
+        cwd=source,
         # The Makefile's pip: this interpreter's (SAM's own virtualenv has no say in the wheels).
         env={
             **os.environ,
@@ -112,6 +121,8 @@ def test_each_package_holds_its_handler_the_library_and_only_arm64_or_pure_wheel
     handler = HANDLERS[function]
     assert (package / handler / "app.py").is_file()
     assert (package / "aurora_sync" / "settings.py").is_file()
+    # VaultCaCert / sslrootcert may name /var/task/<file>.pem: the package's root.
+    assert (package / OPERATOR_PEM).read_text() == PEM
     # No other handler, no build files, no bytecode of this machine's Python.
     assert not {h for h in HANDLERS.values() if h != handler} & {p.name for p in package.iterdir()}
     assert not (package / "Makefile").exists()
