@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from . import source_db, warehouse_db
+from . import source_db
 from .errors import SourceAuthFailed, WarehousePermissionDenied
 from .settings import runtime_settings
 from .vault import vault_secrets
@@ -30,6 +30,10 @@ def source_connection(*, application_name: str, statement_timeout_ms: int | None
 
 def warehouse_connection(*, query_tag: str | None = None) -> Any:
     """A Snowflake session (key-pair auth, UTC, qmark binding) from the Snowflake secret."""
+    # Imported here: the exporter never opens a Snowflake session, and its package carries
+    # neither the Snowflake connector nor cryptography (functions/requirements-exporter.txt).
+    from . import warehouse_db
+
     secrets = vault_secrets()
     secret = secrets.read_required(runtime_settings().snowflake_secret_path, warehouse_db.REQUIRED_KEYS)
     try:

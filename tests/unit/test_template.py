@@ -282,8 +282,13 @@ def test_given_runtime_settings_then_globals_set_every_variable_lambda_does_not_
     }
     assert required == {"VAULT_ADDR", "VAULT_ROLE"}
     assert required <= set(env)
-    # AWS_REGION is set (and reserved) by Lambda; every other variable comes from the template.
-    assert set(ENVIRONMENT) - {"AWS_REGION"} == {v for v in env if not v.startswith("POWERTOOLS_")}
+    # AWS_REGION is set (and reserved) by Lambda; every other variable comes from the template,
+    # beside boto3's AWS_ENDPOINT_URL, declared empty (default endpoints) so that sam local
+    # invoke's --env-vars may aim it at the local stack (tests/unit/test_sam_local_invoke.py).
+    assert env["AWS_ENDPOINT_URL"] == ""
+    assert set(ENVIRONMENT) - {"AWS_REGION"} == {
+        v for v in env if not v.startswith("POWERTOOLS_") and v != "AWS_ENDPOINT_URL"
+    }
     assert env["POWERTOOLS_METRICS_NAMESPACE"] == "AuroraSnowflakeSync"
     assert {"POWERTOOLS_SERVICE_NAME", "POWERTOOLS_LOG_LEVEL"} <= set(env)
 
@@ -484,6 +489,28 @@ def test_given_pyproject_then_lambda_requirements_pin_the_same_runtime_dependenc
     # X-Ray SDK, so without the extra every function fails at cold start.
     (powertools,) = [r for r in deployed if r.name == "aws-lambda-powertools"]
     assert "tracer" in powertools.extras
+
+
+def test_given_the_exporters_requirements_then_they_are_the_others_but_the_snowflake_connector() -> None:
+    """functions/Makefile builds the exporter from its own file: same pins, no connector."""
+
+    def pins(name: str) -> dict[str, str]:
+        lines = (ROOT / "functions" / name).read_text().splitlines()
+        found = [Requirement(line) for line in lines if line.strip() and not line.lstrip().startswith("#")]
+        return {f"{r.name}{sorted(r.extras)}": str(r.specifier) for r in found}
+
+    everything = pins("requirements.txt")
+    connector = {k: v for k, v in everything.items() if k.startswith("snowflake-connector-python")}
+    assert len(connector) == 1
+    assert pins("requirements-exporter.txt") == {k: v for k, v in everything.items() if k not in connector}
+
+
+@pytest.mark.parametrize("function", ["PlannerFunction", "ExporterFunction", "VerifierFunction"])
+def test_given_each_function_then_sam_builds_it_with_its_makefile_target(
+    resources: dict[str, Any], function: str
+) -> None:
+    assert resources[function]["Metadata"] == {"BuildMethod": "makefile"}
+    assert re.search(rf"^build-{function}:$", (ROOT / "functions" / "Makefile").read_text(), re.MULTILINE)
 
 
 def test_given_package_json_then_the_validators_are_pinned_exactly_and_locked() -> None:

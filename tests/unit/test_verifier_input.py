@@ -20,7 +20,7 @@ def test_sample_event_parses_with_each_kind_of_table_entry() -> None:
     assert [(t.table, t.status) for t in request.tables] == [
         ("orders", "EXPORTED"),
         ("customers", "EMPTY"),
-        ("items", "FAILED"),
+        ("order_items", "FAILED"),
     ]
 
 

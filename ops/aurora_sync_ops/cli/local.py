@@ -1,5 +1,6 @@
 """``aurora-sync local``: start, stop and inspect the embedded local stack (``up``, ``down``,
-``status``), and a shell on each of its databases (``sql``, ``psql``).
+``status``), a shell on each of its databases (``sql``, ``psql``), and the functions' environment
+for ``sam local invoke`` (``env``).
 
 ``local sql`` runs Snowflake SQL on the local emulator with the connection ``local status
 --json`` reports (``-c``, ``--file``, piped input, or a small interactive shell) and prints each
@@ -93,6 +94,20 @@ def _print_readiness(status: dict[str, Any]) -> None:
         f"{ready['snowpipe_queue_arn']}"
     )
     print("  SQL shells: aurora-sync local sql (Snowflake), aurora-sync local psql (PostgreSQL)")
+
+
+# --- local env -----------------------------------------------------------------------------------
+def cmd_local_env(args: argparse.Namespace) -> int:
+    from ..local.sam_env import credential_exports, env_vars_file
+
+    env = environment(args)
+    env.running_part("aws")
+    status = env.stack_status()
+    if args.sam:
+        print(json.dumps(env_vars_file(status), indent=2, sort_keys=True))
+    else:
+        sys.stdout.write(credential_exports(status))
+    return 0
 
 
 # --- local sql -----------------------------------------------------------------------------------
@@ -257,6 +272,22 @@ def register(commands: Any) -> None:
     state_dir_options(status)
     status.add_argument("--json", action="store_true", help="print exactly one JSON object")
     status.set_defaults(func=cmd_local_status)
+
+    env = local_commands.add_parser(
+        "env",
+        help="the functions' environment on this stack, for sam local invoke (--sam or --credentials)",
+        description="--sam prints the --env-vars JSON of sam local invoke: per function, every variable "
+        "template.yaml declares, with this stack's values (what the local engine deploys). --credentials "
+        "prints shell exports of the Lambda role's credentials and region, which SAM reads from the "
+        "shell (Lambda reserves those names, so no template can declare them). See docs/local-stack.md.",
+    )
+    state_dir_options(env)
+    what = env.add_mutually_exclusive_group(required=True)
+    what.add_argument("--sam", action="store_true", help="print the env-vars JSON (redirect it to a file)")
+    what.add_argument(
+        "--credentials", action="store_true", help="print export lines of the role's credentials, for eval"
+    )
+    env.set_defaults(func=cmd_local_env)
 
     sql = local_commands.add_parser(
         "sql",

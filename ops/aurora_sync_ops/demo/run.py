@@ -150,17 +150,14 @@ def _parity(
     return results
 
 
-def run_demo(say: Say, settings: StackSettings | None = None) -> DemoResult:
-    """Run every step on the stack of ``settings`` (default: the developer's ``.local`` stack)."""
+def prepare_demo(say: Say, status: dict[str, Any]) -> tuple[int, SnowflakeSetup, dict[str, TableSpec]]:
+    """Steps 2-4 on a running stack: the shop database, its configs in SSM, its Snowflake objects,
+    and the bucket's notification to Snowpipe; what ``sam local invoke``'s events expect
+    (docs/local-stack.md). Returns the source's rows, the setup and each table's spec."""
     import psycopg2
     import snowflake.connector
 
-    started = time.monotonic()
-    _step(say, 1, "starting the local stack (PostgreSQL as Aurora, moto, Snowflake emulator, Vault)")
-    settings = settings or settings_from_env()
-    status = Stack(settings, progress=lambda line: say(f"      {line}")).up()
     aws, pg = status["aws"], status["postgres"]
-
     _step(say, 2, "creating the sample source database `shop` in PostgreSQL")
     rows = dataset.create(pg["admin_dsn"], pg["user"])
     say(f"      {rows:,} rows: " + ", ".join(f"{t} {n:,}" for t, n in dataset.ROWS.items()))
@@ -187,7 +184,29 @@ def run_demo(say: Say, settings: StackSettings | None = None) -> DemoResult:
         _apply_snowflake(say, warehouse, setup, specs)
         connect_bucket_to_snowpipe(status)
         say(f"      bucket {aws['bucket']} now notifies Snowpipe's queue (the template's SnowpipeSqsArn)")
+    finally:
+        warehouse.close()
+        admin.close()
+    return rows, setup, specs
 
+
+def run_demo(say: Say, settings: StackSettings | None = None) -> DemoResult:
+    """Run every step on the stack of ``settings`` (default: the developer's ``.local`` stack)."""
+    import psycopg2
+    import snowflake.connector
+
+    started = time.monotonic()
+    _step(say, 1, "starting the local stack (PostgreSQL as Aurora, moto, Snowflake emulator, Vault)")
+    settings = settings or settings_from_env()
+    status = Stack(settings, progress=lambda line: say(f"      {line}")).up()
+    pg = status["postgres"]
+
+    rows, setup, specs = prepare_demo(say, status)
+
+    admin = psycopg2.connect(pg["admin_dsn"])
+    admin.autocommit = True
+    warehouse = snowflake.connector.connect(**status["snowflake"])
+    try:
         # No environment variables: the demo always runs on the stack it started.
         options = CliOptions(state_dir=str(settings.root), port_base=settings.ports.postgres)
         target = local_target(Environment(options, environ={}), None)

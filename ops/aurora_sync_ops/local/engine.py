@@ -9,6 +9,7 @@ Lambda router (``lambda_router.py``) then runs the handlers for every invocation
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 import time
@@ -43,6 +44,9 @@ LOCAL_PARAMETERS = {
     "RunTimeoutSeconds": 18000,
 }
 TERMINAL = {"SUCCEEDED", "FAILED", "TIMED_OUT", "ABORTED"}
+# boto3's endpoint for every service. template.yaml declares it empty (each service's default
+# endpoint on AWS); the local stack points it at its moto.
+ENDPOINT_VARIABLE = "AWS_ENDPOINT_URL"
 
 
 def _zip() -> bytes:
@@ -109,12 +113,31 @@ class LocalEngine:
             },
         )
 
+    def function_specs(self) -> list[sam_template.FunctionSpec]:
+        """template.yaml's functions as deployed on this stack: the template's environment
+        resolved with this stack's parameters, and the declared endpoint variable aimed at the
+        stack's AWS. The one source of the functions' environment, for the local engine and for
+        ``aurora-sync local env`` (what ``sam local invoke --env-vars`` reads)."""
+        template = sam_template.load(self.template_path)
+        overrides = {ENDPOINT_VARIABLE: self.status["aws"]["endpoint_url"]}
+        specs = []
+        for spec in sam_template.functions(template, self._resolver({})):
+            # Overriding a variable the template does not declare would work here and be ignored
+            # by SAM, which only overrides declared ones: keep the two the same.
+            undeclared = sorted(set(overrides) - set(spec.environment))
+            if undeclared:
+                raise sam_template.TemplateError(
+                    f"{spec.logical_id} does not declare {', '.join(undeclared)} in template.yaml"
+                )
+            specs.append(dataclasses.replace(spec, environment={**spec.environment, **overrides}))
+        return specs
+
     def deploy(self) -> Deployment:
         """Create or update the functions and the state machine (idempotent)."""
         template = sam_template.load(self.template_path)
         role = self.status["aws"]["lambda_role_arn"]
         arns: dict[str, str] = {}
-        for spec in sam_template.functions(template, self._resolver({})):
+        for spec in self.function_specs():
             config = {
                 "Runtime": spec.runtime,
                 "Role": role,
