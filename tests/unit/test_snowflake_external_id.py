@@ -31,7 +31,8 @@ STACK_UUID = "1c2fa620-982a-11e3-aff7-50e2416294e0"
 
 def resolver(environment: dict[str, Any], *, snowflake_user: str) -> sam_template.Resolver:
     globals_ = environment["global"]["parameters"]
-    stack, region = globals_["stack_name"], globals_["region"]
+    # samconfig.toml pins no region (sam takes the profile's); the guide deploys in eu-west-1.
+    stack, region = globals_["stack_name"], globals_.get("region", "eu-west-1")
     return sam_template.Resolver(
         template=sam_template.load(ROOT / "template.yaml"),
         parameters={**overrides(environment), "SnowflakeIamUserArn": snowflake_user},

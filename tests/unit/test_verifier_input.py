@@ -42,7 +42,7 @@ def test_each_table_entry_names_its_objects_with_the_target_it_carries_or_the_de
     assert [(t.table, t.target_name) for t in request.tables] == [
         ("orders", "ORDERS"),
         ("customers", "CRM_CUSTOMERS"),
-        ("items", "ITEMS"),
+        ("order_items", "ORDER_ITEMS"),
     ]
 
 
