@@ -73,7 +73,7 @@ def _data_limit_exceeded(env: Any, state_name: str, what: str) -> Exception:
             env=env,
             error_name=StatesErrorName(typ=error),
             event_type=HistoryEventType.TaskFailed,
-            event_details=EventDetails(
+            event_details=EventDetails(  # type: ignore[typeddict-item]
                 executionFailedEventDetails=ExecutionFailedEventDetails(error=error.to_name(), cause=cause)
             ),
         )
@@ -163,7 +163,7 @@ def _install_parallel_branch_errors() -> None:
             return StatesErrorName.from_name(error_name)
         return CustomErrorName(error_name=error_name)
 
-    branches_decl.CustomErrorName = error_name  # type: ignore[attr-defined]
+    setattr(branches_decl, "CustomErrorName", error_name)  # noqa: B010 - a module's class binding
 
 
 def _install_history_limit() -> None:
@@ -204,7 +204,7 @@ def _install_history_limit() -> None:
                     self,
                     context,
                     HistoryEventType.ExecutionFailed,
-                    EventDetails(executionFailedEventDetails=failure),
+                    EventDetails(executionFailedEventDetails=failure),  # type: ignore[typeddict-item]
                 )
             )
         # The execution's status and error are the history's last word: later failures of the
@@ -214,14 +214,14 @@ def _install_history_limit() -> None:
         root.set_error = lambda error: set_error(failure)
         return event_id
 
-    EventManager.add_event = add_event  # type: ignore[method-assign]
+    EventManager.add_event = add_event  # type: ignore[assignment]
 
     original_environment = execution_worker.ExecutionWorker._get_evaluation_environment
 
     def evaluation_environment(self: Any) -> Any:
         env = original_environment(self)
         if env.execution_type == StateMachineType.STANDARD:
-            manager = env.event_manager
+            manager: Any = env.event_manager
             manager._aurora_sync_root = env
             manager._aurora_sync_cap_lock = threading.Lock()
             manager._aurora_sync_capped = False
@@ -262,7 +262,7 @@ def _install_execution_input_quota() -> None:
             raise ValidationException(START_INPUT_TOO_LARGE)
         return original(self, state_machine_arn, name, execution_input, **kwargs)
 
-    StepFunctionsParserBackend.start_execution = start_execution  # type: ignore[method-assign]
+    StepFunctionsParserBackend.start_execution = start_execution  # type: ignore[assignment]
 
 
 def install_limits() -> None:
