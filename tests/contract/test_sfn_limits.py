@@ -71,6 +71,12 @@ def test_the_limit_is_inclusive_and_counts_compact_utf8_json(sfn: Any, role: str
     assert run(sfn, role, machines.exact_output_pass(), accented).status == "SUCCEEDED"
 
 
+def test_state_input_over_the_limit_after_parameters_or_item_selector(sfn: Any, role: str) -> None:
+    blob = {"blob": machines.blob(140_000), "items": [1, 2]}
+    assert failed_on_data_limit(run(sfn, role, machines.task_with_large_parameters(), blob), "Call")
+    assert failed_on_data_limit(run(sfn, role, machines.map_with_large_item_selector(), blob), "Fan")
+
+
 def test_start_execution_refuses_an_input_over_the_limit(sfn: Any, role: str) -> None:
     overhead = len(json.dumps({"blob": ""}, separators=(",", ":")))
     with pytest.raises(ClientError) as refused:

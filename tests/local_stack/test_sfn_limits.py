@@ -78,6 +78,15 @@ def test_the_limit_is_inclusive_and_counts_compact_utf8_json(sfn: Any, role: str
     assert run(sfn, role, machines.exact_output_pass(), accented).status == "SUCCEEDED"
 
 
+def test_a_state_input_over_256_kib_after_parameters_or_item_selector_fails(sfn: Any, role: str) -> None:
+    # moto sent any size to the Lambda and to the iterations; AWS fails the state first.
+    blob = {"blob": machines.blob(140_000), "items": [1, 2]}
+    task = run(sfn, role, machines.task_with_large_parameters(), blob)
+    assert_data_limit_exceeded(task, "Call")
+    assert not any(e["type"].startswith("LambdaFunction") for e in task.events)
+    assert_data_limit_exceeded(run(sfn, role, machines.map_with_large_item_selector(), blob), "Fan")
+
+
 def test_an_execution_input_over_256_kib_is_refused_by_start_execution(sfn: Any, role: str) -> None:
     overhead = len(json.dumps({"blob": ""}, separators=(",", ":")))
     with pytest.raises(ClientError) as refused:

@@ -79,6 +79,48 @@ def map_items(count: int, piece_bytes: int) -> dict[str, Any]:
     return {"piece": blob(piece_bytes), "items": list(range(count))}
 
 
+def task_with_large_parameters() -> dict[str, Any]:
+    """A Lambda task whose Parameters double a blob: its input after Parameters passes the limit
+    before any call (the function need not exist), under a ``States.ALL`` Catch."""
+    return {
+        "StartAt": "Call",
+        "States": {
+            "Call": {
+                "Type": "Task",
+                "Resource": "arn:aws:states:::lambda:invoke",
+                "Parameters": {
+                    "FunctionName": "aurora-sync-limits-absent",
+                    "Payload": {"a.$": "$.blob", "b.$": "$.blob"},
+                },
+                "Catch": [{"ErrorEquals": ["States.ALL"], "ResultPath": "$.error", "Next": "Caught"}],
+                "End": True,
+            },
+            "Caught": {"Type": "Pass", "Result": "caught", "End": True},
+        },
+    }
+
+
+def map_with_large_item_selector() -> dict[str, Any]:
+    """An inline Map whose ItemSelector doubles a blob of the Map's input into every iteration's
+    input: over the limit, though the Map's own input is not."""
+    return {
+        "StartAt": "Fan",
+        "States": {
+            "Fan": {
+                "Type": "Map",
+                "ItemsPath": "$.items",
+                "ItemSelector": {"a.$": "$.blob", "b.$": "$.blob"},
+                "ItemProcessor": {
+                    "ProcessorConfig": {"Mode": "INLINE"},
+                    "StartAt": "Drop",
+                    "States": {"Drop": {"Type": "Pass", "Result": 1, "End": True}},
+                },
+                "End": True,
+            }
+        },
+    }
+
+
 def parallel_catch_all() -> dict[str, Any]:
     """A Parallel branch whose output passes the limit, under a ``States.ALL`` Catch."""
     return {
