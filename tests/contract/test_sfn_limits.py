@@ -10,7 +10,6 @@ test), well under a dollar.
 
 from __future__ import annotations
 
-import json
 import os
 import uuid
 from typing import Any
@@ -48,54 +47,39 @@ def run(sfn: Any, role: str, definition: dict[str, Any], execution_input: Any, *
     )
 
 
-def failed_on_data_limit(outcome: machines.Outcome, state: str) -> bool:
-    return (
-        outcome.status == "FAILED"
-        and outcome.error == "States.DataLimitExceeded"
-        and f"'{state}'" in (outcome.cause or "")
-        and outcome.events[-1]["type"] == "ExecutionFailed"
-    )
-
-
 def test_pass_output_over_the_limit(sfn: Any, role: str) -> None:
-    assert failed_on_data_limit(
-        run(sfn, role, machines.doubling_pass(), {"blob": machines.blob(140_000)}), "Double"
+    assert run(sfn, role, machines.doubling_pass(), {"blob": machines.blob(140_000)}).failed_on_data_limit(
+        "Double"
     )
 
 
 def test_the_limit_is_inclusive_and_counts_compact_utf8_json(sfn: Any, role: str) -> None:
-    overhead = len(json.dumps({"blob": ""}, separators=(",", ":")))
-    at_limit = {"blob": machines.blob(machines.MAX_PAYLOAD_BYTES - overhead)}
+    at_limit = machines.input_of_bytes(machines.MAX_PAYLOAD_BYTES)
     assert run(sfn, role, machines.exact_output_pass(), at_limit).status == "SUCCEEDED"
-    accented = {"blob": "é" * ((machines.MAX_PAYLOAD_BYTES - overhead) // 2)}
+    accented = machines.input_of_bytes(machines.MAX_PAYLOAD_BYTES, "é")
     assert run(sfn, role, machines.exact_output_pass(), accented).status == "SUCCEEDED"
 
 
 def test_state_input_over_the_limit_after_parameters_or_item_selector(sfn: Any, role: str) -> None:
     blob = {"blob": machines.blob(140_000), "items": [1, 2]}
-    assert failed_on_data_limit(run(sfn, role, machines.task_with_large_parameters(), blob), "Call")
-    assert failed_on_data_limit(run(sfn, role, machines.map_with_large_item_selector(), blob), "Fan")
+    assert run(sfn, role, machines.task_with_large_parameters(), blob).failed_on_data_limit("Call")
+    assert run(sfn, role, machines.map_with_large_item_selector(), blob).failed_on_data_limit("Fan")
 
 
 def test_start_execution_refuses_an_input_over_the_limit(sfn: Any, role: str) -> None:
-    overhead = len(json.dumps({"blob": ""}, separators=(",", ":")))
+    over = machines.input_of_bytes(machines.MAX_PAYLOAD_BYTES + 1)
     with pytest.raises(ClientError) as refused:
-        run(
-            sfn,
-            role,
-            machines.exact_output_pass(),
-            {"blob": machines.blob(machines.MAX_PAYLOAD_BYTES - overhead + 1)},
-        )
+        run(sfn, role, machines.exact_output_pass(), over)
     assert refused.value.response["Error"]["Code"] == "ValidationException"
 
 
 def test_map_aggregation_and_states_all_catch(sfn: Any, role: str) -> None:
     items = machines.map_items(300, 1_000)
-    assert failed_on_data_limit(run(sfn, role, machines.aggregating_map(catch_all=False), items), "Gather")
-    assert failed_on_data_limit(run(sfn, role, machines.aggregating_map(catch_all=True), items), "Gather")
-    assert failed_on_data_limit(
-        run(sfn, role, machines.parallel_catch_all(), {"blob": machines.blob(140_000)}), "Double"
-    )
+    assert run(sfn, role, machines.aggregating_map(catch_all=False), items).failed_on_data_limit("Gather")
+    assert run(sfn, role, machines.aggregating_map(catch_all=True), items).failed_on_data_limit("Gather")
+    assert run(
+        sfn, role, machines.parallel_catch_all(), {"blob": machines.blob(140_000)}
+    ).failed_on_data_limit("Double")
 
 
 def test_the_25000th_event_fails_an_endless_execution(sfn: Any, role: str) -> None:

@@ -14,7 +14,6 @@ same machines on real Step Functions. The facts (Step Functions developer guide)
 
 from __future__ import annotations
 
-import json
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -57,9 +56,7 @@ def run(sfn: Any, role: str, definition: dict[str, Any], execution_input: Any, *
 
 
 def assert_data_limit_exceeded(outcome: machines.Outcome, state: str) -> None:
-    assert (outcome.status, outcome.error) == ("FAILED", "States.DataLimitExceeded"), outcome.cause
-    assert f"'{state}'" in (outcome.cause or "")
-    assert outcome.events[-1]["type"] == "ExecutionFailed"
+    assert outcome.failed_on_data_limit(state), (outcome.status, outcome.error, outcome.cause)
 
 
 def test_a_pass_output_over_256_kib_fails_the_execution(sfn: Any, role: str) -> None:
@@ -70,11 +67,10 @@ def test_a_pass_output_over_256_kib_fails_the_execution(sfn: Any, role: str) -> 
 def test_the_limit_is_inclusive_and_counts_compact_utf8_json(sfn: Any, role: str) -> None:
     # {"blob":"xxx..."} of exactly 262,144 bytes passes through a Pass; one byte more is refused
     # at StartExecution already. moto alone refused the exact size (its test was `<`).
-    overhead = len(json.dumps({"blob": ""}, separators=(",", ":")))
-    at_limit = {"blob": machines.blob(machines.MAX_PAYLOAD_BYTES - overhead)}
+    at_limit = machines.input_of_bytes(machines.MAX_PAYLOAD_BYTES)
     assert run(sfn, role, machines.exact_output_pass(), at_limit).status == "SUCCEEDED"
     # Non-ASCII counts its UTF-8 bytes (2 for "é"), not its \\u escape (6).
-    accented = {"blob": "é" * ((machines.MAX_PAYLOAD_BYTES - overhead) // 2)}
+    accented = machines.input_of_bytes(machines.MAX_PAYLOAD_BYTES, "é")
     assert run(sfn, role, machines.exact_output_pass(), accented).status == "SUCCEEDED"
 
 
@@ -88,14 +84,8 @@ def test_a_state_input_over_256_kib_after_parameters_or_item_selector_fails(sfn:
 
 
 def test_an_execution_input_over_256_kib_is_refused_by_start_execution(sfn: Any, role: str) -> None:
-    overhead = len(json.dumps({"blob": ""}, separators=(",", ":")))
     with pytest.raises(ClientError) as refused:
-        run(
-            sfn,
-            role,
-            machines.exact_output_pass(),
-            {"blob": machines.blob(machines.MAX_PAYLOAD_BYTES - overhead + 1)},
-        )
+        run(sfn, role, machines.exact_output_pass(), machines.input_of_bytes(machines.MAX_PAYLOAD_BYTES + 1))
     assert refused.value.response["Error"]["Code"] == "ValidationException"
     assert "262144" in refused.value.response["Error"]["Message"]
 

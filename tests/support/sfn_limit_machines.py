@@ -25,6 +25,13 @@ def blob(size: int) -> str:
     return "x" * size
 
 
+def input_of_bytes(size: int, char: str = "x") -> dict[str, str]:
+    """``{"blob": "xx…"}`` whose compact UTF-8 JSON is ``size`` bytes (with a multi-byte ``char``,
+    the most that fit)."""
+    overhead = len(json.dumps({"blob": ""}, separators=(",", ":")))
+    return {"blob": char * ((size - overhead) // len(char.encode()))}
+
+
 def doubling_pass() -> dict[str, Any]:
     """A Pass whose output holds its input twice: over the limit when the input is over half."""
     return {
@@ -128,18 +135,7 @@ def parallel_catch_all() -> dict[str, Any]:
         "States": {
             "Both": {
                 "Type": "Parallel",
-                "Branches": [
-                    {
-                        "StartAt": "Double",
-                        "States": {
-                            "Double": {
-                                "Type": "Pass",
-                                "Parameters": {"a.$": "$.blob", "b.$": "$.blob"},
-                                "End": True,
-                            }
-                        },
-                    }
-                ],
+                "Branches": [doubling_pass()],
                 "Catch": [{"ErrorEquals": ["States.ALL"], "ResultPath": "$.error", "Next": "Caught"}],
                 "End": True,
             },
@@ -205,6 +201,16 @@ class Outcome:
     error: str | None
     cause: str | None
     events: list[dict[str, Any]]
+
+    def failed_on_data_limit(self, state: str) -> bool:
+        """Failed as AWS fails a payload over the limit in ``state``: the execution's error, and
+        nothing after the ExecutionFailed event."""
+        return (
+            self.status == "FAILED"
+            and self.error == "States.DataLimitExceeded"
+            and f"'{state}'" in (self.cause or "")
+            and self.events[-1]["type"] == "ExecutionFailed"
+        )
 
 
 def run_machine(
