@@ -2,7 +2,9 @@
 
 A plain ``moto_server`` would do for S3/SSM/STS/SQS/IAM/KMS, but Step Functions executions call
 Lambda through moto's in-process Lambda backend, so this process also installs the router that
-sends those invocations to the project's real handlers (``lambda_router``). Run as
+sends those invocations to the project's real handlers (``lambda_router``), runs the
+interpreter's sleeps on a scaled clock (``sfn_clock``) and enforces Step Functions' payload,
+history and Map concurrency limits (``sfn_limits``). Run as
 ``python -m aurora_sync_ops.local.aws_server --port N``.
 """
 
@@ -29,10 +31,12 @@ def main() -> None:
     from .aws_credentials import install_credential_route
     from .lambda_router import install_lambda_router
     from .sfn_clock import install_clock
+    from .sfn_limits import install_limits
 
     install_lambda_router()
     install_credential_route()
     install_clock()
+    install_limits()
     server = ThreadedMotoServer(ip_address=args.host, port=args.port, verbose=False)
     server.start()
     config = {"stepfunctions": {"execute_state_machine": True}, "lambda": {"use_docker": False}}
