@@ -1,10 +1,11 @@
 """Benchmark 9: the emulated Snowpipe loading N small files, serial loader against the pool.
 
 One source table (20 rows) is exported once by the real exporter handler; its CSV file is then
-copied to N new keys under the table's prefix, each copy an S3 ``ObjectCreated`` event on the
-bucket's notification queue, as N tables' exports of a large run would be. The figure is the wall
-time from the first copy until ``COPY_HISTORY`` shows all N files ``Loaded`` (read every 0.2 s), and
-the files per second. Each size runs twice on the same stack: with the emulator's loader pool cut
+copied to N new keys under the table's prefix while its pipe is paused (``ALTER PIPE ... SET
+PIPE_EXECUTION_PAUSED = TRUE``): each copy is an S3 ``ObjectCreated`` event, queued by the pipe,
+as the files of a large run's exports are. Once ``SYSTEM$PIPE_STATUS`` counts N pending files,
+the pipe is resumed; the figure is the wall time from there until ``COPY_HISTORY`` shows all N
+files ``Loaded`` (read every 0.2 s), and the files per second. Each size runs twice on the same stack: with the emulator's loader pool cut
 to one thread (``POST /emulator/pipe-loaders``, the emulator's one loader thread as it was
 before issue 15: the baseline) and with its default pool, so the ratio is measured in one run.
 
@@ -107,8 +108,15 @@ def set_loaders(status: dict[str, Any], loaders: int | None) -> int:
         return int(json.loads(response.read())["loaders"])
 
 
+def pipe_sql(conn: Any, statement: str) -> Any:
+    with conn.cursor() as cur:
+        cur.execute(statement)
+        return cur.fetchall()
+
+
 def load(status: dict[str, Any], conn: Any, key: str, size: int) -> float:
-    """Seconds from the first of ``size`` copies of ``key`` until every copy is Loaded."""
+    """Seconds from resuming the pipe with ``size`` copies of ``key`` queued until every copy is
+    Loaded: the loading alone, not how fast this script can stage files through moto."""
     aws = status["aws"]
     s3 = local_aws_client("s3", aws)
     directory, _, name = key.rpartition("/")
@@ -116,10 +124,18 @@ def load(status: dict[str, Any], conn: Any, key: str, size: int) -> float:
     batch = uuid.uuid4().hex[:6]
     keys = [f"{directory}/{stem}-{batch}{i:04d}.csv" for i in range(size)]
     database = status["snowflake"]["database"]
-    started = time.monotonic()
+    pipe = f'"{database}".STAGING."{SOURCE.upper()}_PIPE"'
+    pipe_sql(conn, f"ALTER PIPE {pipe} SET PIPE_EXECUTION_PAUSED = TRUE")
     for new in keys:
         s3.copy_object(Bucket=aws["bucket"], Key=new, CopySource={"Bucket": aws["bucket"], "Key": key})
-    deadline = started + 900
+    deadline = time.monotonic() + 900
+    while time.monotonic() < deadline:
+        (state,) = pipe_sql(conn, f"SELECT SYSTEM$PIPE_STATUS('{pipe}')")[0]
+        if json.loads(state)["pendingFileCount"] >= size:
+            break
+        time.sleep(0.2)
+    started = time.monotonic()
+    pipe_sql(conn, f"ALTER PIPE {pipe} SET PIPE_EXECUTION_PAUSED = FALSE")
     wanted = set(keys)  # the stage is the bucket's root: a file's name is its key
     while time.monotonic() < deadline:
         with conn.cursor() as cur:

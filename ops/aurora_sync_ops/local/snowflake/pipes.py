@@ -109,6 +109,7 @@ class Pipes:
         self.loaders = DEFAULT_LOADERS
         self._threads: list[threading.Thread] = []
         self._claim = threading.Lock()  # guards ``loading``: a key queued twice loads once
+        self._s3_client: Any = None
 
     # --- storage integrations ---------------------------------------------------------------
     def create_integration(self, sql: str) -> str:
@@ -502,7 +503,7 @@ class Pipes:
         os.close(fd)
         try:
             try:
-                self.aws("s3").download_file(bucket, key, path)
+                self._download(bucket, key, path)
             except Exception as exc:  # noqa: BLE001 - the statement's error, as Snowflake words it
                 message = f"Remote file '{url}' was not found or could not be read: {type(exc).__name__}"
                 if abort:
@@ -818,6 +819,7 @@ class Pipes:
                 log.warning("notification queue unavailable: %s", exc)
                 time.sleep(1)
                 continue
+            handled = []
             for message in response.get("Messages", []):
                 try:
                     body = json.loads(message["Body"])
@@ -831,7 +833,10 @@ class Pipes:
                             )
                 except (ValueError, KeyError) as exc:
                     log.warning("ignored a malformed notification: %s", exc)
-                sqs.delete_message(QueueUrl=self.queue_url, ReceiptHandle=message["ReceiptHandle"])
+                handled.append({"Id": str(len(handled)), "ReceiptHandle": message["ReceiptHandle"]})
+            if handled:
+                # One call for the batch: a call per message kept the poller behind a large run.
+                sqs.delete_message_batch(QueueUrl=self.queue_url, Entries=handled)
 
     def _load_loop(self, index: int) -> None:
         while not self.stop.is_set():
@@ -904,7 +909,7 @@ class Pipes:
             os.close(fd)
             try:
                 try:
-                    self.aws("s3").download_file(bucket, key, path)
+                    self._download(bucket, key, path)
                 except Exception as exc:  # noqa: BLE001 - recorded as the file's load error
                     cur.execute(
                         update,
@@ -973,6 +978,22 @@ class Pipes:
                 )
             finally:
                 os.unlink(path)
+
+    def _s3(self) -> Any:
+        """One S3 client for the loaders (boto3 clients are thread-safe; making one per file
+        cost more than the load)."""
+        with self._claim:
+            if self._s3_client is None:
+                self._s3_client = self.aws("s3")
+            return self._s3_client
+
+    def _download(self, bucket: str, key: str, path: str) -> None:
+        """One GET into ``path``: boto3's ``download_file`` adds a HEAD and a thread pool per
+        file, which cost more than loading a small file."""
+        body = self._s3().get_object(Bucket=bucket, Key=key)["Body"]
+        with open(path, "wb") as out:
+            for chunk in iter(lambda: body.read(1 << 20), b""):
+                out.write(chunk)
 
     def _file_format(self, pipe: dict[str, Any]) -> dict[str, Any]:
         inline = dict(pipe["file_format"])
