@@ -9,7 +9,11 @@ files ``Loaded`` (read every 0.2 s), and the files per second. Each size runs tw
 to one thread (``POST /emulator/pipe-loaders``, the emulator's one loader thread as it was
 before issue 15: the baseline) and with its default pool, so the ratio is measured in one run.
 
-    .venv/bin/python bench/snowpipe_bench.py [--sizes 50,400] [--state-dir DIR] [--port-base N]
+The account holds ``--idle-pipes`` other pipes (400: a run of about 400 tables), on prefixes no
+file reaches, because what a file cost to record grew with the emulator's control-plane registry.
+
+    .venv/bin/python bench/snowpipe_bench.py [--sizes 50,400] [--idle-pipes 400]
+        [--state-dir DIR] [--port-base N]
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ import argparse
 import json
 import os
 import time
+import urllib.error
 import urllib.request
 import uuid
 from typing import Any
@@ -95,6 +100,24 @@ def prepare(status: dict[str, Any]) -> tuple[Any, str]:
     return conn, str(result["keys"][0])
 
 
+def add_idle_pipes(conn: Any, count: int) -> None:
+    """``count`` more pipes like the table's, on prefixes no file reaches: the emulator's
+    control-plane registry then holds as many pipes as a run of that many tables (its size is
+    what a loaded file cost to record before issue 15)."""
+    with conn.cursor() as cur:
+        cur.execute(f"SHOW PIPES LIKE '{SOURCE.upper()}_PIPE' IN ACCOUNT")
+        names = [d[0] for d in cur.description]
+        pipe = dict(zip(names, cur.fetchone(), strict=True))
+        cur.execute(f"SHOW PIPES LIKE '{SOURCE.upper()}_IDLE_%' IN ACCOUNT")
+        present = len(cur.fetchall())
+        for i in range(present, count):
+            definition = str(pipe["definition"]).replace(f"/{SOURCE}/)", f"/{SOURCE}_idle_{i}/)")
+            cur.execute(
+                f'CREATE PIPE IF NOT EXISTS "{pipe["database_name"]}"."{pipe["schema_name"]}".'
+                f'"{SOURCE.upper()}_IDLE_{i:04d}" AUTO_INGEST = TRUE AS {definition}'
+            )
+
+
 def set_loaders(status: dict[str, Any], loaders: int | None) -> int:
     """The emulator's loader threads (None: its default); an emulator route, not Snowflake SQL."""
     sf = status["snowflake"]
@@ -104,8 +127,13 @@ def set_loaders(status: dict[str, Any], loaders: int | None) -> int:
         method="POST",
         headers={"Content-Type": "application/json"},
     )
-    with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310 - the local stack
-        return int(json.loads(response.read())["loaders"])
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310 - the local stack
+            return int(json.loads(response.read())["loaders"])
+    except urllib.error.HTTPError as exc:
+        if exc.code == 404:
+            return 1  # an emulator from before the loader pool: its one loader thread
+        raise
 
 
 def pipe_sql(conn: Any, statement: str) -> Any:
@@ -156,12 +184,14 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--sizes", default="50,400")
+    parser.add_argument("--idle-pipes", type=int, default=400, help="other pipes in the account")
     parser.add_argument("--json", action="store_true")
     stack_options(parser)
     args = parser.parse_args()
     sizes = [int(s) for s in args.sizes.split(",")]
     status = stack_status(args)
     conn, key = prepare(status)
+    add_idle_pipes(conn, args.idle_pipes)
     rows = []
     results = []
     try:
@@ -184,7 +214,8 @@ def main() -> None:
         conn.close()
     print(
         table(
-            f"Snowpipe emulator: {ROWS}-row CSV files copied under one pipe's prefix, until all Loaded",
+            f"Snowpipe emulator: {ROWS}-row CSV files queued for one of {args.idle_pipes + 1} pipes, "
+            "from resuming it until all Loaded",
             ["files", "serial loader (baseline)", "loader pool", "speed-up"],
             rows,
         )
