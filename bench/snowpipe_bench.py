@@ -1,13 +1,14 @@
-"""Benchmark 9: the emulated Snowpipe loading N small files, serial loader against the pool.
+"""Benchmark 10: the emulated Snowpipe loading N small files, one loader thread against the pool.
 
 One source table (20 rows) is exported once by the real exporter handler; its CSV file is then
 copied to N new keys under the table's prefix while its pipe is paused (``ALTER PIPE ... SET
 PIPE_EXECUTION_PAUSED = TRUE``): each copy is an S3 ``ObjectCreated`` event, queued by the pipe,
 as the files of a large run's exports are. Once ``SYSTEM$PIPE_STATUS`` counts N pending files,
 the pipe is resumed; the figure is the wall time from there until ``COPY_HISTORY`` shows all N
-files ``Loaded`` (read every 0.2 s), and the files per second. Each size runs twice on the same stack: with the emulator's loader pool cut
-to one thread (``POST /emulator/pipe-loaders``, the emulator's one loader thread as it was
-before issue 15: the baseline) and with its default pool, so the ratio is measured in one run.
+files ``Loaded`` (read every 0.2 s), and the files per second. Each size runs twice on the same
+stack: with the emulator's loader pool cut to one thread (``POST /emulator/pipe-loaders``: the
+baseline) and with its default pool, so the ratio is measured in one run. An emulator from
+before the pool (no such route) runs both with its one loader thread.
 
 The account holds ``--idle-pipes`` other pipes (400: a run of about 400 tables), on prefixes no
 file reaches, because what a file cost to record grew with the emulator's control-plane registry.

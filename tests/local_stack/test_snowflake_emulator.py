@@ -448,19 +448,22 @@ def test_files_notified_at_once_load_side_by_side_each_once_with_its_own_history
     # A large run notifies hundreds of files at once; the loader threads take them together
     # (issue 15), and each file still gets exactly its own COPY_HISTORY row, status and counts.
     assert pipe_loaders(stack) > 1
-    assert requests.post(
-        f"{stack['snowflake']['protocol']}://{stack['snowflake']['host']}:{stack['snowflake']['port']}"
-        "/emulator/pipe-loaders",
-        json={"loaders": 0},
-        timeout=10,
-    ).status_code == 400
+    assert (
+        requests.post(
+            f"{stack['snowflake']['protocol']}://{stack['snowflake']['host']}:{stack['snowflake']['port']}"
+            "/emulator/pipe-loaders",
+            json={"loaders": 0},
+            timeout=10,
+        ).status_code
+        == 400
+    )
     table = unique("MANY")
     staging_table(sf, table)
     prefix = f"{NOTIFIED}{table.lower()}/"
     create_pipe(sf, table, prefix)
     for i in range(40):
-        rows = "".join(f"{i * 100 + r},n{r},{r},\n" for r in range(i % 5 + 1))
-        s3.put_object(Bucket=lake["bucket"], Key=f"{prefix}f{i:02d}.csv", Body=rows.encode())
+        body = "".join(f"{i * 100 + r},n{r},{r},\n" for r in range(i % 5 + 1))
+        s3.put_object(Bucket=lake["bucket"], Key=f"{prefix}f{i:02d}.csv", Body=body.encode())
     s3.put_object(Bucket=lake["bucket"], Key=f"{prefix}zz-bad.csv", Body=b"1,ok,1,\n2,bad,abc,\n")
     rows = settled(sf, table, 41)
     assert [r["FILE_NAME"].rsplit("/", 1)[1] for r in rows] == [f"f{i:02d}.csv" for i in range(40)] + [

@@ -819,7 +819,7 @@ class Pipes:
                 log.warning("notification queue unavailable: %s", exc)
                 time.sleep(1)
                 continue
-            handled = []
+            handled: list[dict[str, str]] = []
             for message in response.get("Messages", []):
                 try:
                     body = json.loads(message["Body"])
