@@ -434,6 +434,54 @@ def test_malformed_files_fail_whole_with_snowflake_error_text(sf: Any, s3: Any, 
     assert run(sf, f"SELECT COUNT(*) AS N FROM {DB}.STAGING.{table}")[0]["N"] == 0
 
 
+def pipe_loaders(stack: dict[str, Any], loaders: int | None = None) -> int:
+    sf_ = stack["snowflake"]
+    url = f"{sf_['protocol']}://{sf_['host']}:{sf_['port']}/emulator/pipe-loaders"
+    response = requests.post(url, json={"loaders": loaders}, timeout=10)
+    response.raise_for_status()
+    return int(response.json()["loaders"])
+
+
+def test_files_notified_at_once_load_side_by_side_each_once_with_its_own_history(
+    sf: Any, s3: Any, lake: dict[str, str], stack: dict[str, Any]
+) -> None:
+    # A large run notifies hundreds of files at once; the loader threads take them together
+    # (issue 15), and each file still gets exactly its own COPY_HISTORY row, status and counts.
+    assert pipe_loaders(stack) > 1
+    assert (
+        requests.post(
+            f"{stack['snowflake']['protocol']}://{stack['snowflake']['host']}:{stack['snowflake']['port']}"
+            "/emulator/pipe-loaders",
+            json={"loaders": 0},
+            timeout=10,
+        ).status_code
+        == 400
+    )
+    table = unique("MANY")
+    staging_table(sf, table)
+    prefix = f"{NOTIFIED}{table.lower()}/"
+    create_pipe(sf, table, prefix)
+    for i in range(40):
+        body = "".join(f"{i * 100 + r},n{r},{r},\n" for r in range(i % 5 + 1))
+        s3.put_object(Bucket=lake["bucket"], Key=f"{prefix}f{i:02d}.csv", Body=body.encode())
+    s3.put_object(Bucket=lake["bucket"], Key=f"{prefix}zz-bad.csv", Body=b"1,ok,1,\n2,bad,abc,\n")
+    rows = settled(sf, table, 41)
+    assert [r["FILE_NAME"].rsplit("/", 1)[1] for r in rows] == [f"f{i:02d}.csv" for i in range(40)] + [
+        "zz-bad.csv"
+    ]
+    assert [(r["STATUS"], r["ROW_COUNT"], r["ROW_PARSED"]) for r in rows[:40]] == [
+        ("Loaded", i % 5 + 1, i % 5 + 1) for i in range(40)
+    ]
+    assert (rows[40]["STATUS"], rows[40]["ROW_COUNT"], rows[40]["FIRST_ERROR_MESSAGE"]) == (
+        "Load failed",
+        0,
+        "Numeric value 'abc' is not recognized",
+    )
+    assert all(r["LAST_LOAD_TIME"] is not None for r in rows)
+    loaded = run(sf, f"SELECT COUNT(*) AS N, COUNT(DISTINCT _FILE) AS F FROM {DB}.STAGING.{table}")[0]
+    assert (loaded["N"], loaded["F"]) == (sum(i % 5 + 1 for i in range(40)), 40)
+
+
 def test_a_record_over_2_000_000_bytes_fails_its_file_locally(sf: Any, s3: Any, lake: dict[str, str]) -> None:
     # A local limit (DuckDB's read_csv, csv_load.MAX_RECORD_BYTES) that real Snowflake does not
     # have: there, each field only has to fit its column. docs/local-stack.md says so; this pins

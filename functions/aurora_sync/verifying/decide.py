@@ -36,6 +36,13 @@ Per table, in order:
   5. ``conclude``: MERGED / NOTHING_TO_DO tables get the freshness lag, the age of the export's
      source snapshot.
 
+A call's work is bounded whatever the run's table count: reads and ledger writes cover every
+table in one statement each, and statements on one table's objects (EXECUTE TASK, ALTER PIPE ...
+REFRESH, SYSTEM$STREAM_HAS_DATA, a key snapshot's reconciliation: none of them takes several
+objects) are asked for at most ``Limits.table_actions`` times per call, in the request's table
+order. A table beyond that stays PENDING, saying so, and is taken up by the next call of the
+Wait/Verify loop; the verdicts are the ones a call without the limit reaches.
+
 A table's final outcome is carried over from ``previous`` unchanged. An action that fails for one
 table with a terminal error (a dropped pipe or task, a missing ledger) comes back as a ``Failure``
 and fails that table; errors that concern everything propagate from the layer as the taxonomy's
@@ -80,6 +87,8 @@ MAX_REASON_CHARS = 600
 RUNNING_TASK_STATES = frozenset({"SCHEDULED", "EXECUTING"})
 FAILED_LOAD_STATES = frozenset({"Load failed", "Partially loaded", "Load skipped"})
 MERGE_REQUESTED = "every file loaded and accounted for; merge task requested"
+DEFERRED = "this call's statements on single tables are used up; the next call continues"
+MERGE_DEFERRED = f"every file loaded; merge task not requested yet ({DEFERRED})"
 
 
 # --- actions: what the layer is asked to do, as data --------------------------------------------
@@ -220,24 +229,37 @@ class Facts:
     reconciled: Mapping[str, Reconciled] | None = None
     # Every action run so far, by key: None when it worked, else its failure.
     done: Mapping[str, Failure | None] = field(default_factory=dict)
+    # Statements on single tables' objects run so far (``Limits.table_actions`` bounds them).
+    table_actions: int = 0
 
     def after(self, action: Action, answer: Any) -> Facts:
         """These facts plus what ``action`` answered (its data, or a ``Failure``)."""
         done = {**self.done, action.key: answer if isinstance(answer, Failure) else None}
+        used = self.table_actions + table_actions_of(action)
         if isinstance(answer, Failure):
-            return replace(self, done=done)
+            return replace(self, done=done, table_actions=used)
         match action:
             case ReadLoads():
-                return replace(self, loads=answer, done=done)
+                return replace(self, loads=answer, done=done, table_actions=used)
             case ReadTaskRuns():
-                return replace(self, task_runs=answer, done=done)
+                return replace(self, task_runs=answer, done=done, table_actions=used)
             case ReadStream():
-                return replace(self, streams={**self.streams, action.table: bool(answer)}, done=done)
+                streams = {**self.streams, action.table: bool(answer)}
+                return replace(self, streams=streams, done=done, table_actions=used)
             case CountMergedRows():
-                return replace(self, merged_rows=answer, done=done)
+                return replace(self, merged_rows=answer, done=done, table_actions=used)
             case Reconcile():
-                return replace(self, reconciled=answer, done=done)
-        return replace(self, done=done)
+                return replace(self, reconciled=answer, done=done, table_actions=used)
+        return replace(self, done=done, table_actions=used)
+
+
+def table_actions_of(action: Action) -> int:
+    """How many of a call's statements on single tables ``action`` stands for."""
+    if isinstance(action, _TableAction):
+        return 1
+    if isinstance(action, Reconcile):
+        return len(action.snapshots)
+    return 0
 
 
 @dataclass(frozen=True)
@@ -296,6 +318,7 @@ class _Asked(Enum):
     """An action's outcome while the decision asks for it: it has not run yet in this call."""
 
     ASKED = "asked"
+    DEFERRED = "deferred"  # this call's statements on single tables are used up
 
 
 @dataclass
@@ -324,10 +347,18 @@ class _Step:
     def ledger(self) -> Ledger:
         return Ledger(self.schemas.database, self.schemas.staging)
 
+    def room(self) -> int:
+        """Statements on single tables this call may still ask for."""
+        asked = sum(table_actions_of(a) for a in self.actions)
+        return max(0, self.limits.table_actions - self.facts.table_actions - asked)
+
     def outcome(self, action: Action) -> Failure | _Asked | None:
-        """None when ``action`` ran and worked, its failure, or ASKED (it joins the actions)."""
+        """None when ``action`` ran and worked, its failure, ASKED (it joins the actions), or
+        DEFERRED (an action on one table's objects beyond the call's limit: the next call)."""
         if action.key in self.facts.done:
             return self.facts.done[action.key]
+        if table_actions_of(action) > self.room():
+            return _Asked.DEFERRED
         self.actions.append(action)
         return _Asked.ASKED
 
@@ -571,9 +602,12 @@ def _check_loads(step: _Step, table: _Table) -> bool:
             return False
         if outcome is None:
             table.set(refreshed_at=now.isoformat(timespec="milliseconds"))
+        deferred = f"; pipe refresh not requested yet ({DEFERRED})" if outcome is _Asked.DEFERRED else ""
+    else:
+        deferred = ""
     table.set(
         reason=f"{len(waiting)} of {len(table.keys)} file(s) not loaded yet "
-        f"({len(unknown)} not seen by the pipe)"
+        f"({len(unknown)} not seen by the pipe){deferred}"
     )
     return False
 
@@ -657,7 +691,7 @@ def _merge(step: _Step, ready: Sequence[_Table]) -> None:
         )
         return
     # First requests: the files go into the ledger before the task runs, or it would skip them.
-    first = [t for t in ready if not runs.get(t.name)]
+    first = _requested_now(step, [t for t in ready if not runs.get(t.name)])
     if first and _account(step, first, merged=False):
         for table in first:
             if not table.failed:
@@ -672,12 +706,27 @@ def _merge(step: _Step, ready: Sequence[_Table]) -> None:
         _settle(step, succeeded, skipped)
 
 
+def _requested_now(step: _Step, first: Sequence[_Table]) -> list[_Table]:
+    """The tables whose first MERGE request this call makes: those it already made, then as many
+    more as its limit allows, in request order; the others wait for the next call. The same
+    tables on every ``decide`` of the call, so their ledger record is asked for once."""
+    done = step.facts.done
+    requested = [t for t in first if ExecuteTask(t.name, t.objects).key in done]
+    waiting = [t for t in first if ExecuteTask(t.name, t.objects).key not in done]
+    room = step.room()
+    for table in waiting[room:]:
+        table.set(reason=MERGE_DEFERRED)
+    return requested + waiting[:room]
+
+
 def _execute(step: _Step, table: _Table, reason: str) -> None:
     outcome = step.outcome(ExecuteTask(table.name, table.objects))
     if isinstance(outcome, Failure):
         table.fail(outcome)
     elif outcome is None:
         table.set(reason=reason)
+    elif outcome is _Asked.DEFERRED:
+        table.set(reason=f"merge task not requested again yet ({DEFERRED})")
 
 
 def _follow(
@@ -711,6 +760,8 @@ def _follow(
         outcome = step.outcome(read)
         if isinstance(outcome, Failure):
             table.fail(outcome)
+        elif outcome is _Asked.DEFERRED:
+            table.set(reason=f"merge task run was skipped; its stream not read yet ({DEFERRED})")
         elif outcome is None and step.facts.streams[table.name]:
             # Skipped while another run of the task was executing: our rows are still in the
             # stream, so ask again (bounded by the merge timeout).
@@ -746,8 +797,12 @@ def _key_snapshot(table: _Table) -> KeySnapshot:
 
 def _settle(step: _Step, succeeded: list[tuple[_Table, datetime]], skipped: set[str]) -> None:
     """Tables whose MERGE task run succeeded: rows counted, key snapshots applied, the ledger
-    marked, then the outcome."""
+    marked, then the outcome. Key snapshots beyond the call's limit wait for the next call, their
+    tables with them (the task run stays SUCCEEDED in TASK_HISTORY)."""
     facts = step.facts
+    succeeded = _reconciled_now(step, succeeded)
+    if not succeeded:
+        return
     counted = tuple((t.name, t.objects, at) for t, at in succeeded if t.name not in skipped)
     merged = facts.merged_rows if counted else {}
     if merged is None:
@@ -787,6 +842,20 @@ def _settle(step: _Step, succeeded: list[tuple[_Table, datetime]], skipped: set[
         return
     for table, _ in succeeded:
         _merged(table, merged.get(table.name, 0), reconciled.get(table.name))
+
+
+def _reconciled_now(step: _Step, succeeded: list[tuple[_Table, datetime]]) -> list[tuple[_Table, datetime]]:
+    """The succeeded tables this call settles: every one without a key snapshot, and the
+    reconciling ones this call applies (those it applied, or as many as its limit allows)."""
+    reconciling = [t for t, _ in succeeded if t.reconciling]
+    if step.facts.reconciled is not None:
+        chosen = set(step.facts.reconciled)
+    else:
+        chosen = {t.name for t in reconciling[: step.room()]}
+    for table in reconciling:
+        if table.name not in chosen:
+            table.set(reason=f"merge task run succeeded; key snapshot not applied yet ({DEFERRED})")
+    return [(t, at) for t, at in succeeded if not t.reconciling or t.name in chosen]
 
 
 def _merged(table: _Table, rows: int, done: Reconciled | None) -> None:

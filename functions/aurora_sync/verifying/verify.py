@@ -29,11 +29,22 @@ ROWS_QUARANTINED = "RowsQuarantined"
 UNACCOUNTED_FILE = "UnaccountedFile"
 
 
+# Statements on one table's objects (EXECUTE TASK, ALTER PIPE ... REFRESH, SYSTEM$STREAM_HAS_DATA,
+# a key snapshot's reconciliation) one verifier call issues at most; the tables beyond wait for
+# the next call of the Wait/Verify loop. Each is a round trip (a reconciliation a few), so this
+# caps a call's work whatever the run's table count: 401 tables in one call outlasted the
+# verifier's 180 s timeout (issue 15). Reads about every table are one statement each anyway.
+# 100 round trips of ~0.2 s fit the timeout many times over, and a run of 2,000 tables requests
+# its merges in 20 calls (one Wait apart) rather than 80 at 25.
+TABLE_ACTIONS_PER_CALL = 100
+
+
 @dataclass(frozen=True)
 class Limits:
     refresh_after: timedelta
     load_timeout: timedelta
     merge_timeout: timedelta
+    table_actions: int = TABLE_ACTIONS_PER_CALL
 
 
 @dataclass(frozen=True)

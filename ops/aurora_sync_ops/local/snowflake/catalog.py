@@ -8,6 +8,7 @@ Histories live in DuckDB next to the tables they describe (see ``history.py``).
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import json
 import re
 import threading
@@ -120,24 +121,44 @@ def unquote_string(literal: str) -> str:
     return literal
 
 
-KINDS = ("integrations", "stages", "file_formats", "pipes", "streams", "tasks", "pending")
+PENDING = "pending"
+KINDS = ("integrations", "stages", "file_formats", "pipes", "streams", "tasks", PENDING)
 
 
 class Registry:
-    """Thread-safe registry of control-plane objects, persisted as JSON."""
+    """Thread-safe registry of control-plane objects, persisted as JSON.
+
+    The objects are one file, rewritten on every change. Pipe files queued for loading
+    (``pending``) come and go with every staged file, so each is a small file of its own in
+    ``<name>.pending/``: rewriting the whole registry twice per loaded file made a large run's
+    loads wait on each other (the registry of 401 tables is hundreds of kilobytes).
+    """
 
     def __init__(self, path: Path) -> None:
         self.path = path
+        self.pending_dir = path.with_name(path.name.removesuffix(".json") + ".pending")
         self.lock = threading.RLock()
         self.data: dict[str, dict[str, Any]] = {kind: {} for kind in KINDS}
         if path.exists():
             loaded = json.loads(path.read_text())
             for kind in KINDS:
                 self.data[kind] = loaded.get(kind, {})
+        if self.data[PENDING]:
+            # Queued by a version that kept them in the registry file: moved to their own files.
+            for key, value in list(self.data[PENDING].items()):
+                self.put(PENDING, key, value)
+            self.save()
+        if self.pending_dir.is_dir():
+            for file in sorted(self.pending_dir.glob("*.json")):
+                entry = json.loads(file.read_text())
+                self.data[PENDING][entry["key"]] = entry["value"]
 
     def save(self) -> None:
         with self.lock:
-            write_json_atomic(self.path, self.data)
+            write_json_atomic(self.path, {k: v for k, v in self.data.items() if k != PENDING})
+
+    def _pending_file(self, key: str) -> Path:
+        return self.pending_dir / f"{hashlib.sha1(key.encode()).hexdigest()}.json"  # noqa: S324 - a name
 
     def get(self, kind: str, key: str) -> dict[str, Any] | None:
         with self.lock:
@@ -146,12 +167,19 @@ class Registry:
     def put(self, kind: str, key: str, value: dict[str, Any]) -> None:
         with self.lock:
             self.data[kind][key] = value
-            self.save()
+            if kind == PENDING:
+                self.pending_dir.mkdir(parents=True, exist_ok=True)
+                write_json_atomic(self._pending_file(key), {"key": key, "value": value})
+            else:
+                self.save()
 
     def remove(self, kind: str, key: str) -> dict[str, Any] | None:
         with self.lock:
             value = self.data[kind].pop(key, None)
-            self.save()
+            if kind == PENDING:
+                self._pending_file(key).unlink(missing_ok=True)
+            else:
+                self.save()
             return value
 
     def items(self, kind: str) -> list[tuple[str, dict[str, Any]]]:

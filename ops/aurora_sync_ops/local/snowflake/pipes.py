@@ -2,7 +2,9 @@
 
 One SQS queue per account (as Snowflake does) receives the bucket's ObjectCreated events; a
 poller matches each object against every AUTO_INGEST pipe's stage location and PATTERN and
-queues it; one loader thread loads queued files in arrival order. An object whose event never
+queues it; a pool of loader threads loads queued files concurrently, as Snowpipe's serverless
+loads do (a file's own load, its COPY_HISTORY row and its rows stay one transaction; files of
+one pipe carry no order in Snowflake either). An object whose event never
 arrives is not loaded until ``ALTER PIPE ... REFRESH``, exactly the failure a real account has.
 Load history (per pipe, 14 days in Snowflake, forever here) makes every file load at most once.
 """
@@ -49,6 +51,11 @@ log = logging.getLogger("aurora_sync.snowflake.pipes")
 
 PROPERTY = re.compile(r"([A-Za-z_]+)\s*=\s*('(?:[^']|'')*'|\([^)]*\)|[^\s,()]+)", re.S)
 REFRESH_WINDOW = timedelta(days=7)
+# Loader threads. One thread loaded a 401-table run's files one after another (issue 15);
+# DuckDB runs the loads side by side, each on its own cursor (appends to one table and updates of
+# different COPY_HISTORY rows do not conflict), and releases the GIL while it parses and inserts.
+DEFAULT_LOADERS = 4
+MAX_LOADERS = 16
 
 
 def parse_options(properties: Any) -> dict[str, Any]:
@@ -99,6 +106,10 @@ class Pipes:
         self.stop = threading.Event()
         self.last_received: dict[str, str] = {}
         self.loading: dict[str, str] = {}  # pending key -> pipe while its load runs
+        self.loaders = DEFAULT_LOADERS
+        self._threads: list[threading.Thread] = []
+        self._claim = threading.Lock()  # guards ``loading``: a key queued twice loads once
+        self._s3_client: Any = None
 
     # --- storage integrations ---------------------------------------------------------------
     def create_integration(self, sql: str) -> str:
@@ -492,7 +503,7 @@ class Pipes:
         os.close(fd)
         try:
             try:
-                self.aws("s3").download_file(bucket, key, path)
+                self._download(bucket, key, path)
             except Exception as exc:  # noqa: BLE001 - the statement's error, as Snowflake words it
                 message = f"Remote file '{url}' was not found or could not be read: {type(exc).__name__}"
                 if abort:
@@ -777,7 +788,25 @@ class Pipes:
         for key, _ in self.registry.items("pending"):
             self.work.put(key)
         threading.Thread(target=self._poll, name="snowpipe-notifications", daemon=True).start()
-        threading.Thread(target=self._load_loop, name="snowpipe-loader", daemon=True).start()
+        self.set_loaders(self.loaders)
+
+    def set_loaders(self, loaders: int | None) -> int:
+        """Run ``loaders`` loader threads from now on (None: the default); returns the number.
+
+        Threads beyond the number idle rather than end, so lowering and raising it is cheap.
+        """
+        count = DEFAULT_LOADERS if loaders is None else loaders
+        if not 1 <= count <= MAX_LOADERS:
+            raise ValueError(f"loaders must be between 1 and {MAX_LOADERS}, not {count}")
+        self.loaders = count
+        while len(self._threads) < count:
+            index = len(self._threads)
+            thread = threading.Thread(
+                target=self._load_loop, args=(index,), name=f"snowpipe-loader-{index}", daemon=True
+            )
+            self._threads.append(thread)
+            thread.start()
+        return count
 
     def _poll(self) -> None:
         sqs = self.aws("sqs")
@@ -790,6 +819,7 @@ class Pipes:
                 log.warning("notification queue unavailable: %s", exc)
                 time.sleep(1)
                 continue
+            handled: list[dict[str, str]] = []
             for message in response.get("Messages", []):
                 try:
                     body = json.loads(message["Body"])
@@ -803,10 +833,16 @@ class Pipes:
                             )
                 except (ValueError, KeyError) as exc:
                     log.warning("ignored a malformed notification: %s", exc)
-                sqs.delete_message(QueueUrl=self.queue_url, ReceiptHandle=message["ReceiptHandle"])
+                handled.append({"Id": str(len(handled)), "ReceiptHandle": message["ReceiptHandle"]})
+            if handled:
+                # One call for the batch: a call per message kept the poller behind a large run.
+                sqs.delete_message_batch(QueueUrl=self.queue_url, Entries=handled)
 
-    def _load_loop(self) -> None:
+    def _load_loop(self, index: int) -> None:
         while not self.stop.is_set():
+            if index >= self.loaders:
+                self.stop.wait(0.5)
+                continue
             try:
                 key = self.work.get(timeout=0.5)
             except queue.Empty:
@@ -817,12 +853,20 @@ class Pipes:
             pipe = self.registry.get("pipes", item["pipe"])
             if not pipe or pipe["paused"]:
                 continue  # paused: stays pending until SET PIPE_EXECUTION_PAUSED = FALSE
+            with self._claim:
+                # A key can be queued twice (a restart, a resumed pipe): one thread loads it.
+                if key in self.loading:
+                    continue
+                self.loading[key] = item["pipe"]
             try:
                 self.load(pipe, item)
             except Exception:
                 log.exception("loading %s for pipe %s failed unexpectedly", item["url"], item["pipe"])
             finally:
+                # Pending goes first: a thread that takes the key again finds nothing to load.
                 self.registry.remove("pending", key)
+                with self._claim:
+                    self.loading.pop(key, None)
 
     def load(self, pipe: dict[str, Any], item: dict[str, Any]) -> None:
         fq = item["pipe"]
@@ -865,7 +909,7 @@ class Pipes:
             os.close(fd)
             try:
                 try:
-                    self.aws("s3").download_file(bucket, key, path)
+                    self._download(bucket, key, path)
                 except Exception as exc:  # noqa: BLE001 - recorded as the file's load error
                     cur.execute(
                         update,
@@ -934,6 +978,22 @@ class Pipes:
                 )
             finally:
                 os.unlink(path)
+
+    def _s3(self) -> Any:
+        """One S3 client for the loaders (boto3 clients are thread-safe; making one per file
+        cost more than the load)."""
+        with self._claim:
+            if self._s3_client is None:
+                self._s3_client = self.aws("s3")
+            return self._s3_client
+
+    def _download(self, bucket: str, key: str, path: str) -> None:
+        """One GET into ``path``: boto3's ``download_file`` adds a HEAD and a thread pool per
+        file, which cost more than loading a small file."""
+        body = self._s3().get_object(Bucket=bucket, Key=key)["Body"]
+        with open(path, "wb") as out:
+            for chunk in iter(lambda: body.read(1 << 20), b""):
+                out.write(chunk)
 
     def _file_format(self, pipe: dict[str, Any]) -> dict[str, Any]:
         inline = dict(pipe["file_format"])

@@ -484,6 +484,17 @@ class ControlPlane:
             return JSONResponse({"error": getattr(exc, "msg", None) or str(exc)}, status_code=400)
         return JSONResponse({"task": task, "faults": self.tasks.fault_rows()})
 
+    async def pipe_loaders(self, request: Request) -> Response:
+        """GET: the Snowpipe loader threads; POST {"loaders": n | null} sets them (null: the
+        default). For benchmarks comparing one loader with the pool. Loopback only."""
+        if request.method == "POST":
+            try:
+                body = json.loads(await request.body() or b"{}")
+                self.pipes.set_loaders(None if body.get("loaders") is None else int(body["loaders"]))
+            except (TypeError, ValueError) as exc:
+                return JSONResponse({"error": str(exc)}, status_code=400)
+        return JSONResponse({"loaders": self.pipes.loaders})
+
     @staticmethod
     async def _forward(request: Request, payload: dict[str, Any]) -> Response:
         raw = json.dumps(payload).encode()
@@ -506,6 +517,7 @@ class ControlPlane:
         routes.append(Route("/emulator/health", lambda _: JSONResponse({"status": "ok"}), methods=["GET"]))
         routes.append(Route("/emulator/task-faults", self.task_faults, methods=["GET", "POST", "DELETE"]))
         routes.append(Route("/emulator/account", self.account, methods=["GET"]))
+        routes.append(Route("/emulator/pipe-loaders", self.pipe_loaders, methods=["GET", "POST"]))
         return Starlette(routes=routes)
 
     def account(self, _: Request) -> JSONResponse:
