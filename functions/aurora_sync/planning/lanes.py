@@ -62,7 +62,8 @@ def choose_bounds(ordered: Sequence[Sequence[str]], lanes: int) -> list[list[str
         return []
     bounds: list[list[str]] = []
     for lane in range(1, lanes):
-        value = list(ordered[min(len(ordered) - 1, round(lane * len(ordered) / lanes))])
+        # Histogram bounds delimit len - 1 equal buckets: quantile q is at index q * (len - 1).
+        value = list(ordered[round(lane * (len(ordered) - 1) / lanes)])
         if not bounds or bounds[-1] != value:
             bounds.append(value)
     # The first bound must leave the first lane something: a bound equal to the smallest key
@@ -117,7 +118,12 @@ def sample_query(plan: q.ExportPlan, *, estimate: int) -> sql.Composable:
     return sql.SQL(
         "SELECT {cols} FROM {t} TABLESAMPLE SYSTEM ({p}) REPEATABLE (0) WHERE {present} ORDER BY {order}"
     ).format(
-        cols=sql.SQL(", ").join(sql.SQL("{}::text").format(sql.Identifier(c.name)) for c in key),
+        # Aliased: ORDER BY resolves output names first, and `"id"::text` keeps the name id, which
+        # would sort the keys as text.
+        cols=sql.SQL(", ").join(
+            sql.SQL("{}::text AS {}").format(sql.Identifier(c.name), sql.Identifier(f"_lane_bound_{i}"))
+            for i, c in enumerate(key)
+        ),
         t=plan.relation,
         p=sql.Literal(round(percent, 6)),
         present=sql.SQL(" AND ").join(sql.SQL("{} IS NOT NULL").format(sql.Identifier(c.name)) for c in key),

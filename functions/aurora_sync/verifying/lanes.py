@@ -65,8 +65,8 @@ def _one(group: list[Entry]) -> Entry:
             target=first.target,
             error=ExportError(
                 error=LANES_INCOMPLETE,
-                cause=f"the export of {table} in {count} lanes reported lanes {lanes}, missing "
-                f"{[m + 1 for m in missing]} (or one twice); nothing was merged; {_rerun(table)}",
+                cause=f"the export of {table} in {count} lanes reported lanes {[n + 1 for n in lanes]}, "
+                f"missing {[m + 1 for m in missing]} (or one twice); nothing was merged; {_rerun(table)}",
             ),
         )
     results.sort(key=lambda r: r.lane.index if r.lane is not None else 0)
