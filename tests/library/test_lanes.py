@@ -248,11 +248,13 @@ def test_a_failing_lane_names_itself_in_the_error(
     env: dict[str, str], admin: Any, schema: str, orders: sql.Composable
 ) -> None:
     lanes = lanes_of(admin, item(schema), 2)
+    last = lanes[1].lane
+    assert last is not None and last.lower is not None
     with admin.cursor() as cur:
         cur.execute(sql.SQL("ALTER TABLE {} RENAME COLUMN updated_at TO changed_at").format(orders))
     with pytest.raises(SourceObjectMissing) as caught:
         lambda_handler(lanes[1].model_dump(mode="json", by_alias=True, exclude_none=True), FakeContext())
     assert str(caught.value).startswith(
-        f"lane 2 of 2 (id from {lanes[1].lane.lower[0]} up to the end) of table orders: "
+        f"lane 2 of 2 (id from {last.lower[0]} up to the end) of table orders: "
     )
     assert "'updated_at'" in str(caught.value)
