@@ -285,10 +285,15 @@ def phase_predicate(plan: ExportPlan, phase: str) -> sql.Composable:
     return sql.SQL("{} " + op).format(sql.Identifier(plan.cursor_column.name))
 
 
-def first_phase(mode: SyncMode, window: ExportWindow) -> str:
+def first_phase(mode: SyncMode, window: ExportWindow, lane: KeyRange | None = None) -> str:
     """Where an export starts: modes xmin and full walk the primary key; a full export in mode
-    cursor walks the NULL-cursor rows first (no window can select them), then the cursor."""
-    if mode != "cursor":
+    cursor walks the NULL-cursor rows first (no window can select them), then the cursor.
+
+    A lane of a full export walks its key range by primary key, NULL cursors included: walking
+    (cursor, key) would read every lane's entries of the cursor index to find its own, so each of
+    n lanes would read the whole index. A row updated behind the walk is read by the next run, as
+    a row updated behind a cursor walk's position is (the window starts at the first snapshot)."""
+    if mode != "cursor" or (lane is not None and window.watermark is None):
         return "key"
     return "null_cursor" if window.watermark is None else "cursor"
 

@@ -243,7 +243,8 @@ class ChunkPosition(_Message):
 
     ``phase`` "null_cursor" walks the rows whose cursor is NULL by primary key (full syncs only:
     an incremental window can never select them); "cursor" walks (cursor, primary key); "key"
-    walks the primary key alone (modes xmin and full, which have no cursor).
+    walks the primary key alone (modes xmin and full, which have no cursor, and a lane of a full
+    export: ``export_query.first_phase``).
     """
 
     phase: Literal["null_cursor", "cursor", "key"] = "cursor"

@@ -263,7 +263,7 @@ def _export_chunk(
     *,
     now: Callable[[], datetime],
 ) -> ExportResult:
-    position = item.position or ChunkPosition(phase=q.first_phase(item.mode, item.window))
+    position = item.position or ChunkPosition(phase=q.first_phase(item.mode, item.window, item.lane))
     context = f"table {item.table} ({item.source.schema_name}.{item.source.table})"
     first = position.snapshot is None
     # Mode full always takes a key snapshot: FINAL must become exactly this snapshot, deletions too.
