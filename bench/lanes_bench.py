@@ -6,7 +6,10 @@ the planner splits it: bounds from ``pg_stats``' histogram of the key
 then runs as the Map runs it: its own process (a Lambda), calling the real exporter handler again
 with ``next`` until the lane is done, all lanes started together. The wall time is from the start
 of the first lane to the end of the last; 1 lane, the baseline, is today's single sequence of
-chunks. Rounds take turns (1, 2, 4 lanes, then again), medians of ``--repeat``; each run's files
+chunks. Beside it, PostgreSQL's share alone (``query_only``: each lane's export SELECT formatted as
+CSV and discarded, lanes concurrently): locally most of a backfill is the S3 emulator's (one
+Python process) and the uploader's, which on AWS are Aurora's storage-side upload instead.
+Rounds take turns (1, 2, 4 lanes, then again), medians of ``--repeat``; each run's files
 are deleted after it, so the S3 emulator's memory stays flat.
 
     .venv/bin/python bench/lanes_bench.py [--rows 1000000] [--lanes 1 2 4] [--repeat 3]
@@ -115,6 +118,37 @@ def backfill(items: list[dict[str, Any]], env: dict[str, str]) -> dict[str, Any]
     }
 
 
+def query_only(admin_dsn: str, items: list[dict[str, Any]]) -> float:
+    """PostgreSQL's share alone: every lane's export SELECT (as the exporter composes it) run
+    concurrently through ``COPY ... TO PROGRAM 'cat > /dev/null'``, in CSV, as aws_s3 runs it
+    before the bytes leave for S3. The wall time of all lanes together."""
+    import psycopg2
+    from psycopg2 import sql
+
+    from aurora_sync import export_query as q
+    from aurora_sync.exporting.export import read_plan
+    from aurora_sync.messages import WorkItem
+
+    def run(item: dict[str, Any]) -> None:
+        work = WorkItem.model_validate(item)
+        with psycopg2.connect(admin_dsn) as conn, conn.cursor() as cur:
+            plan, _ = read_plan(cur, work)
+            predicate = q.chunk_predicate(plan, work.window, "key", None, lane=work.lane)
+            cur.execute(
+                sql.SQL("COPY ({}) TO PROGRAM 'cat > /dev/null' WITH (FORMAT csv)").format(
+                    q.export_select(plan, predicate)
+                )
+            )
+
+    threads = [threading.Thread(target=run, args=(item,)) for item in items]
+    started = time.perf_counter()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return time.perf_counter() - started
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -140,8 +174,10 @@ def main() -> None:
     s3 = local_aws_client("s3", status["aws"])
     plans = {n: lane_items(pg["admin_dsn"], base_item(name, args.chunk_rows), n) for n in args.lanes}
     runs: dict[int, list[dict[str, Any]]] = {n: [] for n in args.lanes}
+    queries: dict[int, list[float]] = {n: [] for n in args.lanes}
     for _ in range(args.repeat):
         for lanes in args.lanes:
+            queries[lanes].append(query_only(pg["admin_dsn"], plans[lanes]))
             outcome = backfill(plans[lanes], env)
             if outcome["rows"] != args.rows:
                 raise SystemExit(f"{lanes} lane(s) exported {outcome['rows']} rows of {args.rows}")
@@ -154,14 +190,18 @@ def main() -> None:
             )
 
     baseline = median(r["seconds"] for r in runs[args.lanes[0]])
+    query_baseline = median(queries[args.lanes[0]])
     rows = []
     for lanes in args.lanes:
         seconds = median(r["seconds"] for r in runs[lanes])
+        query = median(queries[lanes])
         rows.append(
             [
                 f"{lanes} lane(s)",
                 seconds,
                 ratio(baseline, seconds),
+                query,
+                ratio(query_baseline, query),
                 runs[lanes][0]["calls"],
                 f"{min(runs[lanes][0]['lane_rows']):,}-{max(runs[lanes][0]['lane_rows']):,}",
                 args.rows / seconds,
@@ -172,7 +212,16 @@ def main() -> None:
         table(
             f"backfill of {args.rows:,} rows ({SCHEMA}.{name}), {os.cpu_count()} CPUs, "
             f"medians of {args.repeat}",
-            ["lanes", "wall s", "speed-up", "exporter calls", "rows per lane", "rows/s"],
+            [
+                "lanes",
+                "backfill s",
+                "speed-up",
+                "PostgreSQL s",
+                "speed-up",
+                "exporter calls",
+                "rows per lane",
+                "rows/s",
+            ],
             rows,
         )
     )
