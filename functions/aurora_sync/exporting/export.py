@@ -3,6 +3,8 @@
 Everything happens in one REPEATABLE READ, read-only transaction, so the catalog, the chunk
 boundary and the export itself see the same snapshot: the rows counted are the rows written.
 The Lambda never holds row data; it sends Aurora the query text and reads back three numbers.
+A work item with a ``lane`` (``planning.lanes``) adds its primary-key range to every chunk's
+predicate; the table's warnings (whole-table counts) are computed by its first lane only.
 """
 
 from __future__ import annotations
