@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from psycopg2 import sql
 
 from .errors import ConfigError, SourceObjectMissing
-from .messages import ChunkPosition, ExportWindow, KeyRange, SyncMode
+from .messages import ChunkPosition, ExportWindow, KeyRange, SyncMode, WorkItem
 from .source_catalog import SourceColumn
 from .source_snapshot import FUTURE_TOLERANCE
 from .sync_modes import CURSORLESS_MODES
@@ -119,6 +119,20 @@ def build_plan(
         cursor=cursor_column,
         primary_key=[by_name[column] for column in primary_key],
         mode=mode,
+    )
+
+
+def item_plan(catalog: Sequence[SourceColumn], item: WorkItem) -> ExportPlan:
+    """The plan of a work item's table from its catalog (``build_plan`` with the item's config)."""
+    return build_plan(
+        catalog,
+        schema=item.source.schema_name,
+        table=item.source.table,
+        name=item.table,
+        configured_columns=item.columns,
+        cursor=item.cursor,
+        primary_key=item.primary_key,
+        mode=item.mode,
     )
 
 

@@ -29,17 +29,7 @@ def table(schema: str, name: str) -> sql.Composable:
 
 
 def export_plan(cur: Any, work: WorkItem) -> q.ExportPlan:
-    catalog = read_columns(cur, work.source.schema_name, work.source.table)
-    return q.build_plan(
-        catalog,
-        schema=work.source.schema_name,
-        table=work.source.table,
-        name=work.table,
-        configured_columns=work.columns,
-        cursor=work.cursor,
-        primary_key=work.primary_key,
-        mode=work.mode,
-    )
+    return q.item_plan(read_columns(cur, work.source.schema_name, work.source.table), work)
 
 
 def lanes_of(admin: Any, event: dict[str, Any], lanes: int) -> list[WorkItem]:
@@ -111,7 +101,9 @@ def test_lanes_cover_ties_boundaries_and_null_cursors_exactly_once(
     orders: sql.Composable,
     window: dict[str, Any] | None,
 ) -> None:
-    event = item(schema, max_rows_per_chunk=400, **({"window": window} if window else {}))
+    event = item(schema, max_rows_per_chunk=400)
+    if window is not None:
+        event["window"] = window
     lanes = lanes_of(admin, event, 4)
     assert [lane.lane.index for lane in lanes if lane.lane] == [0, 1, 2, 3]
     bounds = [int(lane.lane.lower[0]) for lane in lanes if lane.lane and lane.lane.lower]

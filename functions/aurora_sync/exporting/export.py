@@ -160,17 +160,7 @@ def new_columns(plan: q.ExportPlan, item: WorkItem, catalog: Sequence[SourceColu
 def read_plan(cur: Any, item: WorkItem) -> tuple[q.ExportPlan, list[SourceColumn]]:
     """The item's export plan from the live catalog, and the catalog itself (for drift)."""
     catalog = read_columns(cur, item.source.schema_name, item.source.table)
-    plan = q.build_plan(
-        catalog,
-        schema=item.source.schema_name,
-        table=item.source.table,
-        name=item.table,
-        configured_columns=item.columns,
-        cursor=item.cursor,
-        primary_key=item.primary_key,
-        mode=item.mode,
-    )
-    return plan, catalog
+    return q.item_plan(catalog, item), catalog
 
 
 def follow_layout(plan: q.ExportPlan, item: WorkItem) -> tuple[q.ExportPlan, list[SourceColumn]]:

@@ -190,16 +190,7 @@ def split_lanes(
                 config = configs[item.table]
                 catalog = catalogs[item.table] or []
                 try:
-                    export_plan = q.build_plan(
-                        catalog,
-                        schema=item.source.schema_name,
-                        table=item.source.table,
-                        name=item.table,
-                        configured_columns=item.columns,
-                        cursor=item.cursor,
-                        primary_key=item.primary_key,
-                        mode=item.mode,
-                    )
+                    export_plan = q.item_plan(catalog, item)
                 except SyncError:
                     continue  # the exporter reports it; an unsplit item fails the same way
                 estimate = estimates[item.table]
