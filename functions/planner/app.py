@@ -32,7 +32,9 @@ re-created, and its work item carries the fingerprint of the layout the pipe now
 whose values FINAL lacks is filled by a full, chunked export of the table in this run.
 
 Lanes, last (``aurora_sync.planning.lanes``): a full or initial export of a table larger than its
-``rows_per_lane`` becomes one work item per primary-key range, exported concurrently.
+``rows_per_lane`` becomes one work item per primary-key range, exported concurrently. Each lane is
+a whole work item plus its ``lane``: 78 bytes more for a middle lane of a one-column key with two
+7-digit bounds (measured in tests/unit/test_lanes.py), so a table of 8 lanes costs 8 items.
 
 Payload size: a work item is about 320 bytes for a table with ``columns`` null, a one-column
 key, a timestamp watermark, a 60-character run id and its layout fingerprint (23 of those bytes),

@@ -5,6 +5,7 @@ tests/workflow/test_lanes.py."""
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -196,3 +197,13 @@ def test_the_verifier_checks_a_split_table_once_with_every_lane_s_files() -> Non
     (read,) = decision.actions
     assert isinstance(read, ReadLoads)
     assert [(t.name, t.keys) for t in read.tables] == [("orders", (key(12), key(13)))]
+
+
+def test_a_lane_adds_its_bounds_to_the_plan_s_item_as_the_planner_s_docstring_says() -> None:
+    item = work_item(run_id="r" * 60, layout="0123456789ab")
+    lane = item.model_copy(update={"lane": KeyRange(index=1, count=8, lower=["1250000"], upper=["2500000"])})
+
+    def size(work: WorkItem) -> int:
+        return len(json.dumps(work.model_dump(mode="json", by_alias=True, exclude_defaults=True)))
+
+    assert size(lane) - size(item) == 78
