@@ -14,7 +14,7 @@ from pydantic import ValidationError
 
 from aurora_sync.messages import ExportResult, FailedExport, KeyRange, WorkItem, parse_verify_request
 from aurora_sync.planning.lanes import choose_bounds, lane_count, split, splittable
-from aurora_sync.verifying.decide import Facts, ReadLoads, decide
+from aurora_sync.verifying.decide import Facts, ReadLoads, conclude, decide
 from aurora_sync.verifying.lanes import combine
 from aurora_sync.verifying.verify import Limits, Schemas
 
@@ -207,3 +207,32 @@ def test_a_lane_adds_its_bounds_to_the_plan_s_item_as_the_planner_s_docstring_sa
         return len(json.dumps(work.model_dump(mode="json", by_alias=True, exclude_defaults=True)))
 
     assert size(lane) - size(item) == 78
+
+
+def test_a_failed_lane_leaves_nothing_to_merge_and_the_summary_reruns_the_table() -> None:
+    failed = {
+        "table": "orders",
+        "status": "FAILED",
+        "run_id": "run-1",
+        "error": {
+            "Error": "SourceChunkTimeout",
+            "Cause": "lane 2 of 2 (id from 100 up to the end) of table orders: slow",
+        },
+    }
+    request = parse_verify_request(
+        {
+            "run_id": "run-1",
+            "started_at": "2026-11-02T10:00:00+00:00",
+            "tables": [lane_result(0, 2, order=12, rows=5), failed],
+        }
+    )
+    now = datetime(2026, 11, 2, 10, 0, 5, tzinfo=UTC)
+    schemas = Schemas("DB", "STAGING", "FINAL")
+    limits = Limits(timedelta(minutes=2), timedelta(minutes=15), timedelta(minutes=15))
+    decision = decide(request, Facts(), schemas=schemas, limits=limits, configs={}, now=now)
+    assert decision.actions == ()  # no load history read, no MERGE: nothing of the table is merged
+    output = conclude(request, decision, schemas=schemas, now=now)
+    (verdict,) = output.tables
+    assert (verdict.outcome, verdict.error) == ("FAILED", "SourceChunkTimeout")
+    assert verdict.reason is not None and "lane 2 of 2 (id from 100 up to the end)" in verdict.reason
+    assert output.summary is not None and output.summary.rerun_input == {"tables": ["orders"]}

@@ -83,6 +83,18 @@ def lanes_planned(events: list[dict[str, Any]]) -> Counter[str]:
     return Counter(item["table"] for item in plan_output(events)["items"])
 
 
+def most_iterations_at_once(events: list[dict[str, Any]]) -> int:
+    """The most Map iterations (lanes and tables) running at the same time in the history."""
+    running = most = 0
+    for event in events:
+        if event.get("type") == "MapIterationStarted":
+            running += 1
+            most = max(most, running)
+        elif event.get("type") in {"MapIterationSucceeded", "MapIterationFailed", "MapIterationAborted"}:
+            running -= 1
+    return most
+
+
 def test_backfills_split_into_lanes_merge_once_each_with_parity(world: World) -> None:
     description, events = world.run({"tables": BACKFILLED})
 
@@ -96,8 +108,10 @@ def test_backfills_split_into_lanes_merge_once_each_with_parity(world: World) ->
     for name, count in rows.items():
         verdict = verdicts[name]
         assert (verdict["outcome"], verdict["rows_exported"]) == ("MERGED", count), verdict
-    # Every lane was exported (one exporter call at least each).
+    # Every lane was exported (one exporter call at least each), lanes side by side within
+    # MaxConcurrency (4).
     assert entered(events).count("ExportChunk") >= sum(planned.values())
+    assert 2 <= most_iterations_at_once(events) <= 4
     world.assert_parity(*BACKFILLED)
 
     # Then incremental runs: split only when PostgreSQL estimates the window large.
