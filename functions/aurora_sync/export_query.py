@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from psycopg2 import sql
 
 from .errors import ConfigError, SourceObjectMissing
-from .messages import ChunkPosition, ExportWindow, SyncMode
+from .messages import ChunkPosition, ExportWindow, KeyRange, SyncMode, WorkItem
 from .source_catalog import SourceColumn
 from .source_snapshot import FUTURE_TOLERANCE
 from .sync_modes import CURSORLESS_MODES
@@ -119,6 +119,20 @@ def build_plan(
         cursor=cursor_column,
         primary_key=[by_name[column] for column in primary_key],
         mode=mode,
+    )
+
+
+def item_plan(catalog: Sequence[SourceColumn], item: WorkItem) -> ExportPlan:
+    """The plan of a work item's table from its catalog (``build_plan`` with the item's config)."""
+    return build_plan(
+        catalog,
+        schema=item.source.schema_name,
+        table=item.source.table,
+        name=item.table,
+        configured_columns=item.columns,
+        cursor=item.cursor,
+        primary_key=item.primary_key,
+        mode=item.mode,
     )
 
 
@@ -285,10 +299,15 @@ def phase_predicate(plan: ExportPlan, phase: str) -> sql.Composable:
     return sql.SQL("{} " + op).format(sql.Identifier(plan.cursor_column.name))
 
 
-def first_phase(mode: SyncMode, window: ExportWindow) -> str:
+def first_phase(mode: SyncMode, window: ExportWindow, lane: KeyRange | None = None) -> str:
     """Where an export starts: modes xmin and full walk the primary key; a full export in mode
-    cursor walks the NULL-cursor rows first (no window can select them), then the cursor."""
-    if mode != "cursor":
+    cursor walks the NULL-cursor rows first (no window can select them), then the cursor.
+
+    A lane of a full export walks its key range by primary key, NULL cursors included: walking
+    (cursor, key) would read every lane's entries of the cursor index to find its own, so each of
+    n lanes would read the whole index. A row updated behind the walk is read by the next run, as
+    a row updated behind a cursor walk's position is (the window starts at the first snapshot)."""
+    if mode != "cursor" or (lane is not None and window.watermark is None):
         return "key"
     return "null_cursor" if window.watermark is None else "cursor"
 
@@ -301,6 +320,33 @@ def position_values(position: ChunkPosition) -> list[str] | None:
     return [position.cursor, *position.key]
 
 
+def lane_predicate(plan: ExportPlan, lane: KeyRange | None) -> sql.Composable | None:
+    """The rows of one lane: primary key row value in [lower, upper); None for an unsplit table.
+
+    Every row falls in exactly one lane of a split, whatever the bounds. With NOT NULL key
+    columns this is a plain row comparison (the primary key index answers it). A key column that
+    may be NULL (a unique key configured as the key) makes a row comparison NULL rather than
+    false for some rows; then a row belongs to the lane of the last lower bound it is certainly
+    at or past (``IS TRUE``), the first lane taking those past none: for a fixed row, the bounds
+    it is certainly past form a prefix of the ascending bounds, so exactly one lane claims it.
+    """
+    if lane is None:
+        return None
+    key = _row(plan.primary_key)
+    nullable = null_key_predicate(plan) is not None
+    parts: list[sql.Composable] = []
+    if lane.lower is not None:
+        at_or_past = sql.SQL("{} >= {}").format(key, _row_values(lane.lower, plan.primary_key))
+        parts.append(sql.SQL("({}) IS TRUE").format(at_or_past) if nullable else at_or_past)
+    if lane.upper is not None:
+        upper = _row_values(lane.upper, plan.primary_key)
+        if nullable:
+            parts.append(sql.SQL("({} >= {}) IS NOT TRUE").format(key, upper))
+        else:
+            parts.append(sql.SQL("{} < {}").format(key, upper))
+    return sql.SQL(" AND ").join(parts)
+
+
 def chunk_predicate(
     plan: ExportPlan,
     window: ExportWindow,
@@ -308,8 +354,10 @@ def chunk_predicate(
     after: Sequence[str] | None,
     *,
     changed: sql.Composable | None = None,
+    lane: KeyRange | None = None,
 ) -> sql.Composable:
-    """Rows of this phase inside the window that come after the previous chunk's last row.
+    """Rows of this phase inside the window (and ``lane``) that come after the previous chunk's
+    last row. A lane is keyset-chunked within its range exactly as a whole table is.
 
     Phase "key" (modes xmin and full) selects the rows ``changed`` holds: ``xmin_predicate`` of
     the chunk's own snapshot in mode xmin (required: its literals depend on that snapshot), TRUE
@@ -328,6 +376,9 @@ def chunk_predicate(
         parts = [phase_predicate(plan, phase)]
     if phase == "cursor":
         parts.append(window_predicate(plan, window))
+    in_lane = lane_predicate(plan, lane)
+    if in_lane is not None:
+        parts.append(in_lane)
     if after:
         keyset = _keyset_columns(plan, phase)
         parts.append(sql.SQL("{} > {}").format(_row(keyset), _row_values(after, keyset)))
@@ -343,13 +394,20 @@ def null_key_predicate(plan: ExportPlan) -> sql.Composable | None:
     return sql.SQL("({})").format(sql.SQL(" OR ").join(checks)) if checks else None
 
 
-def null_key_rows(plan: ExportPlan, changed: sql.Composable | None) -> sql.Composable | None:
-    """Phase "key": the rows with a NULL key column that the mode selects, exported with the
-    first chunk (the MERGE quarantines them; the export reports them). None when none can exist."""
+def null_key_rows(
+    plan: ExportPlan, changed: sql.Composable | None, lane: KeyRange | None = None
+) -> sql.Composable | None:
+    """Phase "key": the rows with a NULL key column that the mode selects (in ``lane``), exported
+    with the first chunk (the MERGE quarantines them; the export reports them). None when none
+    can exist."""
     nulls = null_key_predicate(plan)
     if nulls is None:
         return None
-    return sql.SQL("{} AND {}").format(changed if changed is not None else sql.SQL("TRUE"), nulls)
+    parts = [changed if changed is not None else sql.SQL("TRUE"), nulls]
+    in_lane = lane_predicate(plan, lane)
+    if in_lane is not None:
+        parts.append(in_lane)
+    return sql.SQL(" AND ").join(parts)
 
 
 def exists_query(plan: ExportPlan, predicate: sql.Composable) -> sql.Composable:

@@ -8,7 +8,8 @@ The flow, as ``statemachine/sync.asl.json`` wires it (CamelCase words are its st
       │                   emits PlanOutput {run_id, started_at, skip, skip_reason,
       │                                     items: [WorkItem], failed: [FailedTable], tables_planned}
       ▼  AnythingToDo reads $.skip
-      ▼  ExportTables: a Map over $.items, one iteration per WorkItem
+      ▼  ExportTables: a Map over $.items, one iteration per WorkItem (a table split into key
+      │    ranges has one WorkItem per lane, each with its ``lane``; they share MaxConcurrency)
       │    ExportChunk (exporter λ) reads WorkItem, emits ExportResult;
       │    MoreChunks reads $.export.result.status; while MORE, NextChunk hands
       │    ExportResult.next (the next chunk's WorkItem) back to ExportChunk
@@ -16,6 +17,7 @@ The flow, as ``statemachine/sync.asl.json`` wires it (CamelCase words are its st
       │    (ExportFailedCustomTarget instead when the item has a target: FailedTableTarget chooses)
       ▼  StartVerify builds the loop's state: run_id, started_at, tables: [ExportResult | FailedExport],
       │    plan_failed: [FailedTable] (the plan's ``failed``), attempt, verification.output
+      │    (a split table's lanes each add an entry; the verifier combines them per table)
       ▼  WaitForLoads → Verify (verifier λ) reads VerifyRequest {run_id, started_at, attempt, tables,
       │    plan_failed, previous: VerifyOutput | null}, emits VerifyOutput {…, tables: [TableVerdict],
       │    summary: RunSummary | null}; AllSettled reads $.verification.output.done
@@ -241,7 +243,8 @@ class ChunkPosition(_Message):
 
     ``phase`` "null_cursor" walks the rows whose cursor is NULL by primary key (full syncs only:
     an incremental window can never select them); "cursor" walks (cursor, primary key); "key"
-    walks the primary key alone (modes xmin and full, which have no cursor).
+    walks the primary key alone (modes xmin and full, which have no cursor, and a lane of a full
+    export: ``export_query.first_phase``).
     """
 
     phase: Literal["null_cursor", "cursor", "key"] = "cursor"
@@ -263,6 +266,40 @@ class ChunkPosition(_Message):
     key_rows: int = 0
     # The first chunk's schema drift, carried to the last chunk's result.
     new_columns: list[NewColumn] = Field(default_factory=list, max_length=MAX_NEW_COLUMNS)
+
+
+class KeyRange(_Message):
+    """A lane: the half-open range [lower, upper) of a table's primary key (its row value, each
+    column as text typed like the column) that one work item exports.
+
+    The planner splits a large table's full or initial export into ``count`` lanes that the Map
+    runs concurrently (``planning.lanes``). The first lane has no ``lower`` and the last no
+    ``upper``, so every row belongs to exactly one lane whatever the statistics the bounds came
+    from (stale ones only make lanes uneven). The verifier merges the table once, after every
+    lane's result arrived (``verifying.lanes``).
+    """
+
+    index: int = Field(ge=0)
+    count: int = Field(ge=2)
+    lower: list[str] | None = None
+    upper: list[str] | None = None
+
+    @model_validator(mode="after")
+    def _bounded_as_placed(self) -> KeyRange:
+        if self.index >= self.count:
+            raise ValueError(f"lane {self.index} of {self.count}: index must be below count")
+        if (self.lower is None) != (self.index == 0):
+            raise ValueError("only the first lane has no lower bound")
+        if (self.upper is None) != (self.index == self.count - 1):
+            raise ValueError("only the last lane has no upper bound")
+        return self
+
+    def describe(self, primary_key: list[str]) -> str:
+        """``lane 2 of 4 (id from 1000 to 2000)``: for messages and logs."""
+        key = ", ".join(primary_key)
+        lower = "the start" if self.lower is None else ", ".join(self.lower)
+        upper = "the end" if self.upper is None else ", ".join(self.upper)
+        return f"lane {self.index + 1} of {self.count} ({key} from {lower} up to {upper})"
 
 
 class WorkItem(_TableTarget, _Message):
@@ -287,11 +324,20 @@ class WorkItem(_TableTarget, _Message):
     # Export every primary key too, in the first chunk's snapshot, so the verifier can remove the
     # FINAL rows the source no longer has (hard_deletes "reconcile", and every run of mode full).
     reconcile: bool = False
+    # One key range of a table split into lanes (None: the whole table, the usual case).
+    lane: KeyRange | None = None
 
     @model_validator(mode="after")
     def _cursor_fits_mode(self) -> WorkItem:
         if (self.mode == "cursor") != (self.cursor is not None):
             raise ValueError(f"mode {self.mode!r} {'needs' if self.mode == 'cursor' else 'takes no'} cursor")
+        if self.lane is not None and (self.reconcile or self.mode == "full"):
+            # A key snapshot is taken in one snapshot with the data it judges: never split.
+            raise ValueError("a reconciling export (or mode full) is never split into lanes")
+        if self.lane is not None and any(
+            len(bound) != len(self.primary_key) for bound in (self.lane.lower, self.lane.upper) if bound
+        ):
+            raise ValueError("a lane's bounds need one value per primary key column")
         return self
 
 
@@ -335,6 +381,8 @@ class ExportResult(_TableTarget, _Message):
     key_rows: int = 0
     # Source columns the config's ``columns`` leave out (schema drift), as the first chunk saw them.
     new_columns: list[NewColumn] = Field(default_factory=list, max_length=MAX_NEW_COLUMNS)
+    # The lane this result covers when the table was split (the verifier combines the lanes).
+    lane: KeyRange | None = None
 
 
 # --- failed tables and the plan ---------------------------------------------------------------
@@ -366,8 +414,9 @@ class PlanOutput(_Message):
     def _consistent(self) -> PlanOutput:
         if self.skip != (self.skip_reason is not None):
             raise ValueError("skip must be true exactly when skip_reason is set")
-        if self.tables_planned != len(self.items):
-            raise ValueError(f"tables_planned is {self.tables_planned} for {len(self.items)} item(s)")
+        tables = len({item.table for item in self.items})
+        if self.tables_planned != tables:
+            raise ValueError(f"tables_planned is {self.tables_planned} for {tables} table(s)")
         return self
 
     @field_serializer("items")

@@ -2,6 +2,8 @@
 
 Input: a work item (``aurora_sync.messages.WorkItem``) from the planner, or the ``next`` item of
 the previous call's result while the status is MORE. Output: ``aurora_sync.messages.ExportResult``.
+An item with a ``lane`` exports that primary-key range of its table only, chunked the same way;
+its errors name the lane (the verifier fails the whole table with it).
 The function only waits on Aurora (``aws_s3.query_export_to_s3``): its memory does not grow
 with the table, and its statement_timeout is derived from the time Lambda has left.
 """

@@ -31,6 +31,11 @@ columns changed gets its STAGING/FINAL columns added or widened, its MERGE task 
 re-created, and its work item carries the fingerprint of the layout the pipe now loads; a column
 whose values FINAL lacks is filled by a full, chunked export of the table in this run.
 
+Lanes, last (``aurora_sync.planning.lanes``): a full or initial export of a table larger than its
+``rows_per_lane`` becomes one work item per primary-key range, exported concurrently. Each lane is
+a whole work item plus its ``lane``: 78 bytes more for a middle lane of a one-column key with two
+7-digit bounds (measured in tests/unit/test_lanes.py), so a table of 8 lanes costs 8 items.
+
 Payload size: a work item is about 320 bytes for a table with ``columns`` null, a one-column
 key, a timestamp watermark, a 60-character run id and its layout fingerprint (23 of those bytes),
 plus about 19 bytes per listed column of 15 characters, and len(target) + 14 bytes when the
@@ -62,6 +67,7 @@ from aurora_sync.config import load_table_configs
 from aurora_sync.connections import warehouse_connection
 from aurora_sync.observability import logger, metrics, tracer
 from aurora_sync.planning.executions import running_executions
+from aurora_sync.planning.lanes import split_lanes
 from aurora_sync.planning.plan import Plan, earlier_execution, now_iso, parse_event, select_run
 from aurora_sync.planning.tables import plan_tables, source_catalogs
 from aurora_sync.settings import runtime_settings
@@ -91,9 +97,12 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
     selection = select_run(load_table_configs(settings.config_ssm_path, max_age=0), request)
     plan.failed.extend(selection.failed)
     if selection.tables:
-        catalogs = source_catalogs(selection.tables)
+        source = source_catalogs(selection.tables)
         with closing(warehouse_connection(query_tag=f"aurora-sync:planner:{run_id}")) as conn:
-            plan_tables(conn, plan, selection.tables, catalogs=catalogs, request=request, settings=settings)
+            plan_tables(
+                conn, plan, selection.tables, catalogs=source.catalogs, request=request, settings=settings
+            )
+        split_lanes(plan, selection.tables, catalogs=source.catalogs, estimates=source.estimates)
     for entry in plan.failed:
         logger.warning("table failed", extra=entry.model_dump())
     if not plan.items and not plan.failed:
@@ -103,7 +112,7 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
 
 def _finish(plan: Plan, *, disabled: int) -> dict[str, Any]:
     output = plan.output()
-    metrics.add_metric(name="TablesPlanned", unit=MetricUnit.Count, value=len(plan.items))
+    metrics.add_metric(name="TablesPlanned", unit=MetricUnit.Count, value=len({i.table for i in plan.items}))
     metrics.add_metric(name="TablesSkipped", unit=MetricUnit.Count, value=disabled)
     metrics.add_metric(name="RunsSkipped", unit=MetricUnit.Count, value=1 if plan.skip else 0)
     logger.info(
@@ -111,7 +120,8 @@ def _finish(plan: Plan, *, disabled: int) -> dict[str, Any]:
         extra={
             "skip": plan.skip,
             "skip_reason": plan.skip_reason,
-            "tables_planned": len(plan.items),
+            "tables_planned": len({item.table for item in plan.items}),
+            "work_items": len(plan.items),
             "tables_failed": len(plan.failed),
         },
     )

@@ -6,7 +6,6 @@ duplicated anywhere in window, chunk or keyset logic fails a test.
 
 from __future__ import annotations
 
-import json
 import time
 import uuid
 from collections.abc import Iterator
@@ -17,7 +16,7 @@ from typing import Any
 
 import psycopg2
 import pytest
-from pgcsv import parse_pg_csv
+from exporter_calls import FakeContext, export_all, item, read_rows
 from psycopg2 import sql
 
 from aurora_sync.errors import (
@@ -34,67 +33,9 @@ from aurora_sync.messages import ExportResult
 from aurora_sync.planning.watermarks import next_watermark
 from aurora_sync.settings import runtime_settings
 from aurora_sync.snowflake_objects import SnowflakeObjects, new_column_statements
-from aurora_sync.vault import reset_vault_cache
-from aurora_sync_ops.environment import local_aws_client
 from exporter.app import lambda_handler
 
 EVENTS = Path(__file__).resolve().parents[2] / "events"
-
-
-class FakeContext:
-    function_name = "aurora-sync-exporter"
-    memory_limit_in_mb = 256
-    invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:aurora-sync-exporter"
-    aws_request_id = "test-request"
-
-    def __init__(self, remaining_ms: int = 600_000) -> None:
-        self._deadline = time.monotonic() + remaining_ms / 1000
-
-    def get_remaining_time_in_millis(self) -> int:
-        return int((self._deadline - time.monotonic()) * 1000)
-
-
-@pytest.fixture
-def env(lambda_env: dict[str, str]) -> Iterator[dict[str, str]]:
-    reset_vault_cache()
-    runtime_settings.cache_clear()
-    yield lambda_env
-    reset_vault_cache()
-
-
-@pytest.fixture
-def admin(stack: dict[str, Any]) -> Iterator[Any]:
-    conn = psycopg2.connect(stack["postgres"]["admin_dsn"])
-    conn.autocommit = True
-    yield conn
-    conn.close()
-
-
-@pytest.fixture
-def s3(stack: dict[str, Any]) -> Any:
-    aws = stack["aws"]
-    return local_aws_client("s3", aws)
-
-
-@pytest.fixture
-def schema(admin: Any, stack: dict[str, Any]) -> Iterator[str]:
-    """A fresh source schema the sync role may read, as `aurora-sync sql aurora` grants it."""
-    name = f"src_{uuid.uuid4().hex[:8]}"
-    with admin.cursor() as cur:
-        cur.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(name)))
-        cur.execute(
-            sql.SQL("GRANT USAGE ON SCHEMA {} TO {}").format(
-                sql.Identifier(name), sql.Identifier(stack["postgres"]["user"])
-            )
-        )
-        cur.execute(
-            sql.SQL("ALTER DEFAULT PRIVILEGES IN SCHEMA {} GRANT SELECT ON TABLES TO {}").format(
-                sql.Identifier(name), sql.Identifier(stack["postgres"]["user"])
-            )
-        )
-    yield name
-    with admin.cursor() as cur:
-        cur.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier(name)))
 
 
 def make_orders(admin: Any, schema: str, rows: int, *, table: str = "orders") -> None:
@@ -113,37 +54,6 @@ def make_orders(admin: Any, schema: str, rows: int, *, table: str = "orders") ->
             ).format(t=sql.Identifier(schema, table)),
             (rows,),
         )
-
-
-def item(schema: str, *, table: str = "orders", name: str = "orders", **overrides: Any) -> dict[str, Any]:
-    event = json.loads((EVENTS / "exporter.json").read_text())
-    event.update(
-        run_id=f"test-{uuid.uuid4().hex[:8]}",
-        table=name,
-        source={"schema": schema, "table": table},
-        window={"watermark": None, "lookback_seconds": 0, "source": "full"},
-    )
-    event.update(overrides)
-    return event
-
-
-def export_all(event: dict[str, Any]) -> tuple[list[dict[str, Any]], dict[str, Any]]:
-    """Call the exporter like the state machine does: again with `next` while MORE."""
-    calls = []
-    while True:
-        result = lambda_handler(event, FakeContext())
-        calls.append(result)
-        if result["status"] != "MORE":
-            return calls, result
-        event = result["next"]
-
-
-def read_rows(s3: Any, bucket: str, keys: list[str]) -> list[list[str | None]]:
-    rows = []
-    for key in keys:
-        body = s3.get_object(Bucket=bucket, Key=key)["Body"].read().decode()
-        rows.extend(parse_pg_csv(body))
-    return rows
 
 
 def test_full_export_writes_every_row_once_under_the_documented_key(

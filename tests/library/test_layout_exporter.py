@@ -9,7 +9,6 @@ import uuid
 from collections.abc import Iterator
 from typing import Any
 
-import psycopg2
 import pytest
 from layout_items import planned_item
 from psycopg2 import sql
@@ -28,14 +27,6 @@ class Context:
 
     def get_remaining_time_in_millis(self) -> int:
         return 600_000
-
-
-@pytest.fixture
-def admin(stack: dict[str, Any]) -> Iterator[Any]:
-    conn = psycopg2.connect(stack["postgres"]["admin_dsn"])
-    conn.autocommit = True
-    yield conn
-    conn.close()
 
 
 @pytest.fixture

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -105,6 +105,20 @@ class World:
                 table=self.configs[name]["table"],
             )
             assert result.equal, f"{name} differs from FINAL: {result.as_dict()}"
+
+
+def run_reacting(
+    world: World, execution_input: dict[str, Any], react: Callable[[dict[str, Any]], None]
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """Run the state machine, calling ``react`` with each history event as it appears."""
+    arn = world.engine.start(world.deployment, execution_input)
+    description: dict[str, Any] = {}
+    for event in world.engine.follow(arn, timeout_s=240, poll_s=0.05):
+        if event.get("type") == "ExecutionDescription":
+            description = event["description"]
+        else:
+            react(event)
+    return description, world.engine.events(arn)
 
 
 def entered(events: list[dict[str, Any]]) -> list[str]:

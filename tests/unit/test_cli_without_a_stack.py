@@ -55,7 +55,8 @@ def test_validate_prints_one_line_per_problem_naming_entry_and_field(
         "give each table its own 'target'",
         f"error: {path}[orders]: field 'cursr': unknown key; did you mean 'cursor'? allowed keys: schema, "
         "table, primary_key, primary_key_not_enforced, mode, cursor, columns, soft_delete_column, "
-        "soft_delete_mode, lookback_seconds, enabled, initial_watermark, max_rows_per_chunk, hard_deletes, "
+        "soft_delete_mode, lookback_seconds, enabled, initial_watermark, max_rows_per_chunk, rows_per_lane, "
+        "max_lanes, hard_deletes, "
         "reconcile_every, target",
         f"error: {path}[orders]: field 'lookback_seconds': input should be greater than or equal to 0 "
         "(expected an integer number of seconds >= 0)",

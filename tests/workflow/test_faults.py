@@ -15,7 +15,7 @@ import os
 import signal
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -24,7 +24,17 @@ import pytest
 import requests
 from cli_run import rerun_command_in
 from psycopg2 import sql
-from world import CLOCK_SCALE, World, admin_client, entered, open_world, plan_output, set_clock, verify_output
+from world import (
+    CLOCK_SCALE,
+    World,
+    admin_client,
+    entered,
+    open_world,
+    plan_output,
+    run_reacting,
+    set_clock,
+    verify_output,
+)
 
 from aurora_sync_ops.cli import main as cli_main
 from aurora_sync_ops.local.engine import Deployment
@@ -98,20 +108,6 @@ def frozen(local_stack: Stack, part: str) -> Iterator[Frozen]:
         yield process
     finally:
         process.resume()
-
-
-def run_reacting(
-    world: World, execution_input: dict[str, Any], react: Callable[[dict[str, Any]], None]
-) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    """Run the state machine, calling ``react`` with each history event as it appears."""
-    arn = world.engine.start(world.deployment, execution_input)
-    description: dict[str, Any] = {}
-    for event in world.engine.follow(arn, timeout_s=240, poll_s=0.05):
-        if event.get("type") == "ExecutionDescription":
-            description = event["description"]
-        else:
-            react(event)
-    return description, world.engine.events(arn)
 
 
 def accounts(world: World) -> sql.Composable:

@@ -164,6 +164,23 @@ class TableConfig(BaseModel):
         description="Rows per export chunk; about 100-250 MB of CSV, the file size Snowpipe recommends.",
         examples=[1_000_000],
     )
+    rows_per_lane: int = Field(
+        10_000_000,
+        ge=1000,
+        description="A full or initial export of a table PostgreSQL estimates at more rows than this (or an "
+        "incremental window it estimates so) is split into key ranges ('lanes') of about this many rows, "
+        "exported concurrently within the state machine's MaxConcurrency; each lane is chunked by "
+        "max_rows_per_chunk. Bounds come from the catalog (pg_stats, or a sample of keys). Never for "
+        "mode 'full' or a run that reconciles hard deletes.",
+        examples=[10_000_000],
+    )
+    max_lanes: int = Field(
+        8,
+        ge=1,
+        le=64,
+        description="The most lanes one table is split into; 1 never splits it.",
+        examples=[8],
+    )
     hard_deletes: Literal["ignore", "reconcile"] = Field(
         "ignore",
         description="'reconcile' also exports the primary keys on a run (every reconcile_every-th run) and "

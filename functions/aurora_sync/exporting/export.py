@@ -3,6 +3,8 @@
 Everything happens in one REPEATABLE READ, read-only transaction, so the catalog, the chunk
 boundary and the export itself see the same snapshot: the rows counted are the rows written.
 The Lambda never holds row data; it sends Aurora the query text and reads back three numbers.
+A work item with a ``lane`` (``planning.lanes``) adds its primary-key range to every chunk's
+predicate; the table's warnings (whole-table counts) are computed by its first lane only.
 """
 
 from __future__ import annotations
@@ -158,17 +160,7 @@ def new_columns(plan: q.ExportPlan, item: WorkItem, catalog: Sequence[SourceColu
 def read_plan(cur: Any, item: WorkItem) -> tuple[q.ExportPlan, list[SourceColumn]]:
     """The item's export plan from the live catalog, and the catalog itself (for drift)."""
     catalog = read_columns(cur, item.source.schema_name, item.source.table)
-    plan = q.build_plan(
-        catalog,
-        schema=item.source.schema_name,
-        table=item.source.table,
-        name=item.table,
-        configured_columns=item.columns,
-        cursor=item.cursor,
-        primary_key=item.primary_key,
-        mode=item.mode,
-    )
-    return plan, catalog
+    return q.item_plan(catalog, item), catalog
 
 
 def follow_layout(plan: q.ExportPlan, item: WorkItem) -> tuple[q.ExportPlan, list[SourceColumn]]:
@@ -235,12 +227,25 @@ def export_chunk(
     ``statement_timeout_ms`` is the session's statement_timeout (None: unknown), which tells a
     chunk too slow to read from a transient timeout (``chunk_timeout``)."""
     try:
-        return _export_chunk(conn, item, target, now=now)
-    except SourceTimeout as error:
-        decided = chunk_timeout(error, item, statement_timeout_ms)
-        if decided is error:
-            raise
-        raise decided from error
+        try:
+            return _export_chunk(conn, item, target, now=now)
+        except SourceTimeout as error:
+            decided = chunk_timeout(error, item, statement_timeout_ms)
+            if decided is error:
+                raise
+            raise decided from error
+    except SyncError as error:
+        if item.lane is not None:
+            name_lane(error, item)
+        raise
+
+
+def name_lane(error: SyncError, item: WorkItem) -> None:
+    """Prefix ``error``'s message with the lane that raised it (same class: the state machine's
+    Retry and the verifier match the name). A lane's failure fails its whole table: the verifier
+    merges nothing of it, and the rerun exports every lane again."""
+    assert item.lane is not None
+    error.args = (f"{item.lane.describe(item.primary_key)} of table {item.table}: {error}", *error.args[1:])
 
 
 def _export_chunk(
@@ -250,7 +255,7 @@ def _export_chunk(
     *,
     now: Callable[[], datetime],
 ) -> ExportResult:
-    position = item.position or ChunkPosition(phase=q.first_phase(item.mode, item.window))
+    position = item.position or ChunkPosition(phase=q.first_phase(item.mode, item.window, item.lane))
     context = f"table {item.table} ({item.source.schema_name}.{item.source.table})"
     first = position.snapshot is None
     # Mode full always takes a key snapshot: FINAL must become exactly this snapshot, deletions too.
@@ -273,7 +278,9 @@ def _export_chunk(
         if before is not None:
             snapshot = _first_snapshot(cur, plan, taken, *before)
             drift = new_columns(plan, item, catalog)
-            warnings = _warnings(cur, plan, item, catalog, snapshot, drift=drift)
+            if item.lane is None or item.lane.index == 0:
+                # The table's warnings (whole-table counts) once, not once per lane.
+                warnings = _warnings(cur, plan, item, catalog, snapshot, drift=drift)
         changed, xmin_warnings = _xmin_filter(item, plan, taken, snapshot, first=first)
         warnings += xmin_warnings + _late_columns_warning(late, plan)
         written, quarantined, example, next_position = _export_next(
@@ -363,6 +370,7 @@ def _result(
         "new_columns": drift,
     }
     planned = {
+        "lane": item.lane,
         "target": item.target,
         "primary_key": list(item.primary_key),
         "cursor": item.cursor,
@@ -416,12 +424,12 @@ def _export_next(
     next_position: ChunkPosition | None = None
     # Rows with a NULL key column cannot be walked by keyset: phase "key" exports them with its
     # first chunk (cursor mode walks NULL-cursor rows, never NULL keys, as before).
-    nulls = q.null_key_rows(plan, changed) if phase == "key" and after is None else None
+    nulls = q.null_key_rows(plan, changed, item.lane) if phase == "key" and after is None else None
     if nulls is not None:
         cur.execute(q.exists_query(plan, nulls))
         nulls = nulls if cur.fetchone()[0] else None
     while True:
-        predicate = q.chunk_predicate(plan, item.window, phase, after, changed=changed)
+        predicate = q.chunk_predicate(plan, item.window, phase, after, changed=changed, lane=item.lane)
         cur.execute(q.exists_query(plan, predicate))
         walk = bool(cur.fetchone()[0])
         if walk or nulls is not None:

@@ -303,7 +303,7 @@ class Plan:
             skip_reason=self.skip_reason,
             items=self.items,
             failed=self.failed,
-            tables_planned=len(self.items),
+            tables_planned=len({item.table for item in self.items}),
         ).model_dump(mode="json", by_alias=True)
         # json.dumps' default separators are what the Python runtime sends back: measure that.
         size = len(json.dumps(document).encode("utf-8"))

@@ -15,6 +15,7 @@ watermarks) become the plan's ``failed`` entries and the other tables go on.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from ..config import LoadedTable
@@ -42,17 +43,25 @@ from .plan import Plan, RunRequest, choose_window, work_item
 from .watermarks import read_watermarks
 
 
-def source_catalogs(tables: list[LoadedTable]) -> dict[str, list[SourceColumn] | None]:
-    """Every planned table's source columns, in one statement on Aurora (None: no such table);
-    tables of a mode that reads the whole table are checked against its size (one more)."""
+@dataclass(frozen=True)
+class SourceFacts:
+    """What the planner reads from Aurora's catalog before planning: each table's columns (None:
+    no such table) and PostgreSQL's row estimate (``pg_class.reltuples``; -1 never analyzed),
+    which sizes the cost warnings and the lanes (``planning.lanes``)."""
+
+    catalogs: dict[str, list[SourceColumn] | None]
+    estimates: dict[str, int]
+
+
+def source_catalogs(tables: list[LoadedTable]) -> SourceFacts:
+    """Every planned table's source columns and row estimate, in two statements on Aurora;
+    tables of a mode that reads the whole table are checked against their size."""
     relations = sorted({(t.config.schema_name, t.config.table) for t in tables})
-    whole = sorted(
-        {
-            (t.config.schema_name, t.config.table)
-            for t in tables
-            if t.config.mode != "cursor" or t.config.hard_deletes == "reconcile"
-        }
-    )
+    whole = {
+        (t.config.schema_name, t.config.table)
+        for t in tables
+        if t.config.mode != "cursor" or t.config.hard_deletes == "reconcile"
+    }
     conn = source_connection(application_name="aurora-sync-planner")
     try:
         with (
@@ -62,12 +71,14 @@ def source_catalogs(tables: list[LoadedTable]) -> dict[str, list[SourceColumn] |
             conn.cursor() as cur,
         ):
             found = read_catalogs(cur, relations)
-            estimates = read_row_estimates(cur, whole)
+            estimates = read_row_estimates(cur, relations)
         conn.rollback()
     finally:
         conn.close()
     for table in tables:
         config = table.config
+        if (config.schema_name, config.table) not in whole:
+            continue
         rows = estimates.get((config.schema_name, config.table), -1)
         relation = f"{config.schema_name}.{config.table}"
         message = size_warning(
@@ -75,7 +86,10 @@ def source_catalogs(tables: list[LoadedTable]) -> dict[str, list[SourceColumn] |
         )
         if message is not None:
             logger.warning("table mode costly at this size", extra={"table": table.name, "warning": message})
-    return {t.name: found.get((t.config.schema_name, t.config.table)) for t in tables}
+    return SourceFacts(
+        catalogs={t.name: found.get((t.config.schema_name, t.config.table)) for t in tables},
+        estimates={t.name: estimates.get((t.config.schema_name, t.config.table), -1) for t in tables},
+    )
 
 
 def plan_tables(

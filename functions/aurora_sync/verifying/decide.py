@@ -62,6 +62,7 @@ from ..ledger import AccountedFile, Ledger, RunRecord
 from ..messages import ExportResult, FailedExport, TableVerdict, VerifyOutput, VerifyRequest
 from ..naming import SnowflakeObjects, snowflake_column
 from ..source_snapshot import order_of_key
+from . import lanes
 from .load_history import LOADED, FileLoad, TableFiles, TaskRun, refresh_prefix
 from .reconciliation import KeySnapshot, Reconciled
 from .verify import (
@@ -452,7 +453,8 @@ def _admit(request: VerifyRequest, schemas: Schemas, configs: Mapping[str, Loade
     do, or pending with the files to check."""
     previous = {t.table: t for t in request.previous.tables} if request.previous else {}
     tables: list[_Table] = []
-    for entry in request.tables:
+    # A table split into lanes has one result per lane: it is verified and merged as one.
+    for entry in lanes.combine(request.tables):
         before = previous.get(entry.table)
         config = configs.get(entry.table)
         # The target the run was planned with, as the export carries it; never the configs

@@ -28,6 +28,7 @@ from aurora_sync.messages import (
 )
 from aurora_sync.naming import SnowflakeObjects
 from aurora_sync.snowflake_objects import new_column_statements
+from aurora_sync.verifying import lanes
 
 # progress.py reads the same models from here.
 __all__ = [
@@ -238,7 +239,12 @@ def collect(description: Mapping[str, Any], events: Sequence[Mapping[str, Any]])
             tables[failure.table] = TableResult(
                 table=failure.table, outcome="FAILED", error=failure.error, reason=failure.cause
             )
-    exports = state_outputs(events, "ExportDone", ExportResult)
+    # A table split into lanes has one ExportDone per lane: counted as one, as the verifier does.
+    exports = [
+        e
+        for e in lanes.combine(state_outputs(events, "ExportDone", ExportResult))
+        if isinstance(e, ExportResult)
+    ]
     for export in exports:
         tables[export.table] = TableResult(table=export.table, outcome="EXPORTED", rows_exported=export.rows)
     for failed in (f for state in FAILED_EXPORT_STATES for f in state_outputs(events, state, FailedExport)):

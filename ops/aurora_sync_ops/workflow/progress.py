@@ -87,8 +87,9 @@ class Progress:
         elif state == "ExportDone":
             done = state_output(ExportResult, event)
             if done is not None:
+                lane = f" {done.lane.describe(done.primary_key or [])}" if done.lane else ""
                 self.emit(
-                    f"export {done.table}: {done.status} {done.rows} row(s) in {done.files} file(s), "
+                    f"export {done.table}{lane}: {done.status} {done.rows} row(s) in {done.files} file(s), "
                     f"{done.chunks} chunk(s)"
                 )
         elif state in FAILED_EXPORT_STATES:
@@ -105,8 +106,10 @@ class Progress:
         if plan.skip:
             self.emit(f"plan: skipped: {plan.skip_reason}")
             return
-        names = ", ".join(item.table for item in plan.items) or "none"
-        self.emit(f"plan: {len(plan.items)} table(s) to export ({names}), run {plan.run_id}")
+        tables = list(dict.fromkeys(item.table for item in plan.items))
+        lanes = f" in {len(plan.items)} lanes and tables" if len(plan.items) > len(tables) else ""
+        names = ", ".join(tables) or "none"
+        self.emit(f"plan: {len(tables)} table(s) to export{lanes} ({names}), run {plan.run_id}")
         for failure in plan.failed:
             self._plan_failed.add(failure.table)
             self.emit(f"plan: {failure.table} FAILED {failure.error}: {one_line(failure.cause)}")
