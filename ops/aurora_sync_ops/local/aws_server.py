@@ -27,12 +27,14 @@ def main() -> None:
     from moto.moto_server.threaded_moto_server import ThreadedMotoServer
 
     from .aws_credentials import install_credential_route
+    from .distributed_map import install_distributed_map
     from .lambda_router import install_lambda_router
     from .sfn_clock import install_clock
 
     install_lambda_router()
     install_credential_route()
     install_clock()
+    install_distributed_map()
     server = ThreadedMotoServer(ip_address=args.host, port=args.port, verbose=False)
     server.start()
     config = {"stepfunctions": {"execute_state_machine": True}, "lambda": {"use_docker": False}}

@@ -1,0 +1,277 @@
+"""The local engine's Distributed Map (``aurora_sync_ops.local.distributed_map``), pinned to AWS's
+documented behaviour with tiny state machines of Pass, Choice, Wait and Fail states:
+
+* ItemReader reads a JSON array from S3; ItemBatcher hands each child ``{"Items": [...],
+  "BatchInput": ...}`` (developer guide, "ItemBatcher (Map)"); ItemSelector shapes each item;
+* each child is an execution of its own, listed by ``ListExecutions(mapRunArn=...)``, described
+  with its ``mapRunArn``, with its own history; ``DescribeMapRun`` counts them;
+* ResultWriter writes ``<Prefix>/<map run id>/manifest.json`` naming ``SUCCEEDED_0.json`` and
+  ``FAILED_0.json``, and the state's result is ``{"MapRunArn", "ResultWriterDetails"}``
+  (developer guide, "ResultWriter (Map)");
+* failures beyond ``ToleratedFailurePercentage`` (0 by default) fail the Map with
+  ``States.ExceedToleratedFailureThreshold``, which a Catch catches, the results written first;
+* an EXPRESS child runs at most five minutes (Step Functions quotas).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from typing import Any
+
+import pytest
+from world import read_clock, set_clock
+
+from aurora_sync_ops.environment import local_aws_client
+
+BUCKET = "dmap-tests"
+
+
+@pytest.fixture(scope="module")
+def sfn(stack: dict[str, Any]) -> Any:
+    return local_aws_client("stepfunctions", stack["aws"])
+
+
+@pytest.fixture(scope="module")
+def s3(stack: dict[str, Any]) -> Any:
+    client = local_aws_client("s3", stack["aws"])
+    client.create_bucket(Bucket=BUCKET)
+    return client
+
+
+def _json(s3: Any, key: str) -> Any:
+    return json.loads(s3.get_object(Bucket=BUCKET, Key=key)["Body"].read())
+
+
+def _machine(sfn: Any, stack: dict[str, Any], map_state: dict[str, Any], **extra_states: Any) -> str:
+    definition = {"StartAt": "Fan", "States": {"Fan": map_state, **extra_states}}
+    return str(
+        sfn.create_state_machine(
+            name=f"dmap-{uuid.uuid4().hex[:10]}",
+            definition=json.dumps(definition),
+            roleArn=stack["aws"]["lambda_role_arn"],
+        )["stateMachineArn"]
+    )
+
+
+def _run(sfn: Any, machine: str, execution_input: dict[str, Any], timeout: float = 60) -> dict[str, Any]:
+    arn = sfn.start_execution(stateMachineArn=machine, name=uuid.uuid4().hex, input=json.dumps(execution_input))[
+        "executionArn"
+    ]
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        described = dict(sfn.describe_execution(executionArn=arn))
+        if described["status"] != "RUNNING":
+            return described
+        time.sleep(0.1)
+    raise AssertionError(f"{arn} still running after {timeout} s")
+
+
+def _processor(states: dict[str, Any], start: str, execution_type: str = "STANDARD") -> dict[str, Any]:
+    return {
+        "ProcessorConfig": {"Mode": "DISTRIBUTED", "ExecutionType": execution_type},
+        "StartAt": start,
+        "States": states,
+    }
+
+
+READER = {
+    "Resource": "arn:aws:states:::s3:getObject",
+    "ReaderConfig": {"InputType": "JSON"},
+    "Parameters": {"Bucket.$": "$.bucket", "Key.$": "$.manifest"},
+}
+WRITER = {
+    "Resource": "arn:aws:states:::s3:putObject",
+    "Parameters": {"Bucket.$": "$.bucket", "Prefix.$": "$.results"},
+}
+# A child (of one item) fails when its item asks for it.
+FAIL_ON_FLAG = {
+    "Check": {
+        "Type": "Choice",
+        "Choices": [{"Variable": "$.fail", "BooleanEquals": True, "Next": "Boom"}],
+        "Default": "Done",
+    },
+    "Boom": {"Type": "Fail", "Error": "ItemBroke", "Cause": "asked to fail"},
+    "Done": {"Type": "Pass", "End": True},
+}
+
+
+def _children(sfn: Any, map_run_arn: str) -> list[dict[str, Any]]:
+    return list(sfn.list_executions(mapRunArn=map_run_arn)["executions"])
+
+
+def test_item_reader_batches_children_and_result_writer_layout(sfn: Any, s3: Any, stack: dict[str, Any]) -> None:
+    run = uuid.uuid4().hex[:8]
+    items = [{"table": f"t{i}"} for i in range(5)]
+    s3.put_object(Bucket=BUCKET, Key=f"{run}/items.json", Body=json.dumps(items).encode())
+    machine = _machine(
+        sfn,
+        stack,
+        {
+            "Type": "Map",
+            "ItemReader": READER,
+            "ItemBatcher": {"MaxItemsPerBatch": 2, "BatchInput": {"run.$": "$.run", "fixed": 7}},
+            "ItemProcessor": _processor({"Echo": {"Type": "Pass", "End": True}}, "Echo"),
+            "ResultWriter": WRITER,
+            "MaxConcurrency": 2,
+            "End": True,
+        },
+    )
+
+    described = _run(sfn, machine, {"bucket": BUCKET, "manifest": f"{run}/items.json", "results": f"{run}/out", "run": run})
+
+    assert described["status"] == "SUCCEEDED", described
+    output = json.loads(described["output"])
+    map_run_arn = output["MapRunArn"]
+    run_id = map_run_arn.split(":")[-1]
+    manifest_key = f"{run}/out/{run_id}/manifest.json"
+    assert output == {"MapRunArn": map_run_arn, "ResultWriterDetails": {"Bucket": BUCKET, "Key": manifest_key}}
+    manifest = _json(s3, manifest_key)
+    succeeded_key = f"{run}/out/{run_id}/SUCCEEDED_0.json"
+    assert manifest["DestinationBucket"] == BUCKET and manifest["MapRunArn"] == map_run_arn
+    assert manifest["ResultFiles"]["FAILED"] == [] and manifest["ResultFiles"]["PENDING"] == []
+    [succeeded_file] = manifest["ResultFiles"]["SUCCEEDED"]
+    body = s3.get_object(Bucket=BUCKET, Key=succeeded_key)["Body"].read()
+    assert succeeded_file == {"Key": succeeded_key, "Size": len(body)}
+    results = json.loads(body)
+    # Three children: two batches of two items and one of one, each with the BatchInput.
+    batch_input = {"run": run, "fixed": 7}
+    inputs = sorted((json.loads(r["Input"]) for r in results), key=lambda i: i["Items"][0]["table"])
+    assert inputs == [
+        {"Items": items[0:2], "BatchInput": batch_input},
+        {"Items": items[2:4], "BatchInput": batch_input},
+        {"Items": items[4:5], "BatchInput": batch_input},
+    ]
+    for result in results:
+        assert result["Status"] == "SUCCEEDED"
+        assert json.loads(result["Output"]) == json.loads(result["Input"])  # a Pass child
+        assert set(result) >= {"ExecutionArn", "Name", "StartDate", "StopDate", "StateMachineArn", "InputDetails"}
+
+    # The children are executions of their own, through the API.
+    children = _children(sfn, map_run_arn)
+    assert sorted(c["executionArn"] for c in children) == sorted(r["ExecutionArn"] for r in results)
+    for child in children:
+        assert child["status"] == "SUCCEEDED" and ":execution:" in child["executionArn"]
+        child_described = sfn.describe_execution(executionArn=child["executionArn"])
+        assert child_described["mapRunArn"] == map_run_arn
+        events = sfn.get_execution_history(executionArn=child["executionArn"])["events"]
+        assert events[0]["type"] == "ExecutionStarted" and events[-1]["type"] == "ExecutionSucceeded"
+        assert [e["type"] for e in events if e["type"].startswith("Pass")] == ["PassStateEntered", "PassStateExited"]
+    # The parent's history has the Map Run, not the children's states.
+    parent_events = [e["type"] for e in sfn.get_execution_history(executionArn=described["executionArn"])["events"]]
+    assert "MapRunStarted" in parent_events and "MapRunSucceeded" in parent_events
+    assert "PassStateEntered" not in parent_events
+    counts = sfn.describe_map_run(mapRunArn=map_run_arn)
+    assert counts["executionCounts"]["succeeded"] == 3 and counts["itemCounts"]["succeeded"] == 5
+
+
+def test_express_children_get_selected_items(sfn: Any, s3: Any, stack: dict[str, Any]) -> None:
+    machine = _machine(
+        sfn,
+        stack,
+        {
+            "Type": "Map",
+            "ItemsPath": "$.items",
+            "ItemSelector": {"name.$": "$$.Map.Item.Value", "index.$": "$$.Map.Item.Index", "run.$": "$.run"},
+            "ItemProcessor": _processor({"Echo": {"Type": "Pass", "End": True}}, "Echo", "EXPRESS"),
+            "End": True,
+        },
+    )
+
+    described = _run(sfn, machine, {"items": ["a", "b", "c"], "run": "r1"})
+
+    assert described["status"] == "SUCCEEDED", described
+    # Without a ResultWriter the outputs come back in item order.
+    assert json.loads(described["output"]) == [
+        {"name": "a", "index": 0, "run": "r1"},
+        {"name": "b", "index": 1, "run": "r1"},
+        {"name": "c", "index": 2, "run": "r1"},
+    ]
+    [map_run] = sfn.list_map_runs(executionArn=described["executionArn"])["mapRuns"]
+    children = _children(sfn, map_run["mapRunArn"])
+    assert len(children) == 3 and all(":express:" in c["executionArn"] for c in children)
+
+
+def test_failures_within_the_tolerance_are_results(sfn: Any, s3: Any, stack: dict[str, Any]) -> None:
+    run = uuid.uuid4().hex[:8]
+    machine = _machine(
+        sfn,
+        stack,
+        {
+            "Type": "Map",
+            "ItemsPath": "$.items",
+            "ItemProcessor": _processor(FAIL_ON_FLAG, "Check"),
+            "ToleratedFailurePercentage": 50,
+            "ResultWriter": WRITER,
+            "End": True,
+        },
+    )
+    items = [{"n": 1, "fail": False}, {"n": 2, "fail": True}, {"n": 3, "fail": False}, {"n": 4, "fail": False}]
+
+    described = _run(sfn, machine, {"items": items, "bucket": BUCKET, "results": f"{run}/out"})
+
+    assert described["status"] == "SUCCEEDED", described
+    manifest = _json(s3, json.loads(described["output"])["ResultWriterDetails"]["Key"])
+    [failed_file] = manifest["ResultFiles"]["FAILED"]
+    assert failed_file["Key"].endswith("/FAILED_0.json")
+    [failed] = _json(s3, failed_file["Key"])
+    assert failed["Status"] == "FAILED" and failed["Error"] == "ItemBroke" and failed["Cause"] == "asked to fail"
+    assert json.loads(failed["Input"]) == {"n": 2, "fail": True}
+    assert len(_json(s3, manifest["ResultFiles"]["SUCCEEDED"][0]["Key"])) == 3
+
+
+def test_a_failure_beyond_the_default_tolerance_fails_the_map_and_is_catchable(
+    sfn: Any, s3: Any, stack: dict[str, Any]
+) -> None:
+    run = uuid.uuid4().hex[:8]
+    machine = _machine(
+        sfn,
+        stack,
+        {
+            "Type": "Map",
+            "ItemsPath": "$.items",
+            "ItemProcessor": _processor(FAIL_ON_FLAG, "Check"),
+            "ResultWriter": WRITER,
+            "Catch": [{"ErrorEquals": ["States.ALL"], "ResultPath": "$.error", "Next": "Caught"}],
+            "End": True,
+        },
+        Caught={"Type": "Pass", "End": True},
+    )
+
+    described = _run(
+        sfn, machine, {"items": [{"n": 1, "fail": False}, {"n": 2, "fail": True}], "bucket": BUCKET, "results": f"{run}/out"}
+    )
+
+    assert described["status"] == "SUCCEEDED", described
+    assert json.loads(described["output"])["error"]["Error"] == "States.ExceedToleratedFailureThreshold"
+    events = [e["type"] for e in sfn.get_execution_history(executionArn=described["executionArn"])["events"]]
+    assert "MapRunFailed" in events
+    # The results were written before the Map failed.
+    written = s3.list_objects_v2(Bucket=BUCKET, Prefix=f"{run}/out/")["Contents"]
+    assert sorted(o["Key"].rsplit("/", 1)[-1] for o in written) == ["FAILED_0.json", "SUCCEEDED_0.json", "manifest.json"]
+
+
+def test_express_children_stop_at_five_minutes(sfn: Any, s3: Any, stack: dict[str, Any]) -> None:
+    machine = _machine(
+        sfn,
+        stack,
+        {
+            "Type": "Map",
+            "ItemsPath": "$.items",
+            "ItemProcessor": _processor({"Long": {"Type": "Wait", "Seconds": 400, "End": True}}, "Long", "EXPRESS"),
+            "End": True,
+        },
+    )
+    set_clock(stack, 0.01)
+    try:
+        described = _run(sfn, machine, {"items": [1]})
+        sleeps = read_clock(stack)["sleeps"]
+    finally:
+        set_clock(stack, 1)
+
+    assert described["status"] == "FAILED" and described["error"] == "States.ExceedToleratedFailureThreshold"
+    assert {"kind": "timeout", "seconds": 300} in sleeps
+    [map_run] = sfn.list_map_runs(executionArn=described["executionArn"])["mapRuns"]
+    [child] = _children(sfn, map_run["mapRunArn"])
+    assert child["status"] == "TIMED_OUT"
