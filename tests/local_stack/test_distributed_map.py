@@ -56,9 +56,9 @@ def _machine(sfn: Any, stack: dict[str, Any], map_state: dict[str, Any], **extra
 
 
 def _run(sfn: Any, machine: str, execution_input: dict[str, Any], timeout: float = 60) -> dict[str, Any]:
-    arn = sfn.start_execution(stateMachineArn=machine, name=uuid.uuid4().hex, input=json.dumps(execution_input))[
-        "executionArn"
-    ]
+    arn = sfn.start_execution(
+        stateMachineArn=machine, name=uuid.uuid4().hex, input=json.dumps(execution_input)
+    )["executionArn"]
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         described = dict(sfn.describe_execution(executionArn=arn))
@@ -101,7 +101,9 @@ def _children(sfn: Any, map_run_arn: str) -> list[dict[str, Any]]:
     return list(sfn.list_executions(mapRunArn=map_run_arn)["executions"])
 
 
-def test_item_reader_batches_children_and_result_writer_layout(sfn: Any, s3: Any, stack: dict[str, Any]) -> None:
+def test_item_reader_batches_children_and_result_writer_layout(
+    sfn: Any, s3: Any, stack: dict[str, Any]
+) -> None:
     run = uuid.uuid4().hex[:8]
     items = [{"table": f"t{i}"} for i in range(5)]
     s3.put_object(Bucket=BUCKET, Key=f"{run}/items.json", Body=json.dumps(items).encode())
@@ -119,14 +121,19 @@ def test_item_reader_batches_children_and_result_writer_layout(sfn: Any, s3: Any
         },
     )
 
-    described = _run(sfn, machine, {"bucket": BUCKET, "manifest": f"{run}/items.json", "results": f"{run}/out", "run": run})
+    described = _run(
+        sfn, machine, {"bucket": BUCKET, "manifest": f"{run}/items.json", "results": f"{run}/out", "run": run}
+    )
 
     assert described["status"] == "SUCCEEDED", described
     output = json.loads(described["output"])
     map_run_arn = output["MapRunArn"]
     run_id = map_run_arn.split(":")[-1]
     manifest_key = f"{run}/out/{run_id}/manifest.json"
-    assert output == {"MapRunArn": map_run_arn, "ResultWriterDetails": {"Bucket": BUCKET, "Key": manifest_key}}
+    assert output == {
+        "MapRunArn": map_run_arn,
+        "ResultWriterDetails": {"Bucket": BUCKET, "Key": manifest_key},
+    }
     manifest = _json(s3, manifest_key)
     succeeded_key = f"{run}/out/{run_id}/SUCCEEDED_0.json"
     assert manifest["DestinationBucket"] == BUCKET and manifest["MapRunArn"] == map_run_arn
@@ -146,7 +153,14 @@ def test_item_reader_batches_children_and_result_writer_layout(sfn: Any, s3: Any
     for result in results:
         assert result["Status"] == "SUCCEEDED"
         assert json.loads(result["Output"]) == json.loads(result["Input"])  # a Pass child
-        assert set(result) >= {"ExecutionArn", "Name", "StartDate", "StopDate", "StateMachineArn", "InputDetails"}
+        assert set(result) >= {
+            "ExecutionArn",
+            "Name",
+            "StartDate",
+            "StopDate",
+            "StateMachineArn",
+            "InputDetails",
+        }
 
     # The children are executions of their own, through the API.
     children = _children(sfn, map_run_arn)
@@ -157,9 +171,14 @@ def test_item_reader_batches_children_and_result_writer_layout(sfn: Any, s3: Any
         assert child_described["mapRunArn"] == map_run_arn
         events = sfn.get_execution_history(executionArn=child["executionArn"])["events"]
         assert events[0]["type"] == "ExecutionStarted" and events[-1]["type"] == "ExecutionSucceeded"
-        assert [e["type"] for e in events if e["type"].startswith("Pass")] == ["PassStateEntered", "PassStateExited"]
+        assert [e["type"] for e in events if e["type"].startswith("Pass")] == [
+            "PassStateEntered",
+            "PassStateExited",
+        ]
     # The parent's history has the Map Run, not the children's states.
-    parent_events = [e["type"] for e in sfn.get_execution_history(executionArn=described["executionArn"])["events"]]
+    parent_events = [
+        e["type"] for e in sfn.get_execution_history(executionArn=described["executionArn"])["events"]
+    ]
     assert "MapRunStarted" in parent_events and "MapRunSucceeded" in parent_events
     assert "PassStateEntered" not in parent_events
     counts = sfn.describe_map_run(mapRunArn=map_run_arn)
@@ -207,7 +226,12 @@ def test_failures_within_the_tolerance_are_results(sfn: Any, s3: Any, stack: dic
             "End": True,
         },
     )
-    items = [{"n": 1, "fail": False}, {"n": 2, "fail": True}, {"n": 3, "fail": False}, {"n": 4, "fail": False}]
+    items = [
+        {"n": 1, "fail": False},
+        {"n": 2, "fail": True},
+        {"n": 3, "fail": False},
+        {"n": 4, "fail": False},
+    ]
 
     described = _run(sfn, machine, {"items": items, "bucket": BUCKET, "results": f"{run}/out"})
 
@@ -216,7 +240,9 @@ def test_failures_within_the_tolerance_are_results(sfn: Any, s3: Any, stack: dic
     [failed_file] = manifest["ResultFiles"]["FAILED"]
     assert failed_file["Key"].endswith("/FAILED_0.json")
     [failed] = _json(s3, failed_file["Key"])
-    assert failed["Status"] == "FAILED" and failed["Error"] == "ItemBroke" and failed["Cause"] == "asked to fail"
+    assert (
+        failed["Status"] == "FAILED" and failed["Error"] == "ItemBroke" and failed["Cause"] == "asked to fail"
+    )
     assert json.loads(failed["Input"]) == {"n": 2, "fail": True}
     assert len(_json(s3, manifest["ResultFiles"]["SUCCEEDED"][0]["Key"])) == 3
 
@@ -240,7 +266,13 @@ def test_a_failure_beyond_the_default_tolerance_fails_the_map_and_is_catchable(
     )
 
     described = _run(
-        sfn, machine, {"items": [{"n": 1, "fail": False}, {"n": 2, "fail": True}], "bucket": BUCKET, "results": f"{run}/out"}
+        sfn,
+        machine,
+        {
+            "items": [{"n": 1, "fail": False}, {"n": 2, "fail": True}],
+            "bucket": BUCKET,
+            "results": f"{run}/out",
+        },
     )
 
     assert described["status"] == "SUCCEEDED", described
@@ -249,7 +281,11 @@ def test_a_failure_beyond_the_default_tolerance_fails_the_map_and_is_catchable(
     assert "MapRunFailed" in events
     # The results were written before the Map failed.
     written = s3.list_objects_v2(Bucket=BUCKET, Prefix=f"{run}/out/")["Contents"]
-    assert sorted(o["Key"].rsplit("/", 1)[-1] for o in written) == ["FAILED_0.json", "SUCCEEDED_0.json", "manifest.json"]
+    assert sorted(o["Key"].rsplit("/", 1)[-1] for o in written) == [
+        "FAILED_0.json",
+        "SUCCEEDED_0.json",
+        "manifest.json",
+    ]
 
 
 def test_express_children_stop_at_five_minutes(sfn: Any, s3: Any, stack: dict[str, Any]) -> None:
@@ -259,7 +295,9 @@ def test_express_children_stop_at_five_minutes(sfn: Any, s3: Any, stack: dict[st
         {
             "Type": "Map",
             "ItemsPath": "$.items",
-            "ItemProcessor": _processor({"Long": {"Type": "Wait", "Seconds": 400, "End": True}}, "Long", "EXPRESS"),
+            "ItemProcessor": _processor(
+                {"Long": {"Type": "Wait", "Seconds": 400, "End": True}}, "Long", "EXPRESS"
+            ),
             "End": True,
         },
     )

@@ -184,7 +184,9 @@ def _select(env: Any, eval_input: Any, state_input: Any, index: int, item: Any) 
 
     frame = env.open_frame()
     try:
-        frame.states.context_object.context_object_data["Map"] = MapData(Item=ItemData(Index=index, Value=item))
+        frame.states.context_object.context_object_data["Map"] = MapData(
+            Item=ItemData(Index=index, Value=item)
+        )
         frame.states.reset(input_value=state_input)
         frame.stack.append(state_input)
         selector.eval(frame)
@@ -222,13 +224,17 @@ def _path_number(batcher: dict[str, Any], key: str, state_input: Any) -> int | N
     return None if path is None else int(extract_json(path, state_input))
 
 
-def batches(items: list[Any], batcher: dict[str, Any] | None, state_input: Any, context: dict[str, Any]) -> list[tuple[Any, int]]:
+def batches(
+    items: list[Any], batcher: dict[str, Any] | None, state_input: Any, context: dict[str, Any]
+) -> list[tuple[Any, int]]:
     """Each child's input and how many items it holds."""
     if batcher is None:
         return [(item, 1) for item in items]
     max_items = _path_number(batcher, "MaxItemsPerBatch", state_input)
     max_bytes = _path_number(batcher, "MaxInputBytesPerBatch", state_input)
-    batch_input = _resolve_template(batcher["BatchInput"], state_input, context) if "BatchInput" in batcher else None
+    batch_input = (
+        _resolve_template(batcher["BatchInput"], state_input, context) if "BatchInput" in batcher else None
+    )
     groups: list[list[Any]] = []
     size = 0
     for item in items:
@@ -269,7 +275,9 @@ def _child_definition(extras: MapExtras) -> str:
     definition = copy.deepcopy(extras.child_definition)
     if extras.express:
         # Express workflows run at most five minutes (Step Functions quotas).
-        definition["TimeoutSeconds"] = min(int(definition.get("TimeoutSeconds", EXPRESS_MAX_SECONDS)), EXPRESS_MAX_SECONDS)
+        definition["TimeoutSeconds"] = min(
+            int(definition.get("TimeoutSeconds", EXPRESS_MAX_SECONDS)), EXPRESS_MAX_SECONDS
+        )
     return json.dumps(definition)
 
 
@@ -332,7 +340,11 @@ def _child_arn(map_run: Any, name: str, express: bool) -> str:
 
 
 def _iso(moment: datetime.datetime | None) -> str | None:
-    return None if moment is None else moment.astimezone(datetime.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return (
+        None
+        if moment is None
+        else moment.astimezone(datetime.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    )
 
 
 def result_entry(record: ChildRecord) -> dict[str, Any]:
@@ -359,7 +371,9 @@ def result_entry(record: ChildRecord) -> dict[str, Any]:
     return entry
 
 
-def _write_results(env: Any, extras: MapExtras, map_run_arn: str, records: list[ChildRecord]) -> dict[str, Any]:
+def _write_results(
+    env: Any, extras: MapExtras, map_run_arn: str, records: list[ChildRecord]
+) -> dict[str, Any]:
     from moto.stepfunctions.parser.asl.component.state.exec.state_task.credentials import StateCredentials
     from moto.stepfunctions.parser.asl.utils.boto_client import boto_client_for
 
@@ -440,7 +454,9 @@ def map_run(self: Any, env: Any, eval_input: Any) -> None:
     selected = [_select(env, eval_input, state_input, index, item) for index, item in enumerate(items)]
     map_run_record = eval_input.map_run_record
     records = []
-    for index, (child_input, count) in enumerate(batches(selected, extras.item_batcher, state_input, context)):
+    for index, (child_input, count) in enumerate(
+        batches(selected, extras.item_batcher, state_input, context)
+    ):
         name = str(uuid.uuid4())
         records.append(
             ChildRecord(
