@@ -233,7 +233,7 @@ def _run(sfn: Any, machine: str, execution_input: dict[str, Any]) -> tuple[str, 
     return arn, status, time.monotonic() - started
 
 
-def measure(sfn: Any, s3: Any, role: str, design: str, tables: int, args: argparse.Namespace) -> Figures:
+def measure(sfn: Any, s3: Any, role: str, *, design: str, tables: int, args: argparse.Namespace) -> Figures:
     items = [{"table": f"t{i:04d}", "left": args.chunks} for i in range(tables)]
     definition = (
         inline_design(args.verify_attempts)
@@ -312,9 +312,9 @@ def render(figures: Sequence[Figures], args: argparse.Namespace) -> str:
     ]
     for f in figures:
         lines.append(
-            f"| {f.tables:,} | {f.design} | {f.status} | {f.wall_seconds} | {f.parent_states:,} | {f.children} "
-            f"| {f.billed_transitions:,} | {f.express_gb_seconds} | {f.max_payload_bytes:,} | {f.max_events:,} "
-            f"| {f.usd:.5f} |"
+            f"| {f.tables:,} | {f.design} | {f.status} | {f.wall_seconds} | {f.parent_states:,} "
+            f"| {f.children} | {f.billed_transitions:,} | {f.express_gb_seconds} "
+            f"| {f.max_payload_bytes:,} | {f.max_events:,} | {f.usd:.5f} |"
         )
     by_tables: dict[int, dict[str, Figures]] = {}
     for f in figures:
@@ -348,7 +348,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     s3.create_bucket(Bucket=BUCKET)
     role = status["aws"]["lambda_role_arn"]
     figures = [
-        measure(sfn, s3, role, design, n, args) for n in args.tables for design in ("inline", "distributed")
+        measure(sfn, s3, role, design=design, tables=n, args=args)
+        for n in args.tables
+        for design in ("inline", "distributed")
     ]
     print(json.dumps([asdict(f) for f in figures], indent=2) if args.json else render(figures, args))
     return 0

@@ -49,7 +49,7 @@ import threading
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 EXPRESS_MAX_SECONDS = 300
 # A DescribeExecution of a child returns this attribute's value as mapRunArn.
@@ -265,7 +265,7 @@ class _ChildStateMachine:
     name: str
     sm_type: Any
     definition: str
-    roleArn: str  # noqa: N815 - moto's attribute name
+    roleArn: str
     revision_id: str | None = None
     logging_config: Any = None
     create_date: datetime.datetime = field(default_factory=lambda: datetime.datetime.now(datetime.UTC))
@@ -383,7 +383,7 @@ def _write_results(
     prefix = parameters.get("Prefix", "")
     if prefix and not prefix.endswith("/"):
         prefix += "/"
-    folder = f"{prefix}{map_run_arn.split(':')[-1]}/"
+    folder = f"{prefix}{map_run_arn.rsplit(':', maxsplit=1)[-1]}/"
     s3 = boto_client_for(
         region=env.aws_execution_details.region,
         service="s3",
@@ -435,7 +435,7 @@ def _fail_map_run(env: Any) -> None:
             env=env,
             error_name=error_name,
             event_type=HistoryEventType.MapRunFailed,
-            event_details=EventDetails(
+            event_details=EventDetails(  # type: ignore[typeddict-item] # moto's TypedDict is total
                 mapRunFailedEventDetails=MapRunFailedEventDetails(
                     error=error_name.error_name,
                     cause="The specified tolerated failure threshold was exceeded",
@@ -527,7 +527,8 @@ def install_distributed_map() -> None:
         with REGISTRY.lock:
             child = REGISTRY.by_arn.get(self._get_param("executionArn"))
         if child is not None:
-            result.result["mapRunArn"] = getattr(child, _MAP_RUN_ATTRIBUTE)
+            body = cast(dict[str, Any], result.result)
+            body["mapRunArn"] = getattr(child, _MAP_RUN_ATTRIBUTE)
         return result
 
     responses.StepFunctionResponse.describe_execution = describe_execution_response  # type: ignore[method-assign]
