@@ -116,7 +116,7 @@ def _failed_batch(entry: Mapping[str, Any]) -> list[FailedExport]:
             f"failed child {entry.get('ExecutionArn')} has no Items in its input.",
             fix="the export Map must batch its items (ItemBatcher)",
         )
-    error = ExportError(Error=entry.get("Error") or CHILD_FAILED, Cause=entry.get("Cause"))
+    error = ExportError(error=entry.get("Error") or CHILD_FAILED, cause=entry.get("Cause"))
     failed = []
     for document in items:
         item = WorkItem.model_validate(document)
