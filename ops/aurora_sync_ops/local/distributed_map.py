@@ -17,7 +17,7 @@ what the Step Functions developer guide says:
 * **ItemBatcher**: ``MaxItemsPerBatch``/``MaxInputBytesPerBatch`` group the (selected) items; each
   child gets ``{"Items": [...], "BatchInput": ...}`` (``BatchInput`` only when the definition has
   one, its ``key.$`` paths read from the Map's input and ``$$``). ``ItemSelector`` shapes each item
-  before it is batched.
+  before it is batched (the developer guide does not say in which order; unverified on AWS).
 * **Child workflow executions**: each item or batch runs as an execution of its own, of the
   ItemProcessor as a state machine (``arn:…:stateMachine:<name>/<label or id>``), STANDARD or
   EXPRESS as ``ExecutionType`` says, ``MaxConcurrency`` at a time. ``DescribeExecution`` (with its
