@@ -15,9 +15,12 @@ documented behaviour with tiny state machines of Pass, Choice, Wait and Fail sta
 
 from __future__ import annotations
 
+import io
 import json
 import time
 import uuid
+import zipfile
+from datetime import datetime
 from typing import Any
 
 import pytest
@@ -95,6 +98,14 @@ FAIL_ON_FLAG = {
     "Boom": {"Type": "Fail", "Error": "ItemBroke", "Cause": "asked to fail"},
     "Done": {"Type": "Pass", "End": True},
 }
+
+
+def _empty_zip() -> bytes:
+    # moto stores the code; the router runs the Handler from this checkout.
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr("placeholder.py", "")
+    return buffer.getvalue()
 
 
 def _children(sfn: Any, map_run_arn: str) -> list[dict[str, Any]]:
@@ -313,3 +324,129 @@ def test_express_children_stop_at_five_minutes(sfn: Any, s3: Any, stack: dict[st
     [map_run] = sfn.list_map_runs(executionArn=described["executionArn"])["mapRuns"]
     [child] = _children(sfn, map_run["mapRunArn"])
     assert child["status"] == "TIMED_OUT"
+
+
+PROBE = "aurora_sync_ops.local.lambda_probe.lambda_handler"
+
+
+def test_express_children_invoke_lambdas_with_retry_and_catch_per_item(
+    sfn: Any, s3: Any, stack: dict[str, Any], tmp_path: Any
+) -> None:
+    """The export design's child: an INLINE Map over its batch, each item a lambda:invoke task
+    (the project's handlers through the Lambda router) retried on a transient error and caught
+    on a terminal one, the item's start time and the child's own ``$$.Execution.StartTime``."""
+    lam = local_aws_client("lambda", stack["aws"])
+    function = lam.create_function(
+        FunctionName=f"dmap-probe-{uuid.uuid4().hex[:8]}",
+        Runtime="python3.12",
+        Role=stack["aws"]["lambda_role_arn"],
+        Handler=PROBE,
+        Code={"ZipFile": _empty_zip()},
+        Timeout=30,
+        MemorySize=128,
+    )["FunctionName"]
+    run = uuid.uuid4().hex[:8]
+    machine = _machine(
+        sfn,
+        stack,
+        {
+            "Type": "Map",
+            "ItemsPath": "$.items",
+            "ItemBatcher": {"MaxItemsPerBatch": 2, "BatchInput": {"function.$": "$.function"}},
+            "ItemProcessor": _processor(
+                {
+                    "ExportBatch": {
+                        "Type": "Map",
+                        "ItemsPath": "$.Items",
+                        "ItemSelector": {
+                            "payload.$": "$$.Map.Item.Value",
+                            "function.$": "$.BatchInput.function",
+                            "child_started_at.$": "$$.Execution.StartTime",
+                        },
+                        "MaxConcurrency": 1,
+                        "ItemProcessor": {
+                            "ProcessorConfig": {"Mode": "INLINE"},
+                            "StartAt": "Invoke",
+                            "States": {
+                                "Invoke": {
+                                    "Type": "Task",
+                                    "Resource": "arn:aws:states:::lambda:invoke",
+                                    "Parameters": {
+                                        "FunctionName.$": "$.function",
+                                        "Payload": {
+                                            "item.$": "$.payload",
+                                            "fail.$": "$.payload.fail",
+                                            "child_started_at.$": "$.child_started_at",
+                                        },
+                                    },
+                                    "ResultSelector": {
+                                        "echo.$": "$.Payload.echo",
+                                        "attempt.$": "$.Payload.attempt",
+                                    },
+                                    "Retry": [
+                                        {
+                                            "ErrorEquals": ["SourceUnavailable"],
+                                            "IntervalSeconds": 1,
+                                            "MaxAttempts": 2,
+                                        }
+                                    ],
+                                    "Catch": [
+                                        {
+                                            "ErrorEquals": ["States.ALL"],
+                                            "ResultPath": "$.error",
+                                            "Next": "Failed",
+                                        }
+                                    ],
+                                    "End": True,
+                                },
+                                "Failed": {
+                                    "Type": "Pass",
+                                    "Parameters": {"status": "FAILED", "error.$": "$.error.Error"},
+                                    "End": True,
+                                },
+                            },
+                        },
+                        "End": True,
+                    }
+                },
+                "ExportBatch",
+                "EXPRESS",
+            ),
+            "ResultWriter": WRITER,
+            "End": True,
+        },
+    )
+    # The probe fails on request (a dict under "fail"): once, then succeeds (retried); always
+    # (caught); or not at all (null).
+    counter = str(tmp_path / "retried")
+    items = [
+        {"n": 1, "fail": None},
+        {"n": 2, "fail": {"error": "SourceUnavailable", "times": 1, "counter": counter}},
+        {"n": 3, "fail": {"error": "SourceQueryFailed"}},
+    ]
+    set_clock(stack, 0.05)
+    try:
+        described = _run(
+            sfn, machine, {"items": items, "function": function, "bucket": BUCKET, "results": f"{run}/out"}
+        )
+    finally:
+        set_clock(stack, 1)
+
+    assert described["status"] == "SUCCEEDED", described
+    manifest = _json(s3, json.loads(described["output"])["ResultWriterDetails"]["Key"])
+    assert manifest["ResultFiles"]["FAILED"] == []
+    entries = _json(s3, manifest["ResultFiles"]["SUCCEEDED"][0]["Key"])
+    outputs = {}
+    for entry in entries:
+        child_start = sfn.describe_execution(executionArn=entry["ExecutionArn"])["startDate"]
+        for output in json.loads(entry["Output"]):
+            if "echo" in output:
+                # The child's own start, as $$.Execution.StartTime gives it inside the child.
+                stamped = datetime.fromisoformat(output["echo"]["child_started_at"].replace("Z", "+00:00"))
+                assert abs((stamped - child_start).total_seconds()) < 1
+                outputs[output["echo"]["item"]["n"]] = output
+            else:
+                outputs[3] = output
+    assert outputs[1]["attempt"] is None
+    assert outputs[2]["attempt"] == 2  # failed once, retried by the child's Retry
+    assert outputs[3] == {"status": "FAILED", "error": "SourceQueryFailed"}
