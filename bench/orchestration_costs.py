@@ -93,17 +93,24 @@ def _verify_and_report(start: str, attempts: int) -> dict[str, Any]:
     }
 
 
+def _plan(export_state: str) -> dict[str, Any]:
+    """Plan and AnythingToDo, as in both designs."""
+    return {
+        "Plan": {"Type": "Pass", "Next": "AnythingToDo"},
+        "AnythingToDo": {
+            "Type": "Choice",
+            "Choices": [{"Variable": "$.skip", "BooleanEquals": True, "Next": "Skipped"}],
+            "Default": export_state,
+        },
+        "Skipped": {"Type": "Succeed"},
+    }
+
+
 def inline_design(attempts: int) -> dict[str, Any]:
     return {
         "StartAt": "Plan",
         "States": {
-            "Plan": {"Type": "Pass", "Next": "AnythingToDo"},
-            "AnythingToDo": {
-                "Type": "Choice",
-                "Choices": [{"Variable": "$.skip", "BooleanEquals": True, "Next": "Skipped"}],
-                "Default": "ExportTables",
-            },
-            "Skipped": {"Type": "Succeed"},
+            **_plan("ExportTables"),
             "ExportTables": {
                 "Type": "Map",
                 "ItemsPath": "$.items",
@@ -125,13 +132,7 @@ def distributed_design(attempts: int, batch: int) -> dict[str, Any]:
     return {
         "StartAt": "Plan",
         "States": {
-            "Plan": {"Type": "Pass", "Next": "AnythingToDo"},
-            "AnythingToDo": {
-                "Type": "Choice",
-                "Choices": [{"Variable": "$.skip", "BooleanEquals": True, "Next": "Skipped"}],
-                "Default": "ExportRound",
-            },
-            "Skipped": {"Type": "Succeed"},
+            **_plan("ExportRound"),
             "ExportRound": {
                 "Type": "Map",
                 "ItemReader": {

@@ -100,6 +100,18 @@ FAIL_ON_FLAG = {
 }
 
 
+def _failing_map(**fields: Any) -> dict[str, Any]:
+    """A Map whose child fails when its item says so, writing its results to S3."""
+    return {
+        "Type": "Map",
+        "ItemsPath": "$.items",
+        "ItemProcessor": _processor(FAIL_ON_FLAG, "Check"),
+        "ResultWriter": WRITER,
+        "End": True,
+        **fields,
+    }
+
+
 def _empty_zip() -> bytes:
     # moto stores the code; the router runs the Handler from this checkout.
     buffer = io.BytesIO()
@@ -225,18 +237,7 @@ def test_express_children_get_selected_items(sfn: Any, s3: Any, stack: dict[str,
 
 def test_failures_within_the_tolerance_are_results(sfn: Any, s3: Any, stack: dict[str, Any]) -> None:
     run = uuid.uuid4().hex[:8]
-    machine = _machine(
-        sfn,
-        stack,
-        {
-            "Type": "Map",
-            "ItemsPath": "$.items",
-            "ItemProcessor": _processor(FAIL_ON_FLAG, "Check"),
-            "ToleratedFailurePercentage": 50,
-            "ResultWriter": WRITER,
-            "End": True,
-        },
-    )
+    machine = _machine(sfn, stack, _failing_map(ToleratedFailurePercentage=50))
     items = [
         {"n": 1, "fail": False},
         {"n": 2, "fail": True},
@@ -265,14 +266,7 @@ def test_a_failure_beyond_the_default_tolerance_fails_the_map_and_is_catchable(
     machine = _machine(
         sfn,
         stack,
-        {
-            "Type": "Map",
-            "ItemsPath": "$.items",
-            "ItemProcessor": _processor(FAIL_ON_FLAG, "Check"),
-            "ResultWriter": WRITER,
-            "Catch": [{"ErrorEquals": ["States.ALL"], "ResultPath": "$.error", "Next": "Caught"}],
-            "End": True,
-        },
+        _failing_map(Catch=[{"ErrorEquals": ["States.ALL"], "ResultPath": "$.error", "Next": "Caught"}]),
         Caught={"Type": "Pass", "End": True},
     )
 
@@ -450,3 +444,28 @@ def test_express_children_invoke_lambdas_with_retry_and_catch_per_item(
     assert outputs[1]["attempt"] is None
     assert outputs[2]["attempt"] == 2  # failed once, retried by the child's Retry
     assert outputs[3] == {"status": "FAILED", "error": "SourceQueryFailed"}
+
+
+def test_results_that_cannot_be_written_fail_the_map_with_result_writer_failed(
+    sfn: Any, s3: Any, stack: dict[str, Any]
+) -> None:
+    machine = _machine(
+        sfn,
+        stack,
+        {
+            "Type": "Map",
+            "ItemsPath": "$.items",
+            "ItemProcessor": _processor({"Echo": {"Type": "Pass", "End": True}}, "Echo"),
+            "ResultWriter": WRITER,
+            "Catch": [{"ErrorEquals": ["States.ALL"], "ResultPath": "$.error", "Next": "Caught"}],
+            "End": True,
+        },
+        Caught={"Type": "Pass", "End": True},
+    )
+
+    described = _run(
+        sfn, machine, {"items": [1], "bucket": f"no-such-bucket-{uuid.uuid4().hex[:8]}", "results": "x"}
+    )
+
+    assert described["status"] == "SUCCEEDED", described
+    assert json.loads(described["output"])["error"]["Error"] == "States.ResultWriterFailed"

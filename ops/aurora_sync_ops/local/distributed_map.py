@@ -34,7 +34,8 @@ what the Step Functions developer guide says:
   ``Error``/``Cause`` as JSON text, ``Status``, dates, ...) and ``manifest.json`` naming them
   (``DestinationBucket``, ``MapRunArn``, ``ResultFiles`` by status with ``Key`` and ``Size``); the
   state's result is ``{"MapRunArn", "ResultWriterDetails": {"Bucket", "Key"}}``. The files are
-  written when the Map Run fails too, before the failure.
+  written when the Map Run fails too, before the failure; when they cannot be written (no such
+  bucket, access denied) the Map fails with ``States.ResultWriterFailed``.
 
 A DISTRIBUTED Map nested inside an INLINE Map or a Parallel branch is refused at create time (the
 product has none); one inside a Distributed Map's ItemProcessor works (the child is parsed anew).
@@ -49,7 +50,7 @@ import threading
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any, cast
+from typing import Any, NoReturn, cast
 
 EXPRESS_MAX_SECONDS = 300
 # A DescribeExecution of a child returns this attribute's value as mapRunArn.
@@ -417,7 +418,8 @@ def _threshold_exceeded(extras: MapExtras, eval_input: Any, failed_items: int, t
     return over_count or over_percentage
 
 
-def _fail_map_run(env: Any) -> None:
+def _fail_map_run(env: Any, error: str, cause: str) -> NoReturn:
+    """Fail the Map Run with one of the States.* errors AWS documents for it (a Catch sees it)."""
     from moto.stepfunctions.parser.api import HistoryEventType, MapRunFailedEventDetails
     from moto.stepfunctions.parser.asl.component.common.error_name.failure_event import (
         FailureEvent,
@@ -429,7 +431,7 @@ def _fail_map_run(env: Any) -> None:
     )
     from moto.stepfunctions.parser.asl.eval.event.event_detail import EventDetails
 
-    error_name = StatesErrorName(typ=StatesErrorNameType.StatesExceedToleratedFailureThreshold)
+    error_name = StatesErrorName(typ=getattr(StatesErrorNameType, error.replace(".", "")))
     raise FailureEventException(
         failure_event=FailureEvent(
             env=env,
@@ -438,7 +440,7 @@ def _fail_map_run(env: Any) -> None:
             event_details=EventDetails(  # type: ignore[typeddict-item] # moto's TypedDict is total
                 mapRunFailedEventDetails=MapRunFailedEventDetails(
                     error=error_name.error_name,
-                    cause="The specified tolerated failure threshold was exceeded",
+                    cause=cause,
                 )
             ),
         )
@@ -476,13 +478,22 @@ def map_run(self: Any, env: Any, eval_input: Any) -> None:
     total_items = sum(r.item_count for r in records)
     result: Any
     if extras.result_writer is not None:
-        result = _write_results(env, extras, map_run_record.map_run_arn, records)
+        try:
+            result = _write_results(env, extras, map_run_record.map_run_arn, records)
+        except Exception as exc:  # noqa: BLE001 - any failure to export is AWS's ResultWriterFailed
+            _fail_map_run(
+                env, "States.ResultWriterFailed", f"the Map Run's results could not be written: {exc}"
+            )
         map_run_record.item_counter.results_written.count(total_items)
         map_run_record.execution_counter.results_written.count(len(records))
     else:
         result = [r.output if r.status == "SUCCEEDED" else None for r in records]
     if _threshold_exceeded(extras, eval_input, failed_items, total_items):
-        _fail_map_run(env)
+        _fail_map_run(
+            env,
+            "States.ExceedToleratedFailureThreshold",
+            "The specified tolerated failure threshold was exceeded",
+        )
     env.stack.append(result)
 
 
