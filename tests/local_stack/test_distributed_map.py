@@ -469,3 +469,25 @@ def test_results_that_cannot_be_written_fail_the_map_with_result_writer_failed(
 
     assert described["status"] == "SUCCEEDED", described
     assert json.loads(described["output"])["error"]["Error"] == "States.ResultWriterFailed"
+
+
+def test_items_that_cannot_be_read_fail_the_map_with_item_reader_failed(
+    sfn: Any, s3: Any, stack: dict[str, Any]
+) -> None:
+    machine = _machine(
+        sfn,
+        stack,
+        {
+            "Type": "Map",
+            "ItemReader": READER,
+            "ItemProcessor": _processor({"Echo": {"Type": "Pass", "End": True}}, "Echo"),
+            "Catch": [{"ErrorEquals": ["States.ALL"], "ResultPath": "$.error", "Next": "Caught"}],
+            "End": True,
+        },
+        Caught={"Type": "Pass", "End": True},
+    )
+
+    described = _run(sfn, machine, {"bucket": BUCKET, "manifest": f"missing-{uuid.uuid4().hex}.json"})
+
+    assert described["status"] == "SUCCEEDED", described
+    assert json.loads(described["output"])["error"]["Error"] == "States.ItemReaderFailed"

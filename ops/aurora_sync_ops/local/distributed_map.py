@@ -35,7 +35,8 @@ what the Step Functions developer guide says:
   (``DestinationBucket``, ``MapRunArn``, ``ResultFiles`` by status with ``Key`` and ``Size``); the
   state's result is ``{"MapRunArn", "ResultWriterDetails": {"Bucket", "Key"}}``. The files are
   written when the Map Run fails too, before the failure; when they cannot be written (no such
-  bucket, access denied) the Map fails with ``States.ResultWriterFailed``.
+  bucket, access denied) the Map fails with ``States.ResultWriterFailed``, and when the ItemReader
+  cannot read its items (no such key) with ``States.ItemReaderFailed`` (moto says States.Runtime).
 
 A DISTRIBUTED Map nested inside an INLINE Map or a Parallel branch is refused at create time (the
 product has none); one inside a Distributed Map's ItemProcessor works (the child is parsed anew).
@@ -502,8 +503,13 @@ def map_run(self: Any, env: Any, eval_input: Any) -> None:
 
 def install_distributed_map() -> None:
     """Patch moto's parser, Distributed Map run and execution API (before the server starts)."""
-    from moto.stepfunctions import responses
-    from moto.stepfunctions.parser import models
+    _install_interpreter()
+    _install_api()
+
+
+def _install_interpreter() -> None:
+    from moto.stepfunctions.parser.asl.component.common.error_name.failure_event import FailureEventException
+    from moto.stepfunctions.parser.asl.component.state.exec.state_map.item_reader import item_reader_decl
     from moto.stepfunctions.parser.asl.component.state.exec.state_map.iteration import (
         distributed_iteration_component as dic,
     )
@@ -519,7 +525,24 @@ def install_distributed_map() -> None:
         return program, tree
 
     asl_parser.AmazonStateLanguageParser.parse = staticmethod(parse)  # type: ignore[method-assign]
+
+    original_read = item_reader_decl.ItemReader._eval_body
+
+    def read_items(self: Any, env: Any) -> None:
+        try:
+            original_read(self, env)
+        except FailureEventException:
+            raise
+        except Exception as exc:  # noqa: BLE001 - moto lets S3's error become States.Runtime
+            _fail_map_run(env, "States.ItemReaderFailed", f"the Map's items could not be read: {exc}")
+
+    item_reader_decl.ItemReader._eval_body = read_items  # type: ignore[method-assign]
     dic.DistributedIterationComponent._map_run = map_run  # type: ignore[method-assign]
+
+
+def _install_api() -> None:
+    from moto.stepfunctions import responses
+    from moto.stepfunctions.parser import models
 
     backend = models.StepFunctionsParserBackend
     original_describe = backend.describe_execution
