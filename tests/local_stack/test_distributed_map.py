@@ -491,3 +491,47 @@ def test_items_that_cannot_be_read_fail_the_map_with_item_reader_failed(
 
     assert described["status"] == "SUCCEEDED", described
     assert json.loads(described["output"])["error"]["Error"] == "States.ItemReaderFailed"
+
+
+def test_max_concurrency_bounds_the_children_running_at_once(
+    sfn: Any, s3: Any, stack: dict[str, Any]
+) -> None:
+    lam = local_aws_client("lambda", stack["aws"])
+    function = lam.create_function(
+        FunctionName=f"dmap-probe-{uuid.uuid4().hex[:8]}",
+        Runtime="python3.12",
+        Role=stack["aws"]["lambda_role_arn"],
+        Handler=PROBE,
+        Code={"ZipFile": _empty_zip()},
+        Timeout=30,
+        MemorySize=128,
+    )["FunctionName"]
+    probe = {
+        "Type": "Task",
+        "Resource": "arn:aws:states:::lambda:invoke",
+        "Parameters": {"FunctionName.$": "$.function", "Payload": {"sleep": 1, "item.$": "$.item"}},
+        "ResultSelector": {"slept.$": "$.Payload.slept", "item.$": "$.Payload.echo.item"},
+        "End": True,
+    }
+    machine = _machine(
+        sfn,
+        stack,
+        {
+            "Type": "Map",
+            "ItemsPath": "$.items",
+            "ItemSelector": {"function.$": "$.function", "item.$": "$$.Map.Item.Value"},
+            "MaxConcurrency": 2,
+            "ItemProcessor": _processor({"Probe": probe}, "Probe", "EXPRESS"),
+            "End": True,
+        },
+    )
+
+    described = _run(sfn, machine, {"items": [0, 1, 2, 3, 4], "function": function})
+
+    assert described["status"] == "SUCCEEDED", described
+    output = json.loads(described["output"])
+    assert [o["item"] for o in output] == [0, 1, 2, 3, 4]
+    # How many children slept at each child's start: at most MaxConcurrency, and 2 at some point.
+    spans = [o["slept"] for o in output]
+    running = [sum(1 for start, end in spans if start <= moment < end) for moment, _ in spans]
+    assert max(running) == 2
