@@ -29,6 +29,7 @@ def main() -> None:
     from moto.moto_server.threaded_moto_server import ThreadedMotoServer
 
     from .aws_credentials import install_credential_route
+    from .distributed_map import install_distributed_map
     from .lambda_router import install_lambda_router
     from .sfn_clock import install_clock
     from .sfn_limits import install_limits
@@ -36,6 +37,7 @@ def main() -> None:
     install_lambda_router()
     install_credential_route()
     install_clock()
+    install_distributed_map()
     install_limits()
     server = ThreadedMotoServer(ip_address=args.host, port=args.port, verbose=False)
     server.start()

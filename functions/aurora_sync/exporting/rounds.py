@@ -1,0 +1,199 @@
+"""A run's export rounds: where their files live under the run's S3 prefix, and what one round's
+Distributed Map results mean for the next.
+
+The design of issue 15 ("state that does not grow with the work"): the planner writes round 0's
+manifest, a JSON array of work items, under the run prefix; the export Distributed Map reads it
+(ItemReader), hands batches of items to EXPRESS child executions (ItemBatcher) and writes each
+child's outcome to S3 (ResultWriter). A child stops before Express's five-minute cap and returns a
+table it could not finish as MORE, whose ``next`` is the work item that resumes it. The round
+step reads the Map Run's results (``read_round``), writes the next round's manifest of the
+unfinished items and the round's settled tables (``RoundFiles``), and the state machine loops
+while a manifest is left. States carry the run id, these keys and counts, never the lists.
+
+Layout, in the data lake bucket (the prefix starts with ``_``, which no table's name does, so no
+table's pipe loads it, as for ``messages.KEY_SNAPSHOT_PREFIX``)::
+
+    _aurora_sync/runs/<run_id>/round-<n>/items.json     the round's work items (ItemReader)
+    _aurora_sync/runs/<run_id>/round-<n>/results/       the Map Run's ResultWriter prefix:
+        <map run id>/manifest.json, SUCCEEDED_0.json, FAILED_0.json
+    _aurora_sync/runs/<run_id>/round-<n>/settled.json   the tables the round finished or failed
+
+A child's output is its INLINE Map's output: one entry per item of its batch, an ``ExportResult``
+(EXPORTED, EMPTY, or MORE when the child's time ran out) or a ``FailedExport`` (the item's
+Catch). A child that failed as a whole (a crash outside the items' Catch, the five-minute cap)
+fails every item of its batch with the child's error: failed tables are results of the run, so
+the report names each one and the input that reruns it, never a failed Map.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from pydantic import TypeAdapter, ValidationError
+
+from ..errors import ConfigError
+from ..messages import ExportError, ExportResult, FailedExport, WorkItem
+
+RUNS_PREFIX = "_aurora_sync/runs"
+# When a child failed without saying why (AWS always sets Error; kept for a hand-made entry).
+CHILD_FAILED = "ChildExecutionFailed"
+
+_ITEM_OUTCOME: TypeAdapter[ExportResult | FailedExport] = TypeAdapter(ExportResult | FailedExport)
+
+
+def run_prefix(run_id: str) -> str:
+    if not run_id or "/" in run_id:
+        raise ConfigError(f"run id {run_id!r} cannot name an S3 prefix.", fix="use the execution's name")
+    return f"{RUNS_PREFIX}/{run_id}/"
+
+
+def round_prefix(run_id: str, number: int) -> str:
+    if number < 0:
+        raise ConfigError(f"round {number} of run {run_id} does not exist.", fix="rounds count from 0")
+    return f"{run_prefix(run_id)}round-{number}/"
+
+
+def manifest_key(run_id: str, number: int) -> str:
+    return f"{round_prefix(run_id, number)}items.json"
+
+
+def results_prefix(run_id: str, number: int) -> str:
+    return f"{round_prefix(run_id, number)}results"
+
+
+def settled_key(run_id: str, number: int) -> str:
+    return f"{round_prefix(run_id, number)}settled.json"
+
+
+@dataclass
+class RoundResults:
+    """One round, read from its Map Run's results: what resumes in the next round, what is done."""
+
+    unfinished: list[WorkItem] = field(default_factory=list)
+    settled: list[ExportResult | FailedExport] = field(default_factory=list)
+
+    @property
+    def failed(self) -> int:
+        return sum(1 for outcome in self.settled if isinstance(outcome, FailedExport))
+
+
+def _entry_json(entry: Mapping[str, Any], name: str) -> Any:
+    try:
+        return json.loads(entry[name])
+    except (KeyError, TypeError, ValueError):
+        raise ConfigError(
+            f"a Map Run result entry of {entry.get('ExecutionArn', 'an unknown child')} has no JSON {name}.",
+            fix="read results written by the export Map's ResultWriter, unchanged",
+        ) from None
+
+
+def _item_outcomes(entry: Mapping[str, Any]) -> list[ExportResult | FailedExport]:
+    output = _entry_json(entry, "Output")
+    if not isinstance(output, list):
+        raise ConfigError(
+            f"child {entry.get('ExecutionArn')} returned {type(output).__name__}, not its batch's list.",
+            fix="the export child must end with its INLINE Map's output (one entry per item)",
+        )
+    try:
+        return [_ITEM_OUTCOME.validate_python(outcome) for outcome in output]
+    except ValidationError as exc:
+        raise ConfigError(
+            f"child {entry.get('ExecutionArn')} returned an item that is neither an export result "
+            f"nor a failed export ({exc.error_count()} error(s)).",
+            fix="the export child's items must end in ExportDone or ExportFailed",
+        ) from None
+
+
+def _failed_batch(entry: Mapping[str, Any]) -> list[FailedExport]:
+    """Every item of a child that failed as a whole, failed with the child's error."""
+    batch = _entry_json(entry, "Input")
+    items = batch.get("Items") if isinstance(batch, dict) else None
+    if not isinstance(items, list):
+        raise ConfigError(
+            f"failed child {entry.get('ExecutionArn')} has no Items in its input.",
+            fix="the export Map must batch its items (ItemBatcher)",
+        )
+    error = ExportError(error=entry.get("Error") or CHILD_FAILED, cause=entry.get("Cause"))
+    failed = []
+    for document in items:
+        item = WorkItem.model_validate(document)
+        failed.append(
+            FailedExport(
+                table=item.table, status="FAILED", error=error, run_id=item.run_id, target=item.target
+            )
+        )
+    return failed
+
+
+def read_round(succeeded: Iterable[Mapping[str, Any]], failed: Iterable[Mapping[str, Any]]) -> RoundResults:
+    """The round's outcome from its ResultWriter entries (``SUCCEEDED_n.json``, ``FAILED_n.json``)."""
+    results = RoundResults()
+    for entry in succeeded:
+        for outcome in _item_outcomes(entry):
+            if isinstance(outcome, ExportResult) and outcome.status == "MORE":
+                if outcome.next is None:
+                    raise ConfigError(
+                        f"table {outcome.table} is MORE without the work item that resumes it.",
+                        fix="an exporter result with status MORE must carry next",
+                    )
+                results.unfinished.append(outcome.next)
+            else:
+                results.settled.append(outcome)
+    for entry in failed:
+        results.settled.extend(_failed_batch(entry))
+    return results
+
+
+class ObjectStore(Protocol):
+    """The run's files (``aurora_sync.run_files.RunFiles`` in S3)."""
+
+    def read_json(self, key: str) -> Any: ...
+
+    def write_json(self, key: str, value: Any) -> None: ...
+
+
+@dataclass(frozen=True)
+class RoundSummary:
+    """What the round step returns to the state machine: counts and keys, no lists."""
+
+    run_id: str
+    round: int
+    unfinished: int
+    settled: int
+    failed: int
+    next_manifest: str | None  # the next round's items.json, None when every table settled
+
+
+def advance(store: ObjectStore, run_id: str, number: int, results_manifest: str) -> RoundSummary:
+    """After round ``number``'s Map Run: record its settled tables, and write the next round's
+    manifest when tables remain. ``results_manifest`` is the ResultWriter's ``manifest.json``."""
+    manifest = store.read_json(results_manifest)
+    files = manifest.get("ResultFiles", {}) if isinstance(manifest, dict) else {}
+    succeeded = [entry for f in files.get("SUCCEEDED", []) for entry in store.read_json(f["Key"])]
+    failed = [entry for f in files.get("FAILED", []) for entry in store.read_json(f["Key"])]
+    results = read_round(succeeded, failed)
+    store.write_json(
+        settled_key(run_id, number),
+        [outcome.model_dump(mode="json", by_alias=True, exclude_none=True) for outcome in results.settled],
+    )
+    next_manifest = None
+    if results.unfinished:
+        next_manifest = manifest_key(run_id, number + 1)
+        store.write_json(
+            next_manifest,
+            [
+                item.model_dump(mode="json", by_alias=True, exclude_defaults=True)
+                for item in results.unfinished
+            ],
+        )
+    return RoundSummary(
+        run_id=run_id,
+        round=number,
+        unfinished=len(results.unfinished),
+        settled=len(results.settled),
+        failed=results.failed,
+        next_manifest=next_manifest,
+    )

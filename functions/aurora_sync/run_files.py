@@ -1,0 +1,67 @@
+"""The run's files in the data lake bucket (``exporting.rounds``' layout): JSON documents read and
+written under ``_aurora_sync/runs/<run_id>/``, the only S3 calls the functions make themselves
+(Aurora writes the exports with ``aws_s3``).
+
+Writes use the bucket's KMS key when one is configured, like the exports. AWS's refusals are
+mapped onto the taxonomy by ``aws_errors.classify_aws_error``: throttling and outages are
+transient (``ExportWriteFailed``, which the state machine retries), a denial names the grant.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from .aws_errors import classify_aws_error
+from .errors import ConfigError, ExportWriteFailed
+from .exporting.rounds import RUNS_PREFIX
+
+
+@dataclass(frozen=True)
+class RunFiles:
+    client: Any  # boto3 S3 client
+    bucket: str
+    kms_key_arn: str | None = None
+
+    def _fail(self, exc: Exception, call: str, key: str) -> Exception:
+        return classify_aws_error(
+            exc,
+            call=call,
+            resource=f"s3://{self.bucket}/{key}",
+            grant=f"allow {call} on arn:aws:s3:::{self.bucket}/{RUNS_PREFIX}/* to the function's role "
+            "(template.yaml grants it)",
+            transient=ExportWriteFailed,
+            failed_fix="check EXPORT_BUCKET and that the run's files were not removed (bucket lifecycle)",
+        )
+
+    def read_json(self, key: str) -> Any:
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            body = self.client.get_object(Bucket=self.bucket, Key=key)["Body"].read()
+        except (BotoCoreError, ClientError) as exc:
+            raise self._fail(exc, "s3:GetObject", key) from None
+        try:
+            return json.loads(body)
+        except ValueError:
+            raise ConfigError(
+                f"s3://{self.bucket}/{key} is not JSON.", fix="the run's files are written by the run itself"
+            ) from None
+
+    def write_json(self, key: str, value: Any) -> None:
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        extra: dict[str, str] = {}
+        if self.kms_key_arn:
+            extra = {"ServerSideEncryption": "aws:kms", "SSEKMSKeyId": self.kms_key_arn}
+        try:
+            self.client.put_object(
+                Bucket=self.bucket,
+                Key=key,
+                Body=json.dumps(value, separators=(",", ":")).encode(),
+                ContentType="application/json",
+                **extra,
+            )
+        except (BotoCoreError, ClientError) as exc:
+            raise self._fail(exc, "s3:PutObject", key) from None

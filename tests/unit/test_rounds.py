@@ -1,0 +1,213 @@
+"""A run's export rounds (``aurora_sync.exporting.rounds``) and the run's files in S3
+(``aurora_sync.run_files``): the layout under the run prefix, a round's Distributed Map results
+read into the next round's items and the settled tables, S3 refusals on the error taxonomy.
+
+The result entries are built by the local engine's ResultWriter (``result_entry``), which writes
+them as the Step Functions developer guide documents, so the product reads what AWS writes.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+from typing import Any
+
+import pytest
+from botocore.exceptions import ClientError
+
+from aurora_sync.errors import ConfigError, ExportWriteFailed
+from aurora_sync.exporting.rounds import (
+    RUNS_PREFIX,
+    advance,
+    manifest_key,
+    read_round,
+    results_prefix,
+    settled_key,
+)
+from aurora_sync.messages import ExportResult, FailedExport, WorkItem
+from aurora_sync.run_files import RunFiles
+from aurora_sync_ops.local.distributed_map import ChildRecord, result_entry
+
+RUN = "run-0001"
+WINDOW = {"watermark": None, "lookback_seconds": 0, "source": "full"}
+
+
+def item(table: str, **extra: Any) -> dict[str, Any]:
+    return {
+        "run_id": RUN,
+        "table": table,
+        "source": {"schema": "shop", "table": table},
+        "primary_key": ["id"],
+        "cursor": "updated_at",
+        **extra,
+    }
+
+
+def exported(table: str) -> dict[str, Any]:
+    return {"table": table, "run_id": RUN, "status": "EXPORTED", "rows": 3, "files": 1,
+            "keys": [f"{table}/a.csv"], "window": WINDOW, "chunks": 1}  # fmt: skip
+
+
+def more(table: str) -> dict[str, Any]:
+    resume = item(table, position={"cursor": "2024-01-01T00:00:00Z", "key": ["7"], "chunk": 1, "rows": 5})
+    return {"table": table, "run_id": RUN, "status": "MORE", "rows": 5, "window": WINDOW, "chunks": 1,
+            "next": resume}  # fmt: skip
+
+
+def failed(table: str) -> dict[str, Any]:
+    return {"table": table, "run_id": RUN, "status": "FAILED",
+            "error": {"Error": "SourceTimeout", "Cause": "statement timeout"}}  # fmt: skip
+
+
+def entry(child_input: Any, *, output: Any = None, error: str | None = None, cause: str | None = None) -> Any:
+    now = datetime.datetime.now(datetime.UTC)
+    record = ChildRecord(
+        index=0,
+        arn=f"arn:aws:states:us-east-1:123456789012:express:sync/ExportTables:{now.timestamp()}",
+        name="child",
+        input=child_input,
+        item_count=len(child_input["Items"]),
+        status="FAILED" if error else "SUCCEEDED",
+        output=output,
+        error=error,
+        cause=cause,
+        stop=now,
+    )
+    return json.loads(json.dumps(result_entry(record)))
+
+
+def test_layout_keeps_every_round_under_the_run_prefix() -> None:
+    assert manifest_key(RUN, 0) == f"{RUNS_PREFIX}/{RUN}/round-0/items.json"
+    assert results_prefix(RUN, 2) == f"{RUNS_PREFIX}/{RUN}/round-2/results"
+    assert settled_key(RUN, 1) == f"{RUNS_PREFIX}/{RUN}/round-1/settled.json"
+    # No table's pipe loads it: table names start with a letter.
+    assert RUNS_PREFIX.startswith("_")
+    with pytest.raises(ConfigError):
+        manifest_key("a/b", 0)
+    with pytest.raises(ConfigError):
+        manifest_key(RUN, -1)
+
+
+def test_a_round_resumes_more_tables_and_settles_the_others() -> None:
+    batch = {"Items": [item("orders"), item("items"), item("users")], "BatchInput": {"run_id": RUN}}
+
+    results = read_round([entry(batch, output=[exported("orders"), more("items"), failed("users")])], [])
+
+    assert [w.table for w in results.unfinished] == ["items"]
+    assert results.unfinished[0] == WorkItem.model_validate(more("items")["next"])
+    assert [type(o).__name__ for o in results.settled] == ["ExportResult", "FailedExport"]
+    assert isinstance(results.settled[0], ExportResult) and results.settled[0].status == "EXPORTED"
+    assert results.failed == 1
+
+
+def test_a_failed_child_fails_every_table_of_its_batch_with_its_error() -> None:
+    batch = {"Items": [item("orders"), item("wide", target="WIDE_TABLE")]}
+
+    results = read_round([], [entry(batch, error="States.Timeout", cause="Express child ran 5 minutes")])
+
+    assert results.unfinished == []
+    assert results.failed == 2
+    orders, wide = results.settled
+    assert isinstance(orders, FailedExport) and isinstance(wide, FailedExport)
+    assert (orders.table, orders.error.error, orders.error.cause) == (
+        "orders",
+        "States.Timeout",
+        "Express child ran 5 minutes",
+    )
+    assert wide.target == "WIDE_TABLE"  # the verifier's verdict keeps the custom target
+
+
+@pytest.mark.parametrize(
+    ("output", "needle"),
+    [
+        ({"table": "orders"}, "not its batch's list"),
+        ([{"table": "orders", "status": "MORE", "run_id": RUN, "window": WINDOW}], "without the work item"),
+        ([{"surprise": True}], "neither an export result"),
+    ],
+)
+def test_a_child_output_that_is_not_the_contract_is_a_config_error(output: Any, needle: str) -> None:
+    with pytest.raises(ConfigError, match=needle):
+        read_round([entry({"Items": [item("orders")]}, output=output)], [])
+
+
+class MemoryStore:
+    def __init__(self, files: dict[str, Any]) -> None:
+        self.files = files
+
+    def read_json(self, key: str) -> Any:
+        return json.loads(json.dumps(self.files[key]))
+
+    def write_json(self, key: str, value: Any) -> None:
+        self.files[key] = json.loads(json.dumps(value))
+
+
+def _map_run_files(succeeded: list[Any], failed_entries: list[Any]) -> dict[str, Any]:
+    folder = f"{results_prefix(RUN, 0)}/map-run-id/"
+    files: dict[str, Any] = {}
+    listing: dict[str, list[dict[str, Any]]] = {"FAILED": [], "PENDING": [], "SUCCEEDED": []}
+    for status, entries in (("SUCCEEDED", succeeded), ("FAILED", failed_entries)):
+        if entries:
+            files[f"{folder}{status}_0.json"] = entries
+            listing[status].append({"Key": f"{folder}{status}_0.json", "Size": 1})
+    files[f"{folder}manifest.json"] = {
+        "DestinationBucket": "lake",
+        "MapRunArn": "arn",
+        "ResultFiles": listing,
+    }
+    return files
+
+
+def test_advance_writes_the_next_manifest_and_the_settled_tables() -> None:
+    batch = {"Items": [item("orders"), item("items")]}
+    store = MemoryStore(_map_run_files([entry(batch, output=[exported("orders"), more("items")])], []))
+
+    summary = advance(store, RUN, 0, f"{results_prefix(RUN, 0)}/map-run-id/manifest.json")
+
+    assert (summary.unfinished, summary.settled, summary.failed) == (1, 1, 0)
+    assert summary.next_manifest == manifest_key(RUN, 1)
+    [resumed] = store.files[manifest_key(RUN, 1)]
+    assert WorkItem.model_validate(resumed) == WorkItem.model_validate(more("items")["next"])
+    [settled] = store.files[settled_key(RUN, 0)]
+    assert ExportResult.model_validate(settled).table == "orders"
+
+
+def test_advance_ends_the_rounds_when_every_table_settled() -> None:
+    batch = {"Items": [item("orders")]}
+    store = MemoryStore(_map_run_files([], [entry(batch, error="Lambda.Unknown", cause="crash")]))
+
+    summary = advance(store, RUN, 3, f"{results_prefix(RUN, 0)}/map-run-id/manifest.json")
+
+    assert summary.next_manifest is None and manifest_key(RUN, 4) not in store.files
+    assert (summary.settled, summary.failed) == (1, 1)
+    [settled] = store.files[settled_key(RUN, 3)]
+    assert FailedExport.model_validate(settled).error.error == "Lambda.Unknown"
+
+
+class FakeS3:
+    def __init__(self, error_code: str | None = None, status: int = 400) -> None:
+        self.error_code = error_code
+        self.status = status
+        self.puts: list[dict[str, Any]] = []
+
+    def _maybe_fail(self, operation: str) -> None:
+        if self.error_code:
+            raise ClientError(
+                {"Error": {"Code": self.error_code}, "ResponseMetadata": {"HTTPStatusCode": self.status}},
+                operation,
+            )
+
+    def put_object(self, **kwargs: Any) -> None:
+        self._maybe_fail("PutObject")
+        self.puts.append(kwargs)
+
+
+def test_run_files_encrypt_with_the_bucket_key_and_map_refusals_onto_the_taxonomy() -> None:
+    s3 = FakeS3()
+    RunFiles(s3, "lake", "arn:aws:kms:us-east-1:123456789012:key/k").write_json(manifest_key(RUN, 0), [1])
+    assert s3.puts[0]["SSEKMSKeyId"].endswith("key/k") and s3.puts[0]["ServerSideEncryption"] == "aws:kms"
+
+    with pytest.raises(ExportWriteFailed):
+        RunFiles(FakeS3("SlowDown", 503), "lake").write_json(manifest_key(RUN, 0), [])
+    with pytest.raises(ConfigError, match=r"access denied for s3:PutObject") as denied:
+        RunFiles(FakeS3("AccessDenied", 403), "lake").write_json(manifest_key(RUN, 0), [])
+    assert f"{RUNS_PREFIX}/*" in str(denied.value)
