@@ -11,10 +11,11 @@ to Snowflake), the connections opened, and the *critical path*: the statements o
 thread plus those of the busiest worker thread, i.e. the round trips a user waits for one after
 another. On a real account a round trip over the internet takes about 100-300 ms, so the
 estimated wait is the critical path times 0.1 and 0.3 s, beside the wall time measured on the
-local emulator (where a round trip costs a few ms). The baseline in the same run is
-``--parallel 1`` (every table's DDL one after another on one connection).
+local emulator (where a round trip costs a few ms). The baseline in the same run is the first
+apply with ``--parallel 1`` (every table's DDL one after another on one connection); the
+objects are dropped again before the first apply with the next ``--parallel`` value.
 
-    .venv/bin/python bench/apply_bench.py [--sizes 10,100,500] [--parallel 8]
+    .venv/bin/python bench/apply_bench.py [--sizes 10,100,500] [--parallel 1,4]
 """
 
 from __future__ import annotations
@@ -43,7 +44,9 @@ def table_name(i: int) -> str:
 
 def write_config(directory: Path, size: int) -> Path:
     path = directory / f"tables-{size}.json"
-    entries = {table_name(i): {"schema": SCHEMA, "table": table_name(i), "primary_key": ["id"]} for i in range(size)}
+    entries = {
+        table_name(i): {"schema": SCHEMA, "table": table_name(i), "primary_key": ["id"]} for i in range(size)
+    }
     path.write_text(json.dumps(entries))
     return path
 
@@ -133,6 +136,11 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--sizes", default="10,100,500", help="comma-separated table counts")
+    parser.add_argument(
+        "--parallel",
+        default="1,4",
+        help="comma-separated --parallel values for the first apply; 1 is the baseline",
+    )
     stack_options(parser)
     parser.add_argument("--child", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -141,6 +149,7 @@ def main() -> None:
         return
 
     sizes = sorted(int(s) for s in args.sizes.split(","))
+    parallel = [int(n) for n in args.parallel.split(",")]
     status = stack_status(args)
     print(f"preparing {max(sizes)} source tables ...", flush=True)
     prepare_source(status, max(sizes))
@@ -153,10 +162,13 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as directory:
         for size in sizes:
             config = write_config(Path(directory), size)
-            drop_objects(status, size)
             base = ["sql", "snowflake", "--apply", "--json", "--config", str(config), *flags]
-            for label in ("new", "unchanged"):
-                result = run_child(self_child(__file__, *base), dict(os.environ)).outcome
+            runs = [("new", n) for n in parallel] + [("unchanged", parallel[-1])]
+            for label, workers in runs:
+                if label == "new":
+                    drop_objects(status, size)
+                argv = [*base, "--parallel", str(workers)]
+                result = run_child(self_child(__file__, *argv), dict(os.environ)).outcome
                 expected = "new" if label == "new" else "current"
                 if result["states"] != {expected: size}:
                     raise SystemExit(f"{size} tables, {label}: planned {result['states']}")
@@ -164,7 +176,7 @@ def main() -> None:
                 low, high = (result["critical_path"] * rtt for rtt in ROUND_TRIP_SECONDS)
                 rows.append(
                     [
-                        f"{size} {label}",
+                        f"{size} {label}, --parallel {workers}",
                         result["seconds"],
                         result["statements"],
                         round(result["statements"] / size, 1),
@@ -176,7 +188,8 @@ def main() -> None:
     print()
     print(
         table(
-            "10. sql snowflake --apply by table count (new: no objects yet; unchanged: applied again)",
+            "10. sql snowflake --apply by table count (new: no objects yet; unchanged: applied again); "
+            f"real account: critical path x {ROUND_TRIP_SECONDS[0]}-{ROUND_TRIP_SECONDS[1]} s a round trip",
             ["tables", "local s", "statements", "per table", "critical path", "connections", "real account"],
             rows,
         )

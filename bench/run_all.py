@@ -5,7 +5,8 @@ in its own process, on one stack.
 
 NAME is any of: export (1 and 2: 1M-row export vs psycopg2 pull and dlt; exporter RSS at 1k vs
 1M rows), incremental (3), planner (4), cold-start (5), demo (6), modes (8: xmin vs cursor, full
-and key reconciliation on 1M rows); none = all. The stack is the one of ``--state-dir`` /
+and key reconciliation on 1M rows), apply (10: ``sql snowflake --apply`` for 10, 100 and 500
+tables); none = all. The stack is the one of ``--state-dir`` /
 ``--port-base`` (or ``AURORA_SYNC_LOCAL_DIR`` / ``AURORA_SYNC_PORT_BASE``; default the
 developer's ``.local``), started when needed and left running. Prints the machine first and every
 benchmark's wall time last.
@@ -32,6 +33,7 @@ BENCHMARKS = {
     "cold-start": ("cold_start_bench.py", False),
     "demo": ("demo_bench.py", True),
     "modes": ("modes_bench.py", True),
+    "apply": ("apply_bench.py", True),
 }
 
 

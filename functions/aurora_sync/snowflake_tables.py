@@ -164,7 +164,9 @@ class TaskDefinition:
     condition: str | None  # WHEN: a triggered task
     description: str
     definition: str
-    resumed: bool  # a scheduled task runs only once resumed; the MERGE task is run by the verifier
+    # A scheduled task runs only once resumed (CREATE OR REPLACE leaves it suspended); the MERGE
+    # task has none: only the verifier's EXECUTE TASK may run it.
+    resume: str | None
 
     @property
     def comment(self) -> str:
@@ -181,8 +183,7 @@ class TaskDefinition:
             lines.append(f"WHEN {self.condition}")
         head = "".join(f"\n    {line}" for line in lines)
         create = f"CREATE OR REPLACE TASK {self.name}{head}\nAS {self.definition}"
-        # CREATE OR REPLACE leaves a task suspended.
-        return [create, f"ALTER TASK {self.name} RESUME"] if self.resumed else [create]
+        return [create, self.resume] if self.resume else [create]
 
 
 def task_definitions(setup: SnowflakeSetup, spec: TableSpec) -> list[TaskDefinition]:
@@ -200,7 +201,7 @@ def task_definitions(setup: SnowflakeSetup, spec: TableSpec) -> list[TaskDefinit
             f"SYSTEM$STREAM_HAS_DATA('{objects.stream}')",
             f"aurora-sync: merges {spec.name} into FINAL; run by the verifier with EXECUTE TASK",
             render_merge(setup, spec),
-            resumed=False,
+            resume=None,
         ),
         TaskDefinition(
             objects.retention_task,
@@ -209,7 +210,7 @@ def task_definitions(setup: SnowflakeSetup, spec: TableSpec) -> list[TaskDefinit
             f"aurora-sync: keeps {setup.staging_retention_days} days of STAGING for {spec.name}",
             f"DELETE FROM {objects.staging_table} WHERE {quote(LOADED_AT_COLUMN)} < "
             f"DATEADD(day, -{setup.staging_retention_days}, CURRENT_TIMESTAMP())",
-            resumed=True,
+            resume=f"ALTER TASK {objects.retention_task} RESUME",
         ),
     ]
 

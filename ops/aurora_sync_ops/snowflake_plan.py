@@ -324,7 +324,7 @@ def what_differs(
         create, *resume = task.statements
         if have is not None and (have.definition, have.comment) == (task.definition, task.comment):
             unchanged.add(create)
-            # A re-created task is suspended, so its RESUME stays whenever its CREATE does.
+            # CREATE OR REPLACE leaves a task suspended, so a re-created scheduled task is resumed too.
             if have.state == "started":
                 unchanged.update(resume)
     kept = []
