@@ -221,8 +221,8 @@ class WarehouseCatalog:
     primary_keys: dict[str, list[str]] = field(default_factory=dict)  # table -> declared key, in order
     pipes: dict[str, str] = field(default_factory=dict)  # pipe -> its COPY
     streams: set[str] = field(default_factory=set)
-    # SHOW lists at most 10,000 rows: an object a longer listing left out only gets its
-    # idempotent CREATE again.
+    # An object a listing leaves out is treated as missing: it only gets its idempotent CREATE
+    # (or its task's CREATE OR REPLACE) again, never a statement that would lose state.
     tasks: dict[str, ExistingTask] = field(default_factory=dict)
 
 
