@@ -14,6 +14,7 @@ tasks, which hold only a definition, are CREATE OR REPLACE so a changed config t
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -148,6 +149,72 @@ def render_merge(setup: SnowflakeSetup, spec: TableSpec) -> str:
     return render_objects_merge(setup.objects(spec.target), spec)
 
 
+@dataclass(frozen=True)
+class TaskDefinition:
+    """One of a table's tasks as ``render_table`` creates it, in the parts ``SHOW TASKS`` shows.
+
+    ``settings`` are its properties (the serverless size, the target completion interval or the
+    schedule), which SHOW TASKS shows only in part; the comment ends with a fingerprint of them
+    and the WHEN condition, so comparing the comment and the definition with SHOW TASKS tells
+    whether the task is the one this setup and config would create (``aurora-sync sql snowflake``
+    re-creates it only when not)."""
+
+    name: str  # fully qualified, quoted
+    settings: tuple[str, ...]
+    condition: str | None  # WHEN: a triggered task
+    description: str
+    definition: str
+    # A scheduled task runs only once resumed (CREATE OR REPLACE leaves it suspended); the MERGE
+    # task has none: only the verifier's EXECUTE TASK may run it.
+    resume: str | None
+
+    @property
+    def comment(self) -> str:
+        hidden = "\n".join((*self.settings, self.condition or ""))
+        fingerprint = hashlib.sha256(hidden.encode()).hexdigest()[:12]
+        return f"{self.description}; settings {fingerprint}"
+
+    @property
+    def statements(self) -> list[str]:
+        # Snowflake's grammar: properties, then COMMENT, then WHEN, then AS.
+        escaped = self.comment.replace("'", "''")
+        lines = [*self.settings, f"COMMENT = '{escaped}'"]
+        if self.condition:
+            lines.append(f"WHEN {self.condition}")
+        head = "".join(f"\n    {line}" for line in lines)
+        create = f"CREATE OR REPLACE TASK {self.name}{head}\nAS {self.definition}"
+        return [create, self.resume] if self.resume else [create]
+
+
+def task_definitions(setup: SnowflakeSetup, spec: TableSpec) -> list[TaskDefinition]:
+    """The MERGE task (triggered, run only by the verifier's EXECUTE TASK: never resumed) and the
+    retention task (scheduled, resumed)."""
+    objects = setup.objects(spec.target)
+    size = f"USER_TASK_MANAGED_INITIAL_WAREHOUSE_SIZE = '{setup.task_size}'"
+    return [
+        TaskDefinition(
+            objects.merge_task,
+            (
+                size,
+                f"TARGET_COMPLETION_INTERVAL = '{MERGE_TARGET_COMPLETION_INTERVAL}'",
+            ),
+            f"SYSTEM$STREAM_HAS_DATA('{objects.stream}')",
+            f"aurora-sync: merges {spec.name} into FINAL; run by the verifier with EXECUTE TASK",
+            render_merge(setup, spec),
+            resume=None,
+        ),
+        TaskDefinition(
+            objects.retention_task,
+            (size, "SCHEDULE = 'USING CRON 17 3 * * * UTC'"),
+            None,
+            f"aurora-sync: keeps {setup.staging_retention_days} days of STAGING for {spec.name}",
+            f"DELETE FROM {objects.staging_table} WHERE {quote(LOADED_AT_COLUMN)} < "
+            f"DATEADD(day, -{setup.staging_retention_days}, CURRENT_TIMESTAMP())",
+            resume=f"ALTER TASK {objects.retention_task} RESUME",
+        ),
+    ]
+
+
 def render_table(setup: SnowflakeSetup, spec: TableSpec) -> list[str]:
     """Every per-table object, in dependency order."""
     objects = setup.objects(spec.target)
@@ -167,20 +234,7 @@ def render_table(setup: SnowflakeSetup, spec: TableSpec) -> list[str]:
         ),
         f"CREATE STREAM IF NOT EXISTS {objects.stream} ON TABLE {objects.staging_table} APPEND_ONLY = TRUE",
         render_pipe(setup, spec),
-        f"CREATE OR REPLACE TASK {objects.merge_task}\n"
-        f"    USER_TASK_MANAGED_INITIAL_WAREHOUSE_SIZE = '{setup.task_size}'\n"
-        f"    TARGET_COMPLETION_INTERVAL = '{MERGE_TARGET_COMPLETION_INTERVAL}'\n"
-        f"    COMMENT = 'aurora-sync: merges {spec.name} into FINAL; run by the verifier with EXECUTE TASK'\n"
-        f"    WHEN SYSTEM$STREAM_HAS_DATA('{objects.stream}')\n"
-        f"AS {render_merge(setup, spec)}",
-        f"CREATE OR REPLACE TASK {objects.retention_task}\n"
-        f"    USER_TASK_MANAGED_INITIAL_WAREHOUSE_SIZE = '{setup.task_size}'\n"
-        "    SCHEDULE = 'USING CRON 17 3 * * * UTC'\n"
-        f"    COMMENT = 'aurora-sync: keeps {setup.staging_retention_days} days of STAGING for {spec.name}'\n"
-        f"AS DELETE FROM {objects.staging_table} "
-        f"WHERE {quote(LOADED_AT_COLUMN)} < "
-        f"DATEADD(day, -{setup.staging_retention_days}, CURRENT_TIMESTAMP())",
-        f"ALTER TASK {objects.retention_task} RESUME",
+        *(statement for task in task_definitions(setup, spec) for statement in task.statements),
     ]
 
 

@@ -1,10 +1,15 @@
 """What ``aurora-sync sql snowflake`` prints or applies: setup, then per table create or drift.
 
-A table whose STAGING and FINAL do not exist gets its full definition. When they exist, their
-columns (INFORMATION_SCHEMA.COLUMNS) are compared with the spec: new exported columns become
-``ALTER TABLE … ADD COLUMN`` first and the pipe is replaced (its column list changed); the rest
-of the definition follows unchanged, because every statement of it is idempotent and the tasks
-(CREATE OR REPLACE) must follow a changed config even when no column changed.
+What exists is read once for every table (``read_catalog``: INFORMATION_SCHEMA.COLUMNS of the
+two schemas, SHOW PRIMARY KEYS, PIPES, STREAMS and TASKS IN SCHEMA), so planning costs five
+statements whatever the table count. A table whose STAGING and FINAL do not exist gets its full
+definition. When they exist, their columns are compared with the spec: new exported columns
+become ``ALTER TABLE … ADD COLUMN`` first and the pipe is replaced (its column list changed).
+Of the rest of the definition only what differs is kept (``what_differs``): an object's
+idempotent CREATE when it is missing, a task's CREATE OR REPLACE when its definition or settings
+differ (the tasks must follow a changed config even when no column changed). A table applied
+before and unchanged since gets no statement, and the tables' statements are applied side by
+side on a few connections (``apply_plans``), since on a real account each is a round trip.
 
 The pipe's COPY (``SHOW PIPES``' definition) is compared with the rendered one too: a column no
 longer exported (dropped at the source, or from ``columns``) leaves the tables as they are but
@@ -24,6 +29,7 @@ replaces FINAL by an empty table with the new key (see ``rekey``).
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -37,11 +43,18 @@ from aurora_sync.naming import (
     ROW_COLUMN,
     SNAPSHOT_COLUMN,
     SYNCED_AT_COLUMN,
+    quote,
 )
 from aurora_sync.schema_evolution import read_pipes
 from aurora_sync.snowflake_objects import TableSpec, config_spec, parse_pipe
-from aurora_sync.snowflake_tables import SnowflakeSetup, render_drift, render_pipe, render_table
-from aurora_sync.source_catalog import read_columns
+from aurora_sync.snowflake_tables import (
+    SnowflakeSetup,
+    render_drift,
+    render_pipe,
+    render_table,
+    task_definitions,
+)
+from aurora_sync.source_catalog import read_catalogs, read_columns
 from aurora_sync.source_db import source_errors
 from aurora_sync.typemap import UNREPRESENTABLE_COLUMN
 from aurora_sync.warehouse_db import warehouse_errors
@@ -96,39 +109,6 @@ class TablePlan:
             "pending_files": self.pending_files,
             "statements": self.statements,
         }
-
-
-def existing_columns(
-    conn: Any, setup: SnowflakeSetup, target: str
-) -> tuple[list[str] | None, list[str] | None]:
-    """Column names of STAGING and FINAL in ordinal order; None for a table that does not exist."""
-    query = (
-        f'SELECT TABLE_SCHEMA, COLUMN_NAME FROM "{setup.database}".INFORMATION_SCHEMA.COLUMNS '
-        "WHERE TABLE_NAME = ? AND TABLE_SCHEMA IN (?, ?) ORDER BY TABLE_SCHEMA, ORDINAL_POSITION"
-    )
-    try:
-        with warehouse_errors(f"reading the columns of {target} in {setup.database}"):
-            cur = conn.cursor()
-            cur.execute(query, (target, setup.staging_schema, setup.final_schema))
-            rows = cur.fetchall()
-    except WarehouseObjectMissing:
-        return None, None  # the database itself does not exist yet: nothing to compare
-    found: dict[str, list[str]] = {}
-    for schema, column in rows:
-        found.setdefault(str(schema), []).append(str(column))
-    return found.get(setup.staging_schema), found.get(setup.final_schema)
-
-
-def final_primary_key(conn: Any, setup: SnowflakeSetup, target: str) -> list[str]:
-    """FINAL's declared primary key columns in key order (empty when it declares none)."""
-    table = setup.objects(target).final_table
-    with warehouse_errors(f"reading the primary key of {table}"):
-        cur = conn.cursor()
-        cur.execute(f"SHOW PRIMARY KEYS IN TABLE {table}")
-        names = [d[0] for d in cur.description]
-        rows = cur.fetchall()
-    column, sequence = names.index("column_name"), names.index("key_sequence")
-    return [str(row[column]) for row in sorted(rows, key=lambda row: int(row[sequence]))]
 
 
 def _copy_grants(create: str) -> str:
@@ -223,6 +203,97 @@ def same_copy(existing: str, rendered_pipe: str) -> bool:
     return have is not None and have == parse_pipe(copy)
 
 
+# --- what exists: every table's objects in a constant number of statements -----------------------
+@dataclass(frozen=True)
+class ExistingTask:
+    definition: str
+    comment: str | None
+    state: str  # "started" or "suspended"
+
+
+@dataclass
+class WarehouseCatalog:
+    """Every table's Snowflake objects as they exist, by fully qualified quoted name
+    (``naming.SnowflakeObjects``): read once for all tables, so planning costs the same five
+    statements whether one table or a thousand are configured."""
+
+    columns: dict[str, list[str]] = field(default_factory=dict)  # table -> columns in ordinal order
+    primary_keys: dict[str, list[str]] = field(default_factory=dict)  # table -> declared key, in order
+    pipes: dict[str, str] = field(default_factory=dict)  # pipe -> its COPY
+    streams: set[str] = field(default_factory=set)
+    # An object a listing leaves out is treated as missing: it only gets its idempotent CREATE
+    # (or its task's CREATE OR REPLACE) again, never a statement that would lose state.
+    tasks: dict[str, ExistingTask] = field(default_factory=dict)
+
+
+def _qualified(*parts: Any) -> str:
+    return ".".join(quote(str(part)) for part in parts)
+
+
+def _show(conn: Any, statement: str, what: str) -> list[dict[str, Any]]:
+    """A SHOW's rows as dicts of lower-case column names; none while its schema does not exist."""
+    try:
+        with warehouse_errors(what):
+            cur = conn.cursor()
+            cur.execute(statement)
+            names = [str(d[0]).lower() for d in cur.description]
+            rows = cur.fetchall()
+    except WarehouseObjectMissing:
+        return []
+    return [dict(zip(names, row, strict=True)) for row in rows]
+
+
+def read_catalog(conn: Any, setup: SnowflakeSetup) -> WarehouseCatalog:
+    """Columns, FINAL's primary keys, pipes, streams and tasks of the deployment's two schemas."""
+    database, staging, final = setup.database, setup.staging_schema, setup.final_schema
+    catalog = WarehouseCatalog()
+    try:
+        with warehouse_errors(f"reading the columns of the tables in {database}"):
+            cur = conn.cursor()
+            cur.execute(
+                "SELECT TABLE_SCHEMA, TABLE_NAME, COLUMN_NAME "
+                f"FROM {quote(database)}.INFORMATION_SCHEMA.COLUMNS WHERE TABLE_SCHEMA IN (?, ?) "
+                "ORDER BY TABLE_SCHEMA, TABLE_NAME, ORDINAL_POSITION",
+                (staging, final),
+            )
+            rows = cur.fetchall()
+    except WarehouseObjectMissing:
+        return catalog  # the database itself does not exist yet: every object is new
+    for schema, table, column in rows:
+        catalog.columns.setdefault(_qualified(database, schema, table), []).append(str(column))
+    keys = _show(
+        conn,
+        f"SHOW PRIMARY KEYS IN SCHEMA {_qualified(database, final)}",
+        f"reading the primary keys of {_qualified(database, final)}",
+    )
+    for row in sorted(keys, key=lambda row: int(row["key_sequence"])):
+        table = _qualified(database, final, row["table_name"])
+        catalog.primary_keys.setdefault(table, []).append(str(row["column_name"]))
+    catalog.pipes = {
+        _qualified(database, staging, name): copy for name, copy in existing_pipes(conn, setup).items()
+    }
+    streams = _show(
+        conn,
+        f"SHOW STREAMS IN SCHEMA {_qualified(database, staging)}",
+        f"listing the streams of {_qualified(database, staging)}",
+    )
+    catalog.streams = {_qualified(database, staging, row["name"]) for row in streams}
+    tasks = _show(
+        conn,
+        f"SHOW TASKS IN SCHEMA {_qualified(database, staging)}",
+        f"listing the tasks of {_qualified(database, staging)}",
+    )
+    catalog.tasks = {
+        _qualified(database, staging, row["name"]): ExistingTask(
+            str(row.get("definition") or ""),
+            None if row.get("comment") is None else str(row["comment"]),
+            str(row.get("state") or "").lower(),
+        )
+        for row in tasks
+    }
+    return catalog
+
+
 def existing_pipes(conn: Any, setup: SnowflakeSetup) -> dict[str, str]:
     """{pipe name: its COPY} of the STAGING schema; empty while the schema does not exist."""
     try:
@@ -232,15 +303,41 @@ def existing_pipes(conn: Any, setup: SnowflakeSetup) -> dict[str, str]:
     return {name: pipe.definition for name, pipe in pipes.items()}
 
 
-def pending_files(conn: Any, pipe: str) -> int:
-    """SYSTEM$PIPE_STATUS' pendingFileCount: files queued that the pipe has not loaded yet."""
-    with warehouse_errors(f"reading SYSTEM$PIPE_STATUS of {pipe}"):
-        cur = conn.cursor()
-        cur.execute("SELECT SYSTEM$PIPE_STATUS(?)", (pipe,))
-        (row,) = cur.fetchall()
-    return int(json.loads(str(row[0])).get("pendingFileCount", 0))
+def what_differs(
+    setup: SnowflakeSetup, spec: TableSpec, statements: Sequence[str], catalog: WarehouseCatalog
+) -> list[str]:
+    """The statements that change something: a CREATE ... IF NOT EXISTS of an object that exists
+    is dropped, and so is a task's CREATE OR REPLACE when the task already has the definition
+    and the settings (its comment's fingerprint) this would give it; a scheduled task that is
+    not running is still resumed. ALTERs and replacements always stay."""
+    objects = setup.objects(spec.target)
+    exists = {
+        f"CREATE TABLE IF NOT EXISTS {objects.staging_table} ": objects.staging_table in catalog.columns,
+        f"CREATE TABLE IF NOT EXISTS {objects.final_table} ": objects.final_table in catalog.columns,
+        f"CREATE TABLE IF NOT EXISTS {objects.keys_table} ": objects.keys_table in catalog.columns,
+        f"CREATE STREAM IF NOT EXISTS {objects.stream} ": objects.stream in catalog.streams,
+        f"CREATE PIPE IF NOT EXISTS {objects.pipe}\n": objects.pipe in catalog.pipes,
+    }
+    unchanged = set()
+    for task in task_definitions(setup, spec):
+        have = catalog.tasks.get(task.name)
+        create, *resume = task.statements
+        if have is not None and (have.definition, have.comment) == (task.definition, task.comment):
+            unchanged.add(create)
+            # CREATE OR REPLACE leaves a task suspended, so a re-created scheduled task is resumed too.
+            if have.state == "started":
+                unchanged.update(resume)
+    kept = []
+    for statement in statements:
+        if statement in unchanged or any(
+            statement.startswith(head) and found for head, found in exists.items()
+        ):
+            continue
+        kept.append(statement)
+    return kept
 
 
+# --- planning -------------------------------------------------------------------------------------
 def spec_for(source: Any, loaded: LoadedTable) -> TableSpec:
     """The table as Snowflake needs it, from its config and the source catalog."""
     config = loaded.config
@@ -248,6 +345,30 @@ def spec_for(source: Any, loaded: LoadedTable) -> TableSpec:
     with source.cursor() as cur, source_errors(f"table {loaded.name}", conn=source, relations=relations):
         catalog = read_columns(cur, config.schema_name, config.table)
     return config_spec(loaded, catalog)
+
+
+def specs_for(source: Any, tables: Sequence[LoadedTable]) -> list[TableSpec]:
+    """Every table's spec from one read of the source catalog; a table it lacks is read alone,
+    which raises the error naming it and the fix."""
+    relations = [(t.config.schema_name, t.config.table) for t in tables]
+    with (
+        source.cursor() as cur,
+        source_errors("reading the source catalog", conn=source, relations=relations),
+    ):
+        catalogs = read_catalogs(cur, relations)
+    return [
+        config_spec(loaded, catalogs[relation]) if relation in catalogs else spec_for(source, loaded)
+        for loaded, relation in zip(tables, relations, strict=True)
+    ]
+
+
+def pending_files(conn: Any, pipe: str) -> int:
+    """SYSTEM$PIPE_STATUS' pendingFileCount: files queued that the pipe has not loaded yet."""
+    with warehouse_errors(f"reading SYSTEM$PIPE_STATUS of {pipe}"):
+        cur = conn.cursor()
+        cur.execute("SELECT SYSTEM$PIPE_STATUS(?)", (pipe,))
+        (row,) = cur.fetchall()
+    return int(json.loads(str(row[0])).get("pendingFileCount", 0))
 
 
 def plan_tables(
@@ -260,46 +381,129 @@ def plan_tables(
 ) -> list[TablePlan]:
     """One plan per table; without ``warehouse`` every table gets its full, unchecked definition.
 
+    With it, what exists is read once for all tables (``read_catalog``) and each plan holds only
+    the statements that change something (``what_differs``): a table applied before and not
+    changed since gets none. Only a pipe that must be replaced costs a statement of its own
+    (its SYSTEM$PIPE_STATUS).
+
     ``rekey``: a table whose FINAL has another primary key than its config gets an empty FINAL
     with the config's key, instead of nothing."""
+    specs = specs_for(source, tables)
+    if warehouse is None:
+        return [
+            plan_table(setup, spec, staging_existing=None, final_existing=None, checked=False)
+            for spec in specs
+        ]
+    catalog = read_catalog(warehouse, setup)
     plans = []
-    pipes = existing_pipes(warehouse, setup) if warehouse is not None else {}
-    for loaded in tables:
-        spec = spec_for(source, loaded)
-        if warehouse is None:
-            plans.append(plan_table(setup, spec, staging_existing=None, final_existing=None, checked=False))
-            continue
-        staging, final = existing_columns(warehouse, setup, spec.target)
-        key = final_primary_key(warehouse, setup, spec.target) if final is not None else None
+    for spec in specs:
+        objects = setup.objects(spec.target)
+        final = catalog.columns.get(objects.final_table)
         plan = plan_table(
             setup,
             spec,
-            staging_existing=staging,
+            staging_existing=catalog.columns.get(objects.staging_table),
             final_existing=final,
-            final_key=key,
+            final_key=catalog.primary_keys.get(objects.final_table, []) if final is not None else None,
             rekey=rekey,
-            pipe_definition=pipes.get(f"{spec.target}_PIPE"),
+            pipe_definition=catalog.pipes.get(objects.pipe),
         )
-        objects = setup.objects(spec.target)
         replaces_pipe = any(s.startswith(f"CREATE OR REPLACE PIPE {objects.pipe}") for s in plan.statements)
-        if replaces_pipe and f"{spec.target}_PIPE" in pipes:
+        if replaces_pipe and objects.pipe in catalog.pipes:
             plan.pending_files = pending_files(warehouse, objects.pipe)
             if plan.pending_files:
                 plan.state, plan.statements = PIPE_BUSY, []
+        plan.statements = what_differs(setup, spec, plan.statements, catalog)
         plans.append(plan)
     return plans
 
 
+# --- applying ---------------------------------------------------------------------------------------
 def apply_statements(
-    conn: Any, statements: Sequence[str], progress: Callable[[str], None] | None = None
+    conn: Any, statements: Sequence[str], progress: Callable[[str], None] | None = None, *, of: str = ""
 ) -> int:
-    """Execute in order; the first failure stops and names the statement that failed."""
+    """Execute in order; the first failure stops and names the statement that failed (and ``of``,
+    what they belong to)."""
     cur = conn.cursor()
     for number, statement in enumerate(statements, 1):
         first_line = statement.splitlines()[0]
-        with warehouse_errors(f"statement {number} of {len(statements)} ({first_line[:100]})"):
+        with warehouse_errors(f"{of}statement {number} of {len(statements)} ({first_line[:100]})"):
             cur.execute(statement)
             cur.fetchall()
         if progress:
             progress(first_line)
     return len(statements)
+
+
+@dataclass
+class Applied:
+    """What ``apply_plans`` did, table by table. A table is either applied completely, failed at
+    one statement (the statements before it took effect: DDL commits at once), or not started."""
+
+    statements: int = 0
+    applied: list[str] = field(default_factory=list)
+    # (table, error); the table is None when a worker's connection could not be opened
+    failed: list[tuple[str | None, Exception]] = field(default_factory=list)
+    not_started: list[str] = field(default_factory=list)
+
+
+def apply_plans(
+    plans: Sequence[TablePlan], conn: Any, connect: Callable[[], Any], *, parallel: int
+) -> Applied:
+    """Each table's statements in order, up to ``parallel`` tables side by side: one worker on
+    ``conn``, the others each on a connection of their own from ``connect`` (opened in the
+    worker, so the logins overlap too, and closed at the end). Tables are independent; a
+    table's statements are not.
+
+    After a failure no further table starts; the tables in flight on the other connections
+    finish, so apart from the failed table every table is applied completely or not at all, and
+    running the same command again (every statement is idempotent, and applied tables get none)
+    completes the rest."""
+    pending = [plan for plan in plans if plan.statements]
+    outcome = Applied()
+    lock, stop = threading.Lock(), threading.Event()
+    queue = iter(pending)
+
+    def run_tables(worker_conn: Any) -> None:
+        while not stop.is_set():
+            with lock:
+                plan = next(queue, None)
+            if plan is None:
+                return
+            try:
+                count = apply_statements(worker_conn, plan.statements, of=f"table {plan.name}: ")
+            # Whatever failed must reach the caller, which raises it: a thread cannot.
+            except Exception as exc:  # noqa: BLE001
+                stop.set()
+                with lock:
+                    outcome.failed.append((plan.name, exc))
+                return
+            with lock:
+                outcome.statements += count
+                outcome.applied.append(plan.name)
+
+    def worker(own: bool) -> None:
+        if not own:
+            run_tables(conn)
+            return
+        try:
+            worker_conn = connect()
+        except Exception as exc:  # noqa: BLE001 (as above)
+            stop.set()
+            with lock:
+                outcome.failed.append((None, exc))
+            return
+        try:
+            run_tables(worker_conn)
+        finally:
+            worker_conn.close()
+
+    count = max(1, min(parallel, len(pending)))
+    threads = [threading.Thread(target=worker, args=(n > 0,)) for n in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    done = set(outcome.applied) | {name for name, _ in outcome.failed}
+    outcome.not_started = [plan.name for plan in pending if plan.name not in done]
+    return outcome

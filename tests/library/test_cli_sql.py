@@ -7,7 +7,9 @@ import importlib.util
 import json
 import subprocess
 import sys
+import threading
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -215,20 +217,21 @@ def test_pipe_and_tasks_exist(applied: dict[str, Any], warehouse: Any) -> None:
 
 
 def test_every_printed_statement_runs_on_the_emulator(
-    applied: dict[str, Any], local_stack: Stack, config_file: Path, warehouse: Any
+    applied: dict[str, Any], local_stack: Stack, tmp_path: Path, warehouse: Any
 ) -> None:
-    printed = _cli_json(
-        "sql",
-        "snowflake",
-        "--setup",
-        "--tables",
-        "cli_types",
-        "--json",
-        "--config",
-        str(config_file),
-        *stack_flags(local_stack),
+    # A name of this run only: a table whose objects do not exist yet gets its whole definition
+    # (an applied one only what differs).
+    name = f"cli_print_{uuid.uuid4().hex[:6]}"
+    config = tmp_path / "tables.json"
+    config.write_text(
+        json.dumps({name: {"schema": SCHEMA, "table": TYPES_TABLE, "primary_key": ["id"], "cursor": "tstz"}})
     )
-    statements = printed["setup"] + printed["tables"][0]["statements"]
+    printed = _cli_json(
+        "sql", "snowflake", "--setup", "--json", "--config", str(config), *stack_flags(local_stack)
+    )
+    (table,) = printed["tables"]
+    assert table["state"] == "new" and len(table["statements"]) == 8
+    statements = printed["setup"] + table["statements"]
     assert printed["applied"] is False and len(statements) > 20
     cur = warehouse.cursor()
     for statement in statements:
@@ -472,6 +475,134 @@ def test_a_changed_primary_key_is_refused_until_rekey_replaces_final(
     assert code == 0
     assert json.loads(out)["tables"][0]["state"] == "current"
     assert final_state()[:2] == (["TENANT", "ID"], 1)
+
+
+# --- many tables --------------------------------------------------------------------------------
+# Enough tables that a read per table would show (the reads must stay five), few enough that the
+# emulator's DDL (8 statements a table) keeps the test near a minute; benchmark 13 measures 500.
+MANY = 60
+
+
+class Statements:
+    """Every statement the Snowflake connector sends in this process, and a fault to inject."""
+
+    def __init__(self) -> None:
+        self.sent: list[str] = []
+        self.fail: str | None = None  # a statement starting with this fails, as Snowflake would
+        self.lock = threading.Lock()
+
+    def take(self) -> list[str]:
+        with self.lock:
+            sent, self.sent = self.sent, []
+        return sent
+
+
+@pytest.fixture
+def statements(monkeypatch: pytest.MonkeyPatch) -> Statements:
+    from snowflake.connector.cursor import SnowflakeCursor
+    from snowflake.connector.errors import ProgrammingError
+
+    seen = Statements()
+    execute = SnowflakeCursor.execute
+
+    def counting(self: Any, command: str, *args: Any, **kwargs: Any) -> Any:
+        if seen.fail is not None and command.startswith(seen.fail):
+            raise ProgrammingError(msg="SQL access control error: insufficient privileges", errno=3001)
+        with seen.lock:
+            seen.sent.append(command)
+        return execute(self, command, *args, **kwargs)
+
+    monkeypatch.setattr(SnowflakeCursor, "execute", counting)
+    return seen
+
+
+def _tasks(warehouse: Any) -> dict[str, dict[str, Any]]:
+    cur = warehouse.cursor()
+    cur.execute('SHOW TASKS IN SCHEMA "AURORA_SYNC"."STAGING"')
+    columns = [d[0] for d in cur.description]
+    return {row[columns.index("name")]: dict(zip(columns, row, strict=True)) for row in cur.fetchall()}
+
+
+# 60 new tables are 480 DDL statements on the emulator.
+@pytest.mark.timeout(600)
+def test_hundreds_of_tables_cost_their_ddl_plus_constant_reads_and_a_failure_leaves_none_half_done(
+    admin: Any,
+    *,
+    warehouse: Any,
+    statements: Statements,
+    local_stack: Stack,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """60 new tables cost exactly their DDL plus the reads of what exists, which do not grow with
+    the table count; applied again, nothing is applied. A failure in one table's DDL names that
+    table; no other table is left half-done, and running the command again completes it."""
+    # Names of this run only, so a kept stack's earlier objects cannot make tables "current".
+    names = [f"many{uuid.uuid4().hex[:6]}_{i:03d}" for i in range(MANY)]
+    with admin.cursor() as cur:
+        cur.execute(f"DROP SCHEMA IF EXISTS {SCHEMA}_many CASCADE")
+        cur.execute(f"CREATE SCHEMA {SCHEMA}_many")
+        for name in names:
+            cur.execute(f"CREATE TABLE {SCHEMA}_many.{name} (id bigint PRIMARY KEY, updated_at timestamptz)")
+    config = tmp_path / "tables.json"
+    config.write_text(
+        json.dumps(
+            {name: {"schema": f"{SCHEMA}_many", "table": name, "primary_key": ["id"]} for name in names}
+        )
+    )
+    flags = ["--config", str(config), *stack_flags(local_stack)]
+
+    def apply(*extra: str) -> tuple[int, dict[str, Any], str, list[str]]:
+        statements.take()
+        code, out, err = run(capsys, "sql", "snowflake", "--apply", "--json", *flags, *extra)
+        return code, json.loads(out) if out else {}, err, statements.take()
+
+    code, document, err, sent = apply("--parallel", "4")
+    assert code == 0, err
+    assert {t["state"] for t in document["tables"]} == {"new"}
+    ddl = [s for t in document["tables"] for s in t["statements"]]
+    assert all(len(t["statements"]) == 8 for t in document["tables"])  # tables, stream, pipe, tasks
+    reads = [s for s in sent if s not in ddl]
+    assert sorted(sent) == sorted(reads + ddl) and len(ddl) == 8 * MANY
+    assert len(reads) == 5, reads  # columns, primary keys, pipes, streams, tasks: for all tables at once
+
+    code, document, err, again = apply()
+    assert code == 0, err
+    assert {t["state"] for t in document["tables"]} == {"current"}
+    assert [t["statements"] for t in document["tables"]] == [[]] * MANY
+    assert again == reads  # nothing applied; the same five reads as for one table
+    code, _, err, one = apply("--tables", names[0])
+    assert (code, len(one)) == (0, 5), err
+
+    # A new task size re-creates both tasks of each table (40 of them, to keep the test short);
+    # one table's second statement fails.
+    some, failing = ["--tables", ",".join(names[:40])], names[17]
+    before = _tasks(warehouse)
+    statements.fail = f'CREATE OR REPLACE TASK "AURORA_SYNC"."STAGING"."{failing.upper()}_RETENTION"'
+    code, document, err, sent = apply("--task-size", "SMALL", "--parallel", "4", *some)
+    statements.fail = None
+    assert (code, document) == (1, {})
+    assert f"table {failing} failed (its statements before the failing one took effect)" in err
+    assert f"table {failing}: statement 2 of 3 (CREATE OR REPLACE TASK" in err
+    assert "run the same command again" in err and "insufficient privileges" in err
+    after = _tasks(warehouse)
+    untouched = 0
+    for name in names[:17] + names[18:40]:
+        merge, retention = f"{name.upper()}_MERGE", f"{name.upper()}_RETENTION"
+        changed = {after[task]["comment"] != before[task]["comment"] for task in (merge, retention)}
+        sent_for = [s for s in sent if f'"{name.upper()}_' in s and "TASK" in s.split("\n")[0]]
+        # Both tasks re-created with the new size and the retention task resumed, or nothing.
+        assert (changed, len(sent_for)) in (({True}, 3), ({False}, 0)), (name, changed, sent_for)
+        assert (after[merge]["state"], after[retention]["state"]) == ("suspended", "started"), name
+        untouched += not sent_for
+
+    code, document, err, sent = apply("--task-size", "SMALL", *some)
+    assert code == 0, err
+    redone = [t["name"] for t in document["tables"] if t["statements"]]
+    assert failing in redone and len(redone) == untouched + 1  # the applied tables got none
+    assert len(sent) == 5 + sum(len(t["statements"]) for t in document["tables"])
+    code, document, err, sent = apply("--task-size", "SMALL", *some)
+    assert (code, len(sent)) == (0, 5), err
 
 
 # --- Aurora -------------------------------------------------------------------------------------

@@ -348,5 +348,5 @@ def test_nothing_the_product_renders_or_ships_resumes_a_merge_task() -> None:
         if re.search(r"\bRESUME\b", line) and "PIPE_FORCE_RESUME" not in line
     }
     assert found == {
-        'functions/aurora_sync/snowflake_tables.py: f"ALTER TASK {objects.retention_task} RESUME",'
+        'functions/aurora_sync/snowflake_tables.py: resume=f"ALTER TASK {objects.retention_task} RESUME",'
     }

@@ -63,7 +63,8 @@ def cmd_sql_snowflake(args: argparse.Namespace) -> int:
                 file=sys.stderr,
             )
         elif args.apply:
-            apply_statements(warehouse, setup_statements + [s for plan in plans for s in plan.statements])
+            apply_statements(warehouse, setup_statements)
+            _apply_tables(env, warehouse, plans, args.parallel)
     finally:
         if warehouse is not None:
             warehouse.close()
@@ -83,6 +84,28 @@ def cmd_sql_snowflake(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
     return 1 if refused else 0
+
+
+def _apply_tables(env: Any, warehouse: Any, plans: list[Any], parallel: int) -> None:
+    from ..snowflake_plan import apply_plans
+
+    outcome = apply_plans(plans, warehouse, env.connect_snowflake, parallel=parallel)
+    if not outcome.failed:
+        return
+    name, error = outcome.failed[0]
+    failed = (
+        f"table {name} failed (its statements before the failing one took effect)"
+        if name
+        else ("a connection could not be opened")
+    )
+    waiting = f": {', '.join(outcome.not_started)}" if len(outcome.not_started) <= 10 else ""
+    print(
+        f"aurora-sync: {failed}; {len(outcome.applied)} table(s) were applied completely, "
+        f"{len(outcome.not_started)} not started{waiting}. Fix the cause below and run the same "
+        "command again: every statement is idempotent, and the tables already applied get none",
+        file=sys.stderr,
+    )
+    raise error
 
 
 def _key_refusal(args: argparse.Namespace, plan: Any) -> str:
@@ -132,6 +155,19 @@ def _print_snowflake(args: argparse.Namespace, database: str, setup: list[str], 
     print("\n\n".join(blocks))
 
 
+# Tables applied at once by default: each statement is a round trip to Snowflake (100-300 ms over
+# the internet), so a few connections divide the wait; more would add logins and queue on the
+# account's cloud services for DDL.
+DEFAULT_PARALLEL = 4
+MAX_PARALLEL = 32
+
+
+def _parallel(value: str) -> int:
+    if not value.isdigit() or not 1 <= int(value) <= MAX_PARALLEL:
+        raise argparse.ArgumentTypeError(f"must be a whole number from 1 to {MAX_PARALLEL}, e.g. 4")
+    return int(value)
+
+
 def _optional_tables(env: Any) -> list[Any]:
     """``--setup`` alone: every configured table, or none while no table is configured yet."""
     if not env.table_configs():
@@ -149,7 +185,8 @@ def _describe_plan(plan: Any) -> str:
         NEW: "new: STAGING and FINAL do not exist yet",
         DRIFT: f"schema drift: adds {', '.join(plan.added_columns)}, then replaces the pipe "
         "(a replaced pipe starts a new load history: apply between runs)",
-        CURRENT: "STAGING and FINAL have every exported column; the definitions are idempotent",
+        CURRENT: "STAGING and FINAL have every exported column; "
+        + ("creates or replaces only what is missing or differs" if plan.statements else "nothing differs"),
         PIPE_CHANGED: "the pipe's COPY differs from the config's (a column no longer exported): replaces "
         "the pipe, which had no file pending (its new load history starts empty: never REFRESH it)",
         PIPE_BUSY: f"the pipe's COPY must change but {plan.pending_files} file(s) are pending; nothing "
@@ -196,6 +233,14 @@ def register(commands: Any) -> None:
         "--apply",
         action="store_true",
         help="execute the statements in order (idempotent: safe to repeat) instead of only printing them",
+    )
+    snowflake.add_argument(
+        "--parallel",
+        type=_parallel,
+        default=DEFAULT_PARALLEL,
+        metavar="N",
+        help=f"with --apply: apply up to N tables at once, each on its own Snowflake connection "
+        f"(1-{MAX_PARALLEL}, default {DEFAULT_PARALLEL}); a table's statements always run in order",
     )
     snowflake.add_argument(
         "--rekey",

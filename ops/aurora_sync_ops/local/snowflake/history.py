@@ -173,7 +173,7 @@ def copy_history_sql(database: str, call: exp.Anonymous, current_schema: str | N
     if "END_TIME" in args:
         where.append(f"LAST_LOAD_TIME < ({args['END_TIME'].sql('snowflake')})")
     columns = ", ".join(COPY_COLUMNS)
-    return f"SELECT {columns} FROM {_sf_table(database, COPY_TABLE)} WHERE {' AND '.join(where)}"
+    return f"SELECT {columns} FROM {sf_table(database, COPY_TABLE)} WHERE {' AND '.join(where)}"
 
 
 def task_history_sql(database: str, call: exp.Anonymous) -> str:
@@ -203,12 +203,12 @@ def task_history_sql(database: str, call: exp.Anonymous) -> str:
     columns = ", ".join(TASK_COLUMNS)
     clause = f" WHERE {' AND '.join(where)}" if where else ""
     return (
-        f"SELECT {columns} FROM {_sf_table(database, TASK_TABLE)}{clause} "
+        f"SELECT {columns} FROM {sf_table(database, TASK_TABLE)}{clause} "
         f"ORDER BY SCHEDULED_TIME DESC LIMIT {limit}"
     )
 
 
-def _sf_table(database: str, table: str) -> str:
+def sf_table(database: str, table: str) -> str:
     return f"{exp.to_identifier(database, quoted=True).sql('snowflake')}.{SCHEMA.upper()}.{table.upper()}"
 
 

@@ -17,6 +17,7 @@ import gzip
 import json
 import logging
 import re
+import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -63,10 +64,25 @@ class Plan:
     advance: list[tuple[str, str]] = field(default_factory=list)
     # Run once the statement succeeded (e.g. a column rename replayed on stream offsets).
     after: list[Callable[[], None]] = field(default_factory=list)
+    # Run once the statement was served, whether it succeeded or not.
+    cleanup: list[Callable[[], None]] = field(default_factory=list)
 
     @property
     def settles(self) -> bool:
-        return bool(self.advance or self.after)
+        return bool(self.advance or self.after or self.cleanup)
+
+
+# Above this many rows a control-plane answer is served from a DuckDB table instead of a SELECT
+# of literals: fakesnow parses every statement with sqlglot, at about 25 ms a literal row, so a
+# SHOW TASKS over a schema of 400 tables (`aurora-sync sql snowflake` lists it once) took 28 s
+# instead of a fraction of a second.
+MATERIALIZE_ROWS = 50
+
+
+class Answer(str):
+    """SQL answering a control-plane statement, and what to drop once it was served."""
+
+    cleanup: tuple[Callable[[], None], ...] = ()
 
 
 def strip_leading_comments(sql: str) -> str:
@@ -178,7 +194,7 @@ class ControlPlane:
         session = Session(conn.database, conn.schema)
         answered = self._control_plane(text, session)
         if answered is not None:
-            return Plan(answered, None)
+            return Plan(answered, None, cleanup=list(getattr(answered, "cleanup", ())))
         upper = text.upper()
         if re.match(r"CREATE\s+(OR\s+REPLACE\s+)?(TEMPORARY\s+|TEMP\s+)?(STAGE|FILE\s+FORMAT)\b", upper):
             statement = parse_one(text)
@@ -338,7 +354,7 @@ class ControlPlane:
             re.I,
         ):
             keys = constraints.primary_key_rows(self.fs.duck_conn, session, m.group("kind"), m.group("name"))
-            return _rows_sql(keys, constraints.COLUMNS)
+            return self._rows_sql(session, keys, constraints.COLUMNS)
 
         if re.match(r"CREATE\s+(OR\s+REPLACE\s+)?PIPE\b", text, re.I):
             return status_sql(pipes.create_pipe(text, session))
@@ -348,7 +364,7 @@ class ControlPlane:
             message, sent = pipes.alter_pipe(text, session)
             return result_sql(["File", "Status"], sent) if sent is not None else status_sql(message)
         if m := re.match(r"SHOW\s+PIPES" + SHOW_TAIL, text, re.I):
-            return _rows_sql(pipes.show_rows(session, *show(m)), PIPE_COLUMNS)
+            return self._rows_sql(session, pipes.show_rows(session, *show(m)), PIPE_COLUMNS)
         if m := re.match(r"DESC(?:RIBE)?\s+PIPE\s+" + NAME + r"\s*;?$", text, re.I):
             name = ObjectName.resolve(m.group("name"), session.database, session.schema)
             pipes.pipe(m.group("name"), session)
@@ -364,7 +380,7 @@ class ControlPlane:
         if m := re.match(r"DROP\s+STREAM\s+" + IF_EXISTS + NAME, text, re.I):
             return status_sql(streams.drop(m.group("name"), session, bool(m.group("if_exists"))))
         if m := re.match(r"SHOW\s+STREAMS" + SHOW_TAIL, text, re.I):
-            return _rows_sql(streams.show_rows(session, *show(m)), STREAM_COLUMNS)
+            return self._rows_sql(session, streams.show_rows(session, *show(m)), STREAM_COLUMNS)
 
         if re.match(r"CREATE\s+(OR\s+REPLACE\s+)?TASK\b", text, re.I):
             return status_sql(tasks.create(text, session))
@@ -373,7 +389,7 @@ class ControlPlane:
         if re.match(r"ALTER\s+TASK\b", text, re.I):
             return status_sql(tasks.alter(text, session))
         if m := re.match(r"SHOW\s+TASKS" + SHOW_TAIL, text, re.I):
-            return _rows_sql(tasks.show_rows(session, *show(m)), TASK_COLUMNS)
+            return self._rows_sql(session, tasks.show_rows(session, *show(m)), TASK_COLUMNS)
         if m := re.match(r"DESC(?:RIBE)?\s+TASK\s+" + NAME + r"\s*;?$", text, re.I):
             record = tasks.task(m.group("name"), session)
             task_rows = [
@@ -386,6 +402,44 @@ class ControlPlane:
         # A column type change Snowflake refuses fails here; one it makes goes on to fakesnow.
         alter_column.check(self.fs, text, session.database, session.schema, self.streams)
         return None
+
+    def _rows_sql(self, session: Session, rows: list[dict[str, Any]], columns: Sequence[str]) -> str:
+        """A SHOW's rows: as a SELECT of literals (``_rows_sql``), or, when there are many and a
+        current database to hold them, from a DuckDB table dropped once the answer was served."""
+        if len(rows) <= MATERIALIZE_ROWS or not session.database:
+            return _rows_sql(rows, columns)
+        database = session.database
+        name = f"_emu_result_{uuid.uuid4().hex[:16]}"
+        table = f"{history.dq(database)}.{history.SCHEMA}.{history.dq(name)}"
+        values = [[row.get(c) for c in columns] for row in rows]
+
+        def kind(index: int, column: str) -> str:
+            if column in SHOW_TIMESTAMPS:
+                return "TIMESTAMPTZ"
+            present = [row[index] for row in values if row[index] is not None]
+            if present and all(isinstance(v, bool) for v in present):
+                return "BOOLEAN"
+            if present and all(isinstance(v, int) and not isinstance(v, bool) for v in present):
+                return "BIGINT"
+            return "VARCHAR"
+
+        definition = ", ".join(f"{history.dq(c)} {kind(i, c)}" for i, c in enumerate(columns))
+        with self.fs.duck_conn.cursor() as cur:
+            cur.execute(f"CREATE SCHEMA IF NOT EXISTS {history.dq(database)}.{history.SCHEMA}")
+            cur.execute(f"CREATE TABLE {table} (_emu_row BIGINT, {definition})")
+            marks = ", ".join("?" for _ in range(len(columns) + 1))
+            cur.executemany(
+                f"INSERT INTO {table} VALUES ({marks})", [[n, *row] for n, row in enumerate(values)]
+            )
+
+        def drop() -> None:
+            with self.fs.duck_conn.cursor() as cur:
+                cur.execute(f"DROP TABLE IF EXISTS {table}")
+
+        select = ", ".join(exp.to_identifier(c, quoted=True).sql("snowflake") for c in columns)
+        answer = Answer(f"SELECT {select} FROM {history.sf_table(database, name)} ORDER BY _EMU_ROW")
+        answer.cleanup = (drop,)
+        return answer
 
     # --- execution for tasks ----------------------------------------------------------------
     def execute(self, database: str, schema: str, sql: str) -> tuple[str, list[tuple[Any, ...]]]:
@@ -467,6 +521,8 @@ class ControlPlane:
         if succeeded:
             for action in plan.after:
                 action()
+        for action in plan.cleanup:
+            action()
 
     # --- test faults --------------------------------------------------------------------------
     async def task_faults(self, request: Request) -> Response:
@@ -586,9 +642,8 @@ TASK_COLUMNS = (
 )
 
 
+SHOW_TIMESTAMPS = ("created_on", "last_committed_on", "last_suspended_on")
+
+
 def _rows_sql(rows: list[dict[str, Any]], columns: Sequence[str]) -> str:
-    return result_sql(
-        columns,
-        [[row.get(c) for c in columns] for row in rows],
-        timestamps=["created_on", "last_committed_on", "last_suspended_on"],
-    )
+    return result_sql(columns, [[row.get(c) for c in columns] for row in rows], timestamps=SHOW_TIMESTAMPS)
