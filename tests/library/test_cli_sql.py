@@ -525,7 +525,7 @@ def _tasks(warehouse: Any) -> dict[str, dict[str, Any]]:
 
 # 60 new tables are 480 DDL statements on the emulator.
 @pytest.mark.timeout(600)
-def test_hundreds_of_tables_cost_their_ddl_plus_constant_reads_and_a_failure_leaves_none_half_done(
+def test_many_tables_cost_their_ddl_plus_constant_reads_and_a_failure_leaves_none_half_done(
     admin: Any,
     *,
     warehouse: Any,
