@@ -15,7 +15,10 @@ from typing import Any
 
 from .aws_errors import classify_aws_error
 from .errors import ConfigError, ExportWriteFailed
-from .exporting.rounds import RUNS_PREFIX
+
+# Where a run's own files live in the data lake bucket: no table prefix (a pipe loads only
+# <table>/) can start with an underscore.
+RUNS_PREFIX = "_aurora_sync/runs"
 
 
 @dataclass(frozen=True)

@@ -36,8 +36,8 @@ from pydantic import TypeAdapter, ValidationError
 
 from ..errors import ConfigError
 from ..messages import ExportError, ExportResult, FailedExport, WorkItem
+from ..run_files import RUNS_PREFIX
 
-RUNS_PREFIX = "_aurora_sync/runs"
 # When a child failed without saying why (AWS always sets Error; kept for a hand-made entry).
 CHILD_FAILED = "ChildExecutionFailed"
 
