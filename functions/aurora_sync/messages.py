@@ -409,6 +409,10 @@ class PlanOutput(_Message):
     items: list[WorkItem] = Field(default_factory=list)
     failed: list[FailedTable] = Field(default_factory=list)
     tables_planned: int = 0
+    # Round 0's manifest in the data lake bucket (``exporting.rounds.manifest_key``): the same
+    # work items as ``items``, for the export Distributed Map's ItemReader; None when no item.
+    # ``items`` stays until the state machine reads the manifest (issue 15), then goes.
+    manifest: str | None = None
 
     @model_validator(mode="after")
     def _consistent(self) -> PlanOutput:

@@ -17,7 +17,12 @@ Output (``aurora_sync.messages.PlanOutput``, the Map's input)::
 
     {"run_id", "started_at", "skip": bool, "skip_reason": str | null,
      "items": [<WorkItem JSON, defaults left out>], "failed": [{"table", "error", "cause"}],
-     "tables_planned": n}
+     "tables_planned": n, "manifest": "<S3 key>" | null}
+
+``manifest`` is round 0's manifest (``aurora_sync.exporting.rounds``): the same work items, a
+JSON array written to the data lake bucket under ``_aurora_sync/runs/<run_id>/``, which the
+export Distributed Map reads (issue 15). Written only when there are items, so a skipped run
+writes nothing.
 
 ``skip`` is true when an earlier RUNNING execution of the same state machine exists (single
 flight: ordered by start time, then name; this execution's own ARN never counts) or when there
@@ -65,11 +70,13 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from aurora_sync.config import load_table_configs
 from aurora_sync.connections import warehouse_connection
+from aurora_sync.exporting.rounds import write_first_round
 from aurora_sync.observability import logger, metrics, tracer
 from aurora_sync.planning.executions import running_executions
 from aurora_sync.planning.lanes import split_lanes
 from aurora_sync.planning.plan import Plan, earlier_execution, now_iso, parse_event, select_run
 from aurora_sync.planning.tables import plan_tables, source_catalogs
+from aurora_sync.run_files import RunFiles
 from aurora_sync.settings import runtime_settings
 
 
@@ -103,6 +110,8 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
                 conn, plan, selection.tables, catalogs=source.catalogs, request=request, settings=settings
             )
         split_lanes(plan, selection.tables, catalogs=source.catalogs, estimates=source.estimates)
+    if plan.items:
+        plan.manifest = write_first_round(RunFiles.of(settings), run_id, plan.items)
     for entry in plan.failed:
         logger.warning("table failed", extra=entry.model_dump())
     if not plan.items and not plan.failed:

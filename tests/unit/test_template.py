@@ -19,6 +19,7 @@ import pytest
 import yaml
 from packaging.requirements import Requirement
 
+from aurora_sync.exporting.rounds import RUNS_PREFIX
 from aurora_sync.settings import ENVIRONMENT, RuntimeSettings
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -424,7 +425,10 @@ def test_given_the_function_roles_then_each_holds_only_what_its_handler_calls(
 
     logs = {"logs:CreateLogStream", "logs:PutLogEvents"}
     ssm = {"ssm:GetParametersByPath", "kms:Decrypt"}
-    assert actions("PlannerRole") == logs | ssm | {"states:ListExecutions"}
+    run_files = {"s3:PutObject", "kms:GenerateDataKey"}
+    assert actions("PlannerRole") == logs | ssm | {"states:ListExecutions"} | run_files
+    (put,) = [s for s in role_statements(resources, "PlannerRole") if actions_of(s) == ["s3:PutObject"]]
+    assert put["Resource"] == {"Fn::Sub": f"${{DataLakeBucket.Arn}}/{RUNS_PREFIX}/*"}
     assert actions("ExporterRole") == logs
     assert actions("VerifierRole") == logs | ssm
     for role in ("PlannerRole", "VerifierRole"):

@@ -167,6 +167,21 @@ class RoundSummary:
     next_manifest: str | None  # the next round's items.json, None when every table settled
 
 
+def write_items(store: ObjectStore, key: str, items: Iterable[WorkItem]) -> None:
+    """A round's manifest: the JSON array of work items the export Map reads (ItemReader), each
+    with its defaults left out like the plan's items."""
+    store.write_json(
+        key, [item.model_dump(mode="json", by_alias=True, exclude_defaults=True) for item in items]
+    )
+
+
+def write_first_round(store: ObjectStore, run_id: str, items: Iterable[WorkItem]) -> str:
+    """The planner's round 0: every work item of the run. Returns the manifest's key."""
+    key = manifest_key(run_id, 0)
+    write_items(store, key, items)
+    return key
+
+
 def advance(store: ObjectStore, run_id: str, number: int, results_manifest: str) -> RoundSummary:
     """After round ``number``'s Map Run: record its settled tables, and write the next round's
     manifest when tables remain. ``results_manifest`` is the ResultWriter's ``manifest.json``."""
@@ -182,13 +197,7 @@ def advance(store: ObjectStore, run_id: str, number: int, results_manifest: str)
     next_manifest = None
     if results.unfinished:
         next_manifest = manifest_key(run_id, number + 1)
-        store.write_json(
-            next_manifest,
-            [
-                item.model_dump(mode="json", by_alias=True, exclude_defaults=True)
-                for item in results.unfinished
-            ],
-        )
+        write_items(store, next_manifest, results.unfinished)
     return RoundSummary(
         run_id=run_id,
         round=number,
