@@ -379,6 +379,9 @@ class ExportResult(_TableTarget, _Message):
     reconcile: bool = False
     key_files: list[str] = Field(default_factory=list)
     key_rows: int = 0
+    # MORE, and the next chunk is left to the next export round: it would not end before the
+    # export child execution's time is up (``exporting.rounds.another_chunk_fits``).
+    resume_later: bool = False
     # Source columns the config's ``columns`` leave out (schema drift), as the first chunk saw them.
     new_columns: list[NewColumn] = Field(default_factory=list, max_length=MAX_NEW_COLUMNS)
     # The lane this result covers when the table was split (the verifier combines the lanes).
@@ -516,6 +519,15 @@ class VerifyOutput(_Message):
     final_schema: str | None = None
 
 
+class ExportRequest(_Message):
+    """The exporter's input inside an export child execution (the Distributed Map of issue 15):
+    the work item, and when the child started, so the table stops before the child's time is up
+    and resumes in the next round. A bare ``WorkItem`` is still accepted: no deadline then."""
+
+    item: WorkItem
+    child_started_at: datetime
+
+
 class VerifyRequest(_Message):
     run_id: str = Field(min_length=1)
     started_at: datetime
@@ -523,6 +535,19 @@ class VerifyRequest(_Message):
     tables: list[ExportResult | FailedExport]
     plan_failed: list[FailedTable] = Field(default_factory=list)
     previous: VerifyOutput | None = None
+
+
+def parse_export_request(event: Any) -> ExportRequest | WorkItem:
+    """The exporter's input: an ``ExportRequest`` (an export child's chunk loop) or a bare
+    ``WorkItem`` (``sam local invoke``, scripts)."""
+    if isinstance(event, dict) and "item" in event:
+        return read_message(
+            ExportRequest,
+            event,
+            heading="exporter input is not an export request",
+            fix="the export child passes {item: <work item>, child_started_at: $$.Execution.StartTime}",
+        )
+    return parse_work_item(event)
 
 
 def parse_work_item(event: Any) -> WorkItem:

@@ -210,6 +210,29 @@ def test_open_old_write_transaction_and_null_cursors_are_reported(
     assert full["rows"] == 3
 
 
+def test_inside_an_export_child_a_table_stops_when_the_next_chunk_would_pass_its_time(
+    env: dict[str, str], admin: Any, schema: str
+) -> None:
+    from datetime import UTC, timedelta
+
+    from aurora_sync.exporting.rounds import CHILD_MARGIN_SECONDS, EXPRESS_CHILD_SECONDS
+
+    make_orders(admin, schema, 2500)
+    work = item(schema, max_rows_per_chunk=1000)
+    # A child that has just started: the chunk loop goes on.
+    fresh = {"item": work, "child_started_at": datetime.now(UTC).isoformat()}
+    first = lambda_handler(fresh, FakeContext())
+    assert (first["status"], first.get("resume_later", False)) == ("MORE", False)
+    # A child at its deadline: the table stops, MORE with the item that resumes it next round.
+    late = datetime.now(UTC) - timedelta(seconds=EXPRESS_CHILD_SECONDS - CHILD_MARGIN_SECONDS)
+    second = lambda_handler({"item": first["next"], "child_started_at": late.isoformat()}, FakeContext())
+    assert (second["status"], second["resume_later"], second["rows"]) == ("MORE", True, 2000)
+    assert second["next"]["position"]["chunk"] == 2
+    # The next round's child resumes it where it stopped; the last chunk is not MORE.
+    _, result = export_all(second["next"])
+    assert (result["status"], result["rows"], result["chunks"]) == ("EXPORTED", 2500, 3)
+
+
 def test_schema_drift_travels_as_columns_to_the_last_chunk(
     env: dict[str, str], admin: Any, schema: str
 ) -> None:

@@ -211,3 +211,17 @@ def test_run_files_encrypt_with_the_bucket_key_and_map_refusals_onto_the_taxonom
     with pytest.raises(ConfigError, match=r"access denied for s3:PutObject") as denied:
         RunFiles(FakeS3("AccessDenied", 403), "lake").write_json(manifest_key(RUN, 0), [])
     assert f"{RUNS_PREFIX}/*" in str(denied.value)
+
+
+def test_a_table_stops_when_a_chunk_as_long_as_the_last_would_pass_the_childs_deadline() -> None:
+    from aurora_sync.exporting.rounds import another_chunk_fits, child_deadline
+
+    started = datetime.datetime(2026, 12, 3, 5, 0, tzinfo=datetime.UTC)
+    deadline = child_deadline(started)  # 270 s in
+    second = datetime.timedelta(seconds=1)
+    # A 40 s chunk ending at 200 s: the next would end at 240 s, in time.
+    assert another_chunk_fits(deadline, started + 160 * second, started + 200 * second)
+    # Ending at 240 s: the next would end at 280 s, after the deadline.
+    assert not another_chunk_fits(deadline, started + 200 * second, started + 240 * second)
+    # Exactly at the deadline still fits.
+    assert another_chunk_fits(deadline, started + 230 * second, started + 250 * second)

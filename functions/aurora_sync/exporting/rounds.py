@@ -30,6 +30,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 from pydantic import TypeAdapter, ValidationError
@@ -38,6 +39,10 @@ from ..errors import ConfigError
 from ..messages import ExportError, ExportResult, FailedExport, WorkItem
 
 RUNS_PREFIX = "_aurora_sync/runs"
+# An EXPRESS child execution runs at most five minutes (Step Functions quotas); a table's chunk
+# loop stops this long before, so the exporter's answer and the child's last states fit.
+EXPRESS_CHILD_SECONDS = 300
+CHILD_MARGIN_SECONDS = 30
 # When a child failed without saying why (AWS always sets Error; kept for a hand-made entry).
 CHILD_FAILED = "ChildExecutionFailed"
 
@@ -66,6 +71,18 @@ def results_prefix(run_id: str, number: int) -> str:
 
 def settled_key(run_id: str, number: int) -> str:
     return f"{round_prefix(run_id, number)}settled.json"
+
+
+def child_deadline(child_started_at: datetime) -> datetime:
+    """When an export child's chunk loop must have stopped."""
+    return child_started_at + timedelta(seconds=EXPRESS_CHILD_SECONDS - CHILD_MARGIN_SECONDS)
+
+
+def another_chunk_fits(deadline: datetime, call_started: datetime, now: datetime) -> bool:
+    """Whether a chunk as long as the one that just ran (the best estimate of the next: same
+    table, same chunk size) would end before ``deadline``. When not, the table is MORE with
+    ``resume_later`` and its next chunk runs in the next round's child."""
+    return now + (now - call_started) <= deadline
 
 
 @dataclass
