@@ -528,6 +528,33 @@ class ExportRequest(_Message):
     child_started_at: datetime
 
 
+class ResultWriterDetails(_Message):
+    """Where a Distributed Map's ResultWriter put the Map Run's ``manifest.json``."""
+
+    bucket: str = Field(alias="Bucket")
+    key: str = Field(alias="Key")
+
+
+class RoundRequest(_Message):
+    """The AdvanceRound state's input: the run, the round that just ended and its Map Run's
+    results (the export Map's ``ResultWriterDetails``)."""
+
+    run_id: str = Field(min_length=1)
+    round: int = Field(ge=0)
+    results: ResultWriterDetails
+
+
+class RoundOutput(_Message):
+    """What the round step returns (``exporting.rounds.advance``): counts and keys, no lists."""
+
+    run_id: str
+    round: int
+    unfinished: int
+    settled: int
+    failed: int
+    next_manifest: str | None = None  # the next round's items.json; None when every table settled
+
+
 class VerifyRequest(_Message):
     run_id: str = Field(min_length=1)
     started_at: datetime
@@ -548,6 +575,16 @@ def parse_export_request(event: Any) -> ExportRequest | WorkItem:
             fix="the export child passes {item: <work item>, child_started_at: $$.Execution.StartTime}",
         )
     return parse_work_item(event)
+
+
+def parse_round_request(event: Any) -> RoundRequest:
+    """The round step's input."""
+    return read_message(
+        RoundRequest,
+        event,
+        heading="round step input is invalid",
+        fix="pass {run_id, round, results: the export Map's ResultWriterDetails} from the state machine",
+    )
 
 
 def parse_work_item(event: Any) -> WorkItem:

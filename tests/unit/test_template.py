@@ -430,13 +430,21 @@ def test_given_the_function_roles_then_each_holds_only_what_its_handler_calls(
     (put,) = [s for s in role_statements(resources, "PlannerRole") if actions_of(s) == ["s3:PutObject"]]
     assert put["Resource"] == {"Fn::Sub": f"${{DataLakeBucket.Arn}}/{RUNS_PREFIX}/*"}
     assert actions("ExporterRole") == logs
+    assert actions("RoundsRole") == logs | {
+        "s3:GetObject",
+        "s3:PutObject",
+        "kms:Decrypt",
+        "kms:GenerateDataKey",
+    }
+    (objects,) = [s for s in role_statements(resources, "RoundsRole") if "s3:GetObject" in actions_of(s)]
+    assert objects["Resource"] == {"Fn::Sub": f"${{DataLakeBucket.Arn}}/{RUNS_PREFIX}/*"}
     assert actions("VerifierRole") == logs | ssm
     for role in ("PlannerRole", "VerifierRole"):
         (decrypt,) = [s for s in role_statements(resources, role) if actions_of(s) == ["kms:Decrypt"]]
         assert decrypt["Condition"]["StringEquals"] == {
             "kms:ViaService": {"Fn::Sub": "ssm.${AWS::Region}.amazonaws.com"}
         }
-    for role in ("PlannerRole", "ExporterRole", "VerifierRole"):
+    for role in ("PlannerRole", "ExporterRole", "RoundsRole", "VerifierRole"):
         props = resources[role]["Properties"]
         assert props["ManagedPolicyArns"] == [{"Ref": "FunctionRuntimePolicy"}]
         (trust,) = props["AssumeRolePolicyDocument"]["Statement"]

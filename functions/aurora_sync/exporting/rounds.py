@@ -36,7 +36,7 @@ from typing import Any, Protocol
 from pydantic import TypeAdapter, ValidationError
 
 from ..errors import ConfigError
-from ..messages import ExportError, ExportResult, FailedExport, WorkItem
+from ..messages import ExportError, ExportResult, FailedExport, RoundOutput, WorkItem
 
 RUNS_PREFIX = "_aurora_sync/runs"
 # An EXPRESS child execution runs at most five minutes (Step Functions quotas); a table's chunk
@@ -172,18 +172,6 @@ class ObjectStore(Protocol):
     def write_json(self, key: str, value: Any) -> None: ...
 
 
-@dataclass(frozen=True)
-class RoundSummary:
-    """What the round step returns to the state machine: counts and keys, no lists."""
-
-    run_id: str
-    round: int
-    unfinished: int
-    settled: int
-    failed: int
-    next_manifest: str | None  # the next round's items.json, None when every table settled
-
-
 def write_items(store: ObjectStore, key: str, items: Iterable[WorkItem]) -> None:
     """A round's manifest: the JSON array of work items the export Map reads (ItemReader), each
     with its defaults left out like the plan's items."""
@@ -199,7 +187,7 @@ def write_first_round(store: ObjectStore, run_id: str, items: Iterable[WorkItem]
     return key
 
 
-def advance(store: ObjectStore, run_id: str, number: int, results_manifest: str) -> RoundSummary:
+def advance(store: ObjectStore, run_id: str, number: int, results_manifest: str) -> RoundOutput:
     """After round ``number``'s Map Run: record its settled tables, and write the next round's
     manifest when tables remain. ``results_manifest`` is the ResultWriter's ``manifest.json``."""
     manifest = store.read_json(results_manifest)
@@ -215,7 +203,7 @@ def advance(store: ObjectStore, run_id: str, number: int, results_manifest: str)
     if results.unfinished:
         next_manifest = manifest_key(run_id, number + 1)
         write_items(store, next_manifest, results.unfinished)
-    return RoundSummary(
+    return RoundOutput(
         run_id=run_id,
         round=number,
         unfinished=len(results.unfinished),
