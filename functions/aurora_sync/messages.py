@@ -559,9 +559,18 @@ class VerifyRequest(_Message):
     run_id: str = Field(min_length=1)
     started_at: datetime
     attempt: int = 0
-    tables: list[ExportResult | FailedExport]
+    # The run's export results: in the request, or (``rounds``, issue 15's Distributed Map) in
+    # the settled.json of each of the run's export rounds in S3, which the handler reads.
+    tables: list[ExportResult | FailedExport] = Field(default_factory=list)
+    rounds: int | None = Field(None, ge=0)
     plan_failed: list[FailedTable] = Field(default_factory=list)
     previous: VerifyOutput | None = None
+
+    @model_validator(mode="after")
+    def _one_source_of_results(self) -> VerifyRequest:
+        if self.rounds is not None and self.tables:
+            raise ValueError("give the export results as tables or as rounds, not both")
+        return self
 
 
 def parse_export_request(event: Any) -> ExportRequest | WorkItem:

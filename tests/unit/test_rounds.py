@@ -225,3 +225,27 @@ def test_a_table_stops_when_a_chunk_as_long_as_the_last_would_pass_the_childs_de
     assert not another_chunk_fits(deadline, started + 200 * second, started + 240 * second)
     # Exactly at the deadline still fits.
     assert another_chunk_fits(deadline, started + 230 * second, started + 250 * second)
+
+
+def test_the_verifier_reads_every_rounds_settled_tables_in_order() -> None:
+    from aurora_sync.exporting.rounds import read_settled
+
+    store = MemoryStore({settled_key(RUN, 0): [exported("orders")], settled_key(RUN, 1): [failed("users")]})
+    assert [(o.table, o.status) for o in read_settled(store, RUN, 2)] == [
+        ("orders", "EXPORTED"),
+        ("users", "FAILED"),
+    ]
+    assert read_settled(store, RUN, 0) == []
+    store.files[settled_key(RUN, 1)] = [{"table": "users"}]
+    with pytest.raises(ConfigError, match="neither an export result"):
+        read_settled(store, RUN, 2)
+
+
+def test_a_verify_request_takes_its_export_results_from_the_state_or_from_the_rounds() -> None:
+    from aurora_sync.messages import parse_verify_request
+
+    base = {"run_id": RUN, "started_at": "2026-12-03T05:00:00.000+00:00"}
+    assert parse_verify_request({**base, "rounds": 2}).tables == []
+    assert parse_verify_request({**base, "tables": [exported("orders")]}).rounds is None
+    with pytest.raises(ConfigError, match="not both"):
+        parse_verify_request({**base, "rounds": 1, "tables": [exported("orders")]})

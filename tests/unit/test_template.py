@@ -417,6 +417,11 @@ def test_given_the_planner_then_single_flight_is_granted_on_its_own_state_machin
     }
 
 
+BUCKET_KEY = {
+    "Fn::If": ["CreateDataLakeKey", {"Fn::GetAtt": ["StackKey", "Arn"]}, {"Ref": "DataLakeKmsKeyArn"}]
+}
+
+
 def test_given_the_function_roles_then_each_holds_only_what_its_handler_calls(
     resources: dict[str, Any],
 ) -> None:
@@ -438,9 +443,16 @@ def test_given_the_function_roles_then_each_holds_only_what_its_handler_calls(
     }
     (objects,) = [s for s in role_statements(resources, "RoundsRole") if "s3:GetObject" in actions_of(s)]
     assert objects["Resource"] == {"Fn::Sub": f"${{DataLakeBucket.Arn}}/{RUNS_PREFIX}/*"}
-    assert actions("VerifierRole") == logs | ssm
+    assert actions("VerifierRole") == logs | ssm | {"s3:GetObject"}
+    (read,) = [s for s in role_statements(resources, "VerifierRole") if actions_of(s) == ["s3:GetObject"]]
+    assert read["Resource"] == {"Fn::Sub": f"${{DataLakeBucket.Arn}}/{RUNS_PREFIX}/*"}
     for role in ("PlannerRole", "VerifierRole"):
-        (decrypt,) = [s for s in role_statements(resources, role) if actions_of(s) == ["kms:Decrypt"]]
+        # SecureString configs; the verifier's other kms:Decrypt is on the data lake key only.
+        (decrypt,) = [
+            s
+            for s in role_statements(resources, role)
+            if actions_of(s) == ["kms:Decrypt"] and s["Resource"] != BUCKET_KEY
+        ]
         assert decrypt["Condition"]["StringEquals"] == {
             "kms:ViaService": {"Fn::Sub": "ssm.${AWS::Region}.amazonaws.com"}
         }

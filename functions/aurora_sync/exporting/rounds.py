@@ -172,6 +172,28 @@ class ObjectStore(Protocol):
     def write_json(self, key: str, value: Any) -> None: ...
 
 
+def read_settled(store: ObjectStore, run_id: str, rounds: int) -> list[ExportResult | FailedExport]:
+    """The run's export results: the settled tables of rounds 0 to ``rounds`` - 1, in order (a
+    table split into lanes has one entry per lane, which the verifier combines)."""
+    settled: list[ExportResult | FailedExport] = []
+    for number in range(rounds):
+        document = store.read_json(settled_key(run_id, number))
+        if not isinstance(document, list):
+            raise ConfigError(
+                f"{settled_key(run_id, number)} is not a list of export results.",
+                fix="the run's files are written by the run itself (the round step)",
+            )
+        try:
+            settled.extend(_ITEM_OUTCOME.validate_python(outcome) for outcome in document)
+        except ValidationError as exc:
+            raise ConfigError(
+                f"{settled_key(run_id, number)} holds an entry that is neither an export result nor a "
+                f"failed export ({exc.error_count()} error(s)).",
+                fix="the run's files are written by the run itself (the round step)",
+            ) from None
+    return settled
+
+
 def write_items(store: ObjectStore, key: str, items: Iterable[WorkItem]) -> None:
     """A round's manifest: the JSON array of work items the export Map reads (ItemReader), each
     with its defaults left out like the plan's items."""
