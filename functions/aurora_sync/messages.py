@@ -526,6 +526,9 @@ class ExportRequest(_Message):
 
     item: WorkItem
     child_started_at: datetime
+    # How long the child's chunk loops may run (template parameter ExportChildSeconds): an
+    # EXPRESS execution ends at 300 s, and the last chunk and the child's answer need room.
+    child_seconds: int = Field(240, ge=1, le=270)
 
 
 class ResultWriterDetails(_Message):

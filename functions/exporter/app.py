@@ -3,9 +3,10 @@
 Input: a work item (``aurora_sync.messages.WorkItem``) from the planner, or the ``next`` item of
 the previous call's result while the status is MORE. Output: ``aurora_sync.messages.ExportResult``.
 Inside an export child execution (EXPRESS, five minutes at most: issue 15's Distributed Map) the
-input is an ``ExportRequest`` {item, child_started_at}: the chunk's statement_timeout stays within
-the child's time, and a MORE result says ``resume_later`` when a chunk as long as this one would
-not end in time, so the child stops and the next round resumes the table.
+input is an ``ExportRequest`` {item, child_started_at, child_seconds}: the chunk's statement_timeout
+stays within the child's time, a MORE result says ``resume_later`` when a chunk as long as this one
+would not end in time, and an item reached after the child's time is answered MORE without
+exporting; the child then stops and the next round resumes the table.
 An item with a ``lane`` exports that primary-key range of its table only, chunked the same way;
 its errors name the lane (the verifier fails the whole table with it).
 The function only waits on Aurora (``aws_s3.query_export_to_s3``): its memory does not grow
@@ -20,7 +21,7 @@ from typing import Any
 from aurora_sync.connections import source_connection
 from aurora_sync.errors import ConfigError
 from aurora_sync.exporting.export import ExportTarget, export_chunk
-from aurora_sync.exporting.rounds import another_chunk_fits, child_deadline
+from aurora_sync.exporting.rounds import another_chunk_fits, child_deadline, deferred
 from aurora_sync.messages import ExportRequest, parse_export_request
 from aurora_sync.observability import logger, metrics, tracer
 from aurora_sync.settings import runtime_settings
@@ -49,12 +50,17 @@ def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     call_started = datetime.now(UTC)
     request = parse_export_request(event)
     item = request.item if isinstance(request, ExportRequest) else request
-    deadline = child_deadline(request.child_started_at) if isinstance(request, ExportRequest) else None
+    deadline = None
+    if isinstance(request, ExportRequest):
+        deadline = child_deadline(request.child_started_at, request.child_seconds)
     settings = runtime_settings()
     if not settings.export_bucket:
         raise ConfigError("EXPORT_BUCKET is not set.", fix="set it in template.yaml (the data lake bucket)")
     target = ExportTarget(settings.export_bucket, settings.aws_region, settings.export_kms_key_arn)
     logger.append_keys(table=item.table, run_id=item.run_id)
+    if deadline is not None and call_started >= deadline:
+        logger.info("export child out of time: the table resumes in the next round")
+        return deferred(item).model_dump(mode="json", by_alias=True, exclude_none=True)
     timeout_ms = statement_timeout_ms(context, deadline, call_started)
     conn = source_connection(application_name="aurora-sync-exporter", statement_timeout_ms=timeout_ms)
     try:

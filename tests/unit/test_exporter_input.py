@@ -111,12 +111,12 @@ class _Context:
 def test_inside_an_export_child_the_statement_timeout_stays_within_the_childs_time() -> None:
     from datetime import UTC, timedelta
 
-    from aurora_sync.exporting.rounds import CHILD_MARGIN_SECONDS, EXPRESS_CHILD_SECONDS, child_deadline
+    from aurora_sync.exporting.rounds import child_deadline
     from exporter.app import MIN_STATEMENT_TIMEOUT_MS, SAFETY_MARGIN_MS, statement_timeout_ms
 
     started = datetime(2026, 12, 3, 5, 0, tzinfo=UTC)
-    deadline = child_deadline(started)
-    assert deadline == started + timedelta(seconds=EXPRESS_CHILD_SECONDS - CHILD_MARGIN_SECONDS)
+    deadline = child_deadline(started, 270)
+    assert deadline == started + timedelta(seconds=270)
     lambda_left = _Context(remaining_ms=900_000)  # the exporter's 15-minute timeout
     # Outside a child (today's INLINE Map, scripts): the Lambda's time decides.
     assert statement_timeout_ms(lambda_left) == 900_000 - SAFETY_MARGIN_MS
@@ -143,3 +143,8 @@ def test_the_exporter_reads_an_export_request_or_a_bare_work_item() -> None:
     assert isinstance(parse_export_request(document), WorkItem)
     with pytest.raises(ConfigError, match="child_started_at"):
         parse_export_request({"item": document})
+    # Express ends a child at 300 s: the chunk loops may not be given all of it.
+    with pytest.raises(ConfigError, match="child_seconds"):
+        parse_export_request(
+            {"item": document, "child_started_at": "2026-12-03T05:00:00Z", "child_seconds": 300}
+        )

@@ -217,7 +217,7 @@ def test_a_table_stops_when_a_chunk_as_long_as_the_last_would_pass_the_childs_de
     from aurora_sync.exporting.rounds import another_chunk_fits, child_deadline
 
     started = datetime.datetime(2026, 12, 3, 5, 0, tzinfo=datetime.UTC)
-    deadline = child_deadline(started)  # 270 s in
+    deadline = child_deadline(started, 270)
     second = datetime.timedelta(seconds=1)
     # A 40 s chunk ending at 200 s: the next would end at 240 s, in time.
     assert another_chunk_fits(deadline, started + 160 * second, started + 200 * second)
@@ -249,3 +249,23 @@ def test_a_verify_request_takes_its_export_results_from_the_state_or_from_the_ro
     assert parse_verify_request({**base, "tables": [exported("orders")]}).rounds is None
     with pytest.raises(ConfigError, match="not both"):
         parse_verify_request({**base, "rounds": 1, "tables": [exported("orders")]})
+
+
+def test_an_item_reached_after_the_childs_time_is_deferred_unchanged_to_the_next_round() -> None:
+    from aurora_sync.exporting.rounds import deferred
+
+    fresh = WorkItem.model_validate(item("orders"))
+    waiting = deferred(fresh)
+    assert (waiting.status, waiting.resume_later, waiting.next, waiting.chunks, waiting.rows) == (
+        "MORE",
+        True,
+        fresh,
+        0,
+        0,
+    )
+    resumed = WorkItem.model_validate(more("items")["next"])
+    assert (deferred(resumed).chunks, deferred(resumed).rows, deferred(resumed).next) == (1, 5, resumed)
+    # The round step reads it like any MORE: the same item in the next round's manifest.
+    batch = {"Items": [item("orders")]}
+    output = [deferred(fresh).model_dump(mode="json", by_alias=True, exclude_none=True)]
+    assert read_round([entry(batch, output=output)], []).unfinished == [fresh]

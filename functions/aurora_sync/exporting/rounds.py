@@ -39,10 +39,6 @@ from ..errors import ConfigError
 from ..messages import ExportError, ExportResult, FailedExport, RoundOutput, WorkItem
 
 RUNS_PREFIX = "_aurora_sync/runs"
-# An EXPRESS child execution runs at most five minutes (Step Functions quotas); a table's chunk
-# loop stops this long before, so the exporter's answer and the child's last states fit.
-EXPRESS_CHILD_SECONDS = 300
-CHILD_MARGIN_SECONDS = 30
 # When a child failed without saying why (AWS always sets Error; kept for a hand-made entry).
 CHILD_FAILED = "ChildExecutionFailed"
 
@@ -73,9 +69,30 @@ def settled_key(run_id: str, number: int) -> str:
     return f"{round_prefix(run_id, number)}settled.json"
 
 
-def child_deadline(child_started_at: datetime) -> datetime:
-    """When an export child's chunk loop must have stopped."""
-    return child_started_at + timedelta(seconds=EXPRESS_CHILD_SECONDS - CHILD_MARGIN_SECONDS)
+def child_deadline(child_started_at: datetime, child_seconds: int) -> datetime:
+    """When an export child's chunk loops must have stopped (``ExportRequest.child_seconds``)."""
+    return child_started_at + timedelta(seconds=child_seconds)
+
+
+def deferred(item: WorkItem) -> ExportResult:
+    """The answer for an item whose child has no time left to start it: MORE, nothing exported by
+    this call, resumed unchanged in the next round. Without it the items after the deadline
+    would run anyway, and the child would pass Express's five minutes and fail its whole batch."""
+    position = item.position
+    return ExportResult(
+        table=item.table,
+        run_id=item.run_id,
+        status="MORE",
+        target=item.target,
+        window=item.window,
+        chunks=position.chunk if position else 0,
+        rows=position.rows if position else 0,
+        bytes=position.bytes if position else 0,
+        files=position.files if position else 0,
+        keys=list(position.keys) if position else [],
+        next=item,
+        resume_later=True,
+    )
 
 
 def another_chunk_fits(deadline: datetime, call_started: datetime, now: datetime) -> bool:
