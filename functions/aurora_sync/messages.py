@@ -6,19 +6,27 @@ The flow, as ``statemachine/sync.asl.json`` wires it (CamelCase words are its st
       │
       ▼  Plan (planner λ) reads PlannerEvent {"input": <execution input>, "execution": ExecutionContext}
       │                   emits PlanOutput {run_id, started_at, skip, skip_reason,
-      │                                     items: [WorkItem], failed: [FailedTable], tables_planned}
+      │                                     items: [WorkItem], failed: [FailedTable], tables_planned,
+      │                                     manifest: the S3 key of round 0's items}
       ▼  AnythingToDo reads $.skip
-      ▼  ExportTables: a Map over $.items, one iteration per WorkItem (a table split into key
-      │    ranges has one WorkItem per lane, each with its ``lane``; they share MaxConcurrency)
-      │    ExportChunk (exporter λ) reads WorkItem, emits ExportResult;
-      │    MoreChunks reads $.export.result.status; while MORE, NextChunk hands
-      │    ExportResult.next (the next chunk's WorkItem) back to ExportChunk
-      │    ExportDone: the ExportResult          ExportFailed (its Catch): FailedExport
-      │    (ExportFailedCustomTarget instead when the item has a target: FailedTableTarget chooses)
-      ▼  StartVerify builds the loop's state: run_id, started_at, tables: [ExportResult | FailedExport],
-      │    plan_failed: [FailedTable] (the plan's ``failed``), attempt, verification.output
-      │    (a split table's lanes each add an entry; the verifier combines them per table)
-      ▼  WaitForLoads → Verify (verifier λ) reads VerifyRequest {run_id, started_at, attempt, tables,
+      ▼  StartRounds keeps {run_id, started_at, plan_failed (the plan's failed), round: 0,
+      │    manifest}: the plan's items are in S3 (round 0's manifest), never again in the state
+      ▼  ExportRound: a DISTRIBUTED Map reading the round's manifest (ItemReader), in batches
+      │    (ItemBatcher) each run by an EXPRESS child: ExportBatch, an INLINE Map over the batch's
+      │    Items, one WorkItem at a time (a table split into key ranges has one per lane)
+      │    ExportChunk (exporter λ) reads ExportRequest {item, child_started_at, child_seconds},
+      │    emits ExportResult; MoreChunks: while MORE and not resume_later, NextChunk hands
+      │    ExportResult.next back to ExportChunk
+      │    ExportDone: the ExportResult (MORE with resume_later when the child's time is up)
+      │    ExportFailed (its Catch): FailedExport (ExportFailedCustomTarget keeps a target)
+      │    The children's outputs go to S3 (ResultWriter); the state keeps ResultWriterDetails
+      ▼  AdvanceRound (rounds λ) reads RoundRequest {run_id, round, results}, emits RoundOutput:
+      │    the round's settled tables and the next round's manifest (the MORE items) in S3;
+      │    MoreRounds loops through NextRound while next_manifest is set
+      ▼  StartVerify builds the loop's state: run_id, started_at, rounds (the number of export
+      │    rounds: the verifier reads their settled tables from S3), plan_failed, attempt,
+      │    verification.output (NothingExported instead when the plan had no item: rounds 0)
+      ▼  WaitForLoads → Verify (verifier λ) reads VerifyRequest {run_id, started_at, attempt, rounds,
       │    plan_failed, previous: VerifyOutput | null}, emits VerifyOutput {…, tables: [TableVerdict],
       │    summary: RunSummary | null}; AllSettled reads $.verification.output.done
       ▼  Report reads $.verification.output.summary.failed_count; TablesFailed fails the execution

@@ -23,6 +23,7 @@ from typing import Any
 import psycopg2
 import requests
 import snowflake.connector
+from history_scan import map_run_children
 from psycopg2 import sql
 
 from aurora_sync.config import TableConfig, put_table_config
@@ -92,7 +93,18 @@ class World:
         for event in self.engine.follow(arn, timeout_s=240, poll_s=0.3):
             if event.get("type") == "ExecutionDescription":
                 description = event["description"]
-        return description, self.engine.events(arn)
+        return description, self.events(arn)
+
+    def events(self, arn: str) -> list[dict[str, Any]]:
+        """The execution's history with each export round's children's histories placed after
+        the round's MapRunStarted event (the Distributed Map's children run the chunk loops; the
+        local engine keeps their histories, AWS only logs an Express one)."""
+        merged: list[dict[str, Any]] = []
+        for event in self.engine.events(arn):
+            merged.append(event)
+            for child in map_run_children(self.engine.sfn, [event]):
+                merged.extend(self.engine.events(child))
+        return merged
 
     def assert_parity(self, *names: str) -> None:
         for name in names or tuple(self.configs):
@@ -118,7 +130,7 @@ def run_reacting(
             description = event["description"]
         else:
             react(event)
-    return description, world.engine.events(arn)
+    return description, world.events(arn)
 
 
 def entered(events: list[dict[str, Any]]) -> list[str]:

@@ -353,7 +353,7 @@ def test_given_the_functions_then_memory_and_timeouts_fit_what_each_does(resourc
     assert max(sizes["PlannerFunction"][1], sizes["VerifierFunction"][1]) <= 300
 
 
-def test_given_the_state_machine_then_its_role_invokes_exactly_the_three_functions(
+def test_given_the_state_machine_then_its_role_invokes_exactly_the_four_functions(
     resources: dict[str, Any],
 ) -> None:
     machine = resources["SyncStateMachine"]["Properties"]
@@ -368,10 +368,39 @@ def test_given_the_state_machine_then_its_role_invokes_exactly_the_three_functio
     assert invoke["Resource"] == [
         {"Fn::GetAtt": ["PlannerFunction", "Arn"]},
         {"Fn::GetAtt": ["ExporterFunction", "Arn"]},
+        {"Fn::GetAtt": ["RoundsFunction", "Arn"]},
         {"Fn::GetAtt": ["VerifierFunction", "Arn"]},
     ]
     (trust,) = resources["SyncStateMachineRole"]["Properties"]["AssumeRolePolicyDocument"]["Statement"]
     assert trust["Principal"] == {"Service": "states.amazonaws.com"}
+
+
+def test_given_the_export_distributed_map_then_the_state_machine_reaches_only_the_run_files_and_itself(
+    resources: dict[str, Any],
+) -> None:
+    name = resources["SyncStateMachine"]["Properties"]["Name"]["Fn::Sub"]
+    statements = role_statements(resources, "SyncStateMachineRole")
+    (objects,) = [s for s in statements if any(a.startswith("s3:") for a in actions_of(s))]
+    # ItemReader reads the manifests, ResultWriter writes the results (multipart for large ones).
+    assert set(actions_of(objects)) == {
+        "s3:GetObject",
+        "s3:PutObject",
+        "s3:AbortMultipartUpload",
+        "s3:ListMultipartUploadParts",
+    }
+    assert objects["Resource"] == {"Fn::Sub": f"${{DataLakeBucket.Arn}}/{RUNS_PREFIX}/*"}
+    (start,) = [s for s in statements if "states:StartExecution" in actions_of(s)]
+    arn = "arn:${AWS::Partition}:states:${AWS::Region}:${AWS::AccountId}"
+    assert start["Resource"] == {"Fn::Sub": f"{arn}:stateMachine:{name}"}
+    (children,) = [s for s in statements if "states:DescribeExecution" in actions_of(s)]
+    assert set(actions_of(children)) == {"states:DescribeExecution", "states:StopExecution"}
+    assert children["Resource"] == [
+        {"Fn::Sub": f"{arn}:execution:{name}/*"},
+        {"Fn::Sub": f"{arn}:express:{name}/*"},
+    ]
+    # The ASL writes the results under the same prefix the role may write.
+    asl = (ROOT / "statemachine" / "sync.asl.json").read_text()
+    assert f'"Prefix": "{RUNS_PREFIX}/' in asl
 
 
 def test_given_the_state_machine_then_it_is_wired_to_the_asl_schedule_logs_and_tracing(
@@ -383,8 +412,12 @@ def test_given_the_state_machine_then_it_is_wired_to_the_asl_schedule_logs_and_t
     assert machine["DefinitionSubstitutions"] == {
         "PlannerFunctionArn": {"Fn::GetAtt": ["PlannerFunction", "Arn"]},
         "ExporterFunctionArn": {"Fn::GetAtt": ["ExporterFunction", "Arn"]},
+        "RoundsFunctionArn": {"Fn::GetAtt": ["RoundsFunction", "Arn"]},
         "VerifierFunctionArn": {"Fn::GetAtt": ["VerifierFunction", "Arn"]},
+        "DataLakeBucketName": {"Ref": "DataLakeBucket"},
         "MaxConcurrency": {"Ref": "MaxConcurrency"},
+        "ExportBatchSize": {"Ref": "ExportBatchSize"},
+        "ExportChildSeconds": {"Ref": "ExportChildSeconds"},
         "VerifyWaitSeconds": {"Ref": "VerifyWaitSeconds"},
         "VerifyMaxAttempts": {"Ref": "VerifyMaxAttempts"},
         "RunTimeoutSeconds": {"Ref": "RunTimeoutSeconds"},
