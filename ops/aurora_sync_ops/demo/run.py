@@ -77,14 +77,15 @@ def _specs(status: dict[str, Any], admin: Any) -> dict[str, TableSpec]:
 
 
 def path_through_states(events: list[dict[str, Any]]) -> str:
-    """The execution's path, compressed: Plan → ExportTables (9 chunks) → Verify x3 → Synced."""
+    """The execution's path, compressed: Plan → ExportRound x1 → Wait/Verify x3 → Synced (the
+    chunks ran in the export rounds' child executions, whose histories are not the parent's)."""
     entered = [e["stateEnteredEventDetails"]["name"] for e in events if "stateEnteredEventDetails" in e]
     counts = Counter(entered)
-    order = ["Plan", "ExportTables", "ExportChunk", "Verify", "Report", "TablesFailed", "Synced", "Skipped"]
+    order = ["Plan", "ExportRound", "Verify", "Report", "TablesFailed", "Synced", "Skipped"]
     parts = []
     for state in order:
-        if state == "ExportChunk" and counts[state]:
-            parts.append(f"ExportChunk x{counts[state]}")
+        if state == "ExportRound" and counts[state]:
+            parts.append(f"ExportRound x{counts[state]}")
         elif state == "Verify" and counts[state]:
             parts.append(f"Wait/Verify x{counts[state]}")
         elif counts[state]:
