@@ -86,11 +86,11 @@ class World:
             cur.execute(statement.replace("{schema}", f'"{self.schema}"'), params)
 
     def run(
-        self, execution_input: dict[str, Any] | None = None
+        self, execution_input: dict[str, Any] | None = None, *, timeout_s: float = 240
     ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
         arn = self.engine.start(self.deployment, execution_input or {})
         description: dict[str, Any] = {}
-        for event in self.engine.follow(arn, timeout_s=240, poll_s=0.3):
+        for event in self.engine.follow(arn, timeout_s=timeout_s, poll_s=0.3):
             if event.get("type") == "ExecutionDescription":
                 description = event["description"]
         return description, self.events(arn)
