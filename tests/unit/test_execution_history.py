@@ -325,3 +325,15 @@ def test_a_distributed_run_reads_its_export_results_from_the_rounds_settled_file
     )
     assert (tables["crash"].outcome, tables["crash"].error) == ("FAILED", "Runtime.ExitError")
     assert tables["ghost"].outcome == "FAILED"
+
+
+def test_progress_reports_each_export_round_from_the_parents_history() -> None:
+    history = History()
+    results = {"Bucket": "lake", "Key": "k"}
+    advance = {"rounds": 1, "next_manifest": "m", "settled": 229, "failed": 1, "unfinished": 2}
+    history.exited("AdvanceRound", {"run_id": RUN, "map": {"results": results}, "advance": advance})
+    lines: list[str] = []
+    progress = Progress(lines.append)
+    for event in history.events:
+        progress(event)
+    assert lines == ["export round 1: 229 table(s) or lane(s) done (1 failed), 2 resume in the next round"]

@@ -106,6 +106,9 @@ class _MapResult(BaseModel):
 class _Advance(BaseModel):
     next_manifest: str | None
     rounds: int
+    settled: int
+    failed: int
+    unfinished: int
 
 
 class RoundState(BaseModel):

@@ -36,6 +36,7 @@ __all__ = [
     "FAILED_EXPORT_STATES",
     "SUCCESS_OUTCOMES",
     "TERMINAL",
+    "AdvanceRoundOutput",
     "ExportChunkOutput",
     "ExportResult",
     "FailedExport",
@@ -92,6 +93,9 @@ class _Advance(BaseModel):
     model_config = ConfigDict(extra="allow", frozen=True)
 
     rounds: int
+    settled: int = 0
+    failed: int = 0
+    unfinished: int = 0
 
 
 class AdvanceRoundOutput(BaseModel):
