@@ -48,14 +48,13 @@ config sets a ``target`` (measured in tests/unit/test_planning.py
 and tests/unit/test_layout.py). The plan must fit one Step Functions state (256 KB); the
 planner keeps it under 240 KB (about 750 tables replicating all columns, or about 200 tables
 listing 50 columns each) and beyond that raises ``ConfigError`` telling to split the tables
-across state machines (each with its own CONFIG_SSM_PATH) or to run subsets. That check is
-necessary but not sufficient: the plan is not the largest state of a run. After the Map the state
-holds the plan and every table's export result (about 375 more bytes a table, more with several
-files), and the verifier's answer adds about 400 bytes a table beside the export results, so a
-run of a few hundred tables (about 340 with these sizes: 262,144 / (375 + 400)) ends in
-``States.DataLimitExceeded``. That failure is loud, and no
-watermark moves for a table whose MERGE did not run; until the state stops growing with the
-table count, keep one state machine to about 250 tables. The sample events in events/ carry no
+across state machines (each with its own CONFIG_SSM_PATH) or to run subsets. Since the export
+step became a Distributed Map (issue 15) no later state holds per-table lists but the plan's
+``failed`` and the verifier's verdicts (``previous``, about 400 bytes a table) beside the plan:
+the largest payload of a run of 230 tables with 63-character names was 142,076 bytes, the
+parent's and 43 children's histories scanned (tests/workflow/test_state_limits.py). ``items``
+stays in the output only for the CLI's and the tests' readers; once they read round 0's
+manifest instead, it goes and this budget with it. The sample events in events/ carry no
 ``execution``, so ``sam local invoke`` works outside Step Functions.
 """
 
