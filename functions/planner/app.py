@@ -19,10 +19,10 @@ Output (``aurora_sync.messages.PlanOutput``, the Map's input)::
      "items": [<WorkItem JSON, defaults left out>], "failed": [{"table", "error", "cause"}],
      "tables_planned": n, "manifest": "<S3 key>" | null}
 
-``manifest`` is round 0's manifest (``aurora_sync.exporting.rounds``): the same work items, a
-JSON array written to the data lake bucket under ``_aurora_sync/runs/<run_id>/``, which the
-export Distributed Map reads (issue 15). Written only when there are items, so a skipped run
-writes nothing.
+``manifest`` is round 0's manifest (``aurora_sync.exporting.rounds``): the same work items in
+batches, one per export child execution, written to the data lake bucket under
+``_aurora_sync/runs/<run_id>/``, which the export Distributed Map reads (issue 15). Written only
+when there are items, so a skipped run writes nothing.
 
 ``skip`` is true when an earlier RUNNING execution of the same state machine exists (single
 flight: ordered by start time, then name; this execution's own ARN never counts) or when there
@@ -69,7 +69,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from aurora_sync.config import load_table_configs
 from aurora_sync.connections import warehouse_connection
-from aurora_sync.exporting.rounds import write_first_round
+from aurora_sync.exporting.rounds import Batching, write_first_round
 from aurora_sync.observability import logger, metrics, tracer
 from aurora_sync.planning.executions import running_executions
 from aurora_sync.planning.lanes import split_lanes
@@ -110,7 +110,8 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
             )
         split_lanes(plan, selection.tables, catalogs=source.catalogs, estimates=source.estimates)
     if plan.items:
-        plan.manifest = write_first_round(RunFiles.of(settings), run_id, plan.items)
+        batching = Batching(settings.export_batch_size, settings.max_concurrency)
+        plan.manifest = write_first_round(RunFiles.of(settings), run_id, plan.items, batching)
     for entry in plan.failed:
         logger.warning("table failed", extra=entry.model_dump())
     if not plan.items and not plan.failed:

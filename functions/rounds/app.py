@@ -23,7 +23,7 @@ from __future__ import annotations
 from typing import Any
 
 from aurora_sync.errors import ConfigError
-from aurora_sync.exporting.rounds import advance
+from aurora_sync.exporting.rounds import Batching, advance
 from aurora_sync.messages import parse_round_request
 from aurora_sync.observability import logger, metrics, tracer
 from aurora_sync.run_files import RunFiles
@@ -36,12 +36,14 @@ from aurora_sync.settings import runtime_settings
 def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     request = parse_round_request(event)
     logger.append_keys(run_id=request.run_id)
-    files = RunFiles.of(runtime_settings())
+    settings = runtime_settings()
+    files = RunFiles.of(settings)
     if request.results.bucket != files.bucket:
         raise ConfigError(
             f"the export Map wrote its results to bucket {request.results.bucket}, not {files.bucket}.",
             fix="the ResultWriter's Bucket must be the data lake bucket (EXPORT_BUCKET)",
         )
-    output = advance(files, request.run_id, request.round, request.results.key)
+    batching = Batching(settings.export_batch_size, settings.max_concurrency)
+    output = advance(files, request.run_id, request.round, request.results.key, batching)
     logger.info("export round done", extra=output.model_dump())
     return output.model_dump(mode="json")

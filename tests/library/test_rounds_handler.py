@@ -14,7 +14,7 @@ import pytest
 from exporter_calls import FakeContext
 
 from aurora_sync.errors import ConfigError
-from aurora_sync.exporting.rounds import manifest_key, results_prefix, settled_key
+from aurora_sync.exporting.rounds import MAP_RESULTS_PREFIX, manifest_key, settled_key
 from aurora_sync.messages import ExportResult, RoundOutput, WorkItem
 from aurora_sync_ops.local.distributed_map import ChildRecord, result_entry
 
@@ -36,7 +36,7 @@ def read_json(s3: Any, bucket: str, key: str) -> Any:
 
 def map_run(s3: Any, bucket: str, run_id: str, outputs: list[dict[str, Any]]) -> str:
     """One succeeded child whose batch produced ``outputs``; returns the manifest.json key."""
-    folder = f"{results_prefix(run_id, 0)}/{uuid.uuid4()}/"
+    folder = f"{MAP_RESULTS_PREFIX}/{uuid.uuid4()}/"
     batch = {"Items": [work_item(run_id, o["table"]) for o in outputs], "BatchInput": {"run_id": run_id}}
     record = ChildRecord(index=0, arn="arn:aws:states:us-east-1:123456789012:express:sync/ExportRound:c0",
                          name="c0", input=batch, item_count=len(outputs), status="SUCCEEDED",
@@ -71,7 +71,8 @@ def test_a_round_settles_its_finished_tables_and_writes_the_next_manifest(
     assert RoundOutput.model_validate(output) == RoundOutput(
         run_id=run_id, round=0, unfinished=1, settled=1, failed=0, next_manifest=manifest_key(run_id, 1)
     )
-    [resumed] = read_json(s3, bucket, manifest_key(run_id, 1))
+    [batch] = read_json(s3, bucket, manifest_key(run_id, 1))
+    [resumed] = batch["Items"]
     assert WorkItem.model_validate(resumed) == WorkItem.model_validate(resume)
     [settled] = read_json(s3, bucket, settled_key(run_id, 0))
     assert ExportResult.model_validate(settled).keys == ["orders/a.csv"]

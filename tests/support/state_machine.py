@@ -14,7 +14,7 @@ DEFINITION = Path(__file__).resolve().parents[2] / "statemachine" / "sync.asl.js
 def definition() -> dict[str, Any]:
     # Numeric DefinitionSubstitutions are unquoted in the file (SAM substitutes text).
     text = re.sub(
-        r"\$\{(MaxConcurrency|ExportBatchSize|ExportChildSeconds|VerifyWaitSeconds|VerifyMaxAttempts|"
+        r"\$\{(MaxConcurrency|ExportChildSeconds|VerifyWaitSeconds|VerifyMaxAttempts|"
         r"RunTimeoutSeconds)\}",
         "1",
         DEFINITION.read_text(),

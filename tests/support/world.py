@@ -14,6 +14,7 @@ would load each other's files).
 from __future__ import annotations
 
 import json
+import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
@@ -125,12 +126,39 @@ def run_reacting(
     """Run the state machine, calling ``react`` with each history event as it appears."""
     arn = world.engine.start(world.deployment, execution_input)
     description: dict[str, Any] = {}
-    for event in world.engine.follow(arn, timeout_s=240, poll_s=0.05):
+    for event in follow_with_children(world, arn, timeout_s=240, poll_s=0.05):
         if event.get("type") == "ExecutionDescription":
             description = event["description"]
         else:
             react(event)
     return description, world.events(arn)
+
+
+def follow_with_children(
+    world: World, arn: str, *, timeout_s: float, poll_s: float
+) -> Iterator[dict[str, Any]]:
+    """The execution's events and its export children's as they appear (the chunk loops run in
+    the children), then ``{"type": "ExecutionDescription", "description": ...}``."""
+    sfn = world.engine.sfn
+    seen: dict[str, int] = {}
+    deadline = time.monotonic() + timeout_s
+
+    def new_events(execution: str) -> list[dict[str, Any]]:
+        events = world.engine.events(execution)
+        start, seen[execution] = seen.get(execution, 0), len(events)
+        return events[start:]
+
+    while True:
+        description = sfn.describe_execution(executionArn=arn)
+        yield from new_events(arn)
+        for child in map_run_children(sfn, world.engine.events(arn)):
+            yield from new_events(child)
+        if description["status"] != "RUNNING":
+            yield {"type": "ExecutionDescription", "description": description}
+            return
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"execution {arn} still RUNNING after {timeout_s:.0f}s")
+        time.sleep(poll_s)
 
 
 def entered(events: list[dict[str, Any]]) -> list[str]:

@@ -17,11 +17,11 @@ from botocore.exceptions import ClientError
 
 from aurora_sync.errors import ConfigError, ExportWriteFailed
 from aurora_sync.exporting.rounds import (
+    MAP_RESULTS_PREFIX,
     RUNS_PREFIX,
     advance,
     manifest_key,
     read_round,
-    results_prefix,
     settled_key,
 )
 from aurora_sync.messages import ExportResult, FailedExport, WorkItem
@@ -78,7 +78,7 @@ def entry(child_input: Any, *, output: Any = None, error: str | None = None, cau
 
 def test_layout_keeps_every_round_under_the_run_prefix() -> None:
     assert manifest_key(RUN, 0) == f"{RUNS_PREFIX}/{RUN}/round-0/items.json"
-    assert results_prefix(RUN, 2) == f"{RUNS_PREFIX}/{RUN}/round-2/results"
+    assert MAP_RESULTS_PREFIX.startswith(f"{RUNS_PREFIX}/")
     assert settled_key(RUN, 1) == f"{RUNS_PREFIX}/{RUN}/round-1/settled.json"
     # No table's pipe loads it: table names start with a letter.
     assert RUNS_PREFIX.startswith("_")
@@ -142,7 +142,7 @@ class MemoryStore:
 
 
 def _map_run_files(succeeded: list[Any], failed_entries: list[Any]) -> dict[str, Any]:
-    folder = f"{results_prefix(RUN, 0)}/map-run-id/"
+    folder = f"{MAP_RESULTS_PREFIX}/map-run-id/"
     files: dict[str, Any] = {}
     listing: dict[str, list[dict[str, Any]]] = {"FAILED": [], "PENDING": [], "SUCCEEDED": []}
     for status, entries in (("SUCCEEDED", succeeded), ("FAILED", failed_entries)):
@@ -161,11 +161,12 @@ def test_advance_writes_the_next_manifest_and_the_settled_tables() -> None:
     batch = {"Items": [item("orders"), item("items")]}
     store = MemoryStore(_map_run_files([entry(batch, output=[exported("orders"), more("items")])], []))
 
-    summary = advance(store, RUN, 0, f"{results_prefix(RUN, 0)}/map-run-id/manifest.json")
+    summary = advance(store, RUN, 0, f"{MAP_RESULTS_PREFIX}/map-run-id/manifest.json")
 
     assert (summary.unfinished, summary.settled, summary.failed) == (1, 1, 0)
     assert summary.next_manifest == manifest_key(RUN, 1)
-    [resumed] = store.files[manifest_key(RUN, 1)]
+    [batch] = store.files[manifest_key(RUN, 1)]
+    [resumed] = batch["Items"]
     assert WorkItem.model_validate(resumed) == WorkItem.model_validate(more("items")["next"])
     [settled] = store.files[settled_key(RUN, 0)]
     assert ExportResult.model_validate(settled).table == "orders"
@@ -175,7 +176,7 @@ def test_advance_ends_the_rounds_when_every_table_settled() -> None:
     batch = {"Items": [item("orders")]}
     store = MemoryStore(_map_run_files([], [entry(batch, error="Lambda.Unknown", cause="crash")]))
 
-    summary = advance(store, RUN, 3, f"{results_prefix(RUN, 0)}/map-run-id/manifest.json")
+    summary = advance(store, RUN, 3, f"{MAP_RESULTS_PREFIX}/map-run-id/manifest.json")
 
     assert summary.next_manifest is None and manifest_key(RUN, 4) not in store.files
     assert (summary.settled, summary.failed) == (1, 1)
@@ -269,3 +270,24 @@ def test_an_item_reached_after_the_childs_time_is_deferred_unchanged_to_the_next
     batch = {"Items": [item("orders")]}
     output = [deferred(fresh).model_dump(mode="json", by_alias=True, exclude_none=True)]
     assert read_round([entry(batch, output=output)], []).unfinished == [fresh]
+
+
+def test_a_rounds_batches_fill_the_concurrent_children_and_part_a_tables_lanes() -> None:
+    from aurora_sync.exporting.rounds import Batching, batches
+
+    bounds = [{"upper": ["10"]}, {"lower": ["10"], "upper": ["20"]}, {"lower": ["20"], "upper": ["30"]},
+              {"lower": ["30"]}]  # fmt: skip
+    lanes = [
+        WorkItem.model_validate(item("big", lane={"index": i, "count": 4, **b})) for i, b in enumerate(bounds)
+    ]
+    small = [WorkItem.model_validate(item(f"t{i}")) for i in range(7)]
+    plan = [*lanes, *small]  # the planner keeps a table's lanes together
+    # 11 items, 4 children at once: batches of at most 3, each lane in a batch of its own.
+    found = batches(plan, Batching(most=25, children=4))
+    assert [len(b) for b in found] == [3, 3, 3, 2]
+    assert [sum(1 for w in b if w.table == "big") for b in found] == [1, 1, 1, 1]
+    assert sorted(w.model_dump_json() for b in found for w in b) == sorted(w.model_dump_json() for w in plan)
+    # A large round: at most ExportBatchSize a child.
+    many = [WorkItem.model_validate(item(f"t{i}")) for i in range(230)]
+    assert [len(b) for b in batches(many, Batching(most=25, children=4))] == [23] * 10
+    assert batches([], Batching()) == []

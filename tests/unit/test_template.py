@@ -19,7 +19,7 @@ import pytest
 import yaml
 from packaging.requirements import Requirement
 
-from aurora_sync.exporting.rounds import RUNS_PREFIX
+from aurora_sync.exporting.rounds import MAP_RESULTS_PREFIX, RUNS_PREFIX
 from aurora_sync.settings import ENVIRONMENT, RuntimeSettings
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -398,9 +398,9 @@ def test_given_the_export_distributed_map_then_the_state_machine_reaches_only_th
         {"Fn::Sub": f"{arn}:execution:{name}/*"},
         {"Fn::Sub": f"{arn}:express:{name}/*"},
     ]
-    # The ASL writes the results under the same prefix the role may write.
+    # The ASL writes the results where the round step reads them, under the prefix the role may write.
     asl = (ROOT / "statemachine" / "sync.asl.json").read_text()
-    assert f'"Prefix": "{RUNS_PREFIX}/' in asl
+    assert f'"Prefix": "{MAP_RESULTS_PREFIX}"' in asl and MAP_RESULTS_PREFIX.startswith(f"{RUNS_PREFIX}/")
 
 
 def test_given_the_state_machine_then_it_is_wired_to_the_asl_schedule_logs_and_tracing(
@@ -416,7 +416,6 @@ def test_given_the_state_machine_then_it_is_wired_to_the_asl_schedule_logs_and_t
         "VerifierFunctionArn": {"Fn::GetAtt": ["VerifierFunction", "Arn"]},
         "DataLakeBucketName": {"Ref": "DataLakeBucket"},
         "MaxConcurrency": {"Ref": "MaxConcurrency"},
-        "ExportBatchSize": {"Ref": "ExportBatchSize"},
         "ExportChildSeconds": {"Ref": "ExportChildSeconds"},
         "VerifyWaitSeconds": {"Ref": "VerifyWaitSeconds"},
         "VerifyMaxAttempts": {"Ref": "VerifyMaxAttempts"},

@@ -2,21 +2,21 @@
 Distributed Map results mean for the next.
 
 The design of issue 15 ("state that does not grow with the work"): the planner writes round 0's
-manifest, a JSON array of work items, under the run prefix; the export Distributed Map reads it
-(ItemReader), hands batches of items to EXPRESS child executions (ItemBatcher) and writes each
-child's outcome to S3 (ResultWriter). A child stops before Express's five-minute cap and returns a
-table it could not finish as MORE, whose ``next`` is the work item that resumes it. The round
-step reads the Map Run's results (``read_round``), writes the next round's manifest of the
-unfinished items and the round's settled tables (``RoundFiles``), and the state machine loops
+manifest, a JSON array of batches of work items (``batches``), under the run prefix; the export
+Distributed Map reads it (ItemReader), hands each batch to an EXPRESS child execution and writes
+each child's outcome to S3 (ResultWriter). A child stops before Express's five-minute cap and
+returns a table it could not finish as MORE, whose ``next`` is the work item that resumes it.
+The round step reads the Map Run's results (``read_round``), writes the round's settled tables
+and the next round's manifest of the unfinished items (``advance``), and the state machine loops
 while a manifest is left. States carry the run id, these keys and counts, never the lists.
 
 Layout, in the data lake bucket (the prefix starts with ``_``, which no table's name does, so no
 table's pipe loads it, as for ``messages.KEY_SNAPSHOT_PREFIX``)::
 
-    _aurora_sync/runs/<run_id>/round-<n>/items.json     the round's work items (ItemReader)
-    _aurora_sync/runs/<run_id>/round-<n>/results/       the Map Run's ResultWriter prefix:
-        <map run id>/manifest.json, SUCCEEDED_0.json, FAILED_0.json
+    _aurora_sync/runs/<run_id>/round-<n>/items.json     the round's batches (ItemReader)
     _aurora_sync/runs/<run_id>/round-<n>/settled.json   the tables the round finished or failed
+    _aurora_sync/runs/map-results/<map run id>/         every Map Run's ResultWriter files:
+        manifest.json, SUCCEEDED_0.json, FAILED_0.json
 
 A child's output is its INLINE Map's output: one entry per item of its batch, an ``ExportResult``
 (EXPORTED, EMPTY, or MORE when the child's time ran out) or a ``FailedExport`` (the item's
@@ -28,7 +28,8 @@ the report names each one and the input that reruns it, never a failed Map.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping
+import math
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Protocol
@@ -39,6 +40,9 @@ from ..errors import ConfigError
 from ..messages import ExportError, ExportResult, FailedExport, RoundOutput, WorkItem
 
 RUNS_PREFIX = "_aurora_sync/runs"
+# The export Map's ResultWriter Prefix (statemachine/sync.asl.json): each Map Run writes under its
+# own id below it, so one static prefix serves every run and round.
+MAP_RESULTS_PREFIX = f"{RUNS_PREFIX}/map-results"
 # When a child failed without saying why (AWS always sets Error; kept for a hand-made entry).
 CHILD_FAILED = "ChildExecutionFailed"
 
@@ -59,10 +63,6 @@ def round_prefix(run_id: str, number: int) -> str:
 
 def manifest_key(run_id: str, number: int) -> str:
     return f"{round_prefix(run_id, number)}items.json"
-
-
-def results_prefix(run_id: str, number: int) -> str:
-    return f"{round_prefix(run_id, number)}results"
 
 
 def settled_key(run_id: str, number: int) -> str:
@@ -211,22 +211,52 @@ def read_settled(store: ObjectStore, run_id: str, rounds: int) -> list[ExportRes
     return settled
 
 
-def write_items(store: ObjectStore, key: str, items: Iterable[WorkItem]) -> None:
-    """A round's manifest: the JSON array of work items the export Map reads (ItemReader), each
-    with its defaults left out like the plan's items."""
+@dataclass(frozen=True)
+class Batching:
+    """How a round's items are split among the export Map's child executions: at most
+    ``most`` items a child (template parameter ExportBatchSize), and ``children`` children
+    running at once (MaxConcurrency)."""
+
+    most: int = 25
+    children: int = 4
+
+
+def batches(items: Sequence[WorkItem], batching: Batching) -> list[list[WorkItem]]:
+    """The round's batches, one per child execution. Few enough items a batch that a small round
+    still fills every concurrent child; and item i goes to batch i mod B, so the lanes of a split
+    table, adjacent in the plan, land in different children and export side by side (a child
+    exports its items one after another)."""
+    if not items:
+        return []
+    size = max(1, min(batching.most, math.ceil(len(items) / batching.children)))
+    count = math.ceil(len(items) / size)
+    return [list(items[index::count]) for index in range(count)]
+
+
+def write_items(store: ObjectStore, key: str, items: Sequence[WorkItem], batching: Batching) -> None:
+    """A round's manifest, which the export Map reads (ItemReader): a JSON array of one
+    ``{"Items": [work item, ...]}`` per child execution, each item with its defaults left out
+    like the plan's. The batches are the product's (``batches``), not ItemBatcher's, which
+    groups consecutive items and would put a table's lanes in one child."""
     store.write_json(
-        key, [item.model_dump(mode="json", by_alias=True, exclude_defaults=True) for item in items]
+        key,
+        [
+            {"Items": [item.model_dump(mode="json", by_alias=True, exclude_defaults=True) for item in batch]}
+            for batch in batches(items, batching)
+        ],
     )
 
 
-def write_first_round(store: ObjectStore, run_id: str, items: Iterable[WorkItem]) -> str:
+def write_first_round(store: ObjectStore, run_id: str, items: Sequence[WorkItem], batching: Batching) -> str:
     """The planner's round 0: every work item of the run. Returns the manifest's key."""
     key = manifest_key(run_id, 0)
-    write_items(store, key, items)
+    write_items(store, key, items, batching)
     return key
 
 
-def advance(store: ObjectStore, run_id: str, number: int, results_manifest: str) -> RoundOutput:
+def advance(
+    store: ObjectStore, run_id: str, number: int, results_manifest: str, batching: Batching = Batching()
+) -> RoundOutput:
     """After round ``number``'s Map Run: record its settled tables, and write the next round's
     manifest when tables remain. ``results_manifest`` is the ResultWriter's ``manifest.json``."""
     manifest = store.read_json(results_manifest)
@@ -241,7 +271,7 @@ def advance(store: ObjectStore, run_id: str, number: int, results_manifest: str)
     next_manifest = None
     if results.unfinished:
         next_manifest = manifest_key(run_id, number + 1)
-        write_items(store, next_manifest, results.unfinished)
+        write_items(store, next_manifest, results.unfinished, batching)
     return RoundOutput(
         run_id=run_id,
         round=number,
