@@ -6,19 +6,27 @@ The flow, as ``statemachine/sync.asl.json`` wires it (CamelCase words are its st
       │
       ▼  Plan (planner λ) reads PlannerEvent {"input": <execution input>, "execution": ExecutionContext}
       │                   emits PlanOutput {run_id, started_at, skip, skip_reason,
-      │                                     items: [WorkItem], failed: [FailedTable], tables_planned}
+      │                                     items: [WorkItem], failed: [FailedTable], tables_planned,
+      │                                     manifest: the S3 key of round 0's items}
       ▼  AnythingToDo reads $.skip
-      ▼  ExportTables: a Map over $.items, one iteration per WorkItem (a table split into key
-      │    ranges has one WorkItem per lane, each with its ``lane``; they share MaxConcurrency)
-      │    ExportChunk (exporter λ) reads WorkItem, emits ExportResult;
-      │    MoreChunks reads $.export.result.status; while MORE, NextChunk hands
-      │    ExportResult.next (the next chunk's WorkItem) back to ExportChunk
-      │    ExportDone: the ExportResult          ExportFailed (its Catch): FailedExport
-      │    (ExportFailedCustomTarget instead when the item has a target: FailedTableTarget chooses)
-      ▼  StartVerify builds the loop's state: run_id, started_at, tables: [ExportResult | FailedExport],
-      │    plan_failed: [FailedTable] (the plan's ``failed``), attempt, verification.output
-      │    (a split table's lanes each add an entry; the verifier combines them per table)
-      ▼  WaitForLoads → Verify (verifier λ) reads VerifyRequest {run_id, started_at, attempt, tables,
+      ▼  StartRounds keeps {run_id, started_at, plan_failed (the plan's failed), round: 0,
+      │    manifest}: the plan's items are in S3 (round 0's manifest), never again in the state
+      ▼  ExportRound: a DISTRIBUTED Map reading the round's manifest (ItemReader), in batches
+      │    (ItemBatcher) each run by an EXPRESS child: ExportBatch, an INLINE Map over the batch's
+      │    Items, one WorkItem at a time (a table split into key ranges has one per lane)
+      │    ExportChunk (exporter λ) reads ExportRequest {item, child_started_at, child_seconds},
+      │    emits ExportResult; MoreChunks: while MORE and not resume_later, NextChunk hands
+      │    ExportResult.next back to ExportChunk
+      │    ExportDone: the ExportResult (MORE with resume_later when the child's time is up)
+      │    ExportFailed (its Catch): FailedExport (ExportFailedCustomTarget keeps a target)
+      │    The children's outputs go to S3 (ResultWriter); the state keeps ResultWriterDetails
+      ▼  AdvanceRound (rounds λ) reads RoundRequest {run_id, round, results}, emits RoundOutput:
+      │    the round's settled tables and the next round's manifest (the MORE items) in S3;
+      │    MoreRounds loops through NextRound while next_manifest is set
+      ▼  StartVerify builds the loop's state: run_id, started_at, rounds (the number of export
+      │    rounds: the verifier reads their settled tables from S3), plan_failed, attempt,
+      │    verification.output (NothingExported instead when the plan had no item: rounds 0)
+      ▼  WaitForLoads → Verify (verifier λ) reads VerifyRequest {run_id, started_at, attempt, rounds,
       │    plan_failed, previous: VerifyOutput | null}, emits VerifyOutput {…, tables: [TableVerdict],
       │    summary: RunSummary | null}; AllSettled reads $.verification.output.done
       ▼  Report reads $.verification.output.summary.failed_count; TablesFailed fails the execution
@@ -379,6 +387,9 @@ class ExportResult(_TableTarget, _Message):
     reconcile: bool = False
     key_files: list[str] = Field(default_factory=list)
     key_rows: int = 0
+    # MORE, and the next chunk is left to the next export round: it would not end before the
+    # export child execution's time is up (``exporting.rounds.another_chunk_fits``).
+    resume_later: bool = False
     # Source columns the config's ``columns`` leave out (schema drift), as the first chunk saw them.
     new_columns: list[NewColumn] = Field(default_factory=list, max_length=MAX_NEW_COLUMNS)
     # The lane this result covers when the table was split (the verifier combines the lanes).
@@ -409,6 +420,10 @@ class PlanOutput(_Message):
     items: list[WorkItem] = Field(default_factory=list)
     failed: list[FailedTable] = Field(default_factory=list)
     tables_planned: int = 0
+    # Round 0's manifest in the data lake bucket (``exporting.rounds.manifest_key``): the same
+    # work items as ``items``, for the export Distributed Map's ItemReader; None when no item.
+    # ``items`` stays until the state machine reads the manifest (issue 15), then goes.
+    manifest: str | None = None
 
     @model_validator(mode="after")
     def _consistent(self) -> PlanOutput:
@@ -512,13 +527,84 @@ class VerifyOutput(_Message):
     final_schema: str | None = None
 
 
+class ExportRequest(_Message):
+    """The exporter's input inside an export child execution (the Distributed Map of issue 15):
+    the work item, and when the child started, so the table stops before the child's time is up
+    and resumes in the next round. A bare ``WorkItem`` is still accepted: no deadline then."""
+
+    item: WorkItem
+    child_started_at: datetime
+    # How long the child's chunk loops may run (template parameter ExportChildSeconds): an
+    # EXPRESS execution ends at 300 s, and the last chunk and the child's answer need room.
+    child_seconds: int = Field(240, ge=1, le=270)
+
+
+class ResultWriterDetails(_Message):
+    """Where a Distributed Map's ResultWriter put the Map Run's ``manifest.json``."""
+
+    bucket: str = Field(alias="Bucket")
+    key: str = Field(alias="Key")
+
+
+class RoundRequest(_Message):
+    """The AdvanceRound state's input: the run, the round that just ended and its Map Run's
+    results (the export Map's ``ResultWriterDetails``)."""
+
+    run_id: str = Field(min_length=1)
+    round: int = Field(ge=0)
+    results: ResultWriterDetails
+
+
+class RoundOutput(_Message):
+    """What the round step returns (``exporting.rounds.advance``): counts and keys, no lists."""
+
+    run_id: str
+    round: int
+    unfinished: int
+    settled: int
+    failed: int
+    next_manifest: str | None = None  # the next round's items.json; None when every table settled
+
+
 class VerifyRequest(_Message):
     run_id: str = Field(min_length=1)
     started_at: datetime
     attempt: int = 0
-    tables: list[ExportResult | FailedExport]
+    # The run's export results: in the request, or (``rounds``, issue 15's Distributed Map) in
+    # the settled.json of each of the run's export rounds in S3, which the handler reads.
+    tables: list[ExportResult | FailedExport] = Field(default_factory=list)
+    rounds: int | None = Field(None, ge=0)
     plan_failed: list[FailedTable] = Field(default_factory=list)
     previous: VerifyOutput | None = None
+
+    @model_validator(mode="after")
+    def _one_source_of_results(self) -> VerifyRequest:
+        if self.rounds is not None and self.tables:
+            raise ValueError("give the export results as tables or as rounds, not both")
+        return self
+
+
+def parse_export_request(event: Any) -> ExportRequest | WorkItem:
+    """The exporter's input: an ``ExportRequest`` (an export child's chunk loop) or a bare
+    ``WorkItem`` (``sam local invoke``, scripts)."""
+    if isinstance(event, dict) and "item" in event:
+        return read_message(
+            ExportRequest,
+            event,
+            heading="exporter input is not an export request",
+            fix="the export child passes {item: <work item>, child_started_at: $$.Execution.StartTime}",
+        )
+    return parse_work_item(event)
+
+
+def parse_round_request(event: Any) -> RoundRequest:
+    """The round step's input."""
+    return read_message(
+        RoundRequest,
+        event,
+        heading="round step input is invalid",
+        fix="pass {run_id, round, results: the export Map's ResultWriterDetails} from the state machine",
+    )
 
 
 def parse_work_item(event: Any) -> WorkItem:

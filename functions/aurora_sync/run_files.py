@@ -15,6 +15,7 @@ from typing import Any
 
 from .aws_errors import classify_aws_error
 from .errors import ConfigError, ExportWriteFailed
+from .settings import RuntimeSettings
 
 # Where a run's own files live in the data lake bucket: no table prefix (a pipe loads only
 # <table>/) can start with an underscore.
@@ -26,6 +27,26 @@ class RunFiles:
     client: Any  # boto3 S3 client
     bucket: str
     kms_key_arn: str | None = None
+
+    @classmethod
+    def of(cls, settings: RuntimeSettings) -> RunFiles:
+        """The data lake bucket of the function's environment, with bounded timeouts and standard
+        retries (boto3 honours AWS_ENDPOINT_URL)."""
+        import boto3
+        from botocore.config import Config
+
+        if not settings.export_bucket:
+            raise ConfigError(
+                "EXPORT_BUCKET is not set.", fix="set it in template.yaml (the data lake bucket)"
+            )
+        client = boto3.client(
+            "s3",
+            region_name=settings.aws_region,
+            config=Config(
+                connect_timeout=5, read_timeout=30, retries={"mode": "standard", "max_attempts": 3}
+            ),
+        )
+        return cls(client, settings.export_bucket, settings.export_kms_key_arn)
 
     def _fail(self, exc: Exception, call: str, key: str) -> Exception:
         return classify_aws_error(

@@ -32,6 +32,8 @@ ENVIRONMENT: dict[str, str] = {
     "SNOWFLAKE_FINAL_SCHEMA": "snowflake_final_schema",
     "EXPORT_BUCKET": "export_bucket",
     "EXPORT_KMS_KEY_ARN": "export_kms_key_arn",
+    "EXPORT_BATCH_SIZE": "export_batch_size",
+    "MAX_CONCURRENCY": "max_concurrency",
     "AWS_REGION": "aws_region",
     "LOAD_REFRESH_AFTER_SECONDS": "load_refresh_after_seconds",
     "LOAD_TIMEOUT_SECONDS": "load_timeout_seconds",
@@ -68,6 +70,10 @@ class RuntimeSettings(BaseModel):
     snowflake_final_schema: str = Field("FINAL", pattern=r"^[A-Za-z_][A-Za-z0-9_$]*$")
     export_bucket: str | None = None
     export_kms_key_arn: str | None = None
+    # How the planner and the round step batch a round's items among the export Map's child
+    # executions (template parameters ExportBatchSize and MaxConcurrency: exporting.rounds.batches).
+    export_batch_size: int = Field(25, ge=1, le=500)
+    max_concurrency: int = Field(4, ge=1, le=40)
     aws_region: str = "us-east-1"
     # Verifier: Snowpipe usually loads within a minute of the S3 event; past this many seconds
     # since the run started, files still unknown to COPY_HISTORY are re-queued once with

@@ -17,7 +17,12 @@ Output (``aurora_sync.messages.PlanOutput``, the Map's input)::
 
     {"run_id", "started_at", "skip": bool, "skip_reason": str | null,
      "items": [<WorkItem JSON, defaults left out>], "failed": [{"table", "error", "cause"}],
-     "tables_planned": n}
+     "tables_planned": n, "manifest": "<S3 key>" | null}
+
+``manifest`` is round 0's manifest (``aurora_sync.exporting.rounds``): the same work items in
+batches, one per export child execution, written to the data lake bucket under
+``_aurora_sync/runs/<run_id>/``, which the export Distributed Map reads (issue 15). Written only
+when there are items, so a skipped run writes nothing.
 
 ``skip`` is true when an earlier RUNNING execution of the same state machine exists (single
 flight: ordered by start time, then name; this execution's own ARN never counts) or when there
@@ -43,14 +48,13 @@ config sets a ``target`` (measured in tests/unit/test_planning.py
 and tests/unit/test_layout.py). The plan must fit one Step Functions state (256 KB); the
 planner keeps it under 240 KB (about 750 tables replicating all columns, or about 200 tables
 listing 50 columns each) and beyond that raises ``ConfigError`` telling to split the tables
-across state machines (each with its own CONFIG_SSM_PATH) or to run subsets. That check is
-necessary but not sufficient: the plan is not the largest state of a run. After the Map the state
-holds the plan and every table's export result (about 375 more bytes a table, more with several
-files), and the verifier's answer adds about 400 bytes a table beside the export results, so a
-run of a few hundred tables (about 340 with these sizes: 262,144 / (375 + 400)) ends in
-``States.DataLimitExceeded``. That failure is loud, and no
-watermark moves for a table whose MERGE did not run; until the state stops growing with the
-table count, keep one state machine to about 250 tables. The sample events in events/ carry no
+across state machines (each with its own CONFIG_SSM_PATH) or to run subsets. Since the export
+step became a Distributed Map (issue 15) no later state holds per-table lists but the plan's
+``failed`` and the verifier's verdicts (``previous``, about 400 bytes a table) beside the plan:
+the largest payload of a run of 230 tables with 63-character names was 142,076 bytes, the
+parent's and 43 children's histories scanned (tests/workflow/test_state_limits.py). ``items``
+stays in the output only for the CLI's and the tests' readers; once they read round 0's
+manifest instead, it goes and this budget with it. The sample events in events/ carry no
 ``execution``, so ``sam local invoke`` works outside Step Functions.
 """
 
@@ -65,11 +69,13 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from aurora_sync.config import load_table_configs
 from aurora_sync.connections import warehouse_connection
+from aurora_sync.exporting.rounds import Batching, write_first_round
 from aurora_sync.observability import logger, metrics, tracer
 from aurora_sync.planning.executions import running_executions
 from aurora_sync.planning.lanes import split_lanes
 from aurora_sync.planning.plan import Plan, earlier_execution, now_iso, parse_event, select_run
 from aurora_sync.planning.tables import plan_tables, source_catalogs
+from aurora_sync.run_files import RunFiles
 from aurora_sync.settings import runtime_settings
 
 
@@ -103,6 +109,9 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
                 conn, plan, selection.tables, catalogs=source.catalogs, request=request, settings=settings
             )
         split_lanes(plan, selection.tables, catalogs=source.catalogs, estimates=source.estimates)
+    if plan.items:
+        batching = Batching(settings.export_batch_size, settings.max_concurrency)
+        plan.manifest = write_first_round(RunFiles.of(settings), run_id, plan.items, batching)
     for entry in plan.failed:
         logger.warning("table failed", extra=entry.model_dump())
     if not plan.items and not plan.failed:

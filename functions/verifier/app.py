@@ -10,6 +10,8 @@ false)::
                  "status": "FAILED", "error": {"Error": <class name>, "Cause": <message>}};
                  "target" is the Snowflake base name the planner resolved>],
      "plan_failed": [{"table", "error", "cause"}]  (tables the planner could not schedule),
+     "rounds": n | absent  (instead of "tables": the run's n export rounds, whose settled
+                            tables the function reads from S3, _aurora_sync/runs/<run_id>/),
      "previous": <this function's previous output, or null>}
 
 Output (``aurora_sync.messages.VerifyOutput``; compact: it travels in the execution history,
@@ -69,9 +71,11 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from aurora_sync.config import LoadedTable, load_table_configs
 from aurora_sync.connections import warehouse_connection
 from aurora_sync.errors import ConfigError, SyncError
+from aurora_sync.exporting.rounds import read_settled
 from aurora_sync.ledger import Ledger, last_merged_source_times
 from aurora_sync.messages import VerifyOutput, parse_verify_request
 from aurora_sync.observability import logger, metrics, tracer
+from aurora_sync.run_files import RunFiles
 from aurora_sync.settings import RuntimeSettings, runtime_settings
 from aurora_sync.table_freshness import RunTable, TableAge, run_tables, stalest, table_ages
 from aurora_sync.verifying.act import verify
@@ -84,6 +88,10 @@ from aurora_sync.verifying.verify import Limits, Schemas
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     request = parse_verify_request(event)
     settings = runtime_settings()
+    if request.rounds is not None:
+        # Read on every call (one small GET per round): the state carries no per-table list.
+        settled = read_settled(RunFiles.of(settings), request.run_id, request.rounds)
+        request = request.model_copy(update={"tables": settled})
     logger.append_keys(run_id=request.run_id)
     configs = table_configs(settings, [t.table for t in request.tables])
     with closing(warehouse_connection(query_tag=f"aurora-sync:verifier:{request.run_id}")) as conn:

@@ -64,6 +64,7 @@ class StateMachine:
     sfn: Any
     arn: str
     where: str
+    s3: Any = None  # reads the run files (export results of the Distributed Map's rounds)
 
 
 def find_state_machine(env: Environment) -> tuple[StateMachine | None, str | None]:
@@ -74,7 +75,7 @@ def find_state_machine(env: Environment) -> tuple[StateMachine | None, str | Non
     explicit = env.state_machine_arn()
     if explicit:
         target = aws_target(explicit, None)
-        return StateMachine(target.sfn, target.state_machine_arn, target.where), None
+        return StateMachine(target.sfn, target.state_machine_arn, target.where, target.s3), None
     status = env.local_stack()
     if status is None or not status.get("aws"):
         return None, (
@@ -98,7 +99,9 @@ def find_state_machine(env: Environment) -> tuple[StateMachine | None, str | Non
             f"{where} has no state machine {name!r} yet: `aurora-sync sync` deploys it "
             "(or pass --local-stack-name)"
         )
-    return StateMachine(sfn, str(found["stateMachineArn"]), where), None
+    return StateMachine(
+        sfn, str(found["stateMachineArn"]), where, local_aws_client("s3", status["aws"])
+    ), None
 
 
 def sfn_call(call: str, where: str, action: Callable[[], T]) -> T:

@@ -73,8 +73,7 @@ def _iso(value: Any) -> str | None:
 
 def recent_executions(machine: StateMachine, limit: int) -> list[Execution]:
     """The last ``limit`` executions, newest first, with each table's outcome."""
-    from .workflow.executions import describe, history
-    from .workflow.history import collect
+    from .workflow.executions import describe, history, results
     from .workflow.target import Target
 
     page = sfn_call(
@@ -85,9 +84,11 @@ def recent_executions(machine: StateMachine, limit: int) -> list[Execution]:
     listed = sorted(page.get("executions", []), key=lambda e: e["startDate"], reverse=True)[:limit]
     executions = []
     for item in listed:
-        target = Target(sfn=machine.sfn, state_machine_arn=machine.arn, where=machine.where, poll_s=0)
+        target = Target(
+            sfn=machine.sfn, state_machine_arn=machine.arn, where=machine.where, poll_s=0, s3=machine.s3
+        )
         description = describe(target, item["executionArn"])
-        result = collect(description, history(target, item["executionArn"]))
+        result = results(target, description, history(target, item["executionArn"]))
         executions.append(
             Execution(
                 name=str(item["name"]),

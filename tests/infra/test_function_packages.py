@@ -26,7 +26,12 @@ TOOLS = Path(os.environ.get("AURORA_SYNC_INFRA_TOOLS", ROOT / ".local" / "infra-
 TOOLS_MISSING = 3  # validate-infra.sh's exit status when it cannot install its tools
 OPERATOR_PEM = "private-ca.pem"
 PEM = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n"  # content is not read
-HANDLERS = {"PlannerFunction": "planner", "ExporterFunction": "exporter", "VerifierFunction": "verifier"}
+HANDLERS = {
+    "PlannerFunction": "planner",
+    "ExporterFunction": "exporter",
+    "RoundsFunction": "rounds",
+    "VerifierFunction": "verifier",
+}
 
 
 @pytest.fixture(scope="module")

@@ -210,6 +210,34 @@ def test_open_old_write_transaction_and_null_cursors_are_reported(
     assert full["rows"] == 3
 
 
+def test_inside_an_export_child_a_table_stops_when_the_next_chunk_would_pass_its_time(
+    env: dict[str, str], admin: Any, schema: str
+) -> None:
+    from datetime import UTC, timedelta
+
+    make_orders(admin, schema, 2500)
+    work = item(schema, max_rows_per_chunk=1000)
+    # A child that has just started: the chunk loop goes on.
+    fresh = {"item": work, "child_started_at": datetime.now(UTC).isoformat(), "child_seconds": 240}
+    first = lambda_handler(fresh, FakeContext())
+    assert (first["status"], first["resume_later"]) == ("MORE", False)
+    # A child near its end (20 ms left, less than any chunk takes): a chunk as long as this one
+    # would not fit, so the table stops, MORE with the item that resumes it next round.
+    late = datetime.now(UTC) - timedelta(seconds=239.98)
+    request = {"item": first["next"], "child_started_at": late.isoformat(), "child_seconds": 240}
+    second = lambda_handler(request, FakeContext())
+    assert (second["status"], second["resume_later"], second["rows"]) == ("MORE", True, 2000)
+    assert second["next"]["position"]["chunk"] == 2
+    # A child out of time: the item is not started (no file), and comes back unchanged.
+    over = {**request, "item": second["next"], "child_started_at": (late - timedelta(seconds=5)).isoformat()}
+    deferred = lambda_handler(over, FakeContext())
+    assert (deferred["status"], deferred["resume_later"], deferred["next"]) == ("MORE", True, second["next"])
+    assert deferred["files"] == second["files"]
+    # The next round's child resumes it where it stopped; the last chunk is not MORE.
+    _, result = export_all(second["next"])
+    assert (result["status"], result["rows"], result["chunks"]) == ("EXPORTED", 2500, 3)
+
+
 def test_schema_drift_travels_as_columns_to_the_last_chunk(
     env: dict[str, str], admin: Any, schema: str
 ) -> None:

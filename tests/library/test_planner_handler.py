@@ -18,6 +18,7 @@ import snowflake.connector
 from psycopg2 import sql
 
 from aurora_sync.errors import ConfigError
+from aurora_sync.exporting.rounds import manifest_key
 from aurora_sync.settings import runtime_settings
 from aurora_sync.snowflake_objects import table_spec
 from aurora_sync.snowflake_tables import SnowflakeSetup, render_table
@@ -299,7 +300,7 @@ def by_table(output: dict[str, Any]) -> dict[str, Any]:
 
 
 def test_scheduled_run_plans_each_enabled_table_from_the_export_ledger(
-    tables: Tables, counted: list[CountingConnection]
+    tables: Tables, counted: list[CountingConnection], stack: dict[str, Any]
 ) -> None:
     later = "2024-05-06T07:08:10+00:00"
     tables.config("orders", lookback_seconds=600)
@@ -367,6 +368,13 @@ def test_scheduled_run_plans_each_enabled_table_from_the_export_ledger(
         "layout": items["orders"]["layout"],
     }
     assert re.fullmatch("[0-9a-f]{12}", items["orders"]["layout"])
+    # Round 0's manifest, for the export Distributed Map's ItemReader: the same items, in S3
+    # under the run's prefix, encrypted with the bucket's key like the exports.
+    assert output["manifest"] == manifest_key(run_id, 0)
+    written = boto3.client("s3").get_object(Bucket=stack["aws"]["bucket"], Key=output["manifest"])
+    # One batch per export child; at most 4 children at once (MaxConcurrency), so 4 batches of 1.
+    assert json.loads(written["Body"].read()) == [{"Items": [item]} for item in output["items"]]
+    assert written["ServerSideEncryption"] == "aws:kms"
     # Decimal digits beyond 2**53, no lookback.
     assert items["events"]["window"] == {"watermark": "9007199254740993"}
     # TIMESTAMP_NTZ stays naive (no offset), microseconds kept.
@@ -513,6 +521,7 @@ def test_no_enabled_tables_skips_the_run(tables: Tables, counted: list[CountingC
     assert output["skip_reason"] == f"no enabled tables under {tables.path}"
     assert output["items"] == []
     assert output["tables_planned"] == 0
+    assert output["manifest"] is None  # nothing to export: no run files either
     assert counted == []  # Snowflake is not even contacted
 
 

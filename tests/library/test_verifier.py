@@ -526,6 +526,33 @@ def test_bad_file_count_mismatch_failed_export_and_failed_merge_fail_only_their_
         assert final_rows(lab, table) == []
 
 
+def test_the_export_results_can_come_from_the_rounds_settled_files_in_s3(lab: Lab) -> None:
+    """The Distributed Map's run (issue 15): the state carries the number of export rounds, and
+    the verifier reads each round's settled tables under the run prefix."""
+    from aurora_sync.exporting.rounds import settled_key
+    from aurora_sync.run_files import RunFiles
+
+    first, second = (make_table(lab, prefix, ORDERS_DDL) for prefix in ("round0", "round1"))
+    for table in (first, second):
+        insert_orders(lab, table, 3)
+    run_id, started_at = start_run()
+    files = RunFiles(lab.s3, lab.bucket)
+    files.write_json(settled_key(run_id, 0), [export(first, run_id)])
+    missing = {"Error": "SourceObjectMissing", "Cause": "relation does not exist."}
+    failed_export = {"table": "vanished", "run_id": run_id, "status": "FAILED", "error": missing}
+    files.write_json(settled_key(run_id, 1), [export(second, run_id), failed_export])
+    event = {**verify_event(run_id, started_at, []), "rounds": 2}
+    del event["tables"]
+
+    output, _ = poll(event)
+
+    verdicts = by_table(output)
+    assert (output["done"], output["failed"]) == (True, 1)
+    assert [verdicts[t.name]["outcome"] for t in (first, second)] == ["MERGED", "MERGED"]
+    assert [verdicts[t.name]["rows_changed"] for t in (first, second)] == [3, 3]
+    assert verdicts["vanished"]["error"] == "SourceObjectMissing"
+
+
 def test_lost_notifications_are_healed_by_one_refresh_and_time_out_without_it(
     lab: Lab, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -28,7 +28,12 @@ from aurora_sync_ops.local.sam_env import env_vars_file, role_credentials
 from aurora_sync_ops.local.stack import Stack
 
 ROOT = Path(__file__).resolve().parents[2]
-HANDLERS = {"PlannerFunction": "planner", "ExporterFunction": "exporter", "VerifierFunction": "verifier"}
+HANDLERS = {
+    "PlannerFunction": "planner",
+    "ExporterFunction": "exporter",
+    "RoundsFunction": "rounds",
+    "VerifierFunction": "verifier",
+}
 # The container's handler invocation: the event in, the result out, and the top-level modules it
 # imported; the modules a function's package lacks cannot be imported (argv[3]).
 RUNNER = """

@@ -14,7 +14,8 @@ DEFINITION = Path(__file__).resolve().parents[2] / "statemachine" / "sync.asl.js
 def definition() -> dict[str, Any]:
     # Numeric DefinitionSubstitutions are unquoted in the file (SAM substitutes text).
     text = re.sub(
-        r"\$\{(MaxConcurrency|VerifyWaitSeconds|VerifyMaxAttempts|RunTimeoutSeconds)\}",
+        r"\$\{(MaxConcurrency|ExportChildSeconds|VerifyWaitSeconds|VerifyMaxAttempts|"
+        r"RunTimeoutSeconds)\}",
         "1",
         DEFINITION.read_text(),
     )

@@ -14,6 +14,7 @@ would load each other's files).
 from __future__ import annotations
 
 import json
+import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
@@ -23,6 +24,7 @@ from typing import Any
 import psycopg2
 import requests
 import snowflake.connector
+from history_scan import map_run_children
 from psycopg2 import sql
 
 from aurora_sync.config import TableConfig, put_table_config
@@ -85,14 +87,25 @@ class World:
             cur.execute(statement.replace("{schema}", f'"{self.schema}"'), params)
 
     def run(
-        self, execution_input: dict[str, Any] | None = None
+        self, execution_input: dict[str, Any] | None = None, *, timeout_s: float = 240
     ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
         arn = self.engine.start(self.deployment, execution_input or {})
         description: dict[str, Any] = {}
-        for event in self.engine.follow(arn, timeout_s=240, poll_s=0.3):
+        for event in self.engine.follow(arn, timeout_s=timeout_s, poll_s=0.3):
             if event.get("type") == "ExecutionDescription":
                 description = event["description"]
-        return description, self.engine.events(arn)
+        return description, self.events(arn)
+
+    def events(self, arn: str) -> list[dict[str, Any]]:
+        """The execution's history with each export round's children's histories placed after
+        the round's MapRunStarted event (the Distributed Map's children run the chunk loops; the
+        local engine keeps their histories, AWS only logs an Express one)."""
+        merged: list[dict[str, Any]] = []
+        for event in self.engine.events(arn):
+            merged.append(event)
+            for child in map_run_children(self.engine.sfn, [event]):
+                merged.extend(self.engine.events(child))
+        return merged
 
     def assert_parity(self, *names: str) -> None:
         for name in names or tuple(self.configs):
@@ -113,12 +126,39 @@ def run_reacting(
     """Run the state machine, calling ``react`` with each history event as it appears."""
     arn = world.engine.start(world.deployment, execution_input)
     description: dict[str, Any] = {}
-    for event in world.engine.follow(arn, timeout_s=240, poll_s=0.05):
+    for event in follow_with_children(world, arn, timeout_s=240, poll_s=0.05):
         if event.get("type") == "ExecutionDescription":
             description = event["description"]
         else:
             react(event)
-    return description, world.engine.events(arn)
+    return description, world.events(arn)
+
+
+def follow_with_children(
+    world: World, arn: str, *, timeout_s: float, poll_s: float
+) -> Iterator[dict[str, Any]]:
+    """The execution's events and its export children's as they appear (the chunk loops run in
+    the children), then ``{"type": "ExecutionDescription", "description": ...}``."""
+    sfn = world.engine.sfn
+    seen: dict[str, int] = {}
+    deadline = time.monotonic() + timeout_s
+
+    def new_events(execution: str) -> list[dict[str, Any]]:
+        events = world.engine.events(execution)
+        start, seen[execution] = seen.get(execution, 0), len(events)
+        return events[start:]
+
+    while True:
+        description = sfn.describe_execution(executionArn=arn)
+        yield from new_events(arn)
+        for child in map_run_children(sfn, world.engine.events(arn)):
+            yield from new_events(child)
+        if description["status"] != "RUNNING":
+            yield {"type": "ExecutionDescription", "description": description}
+            return
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"execution {arn} still RUNNING after {timeout_s:.0f}s")
+        time.sleep(poll_s)
 
 
 def entered(events: list[dict[str, Any]]) -> list[str]:

@@ -279,3 +279,61 @@ def test_lag_text(seconds: float, text: str) -> None:
     from aurora_sync_ops.workflow.report import lag_text
 
     assert lag_text(seconds) == text
+
+
+def test_a_distributed_run_reads_its_export_results_from_the_rounds_settled_files() -> None:
+    """Issue 15: the exports ran in the export Map's children; the parent's history only names
+    the rounds (AdvanceRound), and the settled tables are read from S3."""
+    from aurora_sync.messages import FailedExport
+    from aurora_sync_ops.workflow.history import RunFilesLocation, run_files_location
+
+    history = recorded()
+    # Keep the Plan, drop the old design's export states: they are in the children now.
+    history.events = history.events[:1]
+    results = {"Bucket": "lake", "Key": f"_aurora_sync/runs/{RUN}/map-results/m/manifest.json"}
+    for rounds in (1, 2):
+        history.exited(
+            "AdvanceRound",
+            {
+                "run_id": RUN,
+                "round": rounds - 1,
+                "map": {"results": results},
+                "advance": {"rounds": rounds, "next_manifest": None},
+            },
+        )
+    assert run_files_location(history.events) == RunFilesLocation("lake", RUN, 2)
+    assert run_files_location(recorded().events) is None  # the old design's history
+
+    drift = NewColumn(name="note", staging_type="VARCHAR", final_type="VARCHAR")
+    settled: list[ExportResult | FailedExport] = [
+        _export("orders", status="EXPORTED", rows=7, files=2, chunks=2, new_columns=[drift]),
+        FailedExport(
+            table="crash",
+            run_id=RUN,
+            target=TARGETS["crash"],
+            status="FAILED",
+            error={"Error": "Runtime.ExitError", "Cause": CRASH},
+        ),
+    ]
+    result = collect(_description(), history.events, settled)
+
+    tables = {t.table: t for t in result.tables}
+    assert (tables["orders"].outcome, tables["orders"].rows_exported, tables["orders"].new_columns) == (
+        "EXPORTED",
+        7,
+        ["note"],
+    )
+    assert (tables["crash"].outcome, tables["crash"].error) == ("FAILED", "Runtime.ExitError")
+    assert tables["ghost"].outcome == "FAILED"
+
+
+def test_progress_reports_each_export_round_from_the_parents_history() -> None:
+    history = History()
+    results = {"Bucket": "lake", "Key": "k"}
+    advance = {"rounds": 1, "next_manifest": "m", "settled": 229, "failed": 1, "unfinished": 2}
+    history.exited("AdvanceRound", {"run_id": RUN, "map": {"results": results}, "advance": advance})
+    lines: list[str] = []
+    progress = Progress(lines.append)
+    for event in history.events:
+        progress(event)
+    assert lines == ["export round 1: 229 table(s) or lane(s) done (1 failed), 2 resume in the next round"]

@@ -98,3 +98,53 @@ def test_other_source_timeouts_stay_transient(message: str, budget_ms: int | Non
 
     error = SourceTimeout(message)
     assert chunk_timeout(error, _work_item(), budget_ms) is error
+
+
+class _Context:
+    def __init__(self, remaining_ms: int) -> None:
+        self.remaining_ms = remaining_ms
+
+    def get_remaining_time_in_millis(self) -> int:
+        return self.remaining_ms
+
+
+def test_inside_an_export_child_the_statement_timeout_stays_within_the_childs_time() -> None:
+    from datetime import UTC, timedelta
+
+    from aurora_sync.exporting.rounds import child_deadline
+    from exporter.app import MIN_STATEMENT_TIMEOUT_MS, SAFETY_MARGIN_MS, statement_timeout_ms
+
+    started = datetime(2026, 12, 3, 5, 0, tzinfo=UTC)
+    deadline = child_deadline(started, 270)
+    assert deadline == started + timedelta(seconds=270)
+    lambda_left = _Context(remaining_ms=900_000)  # the exporter's 15-minute timeout
+    # Outside a child (today's INLINE Map, scripts): the Lambda's time decides.
+    assert statement_timeout_ms(lambda_left) == 900_000 - SAFETY_MARGIN_MS
+    # 60 s into the child: what is left of the child's 270 s, not of the Lambda's 900 s.
+    now = started + timedelta(seconds=60)
+    assert statement_timeout_ms(lambda_left, deadline, now) == 210_000 - SAFETY_MARGIN_MS
+    # The Lambda's own time still wins when it is shorter.
+    assert statement_timeout_ms(_Context(remaining_ms=100_000), deadline, now) == 100_000 - SAFETY_MARGIN_MS
+    # Past the deadline: the floor, never a negative timeout.
+    assert (
+        statement_timeout_ms(lambda_left, deadline, deadline + timedelta(seconds=1))
+        == MIN_STATEMENT_TIMEOUT_MS
+    )
+
+
+def test_the_exporter_reads_an_export_request_or_a_bare_work_item() -> None:
+    from aurora_sync.messages import ExportRequest, WorkItem, parse_export_request
+
+    item = _work_item()
+    document = item.model_dump(mode="json", by_alias=True, exclude_defaults=True)
+    assert parse_export_request(document) == item
+    request = parse_export_request({"item": document, "child_started_at": "2026-12-03T05:00:00.123Z"})
+    assert isinstance(request, ExportRequest) and request.item == item
+    assert isinstance(parse_export_request(document), WorkItem)
+    with pytest.raises(ConfigError, match="child_started_at"):
+        parse_export_request({"item": document})
+    # Express ends a child at 300 s: the chunk loops may not be given all of it.
+    with pytest.raises(ConfigError, match="child_seconds"):
+        parse_export_request(
+            {"item": document, "child_started_at": "2026-12-03T05:00:00Z", "child_seconds": 300}
+        )

@@ -11,6 +11,7 @@ import json
 import re
 import types
 from collections.abc import Callable, Iterator
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Union, get_args, get_origin
 
@@ -22,12 +23,16 @@ from aurora_sync.config import LoadedTable, TableConfig
 from aurora_sync.errors import ConfigError, SourceObjectMissing
 from aurora_sync.messages import (
     ExportError,
+    ExportRequest,
     ExportResult,
     FailedExport,
     FailedTable,
     PlannerEvent,
     PlanOutput,
     RerunInput,
+    ResultWriterDetails,
+    RoundOutput,
+    RoundRequest,
     TableVerdict,
     VerifyOutput,
     VerifyRequest,
@@ -79,10 +84,44 @@ class _Export(BaseModel):
 
 
 class ChunkState(BaseModel):
-    """One Map iteration: the ItemSelector's ``item``, the exporter's result or the Catch's error."""
+    """One item of an export child's batch: ExportBatch's ItemSelector's ``item`` and the child's
+    start, the exporter's result or the Catch's error."""
 
     item: WorkItem
+    child_started_at: datetime
     export: _Export | None = None
+    error: ExportError | None = None
+
+
+class Batch(BaseModel):
+    """An export child's input: ItemBatcher's batch of the round's work items."""
+
+    Items: list[WorkItem]
+
+
+class _MapResult(BaseModel):
+    results: ResultWriterDetails
+
+
+class _Advance(BaseModel):
+    next_manifest: str | None
+    rounds: int
+    settled: int
+    failed: int
+    unfinished: int
+
+
+class RoundState(BaseModel):
+    """The export rounds' data, built by StartRounds and NextRound: keys and counts, no lists
+    but the plan's failed tables."""
+
+    run_id: str
+    started_at: str
+    plan_failed: list[FailedTable]
+    round: int
+    manifest: str | None
+    map: _MapResult | None = None
+    advance: _Advance | None = None
     error: ExportError | None = None
 
 
@@ -90,13 +129,6 @@ class CaughtPlan(BaseModel):
     """The execution input with the Plan state's Catch result."""
 
     error: ExportError
-
-
-class ExportedPlan(PlanOutput):
-    """The plan with the Map's results (or the Map's own Catch)."""
-
-    exports: list[ExportResult | FailedExport]
-    error: ExportError | None = None
 
 
 class _Verification(BaseModel):
@@ -108,24 +140,20 @@ class VerifyLoop(BaseModel):
 
     run_id: str
     started_at: str
-    tables: list[ExportResult | FailedExport]
+    rounds: int
     plan_failed: list[FailedTable]
     attempt: int
     verification: _Verification
     error: ExportError | None = None
 
 
-class _Rerun(BaseModel):
-    tables: list[str]
-
-
 class RunFailure(BaseModel):
-    """The ASL's own report of a failed state, before it becomes the Fail state's cause."""
+    """The ASL's own report of a failed state, before it becomes the Fail state's cause: the
+    rerun input is the execution's own (any JSON the planner accepts)."""
 
     failed_in: str
     error: ExportError
-    groups: dict[str, list[str]]
-    rerun: _Rerun | None = None
+    rerun: Any = None
 
 
 class FailCause(BaseModel):
@@ -145,7 +173,11 @@ STATE_INPUT: dict[str, type[BaseModel] | None] = {
     "PlanFailed": CaughtPlan,
     "AnythingToDo": PlanOutput,
     "Skipped": None,
-    "ExportTables": PlanOutput,
+    "StartRounds": PlanOutput,
+    "AnythingToExport": RoundState,
+    "NothingExported": RoundState,
+    "ExportRound": RoundState,
+    "ExportBatch": Batch,
     "ExportChunk": ChunkState,
     "MoreChunks": ChunkState,
     "NextChunk": ChunkState,
@@ -153,15 +185,19 @@ STATE_INPUT: dict[str, type[BaseModel] | None] = {
     "FailedTableTarget": ChunkState,
     "ExportFailedCustomTarget": ChunkState,
     "ExportFailed": ChunkState,
-    "ExportTablesFailed": ExportedPlan,
-    "StartVerify": ExportedPlan,
+    "ExportRoundFailed": RoundState,
+    "AdvanceRound": RoundState,
+    "AdvanceRoundFailed": RoundState,
+    "MoreRounds": RoundState,
+    "NextRound": RoundState,
+    "StartVerify": RoundState,
     "WaitForLoads": VerifyLoop,
     "Verify": VerifyLoop,
     "VerifyFailed": VerifyLoop,
     "AllSettled": VerifyLoop,
     "CountAttempt": VerifyLoop,
     "VerifyGaveUp": VerifyLoop,
-    "NameRunTables": RunFailure,
+    "RerunTheInput": RunFailure,
     "DescribeRunFailure": RunFailure,
     "ReservedErrorName": FailCause,
     "RenameReservedError": FailCause,
@@ -174,14 +210,18 @@ STATE_INPUT: dict[str, type[BaseModel] | None] = {
 # The function behind each Task: the model its Payload must build, the model it returns.
 TASKS: dict[str, tuple[type[BaseModel], type[BaseModel]]] = {
     "Plan": (PlannerEvent, PlanOutput),
-    "ExportChunk": (WorkItem, ExportResult),
+    "ExportChunk": (ExportRequest, ExportResult),
+    "AdvanceRound": (RoundRequest, RoundOutput),
     "Verify": (VerifyRequest, VerifyOutput),
 }
 # Pass states that build a payload the contract defines.
 PASS_OUTPUT: dict[str, type[BaseModel]] = {
+    "StartRounds": RoundState,
+    "NothingExported": VerifyLoop,
     "NextChunk": ChunkState,
     "ExportFailed": FailedExport,
     "ExportFailedCustomTarget": FailedExport,
+    "NextRound": RoundState,
     "StartVerify": VerifyLoop,
     "CountAttempt": VerifyLoop,
 }
@@ -238,8 +278,13 @@ def _reads(state: dict[str, Any]) -> Iterator[tuple[str, str]]:
     for key in ("ItemsPath", "CausePath", "ErrorPath"):
         if key in state:
             yield key, state[key]
-    for choice in state.get("Choices", []):
-        yield "Choices", choice["Variable"]
+    yield from _template_reads(state.get("ItemReader", {}).get("Parameters"), "ItemReader")
+    rules = list(state.get("Choices", []))
+    while rules:
+        rule = rules.pop()
+        rules.extend([*rule.get("And", []), *rule.get("Or", []), *([rule["Not"]] if "Not" in rule else [])])
+        if "Variable" in rule:
+            yield "Choices", rule["Variable"]
     if "OutputPath" in state and state["Type"] != "Task":
         yield "OutputPath", state["OutputPath"]
     for key in ("Parameters", "ItemSelector"):
@@ -279,9 +324,20 @@ def test_each_task_builds_the_functions_input_and_reads_its_result(name: str) ->
     reads_model, returns_model = TASKS[name]
     source = STATE_INPUT[name]
     result = create_model(f"{name}Result", Payload=(returns_model, ...))  # what lambda:invoke returns
-    selected = [v for k, v in state.get("ResultSelector", {}).items() if k.endswith(".$")]
+    selected = [
+        path
+        for key, value in state.get("ResultSelector", {}).items()
+        if key.endswith(".$")
+        for path in (_PATH_IN_TEXT.findall(value) if value.startswith("States.") else [value])
+    ]
+    assert selected or "OutputPath" in state, f"{name} reads nothing of its result"
     for path in [*selected, *([state["OutputPath"]] if "OutputPath" in state else [])]:
-        assert resolve(result, path) is returns_model, (name, path)
+        resolved = resolve(result, path)
+        # The whole result, or fields of it (the round step's next manifest and round).
+        assert resolved is returns_model if path == "$.Payload" else path.startswith("$.Payload."), (
+            name,
+            path,
+        )
     parameters = state["Parameters"]
     if "Payload.$" in parameters:  # the whole input is one object of the state's data
         assert source is not None and resolve(source, parameters["Payload.$"]) is reads_model
@@ -289,13 +345,23 @@ def test_each_task_builds_the_functions_input_and_reads_its_result(name: str) ->
         _check_template(name, parameters["Payload"], reads_model, source)
 
 
-def test_the_map_iterates_the_plans_work_items_and_collects_results_or_failures() -> None:
-    export = definition()["States"]["ExportTables"]
-    assert export["ItemSelector"] == {"item.$": "$$.Map.Item.Value"}
-    assert resolve(PlanOutput, export["ItemsPath"] + "[*]") is resolve(ChunkState, "$.item") is WorkItem
-    iteration = export["ItemProcessor"]["States"]
-    done = resolve(ChunkState, iteration["ExportDone"]["OutputPath"])
-    assert _members(resolve(ExportedPlan, export["ResultPath"] + "[*]")) == [done, FailedExport]
+def test_the_export_map_reads_the_rounds_manifest_and_each_child_ends_with_its_batchs_results() -> None:
+    export = definition()["States"]["ExportRound"]
+    assert export["ItemReader"]["Parameters"]["Key.$"] == "$.manifest"
+    assert resolve(RoundState, "$.manifest") == str | None == resolve(PlanOutput, "$.manifest")
+    assert export["ItemProcessor"]["ProcessorConfig"] == {"Mode": "DISTRIBUTED", "ExecutionType": "EXPRESS"}
+    assert export["ToleratedFailurePercentage"] == 100  # a failed child's tables are results
+    batch = export["ItemProcessor"]["States"]["ExportBatch"]
+    assert batch["ItemSelector"] == {
+        "item.$": "$$.Map.Item.Value",
+        "child_started_at.$": "$$.Execution.StartTime",
+    }
+    assert resolve(Batch, batch["ItemsPath"] + "[*]") is resolve(ChunkState, "$.item") is WorkItem
+    # The child's output (ResultWriter's Output) is its inline Map's: what the round step reads.
+    assert "ResultPath" not in batch and "OutputPath" not in batch and batch["End"] is True
+    iteration = batch["ItemProcessor"]["States"]
+    assert resolve(ChunkState, iteration["ExportDone"]["OutputPath"]) is ExportResult
+    assert resolve(RoundState, "$.map.results") is resolve(RoundRequest, "$.results") is ResultWriterDetails
 
 
 @pytest.mark.parametrize("name", sorted(PASS_OUTPUT))

@@ -515,7 +515,10 @@ def test_output_shape() -> None:
         "items": [_item().model_dump(by_alias=True, mode="json", exclude_defaults=True)],
         "failed": [{"table": "broken", "error": "ConfigError", "cause": "bad"}],
         "tables_planned": 1,
+        "manifest": None,
     }
+    plan.manifest = "_aurora_sync/runs/r/round-0/items.json"
+    assert plan.output()["manifest"] == plan.manifest
 
 
 def test_measured_item_sizes_match_the_handler_docstring() -> None:

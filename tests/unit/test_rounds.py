@@ -17,11 +17,11 @@ from botocore.exceptions import ClientError
 
 from aurora_sync.errors import ConfigError, ExportWriteFailed
 from aurora_sync.exporting.rounds import (
+    MAP_RESULTS_PREFIX,
     RUNS_PREFIX,
     advance,
     manifest_key,
     read_round,
-    results_prefix,
     settled_key,
 )
 from aurora_sync.messages import ExportResult, FailedExport, WorkItem
@@ -78,7 +78,7 @@ def entry(child_input: Any, *, output: Any = None, error: str | None = None, cau
 
 def test_layout_keeps_every_round_under_the_run_prefix() -> None:
     assert manifest_key(RUN, 0) == f"{RUNS_PREFIX}/{RUN}/round-0/items.json"
-    assert results_prefix(RUN, 2) == f"{RUNS_PREFIX}/{RUN}/round-2/results"
+    assert MAP_RESULTS_PREFIX.startswith(f"{RUNS_PREFIX}/")
     assert settled_key(RUN, 1) == f"{RUNS_PREFIX}/{RUN}/round-1/settled.json"
     # No table's pipe loads it: table names start with a letter.
     assert RUNS_PREFIX.startswith("_")
@@ -142,7 +142,7 @@ class MemoryStore:
 
 
 def _map_run_files(succeeded: list[Any], failed_entries: list[Any]) -> dict[str, Any]:
-    folder = f"{results_prefix(RUN, 0)}/map-run-id/"
+    folder = f"{MAP_RESULTS_PREFIX}/map-run-id/"
     files: dict[str, Any] = {}
     listing: dict[str, list[dict[str, Any]]] = {"FAILED": [], "PENDING": [], "SUCCEEDED": []}
     for status, entries in (("SUCCEEDED", succeeded), ("FAILED", failed_entries)):
@@ -161,11 +161,12 @@ def test_advance_writes_the_next_manifest_and_the_settled_tables() -> None:
     batch = {"Items": [item("orders"), item("items")]}
     store = MemoryStore(_map_run_files([entry(batch, output=[exported("orders"), more("items")])], []))
 
-    summary = advance(store, RUN, 0, f"{results_prefix(RUN, 0)}/map-run-id/manifest.json")
+    summary = advance(store, RUN, 0, f"{MAP_RESULTS_PREFIX}/map-run-id/manifest.json")
 
     assert (summary.unfinished, summary.settled, summary.failed) == (1, 1, 0)
     assert summary.next_manifest == manifest_key(RUN, 1)
-    [resumed] = store.files[manifest_key(RUN, 1)]
+    [batch] = store.files[manifest_key(RUN, 1)]
+    [resumed] = batch["Items"]
     assert WorkItem.model_validate(resumed) == WorkItem.model_validate(more("items")["next"])
     [settled] = store.files[settled_key(RUN, 0)]
     assert ExportResult.model_validate(settled).table == "orders"
@@ -175,7 +176,7 @@ def test_advance_ends_the_rounds_when_every_table_settled() -> None:
     batch = {"Items": [item("orders")]}
     store = MemoryStore(_map_run_files([], [entry(batch, error="Lambda.Unknown", cause="crash")]))
 
-    summary = advance(store, RUN, 3, f"{results_prefix(RUN, 0)}/map-run-id/manifest.json")
+    summary = advance(store, RUN, 3, f"{MAP_RESULTS_PREFIX}/map-run-id/manifest.json")
 
     assert summary.next_manifest is None and manifest_key(RUN, 4) not in store.files
     assert (summary.settled, summary.failed) == (1, 1)
@@ -211,3 +212,82 @@ def test_run_files_encrypt_with_the_bucket_key_and_map_refusals_onto_the_taxonom
     with pytest.raises(ConfigError, match=r"access denied for s3:PutObject") as denied:
         RunFiles(FakeS3("AccessDenied", 403), "lake").write_json(manifest_key(RUN, 0), [])
     assert f"{RUNS_PREFIX}/*" in str(denied.value)
+
+
+def test_a_table_stops_when_a_chunk_as_long_as_the_last_would_pass_the_childs_deadline() -> None:
+    from aurora_sync.exporting.rounds import another_chunk_fits, child_deadline
+
+    started = datetime.datetime(2026, 12, 3, 5, 0, tzinfo=datetime.UTC)
+    deadline = child_deadline(started, 270)
+    second = datetime.timedelta(seconds=1)
+    # A 40 s chunk ending at 200 s: the next would end at 240 s, in time.
+    assert another_chunk_fits(deadline, started + 160 * second, started + 200 * second)
+    # Ending at 240 s: the next would end at 280 s, after the deadline.
+    assert not another_chunk_fits(deadline, started + 200 * second, started + 240 * second)
+    # Exactly at the deadline still fits.
+    assert another_chunk_fits(deadline, started + 230 * second, started + 250 * second)
+
+
+def test_the_verifier_reads_every_rounds_settled_tables_in_order() -> None:
+    from aurora_sync.exporting.rounds import read_settled
+
+    store = MemoryStore({settled_key(RUN, 0): [exported("orders")], settled_key(RUN, 1): [failed("users")]})
+    assert [(o.table, o.status) for o in read_settled(store, RUN, 2)] == [
+        ("orders", "EXPORTED"),
+        ("users", "FAILED"),
+    ]
+    assert read_settled(store, RUN, 0) == []
+    store.files[settled_key(RUN, 1)] = [{"table": "users"}]
+    with pytest.raises(ConfigError, match="neither an export result"):
+        read_settled(store, RUN, 2)
+
+
+def test_a_verify_request_takes_its_export_results_from_the_state_or_from_the_rounds() -> None:
+    from aurora_sync.messages import parse_verify_request
+
+    base = {"run_id": RUN, "started_at": "2026-12-03T05:00:00.000+00:00"}
+    assert parse_verify_request({**base, "rounds": 2}).tables == []
+    assert parse_verify_request({**base, "tables": [exported("orders")]}).rounds is None
+    with pytest.raises(ConfigError, match="not both"):
+        parse_verify_request({**base, "rounds": 1, "tables": [exported("orders")]})
+
+
+def test_an_item_reached_after_the_childs_time_is_deferred_unchanged_to_the_next_round() -> None:
+    from aurora_sync.exporting.rounds import deferred
+
+    fresh = WorkItem.model_validate(item("orders"))
+    waiting = deferred(fresh)
+    assert (waiting.status, waiting.resume_later, waiting.next, waiting.chunks, waiting.rows) == (
+        "MORE",
+        True,
+        fresh,
+        0,
+        0,
+    )
+    resumed = WorkItem.model_validate(more("items")["next"])
+    assert (deferred(resumed).chunks, deferred(resumed).rows, deferred(resumed).next) == (1, 5, resumed)
+    # The round step reads it like any MORE: the same item in the next round's manifest.
+    batch = {"Items": [item("orders")]}
+    output = [deferred(fresh).model_dump(mode="json", by_alias=True, exclude_none=True)]
+    assert read_round([entry(batch, output=output)], []).unfinished == [fresh]
+
+
+def test_a_rounds_batches_fill_the_concurrent_children_and_part_a_tables_lanes() -> None:
+    from aurora_sync.exporting.rounds import Batching, batches
+
+    bounds = [{"upper": ["10"]}, {"lower": ["10"], "upper": ["20"]}, {"lower": ["20"], "upper": ["30"]},
+              {"lower": ["30"]}]  # fmt: skip
+    lanes = [
+        WorkItem.model_validate(item("big", lane={"index": i, "count": 4, **b})) for i, b in enumerate(bounds)
+    ]
+    small = [WorkItem.model_validate(item(f"t{i}")) for i in range(7)]
+    plan = [*lanes, *small]  # the planner keeps a table's lanes together
+    # 11 items, 4 children at once: batches of at most 3, each lane in a batch of its own.
+    found = batches(plan, Batching(most=25, children=4))
+    assert [len(b) for b in found] == [3, 3, 3, 2]
+    assert [sum(1 for w in b if w.table == "big") for b in found] == [1, 1, 1, 1]
+    assert sorted(w.model_dump_json() for b in found for w in b) == sorted(w.model_dump_json() for w in plan)
+    # A large round: at most ExportBatchSize a child.
+    many = [WorkItem.model_validate(item(f"t{i}")) for i in range(230)]
+    assert [len(b) for b in batches(many, Batching(most=25, children=4))] == [23] * 10
+    assert batches([], Batching()) == []

@@ -36,7 +36,8 @@ def lambda_timeouts() -> dict[str, int]:
 def task_retries(task: str) -> tuple[int, int]:
     """(attempts, seconds of Retry waits at most) of the project's transient errors on ``task``."""
     states = definition()["States"]
-    state = states[task] if task in states else states["ExportTables"]["ItemProcessor"]["States"][task]
+    child = states["ExportRound"]["ItemProcessor"]["States"]["ExportBatch"]["ItemProcessor"]["States"]
+    state = states[task] if task in states else child[task]
     retry = next(r for r in state["Retry"] if "SourceUnavailable" in r["ErrorEquals"])
     waits = [
         min(retry["IntervalSeconds"] * retry["BackoffRate"] ** n, retry.get("MaxDelaySeconds", 10**9))

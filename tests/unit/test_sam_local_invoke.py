@@ -72,7 +72,9 @@ def test_every_key_of_the_env_file_is_declared_for_its_function() -> None:
         name for name, r in template["Resources"].items() if r["Type"] == "AWS::Serverless::Function"
     }
     env = env_vars_file(STATUS)
-    assert set(env) == functions == {"PlannerFunction", "ExporterFunction", "VerifierFunction"}
+    assert (
+        set(env) == functions == {"PlannerFunction", "ExporterFunction", "RoundsFunction", "VerifierFunction"}
+    )
     for logical_id, variables in env.items():
         assert set(variables) == declared(template, logical_id), logical_id
         # What the handlers read, with the stack's endpoints; AWS_REGION comes from SAM's --region.

@@ -26,7 +26,7 @@ LAMBDA_SERVICE_ERRORS = {
 
 def test_every_task_invokes_lambda_through_the_integration_with_both_retry_families() -> None:
     tasks = [(name, s) for name, s in states(definition()) if s["Type"] == "Task"]
-    assert {name for name, _ in tasks} == {"Plan", "ExportChunk", "Verify"}
+    assert {name for name, _ in tasks} == {"Plan", "ExportChunk", "AdvanceRound", "Verify"}
     for name, task in tasks:
         # The partition comes from the template (AWS::Partition), never written as `aws`.
         assert task["Resource"] == "arn:${Partition}:states:::lambda:invoke", name
@@ -63,21 +63,36 @@ def test_choices_have_defaults_and_every_state_is_reachable() -> None:
         return seen
 
     assert reachable(machine) == set(machine["States"])
-    export = machine["States"]["ExportTables"]["ItemProcessor"]
+    child = machine["States"]["ExportRound"]["ItemProcessor"]
+    assert reachable(child) == set(child["States"])
+    export = child["States"]["ExportBatch"]["ItemProcessor"]
     assert reachable(export) == set(export["States"])
 
 
-def test_map_is_bounded_and_loops_chunks_until_drained() -> None:
-    export = definition()["States"]["ExportTables"]
+def test_map_is_bounded_and_loops_chunks_until_drained_or_out_of_time() -> None:
+    machine = definition()
+    export = machine["States"]["ExportRound"]
     assert export["MaxConcurrency"] == 1  # substituted from the MaxConcurrency template parameter
-    assert export["ItemSelector"] == {"item.$": "$$.Map.Item.Value"}
-    inner = export["ItemProcessor"]["States"]
+    # The manifest holds the batches (exporting.rounds.batches): ItemBatcher's consecutive groups
+    # would put a table's lanes in one child.
+    assert "ItemBatcher" not in export
+    batch = export["ItemProcessor"]["States"]["ExportBatch"]
+    assert batch["MaxConcurrency"] == 1  # one export at a time per child: MaxConcurrency bounds Aurora's
+    inner = batch["ItemProcessor"]["States"]
     assert inner["MoreChunks"]["Choices"][0] == {
-        "Variable": "$.export.result.status",
-        "StringEquals": "MORE",
+        "And": [
+            {"Variable": "$.export.result.status", "StringEquals": "MORE"},
+            {"Variable": "$.export.result.resume_later", "BooleanEquals": False},
+        ],
         "Next": "NextChunk",
     }
     assert inner["NextChunk"]["Next"] == "ExportChunk"
+    assert inner["ExportChunk"]["Parameters"]["Payload"]["child_seconds"] == 1  # ExportChildSeconds
+    # Rounds loop while the round step wrote a next manifest, then the verifier reads them all.
+    assert export["Next"] == "AdvanceRound" and machine["States"]["AdvanceRound"]["Next"] == "MoreRounds"
+    assert machine["States"]["MoreRounds"]["Choices"][0]["Next"] == "NextRound"
+    assert machine["States"]["NextRound"]["Next"] == "ExportRound"
+    assert machine["States"]["StartVerify"]["Parameters"]["rounds.$"] == "$.advance.rounds"
 
 
 def test_failure_cause_carries_the_rerun_input_and_no_payload_holds_secrets() -> None:
@@ -124,19 +139,11 @@ def test_every_other_failure_path_builds_a_cause_with_the_rerun_input() -> None:
     assert top["DescribeTablesFailed"]["Next"] == "TablesFailed"
     assert top["RunFailed"] == {**top["RunFailed"], "ErrorPath": "$.Error", "CausePath": "$.Cause"}
     assert {name for name, s in top.items() if s["Type"] == "Fail"} == {"RunFailed", "TablesFailed"}
-    # The run's tables: exported or failed in the plan (Verify), planned or failed (the Map).
-    assert (
-        top["VerifyFailed"]["Parameters"]["groups"]
-        == top["VerifyGaveUp"]["Parameters"]["groups"]
-        == {
-            "exported.$": "$.tables[*].table",
-            "plan_failed.$": "$.plan_failed[*].table",
-        }
-    )
-    assert top["ExportTablesFailed"]["Parameters"]["groups"] == {
-        "planned.$": "$.items[*].table",
-        "plan_failed.$": "$.failed[*].table",
-    }
+    # The state holds no list of the run's tables: the input that reruns them is the execution's.
+    for name in ("ExportRoundFailed", "AdvanceRoundFailed", "VerifyFailed", "VerifyGaveUp"):
+        assert top[name]["Next"] == "RerunTheInput", name
+        assert "groups" not in top[name]["Parameters"], name
+    assert top["RerunTheInput"]["Parameters"]["rerun.$"] == "$$.Execution.Input"
     assert "States.JsonToString($.rerun)" in top["DescribeRunFailure"]["Parameters"]["Cause.$"]
     assert "States.JsonToString($$.Execution.Input)" in top["PlanFailed"]["Parameters"]["Cause.$"]
 
@@ -148,7 +155,7 @@ def test_rendered_definition_invokes_lambda_in_the_stacks_partition(partition: s
     template = sam_template.load(sam_template.TEMPLATE)
     arns = {
         name: f"arn:{partition}:lambda:region-1:123456789012:function:{name}"
-        for name in ("PlannerFunction", "ExporterFunction", "VerifierFunction")
+        for name in ("PlannerFunction", "ExporterFunction", "RoundsFunction", "VerifierFunction")
     }
     resolver = sam_template.Resolver(
         template=template,
@@ -159,13 +166,21 @@ def test_rendered_definition_invokes_lambda_in_the_stacks_partition(partition: s
             "AWS::AccountId": "123456789012",
             "AWS::StackName": "sync",
         },
-        refs={},
+        refs={"DataLakeBucket": "lake"},
         attributes={f"{name}.Arn": arn for name, arn in arns.items()},
     )
     machine = sam_template.state_machine(template, resolver, Path(sam_template.TEMPLATE).parent)
     rendered = json.loads(sam_template.render_definition(machine))
     resources = {s["Resource"] for _, s in states(rendered) if s["Type"] == "Task"}
     assert resources == {f"arn:{partition}:states:::lambda:invoke"}
+    export = rendered["States"]["ExportRound"]
+    assert export["ItemReader"]["Resource"] == f"arn:{partition}:states:::s3:getObject"
+    assert export["ResultWriter"]["Resource"] == f"arn:{partition}:states:::s3:putObject"
+    assert (
+        export["ResultWriter"]["Parameters"]["Bucket"]
+        == export["ItemReader"]["Parameters"]["Bucket"]
+        == "lake"
+    )
 
 
 EXECUTION_ARN = (

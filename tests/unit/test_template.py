@@ -19,6 +19,7 @@ import pytest
 import yaml
 from packaging.requirements import Requirement
 
+from aurora_sync.exporting.rounds import MAP_RESULTS_PREFIX, RUNS_PREFIX
 from aurora_sync.settings import ENVIRONMENT, RuntimeSettings
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -352,7 +353,7 @@ def test_given_the_functions_then_memory_and_timeouts_fit_what_each_does(resourc
     assert max(sizes["PlannerFunction"][1], sizes["VerifierFunction"][1]) <= 300
 
 
-def test_given_the_state_machine_then_its_role_invokes_exactly_the_three_functions(
+def test_given_the_state_machine_then_its_role_invokes_exactly_the_four_functions(
     resources: dict[str, Any],
 ) -> None:
     machine = resources["SyncStateMachine"]["Properties"]
@@ -367,10 +368,39 @@ def test_given_the_state_machine_then_its_role_invokes_exactly_the_three_functio
     assert invoke["Resource"] == [
         {"Fn::GetAtt": ["PlannerFunction", "Arn"]},
         {"Fn::GetAtt": ["ExporterFunction", "Arn"]},
+        {"Fn::GetAtt": ["RoundsFunction", "Arn"]},
         {"Fn::GetAtt": ["VerifierFunction", "Arn"]},
     ]
     (trust,) = resources["SyncStateMachineRole"]["Properties"]["AssumeRolePolicyDocument"]["Statement"]
     assert trust["Principal"] == {"Service": "states.amazonaws.com"}
+
+
+def test_given_the_export_distributed_map_then_the_state_machine_reaches_only_the_run_files_and_itself(
+    resources: dict[str, Any],
+) -> None:
+    name = resources["SyncStateMachine"]["Properties"]["Name"]["Fn::Sub"]
+    statements = role_statements(resources, "SyncStateMachineRole")
+    (objects,) = [s for s in statements if any(a.startswith("s3:") for a in actions_of(s))]
+    # ItemReader reads the manifests, ResultWriter writes the results (multipart for large ones).
+    assert set(actions_of(objects)) == {
+        "s3:GetObject",
+        "s3:PutObject",
+        "s3:AbortMultipartUpload",
+        "s3:ListMultipartUploadParts",
+    }
+    assert objects["Resource"] == {"Fn::Sub": f"${{DataLakeBucket.Arn}}/{RUNS_PREFIX}/*"}
+    (start,) = [s for s in statements if "states:StartExecution" in actions_of(s)]
+    arn = "arn:${AWS::Partition}:states:${AWS::Region}:${AWS::AccountId}"
+    assert start["Resource"] == {"Fn::Sub": f"{arn}:stateMachine:{name}"}
+    (children,) = [s for s in statements if "states:DescribeExecution" in actions_of(s)]
+    assert set(actions_of(children)) == {"states:DescribeExecution", "states:StopExecution"}
+    assert children["Resource"] == [
+        {"Fn::Sub": f"{arn}:execution:{name}/*"},
+        {"Fn::Sub": f"{arn}:express:{name}/*"},
+    ]
+    # The ASL writes the results where the round step reads them, under the prefix the role may write.
+    asl = (ROOT / "statemachine" / "sync.asl.json").read_text()
+    assert f'"Prefix": "{MAP_RESULTS_PREFIX}"' in asl and MAP_RESULTS_PREFIX.startswith(f"{RUNS_PREFIX}/")
 
 
 def test_given_the_state_machine_then_it_is_wired_to_the_asl_schedule_logs_and_tracing(
@@ -382,8 +412,11 @@ def test_given_the_state_machine_then_it_is_wired_to_the_asl_schedule_logs_and_t
     assert machine["DefinitionSubstitutions"] == {
         "PlannerFunctionArn": {"Fn::GetAtt": ["PlannerFunction", "Arn"]},
         "ExporterFunctionArn": {"Fn::GetAtt": ["ExporterFunction", "Arn"]},
+        "RoundsFunctionArn": {"Fn::GetAtt": ["RoundsFunction", "Arn"]},
         "VerifierFunctionArn": {"Fn::GetAtt": ["VerifierFunction", "Arn"]},
+        "DataLakeBucketName": {"Ref": "DataLakeBucket"},
         "MaxConcurrency": {"Ref": "MaxConcurrency"},
+        "ExportChildSeconds": {"Ref": "ExportChildSeconds"},
         "VerifyWaitSeconds": {"Ref": "VerifyWaitSeconds"},
         "VerifyMaxAttempts": {"Ref": "VerifyMaxAttempts"},
         "RunTimeoutSeconds": {"Ref": "RunTimeoutSeconds"},
@@ -416,6 +449,11 @@ def test_given_the_planner_then_single_flight_is_granted_on_its_own_state_machin
     }
 
 
+BUCKET_KEY = {
+    "Fn::If": ["CreateDataLakeKey", {"Fn::GetAtt": ["StackKey", "Arn"]}, {"Ref": "DataLakeKmsKeyArn"}]
+}
+
+
 def test_given_the_function_roles_then_each_holds_only_what_its_handler_calls(
     resources: dict[str, Any],
 ) -> None:
@@ -424,15 +462,33 @@ def test_given_the_function_roles_then_each_holds_only_what_its_handler_calls(
 
     logs = {"logs:CreateLogStream", "logs:PutLogEvents"}
     ssm = {"ssm:GetParametersByPath", "kms:Decrypt"}
-    assert actions("PlannerRole") == logs | ssm | {"states:ListExecutions"}
+    run_files = {"s3:PutObject", "kms:GenerateDataKey"}
+    assert actions("PlannerRole") == logs | ssm | {"states:ListExecutions"} | run_files
+    (put,) = [s for s in role_statements(resources, "PlannerRole") if actions_of(s) == ["s3:PutObject"]]
+    assert put["Resource"] == {"Fn::Sub": f"${{DataLakeBucket.Arn}}/{RUNS_PREFIX}/*"}
     assert actions("ExporterRole") == logs
-    assert actions("VerifierRole") == logs | ssm
+    assert actions("RoundsRole") == logs | {
+        "s3:GetObject",
+        "s3:PutObject",
+        "kms:Decrypt",
+        "kms:GenerateDataKey",
+    }
+    (objects,) = [s for s in role_statements(resources, "RoundsRole") if "s3:GetObject" in actions_of(s)]
+    assert objects["Resource"] == {"Fn::Sub": f"${{DataLakeBucket.Arn}}/{RUNS_PREFIX}/*"}
+    assert actions("VerifierRole") == logs | ssm | {"s3:GetObject"}
+    (read,) = [s for s in role_statements(resources, "VerifierRole") if actions_of(s) == ["s3:GetObject"]]
+    assert read["Resource"] == {"Fn::Sub": f"${{DataLakeBucket.Arn}}/{RUNS_PREFIX}/*"}
     for role in ("PlannerRole", "VerifierRole"):
-        (decrypt,) = [s for s in role_statements(resources, role) if actions_of(s) == ["kms:Decrypt"]]
+        # SecureString configs; the verifier's other kms:Decrypt is on the data lake key only.
+        (decrypt,) = [
+            s
+            for s in role_statements(resources, role)
+            if actions_of(s) == ["kms:Decrypt"] and s["Resource"] != BUCKET_KEY
+        ]
         assert decrypt["Condition"]["StringEquals"] == {
             "kms:ViaService": {"Fn::Sub": "ssm.${AWS::Region}.amazonaws.com"}
         }
-    for role in ("PlannerRole", "ExporterRole", "VerifierRole"):
+    for role in ("PlannerRole", "ExporterRole", "RoundsRole", "VerifierRole"):
         props = resources[role]["Properties"]
         assert props["ManagedPolicyArns"] == [{"Ref": "FunctionRuntimePolicy"}]
         (trust,) = props["AssumeRolePolicyDocument"]["Statement"]

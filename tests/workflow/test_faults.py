@@ -201,7 +201,7 @@ def test_snowflake_unreachable_during_verify_is_retried_and_the_table_merges(
         with frozen(local_stack, "snowflake") as snowflake:
 
             def react(event: dict[str, Any]) -> None:
-                if entered_state(event, "ExportTables"):
+                if entered_state(event, "ExportRound"):
                     snowflake.stop()
                     locker.rollback()
                 if failed_with(event, "WarehouseUnavailable") or snowflake.overdue():
@@ -393,8 +393,8 @@ def test_a_verifier_killed_after_its_retries_fails_naming_every_table_and_aurora
 ) -> None:
     # The verifier's sandbox is killed at its Timeout (Sandbox.Timedout, not retried: a retry
     # would wait as long) while Snowflake is frozen. Its raw cause, Lambda's error document,
-    # names no table; the execution must still say which tables to rerun and how. fault_ledger's
-    # config is broken too, so the run's tables come from both the exports and the plan's failures.
+    # names no table; the execution must still say which tables to rerun and how: its own input,
+    # which names them. fault_ledger's config is broken too (a failure of the plan).
     verifier = world.deployment.functions["VerifierFunction"]
     parameter = f"{world.config_path}fault_ledger"
     broken = {**world.configs["fault_ledger"], "primary_key": "entry"}
@@ -452,8 +452,8 @@ def test_a_verifier_killed_after_its_retries_fails_naming_every_table_and_aurora
 def test_a_verify_loop_that_runs_out_fails_as_verify_attempts_exhausted_naming_every_table(
     world: World,
 ) -> None:
-    # The backstop (VerifyMaxAttempts reached while a MERGE task is held EXECUTING) names the
-    # run's tables and the rerun input like every other failure.
+    # The backstop (VerifyMaxAttempts reached while a MERGE task is held EXECUTING) gives the
+    # rerun input, the execution's own (which names the run's tables), like every other failure.
     world.execute("UPDATE {schema}.ledger SET amount = amount + 1, updated_at = now() WHERE entry <= 3")
     merge_task = world.setup.objects(world.configs["fault_ledger"]["target"]).merge_task
     with redeployed(world, VerifyMaxAttempts=1):
@@ -470,9 +470,9 @@ def test_a_verify_loop_that_runs_out_fails_as_verify_attempts_exhausted_naming_e
         "Verify failed (VerifyAttemptsExhausted: loads or merges were still pending when the Wait/Verify "
         "loop reached VerifyMaxAttempts (1);"
     )
-    # The planner orders its items by table name.
+    # The execution's own input, as it was given, reruns the run's tables.
     assert (
-        f'execution input {{"tables":["fault_accounts","fault_ledger"]}} {rerun_hint(description)}' in cause
+        f'execution input {{"tables":["fault_ledger","fault_accounts"]}} {rerun_hint(description)}' in cause
     )
 
     deadline = time.monotonic() + 60
@@ -499,15 +499,16 @@ def test_a_failed_plan_names_the_execution_input_that_reruns_it(world: World) ->
     assert "Redrive in the console would only repeat this failed state" in cause
 
 
-def test_a_failed_map_names_the_planned_and_the_plan_failed_tables(world: World) -> None:
-    # The Map state itself failing (States.DataLimitExceeded, States.Runtime) cannot be provoked
-    # through the handlers; run the deployed definition from the state its Catch goes to, with
-    # the input that state gets (the plan's output plus the error).
+def test_a_failed_export_map_reruns_the_executions_input(world: World) -> None:
+    # The Map state itself failing (its manifest or results unreadable: States.ItemReaderFailed,
+    # States.ResultWriterFailed) cannot be provoked through the handlers; run the deployed
+    # definition from the state its Catch goes to, with the input that state gets. The state
+    # holds no list of the run's tables: the execution's own input reruns exactly them.
     sfn = world.engine.sfn
     definition = json.loads(
         sfn.describe_state_machine(stateMachineArn=world.deployment.state_machine_arn)["definition"]
     )
-    definition["StartAt"] = "ExportTablesFailed"
+    definition["StartAt"] = "ExportRoundFailed"
     arn = sfn.create_state_machine(
         name=f"map-failure-{uuid.uuid4().hex[:8]}",
         definition=json.dumps(definition),
@@ -516,10 +517,10 @@ def test_a_failed_map_names_the_planned_and_the_plan_failed_tables(world: World)
     )["stateMachineArn"]
     state = {
         "run_id": "r1",
-        "skip": False,
-        "items": [{"table": "fault_accounts", "run_id": "r1"}, {"table": "fault_ledger", "run_id": "r1"}],
-        "failed": [{"table": "orders", "error": "ConfigError", "cause": "bad"}],
-        "error": {"Error": "States.DataLimitExceeded", "Cause": "The state/task returned a result too large"},
+        "round": 0,
+        "manifest": "_aurora_sync/runs/r1/round-0/items.json",
+        "plan_failed": [{"table": "orders", "error": "ConfigError", "cause": "bad"}],
+        "error": {"Error": "States.ItemReaderFailed", "Cause": "the manifest is gone"},
     }
     try:
         description = world.engine.run(Deployment(arn, {}), state, timeout_s=60)
@@ -529,9 +530,7 @@ def test_a_failed_map_names_the_planned_and_the_plan_failed_tables(world: World)
     # Step Functions reserves States.* for its own errors: a Fail state may not raise them.
     assert description["error"] == "RunFailed", description.get("cause")
     assert description["cause"].startswith(
-        "ExportTables failed (States.DataLimitExceeded: The state/task returned a result too large). "
+        "ExportRound failed (States.ItemReaderFailed: the manifest is gone). "
     )
-    assert (
-        f'execution input {{"tables":["fault_accounts","fault_ledger","orders"]}} {rerun_hint(description)}'
-        in description["cause"]
-    )
+    rerun = json.dumps(state, separators=(",", ":"))
+    assert f"execution input {rerun} {rerun_hint(description)}" in description["cause"]

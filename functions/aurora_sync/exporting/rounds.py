@@ -2,21 +2,21 @@
 Distributed Map results mean for the next.
 
 The design of issue 15 ("state that does not grow with the work"): the planner writes round 0's
-manifest, a JSON array of work items, under the run prefix; the export Distributed Map reads it
-(ItemReader), hands batches of items to EXPRESS child executions (ItemBatcher) and writes each
-child's outcome to S3 (ResultWriter). A child stops before Express's five-minute cap and returns a
-table it could not finish as MORE, whose ``next`` is the work item that resumes it. The round
-step reads the Map Run's results (``read_round``), writes the next round's manifest of the
-unfinished items and the round's settled tables (``RoundFiles``), and the state machine loops
+manifest, a JSON array of batches of work items (``batches``), under the run prefix; the export
+Distributed Map reads it (ItemReader), hands each batch to an EXPRESS child execution and writes
+each child's outcome to S3 (ResultWriter). A child stops before Express's five-minute cap and
+returns a table it could not finish as MORE, whose ``next`` is the work item that resumes it.
+The round step reads the Map Run's results (``read_round``), writes the round's settled tables
+and the next round's manifest of the unfinished items (``advance``), and the state machine loops
 while a manifest is left. States carry the run id, these keys and counts, never the lists.
 
 Layout, in the data lake bucket (the prefix starts with ``_``, which no table's name does, so no
 table's pipe loads it, as for ``messages.KEY_SNAPSHOT_PREFIX``)::
 
-    _aurora_sync/runs/<run_id>/round-<n>/items.json     the round's work items (ItemReader)
-    _aurora_sync/runs/<run_id>/round-<n>/results/       the Map Run's ResultWriter prefix:
-        <map run id>/manifest.json, SUCCEEDED_0.json, FAILED_0.json
+    _aurora_sync/runs/<run_id>/round-<n>/items.json     the round's batches (ItemReader)
     _aurora_sync/runs/<run_id>/round-<n>/settled.json   the tables the round finished or failed
+    _aurora_sync/runs/map-results/<map run id>/         every Map Run's ResultWriter files:
+        manifest.json, SUCCEEDED_0.json, FAILED_0.json
 
 A child's output is its INLINE Map's output: one entry per item of its batch, an ``ExportResult``
 (EXPORTED, EMPTY, or MORE when the child's time ran out) or a ``FailedExport`` (the item's
@@ -28,16 +28,21 @@ the report names each one and the input that reruns it, never a failed Map.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping
+import math
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 from pydantic import TypeAdapter, ValidationError
 
 from ..errors import ConfigError
-from ..messages import ExportError, ExportResult, FailedExport, WorkItem
+from ..messages import ExportError, ExportResult, FailedExport, RoundOutput, WorkItem
 from ..run_files import RUNS_PREFIX
 
+# The export Map's ResultWriter Prefix (statemachine/sync.asl.json): each Map Run writes under its
+# own id below it, so one static prefix serves every run and round.
+MAP_RESULTS_PREFIX = f"{RUNS_PREFIX}/map-results"
 # When a child failed without saying why (AWS always sets Error; kept for a hand-made entry).
 CHILD_FAILED = "ChildExecutionFailed"
 
@@ -60,12 +65,41 @@ def manifest_key(run_id: str, number: int) -> str:
     return f"{round_prefix(run_id, number)}items.json"
 
 
-def results_prefix(run_id: str, number: int) -> str:
-    return f"{round_prefix(run_id, number)}results"
-
-
 def settled_key(run_id: str, number: int) -> str:
     return f"{round_prefix(run_id, number)}settled.json"
+
+
+def child_deadline(child_started_at: datetime, child_seconds: int) -> datetime:
+    """When an export child's chunk loops must have stopped (``ExportRequest.child_seconds``)."""
+    return child_started_at + timedelta(seconds=child_seconds)
+
+
+def deferred(item: WorkItem) -> ExportResult:
+    """The answer for an item whose child has no time left to start it: MORE, nothing exported by
+    this call, resumed unchanged in the next round. Without it the items after the deadline
+    would run anyway, and the child would pass Express's five minutes and fail its whole batch."""
+    position = item.position
+    return ExportResult(
+        table=item.table,
+        run_id=item.run_id,
+        status="MORE",
+        target=item.target,
+        window=item.window,
+        chunks=position.chunk if position else 0,
+        rows=position.rows if position else 0,
+        bytes=position.bytes if position else 0,
+        files=position.files if position else 0,
+        keys=list(position.keys) if position else [],
+        next=item,
+        resume_later=True,
+    )
+
+
+def another_chunk_fits(deadline: datetime, call_started: datetime, now: datetime) -> bool:
+    """Whether a chunk as long as the one that just ran (the best estimate of the next: same
+    table, same chunk size) would end before ``deadline``. When not, the table is MORE with
+    ``resume_later`` and its next chunk runs in the next round's child."""
+    return now + (now - call_started) <= deadline
 
 
 @dataclass
@@ -155,19 +189,74 @@ class ObjectStore(Protocol):
     def write_json(self, key: str, value: Any) -> None: ...
 
 
+def read_settled(store: ObjectStore, run_id: str, rounds: int) -> list[ExportResult | FailedExport]:
+    """The run's export results: the settled tables of rounds 0 to ``rounds`` - 1, in order (a
+    table split into lanes has one entry per lane, which the verifier combines)."""
+    settled: list[ExportResult | FailedExport] = []
+    for number in range(rounds):
+        document = store.read_json(settled_key(run_id, number))
+        if not isinstance(document, list):
+            raise ConfigError(
+                f"{settled_key(run_id, number)} is not a list of export results.",
+                fix="the run's files are written by the run itself (the round step)",
+            )
+        try:
+            settled.extend(_ITEM_OUTCOME.validate_python(outcome) for outcome in document)
+        except ValidationError as exc:
+            raise ConfigError(
+                f"{settled_key(run_id, number)} holds an entry that is neither an export result nor a "
+                f"failed export ({exc.error_count()} error(s)).",
+                fix="the run's files are written by the run itself (the round step)",
+            ) from None
+    return settled
+
+
 @dataclass(frozen=True)
-class RoundSummary:
-    """What the round step returns to the state machine: counts and keys, no lists."""
+class Batching:
+    """How a round's items are split among the export Map's child executions: at most
+    ``most`` items a child (template parameter ExportBatchSize), and ``children`` children
+    running at once (MaxConcurrency)."""
 
-    run_id: str
-    round: int
-    unfinished: int
-    settled: int
-    failed: int
-    next_manifest: str | None  # the next round's items.json, None when every table settled
+    most: int = 25
+    children: int = 4
 
 
-def advance(store: ObjectStore, run_id: str, number: int, results_manifest: str) -> RoundSummary:
+def batches(items: Sequence[WorkItem], batching: Batching) -> list[list[WorkItem]]:
+    """The round's batches, one per child execution. Few enough items a batch that a small round
+    still fills every concurrent child; and item i goes to batch i mod B, so the lanes of a split
+    table, adjacent in the plan, land in different children and export side by side (a child
+    exports its items one after another)."""
+    if not items:
+        return []
+    size = max(1, min(batching.most, math.ceil(len(items) / batching.children)))
+    count = math.ceil(len(items) / size)
+    return [list(items[index::count]) for index in range(count)]
+
+
+def write_items(store: ObjectStore, key: str, items: Sequence[WorkItem], batching: Batching) -> None:
+    """A round's manifest, which the export Map reads (ItemReader): a JSON array of one
+    ``{"Items": [work item, ...]}`` per child execution, each item with its defaults left out
+    like the plan's. The batches are the product's (``batches``), not ItemBatcher's, which
+    groups consecutive items and would put a table's lanes in one child."""
+    store.write_json(
+        key,
+        [
+            {"Items": [item.model_dump(mode="json", by_alias=True, exclude_defaults=True) for item in batch]}
+            for batch in batches(items, batching)
+        ],
+    )
+
+
+def write_first_round(store: ObjectStore, run_id: str, items: Sequence[WorkItem], batching: Batching) -> str:
+    """The planner's round 0: every work item of the run. Returns the manifest's key."""
+    key = manifest_key(run_id, 0)
+    write_items(store, key, items, batching)
+    return key
+
+
+def advance(
+    store: ObjectStore, run_id: str, number: int, results_manifest: str, batching: Batching = Batching()
+) -> RoundOutput:
     """After round ``number``'s Map Run: record its settled tables, and write the next round's
     manifest when tables remain. ``results_manifest`` is the ResultWriter's ``manifest.json``."""
     manifest = store.read_json(results_manifest)
@@ -182,14 +271,8 @@ def advance(store: ObjectStore, run_id: str, number: int, results_manifest: str)
     next_manifest = None
     if results.unfinished:
         next_manifest = manifest_key(run_id, number + 1)
-        store.write_json(
-            next_manifest,
-            [
-                item.model_dump(mode="json", by_alias=True, exclude_defaults=True)
-                for item in results.unfinished
-            ],
-        )
-    return RoundSummary(
+        write_items(store, next_manifest, results.unfinished, batching)
+    return RoundOutput(
         run_id=run_id,
         round=number,
         unfinished=len(results.unfinished),

@@ -288,6 +288,7 @@ class Plan:
     items: list[WorkItem] = field(default_factory=list)
     failed: list[FailedTable] = field(default_factory=list)
     skip_reason: str | None = None
+    manifest: str | None = None  # round 0's manifest key, once written (``exporting.rounds``)
 
     @property
     def skip(self) -> bool:
@@ -304,6 +305,7 @@ class Plan:
             items=self.items,
             failed=self.failed,
             tables_planned=len({item.table for item in self.items}),
+            manifest=self.manifest,
         ).model_dump(mode="json", by_alias=True)
         # json.dumps' default separators are what the Python runtime sends back: measure that.
         size = len(json.dumps(document).encode("utf-8"))

@@ -28,8 +28,8 @@ from ..local.wiring import connect_bucket_to_snowpipe
 from ..parity import ParityResult, compare
 from ..snowflake_sql import render_setup
 from ..workflow.execution_input import execution_name
-from ..workflow.executions import follow, start
-from ..workflow.history import RunResult, collect
+from ..workflow.executions import follow, results, start
+from ..workflow.history import RunResult
 from ..workflow.progress import Progress
 from ..workflow.target import Target, local_target
 from . import dataset
@@ -77,14 +77,15 @@ def _specs(status: dict[str, Any], admin: Any) -> dict[str, TableSpec]:
 
 
 def path_through_states(events: list[dict[str, Any]]) -> str:
-    """The execution's path, compressed: Plan → ExportTables (9 chunks) → Verify x3 → Synced."""
+    """The execution's path, compressed: Plan → ExportRound x1 → Wait/Verify x3 → Synced (the
+    chunks ran in the export rounds' child executions, whose histories are not the parent's)."""
     entered = [e["stateEnteredEventDetails"]["name"] for e in events if "stateEnteredEventDetails" in e]
     counts = Counter(entered)
-    order = ["Plan", "ExportTables", "ExportChunk", "Verify", "Report", "TablesFailed", "Synced", "Skipped"]
+    order = ["Plan", "ExportRound", "Verify", "Report", "TablesFailed", "Synced", "Skipped"]
     parts = []
     for state in order:
-        if state == "ExportChunk" and counts[state]:
-            parts.append(f"ExportChunk x{counts[state]}")
+        if state == "ExportRound" and counts[state]:
+            parts.append(f"ExportRound x{counts[state]}")
         elif state == "Verify" and counts[state]:
             parts.append(f"Wait/Verify x{counts[state]}")
         elif counts[state]:
@@ -129,7 +130,7 @@ def _sync(say: Say, target: Target, label: str, step: int) -> tuple[str, RunResu
     arn = start(target, {}, name)
     say(f"      execution {name}")
     description, events = follow(target, arn, on_event=Progress(lambda line: say(f"      {line}")))
-    result = collect(description, events)
+    result = results(target, description, events)
     say(f"      {result.status}: {path_through_states(events)}")
     return label, result, events
 

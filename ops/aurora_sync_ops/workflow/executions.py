@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Mapping
+import warnings
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from aurora_sync.aws_errors import aws_error_code
 
 from ..errors import UsageError, WorkflowError, aws_call, aws_failure
-from .history import TERMINAL, RunResult, collect
+from .history import TERMINAL, RunResult, collect, run_files_location
 from .progress import Progress
 from .target import Target, describe_on
 
@@ -110,7 +111,32 @@ def run(
     except KeyboardInterrupt:
         progress(f"stopped following; execution {arn} goes on")
         raise
-    return collect(description, events)
+    return results(target, description, events)
+
+
+def settled_exports(target: Target, events: Sequence[Mapping[str, Any]]) -> list[Any]:
+    """The export results the run's rounds settled in S3 (none when the history names no round,
+    or without an S3 client). Unreadable files (the bucket's lifecycle removed them, access
+    denied) leave the results to the history and the verifier's verdicts, with a warning."""
+    location = run_files_location(events)
+    if location is None or target.s3 is None:
+        return []
+    from aurora_sync.errors import SyncError
+    from aurora_sync.exporting.rounds import read_settled
+    from aurora_sync.run_files import RunFiles
+
+    try:
+        return list(read_settled(RunFiles(target.s3, location.bucket), location.run_id, location.rounds))
+    except SyncError as exc:
+        warnings.warn(
+            f"the run's export results are unreadable in s3://{location.bucket}: {exc}", stacklevel=2
+        )
+        return []
+
+
+def results(target: Target, description: Mapping[str, Any], events: Sequence[Mapping[str, Any]]) -> RunResult:
+    """``collect`` with the export results of the run's rounds."""
+    return collect(description, events, settled_exports(target, events))
 
 
 def rerun_of(target: Target, execution_arn: str) -> dict[str, Any]:
@@ -121,7 +147,7 @@ def rerun_of(target: Target, execution_arn: str) -> dict[str, Any]:
             f"execution {execution_arn} is still {description['status']}; there is nothing to rerun yet.",
             fix="wait until it ends (or stop it), then rerun",
         )
-    result = collect(description, history(target, execution_arn))
+    result = results(target, description, history(target, execution_arn))
     if result.rerun_input is None:
         reason = f"was skipped ({result.skip_reason})" if result.skipped else "had no failed tables"
         raise WorkflowError(

@@ -22,6 +22,7 @@ from aurora_sync.messages import (
     FailedExport,
     PlanOutput,
     RerunInput,
+    ResultWriterDetails,
     RunSummary,
     TableVerdict,
     VerifyOutput,
@@ -35,10 +36,12 @@ __all__ = [
     "FAILED_EXPORT_STATES",
     "SUCCESS_OUTCOMES",
     "TERMINAL",
+    "AdvanceRoundOutput",
     "ExportChunkOutput",
     "ExportResult",
     "FailedExport",
     "PlanOutput",
+    "RunFilesLocation",
     "RunResult",
     "TableResult",
     "VerifyOutput",
@@ -49,6 +52,7 @@ __all__ = [
     "json_or_none",
     "read_as",
     "rerun_input",
+    "run_files_location",
     "state_output",
     "state_outputs",
 ]
@@ -77,6 +81,51 @@ class VerifyStateOutput(BaseModel):
 
     attempt: int = 0
     verification: dict[str, VerifyOutput]
+
+
+class _MapResults(BaseModel):
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    results: ResultWriterDetails
+
+
+class _Advance(BaseModel):
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    rounds: int
+    settled: int = 0
+    failed: int = 0
+    unfinished: int = 0
+
+
+class AdvanceRoundOutput(BaseModel):
+    """What the AdvanceRound state passes on: the run, its round's Map results, the rounds done."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    run_id: str
+    map: _MapResults
+    advance: _Advance
+
+
+@dataclass(frozen=True)
+class RunFilesLocation:
+    """Where an execution's export results are (issue 15's Distributed Map): the settled tables
+    of rounds 0 to ``rounds`` - 1 under ``_aurora_sync/runs/<run_id>/`` in ``bucket``."""
+
+    bucket: str
+    run_id: str
+    rounds: int
+
+
+def run_files_location(events: Sequence[Mapping[str, Any]]) -> RunFilesLocation | None:
+    """From the last AdvanceRound state's output; None for a run that exported no round (or an
+    execution of a version whose exports are in its own history)."""
+    rounds = state_outputs(events, "AdvanceRound", AdvanceRoundOutput)
+    if not rounds:
+        return None
+    last = rounds[-1]
+    return RunFilesLocation(last.map.results.bucket, last.run_id, last.advance.rounds)
 
 
 # --- events ------------------------------------------------------------------------------------
@@ -214,8 +263,14 @@ class RunResult:
         }
 
 
-def collect(description: Mapping[str, Any], events: Sequence[Mapping[str, Any]]) -> RunResult:
-    """Per-table results and the rerun input of an ended (or running) execution."""
+def collect(
+    description: Mapping[str, Any],
+    events: Sequence[Mapping[str, Any]],
+    settled: Sequence[ExportResult | FailedExport] = (),
+) -> RunResult:
+    """Per-table results and the rerun input of an ended (or running) execution. ``settled``: the
+    export results the run's rounds settled in S3 (``run_files_location``), for an execution
+    whose exports ran in the Distributed Map's children rather than in its own history."""
     execution_input = json_or_none(description.get("input")) or {}
     result = RunResult(
         execution_arn=str(description["executionArn"]),
@@ -240,14 +295,12 @@ def collect(description: Mapping[str, Any], events: Sequence[Mapping[str, Any]])
                 table=failure.table, outcome="FAILED", error=failure.error, reason=failure.cause
             )
     # A table split into lanes has one ExportDone per lane: counted as one, as the verifier does.
-    exports = [
-        e
-        for e in lanes.combine(state_outputs(events, "ExportDone", ExportResult))
-        if isinstance(e, ExportResult)
-    ]
+    finished = [*state_outputs(events, "ExportDone", ExportResult), *settled]
+    exports = [e for e in lanes.combine(finished) if isinstance(e, ExportResult)]
     for export in exports:
         tables[export.table] = TableResult(table=export.table, outcome="EXPORTED", rows_exported=export.rows)
-    for failed in (f for state in FAILED_EXPORT_STATES for f in state_outputs(events, state, FailedExport)):
+    failures = [f for state in FAILED_EXPORT_STATES for f in state_outputs(events, state, FailedExport)]
+    for failed in [*failures, *(f for f in settled if isinstance(f, FailedExport))]:
         tables[failed.table] = TableResult(
             table=failed.table, outcome="FAILED", error=failed.error.error, reason=failed.message
         )

@@ -9,6 +9,7 @@ from typing import Any
 from .history import (
     FAILED_EXPORT_STATES,
     SUCCESS_OUTCOMES,
+    AdvanceRoundOutput,
     ExportChunkOutput,
     ExportResult,
     FailedExport,
@@ -96,6 +97,15 @@ class Progress:
             failed = state_output(FailedExport, event)
             if failed is not None:
                 self.emit(f"export {failed.table}: FAILED {failed.error.error}: {one_line(failed.message)}")
+        elif state == "AdvanceRound":
+            # The chunks ran in the export Map's children, whose histories are not this one.
+            advanced = state_output(AdvanceRoundOutput, event)
+            if advanced is not None:
+                step = advanced.advance
+                self.emit(
+                    f"export round {step.rounds}: {step.settled} table(s) or lane(s) done "
+                    f"({step.failed} failed), {step.unfinished} resume in the next round"
+                )
         elif state == "Verify":
             verify = state_output(VerifyStateOutput, event)
             output = verify.verification.get("output") if verify is not None else None

@@ -32,6 +32,9 @@ class Target:
     state_machine_arn: str
     where: str  # for messages: "AWS us-east-1" or "the local stack under ..."
     poll_s: float
+    # The run files' bucket (export results of the Distributed Map's rounds) is read with this
+    # client; None: results come from the execution's history only.
+    s3: Any = None
 
 
 def region_of(arn: str) -> str:
@@ -92,7 +95,10 @@ def aws_target(state_machine_arn: str | None, stack_name: str | None) -> Target:
             "`aurora-sync rerun` with the execution ARN",
         )
     sfn = boto3.client("stepfunctions", region_name=region)
-    return Target(sfn=sfn, state_machine_arn=state_machine_arn, where=f"AWS {region}", poll_s=AWS_POLL_S)
+    s3 = boto3.client("s3", region_name=region)
+    return Target(
+        sfn=sfn, state_machine_arn=state_machine_arn, where=f"AWS {region}", poll_s=AWS_POLL_S, s3=s3
+    )
 
 
 def _workflow_stack(env: Environment) -> dict[str, Any]:
@@ -158,6 +164,7 @@ def local_target(env: Environment, tables: Sequence[str] | None) -> Target:
         state_machine_arn=deployment.state_machine_arn,
         where=where,
         poll_s=LOCAL_POLL_S,
+        s3=local_aws_client("s3", aws),
     )
 
 
@@ -200,10 +207,11 @@ def rerun_target(env: Environment, execution_arn: str) -> Target:
     status = _workflow_stack(env) if env.options.local else env.local_stack()
     aws = (status or {}).get("aws") or {}
     if aws and aws.get("account_id") == account and aws.get("region") == region:
-        sfn, where, poll_s = (
+        sfn, where, poll_s, s3 = (
             local_aws_client("stepfunctions", aws),
             f"the local stack under {(status or {}).get('state_dir')}",
             LOCAL_POLL_S,
+            local_aws_client("s3", aws),
         )
     elif env.options.local:
         raise UsageError(
@@ -213,9 +221,10 @@ def rerun_target(env: Environment, execution_arn: str) -> Target:
         )
     else:
         sfn, where, poll_s = boto3.client("stepfunctions", region_name=region), f"AWS {region}", AWS_POLL_S
+        s3 = boto3.client("s3", region_name=region)
     # A rerun goes to the state machine that ran the execution, whatever the flags say.
     description = describe_on(sfn, where, execution_arn)
-    return Target(sfn, str(description["stateMachineArn"]), where, poll_s)
+    return Target(sfn, str(description["stateMachineArn"]), where, poll_s, s3)
 
 
 def describe_on(sfn: Any, where: str, execution_arn: str) -> dict[str, Any]:

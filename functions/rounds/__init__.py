@@ -1,0 +1,1 @@
+"""The round step Lambda (handler ``rounds.app.lambda_handler``)."""
