@@ -323,22 +323,29 @@ def test_express_children_stop_at_five_minutes(sfn: Any, s3: Any, stack: dict[st
 PROBE = "aurora_sync_ops.local.lambda_probe.lambda_handler"
 
 
+def _probe_function(stack: dict[str, Any]) -> str:
+    """A Lambda function running the local stack's probe handler, on the product's runtime."""
+    lam = local_aws_client("lambda", stack["aws"])
+    return str(
+        lam.create_function(
+            FunctionName=f"dmap-probe-{uuid.uuid4().hex[:8]}",
+            Runtime="python3.13",
+            Role=stack["aws"]["lambda_role_arn"],
+            Handler=PROBE,
+            Code={"ZipFile": _empty_zip()},
+            Timeout=30,
+            MemorySize=128,
+        )["FunctionName"]
+    )
+
+
 def test_express_children_invoke_lambdas_with_retry_and_catch_per_item(
     sfn: Any, s3: Any, stack: dict[str, Any], tmp_path: Any
 ) -> None:
     """The export design's child: an INLINE Map over its batch, each item a lambda:invoke task
     (the project's handlers through the Lambda router) retried on a transient error and caught
     on a terminal one, the item's start time and the child's own ``$$.Execution.StartTime``."""
-    lam = local_aws_client("lambda", stack["aws"])
-    function = lam.create_function(
-        FunctionName=f"dmap-probe-{uuid.uuid4().hex[:8]}",
-        Runtime="python3.12",
-        Role=stack["aws"]["lambda_role_arn"],
-        Handler=PROBE,
-        Code={"ZipFile": _empty_zip()},
-        Timeout=30,
-        MemorySize=128,
-    )["FunctionName"]
+    function = _probe_function(stack)
     run = uuid.uuid4().hex[:8]
     machine = _machine(
         sfn,
@@ -496,16 +503,7 @@ def test_items_that_cannot_be_read_fail_the_map_with_item_reader_failed(
 def test_max_concurrency_bounds_the_children_running_at_once(
     sfn: Any, s3: Any, stack: dict[str, Any]
 ) -> None:
-    lam = local_aws_client("lambda", stack["aws"])
-    function = lam.create_function(
-        FunctionName=f"dmap-probe-{uuid.uuid4().hex[:8]}",
-        Runtime="python3.12",
-        Role=stack["aws"]["lambda_role_arn"],
-        Handler=PROBE,
-        Code={"ZipFile": _empty_zip()},
-        Timeout=30,
-        MemorySize=128,
-    )["FunctionName"]
+    function = _probe_function(stack)
     probe = {
         "Type": "Task",
         "Resource": "arn:aws:states:::lambda:invoke",

@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 import yaml
 from packaging.requirements import Requirement
+from samconfig import environments, overrides
 
 from aurora_sync.exporting.rounds import MAP_RESULTS_PREFIX, RUNS_PREFIX
 from aurora_sync.settings import ENVIRONMENT, RuntimeSettings
@@ -580,7 +581,8 @@ def test_given_package_json_then_the_validators_are_pinned_exactly_and_locked() 
 def test_given_samconfig_then_each_environment_lints_and_deploys_with_iam_capabilities() -> None:
     config = tomllib.loads((ROOT / "samconfig.toml").read_text())
     assert config["version"] == 0.1
-    for env in ("default", "dev", "prod"):
+    assert set(environments()) == {"default", "dev", "prod"}
+    for env in environments():
         assert config[env]["validate"]["parameters"]["lint"] is True
         deploy = config[env]["deploy"]["parameters"]
         assert set(deploy["capabilities"].split()) == {"CAPABILITY_IAM", "CAPABILITY_NAMED_IAM"}
@@ -590,18 +592,12 @@ def test_given_samconfig_then_each_environment_lints_and_deploys_with_iam_capabi
     assert len(stacks) == 2
 
 
-def _overrides(deploy: dict[str, Any]) -> dict[str, str]:
-    pairs = (entry.split("=", 1) for entry in deploy["parameter_overrides"])
-    return {key: value for key, value in pairs}
-
-
 def test_given_samconfig_then_no_environment_pins_a_region() -> None:
     """A pinned region deploys a stack for eu-west-1 into us-east-1 (or fails on its subnets):
     sam takes the region from the operator's profile or AWS_REGION instead."""
     text = (ROOT / "samconfig.toml").read_text()
-    config = tomllib.loads(text)
-    for env in ("default", "dev", "prod"):
-        for command, section in config[env].items():
+    for env, config in environments().items():
+        for command, section in config.items():
             assert "region" not in section["parameters"], f"[{env}.{command}.parameters] pins a region"
     # Placeholders of the second deploy do not suggest one region either.
     assert "us-east-1" not in text
@@ -613,9 +609,8 @@ def test_given_a_first_deploy_then_the_schedule_is_off_until_set_up_is_complete(
     """Scheduled runs before the Snowflake objects, grants and queue exist only fail (and page):
     the schedule is created disabled, and deploy.md's last step turns it on."""
     assert template["Parameters"]["ScheduleEnabled"]["Default"] == "false"
-    config = tomllib.loads((ROOT / "samconfig.toml").read_text())
-    for env in ("default", "dev", "prod"):
-        assert _overrides(config[env]["deploy"]["parameters"])["ScheduleEnabled"] == "false", env
+    for env, config in environments().items():
+        assert overrides(config)["ScheduleEnabled"] == "false", env
     deploy_md = (ROOT / "docs" / "deploy.md").read_text()
     last_step = deploy_md.split("## 9.", 1)[1]
     assert '"ScheduleEnabled=true"' in last_step
