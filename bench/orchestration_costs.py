@@ -48,6 +48,25 @@ EXPRESS_MEMORY_GB = 64 / 1024  # Express bills memory in 64 MB steps; a small pa
 BUCKET = "aurora-sync-orchestration-bench"
 
 
+def step_functions_charges(
+    parent_states: int,
+    express_child_seconds: Sequence[float],
+    *,
+    transition_usd: float = STANDARD_TRANSITION_USD,
+) -> tuple[int, float, float]:
+    """(billed Standard transitions, Express GB-seconds, USD) of one run: the parent's states
+    entered plus one transition per child execution started; each EXPRESS child one request and
+    its duration, in 100 ms steps, at the smallest memory step."""
+    billed = parent_states + len(express_child_seconds)
+    gb_seconds = sum(round(s + 0.0999, 1) for s in express_child_seconds) * EXPRESS_MEMORY_GB
+    usd = (
+        billed * transition_usd
+        + len(express_child_seconds) * EXPRESS_REQUEST_USD
+        + gb_seconds * EXPRESS_GB_SECOND_USD
+    )
+    return billed, gb_seconds, usd
+
+
 def _chunk_loop(next_after_done: dict[str, Any]) -> dict[str, Any]:
     """A table's chunk loop: ExportChunk counts one chunk down, as an exporter call returning MORE
     until the last chunk would."""
@@ -271,20 +290,13 @@ def measure(sfn: Any, s3: Any, role: str, *, design: str, tables: int, args: arg
         if e["type"] == "PassStateEntered"
         and e.get("stateEnteredEventDetails", {}).get("name") == "ExportChunk"
     )
-    billed = _entered(parent) + len(children)
     # Each child waits on its batch's exporter calls one after another.
     child_seconds = [
         sum(1 for e in events if e.get("stateEnteredEventDetails", {}).get("name") == "ExportChunk")
         * args.chunk_seconds
         for events in children
     ]
-    # Express bills duration in 100 ms steps.
-    gb_seconds = sum(round(s + 0.0999, 1) for s in child_seconds) * EXPRESS_MEMORY_GB
-    usd = (
-        billed * STANDARD_TRANSITION_USD
-        + len(children) * EXPRESS_REQUEST_USD
-        + gb_seconds * EXPRESS_GB_SECOND_USD
-    )
+    billed, gb_seconds, usd = step_functions_charges(_entered(parent), child_seconds)
     return Figures(
         design=design,
         tables=tables,

@@ -6,8 +6,10 @@ Runs two executions of the real state machine on a running local stack that hold
 * backfill     - a full resync of every enabled table (``aurora-sync sync --tables ... --full``);
 * incremental  - what the schedule sends (``{}``): each table's window behind its watermark.
 
-For each it counts the states entered in the execution history (what Step Functions bills as
-state transitions; retries would add more), and reads every function invocation from the
+For each it counts the states entered in the parent execution's history (what Step Functions
+bills as state transitions; retries would add more) plus one per export child started, and the
+EXPRESS children of the export Distributed Map (billed per request and GB-second of their
+measured duration, not per state), and reads every function invocation from the
 ``REPORT`` lines the local Lambda router writes to ``<state dir>/logs/aws.log`` (the duration
 includes a cold worker's init, as Lambda bills it), with the cold-start flag taken from the
 functions' own log lines. GB-seconds use ``MemorySize`` from template.yaml. Prices are inputs
@@ -28,6 +30,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from orchestration_costs import step_functions_charges
+
 from aurora_sync.config import LoadedTable, load_table_configs
 from aurora_sync_ops import sam_template
 from aurora_sync_ops.environment import CliOptions, Environment, local_aws_client
@@ -46,12 +50,12 @@ _REPORT = re.compile(
     r"^REPORT RequestId: (?P<id>\S+) Function: (?P<function>\S+) Handler: (?P<handler>\S+) "
     r"Duration: (?P<ms>[\d.]+) ms Outcome: (?P<outcome>\S+)"
 )
-FUNCTIONS = ("planner", "exporter", "verifier")
+FUNCTIONS = ("planner", "exporter", "rounds", "verifier")
 
 
 @dataclass
 class Invocation:
-    function: str  # planner | exporter | verifier
+    function: str  # planner | exporter | rounds | verifier
     duration_ms: float
     outcome: str
     cold: bool
@@ -80,8 +84,11 @@ class RunFigures:
     rows_exported: int
     bytes_exported: int
     files: int
-    transitions: int
+    parent_states: int
     states: dict[str, int]
+    children: int
+    child_seconds: list[float]
+    export_rounds: int
     export_calls: int
     verify_attempts: int
     functions: dict[str, FunctionFigures] = field(default_factory=dict)
@@ -96,7 +103,7 @@ class RunFigures:
 
 
 def template_memory() -> dict[str, int]:
-    """MemorySize per function (planner/exporter/verifier) as template.yaml deploys it."""
+    """MemorySize per function (planner/exporter/rounds/verifier) as template.yaml deploys it."""
     template = sam_template.load()
     memory: dict[str, int] = {}
     for resource in template["Resources"].values():
@@ -107,7 +114,7 @@ def template_memory() -> dict[str, int]:
     missing = [name for name in FUNCTIONS if name not in memory]
     if missing:
         raise SystemExit(
-            f"template.yaml has no MemorySize for {', '.join(missing)}; this script expects all three"
+            f"template.yaml has no MemorySize for {', '.join(missing)}; this script expects {len(FUNCTIONS)}"
         )
     return memory
 
@@ -131,14 +138,38 @@ def invocations(log_text: str) -> list[Invocation]:
     return [Invocation(fn, ms, outcome, cold.get(rid, False)) for rid, fn, ms, outcome in reports]
 
 
-def exported_tables(events: Sequence[Mapping[str, Any]]) -> list[Any]:
-    """The output of every ExportDone state: one ExportResult per exported table."""
+def exported_tables(histories: Sequence[Sequence[Mapping[str, Any]]]) -> list[Any]:
+    """The output of every ExportDone state, in the parent or an export child: one ExportResult
+    per table (or lane) the export settled or left MORE for the next round."""
     outputs = []
-    for event in events:
-        details = event.get("stateExitedEventDetails") or {}
-        if details.get("name") == "ExportDone":
-            outputs.append(json.loads(details.get("output") or "null"))
+    for events in histories:
+        for event in events:
+            details = event.get("stateExitedEventDetails") or {}
+            if details.get("name") == "ExportDone":
+                outputs.append(json.loads(details.get("output") or "null"))
     return outputs
+
+
+def export_children(
+    sfn: Any, events: Sequence[Mapping[str, Any]]
+) -> list[tuple[float, list[dict[str, Any]]]]:
+    """(seconds, history) of every child execution the run's Distributed Map Runs started."""
+    children = []
+    for event in events:
+        details = event.get("mapRunStartedEventDetails")
+        if not details:
+            continue
+        for page in sfn.get_paginator("list_executions").paginate(mapRunArn=details["mapRunArn"]):
+            for child in page["executions"]:
+                described = sfn.describe_execution(executionArn=child["executionArn"])
+                seconds = (described["stopDate"] - described["startDate"]).total_seconds()
+                history: list[dict[str, Any]] = []
+                for history_page in sfn.get_paginator("get_execution_history").paginate(
+                    executionArn=child["executionArn"]
+                ):
+                    history.extend(history_page["events"])
+                children.append((seconds, history))
+    return children
 
 
 def measure(
@@ -155,25 +186,43 @@ def measure(
         log.seek(offset)
         excerpt = log.read().decode("utf-8", errors="replace")
 
-    entered = Counter(
-        str(event["stateEnteredEventDetails"]["name"])
-        for event in events
-        if str(event.get("type", "")).endswith("StateEntered")
-    )
-    exports = [e for e in exported_tables(events) if isinstance(e, dict)]
+    children = export_children(target.sfn, events)
+
+    def entered(histories: Sequence[Sequence[Mapping[str, Any]]]) -> Counter[str]:
+        return Counter(
+            str(event["stateEnteredEventDetails"]["name"])
+            for history in histories
+            for event in history
+            if str(event.get("type", "")).endswith("StateEntered")
+        )
+
+    parent = entered([events])
+    everywhere = entered([events, *(history for _, history in children)])
+    # A table left MORE at a child's deadline ends in ExportDone too and is counted again in
+    # the round that finishes it: count settled tables only.
+    settled = [
+        e
+        for e in exported_tables([history for _, history in children] or [events])
+        if isinstance(e, dict) and e.get("status") != "MORE"
+    ]
     figures = RunFigures(
         scenario=scenario,
         execution_arn=arn,
         status=str(description["status"]),
         wall_seconds=(description["stopDate"] - description["startDate"]).total_seconds(),
-        tables=entered.get("ExportDone", 0) + entered.get("ExportFailed", 0),
-        rows_exported=sum(int(e.get("rows", 0)) for e in exports),
-        bytes_exported=sum(int(e.get("bytes", 0)) for e in exports),
-        files=sum(int(e.get("files", 0)) for e in exports),
-        transitions=sum(entered.values()),
-        states=dict(sorted(entered.items())),
-        export_calls=entered.get("ExportChunk", 0),
-        verify_attempts=entered.get("Verify", 0),
+        tables=len(settled)
+        + everywhere.get("ExportFailed", 0)
+        + everywhere.get("ExportFailedCustomTarget", 0),
+        rows_exported=sum(int(e.get("rows", 0)) for e in settled),
+        bytes_exported=sum(int(e.get("bytes", 0)) for e in settled),
+        files=sum(int(e.get("files", 0)) for e in settled),
+        parent_states=sum(parent.values()),
+        states=dict(sorted(parent.items())),
+        children=len(children),
+        child_seconds=[seconds for seconds, _ in children],
+        export_rounds=parent.get("ExportRound", 0),
+        export_calls=everywhere.get("ExportChunk", 0),
+        verify_attempts=parent.get("Verify", 0),
         functions={name: FunctionFigures(memory_mb=memory[name]) for name in FUNCTIONS},
     )
     for call in invocations(excerpt):
@@ -192,7 +241,9 @@ def prices(args: argparse.Namespace, run: RunFigures) -> dict[str, float]:
     return {
         "lambda_compute_usd": run.gb_seconds * args.gb_second_usd,
         "lambda_requests_usd": run.invocations * args.request_usd,
-        "step_functions_usd": run.transitions * args.transition_usd,
+        "step_functions_usd": step_functions_charges(
+            run.parent_states, run.child_seconds, transition_usd=args.transition_usd
+        )[2],
         "snowpipe_credits": gb * args.snowpipe_credits_per_gb,
     }
 
@@ -211,7 +262,17 @@ def render(runs: Sequence[RunFigures], args: argparse.Namespace) -> str:
     add("files", [str(r.files) for r in runs])
     add("exporter calls (chunks)", [str(r.export_calls) for r in runs])
     add("verify attempts", [str(r.verify_attempts) for r in runs])
-    add("state transitions", [str(r.transitions) for r in runs])
+    add("export rounds / child executions", [f"{r.export_rounds} / {r.children}" for r in runs])
+    charges = [
+        step_functions_charges(r.parent_states, r.child_seconds, transition_usd=args.transition_usd)
+        for r in runs
+    ]
+    add("parent states entered", [str(r.parent_states) for r in runs])
+    add("billed transitions (parent + children started)", [str(c[0]) for c in charges])
+    add(
+        "Express child seconds (measured) / GB-s",
+        [f"{sum(r.child_seconds):.1f} / {c[1]:.3f}" for r, c in zip(runs, charges, strict=True)],
+    )
     for name in FUNCTIONS:
         add(
             f"{name} ({runs[0].functions[name].memory_mb} MB) calls/cold",
@@ -234,7 +295,8 @@ def render(runs: Sequence[RunFigures], args: argparse.Namespace) -> str:
     ]
     lines.append(
         f"prices used: Lambda arm64 {args.gb_second_usd} USD/GB-s, {args.request_usd * 1e6:.2f} USD per 1M "
-        f"requests; {args.transition_usd * 1000:.3f} USD per 1,000 transitions; Snowpipe "
+        f"requests; {args.transition_usd * 1000:.3f} USD per 1,000 transitions; Express children as "
+        "orchestration_costs.py prices them; Snowpipe "
         f"{args.snowpipe_credits_per_gb} credits/GB (uncompressed CSV)"
     )
     return "\n".join(lines)
