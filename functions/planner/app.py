@@ -51,7 +51,7 @@ tests/unit/test_planning.py), so the planner has no table budget any more. A wor
 listed column of 15 characters, and len(target) + 14 bytes when the config sets a ``target``
 (measured in tests/unit/test_planning.py and tests/unit/test_layout.py): it still matters in the
 export child's states, which carry one item, and in a child's input, one batch of at most
-ExportBatchSize items (25 items of 50 listed columns: about 33 KB). The one input that still
+ExportBatchSize items (25 items of 50 listed columns: about 31 KB). The one input that still
 grows with tables is a rerun's execution input naming them (``{"tables": [...]}``), which
 StartExecution itself refuses over 256 KB. The sample events in events/ carry no
 ``execution``, so ``sam local invoke`` works outside Step Functions.

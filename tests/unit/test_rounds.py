@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 from botocore.exceptions import ClientError
+from memory_store import MemoryStore
 
 from aurora_sync.errors import ConfigError, ExportWriteFailed
 from aurora_sync.exporting.rounds import (
@@ -128,17 +129,6 @@ def test_a_failed_child_fails_every_table_of_its_batch_with_its_error() -> None:
 def test_a_child_output_that_is_not_the_contract_is_a_config_error(output: Any, needle: str) -> None:
     with pytest.raises(ConfigError, match=needle):
         read_round([entry({"Items": [item("orders")]}, output=output)], [])
-
-
-class MemoryStore:
-    def __init__(self, files: dict[str, Any]) -> None:
-        self.files = files
-
-    def read_json(self, key: str) -> Any:
-        return json.loads(json.dumps(self.files[key]))
-
-    def write_json(self, key: str, value: Any) -> None:
-        self.files[key] = json.loads(json.dumps(value))
 
 
 def _map_run_files(succeeded: list[Any], failed_entries: list[Any]) -> dict[str, Any]:
