@@ -265,16 +265,24 @@ def write_first_round(store: ObjectStore, run_id: str, items: Sequence[WorkItem]
 
 
 def read_items(store: ObjectStore, key: str) -> list[WorkItem]:
-    """A round's work items from its manifest, its batches flattened (for readers of a run: the
-    CLI, the tests; the export Map reads the batches itself)."""
+    """A round's work items from its manifest, in the order they were planned (for readers of a
+    run: the CLI, the tests; the export Map reads the batches itself). ``batches`` put item i
+    in batch i mod B at place i div B, so taking each batch's first item, then each one's
+    second, and so on restores the order."""
     document = store.read_json(key)
-    batches_read = document if isinstance(document, list) else None
-    if batches_read is None or not all(
-        isinstance(batch, dict) and isinstance(batch.get("Items"), list) for batch in batches_read
+    if not isinstance(document, list) or not all(
+        isinstance(batch, dict) and isinstance(batch.get("Items"), list) for batch in document
     ):
         raise ConfigError(f"{key} is not a list of batches of work items.", fix=_RUN_FILES_FIX)
+    columns = [batch["Items"] for batch in document]
+    depth = max((len(column) for column in columns), default=0)
     try:
-        return [WorkItem.model_validate(item) for batch in batches_read for item in batch["Items"]]
+        return [
+            WorkItem.model_validate(column[place])
+            for place in range(depth)
+            for column in columns
+            if place < len(column)
+        ]
     except ValidationError as exc:
         raise ConfigError(
             f"{key} holds an entry that is not a work item ({exc.error_count()} error(s)).",
