@@ -520,7 +520,7 @@ def test_a_failed_export_map_reruns_the_executions_input(world: World) -> None:
         "run_id": "r1",
         "round": 0,
         "manifest": "_aurora_sync/runs/r1/round-0/items.json",
-        "plan_failed": [{"table": "orders", "error": "ConfigError", "cause": "bad"}],
+        "plan_failed": 1,
         "error": {"Error": "States.ItemReaderFailed", "Cause": "the manifest is gone"},
     }
     try:
