@@ -93,8 +93,12 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
         # Read on every call (one small GET per round): the state carries no per-table list.
         settled = read_settled(RunFiles.of(settings), request.run_id, request.rounds)
         request = request.model_copy(update={"tables": settled})
-    # The tables that failed in the plan, for the report: a GET only when the plan had any.
-    plan_failed = read_plan_failed(RunFiles.of(settings), request.run_id, request.plan_failed)
+    # The tables that failed in the plan, for the report: one small GET, only when it had any.
+    plan_failed = (
+        read_plan_failed(RunFiles.of(settings), request.run_id, request.plan_failed)
+        if request.plan_failed
+        else []
+    )
     logger.append_keys(run_id=request.run_id)
     configs = table_configs(settings, [t.table for t in request.tables])
     with closing(warehouse_connection(query_tag=f"aurora-sync:verifier:{request.run_id}")) as conn:
