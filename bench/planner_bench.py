@@ -160,8 +160,8 @@ def child() -> None:
         calls.append(
             {
                 "seconds": time.perf_counter() - started,
-                "items": len(output["items"]),
-                "failed": len(output["failed"]),
+                "items": output["work_items"],  # the items themselves are round 0's manifest in S3
+                "failed": output["failed"],
                 "statements": sum(statements.values()),
                 "statement_kinds": dict(statements),
                 "aws_calls": dict(aws_calls),

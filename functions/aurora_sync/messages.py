@@ -5,12 +5,13 @@ The flow, as ``statemachine/sync.asl.json`` wires it (CamelCase words are its st
     execution input: {} | EventBridge schedule | RerunInput {"tables", "overrides": {name: TableOverride}}
       │
       ▼  Plan (planner λ) reads PlannerEvent {"input": <execution input>, "execution": ExecutionContext}
-      │                   emits PlanOutput {run_id, started_at, skip, skip_reason,
-      │                                     items: [WorkItem], failed: [FailedTable], tables_planned,
-      │                                     manifest: the S3 key of round 0's items}
+      │                   emits PlanOutput {run_id, started_at, skip, skip_reason, tables_planned,
+      │                                     work_items, failed (a count), bucket, manifest: the S3
+      │                                     key of round 0's items, failed_file: the S3 key of the
+      │                                     tables failed in the plan}: counts and keys, no lists
       ▼  AnythingToDo reads $.skip
-      ▼  StartRounds keeps {run_id, started_at, plan_failed (the plan's failed), round: 0,
-      │    manifest}: the plan's items are in S3 (round 0's manifest), never again in the state
+      ▼  StartRounds keeps {run_id, started_at, plan_failed (the plan's failed count), round: 0,
+      │    manifest}: the plan's items and failed tables are in S3, never in the state
       ▼  ExportRound: a DISTRIBUTED Map reading the round's manifest (ItemReader), in batches
       │    (ItemBatcher) each run by an EXPRESS child: ExportBatch, an INLINE Map over the batch's
       │    Items, one WorkItem at a time (a table split into key ranges has one per lane)
@@ -24,7 +25,8 @@ The flow, as ``statemachine/sync.asl.json`` wires it (CamelCase words are its st
       │    the round's settled tables and the next round's manifest (the MORE items) in S3;
       │    MoreRounds loops through NextRound while next_manifest is set
       ▼  StartVerify builds the loop's state: run_id, started_at, rounds (the number of export
-      │    rounds: the verifier reads their settled tables from S3), plan_failed, attempt,
+      │    rounds: the verifier reads their settled tables from S3), plan_failed (the count: the
+      │    verifier reads the tables from the run's plan-failed.json), attempt,
       │    verification.output (NothingExported instead when the plan had no item: rounds 0)
       ▼  WaitForLoads → Verify (verifier λ) reads VerifyRequest {run_id, started_at, attempt, rounds,
       │    plan_failed, previous: VerifyOutput | null}, emits VerifyOutput {…, tables: [TableVerdict],
@@ -32,8 +34,8 @@ The flow, as ``statemachine/sync.asl.json`` wires it (CamelCase words are its st
       ▼  Report reads $.verification.output.summary.failed_count; TablesFailed fails the execution
          with summary.cause, which names each FailedTable and the rerun input
 
-A failed table has one shape wherever it appears (the plan's ``failed``, the verifier's
-``plan_failed``, the summary's ``failed``): ``FailedTable`` {table, error, cause}, ``error``
+A failed table has one shape wherever it appears (the planner's plan-failed.json, the
+summary's ``failed``): ``FailedTable`` {table, error, cause}, ``error``
 being a class name of the error taxonomy or a verifier outcome's error name.
 
 A table's Snowflake objects travel with it: the planner reads each config's ``target`` once,
@@ -66,7 +68,6 @@ from pydantic import (
     ConfigDict,
     Field,
     ValidationError,
-    field_serializer,
     field_validator,
     model_validator,
 )
@@ -410,34 +411,42 @@ class FailedTable(_Message):
 
 
 class PlanOutput(_Message):
-    """What the planner returns: the Map's items, the tables that failed before exporting, and
-    whether the run is skipped (another execution runs, or nothing is enabled)."""
+    """What the planner returns: counts and the keys of the run files that hold the lists, so it
+    is the same size for 10 tables as for 2,000 (``tests/unit/test_planning.py``), and whether
+    the run is skipped (another execution runs, or nothing is enabled).
+
+    The work items are round 0's manifest (``exporting.rounds.manifest_key``), which the export
+    Distributed Map reads (ItemReader); the tables that failed in the plan are
+    ``plan-failed.json`` (``exporting.rounds.plan_failed_key``), which the verifier reads for
+    the run's report. Both are in ``bucket``, the data lake bucket, for readers of the history
+    (the CLI); the state machine names the bucket itself."""
 
     run_id: str
     started_at: str  # ISO-8601, the execution's start: the verifier reads load history from it
     skip: bool = False
     skip_reason: str | None = None
-    items: list[WorkItem] = Field(default_factory=list)
-    failed: list[FailedTable] = Field(default_factory=list)
-    tables_planned: int = 0
-    # Round 0's manifest in the data lake bucket (``exporting.rounds.manifest_key``): the same
-    # work items as ``items``, for the export Distributed Map's ItemReader; None when no item.
-    # ``items`` stays until the state machine reads the manifest (issue 15), then goes.
-    manifest: str | None = None
+    tables_planned: int = Field(0, ge=0)
+    # Round 0's work items: a table split into lanes has one per lane.
+    work_items: int = Field(0, ge=0)
+    # The number of tables that failed in the plan (``FailedTable`` entries in ``failed_file``).
+    failed: int = Field(0, ge=0)
+    manifest: str | None = None  # S3 key, set exactly when work_items > 0
+    failed_file: str | None = None  # S3 key, set exactly when failed > 0
+    bucket: str | None = None  # where manifest and failed_file are
 
     @model_validator(mode="after")
     def _consistent(self) -> PlanOutput:
         if self.skip != (self.skip_reason is not None):
             raise ValueError("skip must be true exactly when skip_reason is set")
-        tables = len({item.table for item in self.items})
-        if self.tables_planned != tables:
-            raise ValueError(f"tables_planned is {self.tables_planned} for {tables} table(s)")
+        if (self.manifest is None) != (self.work_items == 0):
+            raise ValueError(f"manifest must be set exactly when there are work items ({self.work_items})")
+        if (self.failed_file is None) != (self.failed == 0):
+            raise ValueError(f"failed_file must be set exactly when tables failed ({self.failed})")
+        if self.tables_planned > self.work_items:
+            raise ValueError(f"tables_planned is {self.tables_planned} for {self.work_items} work item(s)")
+        if (self.manifest or self.failed_file) and not self.bucket:
+            raise ValueError("bucket must name where the manifest and failed_file are")
         return self
-
-    @field_serializer("items")
-    def _compact(self, items: list[WorkItem]) -> list[dict[str, Any]]:
-        # Defaults left out: the whole plan is one state payload (see planning.plan's budget).
-        return [item.model_dump(by_alias=True, mode="json", exclude_defaults=True) for item in items]
 
 
 # --- the verifier ---------------------------------------------------------------------------------
@@ -574,7 +583,9 @@ class VerifyRequest(_Message):
     # the settled.json of each of the run's export rounds in S3, which the handler reads.
     tables: list[ExportResult | FailedExport] = Field(default_factory=list)
     rounds: int | None = Field(None, ge=0)
-    plan_failed: list[FailedTable] = Field(default_factory=list)
+    # The number of tables that failed in the plan (the Plan state's ``failed``); their entries,
+    # which the run's report names, are in the run's plan-failed.json, which the handler reads.
+    plan_failed: int = Field(0, ge=0)
     previous: VerifyOutput | None = None
 
     @model_validator(mode="after")
@@ -623,6 +634,6 @@ def parse_verify_request(event: Any) -> VerifyRequest:
         VerifyRequest,
         event,
         heading="verifier input is invalid",
-        fix="pass {run_id, started_at, attempt, tables: [export results], plan_failed, previous} "
+        fix="pass {run_id, started_at, attempt, rounds, plan_failed: <count>, previous} "
         "from the state machine",
     )

@@ -13,16 +13,18 @@ environment cannot name its own state machine in SAM without a circular dependen
 explicitly, an override outside the run, ``since`` with ``full_resync``) is a ``ConfigError``.
 Without ``execution`` (``sam local invoke``) the run id is a random hex and single flight is off.
 
-Output (``aurora_sync.messages.PlanOutput``, the Map's input)::
+Output (``aurora_sync.messages.PlanOutput``): counts and keys, never a list of tables::
 
-    {"run_id", "started_at", "skip": bool, "skip_reason": str | null,
-     "items": [<WorkItem JSON, defaults left out>], "failed": [{"table", "error", "cause"}],
-     "tables_planned": n, "manifest": "<S3 key>" | null}
+    {"run_id", "started_at", "skip": bool, "skip_reason": str | null, "tables_planned": n,
+     "work_items": n, "failed": n, "bucket": "<data lake bucket>" | null,
+     "manifest": "<S3 key>" | null, "failed_file": "<S3 key>" | null}
 
-``manifest`` is round 0's manifest (``aurora_sync.exporting.rounds``): the same work items in
-batches, one per export child execution, written to the data lake bucket under
-``_aurora_sync/runs/<run_id>/``, which the export Distributed Map reads (issue 15). Written only
-when there are items, so a skipped run writes nothing.
+``manifest`` is round 0's manifest (``aurora_sync.exporting.rounds``): the work items in
+batches, one per export child execution, which the export Distributed Map reads (issue 15);
+``failed_file`` lists the tables that failed in the plan as ``{"table", "error", "cause"}``,
+which the verifier reads for the run's report and rerun input. Both are written under
+``_aurora_sync/runs/<run_id>/`` in the data lake bucket, each only when it has entries, so a
+skipped run writes nothing.
 
 ``skip`` is true when an earlier RUNNING execution of the same state machine exists (single
 flight: ordered by start time, then name; this execution's own ARN never counts) or when there
@@ -41,20 +43,17 @@ Lanes, last (``aurora_sync.planning.lanes``): a full or initial export of a tabl
 a whole work item plus its ``lane``: 78 bytes more for a middle lane of a one-column key with two
 7-digit bounds (measured in tests/unit/test_lanes.py), so a table of 8 lanes costs 8 items.
 
-Payload size: a work item is about 320 bytes for a table with ``columns`` null, a one-column
-key, a timestamp watermark, a 60-character run id and its layout fingerprint (23 of those bytes),
-plus about 19 bytes per listed column of 15 characters, and len(target) + 14 bytes when the
-config sets a ``target`` (measured in tests/unit/test_planning.py
-and tests/unit/test_layout.py). The plan must fit one Step Functions state (256 KB); the
-planner keeps it under 240 KB (about 750 tables replicating all columns, or about 200 tables
-listing 50 columns each) and beyond that raises ``ConfigError`` telling to split the tables
-across state machines (each with its own CONFIG_SSM_PATH) or to run subsets. Since the export
-step became a Distributed Map (issue 15) no later state holds per-table lists but the plan's
-``failed`` and the verifier's verdicts (``previous``, about 400 bytes a table) beside the plan:
-the largest payload of a run of 230 tables with 63-character names was 142,076 bytes, the
-parent's and 43 children's histories scanned (tests/workflow/test_state_limits.py). ``items``
-stays in the output only for the CLI's and the tests' readers; once they read round 0's
-manifest instead, it goes and this budget with it. The sample events in events/ carry no
+Payload size: the output is the same size whatever the number of tables (measured at 10 and
+2,000 tables with 63-character names, and 2,000 failed in the plan, in
+tests/unit/test_planning.py), so the planner has no table budget any more. A work item is about
+320 bytes for a table with ``columns`` null, a one-column key, a timestamp watermark, a
+60-character run id and its layout fingerprint (23 of those bytes), plus about 19 bytes per
+listed column of 15 characters, and len(target) + 14 bytes when the config sets a ``target``
+(measured in tests/unit/test_planning.py and tests/unit/test_layout.py): it still matters in the
+export child's states, which carry one item, and in a child's input, one batch of at most
+ExportBatchSize items (25 items of 50 listed columns: about 31 KB). The one input that still
+grows with tables is a rerun's execution input naming them (``{"tables": [...]}``), which
+StartExecution itself refuses over 256 KB. The sample events in events/ carry no
 ``execution``, so ``sam local invoke`` works outside Step Functions.
 """
 
@@ -69,7 +68,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from aurora_sync.config import load_table_configs
 from aurora_sync.connections import warehouse_connection
-from aurora_sync.exporting.rounds import Batching, write_first_round
+from aurora_sync.exporting.rounds import Batching, write_first_round, write_plan_failed
 from aurora_sync.observability import logger, metrics, tracer
 from aurora_sync.planning.executions import running_executions
 from aurora_sync.planning.lanes import split_lanes
@@ -109,9 +108,14 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
                 conn, plan, selection.tables, catalogs=source.catalogs, request=request, settings=settings
             )
         split_lanes(plan, selection.tables, catalogs=source.catalogs, estimates=source.estimates)
-    if plan.items:
-        batching = Batching(settings.export_batch_size, settings.max_concurrency)
-        plan.manifest = write_first_round(RunFiles.of(settings), run_id, plan.items, batching)
+    if plan.items or plan.failed:
+        files = RunFiles.of(settings)
+        plan.bucket = files.bucket
+        if plan.items:
+            batching = Batching(settings.export_batch_size, settings.max_concurrency)
+            plan.manifest = write_first_round(files, run_id, plan.items, batching)
+        if plan.failed:
+            plan.failed_file = write_plan_failed(files, run_id, plan.failed)
     for entry in plan.failed:
         logger.warning("table failed", extra=entry.model_dump())
     if not plan.items and not plan.failed:
@@ -121,7 +125,7 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
 
 def _finish(plan: Plan, *, disabled: int) -> dict[str, Any]:
     output = plan.output()
-    metrics.add_metric(name="TablesPlanned", unit=MetricUnit.Count, value=len({i.table for i in plan.items}))
+    metrics.add_metric(name="TablesPlanned", unit=MetricUnit.Count, value=output["tables_planned"])
     metrics.add_metric(name="TablesSkipped", unit=MetricUnit.Count, value=disabled)
     metrics.add_metric(name="RunsSkipped", unit=MetricUnit.Count, value=1 if plan.skip else 0)
     logger.info(
@@ -129,9 +133,9 @@ def _finish(plan: Plan, *, disabled: int) -> dict[str, Any]:
         extra={
             "skip": plan.skip,
             "skip_reason": plan.skip_reason,
-            "tables_planned": len({item.table for item in plan.items}),
-            "work_items": len(plan.items),
-            "tables_failed": len(plan.failed),
+            "tables_planned": output["tables_planned"],
+            "work_items": output["work_items"],
+            "tables_failed": output["failed"],
         },
     )
     return output

@@ -9,7 +9,8 @@ false)::
                  EMPTY, "target", keys, rows, ...), or a failed export {"table", "target",
                  "status": "FAILED", "error": {"Error": <class name>, "Cause": <message>}};
                  "target" is the Snowflake base name the planner resolved>],
-     "plan_failed": [{"table", "error", "cause"}]  (tables the planner could not schedule),
+     "plan_failed": n  (tables the planner could not schedule; the function reads them,
+                        {"table", "error", "cause"}, from _aurora_sync/runs/<run_id>/plan-failed.json),
      "rounds": n | absent  (instead of "tables": the run's n export rounds, whose settled
                             tables the function reads from S3, _aurora_sync/runs/<run_id>/),
      "previous": <this function's previous output, or null>}
@@ -71,7 +72,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from aurora_sync.config import LoadedTable, load_table_configs
 from aurora_sync.connections import warehouse_connection
 from aurora_sync.errors import ConfigError, SyncError
-from aurora_sync.exporting.rounds import read_settled
+from aurora_sync.exporting.rounds import read_plan_failed, read_settled
 from aurora_sync.ledger import Ledger, last_merged_source_times
 from aurora_sync.messages import VerifyOutput, parse_verify_request
 from aurora_sync.observability import logger, metrics, tracer
@@ -92,6 +93,12 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
         # Read on every call (one small GET per round): the state carries no per-table list.
         settled = read_settled(RunFiles.of(settings), request.run_id, request.rounds)
         request = request.model_copy(update={"tables": settled})
+    # The tables that failed in the plan, for the report: one small GET, only when it had any.
+    plan_failed = (
+        read_plan_failed(RunFiles.of(settings), request.run_id, request.plan_failed)
+        if request.plan_failed
+        else []
+    )
     logger.append_keys(run_id=request.run_id)
     configs = table_configs(settings, [t.table for t in request.tables])
     with closing(warehouse_connection(query_tag=f"aurora-sync:verifier:{request.run_id}")) as conn:
@@ -112,10 +119,11 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
                 merge_timeout=timedelta(seconds=settings.merge_timeout_seconds),
             ),
             configs=configs,
+            plan_failed=plan_failed,
         )
         ages: list[TableAge] = []
         if output.done:
-            entries = run_tables(output.tables, request.plan_failed, configs)
+            entries = run_tables(output.tables, plan_failed, configs)
             ages = table_ages(entries, _last_merged(conn, settings, entries), now=datetime.now(UTC))
     if output.done:
         report_run(output, ages)

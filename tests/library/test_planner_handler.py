@@ -15,10 +15,11 @@ import boto3
 import psycopg2
 import pytest
 import snowflake.connector
+from plan_files import plan_failed, planned_items
 from psycopg2 import sql
 
 from aurora_sync.errors import ConfigError
-from aurora_sync.exporting.rounds import manifest_key
+from aurora_sync.exporting.rounds import manifest_key, plan_failed_key
 from aurora_sync.settings import runtime_settings
 from aurora_sync.snowflake_objects import table_spec
 from aurora_sync.snowflake_tables import SnowflakeSetup, render_table
@@ -292,8 +293,18 @@ def sample(name: str) -> dict[str, Any]:
     return document
 
 
+def items_of(output: dict[str, Any]) -> list[dict[str, Any]]:
+    """The plan's work items, from round 0's manifest in the bucket (the output names its key)."""
+    return planned_items(boto3.client("s3"), output)
+
+
+def failed_of(output: dict[str, Any]) -> list[dict[str, Any]]:
+    """The tables that failed in the plan, from the run's plan-failed.json."""
+    return plan_failed(boto3.client("s3"), output)
+
+
 def by_table(output: dict[str, Any]) -> dict[str, Any]:
-    return {item["table"]: item for item in output["items"]}
+    return {item["table"]: item for item in items_of(output)}
 
 
 # --- scheduled runs -------------------------------------------------------------------------
@@ -349,7 +360,7 @@ def test_scheduled_run_plans_each_enabled_table_from_the_export_ledger(
 
     assert output["skip"] is False
     assert output["skip_reason"] is None
-    assert output["failed"] == []
+    assert (output["failed"], output["failed_file"]) == (0, None)  # no file without failures
     assert output["tables_planned"] == 4
     assert len(output["run_id"]) == 32  # no execution context: a uuid4 hex
     run_id = output["run_id"]
@@ -373,7 +384,7 @@ def test_scheduled_run_plans_each_enabled_table_from_the_export_ledger(
     assert output["manifest"] == manifest_key(run_id, 0)
     written = boto3.client("s3").get_object(Bucket=stack["aws"]["bucket"], Key=output["manifest"])
     # One batch per export child; at most 4 children at once (MaxConcurrency), so 4 batches of 1.
-    assert json.loads(written["Body"].read()) == [{"Items": [item]} for item in output["items"]]
+    assert json.loads(written["Body"].read()) == [{"Items": [item]} for item in items_of(output)]
     assert written["ServerSideEncryption"] == "aws:kms"
     # Decimal digits beyond 2**53, no lookback.
     assert items["events"]["window"] == {"watermark": "9007199254740993"}
@@ -427,7 +438,7 @@ def test_windows_never_pass_the_source_clock_and_a_changed_key_stops_its_table(t
         "lookback_seconds": 900,
     }
     assert items["unledgered"]["window"] == {"source": "full"}
-    (failed,) = output["failed"]
+    (failed,) = failed_of(output)
     assert (failed["table"], failed["error"]) == ("rekeyed", "KeyChanged")
     assert '["tenant", "id"]' in failed["cause"] and '["id"]' in failed["cause"]
     assert "aurora-sync sql snowflake --tables rekeyed --rekey --apply" in failed["cause"]
@@ -449,7 +460,9 @@ def test_empty_final_exports_everything_or_from_the_initial_watermark(tables: Ta
     }
 
 
-def test_missing_final_table_and_invalid_config_fail_only_their_table(tables: Tables) -> None:
+def test_missing_final_table_and_invalid_config_fail_only_their_table(
+    tables: Tables, stack: dict[str, Any]
+) -> None:
     tables.config("orders")
     tables.final("orders", "UPDATED_AT", TIMESTAMPTZ, ["2024-05-06T07:08:09.5+00:00"])
     later = "2024-05-06T07:08:10+00:00"
@@ -464,9 +477,12 @@ def test_missing_final_table_and_invalid_config_fail_only_their_table(tables: Ta
 
     output = invoke(sample("planner-scheduled.json"))
 
-    assert [item["table"] for item in output["items"]] == ["orders"]
-    assert output["items"][0]["window"]["watermark"] == "2024-05-06T07:08:09.500000+00:00"
-    failed = {entry["table"]: entry for entry in output["failed"]}
+    assert [item["table"] for item in items_of(output)] == ["orders"]
+    assert items_of(output)[0]["window"]["watermark"] == "2024-05-06T07:08:09.500000+00:00"
+    # The failed tables are a run file beside the manifest; the output says where and how many.
+    assert output["failed"] == 3 and output["failed_file"] == plan_failed_key(output["run_id"])
+    assert output["bucket"] == stack["aws"]["bucket"]
+    failed = {entry["table"]: entry for entry in failed_of(output)}
     assert sorted(failed) == ["customers", "items", "payments"]
     database = tables.database
     assert failed["customers"] == {
@@ -507,7 +523,7 @@ def test_one_watermark_statement_whatever_the_table_count(
     output = invoke(sample("planner-scheduled.json"))
 
     assert output["tables_planned"] == count
-    for i, item in enumerate(output["items"]):
+    for i, item in enumerate(items_of(output)):
         assert item["window"]["watermark"] == f"2024-05-06T07:08:09.{i:06d}+00:00"
     assert [len(conn.statements) for conn in counted] == [5]
 
@@ -519,9 +535,8 @@ def test_no_enabled_tables_skips_the_run(tables: Tables, counted: list[CountingC
 
     assert output["skip"] is True
     assert output["skip_reason"] == f"no enabled tables under {tables.path}"
-    assert output["items"] == []
-    assert output["tables_planned"] == 0
-    assert output["manifest"] is None  # nothing to export: no run files either
+    assert (output["work_items"], output["failed"], output["tables_planned"]) == (0, 0, 0)
+    assert output["manifest"] is None and output["failed_file"] is None  # no run files either
     assert counted == []  # Snowflake is not even contacted
 
 
@@ -599,7 +614,7 @@ def test_a_later_execution_skips_behind_the_running_one(
     assert output["skip_reason"].startswith("execution scheduled-first of the same state machine, started ")
     assert output["skip_reason"].endswith("is still running (single flight)")
     assert output["run_id"] == "scheduled-second"
-    assert output["items"] == []
+    assert (output["work_items"], output["manifest"]) == (0, None)
     assert counted == []
 
 
@@ -616,7 +631,7 @@ def test_an_earlier_execution_is_not_blocked_by_a_later_running_one(
     assert output["skip"] is False
     assert output["run_id"] == "scheduled-zero"
     assert output["started_at"] == earlier.astimezone(UTC).isoformat(timespec="milliseconds")
-    assert [item["run_id"] for item in output["items"]] == ["scheduled-zero"]
+    assert [item["run_id"] for item in items_of(output)] == ["scheduled-zero"]
 
 
 def test_the_running_execution_itself_is_never_its_own_blocker(

@@ -553,6 +553,42 @@ def test_the_export_results_can_come_from_the_rounds_settled_files_in_s3(lab: La
     assert verdicts["vanished"]["error"] == "SourceObjectMissing"
 
 
+def test_tables_failed_in_the_plan_are_read_from_the_run_file_into_the_report(lab: Lab) -> None:
+    """Issue 15: the state carries how many tables failed in the plan, not the tables; the
+    verifier reads them from the run's plan-failed.json, and the summary names each one with its
+    error and reruns it, beside the tables that failed later."""
+    from aurora_sync.errors import ConfigError
+    from aurora_sync.exporting.rounds import plan_failed_key, settled_key, write_plan_failed
+    from aurora_sync.messages import FailedTable
+    from aurora_sync.run_files import RunFiles
+
+    table = make_table(lab, "beside", ORDERS_DDL)
+    insert_orders(lab, table, 2)
+    run_id, started_at = start_run()
+    files = RunFiles(lab.s3, lab.bucket)
+    files.write_json(settled_key(run_id, 0), [export(table, run_id)])
+    denied = [
+        FailedTable(table=f"denied_{i:04d}", error="WarehouseObjectMissing", cause=f"FINAL {i} is missing")
+        for i in range(300)
+    ]
+    assert write_plan_failed(files, run_id, denied) == plan_failed_key(run_id)
+    event = {**verify_event(run_id, started_at, []), "rounds": 1, "plan_failed": len(denied)}
+    del event["tables"]
+
+    output, _ = poll(event)
+
+    assert by_table(output)[table.name]["outcome"] == "MERGED"
+    summary = output["summary"]
+    assert summary["failed_count"] == 300
+    assert summary["failed"] == [entry.model_dump() for entry in denied]
+    assert summary["rerun_input"] == {"tables": [entry.table for entry in denied]}
+    assert "denied_0000 (WarehouseObjectMissing: FINAL 0 is missing)" in summary["cause"]
+
+    # A count the file does not match is refused, not reported short.
+    with pytest.raises(ConfigError, match="names 300 table"):
+        verify_handler({**event, "plan_failed": 301}, FakeContext())
+
+
 def test_lost_notifications_are_healed_by_one_refresh_and_time_out_without_it(
     lab: Lab, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -21,6 +21,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
+import plan_files
 import psycopg2
 import requests
 import snowflake.connector
@@ -166,6 +167,7 @@ def entered(events: list[dict[str, Any]]) -> list[str]:
 
 
 def plan_output(events: list[dict[str, Any]]) -> dict[str, Any]:
+    """The Plan state's output: counts and the keys of the plan's files (``planned_items``)."""
     details = next(
         e["stateExitedEventDetails"]
         for e in events
@@ -173,6 +175,16 @@ def plan_output(events: list[dict[str, Any]]) -> dict[str, Any]:
     )
     output: dict[str, Any] = json.loads(details["output"])
     return output
+
+
+def planned_items(world: World, events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The run's work items in plan order, from round 0's manifest in S3 (as JSON)."""
+    return plan_files.planned_items(admin_client(world.status, "s3"), plan_output(events))
+
+
+def plan_failed(world: World, events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The tables that failed in the run's plan, from its plan-failed.json in S3 (as JSON)."""
+    return plan_files.plan_failed(admin_client(world.status, "s3"), plan_output(events))
 
 
 def verify_output(events: list[dict[str, Any]]) -> dict[str, Any]:

@@ -20,7 +20,7 @@ from aurora_sync.messages import (
     VerifyOutput,
     WorkItem,
 )
-from aurora_sync_ops.workflow.history import collect
+from aurora_sync_ops.workflow.history import PlanFiles, PlanOutput, collect
 from aurora_sync_ops.workflow.progress import Progress
 from aurora_sync_ops.workflow.report import render
 
@@ -60,16 +60,23 @@ def _export(table: str, **fields: Any) -> ExportResult:
     return ExportResult(table=table, run_id=RUN, target=TARGETS[table], window=ExportWindow(), **fields)
 
 
+ITEM = WorkItem(
+    run_id=RUN,
+    table="orders",
+    source=SourceTable.model_validate({"schema": "shop", "table": "orders"}),
+    target=TARGETS["orders"],
+    primary_key=["id"],
+    cursor="updated_at",
+)
+# What the planner wrote to the run's files: the history names them by key and count only.
+PLANNED = PlanFiles(
+    items=[ITEM, ITEM.model_copy(update={"table": "crash", "target": TARGETS["crash"]})],
+    failed=[FailedTable(table="ghost", error="SourceObjectMissing", cause="no table 'ghost'")],
+)
+
+
 def recorded() -> History:
-    item = WorkItem(
-        run_id=RUN,
-        table="orders",
-        source=SourceTable.model_validate({"schema": "shop", "table": "orders"}),
-        target=TARGETS["orders"],
-        primary_key=["id"],
-        cursor="updated_at",
-    )
-    crash_item = item.model_copy(update={"table": "crash", "target": TARGETS["crash"]})
+    item, crash_item = PLANNED.items
     history = History()
     history.exited(
         "Plan",
@@ -78,14 +85,12 @@ def recorded() -> History:
             "started_at": "2026-01-01T00:00:00.000+00:00",
             "skip": False,
             "skip_reason": None,
-            "items": [
-                item.model_dump(by_alias=True, mode="json", exclude_defaults=True),
-                crash_item.model_dump(by_alias=True, mode="json", exclude_defaults=True),
-            ],
-            "failed": [
-                _dump(FailedTable(table="ghost", error="SourceObjectMissing", cause="no table 'ghost'"))
-            ],
             "tables_planned": 2,
+            "work_items": 2,
+            "failed": 1,
+            "manifest": f"_aurora_sync/runs/{RUN}/round-0/items.json",
+            "failed_file": f"_aurora_sync/runs/{RUN}/plan-failed.json",
+            "bucket": "lake",
         },
     )
     more = _export("orders", status="MORE", rows=5, chunks=1)
@@ -167,7 +172,7 @@ def _description(status: str = "FAILED", execution_input: Any = None) -> dict[st
 
 
 def test_a_recorded_history_reads_into_each_tables_result_through_the_models() -> None:
-    result = collect(_description(), recorded().events)
+    result = collect(_description(), recorded().events, planned=PLANNED)
 
     assert result.run_id == RUN and not result.skipped
     by_table = {t.table: t for t in result.tables}
@@ -195,7 +200,7 @@ def test_a_recorded_history_reads_into_each_tables_result_through_the_models() -
 
 def test_the_rerun_keeps_the_original_overrides_of_the_failed_tables() -> None:
     original = {"tables": ["orders", "ghost"], "overrides": {"orders": {"since": 5}, "ghost": {"since": 5}}}
-    result = collect(_description(execution_input=original), recorded().events)
+    result = collect(_description(execution_input=original), recorded().events, planned=PLANNED)
 
     assert result.rerun_input == {
         "tables": ["crash", "ghost"],
@@ -209,7 +214,7 @@ def test_a_crash_text_cause_is_reported_as_it_is() -> None:
     events = [
         e for e in history.events if e["type"] not in ("TaskStateExited",) or "Verify" not in json.dumps(e)
     ]
-    result = collect(_description(), events)
+    result = collect(_description(), events, planned=PLANNED)
 
     crash = {t.table: t for t in result.tables}["crash"]
     assert (crash.outcome, crash.reason) == ("FAILED", CRASH)
@@ -221,7 +226,7 @@ def test_a_crash_text_cause_is_reported_as_it_is() -> None:
 
 def test_an_output_of_another_shape_is_left_out_not_raised() -> None:
     history = History()
-    history.exited("Plan", {"run_id": RUN, "items": [{"table": "orders", "unknown_field": 1}]})
+    history.exited("Plan", {"run_id": RUN, "items": [{"table": "orders"}], "failed": []})  # another version's
     history.exited("ExportDone", "not an object")
     result = collect(_description(status="SUCCEEDED"), history.events)
 
@@ -230,10 +235,20 @@ def test_an_output_of_another_shape_is_left_out_not_raised() -> None:
 
 def test_progress_lines_follow_the_recorded_history() -> None:
     lines: list[str] = []
-    progress = Progress(lines.append)
+    read: list[str] = []
+
+    def plan_files(plan: PlanOutput) -> PlanFiles:
+        read.extend(key for key in (plan.manifest, plan.failed_file) if key)
+        return PLANNED
+
+    progress = Progress(lines.append, plan_files)
     for event in recorded().events:
         progress(event)
 
+    assert read == [
+        f"_aurora_sync/runs/{RUN}/round-0/items.json",
+        f"_aurora_sync/runs/{RUN}/plan-failed.json",
+    ]
     assert lines == [
         "plan: 2 table(s) to export (orders, crash), run sync-1",
         "plan: ghost FAILED SourceObjectMissing: no table 'ghost'",
@@ -251,8 +266,20 @@ def test_progress_lines_follow_the_recorded_history() -> None:
     ]
 
 
+def test_without_the_plans_files_the_progress_lines_give_its_counts() -> None:
+    """No S3 client, or the files unreadable: the plan's line counts what the output says."""
+    lines: list[str] = []
+    progress = Progress(lines.append, lambda plan: None)
+    for event in recorded().events[:1]:
+        progress(event)
+    assert lines == [
+        "plan: 2 table(s) to export, run sync-1",
+        f"plan: 1 table(s) FAILED (s3://lake/_aurora_sync/runs/{RUN}/plan-failed.json)",
+    ]
+
+
 def test_the_report_ends_with_the_execution_and_the_rerun_hint() -> None:
-    result = collect(_description(), recorded().events)
+    result = collect(_description(), recorded().events, planned=PLANNED)
     lines = render(result).splitlines()
 
     assert lines[0].split() == [
@@ -315,7 +342,7 @@ def test_a_distributed_run_reads_its_export_results_from_the_rounds_settled_file
             error={"Error": "Runtime.ExitError", "Cause": CRASH},
         ),
     ]
-    result = collect(_description(), history.events, settled)
+    result = collect(_description(), history.events, settled, planned=PlanFiles(failed=PLANNED.failed))
 
     tables = {t.table: t for t in result.tables}
     assert (tables["orders"].outcome, tables["orders"].rows_exported, tables["orders"].new_columns) == (

@@ -26,7 +26,7 @@ from aurora_sync.layout import (
     loads,
     planned_prefix,
 )
-from aurora_sync.planning.plan import PLAN_BUDGET_BYTES, Plan, choose_window, work_item
+from aurora_sync.planning.plan import choose_window, work_item
 from aurora_sync.schema_evolution import (
     Pipe,
     UnrecognizedPipe,
@@ -374,7 +374,6 @@ def test_the_layout_costs_26_bytes_per_work_item() -> None:
     checked = work_item(run_id, config, window, layout="0123456789ab")
     document = checked.model_dump(by_alias=True, mode="json", exclude_defaults=True)
     assert len(json.dumps(document)) - len(json.dumps(plain)) == 26  # , "layout": "0123456789ab"
-    # The planner's budget now holds about 750 such tables (docstring of planner.app).
+    # About 320 bytes an item in a manifest's batch (docstring of planner.app).
     per_table = len(json.dumps(document)) + 2
-    assert 320 <= per_table <= 330 and 740 <= PLAN_BUDGET_BYTES // per_table <= 770
-    Plan(run_id=run_id, started_at="x", items=[checked] * 740).output()
+    assert 320 <= per_table <= 330

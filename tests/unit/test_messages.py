@@ -16,11 +16,20 @@ from pathlib import Path
 from typing import Any, Union, get_args, get_origin
 
 import pytest
+from memory_store import MemoryStore
 from pydantic import BaseModel, create_model
 from state_machine import definition, states
 
 from aurora_sync.config import LoadedTable, TableConfig
 from aurora_sync.errors import ConfigError, SourceObjectMissing
+from aurora_sync.exporting.rounds import (
+    Batching,
+    plan_failed_key,
+    read_items,
+    read_plan_failed,
+    write_first_round,
+    write_plan_failed,
+)
 from aurora_sync.messages import (
     ExportError,
     ExportRequest,
@@ -112,12 +121,11 @@ class _Advance(BaseModel):
 
 
 class RoundState(BaseModel):
-    """The export rounds' data, built by StartRounds and NextRound: keys and counts, no lists
-    but the plan's failed tables."""
+    """The export rounds' data, built by StartRounds and NextRound: keys and counts, no lists."""
 
     run_id: str
     started_at: str
-    plan_failed: list[FailedTable]
+    plan_failed: int
     round: int
     manifest: str | None
     map: _MapResult | None = None
@@ -141,7 +149,7 @@ class VerifyLoop(BaseModel):
     run_id: str
     started_at: str
     rounds: int
-    plan_failed: list[FailedTable]
+    plan_failed: int
     attempt: int
     verification: _Verification
     error: ExportError | None = None
@@ -399,48 +407,44 @@ def test_a_renamed_field_fails_the_path_check() -> None:
 
 # --- one failed-table shape ----------------------------------------------------------------------
 def test_a_plan_failure_reaches_the_summary_unchanged_in_the_one_failed_table_shape() -> None:
+    """The planner writes its failed tables to the run's plan-failed.json and says how many; the
+    state hands the count to the verifier, which reads them back for the summary."""
     config = LoadedTable(
         "orders", "/t/orders", TableConfig.model_validate({"table": "orders", "primary_key": ["id"]})
     )
-    plan = Plan(run_id="run-1", started_at="2026-11-02T10:00:00.000+00:00")
+    store = MemoryStore()
+    plan = Plan(run_id="run-1", started_at="2026-11-02T10:00:00.000+00:00", bucket="lake")
     plan.items.append(work_item("run-1", config, choose_window(config, watermark=None)))
     plan.failed.append(FailedTable.of("broken", ConfigError("/t/broken: field 'table': required")))
+    plan.manifest = write_first_round(store, "run-1", plan.items, Batching())
+    plan.failed_file = write_plan_failed(store, "run-1", plan.failed)
     output = plan.output()
     assert PlanOutput.model_validate(output) == PlanOutput(
         run_id="run-1",
         started_at=output["started_at"],
-        items=plan.items,
-        failed=plan.failed,
         tables_planned=1,
+        work_items=1,
+        failed=1,
+        manifest="_aurora_sync/runs/run-1/round-0/items.json",
+        failed_file="_aurora_sync/runs/run-1/plan-failed.json",
+        bucket="lake",
     )
-    # StartVerify hands the plan's "failed" to the verifier as "plan_failed".
+    assert read_items(store, output["manifest"]) == plan.items
+    # StartRounds hands the plan's "failed" count on as "plan_failed", StartVerify to the verifier.
     request = parse_verify_request(
-        {
-            "run_id": "run-1",
-            "started_at": output["started_at"],
-            "tables": [
-                {
-                    "table": "orders",
-                    "run_id": "run-1",
-                    "status": "FAILED",
-                    "error": {
-                        "Error": "SourceObjectMissing",
-                        "Cause": "table orders: relation does not exist.",
-                    },
-                }
-            ],
-            "plan_failed": output["failed"],
-        }
+        {"run_id": "run-1", "started_at": output["started_at"], "rounds": 1, "plan_failed": output["failed"]}
     )
-    assert request.plan_failed == plan.failed
+    plan_failed = read_plan_failed(store, request.run_id, request.plan_failed)
+    assert plan_failed == plan.failed
     verdict = TableVerdict(
         table="orders", target="ORDERS", outcome="FAILED", error="SourceObjectMissing", reason="gone"
     )
-    summary = summarize([verdict], request.plan_failed)
+    summary = summarize([verdict], plan_failed)
     assert summary.failed == [
         FailedTable(table="broken", error="ConfigError", cause="/t/broken: field 'table': required"),
         FailedTable.of("orders", SourceObjectMissing("gone")),
     ]
+    assert summary.rerun_input == {"tables": ["broken", "orders"]}
     assert (
         VerifyOutput.model_validate(
             {
@@ -457,11 +461,28 @@ def test_a_plan_failure_reaches_the_summary_unchanged_in_the_one_failed_table_sh
     )
 
 
+def test_the_plans_failed_tables_are_read_only_when_there_are_any_and_must_match_the_count() -> None:
+    store = MemoryStore()
+    assert read_plan_failed(store, "run-1", 0) == []
+    assert store.reads == []  # no GET for a run without plan failures
+    write_plan_failed(store, "run-1", [FailedTable(table="a", error="ConfigError", cause="bad")])
+    with pytest.raises(ConfigError, match="names 1 table"):
+        read_plan_failed(store, "run-1", 2)
+    store.write_json(plan_failed_key("run-1"), [{"table": "a"}])
+    with pytest.raises(ConfigError, match="is not a list of failed tables"):
+        read_plan_failed(store, "run-1", 1)
+
+
 def test_a_plan_output_says_skip_exactly_when_it_gives_a_reason() -> None:
     with pytest.raises(ValueError, match="skip must be true exactly when skip_reason is set"):
         PlanOutput(run_id="r", started_at="t", skip=True)
     skipped = Plan(run_id="r", started_at="t", skip_reason="execution x is still running").output()
-    assert (skipped["skip"], skipped["items"], skipped["tables_planned"]) == (True, [], 0)
+    assert (skipped["skip"], skipped["work_items"], skipped["tables_planned"], skipped["manifest"]) == (
+        True,
+        0,
+        0,
+        None,
+    )
 
 
 def test_a_result_carries_a_custom_target_for_len_plus_14_bytes_and_the_default_for_none() -> None:

@@ -12,10 +12,10 @@ import pytest
 
 from aurora_sync.config import InvalidTable, LoadedTable, TableConfig, TableConfigResult, parse_table_config
 from aurora_sync.errors import ConfigError
+from aurora_sync.exporting.rounds import Batching, batches, manifest_key, plan_failed_key
 from aurora_sync.ledger import MergedRun
 from aurora_sync.messages import ExportWindow, FailedTable
 from aurora_sync.planning.plan import (
-    PLAN_BUDGET_BYTES,
     ExecutionContext,
     Plan,
     RunningExecution,
@@ -343,11 +343,12 @@ def test_work_item_carries_a_custom_target_and_leaves_the_default_out() -> None:
     custom = work_item(RUN_ID, table("order_items_history", target="SALES_ORDER_ITEMS_HISTORY"), window)
     assert default.target is None and default.target_name == "ORDER_ITEMS_HISTORY"
     assert custom.target == custom.target_name == "SALES_ORDER_ITEMS_HISTORY"
+    # As round 0's manifest holds them (exporting.rounds.write_items).
     sizes = {
-        name: len(json.dumps(Plan(run_id=RUN_ID, started_at="x", items=[item]).output()["items"][0]))
+        name: len(json.dumps(item.model_dump(by_alias=True, mode="json", exclude_defaults=True)))
         for name, item in (("default", default), ("custom", custom))
     }
-    assert "target" not in Plan(run_id=RUN_ID, started_at="x", items=[default]).output()["items"][0]
+    assert "target" not in default.model_dump(by_alias=True, mode="json", exclude_defaults=True)
     assert sizes["custom"] - sizes["default"] == len("SALES_ORDER_ITEMS_HISTORY") + 14  # , "target": "…"
 
 
@@ -504,43 +505,77 @@ def _item(columns: list[str] | None = None) -> Any:
 
 
 def test_output_shape() -> None:
+    """Counts and keys: the items are round 0's manifest, the failed tables plan-failed.json."""
     plan = Plan(run_id=RUN_ID, started_at="2024-05-06T07:15:00.123+00:00", items=[_item()])
     plan.failed.append(FailedTable(table="broken", error="ConfigError", cause="bad"))
-    output = plan.output()
-    assert output == {
+    plan.bucket = "lake"
+    plan.manifest, plan.failed_file = manifest_key(RUN_ID, 0), plan_failed_key(RUN_ID)
+    assert plan.output() == {
         "run_id": RUN_ID,
         "started_at": "2024-05-06T07:15:00.123+00:00",
         "skip": False,
         "skip_reason": None,
-        "items": [_item().model_dump(by_alias=True, mode="json", exclude_defaults=True)],
-        "failed": [{"table": "broken", "error": "ConfigError", "cause": "bad"}],
         "tables_planned": 1,
-        "manifest": None,
+        "work_items": 1,
+        "failed": 1,
+        "manifest": f"_aurora_sync/runs/{RUN_ID}/round-0/items.json",
+        "failed_file": f"_aurora_sync/runs/{RUN_ID}/plan-failed.json",
+        "bucket": "lake",
     }
-    plan.manifest = "_aurora_sync/runs/r/round-0/items.json"
-    assert plan.output()["manifest"] == plan.manifest
+
+
+def test_an_output_whose_lists_were_not_written_is_refused() -> None:
+    """A count without its file (or a file without a count) would lose tables between states."""
+    plan = Plan(run_id=RUN_ID, started_at="x", items=[_item()], bucket="lake")
+    with pytest.raises(ValueError, match="manifest must be set exactly when there are work items"):
+        plan.output()
+    plan.manifest = manifest_key(RUN_ID, 0)
+    plan.failed.append(FailedTable(table="broken", error="ConfigError", cause="bad"))
+    with pytest.raises(ValueError, match="failed_file must be set exactly when tables failed"):
+        plan.output()
+
+
+def _plan_of(count: int) -> Plan:
+    """``count`` tables of 63-character names (the longest a config name may be), each split in
+    two lanes, and ``count`` more that failed in the plan with a long cause, files written."""
+    plan = Plan(run_id=RUN_ID, started_at="2024-05-06T07:15:00.123+00:00", bucket="aurora-sync-data-lake")
+    for number in range(count):
+        name = f"t{number:05d}_".ljust(63, "x")
+        item = _item().model_copy(update={"table": name})
+        plan.items += [item, item]
+        plan.failed.append(
+            FailedTable(
+                table=f"f{number:05d}_".ljust(63, "x"), error="WarehouseObjectMissing", cause="x" * 300
+            )
+        )
+    plan.manifest, plan.failed_file = manifest_key(RUN_ID, 0), plan_failed_key(RUN_ID)
+    return plan
+
+
+def test_the_plan_output_does_not_grow_with_the_tables() -> None:
+    """Issue 15: the plan of 2,000 tables and 2,000 failed in it (a denied Snowflake role fails
+    every table) was over 256 KiB in the state, which Step Functions cannot catch. Now its
+    output is the size of 10 tables' (the lists are run files in S3)."""
+    small, large = (len(json.dumps(_plan_of(count).output()).encode()) for count in (10, 2000))
+    assert (small, large) == (455, 461)  # docs/operations.md, "How many tables one stack runs"
+    assert large - small == 6  # only the counts' digits: 10 → 2000, 20 → 4000 work items, 10 → 2000
+    assert _plan_of(2000).output()["tables_planned"] == 2000
+    assert _plan_of(2000).output()["work_items"] == _plan_of(2000).output()["failed"] * 2 == 4000
 
 
 def test_measured_item_sizes_match_the_handler_docstring() -> None:
     plain = len(json.dumps(_item().model_dump(by_alias=True, mode="json", exclude_defaults=True)))
     columns = [f"column_name_{i:02d}" for i in range(50)]
-    wide = len(json.dumps(_item(columns).model_dump(by_alias=True, mode="json", exclude_defaults=True)))
+    wide_item = _item(columns)
+    wide = len(json.dumps(wide_item.model_dump(by_alias=True, mode="json", exclude_defaults=True)))
     assert 280 <= plain <= 310
     assert 18 <= (wide - plain) / 50 <= 20
-    assert PLAN_BUDGET_BYTES // plain >= 800
-    assert PLAN_BUDGET_BYTES // wide >= 200
-
-
-def test_800_plain_tables_fit_and_an_oversized_plan_is_refused() -> None:
-    fits = Plan(run_id=RUN_ID, started_at="x", items=[_item()] * 800).output()
-    assert len(json.dumps(fits).encode()) <= PLAN_BUDGET_BYTES
-    wide = _item([f"column_name_{i:02d}" for i in range(50)])
-    with pytest.raises(ConfigError) as excinfo:
-        Plan(run_id=RUN_ID, started_at="x", items=[wide] * 250).output()
-    message = config_error(excinfo)
-    assert "the plan for 250 table(s) and 0 failed entries is" in message
-    assert f"over the planner's budget of {PLAN_BUDGET_BYTES} bytes" in message
-    assert "split the tables across two state machines" in message
+    # An export child's input is one batch: at most ExportBatchSize (25) items.
+    (batch,) = batches([wide_item] * 25, Batching(most=25, children=1))
+    child_input = {
+        "Items": [item.model_dump(by_alias=True, mode="json", exclude_defaults=True) for item in batch]
+    }
+    assert 30_000 <= len(json.dumps(child_input)) <= 31_500
 
 
 def test_a_target_that_is_another_tables_key_snapshot_table_is_refused() -> None:

@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 from botocore.exceptions import ClientError
+from memory_store import MemoryStore
 
 from aurora_sync.errors import ConfigError, ExportWriteFailed
 from aurora_sync.exporting.rounds import (
@@ -128,17 +129,6 @@ def test_a_failed_child_fails_every_table_of_its_batch_with_its_error() -> None:
 def test_a_child_output_that_is_not_the_contract_is_a_config_error(output: Any, needle: str) -> None:
     with pytest.raises(ConfigError, match=needle):
         read_round([entry({"Items": [item("orders")]}, output=output)], [])
-
-
-class MemoryStore:
-    def __init__(self, files: dict[str, Any]) -> None:
-        self.files = files
-
-    def read_json(self, key: str) -> Any:
-        return json.loads(json.dumps(self.files[key]))
-
-    def write_json(self, key: str, value: Any) -> None:
-        self.files[key] = json.loads(json.dumps(value))
 
 
 def _map_run_files(succeeded: list[Any], failed_entries: list[Any]) -> dict[str, Any]:
@@ -291,3 +281,26 @@ def test_a_rounds_batches_fill_the_concurrent_children_and_part_a_tables_lanes()
     many = [WorkItem.model_validate(item(f"t{i}")) for i in range(230)]
     assert [len(b) for b in batches(many, Batching(most=25, children=4))] == [23] * 10
     assert batches([], Batching()) == []
+
+
+@pytest.mark.parametrize("count", [1, 7, 11, 230])
+def test_a_manifest_reads_back_in_the_order_the_items_were_planned(count: int) -> None:
+    """The CLI and the tests read the plan's items from round 0's manifest, whose batches deal
+    the items out; reading them back restores the plan's order."""
+    from aurora_sync.exporting.rounds import Batching, read_items, write_first_round
+
+    plan = [WorkItem.model_validate(item(f"t{i}")) for i in range(count)]
+    store = MemoryStore()
+    key = write_first_round(store, RUN, plan, Batching(most=25, children=4))
+    assert len(store.files[key]) > 1 or count == 1  # dealt into several batches
+    assert read_items(store, key) == plan
+
+
+def test_a_manifest_that_is_not_batches_of_work_items_is_refused() -> None:
+    from aurora_sync.exporting.rounds import read_items
+
+    store = MemoryStore({"a": [item("orders")], "b": [{"Items": [{"table": "orders"}]}]})
+    with pytest.raises(ConfigError, match="is not a list of batches of work items"):
+        read_items(store, "a")
+    with pytest.raises(ConfigError, match="holds an entry that is not a work item"):
+        read_items(store, "b")

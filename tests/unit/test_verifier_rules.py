@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from aurora_sync.messages import TableVerdict, VerifyRequest, parse_verify_request
+from aurora_sync.messages import FailedTable, TableVerdict, VerifyRequest, parse_verify_request
 from aurora_sync.verifying.act import settle
 from aurora_sync.verifying.decide import (
     HISTORY_MARGIN,
@@ -825,12 +825,13 @@ def test_conclude_adds_the_snapshots_age_and_the_summary_with_plan_failures() ->
         "run_id": RUN,
         "started_at": STARTED.isoformat(),
         "tables": [export(keys=(), rows=0), export(table="items", snapshot=None)],
-        "plan_failed": [{"table": "broken", "error": "ConfigError", "cause": "bad config"}],
+        "plan_failed": 1,  # the count; the handler reads the run's plan-failed.json
     }
     request = parse_verify_request(event)
     facts = Facts(done={"record:merged": None})
     decision = decide(request, facts, schemas=SCHEMAS, limits=LIMITS, configs={}, now=later(5))
-    output = conclude(request, decision, schemas=SCHEMAS, now=later(60))
+    plan_failed = [FailedTable(table="broken", error="ConfigError", cause="bad config")]
+    output = conclude(request, decision, schemas=SCHEMAS, now=later(60), plan_failed=plan_failed)
     orders, items = output.tables
     assert (orders.source_time, orders.freshness_lag_seconds) == (
         SNAPSHOT_TIME.isoformat(timespec="microseconds"),

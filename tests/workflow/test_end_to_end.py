@@ -20,7 +20,7 @@ import psycopg2
 import pytest
 from cli_run import rerun_command_in
 from psycopg2 import sql
-from world import World, entered, open_world, plan_output, verify_output
+from world import World, entered, open_world, planned_items, verify_output
 
 from aurora_sync_ops.local.wiring import connect_bucket_to_snowpipe, disconnect_bucket_from_snowpipe
 
@@ -138,7 +138,7 @@ def test_terminal_failure_fails_only_its_table_and_the_rerun_input_fixes_it(worl
 
     description, events = world.run(summary["rerun_input"])
     assert description["status"] == "SUCCEEDED", description
-    assert [item["table"] for item in plan_output(events)["items"]] == [ORDER_ITEMS]  # only it ran
+    assert [item["table"] for item in planned_items(world, events)] == [ORDER_ITEMS]  # only it ran
     world.assert_parity()
 
 

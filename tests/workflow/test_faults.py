@@ -30,7 +30,8 @@ from world import (
     admin_client,
     entered,
     open_world,
-    plan_output,
+    plan_failed,
+    planned_items,
     run_reacting,
     set_clock,
     verify_output,
@@ -247,7 +248,7 @@ def test_vault_unreachable_during_plan_is_retried_and_the_run_succeeds(
     failure = next(e["taskFailedEventDetails"] for e in events if "taskFailedEventDetails" in e)
     assert f"Vault at {world.status['vault']['addr']} is unreachable while" in failure["cause"]
     assert world.status["vault"]["root_token"] not in failure["cause"]
-    assert [item["table"] for item in plan_output(events)["items"]] == ["fault_accounts"]
+    assert [item["table"] for item in planned_items(world, events)] == ["fault_accounts"]
     world.assert_parity()
 
 
@@ -267,13 +268,13 @@ def test_malformed_config_fails_only_its_table_and_the_rerun_after_the_fix_heals
     assert f"fault_ledger (ConfigError: {parameter}" in cause
     assert "primary_key" in cause and "primry_key" in cause
     assert '{"tables": ["fault_ledger"]}' in cause
-    assert [item["table"] for item in plan_output(events)["items"]] == ["fault_accounts"]
-    assert [failed["table"] for failed in plan_output(events)["failed"]] == ["fault_ledger"]
+    assert [item["table"] for item in planned_items(world, events)] == ["fault_accounts"]
+    assert [failed["table"] for failed in plan_failed(world, events)] == ["fault_ledger"]
     world.assert_parity("fault_accounts")  # the valid table merged in the same run
 
     description, events = world.run(verify_output(events)["summary"]["rerun_input"])
     assert description["status"] == "SUCCEEDED", description
-    assert [item["table"] for item in plan_output(events)["items"]] == ["fault_ledger"]
+    assert [item["table"] for item in planned_items(world, events)] == ["fault_ledger"]
     world.assert_parity()
 
 
@@ -519,7 +520,7 @@ def test_a_failed_export_map_reruns_the_executions_input(world: World) -> None:
         "run_id": "r1",
         "round": 0,
         "manifest": "_aurora_sync/runs/r1/round-0/items.json",
-        "plan_failed": [{"table": "orders", "error": "ConfigError", "cause": "bad"}],
+        "plan_failed": 1,
         "error": {"Error": "States.ItemReaderFailed", "Cause": "the manifest is gone"},
     }
     try:

@@ -20,7 +20,7 @@ from typing import Any
 
 import psycopg2
 import pytest
-from world import World, admin_client, open_world, plan_output, verify_output
+from world import World, admin_client, open_world, planned_items, verify_output
 
 
 @pytest.fixture(scope="module")
@@ -85,7 +85,7 @@ def succeeded(world: World, tables: list[str]) -> dict[str, dict[str, Any]]:
     would hide a wrong window start)."""
     description, events = world.run({"tables": tables})
     assert description["status"] == "SUCCEEDED", description
-    windows = {item["table"]: item.get("window", {}) for item in plan_output(events)["items"]}
+    windows = {item["table"]: item.get("window", {}) for item in planned_items(world, events)}
     # The plan leaves defaults out: source "final" is one.
     assert all(w.get("source", "final") == "final" and w.get("watermark") for w in windows.values()), windows
     return {t["table"]: t for t in verify_output(events)["tables"]}

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 from history_scan import map_run_children
-from world import World, entered, open_world, plan_output, run_reacting, verify_output
+from world import World, entered, open_world, plan_output, planned_items, run_reacting, verify_output
 
 # Small tables split like large ones: a lane per 1,000 estimated rows, chunks of 1,000 rows.
 SPLIT = {"rows_per_lane": 1000, "max_lanes": 4, "max_rows_per_chunk": 1000}
@@ -80,8 +80,8 @@ def world(stack: dict[str, Any]) -> Iterator[World]:
         yield world
 
 
-def lanes_planned(events: list[dict[str, Any]]) -> Counter[str]:
-    return Counter(item["table"] for item in plan_output(events)["items"])
+def lanes_planned(world: World, events: list[dict[str, Any]]) -> Counter[str]:
+    return Counter(item["table"] for item in planned_items(world, events))
 
 
 def most_exports_at_once(world: World, description: dict[str, Any]) -> int:
@@ -103,7 +103,7 @@ def test_backfills_split_into_lanes_merge_once_each_with_parity(world: World) ->
     description, events = world.run({"tables": BACKFILLED})
 
     assert description["status"] == "SUCCEEDED", description.get("cause")
-    planned = lanes_planned(events)
+    planned = lanes_planned(world, events)
     assert planned == {"lanes_ties": 4, "lanes_lines": 3, "lanes_stale": 3, "lanes_single": 1}
     assert plan_output(events)["tables_planned"] == 4
     verdicts = {v["table"]: v for v in verify_output(events)["tables"]}
@@ -123,15 +123,15 @@ def test_backfills_split_into_lanes_merge_once_each_with_parity(world: World) ->
     world.execute("ANALYZE {schema}.ties")
     description, events = world.run({"tables": ["lanes_ties"]})
     assert description["status"] == "SUCCEEDED", description.get("cause")
-    assert lanes_planned(events) == {"lanes_ties": 1}
+    assert lanes_planned(world, events) == {"lanes_ties": 1}
 
     # 3,000 rows stamped now: the window's estimate (EXPLAIN, from the statistics) is ~3,000 rows.
     world.execute("UPDATE {schema}.ties SET note = 'many', updated_at = now() WHERE id > 1000")
     world.execute("ANALYZE {schema}.ties")
     description, events = world.run({"tables": ["lanes_ties"]})
     assert description["status"] == "SUCCEEDED", description.get("cause")
-    assert lanes_planned(events)["lanes_ties"] in {3, 4}  # ~3,000 rows, and the lookback's re-reads
-    assert all(item.get("window", {}).get("watermark") for item in plan_output(events)["items"])
+    assert lanes_planned(world, events)["lanes_ties"] in {3, 4}  # ~3,000 rows, and the lookback's re-reads
+    assert all(item.get("window", {}).get("watermark") for item in planned_items(world, events))
     world.assert_parity("lanes_ties")
 
 
@@ -157,12 +157,12 @@ def test_rows_changed_during_a_split_backfill_are_handled_as_in_one_lane(world: 
 
     assert description["status"] == "SUCCEEDED", description.get("cause")
     assert verifying_when_changed == [False], "the rows changed after the export, not during it"
-    assert lanes_planned(events) == {"lanes_moving": 4}
+    assert lanes_planned(world, events) == {"lanes_moving": 4}
     # The next run catches what the backfill could not see, as it would after one lane: changed
     # rows by their cursor, the moved row's old key and the deleted row by a key snapshot.
     world.configs["lanes_moving"]["hard_deletes"] = "reconcile"
     world.apply()
     description, events = world.run({"tables": ["lanes_moving"]})
     assert description["status"] == "SUCCEEDED", description.get("cause")
-    assert lanes_planned(events) == {"lanes_moving": 1}  # a reconciling run is never split
+    assert lanes_planned(world, events) == {"lanes_moving": 1}  # a reconciling run is never split
     world.assert_parity("lanes_moving")

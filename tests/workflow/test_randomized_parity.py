@@ -122,7 +122,7 @@ from hypothesis import HealthCheck, Phase, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, precondition, rule, run_state_machine_as_test
 from psycopg2 import sql
-from world import World, admin_client, open_world, plan_output, verify_output
+from world import World, admin_client, open_world, plan_failed, planned_items, verify_output
 
 from aurora_sync.naming import FILE_COLUMN
 from aurora_sync.source_snapshot import ORDER_DIGITS, key_name, order_of_key
@@ -1200,7 +1200,7 @@ class ParitySync(RuleBasedStateMachine):
         tables = self.dirty | set(also or []) or {ITEMS}
         execution_input = {} if tables == set(TABLES) else {"tables": sorted(tables)}
         description, events = self.world.run(execution_input)
-        for item in plan_output(events)["items"]:
+        for item in planned_items(self.world, events):
             STATS["windows from the ledger" if item["window"].get("watermark") else "full windows"] += 1
         report = verify_output(events)
         failed = expect_failed or set()
@@ -1211,7 +1211,7 @@ class ParitySync(RuleBasedStateMachine):
             for t in report["tables"]
         }
         # A table the planner failed (an unsafe schema change) is in no verifier report.
-        self.plan_failed = {f["table"]: f for f in plan_output(events)["failed"]}
+        self.plan_failed = {f["table"]: f for f in plan_failed(self.world, events)}
         outcomes.update({name: "FAILED" for name in self.plan_failed})
         expected = {t: "FAILED" if t in failed else "SETTLED" for t in tables}
         assert outcomes == expected, (report, self.plan_failed)
@@ -1477,5 +1477,5 @@ def test_a_merged_run_starts_the_next_window_from_the_ledger(world: World) -> No
     the newest merged run left off, not re-read the whole table."""
     description, events = world.run({"tables": [ITEMS]})
     assert description["status"] == "SUCCEEDED", description
-    (item,) = plan_output(events)["items"]
+    (item,) = planned_items(world, events)
     assert item["window"].get("watermark") is not None, item["window"]

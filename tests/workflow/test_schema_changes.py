@@ -19,7 +19,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from world import World, open_world, plan_output, verify_output
+from world import World, open_world, plan_failed, planned_items, verify_output
 
 from aurora_sync.naming import quote
 from aurora_sync.typemap import UNREPRESENTABLE_COLUMN
@@ -108,7 +108,7 @@ def succeeded(world: World, tables: list[str]) -> dict[str, dict[str, Any]]:
     assert description["status"] == "SUCCEEDED", description.get("cause") or description.get("error")
     reports = {t["table"]: t for t in verify_output(events)["tables"]}
     for name, report in reports.items():
-        report["planned"] = item(events, name)["window"].get("source", "final")
+        report["planned"] = item(world, events, name)["window"].get("source", "final")
     return reports
 
 
@@ -148,8 +148,8 @@ def unrepresentable(world: World, name: str) -> list[Any]:
     return [row[0] for row in query(world, f"SELECT DISTINCT {column}::VARCHAR FROM {final}")]
 
 
-def item(events: list[dict[str, Any]], name: str) -> dict[str, Any]:
-    found: dict[str, Any] = next(i for i in plan_output(events)["items"] if i["table"] == name)
+def item(world: World, events: list[dict[str, Any]], name: str) -> dict[str, Any]:
+    found: dict[str, Any] = next(i for i in planned_items(world, events) if i["table"] == name)
     return found
 
 
@@ -262,7 +262,7 @@ def test_an_unsafe_type_change_fails_only_its_table_naming_the_change_and_the_fi
     description, events = run(world, ["schema_unsafe", "schema_bystander"])
 
     assert description["status"] == "FAILED", description
-    (failed,) = plan_output(events)["failed"]
+    (failed,) = plan_failed(world, events)
     assert failed["table"] == "schema_unsafe" and failed["error"] == "UnsafeSchemaChange", failed
     cause = failed["cause"]
     assert "\"CODE\" is VARCHAR, but source column 'code' is now integer (NUMBER(10,0))" in cause, cause

@@ -15,7 +15,7 @@ from typing import Any
 
 import psycopg2
 import pytest
-from world import World, open_world, plan_output, verify_output
+from world import World, open_world, planned_items, verify_output
 
 TABLES: dict[str, tuple[str, dict[str, Any]]] = {
     # A lookup table without any timestamp: xmin mode.
@@ -97,7 +97,7 @@ def run(world: World, tables: list[str]) -> dict[str, dict[str, Any]]:
 def items(world: World, tables: list[str]) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
     """A run that must succeed: (work items by table, verdicts by table, the description)."""
     description, events = world.run({"tables": tables})
-    planned = {item["table"]: item for item in plan_output(events)["items"]}
+    planned = {item["table"]: item for item in planned_items(world, events)}
     verdicts = (
         {t["table"]: t for t in verify_output(events)["tables"]}
         if description["status"] == "SUCCEEDED"

@@ -20,7 +20,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from world import World, admin_client, entered, open_world, plan_output, verify_output
+from world import World, admin_client, entered, open_world, planned_items, verify_output
 
 from aurora_sync.config import TableConfig, put_table_config
 from aurora_sync_ops.workflow.history import collect
@@ -78,7 +78,7 @@ def test_the_verifier_checks_the_planned_target_whatever_ssm_says_now(world: Wor
     finally:
         world.deployment = world.engine.deploy()  # every function back to the template's environment
     assert description["status"] == "SUCCEEDED", description.get("cause")
-    [item] = plan_output(events)["items"]
+    [item] = planned_items(world, events)
     assert item["target"] == target
     [verdict] = verify_output(events)["tables"]
     assert (verdict["table"], verdict["target"], verdict["outcome"]) == (NAME, target, "MERGED")

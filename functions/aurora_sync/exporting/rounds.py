@@ -8,11 +8,14 @@ each child's outcome to S3 (ResultWriter). A child stops before Express's five-m
 returns a table it could not finish as MORE, whose ``next`` is the work item that resumes it.
 The round step reads the Map Run's results (``read_round``), writes the round's settled tables
 and the next round's manifest of the unfinished items (``advance``), and the state machine loops
-while a manifest is left. States carry the run id, these keys and counts, never the lists.
+while a manifest is left. The planner also writes the tables that failed in the plan (their
+``FailedTable`` entries), which the verifier reads for the run's report (``read_plan_failed``).
+States carry the run id, these keys and counts, never the lists.
 
 Layout, in the data lake bucket (the prefix starts with ``_``, which no table's name does, so no
 table's pipe loads it, as for ``messages.KEY_SNAPSHOT_PREFIX``)::
 
+    _aurora_sync/runs/<run_id>/plan-failed.json         the tables that failed in the plan, when any
     _aurora_sync/runs/<run_id>/round-<n>/items.json     the round's batches (ItemReader)
     _aurora_sync/runs/<run_id>/round-<n>/settled.json   the tables the round finished or failed
     _aurora_sync/runs/map-results/<map run id>/         every Map Run's ResultWriter files:
@@ -37,7 +40,7 @@ from typing import Any, Protocol
 from pydantic import TypeAdapter, ValidationError
 
 from ..errors import ConfigError
-from ..messages import ExportError, ExportResult, FailedExport, RoundOutput, WorkItem
+from ..messages import ExportError, ExportResult, FailedExport, FailedTable, RoundOutput, WorkItem
 from ..run_files import RUNS_PREFIX
 
 # The export Map's ResultWriter Prefix (statemachine/sync.asl.json): each Map Run writes under its
@@ -47,6 +50,8 @@ MAP_RESULTS_PREFIX = f"{RUNS_PREFIX}/map-results"
 CHILD_FAILED = "ChildExecutionFailed"
 
 _ITEM_OUTCOME: TypeAdapter[ExportResult | FailedExport] = TypeAdapter(ExportResult | FailedExport)
+_FAILED_TABLES: TypeAdapter[list[FailedTable]] = TypeAdapter(list[FailedTable])
+_RUN_FILES_FIX = "the run's files are written by the run itself (the planner and the round step)"
 
 
 def run_prefix(run_id: str) -> str:
@@ -67,6 +72,11 @@ def manifest_key(run_id: str, number: int) -> str:
 
 def settled_key(run_id: str, number: int) -> str:
     return f"{round_prefix(run_id, number)}settled.json"
+
+
+def plan_failed_key(run_id: str) -> str:
+    """The tables that failed in the plan (written only when there are any)."""
+    return f"{run_prefix(run_id)}plan-failed.json"
 
 
 def child_deadline(child_started_at: datetime, child_seconds: int) -> datetime:
@@ -252,6 +262,56 @@ def write_first_round(store: ObjectStore, run_id: str, items: Sequence[WorkItem]
     key = manifest_key(run_id, 0)
     write_items(store, key, items, batching)
     return key
+
+
+def read_items(store: ObjectStore, key: str) -> list[WorkItem]:
+    """A round's work items from its manifest, in the order they were planned (for readers of a
+    run: the CLI, the tests; the export Map reads the batches itself). ``batches`` put item i
+    in batch i mod B at place i div B, so taking each batch's first item, then each one's
+    second, and so on restores the order."""
+    document = store.read_json(key)
+    if not isinstance(document, list) or not all(
+        isinstance(batch, dict) and isinstance(batch.get("Items"), list) for batch in document
+    ):
+        raise ConfigError(f"{key} is not a list of batches of work items.", fix=_RUN_FILES_FIX)
+    columns = [batch["Items"] for batch in document]
+    depth = max((len(column) for column in columns), default=0)
+    try:
+        return [
+            WorkItem.model_validate(column[place])
+            for place in range(depth)
+            for column in columns
+            if place < len(column)
+        ]
+    except ValidationError as exc:
+        raise ConfigError(
+            f"{key} holds an entry that is not a work item ({exc.error_count()} error(s)).",
+            fix=_RUN_FILES_FIX,
+        ) from None
+
+
+def write_plan_failed(store: ObjectStore, run_id: str, failed: Sequence[FailedTable]) -> str:
+    """The planner's record of the tables that failed in the plan. Returns its key."""
+    key = plan_failed_key(run_id)
+    store.write_json(key, [entry.model_dump(mode="json") for entry in failed])
+    return key
+
+
+def read_plan_failed(store: ObjectStore, run_id: str, count: int) -> list[FailedTable]:
+    """The ``count`` tables that failed in the run's plan (the Plan state's ``failed``): none
+    without a read when ``count`` is 0, as the planner writes the file only when there are any."""
+    if count == 0:
+        return []
+    key = plan_failed_key(run_id)
+    try:
+        failed = _FAILED_TABLES.validate_python(store.read_json(key))
+    except ValidationError as exc:
+        raise ConfigError(
+            f"{key} is not a list of failed tables ({exc.error_count()} error(s)).", fix=_RUN_FILES_FIX
+        ) from None
+    if len(failed) != count:
+        raise ConfigError(f"{key} names {len(failed)} table(s), the plan said {count}.", fix=_RUN_FILES_FIX)
+    return failed
 
 
 def advance(

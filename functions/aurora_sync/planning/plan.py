@@ -39,11 +39,6 @@ from ..messages import (
     read_message,
 )
 
-# Step Functions refuses a state output over 256 KB (262,144 bytes of UTF-8 JSON). The plan
-# keeps 16 KB of room for what the state machine adds around it (ResultSelector, $$ context).
-PAYLOAD_LIMIT_BYTES = 256 * 1024
-PLAN_BUDGET_BYTES = 240 * 1024
-
 # Snowflake DATA_TYPE values (INFORMATION_SCHEMA.COLUMNS) of cursors without a time scale.
 NUMERIC_CURSOR_TYPES = frozenset({"NUMBER", "DECIMAL", "NUMERIC", "INT", "INTEGER", "BIGINT", "FLOAT"})
 
@@ -281,45 +276,38 @@ def earlier_execution(own: ExecutionContext, running: Iterable[RunningExecution]
 # --- the plan -------------------------------------------------------------------------------
 @dataclass
 class Plan:
-    """The plan while the planner builds it; ``output`` turns it into the Plan state's result."""
+    """The plan while the planner builds it; ``output`` turns it into the Plan state's result.
+    ``items`` and ``failed`` stay here: the planner writes them to the run's files, and the
+    output carries their counts and keys (``manifest``, ``failed_file``, set once written)."""
 
     run_id: str
     started_at: str
     items: list[WorkItem] = field(default_factory=list)
     failed: list[FailedTable] = field(default_factory=list)
     skip_reason: str | None = None
-    manifest: str | None = None  # round 0's manifest key, once written (``exporting.rounds``)
+    bucket: str | None = None  # the data lake bucket of the run's files
+    manifest: str | None = None  # round 0's manifest key (``exporting.rounds``)
+    failed_file: str | None = None  # the key of the tables failed in the plan
 
     @property
     def skip(self) -> bool:
         return self.skip_reason is not None
 
     def output(self) -> dict[str, Any]:
-        """The Plan state's result (``messages.PlanOutput``); a ``ConfigError`` when it would not
-        fit in a state payload."""
-        document = PlanOutput(
+        """The Plan state's result (``messages.PlanOutput``): counts and keys, no list, so its
+        size does not depend on the number of tables."""
+        return PlanOutput(
             run_id=self.run_id,
             started_at=self.started_at,
             skip=self.skip,
             skip_reason=self.skip_reason,
-            items=self.items,
-            failed=self.failed,
             tables_planned=len({item.table for item in self.items}),
+            work_items=len(self.items),
+            failed=len(self.failed),
             manifest=self.manifest,
+            failed_file=self.failed_file,
+            bucket=self.bucket,
         ).model_dump(mode="json", by_alias=True)
-        # json.dumps' default separators are what the Python runtime sends back: measure that.
-        size = len(json.dumps(document).encode("utf-8"))
-        if size > PLAN_BUDGET_BYTES:
-            average = size // max(len(self.items) + len(self.failed), 1)
-            raise ConfigError(
-                f"the plan for {len(self.items)} table(s) and {len(self.failed)} failed entries is "
-                f"{size} bytes, over the planner's budget of {PLAN_BUDGET_BYTES} bytes (a Step Functions "
-                f"state payload holds at most {PAYLOAD_LIMIT_BYTES} bytes; about {average} bytes per table).",
-                fix="split the tables across two state machines (each with its own CONFIG_SSM_PATH), or "
-                "run subsets with {\"tables\": [...]}; long 'columns' lists cost the most, null replicates "
-                "every column",
-            )
-        return document
 
 
 def now_iso() -> str:

@@ -14,14 +14,14 @@ classes.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
 from ..config import LoadedTable
 from ..errors import TerminalError
 from ..ledger import mark_merged, mark_reconciled, record_runs
-from ..messages import VerifyOutput, VerifyRequest
+from ..messages import FailedTable, VerifyOutput, VerifyRequest
 from . import load_history as lh
 from .decide import (
     Action,
@@ -52,19 +52,21 @@ def verify(
     schemas: Schemas,
     limits: Limits,
     configs: Mapping[str, LoadedTable],
+    plan_failed: Sequence[FailedTable] = (),
     now: Callable[[], datetime] = lambda: datetime.now(UTC),
 ) -> VerifyOutput:
     """One Verify state call: every table of ``request`` looked at once, no waiting.
 
     The clock is read twice: once for the rules (timeouts, the refresh), once at the end for
-    the freshness lag, after the call's statements.
+    the freshness lag, after the call's statements. ``plan_failed``: the tables that failed in
+    the plan (the run's plan-failed.json), which the run's summary names with the others.
     """
     checked_at = now()
     decision = settle(
         lambda facts: decide(request, facts, schemas=schemas, limits=limits, configs=configs, now=checked_at),
         lambda action: perform(conn, action),
     )
-    return conclude(request, decision, schemas=schemas, now=now())
+    return conclude(request, decision, schemas=schemas, now=now(), plan_failed=plan_failed)
 
 
 def settle(decision_for: Callable[[Facts], Decision], run: Callable[[Action], Any]) -> Decision:

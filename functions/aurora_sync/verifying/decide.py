@@ -59,7 +59,7 @@ from typing import Any, ClassVar
 
 from ..config import LoadedTable
 from ..ledger import AccountedFile, Ledger, RunRecord
-from ..messages import ExportResult, FailedExport, TableVerdict, VerifyOutput, VerifyRequest
+from ..messages import ExportResult, FailedExport, FailedTable, TableVerdict, VerifyOutput, VerifyRequest
 from ..naming import SnowflakeObjects, snowflake_column
 from ..source_snapshot import order_of_key
 from . import lanes
@@ -418,7 +418,14 @@ def decide(
     )
 
 
-def conclude(request: VerifyRequest, decision: Decision, *, schemas: Schemas, now: datetime) -> VerifyOutput:
+def conclude(
+    request: VerifyRequest,
+    decision: Decision,
+    *,
+    schemas: Schemas,
+    now: datetime,
+    plan_failed: Sequence[FailedTable] = (),
+) -> VerifyOutput:
     """The call's output once ``decision`` asks for nothing more; ``now`` is read after the
     call's statements, so the freshness lag covers them. FINAL matches the source as of the
     export's snapshot: the lag is the snapshot's age."""
@@ -441,7 +448,7 @@ def conclude(request: VerifyRequest, decision: Decision, *, schemas: Schemas, no
         tables=verdicts,
         pending=pending,
         failed=sum(1 for v in verdicts if v.outcome == "FAILED"),
-        summary=summarize(verdicts, request.plan_failed) if pending == 0 else None,
+        summary=summarize(verdicts, list(plan_failed)) if pending == 0 else None,
         database=schemas.database,
         staging_schema=schemas.staging,
         final_schema=schemas.final,

@@ -11,7 +11,8 @@ and ``status``) use, one module per concern.
 - ``executions``: the Step Functions calls (start, describe, history pages, follow) and the two
   commands' flows.
 - ``history``: an execution's events read into per-table results through the state contract's
-  models: the Plan state's output, each Map iteration's last state (``ExportDone``/
+  models: the Plan state's output (with the plan's items and failed tables, which ``executions``
+  reads from the run's files it names), each Map iteration's last state (``ExportDone``/
   ``ExportFailed``/``ExportFailedCustomTarget``), and the last ``Verify`` output, whose summary
   names the rerun input.
 - ``progress``: the live lines a person follows while an execution runs.

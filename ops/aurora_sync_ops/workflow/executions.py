@@ -12,7 +12,7 @@ from typing import Any
 from aurora_sync.aws_errors import aws_error_code
 
 from ..errors import UsageError, WorkflowError, aws_call, aws_failure
-from .history import TERMINAL, RunResult, collect, run_files_location
+from .history import TERMINAL, PlanFiles, PlanOutput, RunResult, collect, last_plan, run_files_location
 from .progress import Progress
 from .target import Target, describe_on
 
@@ -107,7 +107,8 @@ def run(
     if not wait:
         return collect(describe(target, arn), [])
     try:
-        description, events = follow(target, arn, on_event=Progress(progress), timeout_s=timeout_s)
+        lines = Progress(progress, lambda plan: plan_files(target, plan))
+        description, events = follow(target, arn, on_event=lines, timeout_s=timeout_s)
     except KeyboardInterrupt:
         progress(f"stopped following; execution {arn} goes on")
         raise
@@ -134,9 +135,32 @@ def settled_exports(target: Target, events: Sequence[Mapping[str, Any]]) -> list
         return []
 
 
+def plan_files(target: Target, plan: PlanOutput) -> PlanFiles | None:
+    """The plan's work items (round 0's manifest) and failed tables, which its output names by
+    key; None without an S3 client or when they are unreadable (with a warning), as for
+    ``settled_exports``."""
+    if target.s3 is None or plan.bucket is None:
+        return None if plan.manifest or plan.failed_file else PlanFiles()
+    from aurora_sync.errors import SyncError
+    from aurora_sync.exporting.rounds import read_items, read_plan_failed
+    from aurora_sync.run_files import RunFiles
+
+    files = RunFiles(target.s3, plan.bucket)
+    try:
+        return PlanFiles(
+            items=read_items(files, plan.manifest) if plan.manifest else [],
+            failed=read_plan_failed(files, plan.run_id, plan.failed),
+        )
+    except SyncError as exc:
+        warnings.warn(f"the run's plan is unreadable in s3://{plan.bucket}: {exc}", stacklevel=2)
+        return None
+
+
 def results(target: Target, description: Mapping[str, Any], events: Sequence[Mapping[str, Any]]) -> RunResult:
-    """``collect`` with the export results of the run's rounds."""
-    return collect(description, events, settled_exports(target, events))
+    """``collect`` with the plan's files and the export results of the run's rounds."""
+    plan = last_plan(events)
+    planned = plan_files(target, plan) if plan is not None else None
+    return collect(description, events, settled_exports(target, events), planned or PlanFiles())
 
 
 def rerun_of(target: Target, execution_arn: str) -> dict[str, Any]:

@@ -20,12 +20,14 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from aurora_sync.messages import (
     ExportResult,
     FailedExport,
+    FailedTable,
     PlanOutput,
     RerunInput,
     ResultWriterDetails,
     RunSummary,
     TableVerdict,
     VerifyOutput,
+    WorkItem,
 )
 from aurora_sync.naming import SnowflakeObjects
 from aurora_sync.snowflake_objects import new_column_statements
@@ -40,6 +42,7 @@ __all__ = [
     "ExportChunkOutput",
     "ExportResult",
     "FailedExport",
+    "PlanFiles",
     "PlanOutput",
     "RunFilesLocation",
     "RunResult",
@@ -50,6 +53,7 @@ __all__ = [
     "collect",
     "event_details",
     "json_or_none",
+    "last_plan",
     "read_as",
     "rerun_input",
     "run_files_location",
@@ -126,6 +130,21 @@ def run_files_location(events: Sequence[Mapping[str, Any]]) -> RunFilesLocation 
         return None
     last = rounds[-1]
     return RunFilesLocation(last.map.results.bucket, last.run_id, last.advance.rounds)
+
+
+@dataclass(frozen=True)
+class PlanFiles:
+    """What the planner wrote to the run's files (the Plan state's output holds only their
+    counts and keys): round 0's work items and the tables that failed in the plan."""
+
+    items: Sequence[WorkItem] = ()
+    failed: Sequence[FailedTable] = ()
+
+
+def last_plan(events: Sequence[Mapping[str, Any]]) -> PlanOutput | None:
+    """The Plan state's output (the last one: a retried Plan exits once)."""
+    plans = state_outputs(events, "Plan", PlanOutput)
+    return plans[-1] if plans else None
 
 
 # --- events ------------------------------------------------------------------------------------
@@ -267,10 +286,12 @@ def collect(
     description: Mapping[str, Any],
     events: Sequence[Mapping[str, Any]],
     settled: Sequence[ExportResult | FailedExport] = (),
+    planned: PlanFiles = PlanFiles(),
 ) -> RunResult:
     """Per-table results and the rerun input of an ended (or running) execution. ``settled``: the
     export results the run's rounds settled in S3 (``run_files_location``), for an execution
-    whose exports ran in the Distributed Map's children rather than in its own history."""
+    whose exports ran in the Distributed Map's children rather than in its own history;
+    ``planned``: the plan's work items and failed tables, read from the Plan output's keys."""
     execution_input = json_or_none(description.get("input")) or {}
     result = RunResult(
         execution_arn=str(description["executionArn"]),
@@ -282,15 +303,14 @@ def collect(
         cause=description.get("cause"),
     )
     tables: dict[str, TableResult] = {}
-    plans = state_outputs(events, "Plan", PlanOutput)
-    plan = plans[-1] if plans else None
+    plan = last_plan(events)
     if plan is not None:
         result.run_id = plan.run_id
         if plan.skip:
             result.skip_reason = plan.skip_reason or "the planner skipped the run"
-        for item in plan.items:
+        for item in planned.items:
             tables[item.table] = TableResult(table=item.table, outcome="PLANNED")
-        for failure in plan.failed:
+        for failure in planned.failed:
             tables[failure.table] = TableResult(
                 table=failure.table, outcome="FAILED", error=failure.error, reason=failure.cause
             )

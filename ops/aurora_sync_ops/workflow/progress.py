@@ -13,6 +13,7 @@ from .history import (
     ExportChunkOutput,
     ExportResult,
     FailedExport,
+    PlanFiles,
     PlanOutput,
     VerifyOutput,
     VerifyStateOutput,
@@ -37,12 +38,17 @@ class Progress:
         "ExecutionAborted": "aborted",
     }
 
-    def __init__(self, emit: Callable[[str], None]) -> None:
+    def __init__(
+        self, emit: Callable[[str], None], plan_files: Callable[[PlanOutput], PlanFiles | None] | None = None
+    ) -> None:
+        """``plan_files`` reads the plan's items and failed tables from the run's files, to name
+        them; without it, or when it returns None (unreadable), the plan's lines give counts."""
         self.emit = emit
+        self._plan_files = plan_files
         self._events: dict[int, Mapping[str, Any]] = {}
         self._outcomes: dict[str, str] = {}
         # Tables the planner failed: the verifier never sees them, but they are tables of the run.
-        self._plan_failed: set[str] = set()
+        self._plan_failed = 0
 
     def __call__(self, event: Mapping[str, Any]) -> None:
         self._events[int(event.get("id", 0))] = event
@@ -116,12 +122,15 @@ class Progress:
         if plan.skip:
             self.emit(f"plan: skipped: {plan.skip_reason}")
             return
-        tables = list(dict.fromkeys(item.table for item in plan.items))
-        lanes = f" in {len(plan.items)} lanes and tables" if len(plan.items) > len(tables) else ""
-        names = ", ".join(tables) or "none"
-        self.emit(f"plan: {len(tables)} table(s) to export{lanes} ({names}), run {plan.run_id}")
-        for failure in plan.failed:
-            self._plan_failed.add(failure.table)
+        self._plan_failed = plan.failed
+        files = self._plan_files(plan) if self._plan_files is not None else None
+        tables = list(dict.fromkeys(item.table for item in files.items)) if files is not None else []
+        lanes = f" in {plan.work_items} lanes and tables" if plan.work_items > plan.tables_planned else ""
+        names = f" ({', '.join(tables) or 'none'})" if files is not None else ""
+        self.emit(f"plan: {plan.tables_planned} table(s) to export{lanes}{names}, run {plan.run_id}")
+        if files is None and plan.failed:
+            self.emit(f"plan: {plan.failed} table(s) FAILED (s3://{plan.bucket}/{plan.failed_file})")
+        for failure in files.failed if files is not None else ():
             self.emit(f"plan: {failure.table} FAILED {failure.error}: {one_line(failure.cause)}")
 
     def _verified(self, attempt: int, verified: VerifyOutput) -> None:
@@ -155,7 +164,7 @@ class Progress:
             settled = sum(1 for v in verdicts if v.outcome in SUCCESS_OUTCOMES)
             # Export failures are verdicts too; plan failures only the Plan state's output names.
             in_export = sum(1 for v in verdicts if v.outcome == "FAILED")
-            in_plan = len(self._plan_failed - {v.table for v in verdicts})
+            in_plan = self._plan_failed
             steps = ((in_plan, "plan"), (in_export, "export or load"))
             where = ", ".join(f"{n} in the {step}" for n, step in steps if n)
             self.emit(
