@@ -35,6 +35,7 @@ from aurora_sync.messages import (
     RoundRequest,
     TableVerdict,
     VerifyOutput,
+    VerifyProgress,
     VerifyRequest,
     WorkItem,
     parse_verify_request,
@@ -132,7 +133,7 @@ class CaughtPlan(BaseModel):
 
 
 class _Verification(BaseModel):
-    output: VerifyOutput | None
+    output: VerifyProgress | None
 
 
 class VerifyLoop(BaseModel):
@@ -212,7 +213,7 @@ TASKS: dict[str, tuple[type[BaseModel], type[BaseModel]]] = {
     "Plan": (PlannerEvent, PlanOutput),
     "ExportChunk": (ExportRequest, ExportResult),
     "AdvanceRound": (RoundRequest, RoundOutput),
-    "Verify": (VerifyRequest, VerifyOutput),
+    "Verify": (VerifyRequest, VerifyProgress),
 }
 # Pass states that build a payload the contract defines.
 PASS_OUTPUT: dict[str, type[BaseModel]] = {
