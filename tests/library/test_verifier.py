@@ -243,7 +243,11 @@ def verify_call(event: dict[str, Any]) -> dict[str, Any]:
     state: dict[str, Any] = verify_handler(event, FakeContext())
     report = RunFiles.of(runtime_settings()).read_json(verify_key(event["run_id"]))
     assert state["report"].endswith(verify_key(event["run_id"]))
-    assert (state["done"], state["pending"], state["failed"]) == (report["done"], report["pending"], report["failed"])
+    assert (state["done"], state["pending"], state["failed"]) == (
+        report["done"],
+        report["pending"],
+        report["failed"],
+    )
     return {**report, "progress": state}
 
 

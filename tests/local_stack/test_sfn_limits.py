@@ -131,7 +131,9 @@ def test_an_inline_map_runs_at_most_40_iterations_at_once(sfn: Any, role: str, c
     assert machines.most_iterations_at_once(below.events) == 5
 
 
-def test_a_fail_state_cause_or_error_over_the_api_limits_fails_with_states_runtime(sfn: Any, role: str) -> None:
+def test_a_fail_state_cause_or_error_over_the_api_limits_fails_with_states_runtime(
+    sfn: Any, role: str
+) -> None:
     # ExecutionFailedEventDetails: a cause of at most 32,768 characters, an error of at most 256.
     # At the limits the Fail state's own error and cause are the execution's.
     fitting = {"error": "E" * machines.MAX_ERROR_CHARS, "cause": "c" * machines.MAX_CAUSE_CHARS}

@@ -59,7 +59,10 @@ def resume(files: RunFiles, request: VerifyRequest) -> VerifyRequest:
     if previous is None:
         logger.warning(
             "the previous poll's verdicts are not in the run file; verifying every table again",
-            extra={"file": f"s3://{files.bucket}/{verify_key(request.run_id)}", "found": document is not None},
+            extra={
+                "file": f"s3://{files.bucket}/{verify_key(request.run_id)}",
+                "found": document is not None,
+            },
         )
         previous = VerifyOutput(
             run_id=request.run_id,
@@ -90,7 +93,9 @@ def _own(document: Any, request: VerifyRequest, progress: VerifyProgress) -> Ver
     return output
 
 
-def record(files: RunFiles, request: VerifyRequest, output: VerifyOutput) -> tuple[VerifyOutput, VerifyProgress]:
+def record(
+    files: RunFiles, request: VerifyRequest, output: VerifyOutput
+) -> tuple[VerifyOutput, VerifyProgress]:
     """Write the poll's output (and, once done, a rerun input too long for the cause) to the run's
     files; the output as written and the state's progress."""
     report = f"s3://{files.bucket}/{verify_key(request.run_id)}"

@@ -134,7 +134,8 @@ def _install_fail_state_lengths() -> None:
         try:
             original(self, env)
         except FailureEventException as failure:
-            details = failure.failure_event.event_details.get("taskFailedEventDetails") or {}
+            event_details: dict[str, Any] = dict(failure.failure_event.event_details or {})
+            details = event_details.get("taskFailedEventDetails") or {}
             why = fail_state_overflow(self.name, details.get("error"), details.get("cause"))
             if why is not None:
                 raise _runtime_error(env, why) from None
