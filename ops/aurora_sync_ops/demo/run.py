@@ -28,7 +28,7 @@ from ..local.wiring import connect_bucket_to_snowpipe
 from ..parity import ParityResult, compare
 from ..snowflake_sql import render_setup
 from ..workflow.execution_input import execution_name
-from ..workflow.executions import follow, results, start
+from ..workflow.executions import follow, report_of, results, start
 from ..workflow.history import RunResult
 from ..workflow.progress import Progress
 from ..workflow.target import Target, local_target
@@ -129,7 +129,8 @@ def _sync(say: Say, target: Target, label: str, step: int) -> tuple[str, RunResu
     name = execution_name("demo")
     arn = start(target, {}, name)
     say(f"      execution {name}")
-    description, events = follow(target, arn, on_event=Progress(lambda line: say(f"      {line}")))
+    progress = Progress(lambda line: say(f"      {line}"), report_of(target))
+    description, events = follow(target, arn, on_event=progress)
     result = results(target, description, events)
     say(f"      {result.status}: {path_through_states(events)}")
     return label, result, events

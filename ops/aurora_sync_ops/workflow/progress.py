@@ -15,6 +15,7 @@ from .history import (
     FailedExport,
     PlanOutput,
     VerifyOutput,
+    VerifyProgress,
     VerifyStateOutput,
     cause_message,
     event_details,
@@ -37,8 +38,12 @@ class Progress:
         "ExecutionAborted": "aborted",
     }
 
-    def __init__(self, emit: Callable[[str], None]) -> None:
+    def __init__(
+        self, emit: Callable[[str], None], read_report: Callable[[str], VerifyOutput | None] | None = None
+    ) -> None:
         self.emit = emit
+        # The Verify state carries counts; its verdicts are in the run's report (verify.json).
+        self.read_report = read_report
         self._events: dict[int, Mapping[str, Any]] = {}
         self._outcomes: dict[str, str] = {}
         # Tables the planner failed: the verifier never sees them, but they are tables of the run.
@@ -108,9 +113,14 @@ class Progress:
                 )
         elif state == "Verify":
             verify = state_output(VerifyStateOutput, event)
-            output = verify.verification.get("output") if verify is not None else None
-            if verify is not None and output is not None:
-                self._verified(verify.attempt, output)
+            state = verify.verification.get("output") if verify is not None else None
+            if verify is None or state is None:
+                return
+            report = self.read_report(state.report) if self.read_report is not None else None
+            if report is not None:
+                self._verified(verify.attempt, report)
+            else:
+                self._counted(verify.attempt, state)
 
     def _planned(self, plan: PlanOutput) -> None:
         if plan.skip:
@@ -123,6 +133,14 @@ class Progress:
         for failure in plan.failed:
             self._plan_failed.add(failure.table)
             self.emit(f"plan: {failure.table} FAILED {failure.error}: {one_line(failure.cause)}")
+
+    def _counted(self, attempt: int, state: VerifyProgress) -> None:
+        """Without the report: the poll's counts."""
+        status = "done" if state.done else f"{state.pending} pending"
+        self.emit(
+            f"verify #{attempt + 1}: {status}, {state.tables} table(s): {state.settled} merged or up to "
+            f"date, {state.failed} failed in the export or load (verdicts: {state.report})"
+        )
 
     def _verified(self, attempt: int, verified: VerifyOutput) -> None:
         verdicts = verified.tables
