@@ -39,10 +39,10 @@ class MemoryS3:
     def __init__(self) -> None:
         self.objects: dict[str, bytes] = {}
 
-    def put_object(self, *, Bucket: str, Key: str, Body: bytes, **_: Any) -> None:  # noqa: N803
+    def put_object(self, *, Bucket: str, Key: str, Body: bytes, **_: Any) -> None:
         self.objects[Key] = Body
 
-    def get_object(self, *, Bucket: str, Key: str) -> dict[str, Any]:  # noqa: N803
+    def get_object(self, *, Bucket: str, Key: str) -> dict[str, Any]:
         if Key not in self.objects:
             raise ClientError({"Error": {"Code": "NoSuchKey"}}, "GetObject")
 
@@ -171,7 +171,7 @@ def test_the_state_stays_small_whatever_the_table_and_failure_count() -> None:
     sizes = []
     for count in (10, 2_000):
         files = RunFiles(MemoryS3(), "lake")
-        written, state = progress.record(files, request(), output(failing(count) + [merged("ok")]))
+        written, state = progress.record(files, request(), output([*failing(count), merged("ok")]))
         assert written.summary is not None and len(written.summary.failed) == count
         assert state.summary is not None and len(state.summary.failed) == min(count, MAX_FAILED_IN_STATE)
         sizes.append(len(state.model_dump_json()))

@@ -56,9 +56,9 @@ __all__ = [
     "rerun_input",
     "run_files_location",
     "s3_location",
-    "verify_progress",
     "state_output",
     "state_outputs",
+    "verify_progress",
 ]
 
 TERMINAL = frozenset({"SUCCEEDED", "FAILED", "TIMED_OUT", "ABORTED"})

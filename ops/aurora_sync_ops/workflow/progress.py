@@ -113,14 +113,14 @@ class Progress:
                 )
         elif state == "Verify":
             verify = state_output(VerifyStateOutput, event)
-            state = verify.verification.get("output") if verify is not None else None
-            if verify is None or state is None:
+            counts = verify.verification.get("output") if verify is not None else None
+            if verify is None or counts is None:
                 return
-            report = self.read_report(state.report) if self.read_report is not None else None
+            report = self.read_report(counts.report) if self.read_report is not None else None
             if report is not None:
                 self._verified(verify.attempt, report)
             else:
-                self._counted(verify.attempt, state)
+                self._counted(verify.attempt, counts)
 
     def _planned(self, plan: PlanOutput) -> None:
         if plan.skip:
