@@ -155,6 +155,7 @@ class RunFailure(BaseModel):
     failed_in: str
     error: ExportError
     rerun: Any = None
+    input_parts: int | None = None  # how many comma-separated parts the rerun input's JSON has
 
 
 class FailCause(BaseModel):
@@ -199,7 +200,9 @@ STATE_INPUT: dict[str, type[BaseModel] | None] = {
     "CountAttempt": VerifyLoop,
     "VerifyGaveUp": VerifyLoop,
     "RerunTheInput": RunFailure,
+    "QuoteTheInput": RunFailure,
     "DescribeRunFailure": RunFailure,
+    "DescribeLongRunFailure": RunFailure,
     "ReservedErrorName": FailCause,
     "RenameReservedError": FailCause,
     "RunFailed": FailCause,

@@ -1,6 +1,7 @@
 """The verifier's report out of the state (issue 15): the run file ``verify.json`` that each poll
-writes and the next resumes from (``aurora_sync.verifying.progress``), and a summary whose cause
-stays within what Step Functions accepts as an execution's cause whatever the failed count."""
+writes and the next resumes from (``aurora_sync.verifying.progress``), and the causes a failed run
+ends with (TablesFailed's summary, RunFailed's quoted input) within what Step Functions accepts as
+an execution's cause, whatever the failed count or the input's length."""
 
 from __future__ import annotations
 
@@ -185,3 +186,40 @@ def test_the_state_stays_small_whatever_the_table_and_failure_count() -> None:
         assert stored.run_started_at is not None
         assert datetime.fromisoformat(stored.run_started_at) == datetime(2026, 11, 2, 10, tzinfo=UTC)
     assert max(sizes) < 40_000  # the bounded cause and 20 named tables, whatever the count
+
+
+def run_failure_cause(state: str, values: list[str]) -> str:
+    """A RunFailed cause as Step Functions formats the ``state``'s ``States.Format``."""
+    parameters = json.loads(re.sub(r"\$\{\w+\}", "1", ASL.read_text()))["States"][state]["Parameters"]
+    template = re.match(r"States\.Format\('(.*)', \$", parameters["Cause.$"], re.DOTALL)
+    assert template is not None and template.group(1).count("{}") == len(values)
+    text = template.group(1)
+    for value in values:
+        text = text.replace("{}", value, 1)
+    return text
+
+
+def test_a_run_failure_quotes_the_input_only_while_the_cause_fits() -> None:
+    # The longest input of at most 100 comma-separated parts the planner accepts: names of 63
+    # characters, half of them with a `since` override (QuoteTheInput's threshold).
+    names = [f"{i:03d}{'n' * 60}" for i in range(51)]
+    execution_input = {
+        "tables": names,
+        "overrides": {name: {"since": "2026-11-02T10:00:00.000000+00:00"} for name in names[:49]},
+    }
+    text = json.dumps(execution_input, separators=(",", ":"))
+    parts = len(text.split(","))
+    assert parts == 100
+    state = json.loads(re.sub(r"\$\{\w+\}", "1", ASL.read_text()))["States"]["QuoteTheInput"]
+    assert state["Choices"][0]["NumericGreaterThan"] == parts
+    # With an error as long as the API allows and a task's cause of 20,000 characters.
+    quoted = run_failure_cause(
+        "DescribeRunFailure", ["Verify (after its retries)", "E" * 256, "c" * 20_000, text, LONGEST_ARN]
+    )
+    assert len(quoted) <= MAX_CAUSE_CHARS
+    # Beyond: the part count instead of the input, whatever its length.
+    long_cause = run_failure_cause(
+        "DescribeLongRunFailure", ["Verify (after its retries)", "E" * 256, "c" * 20_000, "4001", LONGEST_ARN]
+    )
+    assert "(4001 parts, too long to quote here" in long_cause
+    assert len(long_cause) < len(quoted) - len(text) + 200  # the same text beside the count
