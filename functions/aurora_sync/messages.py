@@ -555,7 +555,7 @@ class VerifyProgress(_Message):
     done: bool
     verify_started_at: str
     tables: int  # tables verified (a table split into lanes counts once)
-    settled: int  # MERGED or NOTHING_TO_DO
+    succeeded: int  # MERGED or NOTHING_TO_DO
     pending: int
     failed: int  # FAILED verdicts (planner failures are in the summary's failed_count)
     report: str

@@ -16,7 +16,7 @@ false)::
 
 Output (``aurora_sync.messages.VerifyProgress``: counts, whatever the table count; issue 15)::
 
-    {"run_id", "done": bool, "verify_started_at": ISO, "tables", "settled", "pending", "failed",
+    {"run_id", "done": bool, "verify_started_at": ISO, "tables", "succeeded", "pending", "failed",
      "report": "s3://<bucket>/_aurora_sync/runs/<run_id>/verify.json",
      "summary": null | {"failed_count", "failed": [the first 20 {"table", "error", "cause"}],
                         "rerun_input": {"tables": [...]} | null, "rerun_file": s3 URI | null,

@@ -146,7 +146,7 @@ def test_a_poll_resumes_from_its_own_run_file_only() -> None:
     first = request()
     assert progress.resume(files, first).previous is None
     _, state = progress.record(files, first, output([pending("a"), merged("b")]))
-    assert (state.done, state.tables, state.settled, state.pending) == (False, 2, 1, 1)
+    assert (state.done, state.tables, state.succeeded, state.pending) == (False, 2, 1, 1)
     assert state.report == f"s3://lake/{verify_key(RUN)}"
     # The next poll resumes from this execution's file.
     resumed = progress.resume(files, request(state)).previous

@@ -37,7 +37,7 @@ from ..exporting.rounds import rerun_key, verify_key
 from ..messages import MAX_FAILED_IN_STATE, RunSummary, VerifyOutput, VerifyProgress, VerifyRequest
 from ..observability import logger
 from ..run_files import RunFiles
-from .verify import FINAL_OUTCOMES, summarize
+from .verify import summarize
 
 
 def _aware(moment: datetime) -> datetime:
@@ -122,7 +122,7 @@ def progress_of(output: VerifyOutput, report: str) -> VerifyProgress:
         done=output.done,
         verify_started_at=output.verify_started_at,
         tables=len(output.tables),
-        settled=sum(1 for v in output.tables if v.outcome in FINAL_OUTCOMES and v.outcome != "FAILED"),
+        succeeded=sum(1 for v in output.tables if v.outcome in ("MERGED", "NOTHING_TO_DO")),
         pending=output.pending,
         failed=output.failed,
         report=report,

@@ -138,7 +138,7 @@ class Progress:
         """Without the report: the poll's counts."""
         status = "done" if state.done else f"{state.pending} pending"
         self.emit(
-            f"verify #{attempt + 1}: {status}, {state.tables} table(s): {state.settled} merged or up to "
+            f"verify #{attempt + 1}: {status}, {state.tables} table(s): {state.succeeded} merged or up to "
             f"date, {state.failed} failed in the export or load (verdicts: {state.report})"
         )
 
