@@ -29,10 +29,12 @@ The flow, as ``statemachine/sync.asl.json`` wires it (CamelCase words are its st
       │    verifier reads the tables from the run's plan-failed.json), attempt,
       │    verification.output (NothingExported instead when the plan had no item: rounds 0)
       ▼  WaitForLoads → Verify (verifier λ) reads VerifyRequest {run_id, started_at, attempt, rounds,
-      │    plan_failed, previous: VerifyOutput | null}, emits VerifyOutput {…, tables: [TableVerdict],
-      │    summary: RunSummary | null}; AllSettled reads $.verification.output.done
+      │    plan_failed, progress: VerifyProgress | null}, writes VerifyOutput {…, tables:
+      │    [TableVerdict], summary: RunSummary | null} to the run's verify.json and emits
+      │    VerifyProgress {counts, report: its S3 URI, summary: bounded RunSummary | null};
+      │    AllSettled reads $.verification.output.done
       ▼  Report reads $.verification.output.summary.failed_count; TablesFailed fails the execution
-         with summary.cause, which names each FailedTable and the rerun input
+         with summary.cause, which names the first FailedTables and the rerun input (or its file)
 
 A failed table has one shape wherever it appears (the planner's plan-failed.json, the
 summary's ``failed``): ``FailedTable`` {table, error, cause}, ``error``
@@ -511,17 +513,30 @@ class TableVerdict(_Message):
 
 
 class RunSummary(_Message):
-    """What the Report state needs: the failed tables and the input that reruns only them."""
+    """What the Report state needs: the failed tables and the input that reruns only them.
+
+    In the run's ``verify.json`` it names every failed table; in the Verify state
+    (``VerifyProgress``) at most ``MAX_FAILED_IN_STATE``, and ``rerun_input`` is None when it
+    would be too long for the state and the cause: ``rerun_file`` (``rerun.json`` beside it,
+    s3://bucket/key) holds it then. ``cause`` is bounded whatever the failed count.
+    """
 
     failed_count: int
     failed: list[FailedTable]
-    rerun_input: dict[str, Any]
+    rerun_input: dict[str, Any] | None
     cause: str
+    rerun_file: str | None = None
 
 
 class VerifyOutput(_Message):
+    """The verifier's report of a run: every table's verdict. Too big for the state (about 400 B a
+    table), it is the run file ``verify.json``; the state carries ``VerifyProgress``."""
+
     run_id: str
     done: bool
+    # The run's start (the execution's): tells this run's file from one of an earlier execution
+    # that had the same run id (None: written by a version before issue 15's run file).
+    run_started_at: str | None = None
     # When the verifier first checked this run: the load timeout counts from here, because the
     # exports of a big run can take longer than the timeout itself.
     verify_started_at: str
@@ -534,6 +549,33 @@ class VerifyOutput(_Message):
     database: str | None = None
     staging_schema: str | None = None
     final_schema: str | None = None
+
+
+# Failed tables the Verify state's summary names (the run file names all of them).
+MAX_FAILED_IN_STATE = 20
+
+
+class VerifyProgress(_Message):
+    """The Verify state's output: counts, never a list that grows with the tables (issue 15). The
+    verdicts are in the run file ``report`` (s3://bucket/key of ``VerifyOutput``); the next poll
+    passes this back as ``progress`` and the verifier resumes from that file."""
+
+    run_id: str
+    done: bool
+    verify_started_at: str
+    tables: int  # tables verified (a table split into lanes counts once)
+    succeeded: int  # MERGED or NOTHING_TO_DO
+    pending: int
+    failed: int  # FAILED verdicts (planner failures are in the summary's failed_count)
+    report: str
+    summary: RunSummary | None = None  # set once done, bounded: see RunSummary
+
+    @field_validator("summary")
+    @classmethod
+    def _bounded(cls, value: RunSummary | None) -> RunSummary | None:
+        if value is not None and len(value.failed) > MAX_FAILED_IN_STATE:
+            raise ValueError(f"the state's summary names at most {MAX_FAILED_IN_STATE} failed tables")
+        return value
 
 
 class ExportRequest(_Message):
@@ -586,6 +628,10 @@ class VerifyRequest(_Message):
     # The number of tables that failed in the plan (the Plan state's ``failed``); their entries,
     # which the run's report names, are in the run's plan-failed.json, which the handler reads.
     plan_failed: int = Field(0, ge=0)
+    # The previous poll's state (the Wait/Verify loop): the handler resumes from the run file it
+    # names (``verifying.progress``) and sets ``previous``, which the rules read. A script may pass
+    # ``previous`` itself; the state machine never does (it would grow with the tables).
+    progress: VerifyProgress | None = None
     previous: VerifyOutput | None = None
 
     @model_validator(mode="after")
@@ -634,6 +680,6 @@ def parse_verify_request(event: Any) -> VerifyRequest:
         VerifyRequest,
         event,
         heading="verifier input is invalid",
-        fix="pass {run_id, started_at, attempt, rounds, plan_failed: <count>, previous} "
+        fix="pass {run_id, started_at, attempt, rounds, plan_failed: <count>, progress} "
         "from the state machine",
     )

@@ -13,7 +13,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from .aws_errors import classify_aws_error
+from .aws_errors import aws_error_code, classify_aws_error
 from .errors import ConfigError, ExportWriteFailed
 from .settings import RuntimeSettings
 
@@ -60,11 +60,20 @@ class RunFiles:
         )
 
     def read_json(self, key: str) -> Any:
+        return self._read(key, missing_ok=False)
+
+    def read_json_if_exists(self, key: str) -> Any | None:
+        """The document at ``key``, or None when there is no such key."""
+        return self._read(key, missing_ok=True)
+
+    def _read(self, key: str, *, missing_ok: bool) -> Any:
         from botocore.exceptions import BotoCoreError, ClientError
 
         try:
             body = self.client.get_object(Bucket=self.bucket, Key=key)["Body"].read()
         except (BotoCoreError, ClientError) as exc:
+            if missing_ok and aws_error_code(exc) in ("NoSuchKey", "404"):
+                return None
             raise self._fail(exc, "s3:GetObject", key) from None
         try:
             return json.loads(body)

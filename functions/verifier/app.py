@@ -1,7 +1,7 @@
 """Verifier Lambda: the state machine's Verify state. Checks loads, runs each table's MERGE task.
 
 Input (``aurora_sync.messages.VerifyRequest``, built by the Verify state; the Wait → Verify →
-Choice loop passes the previous output back as ``previous`` and calls again while ``done`` is
+Choice loop passes the previous output back as ``progress`` and calls again while ``done`` is
 false)::
 
     {"run_id": str, "started_at": "<ISO-8601 run start>", "attempt": int,
@@ -13,12 +13,20 @@ false)::
                         {"table", "error", "cause"}, from _aurora_sync/runs/<run_id>/plan-failed.json),
      "rounds": n | absent  (instead of "tables": the run's n export rounds, whose settled
                             tables the function reads from S3, _aurora_sync/runs/<run_id>/),
-     "previous": <this function's previous output, or null>}
+     "progress": <this function's previous output, or null>}
 
-Output (``aurora_sync.messages.VerifyOutput``; compact: it travels in the execution history,
-256 KB per state)::
+Output (``aurora_sync.messages.VerifyProgress``: counts, whatever the table count; issue 15)::
 
-    {"run_id", "done": bool, "verify_started_at": ISO, "pending": int, "failed": int,
+    {"run_id", "done": bool, "verify_started_at": ISO, "tables", "succeeded", "pending", "failed",
+     "report": "s3://<bucket>/_aurora_sync/runs/<run_id>/verify.json",
+     "summary": null | {"failed_count", "failed": [the first 20 {"table", "error", "cause"}],
+                        "rerun_input": {"tables": [...]} | null, "rerun_file": s3 URI | null,
+                        "cause": <text for the Fail state, bounded>}}
+
+The verdicts are in ``report``, a ``VerifyOutput`` that each poll rewrites and the next one
+resumes from (``aurora_sync.verifying.progress``, which says why that is safe)::
+
+    {"run_id", "done", "run_started_at", "verify_started_at", "pending", "failed",
      "tables": [{"table", "target", "outcome": "MERGED" | "NOTHING_TO_DO" | "PENDING" | "FAILED",
                  "error": <class name or null>, "reason": <text or null>, "rows_exported",
                  "rows_loaded", "rows_changed" (inserted or rewritten with different values),
@@ -31,12 +39,13 @@ Output (``aurora_sync.messages.VerifyOutput``; compact: it travels in the execut
                  "new_columns": [{"name", "staging_type", "final_type"}]  (schema drift the
                  export saw)}],
      "database", "staging_schema", "final_schema": where the tables are, for readers' DDL,
-     "summary": null | {"failed_count", "failed": [{"table", "error", "cause"}],
-                        "rerun_input": {"tables": [...]}, "cause": <text for the Fail state>}}
+     "summary": null | the RunSummary naming every failed table, with the whole rerun input}
 
 ``summary`` is set once ``done``: the Report state fails the execution with ``summary.cause``
-when ``failed_count`` > 0, naming each failed table (planner failures included) with its error
-and the input that reruns only those tables.
+when ``failed_count`` > 0. The cause names the failed tables (planner failures included) with
+their errors as far as 16,000 characters allow, then "and K more" pointing at the report, and
+the input that reruns only them, or the ``rerun.json`` that holds it when it is too long to
+quote: an execution's cause is at most 32,768 characters (``aurora_sync.verifying.verify``).
 
 A run with a key snapshot (``hard_deletes: reconcile``, mode ``full``) is reconciled after its
 MERGE task succeeded (``aurora_sync.verifying.reconciliation``); its table fails with
@@ -79,6 +88,7 @@ from aurora_sync.observability import logger, metrics, tracer
 from aurora_sync.run_files import RunFiles
 from aurora_sync.settings import RuntimeSettings, runtime_settings
 from aurora_sync.table_freshness import RunTable, TableAge, run_tables, stalest, table_ages
+from aurora_sync.verifying import progress
 from aurora_sync.verifying.act import verify
 from aurora_sync.verifying.verify import Limits, Schemas
 
@@ -89,16 +99,15 @@ from aurora_sync.verifying.verify import Limits, Schemas
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     request = parse_verify_request(event)
     settings = runtime_settings()
+    files = RunFiles.of(settings)
     if request.rounds is not None:
         # Read on every call (one small GET per round): the state carries no per-table list.
-        settled = read_settled(RunFiles.of(settings), request.run_id, request.rounds)
+        settled = read_settled(files, request.run_id, request.rounds)
         request = request.model_copy(update={"tables": settled})
     # The tables that failed in the plan, for the report: one small GET, only when it had any.
-    plan_failed = (
-        read_plan_failed(RunFiles.of(settings), request.run_id, request.plan_failed)
-        if request.plan_failed
-        else []
-    )
+    plan_failed = read_plan_failed(files, request.run_id, request.plan_failed) if request.plan_failed else []
+    # The previous poll's verdicts, from the run file its progress names (issue 15).
+    request = progress.resume(files, request)
     logger.append_keys(run_id=request.run_id)
     configs = table_configs(settings, [t.table for t in request.tables])
     with closing(warehouse_connection(query_tag=f"aurora-sync:verifier:{request.run_id}")) as conn:
@@ -125,6 +134,8 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
         if output.done:
             entries = run_tables(output.tables, plan_failed, configs)
             ages = table_ages(entries, _last_merged(conn, settings, entries), now=datetime.now(UTC))
+    # Written before the run's metrics: a failed write is retried, and metrics stay once per run.
+    output, state = progress.record(files, request, output, plan_failed)
     if output.done:
         report_run(output, ages)
     logger.info(
@@ -136,7 +147,7 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
             "attempt": request.attempt,
         },
     )
-    return output.model_dump(mode="json")
+    return state.model_dump(mode="json")
 
 
 def table_configs(settings: RuntimeSettings, names: list[str]) -> dict[str, LoadedTable]:

@@ -98,3 +98,14 @@ def test_an_inline_map_runs_at_most_40_iterations_at_once(sfn: Any, role: str) -
     )
     assert outcome.status == "SUCCEEDED"
     assert machines.most_iterations_at_once(outcome.events) <= machines.INLINE_MAP_MAX_CONCURRENCY
+
+
+def test_a_fail_state_cause_or_error_over_the_api_limits(sfn: Any, role: str) -> None:
+    # The local engine fails these with States.Runtime (no AWS page says what happens): this is
+    # where a difference would show.
+    fitting = {"error": "E" * machines.MAX_ERROR_CHARS, "cause": "c" * machines.MAX_CAUSE_CHARS}
+    at_limit = run(sfn, role, machines.fail_with_paths(), fitting)
+    assert (at_limit.status, at_limit.error, at_limit.cause) == ("FAILED", fitting["error"], fitting["cause"])
+    for field, limit in (("cause", machines.MAX_CAUSE_CHARS), ("error", machines.MAX_ERROR_CHARS)):
+        over = run(sfn, role, machines.fail_with_paths(), {**fitting, field: "x" * (limit + 1)})
+        assert (over.status, over.error) == ("FAILED", "States.Runtime"), (field, over.error, over.cause)

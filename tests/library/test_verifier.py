@@ -27,8 +27,10 @@ from function_env import json_lines
 from psycopg2 import sql
 
 from aurora_sync.config import TableConfig, put_table_config
+from aurora_sync.exporting.rounds import verify_key
 from aurora_sync.ledger import Ledger, read_history
 from aurora_sync.observability import logger
+from aurora_sync.run_files import RunFiles
 from aurora_sync.settings import runtime_settings
 from aurora_sync.snowflake_objects import table_spec
 from aurora_sync.snowflake_tables import SnowflakeSetup, render_table
@@ -231,8 +233,27 @@ def start_run() -> tuple[str, str]:
 
 def verify_event(run_id: str, started_at: str, tables: list[dict[str, Any]]) -> dict[str, Any]:
     event = json.loads((EVENTS / "verifier.json").read_text())
-    event.update(run_id=run_id, started_at=started_at, attempt=0, tables=tables, previous=None)
+    event.update(run_id=run_id, started_at=started_at, attempt=0, tables=tables, progress=None)
     return event
+
+
+def verify_call(event: dict[str, Any]) -> dict[str, Any]:
+    """One Verify state call: the run's report it wrote (verify.json: every verdict), with the
+    state's output (``VerifyProgress``, what the next call gets back) under "progress"."""
+    state: dict[str, Any] = verify_handler(event, FakeContext())
+    report = RunFiles.of(runtime_settings()).read_json(verify_key(event["run_id"]))
+    assert state["report"].endswith(verify_key(event["run_id"]))
+    assert (state["done"], state["pending"], state["failed"]) == (
+        report["done"],
+        report["pending"],
+        report["failed"],
+    )
+    return {**report, "progress": state}
+
+
+def next_call(event: dict[str, Any], output: dict[str, Any], **changes: Any) -> dict[str, Any]:
+    """The next poll's input after ``output``, as the Wait/Verify loop builds it."""
+    return {**event, "progress": {**output["progress"], **changes}}
 
 
 def poll(event: dict[str, Any], *, timeout: float = POLL_SECONDS) -> tuple[dict[str, Any], int]:
@@ -240,14 +261,14 @@ def poll(event: dict[str, Any], *, timeout: float = POLL_SECONDS) -> tuple[dict[
     deadline = time.monotonic() + timeout
     calls = 0
     while True:
-        output: dict[str, Any] = verify_handler(event, FakeContext())
+        output = verify_call(event)
         calls += 1
         if output["done"]:
             return output, calls
         if time.monotonic() > deadline:
             raise AssertionError(f"verifier not done after {timeout:.0f}s: {json.dumps(output)}")
         time.sleep(0.3)
-        event = {**event, "attempt": calls, "previous": output}
+        event = {**next_call(event, output), "attempt": calls}
 
 
 def by_table(output: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -604,23 +625,24 @@ def test_lost_notifications_are_healed_by_one_refresh_and_time_out_without_it(
 
     set_knob(monkeypatch, "LOAD_REFRESH_AFTER_SECONDS", 3600)
     time.sleep(1.5)  # a notified file would be loaded by now
-    pending = verify_handler(event, FakeContext())
+    pending = verify_call(event)
     verdict = by_table(pending)[table.name]
     assert (pending["done"], verdict["outcome"], verdict["refreshed_at"]) == (False, "PENDING", None)
     assert verdict["missing"] == result["keys"] and verdict["files_loaded"] == 0
     assert verdict["reason"] == "1 of 1 file(s) not loaded yet (1 not seen by the pipe)"
 
     # Without a refresh, the load timeout fails the table and names the file.
-    late = {**pending, "verify_started_at": (datetime.now(UTC) - timedelta(hours=1)).isoformat()}
-    timed_out = by_table(verify_handler({**event, "previous": late}, FakeContext()))[table.name]
+    # (The state's verify_started_at no longer matches the run file: every table starts over.)
+    late = next_call(event, pending, verify_started_at=(datetime.now(UTC) - timedelta(hours=1)).isoformat())
+    timed_out = by_table(verify_call(late))[table.name]
     assert (timed_out["outcome"], timed_out["error"]) == ("FAILED", "LoadTimeout")
     assert result["keys"][0] in timed_out["reason"] and "900s" in timed_out["reason"]
 
     set_knob(monkeypatch, "LOAD_REFRESH_AFTER_SECONDS", 0)
-    refreshed = verify_handler({**event, "previous": pending}, FakeContext())
+    refreshed = verify_call(next_call(event, pending))
     refreshed_at = by_table(refreshed)[table.name]["refreshed_at"]
     assert refreshed_at is not None
-    output, _ = poll({**event, "previous": refreshed})
+    output, _ = poll(next_call(event, refreshed))
     verdict = by_table(output)[table.name]
     assert (verdict["outcome"], verdict["rows_loaded"], verdict["rows_changed"]) == ("MERGED", 7, 7)
     assert verdict["refreshed_at"] == refreshed_at  # once per run: carried, never re-issued
@@ -633,7 +655,7 @@ def test_a_retried_call_after_execute_task_does_not_merge_twice(lab: Lab) -> Non
     event = verify_event(run_id, started_at, [export(table, run_id)])
     deadline = time.monotonic() + POLL_SECONDS
     while True:
-        output = verify_handler(event, FakeContext())
+        output = verify_call(event)
         if (
             by_table(output)[table.name]["reason"]
             == "every file loaded and accounted for; merge task requested"
@@ -642,17 +664,17 @@ def test_a_retried_call_after_execute_task_does_not_merge_twice(lab: Lab) -> Non
         assert time.monotonic() < deadline, json.dumps(output)
         time.sleep(0.2)
     assert len(task_runs(lab, table, started_at)) == 1
-    # The state machine retries the same input (no `previous` from the call that died).
+    # The state machine retries the same input (no progress from the call that died).
     for _ in range(3):
-        again = by_table(verify_handler(event, FakeContext()))[table.name]
+        again = by_table(verify_call(event))[table.name]
         assert again["reason"] != "every file loaded and accounted for; merge task requested"
     output, _ = poll(event)
     assert by_table(output)[table.name]["outcome"] == "MERGED"
     runs = task_runs(lab, table, started_at)
     assert [r["STATE"] for r in runs] == ["SUCCEEDED"]
     assert by_table(output)[table.name]["merge_query_id"] == runs[0]["QUERY_ID"]
-    # A table already decided is carried over from `previous` without asking Snowflake again.
-    carried = verify_handler({**event, "previous": output}, FakeContext())
+    # A table already decided is carried over from the run file without asking Snowflake again.
+    carried = verify_call(next_call(event, output))
     assert carried["tables"] == output["tables"] and len(task_runs(lab, table, started_at)) == 1
 
 

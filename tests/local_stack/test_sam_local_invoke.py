@@ -22,7 +22,7 @@ import psycopg2
 import pytest
 
 from aurora_sync.exporting.rounds import read_items
-from aurora_sync.messages import PlanOutput, VerifyOutput, WorkItem
+from aurora_sync.messages import PlanOutput, VerifyOutput, VerifyProgress, WorkItem
 from aurora_sync.run_files import RunFiles
 from aurora_sync_ops.demo import dataset
 from aurora_sync_ops.demo.run import prepare_demo
@@ -150,7 +150,12 @@ def test_the_exporter_event_exports_the_demos_orders_without_the_snowflake_conne
 
 
 def test_the_verifier_event_reports_a_verdict_for_each_of_its_tables(demo: dict[str, Any]) -> None:
-    output = VerifyOutput.model_validate(invoke(demo, "VerifierFunction", "verifier.json")["result"])
+    # The function returns the state's counts; its verdicts are in the run's report in S3.
+    state = VerifyProgress.model_validate(invoke(demo, "VerifierFunction", "verifier.json")["result"])
+    bucket, _, key = state.report.removeprefix("s3://").partition("/")
+    s3 = local_aws_client("s3", demo["aws"])
+    output = VerifyOutput.model_validate_json(s3.get_object(Bucket=bucket, Key=key)["Body"].read())
+    assert (state.done, state.tables, state.failed) == (output.done, 3, output.failed)
     verdicts = {t.table: t for t in output.tables}
     assert set(verdicts) == {"orders", "customers", "order_items"}
     assert verdicts["order_items"].outcome == "FAILED"

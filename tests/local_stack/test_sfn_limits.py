@@ -129,3 +129,19 @@ def test_an_inline_map_runs_at_most_40_iterations_at_once(sfn: Any, role: str, c
     assert machines.most_iterations_at_once(above.events) == machines.INLINE_MAP_MAX_CONCURRENCY
     below = run(sfn, role, machines.inline_map_of_waits(20, max_concurrency=5), {"items": list(range(12))})
     assert machines.most_iterations_at_once(below.events) == 5
+
+
+def test_a_fail_state_cause_or_error_over_the_api_limits_fails_with_states_runtime(
+    sfn: Any, role: str
+) -> None:
+    # ExecutionFailedEventDetails: a cause of at most 32,768 characters, an error of at most 256.
+    # At the limits the Fail state's own error and cause are the execution's.
+    fitting = {"error": "E" * machines.MAX_ERROR_CHARS, "cause": "c" * machines.MAX_CAUSE_CHARS}
+    at_limit = run(sfn, role, machines.fail_with_paths(), fitting)
+    assert (at_limit.status, at_limit.error, at_limit.cause) == ("FAILED", fitting["error"], fitting["cause"])
+    for field, limit in (("cause", machines.MAX_CAUSE_CHARS), ("error", machines.MAX_ERROR_CHARS)):
+        over = run(sfn, role, machines.fail_with_paths(), {**fitting, field: "x" * (limit + 1)})
+        assert (over.status, over.error) == ("FAILED", "States.Runtime"), (field, over.error)
+        assert f"{field} of {limit + 1} characters" in (over.cause or "")
+        assert f"at most {limit}" in (over.cause or "")
+        assert over.events[-1]["type"] == "ExecutionFailed"

@@ -18,6 +18,10 @@ MAX_PAYLOAD_BYTES = 262_144
 MAX_HISTORY_EVENTS = 25_000
 INLINE_MAP_MAX_CONCURRENCY = 40
 HISTORY_LIMIT_CAUSE = "The execution reached the maximum number of history events (25000)."
+# ExecutionFailedEventDetails (Step Functions API reference): cause 0..32,768 characters, error
+# 0..256.
+MAX_CAUSE_CHARS = 32_768
+MAX_ERROR_CHARS = 256
 TERMINAL = {"SUCCEEDED", "FAILED", "TIMED_OUT", "ABORTED"}
 
 
@@ -158,6 +162,15 @@ def endless_loop() -> dict[str, Any]:
             },
             "Done": {"Type": "Succeed"},
         },
+    }
+
+
+def fail_with_paths() -> dict[str, Any]:
+    """A Fail state whose ErrorPath and CausePath read the execution input's ``error`` and
+    ``cause``: how long may each be?"""
+    return {
+        "StartAt": "Stop",
+        "States": {"Stop": {"Type": "Fail", "ErrorPath": "$.error", "CausePath": "$.cause"}},
     }
 
 

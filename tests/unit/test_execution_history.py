@@ -20,6 +20,7 @@ from aurora_sync.messages import (
     VerifyOutput,
     WorkItem,
 )
+from aurora_sync.verifying.progress import progress_of
 from aurora_sync_ops.workflow.history import PlanFiles, PlanOutput, collect
 from aurora_sync_ops.workflow.progress import Progress
 from aurora_sync_ops.workflow.report import render
@@ -39,6 +40,12 @@ class History:
 
     def __init__(self) -> None:
         self.events: list[dict[str, Any]] = []
+        # The verifier's reports in S3 by URI (the Verify state names one; issue 15).
+        self.reports: dict[str, VerifyOutput] = {}
+
+    @property
+    def report(self) -> VerifyOutput | None:
+        return next(iter(self.reports.values()), None)
 
     def add(self, kind: str, details: dict[str, Any]) -> None:
         key = kind[0].lower() + kind[1:] + "EventDetails"
@@ -154,7 +161,11 @@ def recorded() -> History:
         staging_schema="STAGING",
         final_schema="FINAL",
     )
-    history.exited("Verify", {"run_id": RUN, "attempt": 0, "verification": {"output": _dump(output)}})
+    # The state carries the counts and the report's location; the verdicts are in the report.
+    report = f"s3://lake/_aurora_sync/runs/{RUN}/verify.json"
+    history.reports[report] = output
+    state = progress_of(output, report)
+    history.exited("Verify", {"run_id": RUN, "attempt": 0, "verification": {"output": _dump(state)}})
     history.add("ExecutionFailed", {"error": "TablesFailed", "cause": summary.cause})
     return history
 
@@ -172,7 +183,8 @@ def _description(status: str = "FAILED", execution_input: Any = None) -> dict[st
 
 
 def test_a_recorded_history_reads_into_each_tables_result_through_the_models() -> None:
-    result = collect(_description(), recorded().events, planned=PLANNED)
+    history = recorded()
+    result = collect(_description(), history.events, planned=PLANNED, report=history.report)
 
     assert result.run_id == RUN and not result.skipped
     by_table = {t.table: t for t in result.tables}
@@ -200,7 +212,10 @@ def test_a_recorded_history_reads_into_each_tables_result_through_the_models() -
 
 def test_the_rerun_keeps_the_original_overrides_of_the_failed_tables() -> None:
     original = {"tables": ["orders", "ghost"], "overrides": {"orders": {"since": 5}, "ghost": {"since": 5}}}
-    result = collect(_description(execution_input=original), recorded().events, planned=PLANNED)
+    history = recorded()
+    result = collect(
+        _description(execution_input=original), history.events, planned=PLANNED, report=history.report
+    )
 
     assert result.rerun_input == {
         "tables": ["crash", "ghost"],
@@ -241,8 +256,9 @@ def test_progress_lines_follow_the_recorded_history() -> None:
         read.extend(key for key in (plan.manifest, plan.failed_file) if key)
         return PLANNED
 
-    progress = Progress(lines.append, plan_files)
-    for event in recorded().events:
+    history = recorded()
+    progress = Progress(lines.append, plan_files, history.reports.get)
+    for event in history.events:
         progress(event)
 
     assert read == [
@@ -279,7 +295,8 @@ def test_without_the_plans_files_the_progress_lines_give_its_counts() -> None:
 
 
 def test_the_report_ends_with_the_execution_and_the_rerun_hint() -> None:
-    result = collect(_description(), recorded().events, planned=PLANNED)
+    history = recorded()
+    result = collect(_description(), history.events, planned=PLANNED, report=history.report)
     lines = render(result).splitlines()
 
     assert lines[0].split() == [
@@ -364,3 +381,18 @@ def test_progress_reports_each_export_round_from_the_parents_history() -> None:
     for event in history.events:
         progress(event)
     assert lines == ["export round 1: 229 table(s) or lane(s) done (1 failed), 2 resume in the next round"]
+
+
+def test_without_the_verifiers_report_the_state_counts_and_its_summary_decide() -> None:
+    # The report in S3 unreadable (lifecycle, access): the state's counts and bounded summary.
+    history = recorded()
+    lines: list[str] = []
+    progress = Progress(lines.append)
+    for event in history.events:
+        progress(event)
+    assert (
+        f"verify #1: done, 2 table(s): 1 merged or up to date, 1 failed in the export or load (verdicts: s3://lake/_aurora_sync/runs/{RUN}/verify.json)"
+        in lines
+    )
+    result = collect(_description(), history.events)
+    assert result.rerun_input == {"tables": ["crash", "ghost"], "overrides": {"crash": {"full_resync": True}}}

@@ -44,6 +44,7 @@ from aurora_sync.messages import (
     RoundRequest,
     TableVerdict,
     VerifyOutput,
+    VerifyProgress,
     VerifyRequest,
     WorkItem,
     parse_verify_request,
@@ -140,7 +141,7 @@ class CaughtPlan(BaseModel):
 
 
 class _Verification(BaseModel):
-    output: VerifyOutput | None
+    output: VerifyProgress | None
 
 
 class VerifyLoop(BaseModel):
@@ -162,6 +163,7 @@ class RunFailure(BaseModel):
     failed_in: str
     error: ExportError
     rerun: Any = None
+    input_parts: int | None = None  # how many comma-separated parts the rerun input's JSON has
 
 
 class FailCause(BaseModel):
@@ -206,7 +208,9 @@ STATE_INPUT: dict[str, type[BaseModel] | None] = {
     "CountAttempt": VerifyLoop,
     "VerifyGaveUp": VerifyLoop,
     "RerunTheInput": RunFailure,
+    "QuoteTheInput": RunFailure,
     "DescribeRunFailure": RunFailure,
+    "DescribeLongRunFailure": RunFailure,
     "ReservedErrorName": FailCause,
     "RenameReservedError": FailCause,
     "RunFailed": FailCause,
@@ -220,7 +224,7 @@ TASKS: dict[str, tuple[type[BaseModel], type[BaseModel]]] = {
     "Plan": (PlannerEvent, PlanOutput),
     "ExportChunk": (ExportRequest, ExportResult),
     "AdvanceRound": (RoundRequest, RoundOutput),
-    "Verify": (VerifyRequest, VerifyOutput),
+    "Verify": (VerifyRequest, VerifyProgress),
 }
 # Pass states that build a payload the contract defines.
 PASS_OUTPUT: dict[str, type[BaseModel]] = {

@@ -134,7 +134,7 @@ def test_every_other_failure_path_builds_a_cause_with_the_rerun_input() -> None:
             todo += [t for t in [state.get("Next"), state.get("Default")] if t]
             todo += [c["Next"] for c in state.get("Choices", [])]
     assert fails == {"RunFailed"}
-    assert builders == {"PlanFailed", "DescribeRunFailure"}
+    assert builders == {"PlanFailed", "DescribeRunFailure", "DescribeLongRunFailure"}
     assert top["Report"]["Choices"][0]["Next"] == "DescribeTablesFailed"
     assert top["DescribeTablesFailed"]["Next"] == "TablesFailed"
     assert top["RunFailed"] == {**top["RunFailed"], "ErrorPath": "$.Error", "CausePath": "$.Cause"}

@@ -476,9 +476,15 @@ def test_given_the_function_roles_then_each_holds_only_what_its_handler_calls(
     }
     (objects,) = [s for s in role_statements(resources, "RoundsRole") if "s3:GetObject" in actions_of(s)]
     assert objects["Resource"] == {"Fn::Sub": f"${{DataLakeBucket.Arn}}/{RUNS_PREFIX}/*"}
-    assert actions("VerifierRole") == logs | ssm | {"s3:GetObject"}
-    (read,) = [s for s in role_statements(resources, "VerifierRole") if actions_of(s) == ["s3:GetObject"]]
+    # The verifier reads the settled exports and reads and writes its report (verify.json), and
+    # may list the run files' prefix only (a missing report is NoSuchKey, not AccessDenied).
+    assert actions("VerifierRole") == logs | ssm | run_files | {"s3:GetObject", "s3:ListBucket"}
+    (read,) = [s for s in role_statements(resources, "VerifierRole") if "s3:GetObject" in actions_of(s)]
+    assert sorted(actions_of(read)) == ["s3:GetObject", "s3:PutObject"]
     assert read["Resource"] == {"Fn::Sub": f"${{DataLakeBucket.Arn}}/{RUNS_PREFIX}/*"}
+    (listing,) = [s for s in role_statements(resources, "VerifierRole") if actions_of(s) == ["s3:ListBucket"]]
+    assert listing["Resource"] == {"Fn::GetAtt": ["DataLakeBucket", "Arn"]}
+    assert listing["Condition"] == {"StringLike": {"s3:prefix": f"{RUNS_PREFIX}/*"}}
     for role in ("PlannerRole", "VerifierRole"):
         # SecureString configs; the verifier's other kms:Decrypt is on the data lake key only.
         (decrypt,) = [

@@ -18,6 +18,8 @@ table's pipe loads it, as for ``messages.KEY_SNAPSHOT_PREFIX``)::
     _aurora_sync/runs/<run_id>/plan-failed.json         the tables that failed in the plan, when any
     _aurora_sync/runs/<run_id>/round-<n>/items.json     the round's batches (ItemReader)
     _aurora_sync/runs/<run_id>/round-<n>/settled.json   the tables the round finished or failed
+    _aurora_sync/runs/<run_id>/verify.json              the verifier's verdicts (verifying.progress)
+    _aurora_sync/runs/<run_id>/rerun.json               the rerun input, when the cause cannot hold it
     _aurora_sync/runs/map-results/<map run id>/         every Map Run's ResultWriter files:
         manifest.json, SUCCEEDED_0.json, FAILED_0.json
 
@@ -77,6 +79,17 @@ def settled_key(run_id: str, number: int) -> str:
 def plan_failed_key(run_id: str) -> str:
     """The tables that failed in the plan (written only when there are any)."""
     return f"{run_prefix(run_id)}plan-failed.json"
+
+
+def verify_key(run_id: str) -> str:
+    """The verifier's report of the run (``messages.VerifyOutput``), rewritten by every poll and
+    read by the next one (``verifying.progress``) and by the CLI."""
+    return f"{run_prefix(run_id)}verify.json"
+
+
+def rerun_key(run_id: str) -> str:
+    """The input that reruns the run's failed tables, when too long for the failure's cause."""
+    return f"{run_prefix(run_id)}rerun.json"
 
 
 def child_deadline(child_started_at: datetime, child_seconds: int) -> datetime:

@@ -57,11 +57,32 @@ class Schemas:
         return SnowflakeObjects(self.database, self.staging, self.final, target)
 
 
-def summarize(verdicts: list[TableVerdict], plan_failed: list[FailedTable]) -> RunSummary:
-    """The Report state's cause: each failed table with its error, and the rerun input.
+# Step Functions keeps an execution's cause to 32,768 characters (API reference,
+# ExecutionFailedEventDetails); over it the TablesFailed state cannot fail the execution with it.
+# The summary's cause stays within these parts, whatever the number of failed tables:
+NAMED_FAILURES_CHARS = 16_000  # the failed tables named, each with its error and reason
+RERUN_INPUT_INLINE_CHARS = 8_000  # a longer rerun input is named by its file (rerun.json)
+MIN_REASON_CHARS = 80
+# The cause's own words, the "and K more" and two s3:// URIs (bucket 63 + key < 120 each) stay
+# under 1,000; the TablesFailed state adds about 400 with the execution's ARN. The total stays
+# under 16,000 + 8,000 + 1,000 + 400: far below the limit (tests/unit/test_verify_summary.py).
+MAX_SUMMARY_CAUSE_CHARS = NAMED_FAILURES_CHARS + RERUN_INPUT_INLINE_CHARS + 1_000
 
-    Reasons are shortened so the cause stays far below Step Functions' 32,768-character limit
-    whatever the number of failed tables (the full reasons stay in the output and the logs).
+
+def summarize(
+    verdicts: list[TableVerdict],
+    plan_failed: list[FailedTable],
+    *,
+    report: str = "the run's verify.json",
+    rerun_file: str = "the run's rerun.json",
+) -> RunSummary:
+    """The Report state's cause: the failed tables with their errors, and the rerun input.
+
+    The summary lists every failed table and the whole rerun input; its cause names as many
+    failed tables as fit ``NAMED_FAILURES_CHARS`` (then "and K more", pointing at ``report``) and
+    quotes the rerun input when it fits ``RERUN_INPUT_INLINE_CHARS``, else names ``rerun_file``,
+    which the caller writes (``RunSummary.rerun_file`` says so). Reasons are shortened; the full
+    ones stay in the report and the logs.
     """
     failed = list(plan_failed)
     failed += [
@@ -75,15 +96,42 @@ def summarize(verdicts: list[TableVerdict], plan_failed: list[FailedTable]) -> R
     whole = sorted({f.table for f in failed if f.error == "RowsMissing"})
     if whole:
         rerun["overrides"] = {name: {"full_resync": True} for name in whole}
-    budget = max(80, 24_000 // max(1, len(failed)))
-    parts = [f"{f.table} ({f.error}: {_shorten(f.cause, budget)})" for f in failed]
+    if not failed:
+        return RunSummary(failed_count=0, failed=[], rerun_input=rerun, cause="")
+    rerun_text = json.dumps(rerun)
+    inline = len(rerun_text) <= RERUN_INPUT_INLINE_CHARS
+    named = _named(failed, NAMED_FAILURES_CHARS)
+    more = len(failed) - len(named)
     cause = (
-        f"{len(failed)} table(s) failed: " + "; ".join(parts) + ". After fixing, rerun only them with the "
-        f"execution input {json.dumps(rerun)}."  # the state machine adds the command naming the execution
-        if failed
-        else ""
+        f"{len(failed)} table(s) failed: "
+        + "; ".join(named)
+        + (f"; and {more} more (every failed table with its error: {report})" if more else "")
+        + ". After fixing, rerun only them with the execution input "
+        # The state machine adds the command naming the execution.
+        + (f"{rerun_text}." if inline else f"in {rerun_file} (too long to quote here).")
     )
-    return RunSummary(failed_count=len(failed), failed=failed, rerun_input=rerun, cause=cause)
+    return RunSummary(
+        failed_count=len(failed),
+        failed=failed,
+        rerun_input=rerun,
+        cause=cause,
+        rerun_file=None if inline else rerun_file,
+    )
+
+
+def _named(failed: list[FailedTable], budget: int) -> list[str]:
+    """``table (error: reason)`` for the first failed tables whose text fits ``budget``."""
+    # Room for the table's name and the error's (shortened to 300 and 120) beside the reason.
+    reason = max(MIN_REASON_CHARS, budget // max(1, len(failed)) - 450)
+    parts: list[str] = []
+    used = 0
+    for f in failed:
+        part = f"{_shorten(f.table, 300)} ({_shorten(f.error, 120)}: {_shorten(f.cause, reason)})"
+        used += len(part) + 2
+        if used > budget:
+            break
+        parts.append(part)
+    return parts
 
 
 def _shorten(text: str, limit: int) -> str:

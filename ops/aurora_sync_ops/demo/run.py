@@ -28,9 +28,8 @@ from ..local.wiring import connect_bucket_to_snowpipe
 from ..parity import ParityResult, compare
 from ..snowflake_sql import render_setup
 from ..workflow.execution_input import execution_name
-from ..workflow.executions import follow, plan_files, results, start
+from ..workflow.executions import follow, progress_lines, results, start
 from ..workflow.history import RunResult
-from ..workflow.progress import Progress
 from ..workflow.target import Target, local_target
 from . import dataset
 
@@ -129,8 +128,9 @@ def _sync(say: Say, target: Target, label: str, step: int) -> tuple[str, RunResu
     name = execution_name("demo")
     arn = start(target, {}, name)
     say(f"      execution {name}")
-    lines = Progress(lambda line: say(f"      {line}"), lambda plan: plan_files(target, plan))
-    description, events = follow(target, arn, on_event=lines)
+    description, events = follow(
+        target, arn, on_event=progress_lines(target, lambda line: say(f"      {line}"))
+    )
     result = results(target, description, events)
     say(f"      {result.status}: {path_through_states(events)}")
     return label, result, events

@@ -15,6 +15,11 @@ the history quota not at all, so a workflow that AWS would fail could pass local
 * A Parallel state whose branch failed fails with the branch's error, ``States.`` ones included.
 * An inline Map runs at most 40 iterations at a time, whatever its MaxConcurrency (0 means
   "as many as allowed"); the others queue.
+* An execution's failure has a cause of at most 32,768 characters and an error of at most 256
+  (API reference, ExecutionFailedEventDetails). A Fail state whose ErrorPath or CausePath
+  resolves longer fails the execution with ``States.Runtime`` naming the limit: AWS documents
+  the limits but not what a longer Fail state does, and a runtime error is what it raises for
+  every other Fail state path that cannot be used (a path to no string); moto kept any length.
 
 What moto already did and is kept: every state's output is checked after OutputPath
 (``CommonStateField._eval_body``) and a Lambda task's result after the call; those checks are
@@ -32,6 +37,8 @@ from typing import Any
 MAX_PAYLOAD_BYTES = 262_144
 MAX_HISTORY_EVENTS = 25_000
 INLINE_MAP_MAX_CONCURRENCY = 40
+MAX_CAUSE_CHARS = 32_768
+MAX_ERROR_CHARS = 256
 HISTORY_LIMIT_CAUSE = f"The execution reached the maximum number of history events ({MAX_HISTORY_EVENTS})."
 START_INPUT_TOO_LARGE = (
     "1 validation error detected: Value at 'input' failed to satisfy constraint: "
@@ -78,6 +85,63 @@ def _data_limit_exceeded(env: Any, state_name: str, what: str) -> Exception:
             ),
         )
     )
+
+
+def _runtime_error(env: Any, cause: str) -> Exception:
+    from moto.stepfunctions.parser.api import ExecutionFailedEventDetails, HistoryEventType
+    from moto.stepfunctions.parser.asl.component.common.error_name.failure_event import (
+        FailureEvent,
+        FailureEventException,
+    )
+    from moto.stepfunctions.parser.asl.component.common.error_name.states_error_name import StatesErrorName
+    from moto.stepfunctions.parser.asl.component.common.error_name.states_error_name_type import (
+        StatesErrorNameType,
+    )
+    from moto.stepfunctions.parser.asl.eval.event.event_detail import EventDetails
+
+    error = StatesErrorNameType.StatesRuntime
+    return FailureEventException(
+        failure_event=FailureEvent(
+            env=env,
+            error_name=StatesErrorName(typ=error),
+            event_type=HistoryEventType.ExecutionFailed,
+            event_details=EventDetails(  # type: ignore[typeddict-item]
+                executionFailedEventDetails=ExecutionFailedEventDetails(error=error.to_name(), cause=cause)
+            ),
+        )
+    )
+
+
+def fail_state_overflow(state_name: str, error: Any, cause: Any) -> str | None:
+    """Why a Fail state's error or cause cannot be the execution's, or None when both fit."""
+    for field, value, limit in (("error", error, MAX_ERROR_CHARS), ("cause", cause, MAX_CAUSE_CHARS)):
+        if isinstance(value, str) and len(value) > limit:
+            return (
+                f"The Fail state '{state_name}' resolved an {field} of {len(value)} characters; an "
+                f"execution's {field} is at most {limit} characters."
+            )
+    return None
+
+
+def _install_fail_state_lengths() -> None:
+    """A Fail state's resolved error and cause within ExecutionFailedEventDetails' lengths."""
+    from moto.stepfunctions.parser.asl.component.common.error_name.failure_event import FailureEventException
+    from moto.stepfunctions.parser.asl.component.state.fail.state_fail import StateFail
+
+    original = StateFail._eval_state
+
+    def eval_state(self: Any, env: Any) -> None:
+        try:
+            original(self, env)
+        except FailureEventException as failure:
+            event_details: dict[str, Any] = dict(failure.failure_event.event_details or {})
+            details = event_details.get("taskFailedEventDetails") or {}
+            why = fail_state_overflow(self.name, details.get("error"), details.get("cause"))
+            if why is not None:
+                raise _runtime_error(env, why) from None
+            raise
+
+    StateFail._eval_state = eval_state  # type: ignore[method-assign]
 
 
 def _install_payload_quota() -> None:
@@ -274,3 +338,4 @@ def install_limits() -> None:
     _install_history_limit()
     _install_inline_map_concurrency()
     _install_execution_input_quota()
+    _install_fail_state_lengths()

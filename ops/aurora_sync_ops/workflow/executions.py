@@ -12,7 +12,18 @@ from typing import Any
 from aurora_sync.aws_errors import aws_error_code
 
 from ..errors import UsageError, WorkflowError, aws_call, aws_failure
-from .history import TERMINAL, PlanFiles, PlanOutput, RunResult, collect, last_plan, run_files_location
+from .history import (
+    TERMINAL,
+    PlanFiles,
+    PlanOutput,
+    RunResult,
+    VerifyOutput,
+    collect,
+    last_plan,
+    run_files_location,
+    s3_location,
+    verify_progress,
+)
 from .progress import Progress
 from .target import Target, describe_on
 
@@ -107,12 +118,44 @@ def run(
     if not wait:
         return collect(describe(target, arn), [])
     try:
-        lines = Progress(progress, lambda plan: plan_files(target, plan))
-        description, events = follow(target, arn, on_event=lines, timeout_s=timeout_s)
+        description, events = follow(
+            target, arn, on_event=progress_lines(target, progress), timeout_s=timeout_s
+        )
     except KeyboardInterrupt:
         progress(f"stopped following; execution {arn} goes on")
         raise
     return results(target, description, events)
+
+
+def progress_lines(target: Target, emit: Callable[[str], None]) -> Progress:
+    """Progress lines of an execution on ``target``, naming the tables from the run's files."""
+    return Progress(emit, lambda plan: plan_files(target, plan), report_of(target))
+
+
+def report_of(target: Target) -> Callable[[str], VerifyOutput | None]:
+    """Reads a Verify state's report for the progress lines (the lines give the counts when
+    it is unreadable)."""
+    return lambda uri: read_report(target, uri, warn=False)
+
+
+def read_report(target: Target, uri: str, *, warn: bool = True) -> VerifyOutput | None:
+    """The verifier's report at ``uri`` (its verify.json: every table's verdict), or None without
+    an S3 client or when unreadable (with a warning: the results then come from the history and
+    the state's bounded summary)."""
+    if target.s3 is None:
+        return None
+    from pydantic import ValidationError
+
+    from aurora_sync.errors import SyncError
+    from aurora_sync.run_files import RunFiles
+
+    bucket, key = s3_location(uri)
+    try:
+        return VerifyOutput.model_validate(RunFiles(target.s3, bucket).read_json(key))
+    except (SyncError, ValidationError) as exc:
+        if warn:
+            warnings.warn(f"the verifier's report {uri} is unreadable: {exc}", stacklevel=2)
+        return None
 
 
 def settled_exports(target: Target, events: Sequence[Mapping[str, Any]]) -> list[Any]:
@@ -156,11 +199,24 @@ def plan_files(target: Target, plan: PlanOutput) -> PlanFiles | None:
         return None
 
 
+def verify_report(target: Target, events: Sequence[Mapping[str, Any]]) -> VerifyOutput | None:
+    """The report the last Verify state names (None before the verifier ran)."""
+    state = verify_progress(events)
+    return read_report(target, state.report) if state is not None else None
+
+
 def results(target: Target, description: Mapping[str, Any], events: Sequence[Mapping[str, Any]]) -> RunResult:
-    """``collect`` with the plan's files and the export results of the run's rounds."""
+    """``collect`` with the plan's files, the export results of the run's rounds and the
+    verifier's report."""
     plan = last_plan(events)
     planned = plan_files(target, plan) if plan is not None else None
-    return collect(description, events, settled_exports(target, events), planned or PlanFiles())
+    return collect(
+        description,
+        events,
+        settled_exports(target, events),
+        planned or PlanFiles(),
+        verify_report(target, events),
+    )
 
 
 def rerun_of(target: Target, execution_arn: str) -> dict[str, Any]:

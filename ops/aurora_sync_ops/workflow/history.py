@@ -27,6 +27,7 @@ from aurora_sync.messages import (
     RunSummary,
     TableVerdict,
     VerifyOutput,
+    VerifyProgress,
     WorkItem,
 )
 from aurora_sync.naming import SnowflakeObjects
@@ -48,6 +49,7 @@ __all__ = [
     "RunResult",
     "TableResult",
     "VerifyOutput",
+    "VerifyProgress",
     "VerifyStateOutput",
     "cause_message",
     "collect",
@@ -57,8 +59,10 @@ __all__ = [
     "read_as",
     "rerun_input",
     "run_files_location",
+    "s3_location",
     "state_output",
     "state_outputs",
+    "verify_progress",
 ]
 
 TERMINAL = frozenset({"SUCCEEDED", "FAILED", "TIMED_OUT", "ABORTED"})
@@ -79,12 +83,25 @@ class ExportChunkOutput(BaseModel):
 
 
 class VerifyStateOutput(BaseModel):
-    """What the Verify state passes on: its input (attempt, ...) and the verifier's output."""
+    """What the Verify state passes on: its input (attempt, ...) and the verifier's progress,
+    whose ``report`` (the run's verify.json) holds the verdicts (issue 15)."""
 
     model_config = ConfigDict(extra="allow", frozen=True)
 
     attempt: int = 0
-    verification: dict[str, VerifyOutput]
+    verification: dict[str, VerifyProgress]
+
+
+def verify_progress(events: Sequence[Mapping[str, Any]]) -> VerifyProgress | None:
+    """The last Verify state's progress (None before the verifier ran)."""
+    verifications = state_outputs(events, "Verify", VerifyStateOutput)
+    return verifications[-1].verification.get("output") if verifications else None
+
+
+def s3_location(uri: str) -> tuple[str, str]:
+    """``s3://bucket/key`` as (bucket, key)."""
+    bucket, _, key = uri.removeprefix("s3://").partition("/")
+    return bucket, key
 
 
 class _MapResults(BaseModel):
@@ -287,11 +304,13 @@ def collect(
     events: Sequence[Mapping[str, Any]],
     settled: Sequence[ExportResult | FailedExport] = (),
     planned: PlanFiles = PlanFiles(),
+    report: VerifyOutput | None = None,
 ) -> RunResult:
     """Per-table results and the rerun input of an ended (or running) execution. ``settled``: the
     export results the run's rounds settled in S3 (``run_files_location``), for an execution
     whose exports ran in the Distributed Map's children rather than in its own history;
-    ``planned``: the plan's work items and failed tables, read from the Plan output's keys."""
+    ``planned``: the plan's work items and failed tables, read from the Plan output's keys;
+    ``report``: the verifier's report in S3 (the last Verify state's ``report``), the verdicts."""
     execution_input = json_or_none(description.get("input")) or {}
     result = RunResult(
         execution_arn=str(description["executionArn"]),
@@ -324,13 +343,16 @@ def collect(
         tables[failed.table] = TableResult(
             table=failed.table, outcome="FAILED", error=failed.error.error, reason=failed.message
         )
-    verifications = state_outputs(events, "Verify", VerifyStateOutput)
-    verified = verifications[-1].verification.get("output") if verifications else None
+    verified = report
     for verdict in verified.tables if verified is not None else []:
         tables[verdict.table] = TableResult.of_verdict(verdict)
     _drift(tables, exports, verified)
     result.tables = sorted(tables.values(), key=lambda t: t.table)
-    result.rerun_input = rerun_input(result, verified.summary if verified else None, plan is not None)
+    # The report's summary names every failed table; without the report (unreadable), the
+    # state's names the first few, and its rerun input only when it was short enough.
+    state = verify_progress(events)
+    summary = verified.summary if verified is not None else (state.summary if state is not None else None)
+    result.rerun_input = rerun_input(result, summary, plan is not None)
     return result
 
 
@@ -363,7 +385,7 @@ def rerun_input(result: RunResult, summary: RunSummary | None, planned: bool) ->
         return None
     names: list[str] | None = None
     healing: dict[str, Any] = {}
-    if summary is not None and summary.failed_count:
+    if summary is not None and summary.failed_count and summary.rerun_input is not None:
         asked = read_as(RerunInput, summary.rerun_input)
         if asked is not None:
             names = list(asked.tables or [])

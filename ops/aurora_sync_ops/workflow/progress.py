@@ -16,6 +16,7 @@ from .history import (
     PlanFiles,
     PlanOutput,
     VerifyOutput,
+    VerifyProgress,
     VerifyStateOutput,
     cause_message,
     event_details,
@@ -39,12 +40,17 @@ class Progress:
     }
 
     def __init__(
-        self, emit: Callable[[str], None], plan_files: Callable[[PlanOutput], PlanFiles | None] | None = None
+        self,
+        emit: Callable[[str], None],
+        plan_files: Callable[[PlanOutput], PlanFiles | None] | None = None,
+        read_report: Callable[[str], VerifyOutput | None] | None = None,
     ) -> None:
         """``plan_files`` reads the plan's items and failed tables from the run's files, to name
         them; without it, or when it returns None (unreadable), the plan's lines give counts."""
         self.emit = emit
         self._plan_files = plan_files
+        # The Verify state carries counts; its verdicts are in the run's report (verify.json).
+        self.read_report = read_report
         self._events: dict[int, Mapping[str, Any]] = {}
         self._outcomes: dict[str, str] = {}
         # Tables the planner failed: the verifier never sees them, but they are tables of the run.
@@ -114,9 +120,14 @@ class Progress:
                 )
         elif state == "Verify":
             verify = state_output(VerifyStateOutput, event)
-            output = verify.verification.get("output") if verify is not None else None
-            if verify is not None and output is not None:
-                self._verified(verify.attempt, output)
+            counts = verify.verification.get("output") if verify is not None else None
+            if verify is None or counts is None:
+                return
+            report = self.read_report(counts.report) if self.read_report is not None else None
+            if report is not None:
+                self._verified(verify.attempt, report)
+            else:
+                self._counted(verify.attempt, counts)
 
     def _planned(self, plan: PlanOutput) -> None:
         if plan.skip:
@@ -132,6 +143,14 @@ class Progress:
             self.emit(f"plan: {plan.failed} table(s) FAILED (s3://{plan.bucket}/{plan.failed_file})")
         for failure in files.failed if files is not None else ():
             self.emit(f"plan: {failure.table} FAILED {failure.error}: {one_line(failure.cause)}")
+
+    def _counted(self, attempt: int, state: VerifyProgress) -> None:
+        """Without the report: the poll's counts."""
+        status = "done" if state.done else f"{state.pending} pending"
+        self.emit(
+            f"verify #{attempt + 1}: {status}, {state.tables} table(s): {state.succeeded} merged or up to "
+            f"date, {state.failed} failed in the export or load (verdicts: {state.report})"
+        )
 
     def _verified(self, attempt: int, verified: VerifyOutput) -> None:
         verdicts = verified.tables
