@@ -60,14 +60,29 @@ class RunFiles:
         )
 
     def read_json(self, key: str) -> Any:
+        return self._parse(key, self._get(key, missing_ok=False))
+
+    def read_json_if_present(self, key: str) -> Any:
+        """The document at ``key``, or None when there is none (S3's NoSuchKey): a file the run
+        may not have written, which the caller names in its own terms."""
+        body = self._get(key, missing_ok=True)
+        return None if body is None else self._parse(key, body)
+
+    def _get(self, key: str, *, missing_ok: bool) -> bytes | None:
         from botocore.exceptions import BotoCoreError, ClientError
 
         try:
-            body = self.client.get_object(Bucket=self.bucket, Key=key)["Body"].read()
-        except (BotoCoreError, ClientError) as exc:
+            return bytes(self.client.get_object(Bucket=self.bucket, Key=key)["Body"].read())
+        except ClientError as exc:
+            if missing_ok and exc.response.get("Error", {}).get("Code") in {"NoSuchKey", "404"}:
+                return None
             raise self._fail(exc, "s3:GetObject", key) from None
+        except BotoCoreError as exc:
+            raise self._fail(exc, "s3:GetObject", key) from None
+
+    def _parse(self, key: str, body: bytes | None) -> Any:
         try:
-            return json.loads(body)
+            return json.loads(body or b"")
         except ValueError:
             raise ConfigError(
                 f"s3://{self.bucket}/{key} is not JSON.", fix="the run's files are written by the run itself"
