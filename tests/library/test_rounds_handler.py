@@ -51,6 +51,19 @@ def map_run(s3: Any, bucket: str, run_id: str, outputs: list[dict[str, Any]]) ->
     return f"{folder}manifest.json"
 
 
+def make_orders(admin: Any, schema: str, rows: int, *, ties: int = 1) -> None:
+    """``schema.orders`` with ids 1..``rows``, ``ties`` rows sharing each updated_at."""
+    with admin.cursor() as cur:
+        cur.execute(
+            sql.SQL(
+                "CREATE TABLE {t} (id bigint PRIMARY KEY, updated_at timestamptz NOT NULL); INSERT INTO {t} "
+                "SELECT i, timestamptz '2026-01-01 00:00:00+00' + (i / %s) * interval '1 second' "
+                "FROM generate_series(1, %s) i"
+            ).format(t=sql.Identifier(schema, "orders")),
+            (ties, rows),
+        )
+
+
 def test_a_round_settles_its_finished_tables_and_writes_the_next_manifest(
     env: dict[str, str], s3: Any
 ) -> None:
@@ -90,14 +103,7 @@ def test_a_table_of_several_chunks_across_two_rounds_settles_with_every_key_exac
     manifest's item, and the round step settles the table with all five chunks' keys."""
     from rounds.app import lambda_handler as advance_round
 
-    with admin.cursor() as cur:
-        cur.execute(
-            sql.SQL(
-                "CREATE TABLE {t} (id bigint PRIMARY KEY, updated_at timestamptz NOT NULL); INSERT INTO {t} "
-                "SELECT i, timestamptz '2026-01-01 00:00:00+00' + (i / 7) * interval '1 second' "
-                "FROM generate_series(1, 450) i"
-            ).format(t=sql.Identifier(schema, "orders"))
-        )
+    make_orders(admin, schema, 450, ties=7)
     bucket, event = env["EXPORT_BUCKET"], item(schema, max_rows_per_chunk=100)
     run_id = event["run_id"]
     first = export(event, FakeContext())
@@ -143,14 +149,7 @@ def test_a_lost_chunk_file_fails_its_table_naming_the_chunk(
     """Over real S3 (NoSuchKey): the round step settles the table as failed, never with fewer keys."""
     from rounds.app import lambda_handler as advance_round
 
-    with admin.cursor() as cur:
-        cur.execute(
-            sql.SQL(
-                "CREATE TABLE {t} (id bigint PRIMARY KEY, updated_at timestamptz NOT NULL); "
-                "INSERT INTO {t} SELECT i, timestamptz '2026-01-01 00:00:00+00' + i * interval '1 second' "
-                "FROM generate_series(1, 30) i"
-            ).format(t=sql.Identifier(schema, "orders"))
-        )
+    make_orders(admin, schema, 30)
     bucket, event = env["EXPORT_BUCKET"], item(schema, max_rows_per_chunk=10)
     run_id = event["run_id"]
     calls = [export(event, FakeContext())]

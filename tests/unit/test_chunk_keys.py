@@ -56,12 +56,13 @@ def csv_key(table: str, chunk: int, part: int = 1) -> str:
 
 
 def chunk(item: WorkItem, *, last: bool = False, files: int = 1) -> ExportResult:
-    """The exporter's result for the next chunk of ``item``: 1,000 rows in ``files`` file(s)."""
+    """The exporter's result for the next chunk of ``item``: 1,000 rows in ``files`` file(s), or
+    no row at all with ``files=0``."""
     position = item.position or ChunkPosition(phase="cursor")
     number = position.chunk + 1
     written = {
-        "rows": 1000,
-        "bytes": 100_000,
+        "rows": 1000 if files else 0,
+        "bytes": 100_000 if files else 0,
         "files": files,
         "keys": [csv_key(item.table, number, part) for part in range(1, files + 1)],
     }
@@ -198,19 +199,7 @@ def test_a_table_whose_last_call_found_nothing_more_reads_every_chunk_file() -> 
         record_chunk(store, result)
         assert result.next is not None
         item = result.next
-    nothing = chunk_result(
-        item,
-        item.position,  # type: ignore[arg-type]
-        {"rows": 0, "bytes": 0, "files": 0, "keys": []},
-        {"files": [], "rows": 0},
-        next_position=None,
-        snapshot=SNAPSHOT,
-        quarantined=0,
-        example=None,
-        drift=[],
-        reconcile=False,
-        warnings=[],
-    )
+    nothing = chunk(item, last=True, files=0)
     assert (nothing.status, nothing.keys, nothing.files, nothing.chunks) == ("EXPORTED", [], 3, 3)
 
     [settled] = settle_keys(store, [nothing])
