@@ -57,8 +57,9 @@ CHILD_FAILED = "ChildExecutionFailed"
 # A table whose chunk file is gone fails with the verifier's name for an export it cannot trust
 # (``verifying.verify.EXPORT_INCOMPLETE``): its keys are unknown, so nothing of it is merged.
 CHUNK_FILE_MISSING = "ExportIncomplete"
-# Chunk files read at once by the round step: S3 answers each GET in tens of milliseconds, so
-# 16 reads in flight bring 2,000 chunk files to a few seconds of the step's 120 s.
+# Chunk files read at once by the round step: each read only waits on S3. Measured on the local
+# stack (moto on 2 shared cores), a table of 2,001 chunks settled in 15 s with 16 reads in flight
+# and 57 s one at a time, of the step's 120 s timeout.
 CHUNK_READS = 16
 
 _ITEM_OUTCOME: TypeAdapter[ExportResult | FailedExport] = TypeAdapter(ExportResult | FailedExport)
