@@ -20,6 +20,9 @@ from .settings import RuntimeSettings
 # Where a run's own files live in the data lake bucket: no table prefix (a pipe loads only
 # <table>/) can start with an underscore.
 RUNS_PREFIX = "_aurora_sync/runs"
+# Connections the client keeps open: one per read the round step has in flight
+# (``exporting.rounds.CHUNK_READS``); botocore's default of 10 would open and drop the others.
+MAX_CONNECTIONS = 16
 
 
 @dataclass(frozen=True)
@@ -43,7 +46,10 @@ class RunFiles:
             "s3",
             region_name=settings.aws_region,
             config=Config(
-                connect_timeout=5, read_timeout=30, retries={"mode": "standard", "max_attempts": 3}
+                connect_timeout=5,
+                read_timeout=30,
+                retries={"mode": "standard", "max_attempts": 3},
+                max_pool_connections=MAX_CONNECTIONS,
             ),
         )
         return cls(client, settings.export_bucket, settings.export_kms_key_arn)

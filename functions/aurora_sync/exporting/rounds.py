@@ -47,7 +47,7 @@ from pydantic import TypeAdapter, ValidationError
 
 from ..errors import ConfigError
 from ..messages import ExportError, ExportResult, FailedExport, KeyRange, RoundOutput, WorkItem
-from ..run_files import RUNS_PREFIX
+from ..run_files import MAX_CONNECTIONS, RUNS_PREFIX
 
 # The export Map's ResultWriter Prefix (statemachine/sync.asl.json): each Map Run writes under its
 # own id below it, so one static prefix serves every run and round.
@@ -60,7 +60,7 @@ CHUNK_FILE_MISSING = "ExportIncomplete"
 # Chunk files read at once by the round step: each read only waits on S3. Measured on the local
 # stack (moto on 2 shared cores), a table of 2,001 chunks settled in 15 s with 16 reads in flight
 # and 57 s one at a time, of the step's 120 s timeout.
-CHUNK_READS = 16
+CHUNK_READS = MAX_CONNECTIONS
 
 _ITEM_OUTCOME: TypeAdapter[ExportResult | FailedExport] = TypeAdapter(ExportResult | FailedExport)
 
