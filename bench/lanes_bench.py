@@ -80,7 +80,6 @@ def child(lane_json: str) -> None:
 
     event = json.loads(lane_json)
     started = time.perf_counter()
-    keys: list[str] = []
     calls = 0
     while True:
         result = lambda_handler(event, LambdaContext("exporter"))
@@ -88,8 +87,18 @@ def child(lane_json: str) -> None:
         if result["status"] != "MORE":
             break
         event = result["next"]
-    keys = result["keys"]
     seconds = time.perf_counter() - started
+    # A result lists its own chunk's keys: the lane's others are in its chunk files, which the
+    # round step reads back (outside the timed export, as in the product).
+    from aurora_sync.exporting.rounds import settle_keys
+    from aurora_sync.messages import ExportResult
+    from aurora_sync.run_files import RunFiles
+    from aurora_sync.settings import runtime_settings
+
+    [settled] = settle_keys(RunFiles.of(runtime_settings()), [ExportResult.model_validate(result)])
+    if not isinstance(settled, ExportResult):
+        raise SystemExit(settled.message)
+    keys = settled.keys
     print(json.dumps({"rows": result["rows"], "calls": calls, "keys": keys, "seconds": seconds}))
 
 

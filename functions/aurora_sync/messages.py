@@ -263,11 +263,11 @@ class ChunkPosition(_Message):
     key: list[str] = Field(default_factory=list)
     chunk: int = Field(0, ge=0)
     # Totals of the chunks already exported in this run, so the last call reports the whole
-    # table (the verifier reconciles every file) without the state machine adding arrays.
+    # table's counts. Their keys are not carried (a list would grow with the chunks): each chunk
+    # that left the table MORE wrote them to its chunk file (``exporting.rounds.chunk_key``).
     rows: int = 0
     bytes: int = 0
     files: int = 0
-    keys: list[str] = Field(default_factory=list)
     # The first chunk's snapshot: the run's horizon and samples (later chunks only add files).
     snapshot: SourceSnapshot | None = None
     quarantined: int = 0
@@ -353,10 +353,16 @@ class WorkItem(_TableTarget, _Message):
 
 
 class ExportResult(_TableTarget, _Message):
-    """What the exporter did for a table in this run, all chunks so far included.
+    """What the exporter did for a table in this run: counts of all chunks so far, and ``keys``.
 
     When ``status`` is MORE, ``next`` is the work item for the following chunk: the state
     machine calls the exporter again with it until the status is EXPORTED or EMPTY.
+
+    From the exporter, ``keys`` are the S3 keys of this call's chunk only, so no state grows with
+    a table's chunks; the earlier chunks' keys are in their chunk files. The round step puts
+    them back (``exporting.rounds.settle_keys``): in settled.json, which the verifier reads,
+    ``keys`` lists every file of the table's export, ``files`` of them (the verifier fails a
+    result whose keys are not its files).
     """
 
     table: str

@@ -20,6 +20,9 @@ from .settings import RuntimeSettings
 # Where a run's own files live in the data lake bucket: no table prefix (a pipe loads only
 # <table>/) can start with an underscore.
 RUNS_PREFIX = "_aurora_sync/runs"
+# Connections the client keeps open: one per read the round step has in flight
+# (``exporting.rounds.CHUNK_READS``); botocore's default of 10 would open and drop the others.
+MAX_CONNECTIONS = 16
 
 
 @dataclass(frozen=True)
@@ -43,7 +46,10 @@ class RunFiles:
             "s3",
             region_name=settings.aws_region,
             config=Config(
-                connect_timeout=5, read_timeout=30, retries={"mode": "standard", "max_attempts": 3}
+                connect_timeout=5,
+                read_timeout=30,
+                retries={"mode": "standard", "max_attempts": 3},
+                max_pool_connections=MAX_CONNECTIONS,
             ),
         )
         return cls(client, settings.export_bucket, settings.export_kms_key_arn)
@@ -60,23 +66,29 @@ class RunFiles:
         )
 
     def read_json(self, key: str) -> Any:
-        return self._read(key, missing_ok=False)
+        return self._parse(key, self._get(key, missing_ok=False))
 
-    def read_json_if_exists(self, key: str) -> Any | None:
-        """The document at ``key``, or None when there is no such key."""
-        return self._read(key, missing_ok=True)
+    def read_json_if_present(self, key: str) -> Any:
+        """The document at ``key``, or None when there is none (S3's NoSuchKey): a file the run
+        may not have written, which the caller names in its own terms."""
+        body = self._get(key, missing_ok=True)
+        return None if body is None else self._parse(key, body)
 
-    def _read(self, key: str, *, missing_ok: bool) -> Any:
+    def _get(self, key: str, *, missing_ok: bool) -> bytes | None:
         from botocore.exceptions import BotoCoreError, ClientError
 
         try:
-            body = self.client.get_object(Bucket=self.bucket, Key=key)["Body"].read()
-        except (BotoCoreError, ClientError) as exc:
+            return bytes(self.client.get_object(Bucket=self.bucket, Key=key)["Body"].read())
+        except ClientError as exc:
             if missing_ok and aws_error_code(exc) in ("NoSuchKey", "404"):
                 return None
             raise self._fail(exc, "s3:GetObject", key) from None
+        except BotoCoreError as exc:
+            raise self._fail(exc, "s3:GetObject", key) from None
+
+    def _parse(self, key: str, body: bytes | None) -> Any:
         try:
-            return json.loads(body)
+            return json.loads(body or b"")
         except ValueError:
             raise ConfigError(
                 f"s3://{self.bucket}/{key} is not JSON.", fix="the run's files are written by the run itself"

@@ -7,6 +7,10 @@ input is an ``ExportRequest`` {item, child_started_at, child_seconds}: the chunk
 stays within the child's time, a MORE result says ``resume_later`` when a chunk as long as this one
 would not end in time, and an item reached after the child's time is answered MORE without
 exporting; the child then stops and the next round resumes the table.
+A result carries its own chunk's S3 keys and the table's counts so far: a chunk that leaves its
+table MORE also writes its keys to its chunk file under the run prefix
+(``aurora_sync.exporting.rounds.record_chunk``), and the round step puts the table's whole key
+list together when it settles, so no state grows with a table's chunks.
 An item with a ``lane`` exports that primary-key range of its table only, chunked the same way;
 its errors name the lane (the verifier fails the whole table with it).
 The function only waits on Aurora (``aws_s3.query_export_to_s3``): its memory does not grow
@@ -21,9 +25,10 @@ from typing import Any
 from aurora_sync.connections import source_connection
 from aurora_sync.errors import ConfigError
 from aurora_sync.exporting.export import ExportTarget, export_chunk
-from aurora_sync.exporting.rounds import another_chunk_fits, child_deadline, deferred
+from aurora_sync.exporting.rounds import another_chunk_fits, child_deadline, deferred, record_chunk
 from aurora_sync.messages import ExportRequest, parse_export_request
 from aurora_sync.observability import logger, metrics, tracer
+from aurora_sync.run_files import RunFiles
 from aurora_sync.settings import runtime_settings
 
 # Leave time to report after Aurora returns; below the floor the call is not worth starting.
@@ -67,6 +72,10 @@ def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
         result = export_chunk(conn, item, target, statement_timeout_ms=timeout_ms)
     finally:
         conn.close()
+    if result.status == "MORE":
+        # The chunk's keys leave the state here; the round step reads them back (one S3 write per
+        # chunk of a table that has more: a one-chunk table, the usual case, writes nothing).
+        record_chunk(RunFiles.of(settings), result)
     if (
         deadline is not None
         and result.status == "MORE"

@@ -11,6 +11,10 @@ from typing import Any
 
 from pgcsv import parse_pg_csv
 
+from aurora_sync.exporting.rounds import settle_keys
+from aurora_sync.messages import ExportResult
+from aurora_sync.run_files import RunFiles
+from aurora_sync.settings import runtime_settings
 from exporter.app import lambda_handler
 
 EVENTS = Path(__file__).resolve().parents[2] / "events"
@@ -42,14 +46,18 @@ def item(schema: str, *, table: str = "orders", name: str = "orders", **override
 
 
 def export_all(event: dict[str, Any]) -> tuple[list[dict[str, Any]], dict[str, Any]]:
-    """Call the exporter like the state machine does: again with `next` while MORE."""
+    """Call the exporter like the state machine does: again with `next` while MORE. Returns every
+    call's result (each with its own chunk's keys) and the last one as the round step settles it:
+    with every key of the export, read back from the chunk files (``rounds.settle_keys``)."""
     calls = []
     while True:
         result = lambda_handler(event, FakeContext())
         calls.append(result)
         if result["status"] != "MORE":
-            return calls, result
+            break
         event = result["next"]
+    [settled] = settle_keys(RunFiles.of(runtime_settings()), [ExportResult.model_validate(result)])
+    return calls, settled.model_dump(mode="json", by_alias=True, exclude_none=True)
 
 
 def read_rows(s3: Any, bucket: str, keys: list[str]) -> list[list[str | None]]:

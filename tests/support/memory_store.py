@@ -16,5 +16,9 @@ class MemoryStore:
         self.reads.append(key)
         return json.loads(json.dumps(self.files[key]))
 
+    def read_json_if_present(self, key: str) -> Any:
+        self.reads.append(key)
+        return json.loads(json.dumps(self.files[key])) if key in self.files else None
+
     def write_json(self, key: str, value: Any) -> None:
         self.files[key] = json.loads(json.dumps(value))

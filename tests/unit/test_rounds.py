@@ -9,6 +9,7 @@ them as the Step Functions developer guide documents, so the product reads what 
 from __future__ import annotations
 
 import datetime
+import io
 import json
 from typing import Any
 
@@ -191,6 +192,10 @@ class FakeS3:
         self._maybe_fail("PutObject")
         self.puts.append(kwargs)
 
+    def get_object(self, **kwargs: Any) -> Any:
+        self._maybe_fail("GetObject")
+        return {"Body": io.BytesIO(b'{"chunk": 1}')}
+
 
 def test_run_files_encrypt_with_the_bucket_key_and_map_refusals_onto_the_taxonomy() -> None:
     s3 = FakeS3()
@@ -202,6 +207,19 @@ def test_run_files_encrypt_with_the_bucket_key_and_map_refusals_onto_the_taxonom
     with pytest.raises(ConfigError, match=r"access denied for s3:PutObject") as denied:
         RunFiles(FakeS3("AccessDenied", 403), "lake").write_json(manifest_key(RUN, 0), [])
     assert f"{RUNS_PREFIX}/*" in str(denied.value)
+
+
+def test_a_run_file_that_is_not_there_reads_as_none_only_when_s3_says_so() -> None:
+    key = manifest_key(RUN, 0)
+    assert RunFiles(FakeS3(), "lake").read_json_if_present(key) == {"chunk": 1}
+    assert RunFiles(FakeS3("NoSuchKey", 404), "lake").read_json_if_present(key) is None
+    with pytest.raises(ConfigError, match="NoSuchKey"):
+        RunFiles(FakeS3("NoSuchKey", 404), "lake").read_json(key)
+    # Without s3:ListBucket S3 answers a missing key 403: a denial, never taken for "not there".
+    with pytest.raises(ConfigError, match=r"access denied for s3:GetObject"):
+        RunFiles(FakeS3("AccessDenied", 403), "lake").read_json_if_present(key)
+    with pytest.raises(ExportWriteFailed):
+        RunFiles(FakeS3("SlowDown", 503), "lake").read_json_if_present(key)
 
 
 def test_a_table_stops_when_a_chunk_as_long_as_the_last_would_pass_the_childs_deadline() -> None:

@@ -467,15 +467,28 @@ def test_given_the_function_roles_then_each_holds_only_what_its_handler_calls(
     assert actions("PlannerRole") == logs | ssm | {"states:ListExecutions"} | run_files
     (put,) = [s for s in role_statements(resources, "PlannerRole") if actions_of(s) == ["s3:PutObject"]]
     assert put["Resource"] == {"Fn::Sub": f"${{DataLakeBucket.Arn}}/{RUNS_PREFIX}/*"}
-    assert actions("ExporterRole") == logs
+    # The exporter writes the chunk files of a table with more chunks (exporting.rounds.record_chunk).
+    assert actions("ExporterRole") == logs | run_files
+    (chunk_files,) = [
+        s for s in role_statements(resources, "ExporterRole") if actions_of(s) == ["s3:PutObject"]
+    ]
+    assert chunk_files["Resource"] == {"Fn::Sub": f"${{DataLakeBucket.Arn}}/{RUNS_PREFIX}/*"}
+    (data_key,) = [
+        s for s in role_statements(resources, "ExporterRole") if actions_of(s) == ["kms:GenerateDataKey"]
+    ]
+    assert data_key["Resource"] == BUCKET_KEY
     assert actions("RoundsRole") == logs | {
         "s3:GetObject",
         "s3:PutObject",
+        "s3:ListBucket",
         "kms:Decrypt",
         "kms:GenerateDataKey",
     }
     (objects,) = [s for s in role_statements(resources, "RoundsRole") if "s3:GetObject" in actions_of(s)]
     assert objects["Resource"] == {"Fn::Sub": f"${{DataLakeBucket.Arn}}/{RUNS_PREFIX}/*"}
+    # So that a missing chunk file is S3's 404 NoSuchKey, not a 403 (settle_keys fails its table).
+    (listing,) = [s for s in role_statements(resources, "RoundsRole") if actions_of(s) == ["s3:ListBucket"]]
+    assert listing["Resource"] == {"Fn::GetAtt": ["DataLakeBucket", "Arn"]}
     # The verifier reads the settled exports and reads and writes its report (verify.json), and
     # may list the run files' prefix only (a missing report is NoSuchKey, not AccessDenied).
     assert actions("VerifierRole") == logs | ssm | run_files | {"s3:GetObject", "s3:ListBucket"}

@@ -596,6 +596,20 @@ CASES = [
         tables=[export(status="MORE", chunks=3)],
     ),
     Case(
+        # The round step puts a table's keys back together from its chunk files: a result whose
+        # keys are fewer (or more) than the files Aurora reported lost some on the way.
+        "an export whose keys are not the files it reports is incomplete, nothing read or merged",
+        later(5),
+        {
+            "outcome": "FAILED",
+            "error": "ExportIncomplete",
+            "reason": "export of orders reports 3 file(s) but carries 2 key(s); nothing was merged. "
+            'Rerun it: {"tables": ["orders"]}',
+        },
+        [],
+        tables=[export(files=3)],
+    ),
+    Case(
         "an export of an older version (no snapshot) is never merged",
         later(5),
         {"outcome": "FAILED", "error": "ExportIncomplete"},

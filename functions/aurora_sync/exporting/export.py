@@ -293,7 +293,7 @@ def _export_chunk(
             key_written = _export_keys(cur, plan=plan, item=item, target=target, at=now(), order=order)
         conn.commit()
 
-    return _result(
+    return chunk_result(
         item,
         position,
         written,
@@ -342,7 +342,7 @@ def _late_columns_warning(late: Sequence[SourceColumn], plan: q.ExportPlan) -> l
     ]
 
 
-def _result(
+def chunk_result(
     item: WorkItem,
     position: ChunkPosition,
     written: Mapping[str, Any],
@@ -356,12 +356,17 @@ def _result(
     reconcile: bool,
     warnings: list[str],
 ) -> ExportResult:
-    """The chunk's result: totals so far, and the next item while the window has more rows."""
+    """The chunk's result: totals so far, this chunk's own keys, and the next item while the
+    window has more rows.
+
+    The keys of earlier chunks are not carried: each chunk that leaves the table MORE is recorded
+    in a chunk file (``rounds.record_chunk``), and the round step puts the table's whole list
+    back together when it settles (``rounds.settle_keys``). So neither the result nor the next
+    item grows with the table's chunks, which would pass Step Functions' 256 KB at ~1,000."""
     totals = {
         "rows": position.rows + written["rows"],
         "bytes": position.bytes + written["bytes"],
         "files": position.files + written["files"],
-        "keys": [*position.keys, *written["keys"]],
         "snapshot": snapshot,
         "quarantined": position.quarantined + quarantined,
         "quarantine_example": position.quarantine_example or example,
@@ -387,6 +392,7 @@ def _result(
             status="MORE",
             window=item.window,
             chunks=chunks,
+            keys=written["keys"],
             next=item.model_copy(update={"position": more}),
             warnings=warnings,
             **totals,
@@ -395,9 +401,10 @@ def _result(
     return ExportResult(
         table=item.table,
         run_id=item.run_id,
-        status="EXPORTED" if totals["keys"] else "EMPTY",
+        status="EXPORTED" if totals["files"] else "EMPTY",
         window=item.window,
         chunks=chunks,
+        keys=written["keys"],
         warnings=warnings,
         **totals,
         **planned,

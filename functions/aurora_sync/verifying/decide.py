@@ -505,6 +505,15 @@ def _admit_export(table: _Table, entry: ExportResult) -> None:
             reason=f"export of {entry.table} stopped after chunk {entry.chunks} with status MORE; "
             "the state machine must call the exporter with `next` until EXPORTED or EMPTY",
         )
+    elif len(entry.keys) != entry.files:
+        # A table's keys travel in chunk files the round step reads back into settled.json
+        # (``exporting.rounds``); a list shorter than Aurora's count must never pass as complete.
+        table.set(
+            outcome="FAILED",
+            error=EXPORT_INCOMPLETE,
+            reason=f"export of {entry.table} reports {entry.files} file(s) but carries {len(entry.keys)} "
+            f'key(s); nothing was merged. Rerun it: {{"tables": ["{entry.table}"]}}',
+        )
     elif (
         entry.snapshot is None
         or entry.primary_key is None

@@ -62,7 +62,7 @@ def resume(files: RunFiles, request: VerifyRequest) -> VerifyRequest:
     progress = request.progress
     if progress is None:
         return request
-    document = files.read_json_if_exists(verify_key(request.run_id))
+    document = files.read_json_if_present(verify_key(request.run_id))
     previous = _own(document, request, progress)
     if previous is None:
         logger.warning(
