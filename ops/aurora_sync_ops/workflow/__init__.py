@@ -13,8 +13,9 @@ and ``status``) use, one module per concern.
 - ``history``: an execution's events read into per-table results through the state contract's
   models: the Plan state's output (with the plan's items and failed tables, which ``executions``
   reads from the run's files it names), each Map iteration's last state (``ExportDone``/
-  ``ExportFailed``/``ExportFailedCustomTarget``), and the last ``Verify`` output, whose summary
-  names the rerun input.
+  ``ExportFailed``/``ExportFailedCustomTarget``), the export rounds' settled tables and the
+  verifier's report (``verify.json``, which the last ``Verify`` output names), whose summary
+  names the rerun input; all in S3, read by ``executions``.
 - ``progress``: the live lines a person follows while an execution runs.
 - ``report``: the summary table, the schema-drift advice and the rerun hint.
 
