@@ -3,7 +3,8 @@
 Each row of ``CASES`` is one call of the rules: the exports of the run, what COPY_HISTORY and
 TASK_HISTORY say, what the call's actions already did, the clock; and the verdict and the actions
 the rules must come back with (by key: ``read-loads``, ``refresh:<table>``, ``record:loaded``,
-``execute:<table>``, ``mark-merged`` ...). The same rules against the emulator, end to end, are
+``execute-tasks``, ``read-streams``, ``mark-merged`` ...; the outcome of a statement for many
+tables is each table's: ``execute:<table>``, ``stream:<table>``). The same rules against the emulator, end to end, are
 tests/library/test_verifier.py.
 """
 
@@ -24,7 +25,7 @@ from aurora_sync.verifying.decide import (
     MERGE_REQUESTED,
     Action,
     Decision,
-    ExecuteTask,
+    ExecuteTasks,
     Facts,
     Failure,
     MarkMerged,
@@ -370,7 +371,7 @@ CASES = [
         "accounted for: the MERGE task is executed",
         later(100),
         {"outcome": "PENDING"},
-        ["execute:orders"],
+        ["execute-tasks"],
         loads=BOTH_LOADED,
         runs=[],
         done=RECORDED,
@@ -481,7 +482,7 @@ CASES = [
         "skipped: is the stream still holding our rows?",
         later(200),
         {"outcome": "PENDING", "merge_query_id": "q-1"},
-        ["stream:orders"],
+        ["read-streams"],
         loads=BOTH_LOADED,
         runs=[task("SKIPPED")],
     ),
@@ -489,7 +490,7 @@ CASES = [
         "skipped with data in the stream: the task is executed again",
         later(200),
         {"outcome": "PENDING"},
-        ["execute:orders"],
+        ["execute-tasks"],
         loads=BOTH_LOADED,
         runs=[task("SKIPPED")],
         done={"stream:orders": None},
@@ -794,8 +795,8 @@ def test_each_table_is_checked_and_merged_as_the_objects_its_export_carries() ->
     )
     decision = decide(request, facts, schemas=SCHEMAS, limits=LIMITS, configs=changed, now=later(200))
     assert [(v.table, v.target) for v in decision.verdicts] == [("orders", "SHOP_ORDERS"), ("items", "ITEMS")]
-    executed = [a for a in decision.actions if isinstance(a, ExecuteTask)]
-    assert [(a.table, a.objects.merge_task) for a in executed] == [
+    [executed] = [a for a in decision.actions if isinstance(a, ExecuteTasks)]
+    assert [(name, objects.merge_task) for name, objects in executed.tables] == [
         ("orders", '"DB"."STAGING"."SHOP_ORDERS_MERGE"'),
         ("items", '"DB"."STAGING"."ITEMS_MERGE"'),
     ]
@@ -878,10 +879,10 @@ def test_one_call_from_the_history_to_the_merge_request_does_each_thing_once() -
         "read-loads": {"orders": BOTH_LOADED},
         "read-task-runs": {},
         "record:loaded": None,
-        "execute:orders": None,
+        "execute-tasks": {"orders": None},
     }
     decision, performed = run_script(Case("", later(100), {}, []), answers)
-    assert performed == ["read-loads", "read-task-runs", "record:loaded", "execute:orders"]
+    assert performed == ["read-loads", "read-task-runs", "record:loaded", "execute-tasks"]
     assert (decision.verdicts[0].outcome, decision.verdicts[0].reason) == ("PENDING", MERGE_REQUESTED)
 
 
@@ -901,10 +902,10 @@ def test_one_call_that_finds_the_merge_done_counts_reconciles_and_marks_once() -
 def test_the_layer_refuses_an_action_asked_twice() -> None:
     again = Decision(
         verdicts=(TableVerdict(table="orders", target="ORDERS", outcome="PENDING"),),
-        actions=(ExecuteTask("orders", SCHEMAS.objects("ORDERS")),),
+        actions=(ExecuteTasks("DB", "STAGING", (("orders", SCHEMAS.objects("ORDERS")),)),),
         verify_started=STARTED,
         snapshot_taken={},
     )
     decision_for: Callable[[Facts], Decision] = lambda facts: again  # noqa: E731
-    with pytest.raises(RuntimeError, match="asked twice for execute:orders"):
+    with pytest.raises(RuntimeError, match="asked twice for execute-tasks"):
         settle(decision_for, lambda action: None)

@@ -4,9 +4,12 @@ A run of 401 tables outlasted the verifier's 180 s timeout. Each call here runs 
 (``verifying.act.verify``: the rules and the statements of ``load_history``, ``ledger``) against a
 connection that plays Snowflake for a run of N one-file tables and counts every statement sent
 through it (``executemany`` is one statement: the connector binds its rows as arrays of one
-request). Reads and ledger writes cover every table in one statement; statements on one table's
-objects (EXECUTE TASK, ALTER PIPE ... REFRESH, ...) are capped per call by ``Limits.table_actions``,
-and the tables beyond it are taken up by the next call with the verdicts an unlimited call gives.
+request). Reads and ledger writes cover every table in one statement, and so do the MERGE tasks
+(one CALL of the setup's procedure, at most ``Limits.merges_per_call`` first requests per call);
+statements on one table's objects (ALTER PIPE ... REFRESH, a key snapshot's reconciliation) are
+capped per call by ``Limits.table_actions``. Tables beyond a cap are taken up by the next call
+with the verdicts an unlimited call gives; a whole run sends as many statements for 300 tables
+as for 10 (issue 15: "the verifier's Snowflake statements per run should stay constant").
 """
 
 from __future__ import annotations
@@ -16,12 +19,14 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import json
+
 import pytest
 
 from aurora_sync.messages import VerifyOutput, parse_verify_request
 from aurora_sync.verifying.act import verify
 from aurora_sync.verifying.decide import DEFERRED, MERGE_DEFERRED
-from aurora_sync.verifying.verify import TABLE_ACTIONS_PER_CALL, Limits, Schemas
+from aurora_sync.verifying.verify import MERGES_PER_CALL, TABLE_ACTIONS_PER_CALL, Limits, Schemas
 
 STARTED = datetime(2026, 11, 2, 10, 0, tzinfo=UTC)
 RUN = "run-1"
@@ -29,12 +34,13 @@ ROWS = 4
 SCHEMAS = Schemas("DB", "STAGING", "FINAL")
 
 
-def limits(table_actions: int = TABLE_ACTIONS_PER_CALL) -> Limits:
+def limits(table_actions: int = TABLE_ACTIONS_PER_CALL, merges: int = MERGES_PER_CALL) -> Limits:
     return Limits(
         refresh_after=timedelta(minutes=2),
         load_timeout=timedelta(minutes=15),
         merge_timeout=timedelta(minutes=15),
         table_actions=table_actions,
+        merges_per_call=merges,
     )
 
 
@@ -70,13 +76,15 @@ def export(i: int) -> dict[str, Any]:
 @dataclass
 class Warehouse:
     """Snowflake as the verifier sees it for a run of one-file tables: which files Snowpipe has
-    loaded, and each MERGE task's runs (EXECUTE TASK starts one that has SUCCEEDED by the next
-    call). Counts the statements it receives, by their first two words."""
+    loaded, and each MERGE task's runs (EXECUTE TASK, alone or in the CALL of the setup's
+    procedure, starts one that has SUCCEEDED by the next call). Counts the statements it
+    receives, by their first two words."""
 
     loaded: bool = True
     runs: dict[str, list[str]] = field(default_factory=dict)  # target → states, newest first
     statements: Counter[str] = field(default_factory=Counter)
     executed: list[str] = field(default_factory=list)
+    calls: list[int] = field(default_factory=list)  # tasks passed to each CALL
 
     def cursor(self) -> Cursor:
         return Cursor(self)
@@ -116,6 +124,14 @@ class Cursor:
         elif statement.startswith("EXECUTE TASK"):
             task = statement.rsplit(".", maxsplit=1)[-1].strip('"')
             self.warehouse.executed.append(task.removesuffix("_MERGE"))
+        elif statement.startswith("CALL"):
+            tasks = json.loads(params[0])
+            self.warehouse.calls.append(len(tasks))
+            for task in tasks:
+                self.warehouse.executed.append(
+                    task.rsplit(".", maxsplit=1)[-1].strip('"').removesuffix("_MERGE")
+                )
+            self.rows = [(json.dumps([{"task": task} for task in tasks]),)]
         elif statement.startswith("SELECT (SELECT COUNT(*)"):
             self.rows = [tuple(ROWS for _ in range(statement.count('AS "N')))]
 
@@ -163,9 +179,9 @@ def test_one_call_sends_as_many_statements_for_300_tables_as_for_3(phase: str) -
             warehouse.runs = {name(i).upper(): ["SUCCEEDED"] for i in range(tables)}
         return warehouse
 
-    # A limit of 3 statements on single tables: the 3-table run uses all of it.
-    few = statements_of_one_call(3, world(3), limits(3))
-    many = statements_of_one_call(300, world(300), limits(3))
+    # Limits of 3: the 3-table run uses all of them.
+    few = statements_of_one_call(3, world(3), limits(3, merges=3))
+    many = statements_of_one_call(300, world(300), limits(3, merges=3))
     assert many == few
     assert sum(many.values()) <= 12, many
 
@@ -173,9 +189,37 @@ def test_one_call_sends_as_many_statements_for_300_tables_as_for_3(phase: str) -
 def test_the_default_limit_bounds_the_statements_of_a_call_of_2000_tables() -> None:
     warehouse = Warehouse(loaded=True)
     statements = statements_of_one_call(2000, warehouse, limits())
-    assert statements["EXECUTE TASK"] == TABLE_ACTIONS_PER_CALL
-    # COPY_HISTORY, TASK_HISTORY, and the ledger record (two DELETEs, two INSERTs).
-    assert sum(statements.values()) - statements["EXECUTE TASK"] == 6, statements
+    # COPY_HISTORY, TASK_HISTORY, the ledger record (two DELETEs, two INSERTs), and one CALL that
+    # executes the first MERGES_PER_CALL tasks.
+    assert sum(statements.values()) == 7, statements
+    assert "EXECUTE TASK" not in statements
+    assert warehouse.calls == [MERGES_PER_CALL]
+
+
+def run_statements(tables: int) -> tuple[Counter[str], int, VerifyOutput]:
+    """Every statement of a whole run of ``tables`` tables with the default limits, by kind;
+    the calls it took; its last output."""
+    warehouse = Warehouse(loaded=True)
+    previous = None
+    total: Counter[str] = Counter()
+    for n in range(50):
+        warehouse.statements.clear()
+        previous = call(warehouse, tables, previous, 100 + 10 * n, limits())
+        total += warehouse.statements
+        if previous.done:
+            return total, n + 1, previous
+        warehouse.next_call()
+    raise AssertionError("the verifier never settled the run")
+
+
+def test_a_run_sends_as_many_statements_for_300_tables_as_for_10() -> None:
+    few, few_calls, few_output = run_statements(10)
+    many, many_calls, many_output = run_statements(300)
+    assert all(t.outcome == "MERGED" for t in [*few_output.tables, *many_output.tables])
+    assert (many, many_calls) == (few, few_calls)
+    # Call 1: COPY_HISTORY, TASK_HISTORY, the ledger record (4), the MERGE tasks' CALL; call 2:
+    # COPY_HISTORY, TASK_HISTORY, the merged rows, the ledger marks (4).
+    assert sum(many.values()) == 14 and few_calls == 2, many
 
 
 def run_to_the_end(tables: int, lim: Limits) -> tuple[VerifyOutput, list[VerifyOutput], int]:
@@ -197,8 +241,8 @@ def run_to_the_end(tables: int, lim: Limits) -> tuple[VerifyOutput, list[VerifyO
 
 
 def test_a_call_past_its_limit_returns_not_done_and_the_next_calls_reach_the_same_verdicts() -> None:
-    unlimited, _, _ = run_to_the_end(7, limits(100))
-    limited, outputs, most_limited = run_to_the_end(7, limits(3))
+    unlimited, _, _ = run_to_the_end(7, limits(100, merges=100))
+    limited, outputs, most_limited = run_to_the_end(7, limits(3, merges=3))
 
     first = outputs[0]
     assert not first.done and first.pending == 7
@@ -216,5 +260,5 @@ def test_a_call_past_its_limit_returns_not_done_and_the_next_calls_reach_the_sam
     assert all(t.outcome == "MERGED" for t in limited.tables)
     assert limited.summary is not None and limited.summary.failed_count == 0
     # Ten times the tables: more calls, none of them busier.
-    _, more_outputs, most_of_more = run_to_the_end(70, limits(3))
+    _, more_outputs, most_of_more = run_to_the_end(70, limits(3, merges=3))
     assert len(more_outputs) > len(outputs) and most_of_more == most_limited
