@@ -88,9 +88,9 @@ class Procedures:
             raise does_not_exist("Procedure", name.fq)
         return f"{name.name} successfully dropped."
 
-    def call(self, sql: str, session: Session) -> str:
-        """CALL with literal arguments: the SELECT answering with the procedure's return value."""
-        from .router import result_sql
+    def call(self, sql: str, bindings: dict[str, Any] | None, session: Session) -> str:
+        """CALL: the SELECT answering with the procedure's return value."""
+        from .router import inline_bindings, result_sql
 
         match = _CALL.match(sql.strip())
         if not match:
@@ -100,7 +100,9 @@ class Procedures:
         if record is None:
             raise does_not_exist("Procedure", name.fq)
         text = match.group("arguments").strip()
-        expressions = parse_one(f"SELECT {text}", read="snowflake").expressions if text else []
+        # Bound values become literals of the argument list (the name holds no placeholder).
+        select = inline_bindings(f"SELECT {text}", bindings)
+        expressions = parse_one(select, read="snowflake").expressions if text else []
         if len(expressions) != len(record["parameters"]):
             raise syntax_error(
                 f"{name.name} takes {len(record['parameters'])} argument(s), "

@@ -204,8 +204,8 @@ class ControlPlane:
         text = strip_leading_comments(sql)
         session = Session(conn.database, conn.schema)
         if re.match(r"CALL\b", text, re.I):
-            # Arguments are expressions the procedure reads: bound values become literals first.
-            return Plan(self.procedures.call(inline_bindings(text, bindings), session), None)
+            # CALL is one command token to sqlglot: the procedure parses its own arguments.
+            return Plan(self.procedures.call(text, bindings, session), None)
         answered = self._control_plane(text, session)
         if answered is not None:
             return Plan(answered, None, cleanup=list(getattr(answered, "cleanup", ())))

@@ -233,7 +233,56 @@ class _Parser:
 
 def parse_body(body: str) -> Block:
     """The procedure's block; a compilation error for anything outside the subset."""
-    return _Parser(body).program()
+    block = _Parser(body).program()
+    _check_block(block)
+    return block
+
+
+# The expression nodes ``evaluate`` interprets (sqlglot's names for them).
+_EXPRESSIONS = (
+    exp.Null,
+    exp.Boolean,
+    exp.Literal,
+    exp.Column,
+    exp.Identifier,
+    exp.Paren,
+    exp.Neg,
+    exp.Add,
+    exp.Sub,
+    exp.Mul,
+    exp.Cast,
+    exp.DataType,
+    exp.Array,
+    exp.ArrayAppend,
+    exp.ArraySize,
+    exp.GetExtract,
+    exp.Struct,
+    exp.PropertyEQ,
+    exp.ParseJSON,
+)
+
+
+def _check_expression(text: str) -> None:
+    """Refuse, when the procedure is created, an expression ``evaluate`` could not run."""
+    for node in parse_one(f"SELECT {text}", read="snowflake").expressions[0].walk():
+        if not isinstance(node, _EXPRESSIONS) or (isinstance(node, exp.Column) and node.table):
+            raise unsupported(f"the expression {node.sql('snowflake')!r}")
+
+
+def _check_block(block: Block) -> None:
+    for _, _, default in block.declarations:
+        if default is not None:
+            _check_expression(default)
+    for statement in [*block.body, *(block.handler or [])]:
+        match statement:
+            case Block():
+                _check_block(statement)
+            case Assign() | Return():
+                _check_expression(statement.expression)
+            case For():
+                _check_expression(statement.start)
+                _check_expression(statement.end)
+                _check_block(Block(body=statement.body))
 
 
 # --- expressions -------------------------------------------------------------------------------
