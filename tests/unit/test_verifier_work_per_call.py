@@ -14,12 +14,11 @@ as for 10 (issue 15: "the verifier's Snowflake statements per run should stay co
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
-
-import json
 
 import pytest
 
