@@ -520,6 +520,9 @@ class VerifyOutput(_Message):
     pending: int
     failed: int
     summary: RunSummary | None = None  # set once done
+    # Work was left for the next call only by a per-call cap (MERGE requests, ...) and no table
+    # waits on Snowpipe: the state machine calls again without its Wait (issue 15).
+    continue_now: bool = False
     # Where the tables are (the session's database, the configured schemas), so a reader can
     # name them in statements (the CLI's schema-drift DDL) without a Snowflake session.
     database: str | None = None

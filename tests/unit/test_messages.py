@@ -196,6 +196,7 @@ STATE_INPUT: dict[str, type[BaseModel] | None] = {
     "VerifyFailed": VerifyLoop,
     "AllSettled": VerifyLoop,
     "CountAttempt": VerifyLoop,
+    "VerifyAgainNow": VerifyLoop,
     "VerifyGaveUp": VerifyLoop,
     "RerunTheInput": RunFailure,
     "DescribeRunFailure": RunFailure,

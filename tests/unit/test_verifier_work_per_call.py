@@ -247,6 +247,10 @@ def test_a_call_past_its_limit_returns_not_done_and_the_next_calls_reach_the_sam
     assert not first.done and first.pending == 7
     reasons = Counter(t.reason for t in first.tables)
     assert reasons[MERGE_DEFERRED] == 4 and DEFERRED in MERGE_DEFERRED
+    # Only the cap left work and every file is loaded: the state machine need not wait.
+    assert first.continue_now
+    # Once every merge is requested the calls wait for the tasks (and the last one is done).
+    assert [o.continue_now for o in outputs] == [True, True, False, False]
     assert len(outputs) > 2  # 7 merges at 3 a call
 
     def verdicts(output: VerifyOutput) -> list[tuple[Any, ...]]:
@@ -261,3 +265,10 @@ def test_a_call_past_its_limit_returns_not_done_and_the_next_calls_reach_the_sam
     # Ten times the tables: more calls, none of them busier.
     _, more_outputs, most_of_more = run_to_the_end(70, limits(3, merges=3))
     assert len(more_outputs) > len(outputs) and most_of_more == most_limited
+
+
+def test_a_call_waiting_on_snowpipe_does_not_continue_at_once_even_past_a_cap() -> None:
+    # Past refresh_after: 7 pipe refreshes at 3 a call, and the files still to be loaded.
+    output = call(Warehouse(loaded=False), 7, None, 200, limits(3, merges=3))
+    assert sum(DEFERRED in (t.reason or "") for t in output.tables) == 4
+    assert not output.done and not output.continue_now

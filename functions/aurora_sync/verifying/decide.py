@@ -290,6 +290,8 @@ class Decision:
     verify_started: datetime
     # Non-carried MERGED / NOTHING_TO_DO tables: when their export's source snapshot was taken.
     snapshot_taken: Mapping[str, datetime]
+    # Some table waits only for a per-call cap and none for Snowpipe: the next call need not wait.
+    continue_now: bool = False
 
 
 @dataclass
@@ -403,6 +405,7 @@ def decide(
     _account(step, [t for t in tables if not t.carried and t.verdict.outcome == "NOTHING_TO_DO"], merged=True)
 
     checking = [t for t in tables if t.verdict.outcome == "PENDING"]
+    loading = False  # some table's files are not all loaded yet
     if checking and facts.loads is None:
         step.actions.append(
             ReadLoads(
@@ -418,13 +421,17 @@ def decide(
             table.loads = _counted_loads(facts.loads.get(table.name, ()))
             if _check_loads(step, table):
                 ready.append(table)
+            else:
+                loading |= table.verdict.outcome == "PENDING"
         if ready:
             _merge(step, ready)
 
+    deferred = any(t.verdict.outcome == "PENDING" and DEFERRED in (t.verdict.reason or "") for t in tables)
     return Decision(
         verdicts=tuple(t.verdict for t in tables),
         actions=tuple(step.actions),
         verify_started=step.verify_started,
+        continue_now=deferred and not loading and facts.loads is not None,
         snapshot_taken={
             t.name: _aware(datetime.fromisoformat(t.export.snapshot.source_time))
             for t in tables
@@ -460,6 +467,7 @@ def conclude(request: VerifyRequest, decision: Decision, *, schemas: Schemas, no
         pending=pending,
         failed=sum(1 for v in verdicts if v.outcome == "FAILED"),
         summary=summarize(verdicts, request.plan_failed) if pending == 0 else None,
+        continue_now=decision.continue_now and pending > 0,
         database=schemas.database,
         staging_schema=schemas.staging,
         final_schema=schemas.final,
