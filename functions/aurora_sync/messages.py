@@ -550,6 +550,9 @@ class VerifyOutput(_Message):
     pending: int
     failed: int
     summary: RunSummary | None = None  # set once done
+    # Work was left for the next call only by a per-call cap (MERGE requests, ...) and no table
+    # waits on Snowpipe: the state machine calls again without its Wait (issue 15).
+    continue_now: bool = False
     # Where the tables are (the session's database, the configured schemas), so a reader can
     # name them in statements (the CLI's schema-drift DDL) without a Snowflake session.
     database: str | None = None
@@ -575,6 +578,9 @@ class VerifyProgress(_Message):
     failed: int  # FAILED verdicts (planner failures are in the summary's failed_count)
     report: str
     summary: RunSummary | None = None  # set once done, bounded: see RunSummary
+    # The poll left work only because of its per-call caps and nothing waits on Snowpipe: the
+    # state machine calls again without the Wait (VerifyAgainNow).
+    continue_now: bool = False
 
     @field_validator("summary")
     @classmethod

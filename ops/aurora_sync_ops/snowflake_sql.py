@@ -54,6 +54,20 @@ def string_literal(value: str) -> str:
 
 
 def split_statements(text: str) -> list[str]:
-    """Statements of a setup file, comments dropped (the files hold no ';' inside literals)."""
+    """Statements of a setup file, comments dropped. The files hold no ';' inside literals; a
+    procedure's body between ``$$`` holds several, and stays inside its statement."""
     body = "\n".join(line for line in text.splitlines() if not line.lstrip().startswith("--"))
-    return [statement.strip() for statement in body.split(";") if statement.strip()]
+    statements: list[str] = []
+    current = ""
+    # Even pieces are outside $$ ... $$, odd ones a procedure body.
+    for index, piece in enumerate(body.split("$$")):
+        if index % 2:
+            current += f"$${piece}$$"
+            continue
+        first, *more = piece.split(";")
+        current += first
+        if more:
+            statements += [current, *more[:-1]]
+            current = more[-1]
+    statements.append(current)
+    return [statement.strip() for statement in statements if statement.strip()]

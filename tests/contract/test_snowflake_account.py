@@ -25,7 +25,7 @@ import pytest
 from fakesnow.dialect import parse_one
 from snowflake.connector import errors as sf_errors
 
-from aurora_sync.errors import WarehouseQueryFailed
+from aurora_sync.errors import WarehouseObjectMissing, WarehouseQueryFailed
 from aurora_sync.ledger import Ledger
 from aurora_sync.naming import FILE_COLUMN, ROW_COLUMN, SNAPSHOT_COLUMN, SYNCED_AT_COLUMN, quote
 from aurora_sync.snowflake_objects import (
@@ -39,7 +39,7 @@ from aurora_sync.snowflake_tables import SnowflakeSetup, pipe_source, render_mer
 from aurora_sync.source_catalog import SourceColumn
 from aurora_sync.typemap import UNREPRESENTABLE_COLUMN, PgType
 from aurora_sync.verifying.decide import FAILED_LOAD_STATES
-from aurora_sync.verifying.load_history import LOADED, TableFiles, read_copy_history
+from aurora_sync.verifying.load_history import LOADED, TableFiles, execute_tasks, read_copy_history
 from aurora_sync.warehouse_db import classify_warehouse_error, connect_warehouse
 from aurora_sync_ops.local.snowflake import history as emulator_history
 from aurora_sync_ops.local.snowflake.catalog import ObjectName
@@ -439,6 +439,49 @@ def test_the_merge_task_as_rendered_is_accepted_suspended_and_runs_once_on_execu
             f"{quote(account.setup.staging_schema)}"
         )
         assert after["STATE"] == "suspended"
+    finally:
+        account.execute(f"DROP TASK IF EXISTS {objects.merge_task}")
+
+
+# --- 3c. The setup's procedure: every ready table's MERGE task in one CALL -------------------------
+
+
+@pytest.mark.snowflake_account
+def test_the_setup_procedure_executes_each_task_in_one_call_and_reports_a_missing_one(
+    account: Account,
+) -> None:
+    """06_execute_tasks.sql as rendered is accepted (LANGUAGE SQL, EXECUTE AS CALLER, EXECUTE TASK
+    IDENTIFIER(:name) inside a handler block), and the verifier's ``execute_tasks`` CALLs it with a
+    bound ARRAY: the existing task runs as EXECUTE TASK would run it, and a task that does not
+    exist comes back as that table's WarehouseObjectMissing without stopping the others."""
+    spec = make_table(account, "proc_run")
+    objects = account.setup.objects(spec.target)
+    missing = account.setup.objects("NO_SUCH_TABLE")
+    (procedure,) = [s for s in render_setup(account.setup) if s.startswith("CREATE OR REPLACE PROCEDURE")]
+    (create,) = [
+        s
+        for s in render_table(account.setup, spec)
+        if s.startswith(f"CREATE OR REPLACE TASK {objects.merge_task}")
+    ]
+    account.execute(procedure)
+    account.execute(create)
+    try:
+        _stage_rows(account, spec, [(1, "merged", "2026-01-01T00:00:00.000000Z", "proc_run/a.csv", 1)])
+        _account_for(account, spec, {"proc_run/a.csv": 10})
+        since = datetime.now(UTC) - timedelta(minutes=1)
+        errors = execute_tasks(
+            account.conn, account.setup.database, account.setup.staging_schema, [missing, objects]
+        )
+        assert isinstance(errors[0], WarehouseObjectMissing) and errors[1] is None, errors
+        assert "NO_SUCH_TABLE_MERGE" in str(errors[0])
+        task_name = f"{spec.target}_MERGE"
+        deadline = time.monotonic() + TASK_RUN_WAIT_S
+        runs = _task_runs(account, task_name, since)
+        while not (runs and all(r["STATE"] in TASK_FINISHED for r in runs)) and time.monotonic() < deadline:
+            time.sleep(5)
+            runs = _task_runs(account, task_name, since)
+        assert [(r["STATE"], r["SCHEDULED_FROM"]) for r in runs] == [("SUCCEEDED", "EXECUTE TASK")]
+        assert select(account, objects.final_table, ["ID", "NOTE"]) == [(1, "merged")]
     finally:
         account.execute(f"DROP TASK IF EXISTS {objects.merge_task}")
 

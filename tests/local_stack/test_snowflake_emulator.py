@@ -816,6 +816,53 @@ def test_a_serverless_triggered_task_needs_a_target_completion_interval_and_runs
         run(sf, f"DROP TASK {base}{task}")
 
 
+def test_the_setup_procedure_executes_each_task_of_its_array_and_reports_each_error(sf: Any) -> None:
+    """sql/snowflake/06_execute_tasks.sql as the local setup applied it: one CALL executes every
+    task of the bound ARRAY (each run shows in TASK_HISTORY as EXECUTE TASK would make it), and a
+    task that does not exist is reported by name, code and message, without keeping the tasks
+    after it from running (docs.snowflake.com: Snowflake Scripting exception handlers, SQLCODE,
+    SQLERRM, SQLSTATE)."""
+    tables = [unique("PROC"), unique("PROC")]
+    for table in tables:
+        staging_table(sf, table)
+        run(sf, f"CREATE OR REPLACE TABLE {DB}.STAGING.{table}_COPY (ID NUMBER(38,0))")
+        run(
+            sf,
+            f"CREATE OR REPLACE TASK {DB}.STAGING.{table}_MERGE WAREHOUSE = AURORA_SYNC_WH "
+            f"AS INSERT INTO {DB}.STAGING.{table}_COPY SELECT ID FROM {DB}.STAGING.{table}",
+        )
+        run(sf, f"INSERT INTO {DB}.STAGING.{table} (ID, NOTE) VALUES (1, 'x')")
+    names = [
+        f'"{DB}"."STAGING"."{tables[0]}_MERGE"',
+        f"{DB}.STAGING.NO_SUCH_TASK",
+        f"{DB}.STAGING.{tables[1]}_MERGE",
+    ]
+    (row,) = run(sf, f'CALL {DB}.STAGING."_AURORA_SYNC_EXECUTE_TASKS"(PARSE_JSON(%s))', [json.dumps(names)])
+    outcomes = json.loads(row["_AURORA_SYNC_EXECUTE_TASKS"])
+    assert outcomes[0] == {"task": names[0]} and outcomes[2] == {"task": names[2]}
+    assert outcomes[1]["task"] == names[1] and outcomes[1]["code"] == 2003 and outcomes[1]["state"] == "02000"
+    assert "NO_SUCH_TASK' does not exist or not authorized" in outcomes[1]["message"]
+    for table in tables:
+        assert finished_run(sf, f"{table}_MERGE")["STATE"] == "SUCCEEDED"
+        assert run(sf, f"SELECT ID FROM {DB}.STAGING.{table}_COPY") == [{"ID": 1}]
+        run(sf, f"DROP TASK {DB}.STAGING.{table}_MERGE")
+
+
+def test_a_procedure_outside_the_emulated_scripting_subset_is_refused_when_created(sf: Any) -> None:
+    name = f"{DB}.STAGING.{unique('PROC')}"
+    for body, refused in [
+        ("BEGIN IF (TRUE) THEN RETURN 1; END IF; END;", "the statement IF"),
+        ("BEGIN RETURN UPPER('a'); END;", "UPPER"),
+        ("BEGIN EXECUTE IMMEDIATE 'SELECT 1'; END;", "EXECUTE IMMEDIATE"),
+    ]:
+        with pytest.raises(ProgrammingError, match=refused):
+            run(sf, f"CREATE OR REPLACE PROCEDURE {name}() RETURNS VARIANT LANGUAGE SQL AS $$ {body} $$")
+    with pytest.raises(ProgrammingError, match="LANGUAGE PYTHON"):
+        run(sf, f"CREATE PROCEDURE {name}() RETURNS VARIANT LANGUAGE PYTHON AS $$ x $$")
+    with pytest.raises(ProgrammingError, match="does not exist"):
+        run(sf, f"CALL {name}()")
+
+
 def test_stream_sees_pipe_loaded_rows_and_a_failed_dml_keeps_the_offset(
     sf: Any, s3: Any, lake: dict[str, str]
 ) -> None:

@@ -206,6 +206,7 @@ STATE_INPUT: dict[str, type[BaseModel] | None] = {
     "VerifyFailed": VerifyLoop,
     "AllSettled": VerifyLoop,
     "CountAttempt": VerifyLoop,
+    "VerifyAgainNow": VerifyLoop,
     "VerifyGaveUp": VerifyLoop,
     "RerunTheInput": RunFailure,
     "QuoteTheInput": RunFailure,

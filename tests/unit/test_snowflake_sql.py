@@ -34,6 +34,7 @@ from aurora_sync.snowflake_tables import (
 )
 from aurora_sync.source_catalog import SourceColumn
 from aurora_sync.typemap import PgType
+from aurora_sync.verifying.load_history import EXECUTE_TASKS_PROCEDURE
 from aurora_sync_ops.snowflake_sql import render_setup
 
 SETUP = SnowflakeSetup(
@@ -247,6 +248,24 @@ def test_file_format_keeps_postgres_csv_exact() -> None:
         "ERROR_ON_COLUMN_COUNT_MISMATCH = TRUE",
     ):
         assert option in file_format
+
+
+def test_the_setup_procedure_is_one_statement_with_its_body_and_is_granted_to_the_service_role() -> None:
+    """The body between $$ holds semicolons of its own: splitting the setup keeps it whole, and
+    the verifier's procedure runs with its caller's rights, names only through IDENTIFIER()."""
+    statements = render_setup(SETUP)
+    (procedure,) = [s for s in statements if s.startswith("CREATE OR REPLACE PROCEDURE")]
+    assert procedure.startswith(
+        f'CREATE OR REPLACE PROCEDURE "AURORA_SYNC"."STAGING"."{EXECUTE_TASKS_PROCEDURE}"(TASKS ARRAY)'
+    )
+    assert procedure.endswith("END;\n$$") and procedure.count("$$") == 2
+    assert "EXECUTE AS CALLER" in procedure and "EXECUTE TASK IDENTIFIER(:task_name);" in procedure
+    assert "EXECUTE IMMEDIATE" not in procedure and "||" not in procedure
+    grant = statements[statements.index(procedure) + 1]
+    assert grant == (
+        f'GRANT USAGE ON PROCEDURE "AURORA_SYNC"."STAGING"."{EXECUTE_TASKS_PROCEDURE}"(ARRAY) '
+        'TO ROLE "AURORA_SYNC_SERVICE"'
+    )
 
 
 # --- key snapshots -----------------------------------------------------------------------------------

@@ -3,8 +3,9 @@
 Each row of ``CASES`` is one call of the rules: the exports of the run, what COPY_HISTORY and
 TASK_HISTORY say, what the call's actions already did, the clock; and the verdict and the actions
 the rules must come back with (by key: ``read-loads``, ``refresh:<table>``, ``record:loaded``,
-``execute:<table>``, ``mark-merged`` ...). The same rules against the emulator, end to end, are
-tests/library/test_verifier.py.
+``execute-tasks``, ``read-streams``, ``mark-merged`` ...; the outcome of a statement for many
+tables is each table's: ``execute:<table>``, ``stream:<table>``). The same rules against the
+emulator, end to end, are tests/library/test_verifier.py.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from aurora_sync.verifying.decide import (
     MERGE_REQUESTED,
     Action,
     Decision,
-    ExecuteTask,
+    ExecuteTasks,
     Facts,
     Failure,
     MarkMerged,
@@ -50,6 +51,7 @@ LIMITS = Limits(
 )
 PIPE_GONE = Failure("WarehouseObjectMissing", "pipe DB.STAGING.ORDERS_PIPE does not exist.")
 NO_LEDGER = Failure("WarehouseObjectMissing", "table DB.STAGING._AURORA_SYNC_RUNS does not exist.")
+NO_PROCEDURE = Failure("WarehouseObjectMissing", "procedure _AURORA_SYNC_EXECUTE_TASKS does not exist.")
 
 
 def key(order: int, table: str = "orders") -> str:
@@ -370,7 +372,7 @@ CASES = [
         "accounted for: the MERGE task is executed",
         later(100),
         {"outcome": "PENDING"},
-        ["execute:orders"],
+        ["execute-tasks"],
         loads=BOTH_LOADED,
         runs=[],
         done=RECORDED,
@@ -406,6 +408,29 @@ CASES = [
         loads=BOTH_LOADED,
         runs=[],
         done={"record:loaded": None, "execute:orders": PIPE_GONE},
+    ),
+    Case(
+        "the CALL that executes the MERGE tasks fails as a whole: the table fails naming the setup",
+        later(100),
+        {
+            "outcome": "FAILED",
+            "error": NO_PROCEDURE.error,
+            "reason": f'{NO_PROCEDURE.reason} (the procedure "DB"."STAGING"."_AURORA_SYNC_EXECUTE_TASKS" '
+            "is created by `aurora-sync sql snowflake --setup --apply`)",
+        },
+        [],
+        loads=BOTH_LOADED,
+        runs=[],
+        done={"record:loaded": None, "execute-tasks": NO_PROCEDURE, "execute:orders": NO_PROCEDURE},
+    ),
+    Case(
+        "skipped, and its stream cannot be read: the table fails with the error",
+        later(200),
+        {"outcome": "FAILED", "error": PIPE_GONE.error},
+        [],
+        loads=BOTH_LOADED,
+        runs=[task("SKIPPED")],
+        done={"read-streams": None, "stream:orders": PIPE_GONE},
     ),
     Case(
         "merge once per run: a run in TASK_HISTORY (a retried call) is never requested again",
@@ -481,7 +506,7 @@ CASES = [
         "skipped: is the stream still holding our rows?",
         later(200),
         {"outcome": "PENDING", "merge_query_id": "q-1"},
-        ["stream:orders"],
+        ["read-streams"],
         loads=BOTH_LOADED,
         runs=[task("SKIPPED")],
     ),
@@ -489,7 +514,7 @@ CASES = [
         "skipped with data in the stream: the task is executed again",
         later(200),
         {"outcome": "PENDING"},
-        ["execute:orders"],
+        ["execute-tasks"],
         loads=BOTH_LOADED,
         runs=[task("SKIPPED")],
         done={"stream:orders": None},
@@ -808,8 +833,8 @@ def test_each_table_is_checked_and_merged_as_the_objects_its_export_carries() ->
     )
     decision = decide(request, facts, schemas=SCHEMAS, limits=LIMITS, configs=changed, now=later(200))
     assert [(v.table, v.target) for v in decision.verdicts] == [("orders", "SHOP_ORDERS"), ("items", "ITEMS")]
-    executed = [a for a in decision.actions if isinstance(a, ExecuteTask)]
-    assert [(a.table, a.objects.merge_task) for a in executed] == [
+    [executed] = [a for a in decision.actions if isinstance(a, ExecuteTasks)]
+    assert [(name, objects.merge_task) for name, objects in executed.tables] == [
         ("orders", '"DB"."STAGING"."SHOP_ORDERS_MERGE"'),
         ("items", '"DB"."STAGING"."ITEMS_MERGE"'),
     ]
@@ -893,10 +918,10 @@ def test_one_call_from_the_history_to_the_merge_request_does_each_thing_once() -
         "read-loads": {"orders": BOTH_LOADED},
         "read-task-runs": {},
         "record:loaded": None,
-        "execute:orders": None,
+        "execute-tasks": {"orders": None},
     }
     decision, performed = run_script(Case("", later(100), {}, []), answers)
-    assert performed == ["read-loads", "read-task-runs", "record:loaded", "execute:orders"]
+    assert performed == ["read-loads", "read-task-runs", "record:loaded", "execute-tasks"]
     assert (decision.verdicts[0].outcome, decision.verdicts[0].reason) == ("PENDING", MERGE_REQUESTED)
 
 
@@ -916,10 +941,44 @@ def test_one_call_that_finds_the_merge_done_counts_reconciles_and_marks_once() -
 def test_the_layer_refuses_an_action_asked_twice() -> None:
     again = Decision(
         verdicts=(TableVerdict(table="orders", target="ORDERS", outcome="PENDING"),),
-        actions=(ExecuteTask("orders", SCHEMAS.objects("ORDERS")),),
+        actions=(ExecuteTasks("DB", "STAGING", (("orders", SCHEMAS.objects("ORDERS")),)),),
         verify_started=STARTED,
         snapshot_taken={},
     )
     decision_for: Callable[[Facts], Decision] = lambda facts: again  # noqa: E731
-    with pytest.raises(RuntimeError, match="asked twice for execute:orders"):
+    with pytest.raises(RuntimeError, match="asked twice for execute-tasks"):
         settle(decision_for, lambda action: None)
+
+
+def test_one_statement_executes_every_ready_tables_merge_and_fails_only_the_table_whose_task_failed() -> None:
+    tables = [export(), export(table="items", keys=(key(21, "items"),), rows=2)]
+    answers = {
+        "read-loads": {"orders": BOTH_LOADED, "items": [loaded(key(21, "items"), 2)]},
+        "read-task-runs": {},
+        "record:loaded": None,
+        "execute-tasks": {"orders": None, "items": PIPE_GONE},
+    }
+    decision, performed = run_script(Case("", later(100), {}, [], tables=tables), answers)
+    assert performed == ["read-loads", "read-task-runs", "record:loaded", "execute-tasks"]
+    assert [(v.table, v.outcome, v.error, v.reason) for v in decision.verdicts] == [
+        ("orders", "PENDING", None, MERGE_REQUESTED),
+        ("items", "FAILED", PIPE_GONE.error, PIPE_GONE.reason),
+    ]
+
+
+def test_skipped_runs_streams_are_read_in_one_statement_before_the_tasks_are_executed_again() -> None:
+    tables = [export(), export(table="items", keys=(key(21, "items"),), rows=2)]
+    answers = {
+        "read-loads": {"orders": BOTH_LOADED, "items": [loaded(key(21, "items"), 2)]},
+        "read-task-runs": {"orders": [task("SKIPPED")], "items": [task("SKIPPED", query="q-2")]},
+        "read-streams": {"orders": True, "items": False},
+        "execute-tasks": {"orders": None},
+        "count-merged": {},
+        "mark-merged": None,
+    }
+    decision, performed = run_script(Case("", later(200), {}, [], tables=tables), answers)
+    assert performed == ["read-loads", "read-task-runs", "read-streams", "execute-tasks", "mark-merged"]
+    assert [(v.table, v.outcome) for v in decision.verdicts] == [("orders", "PENDING"), ("items", "MERGED")]
+    assert (
+        decision.verdicts[0].reason == "merge task run was skipped with data in the stream; requested again"
+    )

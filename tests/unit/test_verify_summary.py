@@ -223,3 +223,14 @@ def test_a_run_failure_quotes_the_input_only_while_the_cause_fits() -> None:
     )
     assert "(4001 parts, too long to quote here" in long_cause
     assert len(long_cause) < len(quoted) - len(text) + 200  # the same text beside the count
+
+
+def test_a_poll_cut_short_by_its_caps_tells_the_state_to_verify_again_at_once() -> None:
+    """``continue_now`` (the VerifyAgainNow Choice) travels in the state's progress, not only in
+    the report: the state machine reads ``$.verification.output.continue_now``."""
+    files = RunFiles(MemoryS3(), "lake")
+    capped = output([pending("a"), merged("b")]).model_copy(update={"continue_now": True})
+    _, state = progress.record(files, request(), capped)
+    assert state.continue_now is True
+    _, state = progress.record(files, request(), output([pending("a"), merged("b")]))
+    assert state.continue_now is False

@@ -19,7 +19,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from ..config import LoadedTable
-from ..errors import TerminalError
+from ..errors import SyncError, TerminalError
 from ..ledger import mark_merged, mark_reconciled, record_runs
 from ..messages import FailedTable, VerifyOutput, VerifyRequest
 from . import load_history as lh
@@ -27,13 +27,13 @@ from .decide import (
     Action,
     CountMergedRows,
     Decision,
-    ExecuteTask,
+    ExecuteTasks,
     Facts,
     Failure,
     Limits,
     MarkMerged,
     ReadLoads,
-    ReadStream,
+    ReadStreams,
     ReadTaskRuns,
     Reconcile,
     RecordRuns,
@@ -111,13 +111,47 @@ def perform(conn: Any, action: Action) -> Any:
                 )
             case RecordRuns():
                 record_runs(conn, action.ledger, action.runs, action.files)
-            case ExecuteTask():
-                lh.execute_task(conn, action.objects)
-            case ReadStream():
-                return lh.stream_has_data(conn, action.objects)
+            case ExecuteTasks():
+                errors = lh.execute_tasks(
+                    conn, action.database, action.staging_schema, [objects for _, objects in action.tables]
+                )
+                return {
+                    name: _table_failure(error)
+                    for (name, _), error in zip(action.tables, errors, strict=True)
+                }
+            case ReadStreams():
+                return _read_streams(conn, action)
             case MarkMerged():
                 mark_merged(conn, action.ledger, action.run_id, action.merged)
                 mark_reconciled(conn, action.ledger, action.run_id, action.reconciled)
     except TerminalError as exc:
         return Failure(type(exc).__name__, str(exc))
     return None
+
+
+def _table_failure(error: SyncError | None) -> Failure | None:
+    """One task's error inside a statement for many: terminal fails its table; transient
+    propagates, as it would from a statement of its own (the call is retried, and the tasks that
+    ran show up in TASK_HISTORY, so none is requested twice)."""
+    if error is None:
+        return None
+    if isinstance(error, TerminalError):
+        return Failure(type(error).__name__, str(error))
+    raise error
+
+
+def _read_streams(conn: Any, action: ReadStreams) -> dict[str, bool | Failure]:
+    """The streams of ``action`` in one statement; when that fails terminally (a dropped stream),
+    each one again alone, so only the tables whose stream fails are failed."""
+    try:
+        return dict(lh.streams_have_data(conn, action.tables))
+    except TerminalError:
+        if len(action.tables) == 1:
+            raise
+    answers: dict[str, bool | Failure] = {}
+    for table in action.tables:
+        try:
+            answers.update(lh.streams_have_data(conn, [table]))
+        except TerminalError as exc:
+            answers[table[0]] = Failure(type(exc).__name__, str(exc))
+    return answers

@@ -36,12 +36,14 @@ Per table, in order:
   5. ``conclude``: MERGED / NOTHING_TO_DO tables get the freshness lag, the age of the export's
      source snapshot.
 
-A call's work is bounded whatever the run's table count: reads and ledger writes cover every
-table in one statement each, and statements on one table's objects (EXECUTE TASK, ALTER PIPE ...
-REFRESH, SYSTEM$STREAM_HAS_DATA, a key snapshot's reconciliation: none of them takes several
-objects) are asked for at most ``Limits.table_actions`` times per call, in the request's table
-order. A table beyond that stays PENDING, saying so, and is taken up by the next call of the
-Wait/Verify loop; the verdicts are the ones a call without the limit reaches.
+A call's statements do not grow with the run's table count: reads and ledger writes cover every
+table in one statement each, the streams of skipped task runs are read in one statement, and the
+MERGE tasks of every ready table are executed in one (a CALL of the setup's procedure, which runs
+EXECUTE TASK for each: it takes one task), at most ``Limits.merges_per_call`` first requests per
+call. Statements on one table's objects that cannot be combined (ALTER PIPE ... REFRESH, a key
+snapshot's reconciliation) are asked for at most ``Limits.table_actions`` times per call, in the
+request's table order. A table beyond a limit stays PENDING, saying so, and is taken up by the
+next call of the Wait/Verify loop; the verdicts are the ones a call without the limits reaches.
 
 A table's final outcome is carried over from ``previous`` unchanged. An action that fails for one
 table with a terminal error (a dropped pipe or task, a missing ledger) comes back as a ``Failure``
@@ -63,7 +65,7 @@ from ..messages import ExportResult, FailedExport, FailedTable, TableVerdict, Ve
 from ..naming import SnowflakeObjects, snowflake_column
 from ..source_snapshot import order_of_key
 from . import lanes
-from .load_history import LOADED, FileLoad, TableFiles, TaskRun, refresh_prefix
+from .load_history import LOADED, FileLoad, TableFiles, TaskRun, execute_tasks_procedure, refresh_prefix
 from .reconciliation import KeySnapshot, Reconciled
 from .verify import (
     EXPORT_INCOMPLETE,
@@ -153,16 +155,24 @@ class RecordRuns:
 
 
 @dataclass(frozen=True)
-class ExecuteTask(_TableAction):
-    """EXECUTE TASK: run the table's MERGE task now (asynchronous)."""
+class ExecuteTasks:
+    """EXECUTE TASK for each table's MERGE task (asynchronous), in one statement; its facts hold
+    each table's outcome under ``execute:<table>``."""
 
+    database: str
+    staging_schema: str
+    tables: tuple[tuple[str, SnowflakeObjects], ...]
+    key: ClassVar[str] = "execute-tasks"
     verb: ClassVar[str] = "execute"
 
 
 @dataclass(frozen=True)
-class ReadStream(_TableAction):
-    """SYSTEM$STREAM_HAS_DATA: does a skipped MERGE task's stream still hold rows?"""
+class ReadStreams:
+    """SYSTEM$STREAM_HAS_DATA of the streams of tables whose MERGE task run was skipped: do they
+    still hold rows? One statement; its facts hold each answer under ``stream:<table>``."""
 
+    tables: tuple[tuple[str, SnowflakeObjects], ...]
+    key: ClassVar[str] = "read-streams"
     verb: ClassVar[str] = "stream"
 
 
@@ -202,8 +212,8 @@ Action = (
     | RefreshPipe
     | ReadTaskRuns
     | RecordRuns
-    | ExecuteTask
-    | ReadStream
+    | ExecuteTasks
+    | ReadStreams
     | CountMergedRows
     | Reconcile
     | MarkMerged
@@ -237,6 +247,17 @@ class Facts:
         """These facts plus what ``action`` answered (its data, or a ``Failure``)."""
         done = {**self.done, action.key: answer if isinstance(answer, Failure) else None}
         used = self.table_actions + table_actions_of(action)
+        if isinstance(action, ExecuteTasks | ReadStreams):
+            # One statement for many tables: each table's outcome is kept as its own.
+            for name, _ in action.tables:
+                outcome = answer if isinstance(answer, Failure) else (answer or {}).get(name)
+                done[f"{action.verb}:{name}"] = outcome if isinstance(outcome, Failure) else None
+            if isinstance(action, ReadStreams) and not isinstance(answer, Failure):
+                read = {
+                    name: answer[name] for name, _ in action.tables if not isinstance(answer[name], Failure)
+                }
+                return replace(self, streams={**self.streams, **read}, done=done, table_actions=used)
+            return replace(self, done=done, table_actions=used)
         if isinstance(answer, Failure):
             return replace(self, done=done, table_actions=used)
         match action:
@@ -244,9 +265,6 @@ class Facts:
                 return replace(self, loads=answer, done=done, table_actions=used)
             case ReadTaskRuns():
                 return replace(self, task_runs=answer, done=done, table_actions=used)
-            case ReadStream():
-                streams = {**self.streams, action.table: bool(answer)}
-                return replace(self, streams=streams, done=done, table_actions=used)
             case CountMergedRows():
                 return replace(self, merged_rows=answer, done=done, table_actions=used)
             case Reconcile():
@@ -272,6 +290,8 @@ class Decision:
     verify_started: datetime
     # Non-carried MERGED / NOTHING_TO_DO tables: when their export's source snapshot was taken.
     snapshot_taken: Mapping[str, datetime]
+    # Some table waits only for a per-call cap and none for Snowpipe: the next call need not wait.
+    continue_now: bool = False
 
 
 @dataclass
@@ -385,6 +405,7 @@ def decide(
     _account(step, [t for t in tables if not t.carried and t.verdict.outcome == "NOTHING_TO_DO"], merged=True)
 
     checking = [t for t in tables if t.verdict.outcome == "PENDING"]
+    loading = False  # some table's files are not all loaded yet
     if checking and facts.loads is None:
         step.actions.append(
             ReadLoads(
@@ -400,13 +421,17 @@ def decide(
             table.loads = _counted_loads(facts.loads.get(table.name, ()))
             if _check_loads(step, table):
                 ready.append(table)
+            else:
+                loading |= table.verdict.outcome == "PENDING"
         if ready:
             _merge(step, ready)
 
+    deferred = any(t.verdict.outcome == "PENDING" and DEFERRED in (t.verdict.reason or "") for t in tables)
     return Decision(
         verdicts=tuple(t.verdict for t in tables),
         actions=tuple(step.actions),
         verify_started=step.verify_started,
+        continue_now=deferred and not loading and facts.loads is not None,
         snapshot_taken={
             t.name: _aware(datetime.fromisoformat(t.export.snapshot.source_time))
             for t in tables
@@ -449,6 +474,7 @@ def conclude(
         pending=pending,
         failed=sum(1 for v in verdicts if v.outcome == "FAILED"),
         summary=summarize(verdicts, list(plan_failed)) if pending == 0 else None,
+        continue_now=decision.continue_now and pending > 0,
         database=schemas.database,
         staging_schema=schemas.staging,
         final_schema=schemas.final,
@@ -708,53 +734,86 @@ def _merge(step: _Step, ready: Sequence[_Table]) -> None:
             )
         )
         return
+    following = [t for t in ready if runs.get(t.name)]
+    skipped_runs = [t for t in following if runs[t.name][0].state == "SKIPPED"]
+    if ReadStreams.key not in step.facts.done and any(t.name not in step.facts.streams for t in skipped_runs):
+        step.actions.append(ReadStreams(tuple((t.name, t.objects) for t in skipped_runs)))
     # First requests: the files go into the ledger before the task runs, or it would skip them.
     first = _requested_now(step, [t for t in ready if not runs.get(t.name)])
+    requests: list[tuple[_Table, str]] = []
     if first and _account(step, first, merged=False):
-        for table in first:
-            if not table.failed:
-                _execute(step, table, MERGE_REQUESTED)
+        requests += [(t, MERGE_REQUESTED) for t in first if not t.failed]
     succeeded: list[tuple[_Table, datetime]] = []
     skipped: set[str] = set()  # merged nothing: the stream was empty when the task ran
-    for table in ready:
-        table_runs = runs.get(table.name, ())
-        if table_runs:
-            _follow(step, table, table_runs, succeeded, skipped)
+    again: list[_Table] = []  # skipped while another run executed: our rows are still in the stream
+    for table in following:
+        _follow(step, table, runs[table.name], succeeded=succeeded, skipped=skipped, again=again)
+    cap = step.limits.merges_per_call
+    for table in again[cap:]:
+        table.set(
+            reason=f"merge task run was skipped with data in the stream; not requested again yet ({DEFERRED})"
+        )
+    requests += [
+        (t, "merge task run was skipped with data in the stream; requested again") for t in again[:cap]
+    ]
+    _execute(step, requests)
     if succeeded:
         _settle(step, succeeded, skipped)
 
 
 def _requested_now(step: _Step, first: Sequence[_Table]) -> list[_Table]:
-    """The tables whose first MERGE request this call makes: those it already made, then as many
-    more as its limit allows, in request order; the others wait for the next call. The same
-    tables on every ``decide`` of the call, so their ledger record is asked for once."""
-    done = step.facts.done
-    requested = [t for t in first if ExecuteTask(t.name, t.objects).key in done]
-    waiting = [t for t in first if ExecuteTask(t.name, t.objects).key not in done]
-    room = step.room()
-    for table in waiting[room:]:
+    """The tables whose first MERGE request this call makes: as many as ``merges_per_call``, in
+    request order; the others wait for the next call. The same tables on every ``decide`` of the
+    call, so their ledger record is asked for once."""
+    cap = step.limits.merges_per_call
+    for table in first[cap:]:
         table.set(reason=MERGE_DEFERRED)
-    return requested + waiting[:room]
+    return list(first[:cap])
 
 
-def _execute(step: _Step, table: _Table, reason: str) -> None:
-    outcome = step.outcome(ExecuteTask(table.name, table.objects))
-    if isinstance(outcome, Failure):
-        table.fail(outcome)
-    elif outcome is None:
-        table.set(reason=reason)
-    elif outcome is _Asked.DEFERRED:
-        table.set(reason=f"merge task not requested again yet ({DEFERRED})")
+def _execute(step: _Step, requests: Sequence[tuple[_Table, str]]) -> None:
+    """Every MERGE task this call requests, in one statement once nothing else is outstanding
+    (the ledger record of the first requests and the streams of skipped runs come first)."""
+    done = step.facts.done
+    unasked = [t for t, _ in requests if f"{ExecuteTasks.verb}:{t.name}" not in done]
+    if unasked and not step.actions:
+        schemas = step.schemas
+        step.actions.append(
+            ExecuteTasks(schemas.database, schemas.staging, tuple((t.name, t.objects) for t in unasked))
+        )
+    whole = done.get(ExecuteTasks.key)
+    procedure = execute_tasks_procedure(step.schemas.database, step.schemas.staging)
+    for table, reason in requests:
+        key = f"{ExecuteTasks.verb}:{table.name}"
+        if key not in done:
+            continue
+        outcome = done[key]
+        if outcome is whole and isinstance(whole, Failure):
+            # The statement itself failed: most likely the procedure of the setup is missing.
+            table.fail(
+                Failure(
+                    whole.error,
+                    f"{whole.reason} (the procedure {procedure} is created by "
+                    "`aurora-sync sql snowflake --setup --apply`)",
+                )
+            )
+        elif isinstance(outcome, Failure):
+            table.fail(outcome)
+        else:
+            table.set(reason=reason)
 
 
 def _follow(
     step: _Step,
     table: _Table,
     runs: Sequence[TaskRun],
+    *,
     succeeded: list[tuple[_Table, datetime]],
     skipped: set[str],
+    again: list[_Table],
 ) -> None:
-    """One table's MERGE task runs of this run (newest first) → its state, or ``succeeded``."""
+    """One table's MERGE task runs of this run (newest first) → its state, ``succeeded``, or
+    ``again`` (to be executed again)."""
     now = step.now
     latest, first_run = runs[0], runs[-1]
     table.set(merge_query_id=latest.query_id)
@@ -774,17 +833,16 @@ def _follow(
         started = latest.query_start_time or latest.scheduled_time
         succeeded.append((table, _aware(started) if started else now))
     elif latest.state == "SKIPPED":
-        read = ReadStream(table.name, table.objects)
-        outcome = step.outcome(read)
-        if isinstance(outcome, Failure):
-            table.fail(outcome)
-        elif outcome is _Asked.DEFERRED:
-            table.set(reason=f"merge task run was skipped; its stream not read yet ({DEFERRED})")
-        elif outcome is None and step.facts.streams[table.name]:
+        read = step.facts.done.get(f"{ReadStreams.verb}:{table.name}")
+        if isinstance(read, Failure):
+            table.fail(read)
+        elif table.name not in step.facts.streams:
+            table.set(reason="merge task run was skipped; reading its stream")
+        elif step.facts.streams[table.name]:
             # Skipped while another run of the task was executing: our rows are still in the
             # stream, so ask again (bounded by the merge timeout).
-            _execute(step, table, "merge task run was skipped with data in the stream; requested again")
-        elif outcome is None:
+            again.append(table)
+        else:
             skipped.add(table.name)
             started = latest.scheduled_time
             succeeded.append((table, _aware(started) if started else now))

@@ -2,8 +2,10 @@
 
 Everything that asks about many tables is one statement whatever the table count (UNION ALL of
 the per-table table functions, or one row of scalar subqueries), so a run's verification costs
-a handful of round trips. Statements that act on one object (ALTER PIPE ... REFRESH, EXECUTE
-TASK) cannot be combined and are issued per table, only when the decision calls for them.
+a handful of round trips. EXECUTE TASK takes one task, so the MERGE tasks of every ready table
+run in one CALL of the setup's procedure ``EXECUTE_TASKS_PROCEDURE`` (sql/snowflake/
+06_execute_tasks.sql), which executes each and reports each task's outcome. ALTER PIPE ...
+REFRESH acts on one pipe and is issued per table, only when the decision calls for it.
 
 Values are bound (qmark). Object names are the quoted names of ``SnowflakeObjects``; where a
 table function takes an object name as a string (COPY_HISTORY's TABLE_NAME), the quoted name is
@@ -12,19 +14,24 @@ bound as that string so case-sensitive names resolve exactly.
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from ..errors import ConfigError
+from ..errors import ConfigError, SyncError, WarehouseQueryFailed
 from ..naming import SYNCED_AT_COLUMN, SnowflakeObjects, quote
-from ..warehouse_db import warehouse_errors
+from ..warehouse_db import classify_warehouse_error, warehouse_errors
 
 # COPY_HISTORY statuses (docs.snowflake.com, COPY_HISTORY table function).
 LOADED = "Loaded"
 IN_PROGRESS = "Load in progress"
+
+# The setup's procedure in the STAGING schema that runs EXECUTE TASK for each task of an ARRAY
+# (sql/snowflake/06_execute_tasks.sql; the two names must stay the same).
+EXECUTE_TASKS_PROCEDURE = "_AURORA_SYNC_EXECUTE_TASKS"
 
 # Export keys are `<table>/YYYY/MM/DD/HH/<uuid>.csv[_partN]`; refresh prefixes are cut from
 # their directories, and are the only text formatted into ALTER PIPE (it takes no binds).
@@ -204,25 +211,75 @@ def read_task_runs(
     return runs
 
 
-def execute_task(conn: Any, objects: SnowflakeObjects) -> None:
-    """EXECUTE TASK: asynchronous; its run shows up in TASK_HISTORY as SCHEDULED."""
-    cur = conn.cursor()
-    try:
-        with warehouse_errors(f"executing task {objects.merge_task}"):
-            cur.execute(f"EXECUTE TASK {objects.merge_task}")
-    finally:
-        cur.close()
+def execute_tasks_procedure(database: str, staging_schema: str) -> str:
+    """The quoted name of the setup's procedure that executes MERGE tasks."""
+    return f"{quote(database)}.{quote(staging_schema)}.{quote(EXECUTE_TASKS_PROCEDURE)}"
 
 
-def stream_has_data(conn: Any, objects: SnowflakeObjects) -> bool:
+def execute_tasks(
+    conn: Any, database: str, staging_schema: str, tasks: Sequence[SnowflakeObjects]
+) -> list[SyncError | None]:
+    """EXECUTE TASK for each table's MERGE task, in one CALL; each task's error, in order.
+
+    Each run is asynchronous: it shows up in TASK_HISTORY as SCHEDULED. The procedure catches
+    each task's error, so one dropped task does not keep the others from running; its error
+    comes back classified as the connector's would be. An error of the CALL itself (the
+    procedure missing, Snowflake unreachable) is raised as the taxonomy's class.
+    """
+    if not tasks:
+        return []
+    procedure = execute_tasks_procedure(database, staging_schema)
+    names = [objects.merge_task for objects in tasks]
     cur = conn.cursor()
     try:
-        with warehouse_errors(f"reading SYSTEM$STREAM_HAS_DATA of {objects.stream}"):
-            cur.execute("SELECT SYSTEM$STREAM_HAS_DATA(?)", (objects.stream,))
+        with warehouse_errors(f"executing {len(names)} MERGE task(s) with {procedure}"):
+            # The names travel as one bound JSON array: never formatted into the statement.
+            cur.execute(f"CALL {procedure}(PARSE_JSON(?))", (json.dumps(names),))
             row = cur.fetchone()
     finally:
         cur.close()
-    return bool(row and row[0])
+    outcomes = json.loads(row[0]) if row and isinstance(row[0], str) else (row[0] if row else None)
+    if not isinstance(outcomes, list) or len(outcomes) != len(names):
+        raise WarehouseQueryFailed(
+            f"{procedure} answered {str(outcomes)[:200]!r} for {len(names)} task(s), not one outcome "
+            "each: it is not the setup's procedure.",
+            fix="run `aurora-sync sql snowflake --setup --apply`",
+        )
+    return [_task_error(name, outcome) for name, outcome in zip(names, outcomes, strict=True)]
+
+
+def _task_error(task: str, outcome: Any) -> SyncError | None:
+    """A task's outcome as the procedure reports it → None (executed) or its classified error."""
+    from snowflake.connector.errors import ProgrammingError
+
+    if not isinstance(outcome, dict) or "code" not in outcome:
+        return None
+    code = outcome.get("code")
+    error = ProgrammingError(
+        msg=str(outcome.get("message") or "no message"),
+        errno=int(code) if isinstance(code, int | float | str) and str(code).lstrip("-").isdigit() else None,
+        sqlstate=outcome.get("state"),
+    )
+    return classify_warehouse_error(error, context=f"executing task {task}")
+
+
+def streams_have_data(conn: Any, streams: Sequence[tuple[str, SnowflakeObjects]]) -> dict[str, bool]:
+    """{table name: SYSTEM$STREAM_HAS_DATA of its stream}, in one statement for every table.
+
+    The function takes one stream, so each is a column of one row, its name bound.
+    """
+    if not streams:
+        return {}
+    columns = [f"SYSTEM$STREAM_HAS_DATA(?) AS {quote(f'S{index}')}" for index in range(len(streams))]
+    cur = conn.cursor()
+    try:
+        with warehouse_errors(f"reading SYSTEM$STREAM_HAS_DATA of {len(streams)} stream(s)"):
+            cur.execute(f"SELECT {', '.join(columns)}", [objects.stream for _, objects in streams])
+            row = cur.fetchone()
+    finally:
+        cur.close()
+    values = list(row) if row is not None else [False] * len(streams)
+    return {name: bool(value) for (name, _), value in zip(streams, values, strict=True)}
 
 
 def count_merged_rows(conn: Any, merged: Sequence[tuple[str, SnowflakeObjects, datetime]]) -> dict[str, int]:

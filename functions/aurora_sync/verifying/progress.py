@@ -136,6 +136,7 @@ def progress_of(output: VerifyOutput, report: str) -> VerifyProgress:
         failed=output.failed,
         report=report,
         summary=in_state(output.summary) if output.summary is not None else None,
+        continue_now=output.continue_now,
     )
 
 

@@ -29,14 +29,20 @@ ROWS_QUARANTINED = "RowsQuarantined"
 UNACCOUNTED_FILE = "UnaccountedFile"
 
 
-# Statements on one table's objects (EXECUTE TASK, ALTER PIPE ... REFRESH, SYSTEM$STREAM_HAS_DATA,
-# a key snapshot's reconciliation) one verifier call issues at most; the tables beyond wait for
-# the next call of the Wait/Verify loop. Each is a round trip (a reconciliation a few), so this
-# caps a call's work whatever the run's table count: 401 tables in one call outlasted the
-# verifier's 180 s timeout (issue 15). Reads about every table are one statement each anyway.
-# 100 round trips of ~0.2 s fit the timeout many times over, and a run of 2,000 tables requests
-# its merges in 20 calls (one Wait apart) rather than 80 at 25.
+# Statements on one table's objects (ALTER PIPE ... REFRESH, a key snapshot's reconciliation)
+# one verifier call issues at most; the tables beyond wait for the next call of the Wait/Verify
+# loop. Each is a round trip (a reconciliation a few), so this caps a call's work whatever the
+# run's table count: 401 tables in one call outlasted the verifier's 180 s timeout (issue 15).
+# Reads about every table are one statement each anyway. 100 round trips of ~0.2 s fit the
+# timeout many times over.
 TABLE_ACTIONS_PER_CALL = 100
+
+# MERGE tasks one verifier call requests for the first time, all in one CALL of the setup's
+# procedure (EXECUTE TASK takes one task, so the procedure runs one after another inside
+# Snowflake, without a round trip each). The cap keeps that one statement well inside the
+# verifier's timeout; a run of 2,000 tables requests its merges in 4 calls instead of 2,000
+# statements over 20 calls.
+MERGES_PER_CALL = 500
 
 
 @dataclass(frozen=True)
@@ -45,6 +51,7 @@ class Limits:
     load_timeout: timedelta
     merge_timeout: timedelta
     table_actions: int = TABLE_ACTIONS_PER_CALL
+    merges_per_call: int = MERGES_PER_CALL
 
 
 @dataclass(frozen=True)

@@ -122,7 +122,7 @@ def unquote_string(literal: str) -> str:
 
 
 PENDING = "pending"
-KINDS = ("integrations", "stages", "file_formats", "pipes", "streams", "tasks", PENDING)
+KINDS = ("integrations", "stages", "file_formats", "pipes", "streams", "tasks", "procedures", PENDING)
 
 
 class Registry:

@@ -37,8 +37,18 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from . import constraints, history
-from .catalog import IDENT, QUALIFIED, ObjectName, Registry, normalise_part, sql_string, syntax_error
+from .catalog import (
+    IDENT,
+    QUALIFIED,
+    ObjectName,
+    Registry,
+    normalise_part,
+    sql_string,
+    syntax_error,
+    unquote_string,
+)
 from .pipes import Pipes, Session
+from .procedures import Procedures
 from .tasks import Streams, Tasks
 
 from . import alter_column  # isort: skip
@@ -187,11 +197,15 @@ class ControlPlane:
         self.pipes = pipes
         self.streams = streams
         self.tasks = Tasks(registry, fs.duck_conn, self.execute)
+        self.procedures = Procedures(registry, self.execute)
 
     # --- classification ---------------------------------------------------------------------
     def prepare(self, conn: FakeSnowflakeConnection, sql: str, bindings: dict[str, Any] | None) -> Plan:
         text = strip_leading_comments(sql)
         session = Session(conn.database, conn.schema)
+        if re.match(r"CALL\b", text, re.I):
+            # CALL is one command token to sqlglot: the procedure parses its own arguments.
+            return Plan(self.procedures.call(text, bindings, session), None)
         answered = self._control_plane(text, session)
         if answered is not None:
             return Plan(answered, None, cleanup=list(getattr(answered, "cleanup", ())))
@@ -396,9 +410,19 @@ class ControlPlane:
                 r for r in tasks.show_rows(session, None, ("ACCOUNT", None)) if r["id"] == record["id"]
             ]
             return _rows_sql(task_rows, TASK_COLUMNS)
-        if m := re.match(r"EXECUTE\s+TASK\s+" + NAME + r"\s*;?$", text, re.I):
-            tasks.execute_task(m.group("name"), session)
+        if m := re.match(
+            r"EXECUTE\s+TASK\s+(?:IDENTIFIER\s*\(\s*(?P<literal>'(?:[^']|'')*')\s*\)|" + NAME + r")\s*;?$",
+            text,
+            re.I,
+        ):
+            # IDENTIFIER('<name>'): the name as a string, e.g. a procedure's bound variable.
+            name = unquote_string(m.group("literal")) if m.group("literal") else m.group("name")
+            tasks.execute_task(name, session)
             return status_sql("Statement executed successfully.")
+        if re.match(r"CREATE\s+(OR\s+REPLACE\s+)?(SECURE\s+)?PROCEDURE\b", text, re.I):
+            return status_sql(self.procedures.create(text, session))
+        if m := re.match(r"DROP\s+PROCEDURE\s+" + IF_EXISTS + NAME + r"\s*\([^)]*\)\s*;?\s*$", text, re.I):
+            return status_sql(self.procedures.drop(m.group("name"), session, bool(m.group("if_exists"))))
         # A column type change Snowflake refuses fails here; one it makes goes on to fakesnow.
         alter_column.check(self.fs, text, session.database, session.schema, self.streams)
         return None
