@@ -140,6 +140,12 @@ class CaughtPlan(BaseModel):
     error: ExportError
 
 
+class CaughtPlanParts(CaughtPlan):
+    """PlanFailed's output: the Catch result and the input's comma-separated part count."""
+
+    input_parts: int
+
+
 class _Verification(BaseModel):
     output: VerifyProgress | None
 
@@ -181,6 +187,9 @@ class TablesFailedCause(BaseModel):
 STATE_INPUT: dict[str, type[BaseModel] | None] = {
     "Plan": None,
     "PlanFailed": CaughtPlan,
+    "QuoteThePlanInput": CaughtPlanParts,
+    "DescribePlanFailure": CaughtPlanParts,
+    "DescribeLongPlanFailure": CaughtPlanParts,
     "AnythingToDo": PlanOutput,
     "Skipped": None,
     "StartRounds": PlanOutput,

@@ -134,7 +134,12 @@ def test_every_other_failure_path_builds_a_cause_with_the_rerun_input() -> None:
             todo += [t for t in [state.get("Next"), state.get("Default")] if t]
             todo += [c["Next"] for c in state.get("Choices", [])]
     assert fails == {"RunFailed"}
-    assert builders == {"PlanFailed", "DescribeRunFailure", "DescribeLongRunFailure"}
+    assert builders == {
+        "DescribePlanFailure",
+        "DescribeLongPlanFailure",
+        "DescribeRunFailure",
+        "DescribeLongRunFailure",
+    }
     assert top["Report"]["Choices"][0]["Next"] == "DescribeTablesFailed"
     assert top["DescribeTablesFailed"]["Next"] == "TablesFailed"
     assert top["RunFailed"] == {**top["RunFailed"], "ErrorPath": "$.Error", "CausePath": "$.Cause"}
@@ -145,7 +150,11 @@ def test_every_other_failure_path_builds_a_cause_with_the_rerun_input() -> None:
         assert "groups" not in top[name]["Parameters"], name
     assert top["RerunTheInput"]["Parameters"]["rerun.$"] == "$$.Execution.Input"
     assert "States.JsonToString($.rerun)" in top["DescribeRunFailure"]["Parameters"]["Cause.$"]
-    assert "States.JsonToString($$.Execution.Input)" in top["PlanFailed"]["Parameters"]["Cause.$"]
+    assert "States.JsonToString($$.Execution.Input)" in top["DescribePlanFailure"]["Parameters"]["Cause.$"]
+    # A rerun of hundreds of tables is not quoted: a cause holds 32,768 characters at most.
+    assert top["QuoteThePlanInput"]["Choices"][0] == top["QuoteTheInput"]["Choices"][0] | {
+        "Next": "DescribeLongPlanFailure"
+    }
 
 
 @pytest.mark.parametrize("partition", ["aws", "aws-cn", "aws-us-gov"])
@@ -205,7 +214,13 @@ def test_every_failure_cause_names_the_rerun_command_for_this_execution_and_the_
     # fails again at once. The cause names what does rerun the tables: the CLI command with this
     # execution's ARN ($$.Execution.Id), parsed here by the CLI's own parser.
     top = definition()["States"]
-    for name in ("PlanFailed", "DescribeRunFailure", "DescribeTablesFailed"):
+    for name in (
+        "DescribePlanFailure",
+        "DescribeLongPlanFailure",
+        "DescribeRunFailure",
+        "DescribeLongRunFailure",
+        "DescribeTablesFailed",
+    ):
         expression = top[name]["Parameters"]["Cause.$"]
         assert "$$.Execution.Id" in expression, name
         cause = formatted(expression, {"$$.Execution.Id": EXECUTION_ARN})

@@ -223,6 +223,11 @@ def test_a_run_failure_quotes_the_input_only_while_the_cause_fits() -> None:
     )
     assert "(4001 parts, too long to quote here" in long_cause
     assert len(long_cause) < len(quoted) - len(text) + 200  # the same text beside the count
+    # A failed plan says the same of its input (QuoteThePlanInput).
+    plan_quoted = run_failure_cause("DescribePlanFailure", ["E" * 256, "c" * 20_000, text, LONGEST_ARN])
+    assert len(plan_quoted) <= MAX_CAUSE_CHARS
+    plan_long = run_failure_cause("DescribeLongPlanFailure", ["E" * 256, "c" * 20_000, "4001", LONGEST_ARN])
+    assert "(4001 parts, too long to quote here" in plan_long
 
 
 def test_a_poll_cut_short_by_its_caps_tells_the_state_to_verify_again_at_once() -> None:
