@@ -81,8 +81,12 @@ def test_backfill_then_incremental_changes_with_a_late_commit(world: World) -> N
     description, events = world.run()
     assert description["status"] == "SUCCEEDED", description
     assert entered(events)[-1] == "Synced"
-    assert entered(events).count("ExportChunk") == 1 + 1 + 3
     report = {t["table"]: t for t in verify_output(events)["tables"]}
+    # One chunk (one file) per table, three for order items. The ExportChunk states entered are
+    # not counted: a child short of time defers a table to the next round, an extra entry.
+    assert {t: r["files"] for t, r in report.items()} == {
+        t: 3 if t == ORDER_ITEMS else 1 for t in world.configs
+    }
     assert {t: r["outcome"] for t, r in report.items()} == dict.fromkeys(world.configs, "MERGED")
     assert report[ORDER_ITEMS]["rows_exported"] == report[ORDER_ITEMS]["rows_loaded"] == 2500
     world.assert_parity()
