@@ -7,7 +7,8 @@ NAME is any of: export (1 and 2: 1M-row export vs psycopg2 pull and dlt; exporte
 1M rows), incremental (3), planner (4), cold-start (5), demo (6), modes (8: xmin vs cursor, full
 and key reconciliation on 1M rows), lanes (11: a backfill in 1, 2 and 4 lanes), orchestration (12:
 Step Functions charges per run, today's Map against a Distributed Map, at 50/500/2,000 tables),
-apply (13: ``sql snowflake --apply`` for 10, 100 and 500 tables); none = all. The stack is the
+apply (13: ``sql snowflake --apply`` for 10, 100 and 500 tables), scale (14: one run of 2,000
+tables and one table of 2,000 chunks under Step Functions' limits); none = all. The stack is the
 one of ``--state-dir`` /
 ``--port-base`` (or ``AURORA_SYNC_LOCAL_DIR`` / ``AURORA_SYNC_PORT_BASE``; default the
 developer's ``.local``), started when needed and left running. Prints the machine first and every
@@ -38,6 +39,7 @@ BENCHMARKS = {
     "lanes": ("lanes_bench.py", True),
     "orchestration": ("orchestration_costs.py", True),
     "apply": ("apply_bench.py", True),
+    "scale": ("scale_bench.py", True),
 }
 
 

@@ -90,10 +90,7 @@ class World:
         self, execution_input: dict[str, Any] | None = None, *, timeout_s: float = 240
     ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
         arn = self.engine.start(self.deployment, execution_input or {})
-        description: dict[str, Any] = {}
-        for event in self.engine.follow(arn, timeout_s=timeout_s, poll_s=0.3):
-            if event.get("type") == "ExecutionDescription":
-                description = event["description"]
+        description = self.engine.wait(arn, timeout_s=timeout_s, poll_s=0.3)
         return description, self.events(arn)
 
     def events(self, arn: str) -> list[dict[str, Any]]:
@@ -211,13 +208,15 @@ def open_world(
     *,
     prefix: str = "e2e",
     parameters: Mapping[str, Any] | None = None,
+    clock_scale: float = CLOCK_SCALE,
 ) -> Iterator[World]:
     """``tables``: config name -> (CREATE TABLE with ``{schema}`` for the schema, its config without
-    ``schema``/``target``). Load rows with ``World.execute`` afterwards, then ``World.apply``."""
+    ``schema``/``target``). Load rows with ``World.execute`` afterwards, then ``World.apply``.
+    ``clock_scale``: the engine's clock (``set_clock``) while the world is open."""
     tag = uuid.uuid4().hex[:6]
     schema, config_path = f"{prefix}_{tag}", f"/aurora-sync/{prefix}-{tag}/"
     aws = stack["aws"]
-    set_clock(stack, CLOCK_SCALE)
+    set_clock(stack, clock_scale)
     admin = psycopg2.connect(stack["postgres"]["admin_dsn"])
     admin.autocommit = True
     sync_role = sql.Identifier(stack["postgres"]["user"])

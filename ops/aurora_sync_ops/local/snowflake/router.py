@@ -180,6 +180,28 @@ def inline_bindings(sql: str, bindings: dict[str, Any] | None) -> str:
     return "".join(pieces)
 
 
+WORD = re.compile(r"\w+")
+
+
+def mentions_any(text: str, names: Sequence[str]) -> bool:
+    """Whether ``text`` holds one of ``names`` as a whole word, case-insensitively.
+
+    A name of word characters only is a whole word exactly when it equals one of the text's
+    maximal word runs, so those are a set lookup; a regular expression per name (the old way)
+    ran for every statement and, with more names than ``re``'s cache holds (512), recompiled
+    them all each time: a third of the emulator's time with 200 streams (issue 15)."""
+    words: set[str] | None = None
+    for name in names:
+        if WORD.fullmatch(name):
+            if words is None:
+                words = {w.lower() for w in WORD.findall(text)}
+            if name.lower() in words:
+                return True
+        elif re.search(rf"\b{re.escape(name)}\b", text, re.I):
+            return True
+    return False
+
+
 class ControlPlane:
     def __init__(self, fs: FakeSnow, registry: Registry, pipes: Pipes, streams: Streams) -> None:
         self.fs = fs
@@ -222,10 +244,7 @@ class ControlPlane:
                 old, new = normalise_part(rename.group("old")), normalise_part(rename.group("new"))
                 return Plan(sql, bindings, after=[lambda: self.streams.rename_column(table, old, new)])
             return Plan(sql, bindings)
-        stream_names = self.streams.names()
-        if not any(m in upper for m in REWRITE_MARKERS) and not any(
-            re.search(rf"\b{re.escape(n)}\b", text, re.I) for n in stream_names
-        ):
+        if not any(m in upper for m in REWRITE_MARKERS) and not mentions_any(text, self.streams.names()):
             return Plan(sql, bindings)
         return self._rewrite(text, bindings, session)
 
