@@ -243,6 +243,6 @@ class LocalEngine:
         for event in self.follow(arn, timeout_s=timeout_s):
             if event.get("type") == "ExecutionDescription":
                 description = event["description"]
-            elif on_event:
+            else:
                 on_event(event)
         return description
