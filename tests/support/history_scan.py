@@ -73,8 +73,15 @@ def scan_execution(sfn: Any, execution_arn: str, *, child_executions: Iterable[s
     """The scan of one execution; ``child_executions`` (e.g. a Map Run's, from
     ``list_executions(mapRunArn=...)``) are scanned too and kept apart."""
     events = history(sfn, execution_arn)
+    return scan_histories(execution_arn, events, {child: history(sfn, child) for child in child_executions})
+
+
+def scan_histories(
+    execution_arn: str, events: list[dict[str, Any]], children: dict[str, list[dict[str, Any]]]
+) -> HistoryScan:
+    """The scan of histories already read: the execution's and its children's by ARN."""
     scan = HistoryScan(execution_arn, len(events), largest_payload(events))
-    scan.children = [scan_execution(sfn, child) for child in child_executions]
+    scan.children = [HistoryScan(arn, len(child), largest_payload(child)) for arn, child in children.items()]
     return scan
 
 

@@ -15,8 +15,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from history_scan import HistoryScan, map_run_children, scan_execution
-from world import World, entered, open_world
+from history_scan import HistoryScan, scan_histories
+from world import World, entered, merged, open_world
 
 # Config names as long as configs allow (63, with four digits for up to 10,000 tables): a table's
 # names recur in its work item and export result, the largest things a payload could hold per table.
@@ -138,10 +138,11 @@ def failed_state(events: list[dict[str, Any]], cause: str) -> tuple[str, int] | 
 
 def run_scale_world(world: World, *, timeout_s: float) -> ScaleRun:
     started = time.monotonic()
-    description, events = world.run(timeout_s=timeout_s)
+    arn = world.engine.start(world.deployment, {})
+    description = world.engine.wait(arn, timeout_s=timeout_s, poll_s=0.3)
     seconds = time.monotonic() - started
-    sfn = world.engine.sfn
-    parent = world.engine.events(description["executionArn"])
-    children = map_run_children(sfn, parent)
-    scan = scan_execution(sfn, description["executionArn"], child_executions=children)
-    return ScaleRun(description, events, parent, children, scan, seconds)
+    # Each history is read once: thousands of events, parsed by boto3 on a shared machine.
+    parent, runs = world.histories(arn)
+    children = {child: events for run in runs.values() for child, events in run.items()}
+    scan = scan_histories(arn, parent, children)
+    return ScaleRun(description, merged(parent, runs), parent, list(children), scan, seconds)

@@ -97,12 +97,20 @@ class World:
         """The execution's history with each export round's children's histories placed after
         the round's MapRunStarted event (the Distributed Map's children run the chunk loops; the
         local engine keeps their histories, AWS only logs an Express one)."""
-        merged: list[dict[str, Any]] = []
-        for event in self.engine.events(arn):
-            merged.append(event)
-            for child in map_run_children(self.engine.sfn, [event]):
-                merged.extend(self.engine.events(child))
-        return merged
+        return merged(*self.histories(arn))
+
+    def histories(self, arn: str) -> tuple[list[dict[str, Any]], dict[int, dict[str, list[dict[str, Any]]]]]:
+        """The execution's history, and each Map Run's children's histories (by child ARN) under
+        the id of the run's MapRunStarted event."""
+        parent = self.engine.events(arn)
+        runs = {
+            event["id"]: {
+                child: self.engine.events(child) for child in map_run_children(self.engine.sfn, [event])
+            }
+            for event in parent
+            if "mapRunStartedEventDetails" in event
+        }
+        return parent, runs
 
     def assert_parity(self, *names: str) -> None:
         for name in names or tuple(self.configs):
@@ -115,6 +123,18 @@ class World:
                 table=self.configs[name]["table"],
             )
             assert result.equal, f"{name} differs from FINAL: {result.as_dict()}"
+
+
+def merged(
+    parent: list[dict[str, Any]], runs: dict[int, dict[str, list[dict[str, Any]]]]
+) -> list[dict[str, Any]]:
+    """One history: each Map Run's children's events after the run's MapRunStarted event."""
+    events: list[dict[str, Any]] = []
+    for event in parent:
+        events.append(event)
+        for child_events in runs.get(event["id"], {}).values():
+            events.extend(child_events)
+    return events
 
 
 def run_reacting(
