@@ -12,11 +12,13 @@ transaction that also advances the stream's offset.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import gzip
 import json
 import logging
 import re
+import threading
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -54,6 +56,7 @@ SHOW_TAIL = (
 )
 REWRITE_MARKERS = ("COPY_HISTORY", "TASK_HISTORY", "SYSTEM$PIPE_STATUS", "SYSTEM$STREAM_HAS_DATA")
 DML = (exp.Insert, exp.Merge, exp.Update, exp.Delete, exp.Create, exp.Copy)
+MERGE_STATEMENT = re.compile(r"\bMERGE\s+INTO\b", re.I)
 
 
 @dataclass
@@ -209,6 +212,11 @@ class ControlPlane:
         self.pipes = pipes
         self.streams = streams
         self.tasks = Tasks(registry, fs.duck_conn, self.execute)
+        # Task runs' MERGEs one at a time: fakesnow runs a MERGE as statements around a scratch
+        # table of one name per schema (``merge_candidates``), so two tables' merge tasks running
+        # at once in STAGING failed one of them with a DuckDB catalog conflict on that name,
+        # where Snowflake runs both. Their work is Python and DuckDB under one GIL anyway.
+        self.merges = threading.Lock()
 
     # --- classification ---------------------------------------------------------------------
     def prepare(self, conn: FakeSnowflakeConnection, sql: str, bindings: dict[str, Any] | None) -> Plan:
@@ -467,7 +475,8 @@ class ControlPlane:
             plan = self.prepare(conn, sql, None)
             cur = conn.cursor()
             try:
-                cur.execute(plan.sql)
+                with self.merges if MERGE_STATEMENT.search(plan.sql) else contextlib.nullcontext():
+                    cur.execute(plan.sql)
             except BaseException:
                 self._settle(plan, succeeded=False)
                 raise
