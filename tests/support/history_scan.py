@@ -55,7 +55,11 @@ def history(sfn: Any, execution_arn: str) -> list[dict[str, Any]]:
 
 def largest_payload(events: list[dict[str, Any]]) -> Payload | None:
     largest: Payload | None = None
+    state: str | None = None  # a task's scheduled/succeeded events name no state: the one entered
     for event in events:
+        entered = event.get("stateEnteredEventDetails")
+        if entered:
+            state = entered.get("name")
         for key, details in event.items():
             if not key.endswith("EventDetails") or not isinstance(details, dict):
                 continue
@@ -65,7 +69,7 @@ def largest_payload(events: list[dict[str, Any]]) -> Payload | None:
                     continue
                 size = len(text.encode("utf-8"))
                 if largest is None or size > largest.size:
-                    largest = Payload(size, event["id"], event["type"], details.get("name"))
+                    largest = Payload(size, event["id"], event["type"], details.get("name") or state)
     return largest
 
 
