@@ -110,7 +110,8 @@ class ScaleRun:
             ),
             {},
         )
-        text = f"{self.description['status']}: {details.get('error')}: {details.get('cause')}"
+        # A Lambda's error carries its stack trace in the cause: its first lines say what failed.
+        text = f"{self.description['status']}: {details.get('error')}: {str(details.get('cause'))[:400]}"
         state = failed_state(self.events, str(details.get("cause", "")))
         if state is not None:
             text += f" (the state {state[0]!r} was entered with an input of {state[1]:,} B)"
