@@ -8,7 +8,8 @@ NAME is any of: export (1 and 2: 1M-row export vs psycopg2 pull and dlt; exporte
 and key reconciliation on 1M rows), lanes (11: a backfill in 1, 2 and 4 lanes), orchestration (12:
 Step Functions charges per run, today's Map against a Distributed Map, at 50/500/2,000 tables),
 apply (13: ``sql snowflake --apply`` for 10, 100 and 500 tables), verifier-statements (14: the
-verifier's Snowflake statements per run at 50/500/2,000 tables); none = all. The stack is the
+verifier's Snowflake statements per run at 50/500/2,000 tables), scale (15: one run of 2,000
+tables and one table of 2,000 chunks under Step Functions' limits); none = all. The stack is the
 one of ``--state-dir`` /
 ``--port-base`` (or ``AURORA_SYNC_LOCAL_DIR`` / ``AURORA_SYNC_PORT_BASE``; default the
 developer's ``.local``), started when needed and left running. Prints the machine first and every
@@ -40,6 +41,7 @@ BENCHMARKS = {
     "orchestration": ("orchestration_costs.py", True),
     "apply": ("apply_bench.py", True),
     "verifier-statements": ("verifier_statements.py", False),
+    "scale": ("scale_bench.py", True),
 }
 
 

@@ -772,6 +772,39 @@ def test_execute_task_merges_the_stream_and_consumes_it(sf: Any) -> None:
     ]
 
 
+def test_merge_tasks_of_one_schema_run_side_by_side_without_conflict(sf: Any) -> None:
+    # Snowflake runs the MERGEs of different tables at the same time; fakesnow runs a MERGE as
+    # statements around a scratch table of one name per schema (merge_candidates), so two task
+    # runs in STAGING at once failed one of them with a DuckDB catalog conflict on it.
+    tables = [unique("SIDE") for _ in range(8)]
+    run(sf, f"CREATE SCHEMA IF NOT EXISTS {DB}.FINAL")
+    for table in tables:
+        staging_table(sf, table)
+        run(sf, f"CREATE OR REPLACE TABLE {DB}.FINAL.{table} (ID NUMBER(38,0), NOTE VARCHAR)")
+        run(
+            sf,
+            f"CREATE OR REPLACE STREAM {DB}.STAGING.{table}_STREAM ON TABLE {DB}.STAGING.{table} "
+            "APPEND_ONLY = TRUE",
+        )
+        run(sf, f"INSERT INTO {DB}.STAGING.{table} (ID, NOTE) SELECT RANGE, 'n' FROM RANGE(0, 20000)")
+        run(
+            sf,
+            f"""CREATE OR REPLACE TASK {DB}.STAGING.{table}_MERGE
+            USER_TASK_MANAGED_INITIAL_WAREHOUSE_SIZE = 'XSMALL' SCHEDULE = '60 MINUTE' AS
+            MERGE INTO {DB}.FINAL.{table} t USING (SELECT ID, NOTE FROM {DB}.STAGING.{table}_STREAM) s
+            ON t.ID = s.ID WHEN MATCHED THEN UPDATE SET NOTE = s.NOTE
+            WHEN NOT MATCHED THEN INSERT (ID, NOTE) VALUES (s.ID, s.NOTE)""",
+        )
+    for table in tables:
+        run(sf, f"EXECUTE TASK {DB}.STAGING.{table}_MERGE")
+    outcomes = {table: finished_run(sf, f"{table}_MERGE") for table in tables}
+    assert {t: (r["STATE"], r["ERROR_MESSAGE"]) for t, r in outcomes.items()} == {
+        t: ("SUCCEEDED", None) for t in tables
+    }
+    for table in tables:
+        assert run(sf, f"SELECT COUNT(*) AS N FROM {DB}.FINAL.{table}")[0]["N"] == 20000
+
+
 def test_a_serverless_triggered_task_needs_a_target_completion_interval_and_runs_once_when_executed(
     sf: Any,
 ) -> None:

@@ -55,7 +55,11 @@ def history(sfn: Any, execution_arn: str) -> list[dict[str, Any]]:
 
 def largest_payload(events: list[dict[str, Any]]) -> Payload | None:
     largest: Payload | None = None
+    state: str | None = None  # a task's scheduled/succeeded events name no state: the one entered
     for event in events:
+        entered = event.get("stateEnteredEventDetails")
+        if entered:
+            state = entered.get("name")
         for key, details in event.items():
             if not key.endswith("EventDetails") or not isinstance(details, dict):
                 continue
@@ -65,7 +69,7 @@ def largest_payload(events: list[dict[str, Any]]) -> Payload | None:
                     continue
                 size = len(text.encode("utf-8"))
                 if largest is None or size > largest.size:
-                    largest = Payload(size, event["id"], event["type"], details.get("name"))
+                    largest = Payload(size, event["id"], event["type"], details.get("name") or state)
     return largest
 
 
@@ -73,8 +77,15 @@ def scan_execution(sfn: Any, execution_arn: str, *, child_executions: Iterable[s
     """The scan of one execution; ``child_executions`` (e.g. a Map Run's, from
     ``list_executions(mapRunArn=...)``) are scanned too and kept apart."""
     events = history(sfn, execution_arn)
+    return scan_histories(execution_arn, events, {child: history(sfn, child) for child in child_executions})
+
+
+def scan_histories(
+    execution_arn: str, events: list[dict[str, Any]], children: dict[str, list[dict[str, Any]]]
+) -> HistoryScan:
+    """The scan of histories already read: the execution's and its children's by ARN."""
     scan = HistoryScan(execution_arn, len(events), largest_payload(events))
-    scan.children = [scan_execution(sfn, child) for child in child_executions]
+    scan.children = [HistoryScan(arn, len(child), largest_payload(child)) for arn, child in children.items()]
     return scan
 
 

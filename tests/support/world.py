@@ -91,22 +91,27 @@ class World:
         self, execution_input: dict[str, Any] | None = None, *, timeout_s: float = 240
     ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
         arn = self.engine.start(self.deployment, execution_input or {})
-        description: dict[str, Any] = {}
-        for event in self.engine.follow(arn, timeout_s=timeout_s, poll_s=0.3):
-            if event.get("type") == "ExecutionDescription":
-                description = event["description"]
+        description = self.engine.wait(arn, timeout_s=timeout_s, poll_s=0.3)
         return description, self.events(arn)
 
     def events(self, arn: str) -> list[dict[str, Any]]:
         """The execution's history with each export round's children's histories placed after
         the round's MapRunStarted event (the Distributed Map's children run the chunk loops; the
         local engine keeps their histories, AWS only logs an Express one)."""
-        merged: list[dict[str, Any]] = []
-        for event in self.engine.events(arn):
-            merged.append(event)
-            for child in map_run_children(self.engine.sfn, [event]):
-                merged.extend(self.engine.events(child))
-        return merged
+        return merged(*self.histories(arn))
+
+    def histories(self, arn: str) -> tuple[list[dict[str, Any]], dict[int, dict[str, list[dict[str, Any]]]]]:
+        """The execution's history, and each Map Run's children's histories (by child ARN) under
+        the id of the run's MapRunStarted event."""
+        parent = self.engine.events(arn)
+        runs = {
+            event["id"]: {
+                child: self.engine.events(child) for child in map_run_children(self.engine.sfn, [event])
+            }
+            for event in parent
+            if "mapRunStartedEventDetails" in event
+        }
+        return parent, runs
 
     def assert_parity(self, *names: str) -> None:
         for name in names or tuple(self.configs):
@@ -119,6 +124,18 @@ class World:
                 table=self.configs[name]["table"],
             )
             assert result.equal, f"{name} differs from FINAL: {result.as_dict()}"
+
+
+def merged(
+    parent: list[dict[str, Any]], runs: dict[int, dict[str, list[dict[str, Any]]]]
+) -> list[dict[str, Any]]:
+    """One history: each Map Run's children's events after the run's MapRunStarted event."""
+    events: list[dict[str, Any]] = []
+    for event in parent:
+        events.append(event)
+        for child_events in runs.get(event["id"], {}).values():
+            events.extend(child_events)
+    return events
 
 
 def run_reacting(
@@ -242,13 +259,15 @@ def open_world(
     *,
     prefix: str = "e2e",
     parameters: Mapping[str, Any] | None = None,
+    clock_scale: float = CLOCK_SCALE,
 ) -> Iterator[World]:
     """``tables``: config name -> (CREATE TABLE with ``{schema}`` for the schema, its config without
-    ``schema``/``target``). Load rows with ``World.execute`` afterwards, then ``World.apply``."""
+    ``schema``/``target``). Load rows with ``World.execute`` afterwards, then ``World.apply``.
+    ``clock_scale``: the engine's clock (``set_clock``) while the world is open."""
     tag = uuid.uuid4().hex[:6]
     schema, config_path = f"{prefix}_{tag}", f"/aurora-sync/{prefix}-{tag}/"
     aws = stack["aws"]
-    set_clock(stack, CLOCK_SCALE)
+    set_clock(stack, clock_scale)
     admin = psycopg2.connect(stack["postgres"]["admin_dsn"])
     admin.autocommit = True
     sync_role = sql.Identifier(stack["postgres"]["user"])

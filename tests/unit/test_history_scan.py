@@ -24,6 +24,16 @@ def test_the_largest_payload_counts_utf8_bytes_of_inputs_and_outputs() -> None:
     assert largest_payload([event(1, "WaitStateEntered", "stateEnteredEventDetails", name="W")]) is None
 
 
+def test_a_task_result_is_named_after_the_state_that_ran_the_task() -> None:
+    # TaskSucceeded (a Lambda's result) carries no state name: it belongs to the state entered.
+    events = [
+        event(1, "TaskStateEntered", "stateEnteredEventDetails", name="Plan", input="{}"),
+        event(2, "TaskSucceeded", "taskSucceededEventDetails", output='{"items":[1,2,3]}'),
+        event(3, "TaskStateExited", "stateExitedEventDetails", name="Plan", output='{"n":3}'),
+    ]
+    assert largest_payload(events) == Payload(size=17, event_id=2, event_type="TaskSucceeded", state="Plan")
+
+
 def test_a_scan_reports_the_largest_payload_and_most_events_across_child_executions() -> None:
     child = HistoryScan("child", events=30_000, largest=Payload(300, 7, "TaskSucceeded", "Export"))
     parent = HistoryScan(

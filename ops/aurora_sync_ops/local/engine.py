@@ -211,6 +211,21 @@ class LocalEngine:
                 )
             time.sleep(poll_s)
 
+    def wait(self, execution_arn: str, *, timeout_s: float = 900, poll_s: float = 0.5) -> dict[str, Any]:
+        """The execution's description once it has ended. Only the description is polled: reading
+        the history on every poll (``follow``) re-reads and re-parses every event so far, which on
+        a run of thousands of events took more CPU than the run itself on a small machine."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            description: dict[str, Any] = self.sfn.describe_execution(executionArn=execution_arn)
+            if description["status"] in TERMINAL:
+                return description
+            if time.monotonic() > deadline:
+                raise TimeoutError(
+                    f"execution {execution_arn} still {description['status']} after {timeout_s:.0f}s"
+                )
+            time.sleep(poll_s)
+
     def run(
         self,
         deployment: Deployment,
@@ -222,10 +237,12 @@ class LocalEngine:
     ) -> dict[str, Any]:
         """Start an execution, wait for it, and return its description."""
         arn = self.start(deployment, execution_input, name)
+        if on_event is None:
+            return self.wait(arn, timeout_s=timeout_s)
         description: dict[str, Any] = {}
         for event in self.follow(arn, timeout_s=timeout_s):
             if event.get("type") == "ExecutionDescription":
                 description = event["description"]
-            elif on_event:
+            else:
                 on_event(event)
         return description

@@ -1,7 +1,7 @@
 """Object names, Snowflake-shaped errors, and the persisted registry of control-plane objects.
 
-Integrations, stages, file formats, pipes, streams and tasks are kept in one JSON document under
-the state directory (written atomically on every change) so a restarted server keeps them.
+Integrations, stages, file formats, pipes, streams and tasks are kept as one small JSON file each
+under the state directory (written atomically on every change) so a restarted server keeps them.
 Histories live in DuckDB next to the tables they describe (see ``history.py``).
 """
 
@@ -126,39 +126,40 @@ KINDS = ("integrations", "stages", "file_formats", "pipes", "streams", "tasks", 
 
 
 class Registry:
-    """Thread-safe registry of control-plane objects, persisted as JSON.
+    """Thread-safe registry of control-plane objects, persisted as one small JSON file per object.
 
-    The objects are one file, rewritten on every change. Pipe files queued for loading
-    (``pending``) come and go with every staged file, so each is a small file of its own in
-    ``<name>.pending/``: rewriting the whole registry twice per loaded file made a large run's
-    loads wait on each other (the registry of 401 tables is hundreds of kilobytes).
+    ``<name>.objects/<kind>/`` holds the integrations, stages, file formats, pipes, streams and
+    tasks; ``<name>.pending/`` the pipe files queued for loading, which come and go with every
+    staged file. A change writes only its own object's file: rewriting one document of every
+    object on each change made creating N tables' objects cost N squared (the registry of 2,000
+    tables is megabytes, rewritten about five times a table), and a large run's loads wait on
+    each other (issue 15). ``<name>`` itself is the layout of older versions, one document of
+    everything: it is read once and moved into the files.
     """
 
     def __init__(self, path: Path) -> None:
         self.path = path
+        self.objects_dir = path.with_name(path.name.removesuffix(".json") + ".objects")
         self.pending_dir = path.with_name(path.name.removesuffix(".json") + ".pending")
         self.lock = threading.RLock()
         self.data: dict[str, dict[str, Any]] = {kind: {} for kind in KINDS}
+        for kind in KINDS:
+            directory = self._dir(kind)
+            if directory.is_dir():
+                entries = (json.loads(file.read_text()) for file in directory.glob("*.json"))
+                self.data[kind] = {e["key"]: e["value"] for e in sorted(entries, key=lambda e: e["key"])}
         if path.exists():
             loaded = json.loads(path.read_text())
             for kind in KINDS:
-                self.data[kind] = loaded.get(kind, {})
-        if self.data[PENDING]:
-            # Queued by a version that kept them in the registry file: moved to their own files.
-            for key, value in list(self.data[PENDING].items()):
-                self.put(PENDING, key, value)
-            self.save()
-        if self.pending_dir.is_dir():
-            for file in sorted(self.pending_dir.glob("*.json")):
-                entry = json.loads(file.read_text())
-                self.data[PENDING][entry["key"]] = entry["value"]
+                for key, value in loaded.get(kind, {}).items():
+                    self.put(kind, key, value)
+            path.unlink()
 
-    def save(self) -> None:
-        with self.lock:
-            write_json_atomic(self.path, {k: v for k, v in self.data.items() if k != PENDING})
+    def _dir(self, kind: str) -> Path:
+        return self.pending_dir if kind == PENDING else self.objects_dir / kind
 
-    def _pending_file(self, key: str) -> Path:
-        return self.pending_dir / f"{hashlib.sha1(key.encode()).hexdigest()}.json"  # noqa: S324 - a name
+    def _file(self, kind: str, key: str) -> Path:
+        return self._dir(kind) / f"{hashlib.sha1(key.encode()).hexdigest()}.json"  # noqa: S324 - a name
 
     def get(self, kind: str, key: str) -> dict[str, Any] | None:
         with self.lock:
@@ -167,19 +168,13 @@ class Registry:
     def put(self, kind: str, key: str, value: dict[str, Any]) -> None:
         with self.lock:
             self.data[kind][key] = value
-            if kind == PENDING:
-                self.pending_dir.mkdir(parents=True, exist_ok=True)
-                write_json_atomic(self._pending_file(key), {"key": key, "value": value})
-            else:
-                self.save()
+            self._dir(kind).mkdir(parents=True, exist_ok=True)
+            write_json_atomic(self._file(kind, key), {"key": key, "value": value})
 
     def remove(self, kind: str, key: str) -> dict[str, Any] | None:
         with self.lock:
             value = self.data[kind].pop(key, None)
-            if kind == PENDING:
-                self._pending_file(key).unlink(missing_ok=True)
-            else:
-                self.save()
+            self._file(kind, key).unlink(missing_ok=True)
             return value
 
     def items(self, kind: str) -> list[tuple[str, dict[str, Any]]]:

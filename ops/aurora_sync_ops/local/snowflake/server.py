@@ -2,7 +2,8 @@
 
 Run as ``python -m aurora_sync_ops.local.snowflake.server --port N --db-path DIR --aws-endpoint URL``
 with the stack's admin AWS credentials in the environment. Data persists as one DuckDB file per
-database under ``--db-path``; the control-plane registry as ``control_plane.json`` beside them.
+database under ``--db-path``; the control-plane registry as one file an object under
+``control_plane.objects/`` and ``control_plane.pending/`` beside them.
 """
 
 from __future__ import annotations
