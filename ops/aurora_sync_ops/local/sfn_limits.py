@@ -60,7 +60,9 @@ def is_within_size_quota(value: Any) -> bool:
     return payload_bytes(value) <= MAX_PAYLOAD_BYTES
 
 
-def _data_limit_exceeded(env: Any, state_name: str, what: str) -> Exception:
+def _failure(env: Any, error_type: str, event_type: str, cause: str) -> Exception:
+    """moto's failure of a States.* error (``error_type``: a StatesErrorNameType member's name)
+    raised at ``event_type`` (a HistoryEventType member's name), as the engine raises its own."""
     from moto.stepfunctions.parser.api import ExecutionFailedEventDetails, HistoryEventType
     from moto.stepfunctions.parser.asl.component.common.error_name.failure_event import (
         FailureEvent,
@@ -72,44 +74,27 @@ def _data_limit_exceeded(env: Any, state_name: str, what: str) -> Exception:
     )
     from moto.stepfunctions.parser.asl.eval.event.event_detail import EventDetails
 
-    error = StatesErrorNameType.StatesStatesDataLimitExceeded
-    limit = "the maximum number of bytes service limit"
-    cause = f"The state/task '{state_name}' {what} with a size exceeding {limit}."
+    error = getattr(StatesErrorNameType, error_type)
     return FailureEventException(
         failure_event=FailureEvent(
             env=env,
             error_name=StatesErrorName(typ=error),
-            event_type=HistoryEventType.TaskFailed,
+            event_type=getattr(HistoryEventType, event_type),
             event_details=EventDetails(  # type: ignore[typeddict-item]
                 executionFailedEventDetails=ExecutionFailedEventDetails(error=error.to_name(), cause=cause)
             ),
         )
     )
+
+
+def _data_limit_exceeded(env: Any, state_name: str, what: str) -> Exception:
+    limit = "the maximum number of bytes service limit"
+    cause = f"The state/task '{state_name}' {what} with a size exceeding {limit}."
+    return _failure(env, "StatesStatesDataLimitExceeded", "TaskFailed", cause)
 
 
 def _runtime_error(env: Any, cause: str) -> Exception:
-    from moto.stepfunctions.parser.api import ExecutionFailedEventDetails, HistoryEventType
-    from moto.stepfunctions.parser.asl.component.common.error_name.failure_event import (
-        FailureEvent,
-        FailureEventException,
-    )
-    from moto.stepfunctions.parser.asl.component.common.error_name.states_error_name import StatesErrorName
-    from moto.stepfunctions.parser.asl.component.common.error_name.states_error_name_type import (
-        StatesErrorNameType,
-    )
-    from moto.stepfunctions.parser.asl.eval.event.event_detail import EventDetails
-
-    error = StatesErrorNameType.StatesRuntime
-    return FailureEventException(
-        failure_event=FailureEvent(
-            env=env,
-            error_name=StatesErrorName(typ=error),
-            event_type=HistoryEventType.ExecutionFailed,
-            event_details=EventDetails(  # type: ignore[typeddict-item]
-                executionFailedEventDetails=ExecutionFailedEventDetails(error=error.to_name(), cause=cause)
-            ),
-        )
-    )
+    return _failure(env, "StatesRuntime", "ExecutionFailed", cause)
 
 
 def fail_state_overflow(state_name: str, error: Any, cause: Any) -> str | None:
