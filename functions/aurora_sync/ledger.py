@@ -38,7 +38,7 @@ from typing import Any
 
 from .messages import SourceSnapshot
 from .naming import quote
-from .warehouse_db import IN_BOUND_LIST, bound_list, warehouse_errors
+from .warehouse_db import BOUND_ROWS, IN_BOUND_LIST, bound_list, warehouse_errors
 
 FILES_TABLE = "_AURORA_SYNC_FILES"
 RUNS_TABLE = "_AURORA_SYNC_RUNS"
@@ -115,8 +115,10 @@ def record_runs(
     cur = conn.cursor()
     try:
         with warehouse_errors(f"recording {len(runs)} export(s) in the ledger {ledger.runs}"):
-            cur.execute(f"DELETE FROM {ledger.files} WHERE RUN_ID = ? AND TARGET {IN_BOUND_LIST}", [run_id, names])
-            cur.execute(f"DELETE FROM {ledger.runs} WHERE RUN_ID = ? AND TARGET {IN_BOUND_LIST}", [run_id, names])
+            for table in (ledger.files, ledger.runs):
+                cur.execute(
+                    f"DELETE FROM {table} WHERE RUN_ID = ? AND TARGET {IN_BOUND_LIST}", [run_id, names]
+                )
             rows = [
                 (run.target, run.run_id, f.name, str(f.order), f.rows)
                 for run in runs
@@ -178,9 +180,8 @@ def mark_merged(conn: Any, ledger: Ledger, run_id: str, merged: Sequence[tuple[s
     if not merged:
         return
     # One bound JSON array of {target, started} rather than an OR of one condition per table:
-    # the statement's text stays the same however many tables merged. FLATTEN's columns (SEQ,
-    # KEY, PATH, INDEX, VALUE, THIS) do not clash with the ledger's, so TARGET and ACCOUNTED_AT
-    # in the EXISTS are the updated row's.
+    # the statement's text stays the same however many tables merged. Unqualified in the EXISTS,
+    # TARGET and ACCOUNTED_AT are the updated row's (``warehouse_db.BOUND_ROWS``).
     starts = json.dumps([{"target": table, "started": _iso(started)} for table, started, _ in merged])
     tables = bound_list(table for table, _, _ in merged)
     complete = [table for table, _, whole in merged if whole]
@@ -189,7 +190,7 @@ def mark_merged(conn: Any, ledger: Ledger, run_id: str, merged: Sequence[tuple[s
         with warehouse_errors(f"marking {len(merged)} merge(s) in the ledger {ledger.files}"):
             cur.execute(
                 f"UPDATE {ledger.files} SET MERGED_AT = CURRENT_TIMESTAMP() "
-                "WHERE MERGED_AT IS NULL AND EXISTS (SELECT 1 FROM TABLE(FLATTEN(INPUT => PARSE_JSON(?))) AS m "
+                f"WHERE MERGED_AT IS NULL AND EXISTS (SELECT 1 FROM {BOUND_ROWS} AS m "
                 "WHERE m.VALUE:target::STRING = TARGET "
                 "AND ACCOUNTED_AT <= CAST(m.VALUE:started::STRING AS TIMESTAMP_TZ))",
                 [starts],
@@ -363,14 +364,14 @@ def record_layouts(conn: Any, ledger: Ledger, layouts: Sequence[tuple[str, str, 
     if not layouts:
         return
     # One bound JSON array of {target, layout}, not an OR per table (a first run records every
-    # table's layout): the text stays the same. FLATTEN's columns do not clash with the ledger's.
+    # table's layout): the text stays the same.
     pairs = json.dumps([{"target": target, "layout": fingerprint} for target, fingerprint, _ in layouts])
     cur = conn.cursor()
     try:
         with warehouse_errors(f"recording {len(layouts)} layout(s) in the ledger {ledger.layouts}"):
             cur.execute(
-                f"DELETE FROM {ledger.layouts} WHERE EXISTS (SELECT 1 FROM TABLE(FLATTEN(INPUT => "
-                "PARSE_JSON(?))) AS m WHERE m.VALUE:target::STRING = TARGET AND m.VALUE:layout::STRING = LAYOUT)",
+                f"DELETE FROM {ledger.layouts} WHERE EXISTS (SELECT 1 FROM {BOUND_ROWS} AS m "
+                "WHERE m.VALUE:target::STRING = TARGET AND m.VALUE:layout::STRING = LAYOUT)",
                 [pairs],
             )
             cur.executemany(

@@ -528,7 +528,9 @@ def reconcile_delete(
     )
 
 
-def missing_keys_query(objects: SnowflakeObjects, key_columns: Sequence[str], final_types: dict[str, str]) -> str:
+def missing_keys_query(
+    objects: SnowflakeObjects, key_columns: Sequence[str], final_types: dict[str, str]
+) -> str:
     """How many keys of the snapshot FINAL lacks, with one of them: binds the key file names as
     one JSON array (``warehouse_db.bound_list``)."""
     keys = ", ".join(f"k.{quote(c)}::VARCHAR" for c in key_columns)

@@ -41,11 +41,15 @@ from .errors import (
 if TYPE_CHECKING:
     from snowflake.connector import SnowflakeConnection
 
-# ``<column> IN_BOUND_LIST``, one bind: ``bound_list(values)``. FLATTEN's INPUT takes any VARIANT
-# expression (PARSE_JSON of the bound text); each array element is a row whose VALUE is the
-# name, cast back to a string. An IN over a subquery is a semi-join: duplicates in the list
-# change nothing, and a JSON null never matches (as a NULL bind never did).
-IN_BOUND_LIST = "IN (SELECT VALUE::STRING FROM TABLE(FLATTEN(INPUT => PARSE_JSON(?))))"
+# One row per element of a bound JSON array: FLATTEN's INPUT takes any VARIANT expression
+# (PARSE_JSON of the bound text), and each row's VALUE is one element. Its columns (SEQ, KEY,
+# PATH, INDEX, VALUE, THIS) are not names of the product's tables, so in a correlated EXISTS an
+# unqualified column is the outer row's.
+BOUND_ROWS = "TABLE(FLATTEN(INPUT => PARSE_JSON(?)))"
+# ``<column> IN_BOUND_LIST``, one bind: ``bound_list(values)``. An IN over a subquery is a
+# semi-join: duplicates in the list change nothing, and a JSON null never matches (as a NULL
+# bind never did).
+IN_BOUND_LIST = f"IN (SELECT VALUE::STRING FROM {BOUND_ROWS})"
 
 
 def bound_list(values: Iterable[str]) -> str:

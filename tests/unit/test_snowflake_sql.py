@@ -297,7 +297,8 @@ def test_reconcile_delete_never_touches_rows_read_after_the_snapshot_and_convert
     assert delete == (
         'DELETE FROM "AURORA_SYNC"."FINAL"."ORDERS" f WHERE COALESCE(f."_AURORA_SYNC_SNAPSHOT", 0) '
         "<= CAST(? AS NUMBER(38,0)) AND NOT EXISTS (SELECT 1 FROM "
-        '"AURORA_SYNC"."STAGING"."ORDERS_KEYS" AS k WHERE k."_AURORA_SYNC_FILE" IN (SELECT VALUE::STRING FROM TABLE(FLATTEN(INPUT => PARSE_JSON(?)))) '
+        '"AURORA_SYNC"."STAGING"."ORDERS_KEYS" AS k WHERE k."_AURORA_SYNC_FILE" '
+        "IN (SELECT VALUE::STRING FROM TABLE(FLATTEN(INPUT => PARSE_JSON(?)))) "
         'AND k."ID" = f."ID" AND PARSE_JSON(k."PAYLOAD") = f."PAYLOAD")'
     )
     check(delete)

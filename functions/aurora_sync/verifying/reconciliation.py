@@ -167,7 +167,8 @@ def _reconcile_one(conn: Any, snapshot: KeySnapshot, source: Any, final_types: d
 def _clear(cur: Any, objects: SnowflakeObjects, files: list[str]) -> None:
     # The files as one bound JSON array: the text stays the same however many chunks the key
     # snapshot has.
-    cur.execute(f"DELETE FROM {objects.keys_table} WHERE {quote(FILE_COLUMN)} {IN_BOUND_LIST}", [bound_list(files)])
+    statement = f"DELETE FROM {objects.keys_table} WHERE {quote(FILE_COLUMN)} {IN_BOUND_LIST}"
+    cur.execute(statement, [bound_list(files)])
 
 
 def _load(cur: Any, snapshot: KeySnapshot, source: Any) -> Reconciled | None:
