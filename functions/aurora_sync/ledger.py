@@ -24,7 +24,8 @@ written by the planner when a table's layout changes. With the newest merged run
 planner finds the columns whose values FINAL does not hold for every row (``layout``).
 
 Values are bound (qmark); names are the quoted names of ``SnowflakeObjects``. Statements cover
-every table of a call at once, so their number does not grow with the table count.
+every table of a call at once, so their number does not grow with the table count, and neither
+does their text: a list of tables is one bound JSON array (``warehouse_db.IN_BOUND_LIST``).
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ from typing import Any
 
 from .messages import SourceSnapshot
 from .naming import quote
-from .warehouse_db import warehouse_errors
+from .warehouse_db import BOUND_ROWS, IN_BOUND_LIST, bound_list, warehouse_errors
 
 FILES_TABLE = "_AURORA_SYNC_FILES"
 RUNS_TABLE = "_AURORA_SYNC_RUNS"
@@ -110,17 +111,14 @@ def record_runs(
     if not runs:
         return
     run_id = runs[0].run_id
-    names = [r.target for r in runs]
-    marks = ", ".join("?" for _ in names)
+    names = bound_list(r.target for r in runs)
     cur = conn.cursor()
     try:
         with warehouse_errors(f"recording {len(runs)} export(s) in the ledger {ledger.runs}"):
-            cur.execute(
-                f"DELETE FROM {ledger.files} WHERE RUN_ID = ? AND TARGET IN ({marks})", [run_id, *names]
-            )
-            cur.execute(
-                f"DELETE FROM {ledger.runs} WHERE RUN_ID = ? AND TARGET IN ({marks})", [run_id, *names]
-            )
+            for table in (ledger.files, ledger.runs):
+                cur.execute(
+                    f"DELETE FROM {table} WHERE RUN_ID = ? AND TARGET {IN_BOUND_LIST}", [run_id, names]
+                )
             rows = [
                 (run.target, run.run_id, f.name, str(f.order), f.rows)
                 for run in runs
@@ -181,39 +179,42 @@ def mark_merged(conn: Any, ledger: Ledger, run_id: str, merged: Sequence[tuple[s
     """
     if not merged:
         return
-    conditions = " OR ".join("(TARGET = ? AND ACCOUNTED_AT <= CAST(? AS TIMESTAMP_TZ))" for _ in merged)
-    params: list[Any] = []
-    for table, started, _ in merged:
-        params += [table, _iso(started)]
+    # One bound JSON array of {target, started} rather than an OR of one condition per table:
+    # the statement's text stays the same however many tables merged. Unqualified in the EXISTS,
+    # TARGET and ACCOUNTED_AT are the updated row's (``warehouse_db.BOUND_ROWS``).
+    starts = json.dumps([{"target": table, "started": _iso(started)} for table, started, _ in merged])
+    tables = bound_list(table for table, _, _ in merged)
     complete = [table for table, _, whole in merged if whole]
     cur = conn.cursor()
     try:
         with warehouse_errors(f"marking {len(merged)} merge(s) in the ledger {ledger.files}"):
             cur.execute(
                 f"UPDATE {ledger.files} SET MERGED_AT = CURRENT_TIMESTAMP() "
-                f"WHERE MERGED_AT IS NULL AND ({conditions})",
-                params,
+                f"WHERE MERGED_AT IS NULL AND EXISTS (SELECT 1 FROM {BOUND_ROWS} AS m "
+                "WHERE m.VALUE:target::STRING = TARGET "
+                "AND ACCOUNTED_AT <= CAST(m.VALUE:started::STRING AS TIMESTAMP_TZ))",
+                [starts],
             )
             # A merged file's entry only guards against a replay, which Snowpipe itself refuses
             # for 14 days and which, once the entry is gone, is an unaccounted file anyway.
             cur.execute(
                 f"DELETE FROM {ledger.files} WHERE MERGED_AT < DATEADD(day, -?, CURRENT_TIMESTAMP()) "
-                f"AND TARGET IN ({', '.join('?' for _ in merged)})",
-                [FILES_KEPT_DAYS, *(table for table, _, _ in merged)],
+                f"AND TARGET {IN_BOUND_LIST}",
+                [FILES_KEPT_DAYS, tables],
             )
             if complete:
-                marks = ", ".join("?" for _ in complete)
+                whole = bound_list(complete)
                 cur.execute(
                     f"UPDATE {ledger.runs} SET MERGED_AT = CURRENT_TIMESTAMP() WHERE RUN_ID = ? AND "
-                    f"MERGED_AT IS NULL AND TARGET IN ({marks})",
-                    [run_id, *complete],
+                    f"MERGED_AT IS NULL AND TARGET {IN_BOUND_LIST}",
+                    [run_id, whole],
                 )
                 # This run now starts the tables' next windows; older runs only serve as integer
                 # samples, and a few days of them is plenty.
                 cur.execute(
-                    f"DELETE FROM {ledger.runs} WHERE RUN_ID <> ? AND TARGET IN ({marks}) "
+                    f"DELETE FROM {ledger.runs} WHERE RUN_ID <> ? AND TARGET {IN_BOUND_LIST} "
                     "AND ACCOUNTED_AT < DATEADD(day, -?, CURRENT_TIMESTAMP())",
-                    [run_id, *complete, RUNS_KEPT_DAYS],
+                    [run_id, whole, RUNS_KEPT_DAYS],
                 )
     finally:
         cur.close()
@@ -269,7 +270,7 @@ def read_history(conn: Any, ledger: Ledger, tables: Sequence[str]) -> dict[str, 
     each with the columns of the layout it was exported with (when the planner recorded them)."""
     if not tables:
         return {}
-    marks = ", ".join("?" for _ in tables)
+    listed = bound_list(tables)
     cur = conn.cursor()
     try:
         with warehouse_errors(f"reading the export ledger {ledger.runs}"):
@@ -280,11 +281,11 @@ def read_history(conn: Any, ledger: Ledger, tables: Sequence[str]) -> dict[str, 
                 "r.RECONCILED_AT IS NOT NULL "
                 f"FROM {ledger.runs} AS r "
                 f"LEFT JOIN (SELECT TARGET, LAYOUT, MAX(COLUMNS) AS COLUMNS FROM {ledger.layouts} "
-                f"WHERE TARGET IN ({marks}) GROUP BY TARGET, LAYOUT) AS y "
+                f"WHERE TARGET {IN_BOUND_LIST} GROUP BY TARGET, LAYOUT) AS y "
                 "ON y.TARGET = r.TARGET AND y.LAYOUT = r.LAYOUT "
-                f"WHERE r.MERGED_AT IS NOT NULL AND r.TARGET IN ({marks}) "
+                f"WHERE r.MERGED_AT IS NOT NULL AND r.TARGET {IN_BOUND_LIST} "
                 "QUALIFY ROW_NUMBER() OVER (PARTITION BY r.TARGET ORDER BY r.SNAPSHOT_ORDER DESC) <= ?",
-                [*tables, *tables, HISTORY_RUNS],
+                [listed, listed, HISTORY_RUNS],
             )
             rows = cur.fetchall()
     finally:
@@ -348,9 +349,8 @@ def last_merged_source_times(conn: Any, ledger: Ledger, targets: Sequence[str]) 
         with warehouse_errors(f"reading the last merged runs from the export ledger {ledger.runs}"):
             cur.execute(
                 f"SELECT TARGET, MAX(SOURCE_TIME) FROM {ledger.runs} "
-                f"WHERE MERGED_AT IS NOT NULL AND TARGET IN ({', '.join('?' for _ in targets)}) "
-                "GROUP BY TARGET",
-                list(targets),
+                f"WHERE MERGED_AT IS NOT NULL AND TARGET {IN_BOUND_LIST} GROUP BY TARGET",
+                [bound_list(targets)],
             )
             rows = cur.fetchall()
     finally:
@@ -363,13 +363,16 @@ def record_layouts(conn: Any, ledger: Ledger, layouts: Sequence[tuple[str, str, 
     entry a failed earlier run wrote for the same layout. Two statements for all tables."""
     if not layouts:
         return
-    conditions = " OR ".join("(TARGET = ? AND LAYOUT = ?)" for _ in layouts)
+    # One bound JSON array of {target, layout}, not an OR per table (a first run records every
+    # table's layout): the text stays the same.
+    pairs = json.dumps([{"target": target, "layout": fingerprint} for target, fingerprint, _ in layouts])
     cur = conn.cursor()
     try:
         with warehouse_errors(f"recording {len(layouts)} layout(s) in the ledger {ledger.layouts}"):
             cur.execute(
-                f"DELETE FROM {ledger.layouts} WHERE {conditions}",
-                [value for target, fingerprint, _ in layouts for value in (target, fingerprint)],
+                f"DELETE FROM {ledger.layouts} WHERE EXISTS (SELECT 1 FROM {BOUND_ROWS} AS m "
+                "WHERE m.VALUE:target::STRING = TARGET AND m.VALUE:layout::STRING = LAYOUT)",
+                [pairs],
             )
             cur.executemany(
                 f"INSERT INTO {ledger.layouts} (TARGET, LAYOUT, COLUMNS, RECORDED_AT) "

@@ -36,6 +36,7 @@ from .naming import (
 )
 from .source_catalog import SourceColumn
 from .typemap import UNREPRESENTABLE_COLUMN, ColumnMapping, map_column
+from .warehouse_db import IN_BOUND_LIST
 
 # Matches `<uuid>.csv` and the `_part2`, `_part3`, ... that aws_s3 adds to split exports.
 FILE_PATTERN = ".*[.]csv(_part[0-9]+)?"
@@ -506,11 +507,12 @@ def key_match(key_columns: Sequence[str], final_types: dict[str, str]) -> str:
 
 
 def reconcile_delete(
-    objects: SnowflakeObjects, key_columns: Sequence[str], final_types: dict[str, str], files: int
+    objects: SnowflakeObjects, key_columns: Sequence[str], final_types: dict[str, str], files: bool
 ) -> str:
     """Remove the FINAL rows whose key the key snapshot lacks, never one written after it.
 
-    Binds: the key snapshot's order, then the ``files`` key file names. A row FINAL holds from a
+    Binds: the key snapshot's order, then (with ``files``) the key file names as one JSON array
+    (``warehouse_db.bound_list``: the text stays the same for 1 file or 2,000). A row FINAL holds from a
     later snapshot (``_AURORA_SYNC_SNAPSHOT`` > order) was written after the snapshot was taken,
     so its absence from the snapshot says nothing. Without files (an empty table) every row up to
     the snapshot goes.
@@ -519,22 +521,21 @@ def reconcile_delete(
     snapshot = f"COALESCE(f.{quote(SNAPSHOT_COLUMN)}, 0) <= CAST(? AS NUMBER(38,0))"
     if not files:
         return f"DELETE FROM {objects.final_table} f WHERE {snapshot}"
-    marks = ", ".join("?" for _ in range(files))
     return (
         f"DELETE FROM {objects.final_table} f WHERE {snapshot} AND NOT EXISTS ("
-        f"SELECT 1 FROM {objects.keys_table} AS k WHERE k.{quote(FILE_COLUMN)} IN ({marks}) "
+        f"SELECT 1 FROM {objects.keys_table} AS k WHERE k.{quote(FILE_COLUMN)} {IN_BOUND_LIST} "
         f"AND {key_match(key_columns, final_types)})"
     )
 
 
 def missing_keys_query(
-    objects: SnowflakeObjects, key_columns: Sequence[str], final_types: dict[str, str], files: int
+    objects: SnowflakeObjects, key_columns: Sequence[str], final_types: dict[str, str]
 ) -> str:
-    """How many keys of the snapshot FINAL lacks, with one of them: binds the ``files`` names."""
-    marks = ", ".join("?" for _ in range(files))
+    """How many keys of the snapshot FINAL lacks, with one of them: binds the key file names as
+    one JSON array (``warehouse_db.bound_list``)."""
     keys = ", ".join(f"k.{quote(c)}::VARCHAR" for c in key_columns)
     return (
         f"SELECT COUNT(*) OVER (), {keys} FROM {objects.keys_table} AS k "
-        f"WHERE k.{quote(FILE_COLUMN)} IN ({marks}) AND NOT EXISTS ("
+        f"WHERE k.{quote(FILE_COLUMN)} {IN_BOUND_LIST} AND NOT EXISTS ("
         f"SELECT 1 FROM {objects.final_table} AS f WHERE {key_match(key_columns, final_types)}) LIMIT 1"
     )

@@ -40,7 +40,7 @@ from aurora_sync.source_catalog import SourceColumn
 from aurora_sync.typemap import UNREPRESENTABLE_COLUMN, PgType
 from aurora_sync.verifying.decide import FAILED_LOAD_STATES
 from aurora_sync.verifying.load_history import LOADED, TableFiles, execute_tasks, read_copy_history
-from aurora_sync.warehouse_db import classify_warehouse_error, connect_warehouse
+from aurora_sync.warehouse_db import bound_list, classify_warehouse_error, connect_warehouse
 from aurora_sync_ops.local.snowflake import history as emulator_history
 from aurora_sync_ops.local.snowflake.catalog import ObjectName
 from aurora_sync_ops.local.snowflake.csv_load import HISTORY_RESULT_SET, LoadSpec, load_csv
@@ -572,10 +572,12 @@ def test_key_snapshot_copy_missing_keys_and_reconcile_delete_run_as_the_verifier
     assert account.execute(f"SELECT DISTINCT {quote(FILE_COLUMN)} FROM {objects.keys_table}") == [(name,)]
 
     final_types = {"ID": "NUMBER"}
-    missing = account.execute(missing_keys_query(objects, ["ID"], final_types, 1), (name,))
+    # The key files travel as one bound JSON array (FLATTEN of PARSE_JSON): the form real
+    # Snowflake must accept for the statement's text to stay the same for 1 file or 2,000.
+    missing = account.execute(missing_keys_query(objects, ["ID"], final_types), (bound_list([name]),))
     assert [(int(row[0]), str(row[1])) for row in missing] == [(1, "5")]
 
-    account.execute(reconcile_delete(objects, ["ID"], final_types, 1), (str(20), name))
+    account.execute(reconcile_delete(objects, ["ID"], final_types, True), (str(20), bound_list([name])))
     # 2 and 4 are gone; 6 was written after the key snapshot and stays.
     assert [int(row[0]) for row in account.execute(f'SELECT "ID" FROM {objects.final_table} ORDER BY 1')] == [
         1,

@@ -293,16 +293,19 @@ def test_a_table_without_a_cursor_renders_and_its_key_must_exist() -> None:
 
 def test_reconcile_delete_never_touches_rows_read_after_the_snapshot_and_converts_keys() -> None:
     objects = SETUP.objects("ORDERS")
-    delete = reconcile_delete(objects, ["ID", "PAYLOAD"], {"ID": "NUMBER", "PAYLOAD": "VARIANT"}, 2)
+    delete = reconcile_delete(objects, ["ID", "PAYLOAD"], {"ID": "NUMBER", "PAYLOAD": "VARIANT"}, True)
     assert delete == (
         'DELETE FROM "AURORA_SYNC"."FINAL"."ORDERS" f WHERE COALESCE(f."_AURORA_SYNC_SNAPSHOT", 0) '
         "<= CAST(? AS NUMBER(38,0)) AND NOT EXISTS (SELECT 1 FROM "
-        '"AURORA_SYNC"."STAGING"."ORDERS_KEYS" AS k WHERE k."_AURORA_SYNC_FILE" IN (?, ?) '
+        '"AURORA_SYNC"."STAGING"."ORDERS_KEYS" AS k WHERE k."_AURORA_SYNC_FILE" '
+        "IN (SELECT VALUE::STRING FROM TABLE(FLATTEN(INPUT => PARSE_JSON(?)))) "
         'AND k."ID" = f."ID" AND PARSE_JSON(k."PAYLOAD") = f."PAYLOAD")'
     )
     check(delete)
-    assert delete.count("?") == 3  # the snapshot order and the file names are bound, never formatted
-    check(missing_keys_query(objects, ["ID"], {"ID": "NUMBER"}, 1))
+    # The snapshot order and the file names (one JSON array, whatever their number) are bound,
+    # never formatted.
+    assert delete.count("?") == 2
+    check(missing_keys_query(objects, ["ID"], {"ID": "NUMBER"}))
 
 
 def test_key_copy_refuses_file_names_the_exporter_never_writes() -> None:

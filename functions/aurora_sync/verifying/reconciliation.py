@@ -38,7 +38,7 @@ from ..snowflake_objects import (
     parse_pipe,
     reconcile_delete,
 )
-from ..warehouse_db import warehouse_errors
+from ..warehouse_db import IN_BOUND_LIST, bound_list, warehouse_errors
 
 # Snowflake's COPY INTO <table> result statuses (docs.snowflake.com, COPY INTO <table> output).
 COPY_LOADED = "LOADED"
@@ -129,7 +129,7 @@ def _reconcile_one(conn: Any, snapshot: KeySnapshot, source: Any, final_types: d
                     _clear(cur, objects, files)
                     return loaded
             if snapshot.check_missing and files:
-                cur.execute(missing_keys_query(objects, keys, final_types, len(files)), files)
+                cur.execute(missing_keys_query(objects, keys, final_types), [bound_list(files)])
                 row = cur.fetchone()
                 if row and int(row[0]) > 0:
                     _clear(cur, objects, files)
@@ -142,7 +142,8 @@ def _reconcile_one(conn: Any, snapshot: KeySnapshot, source: Any, final_types: d
                         f"with a full resync, execution input {rerun_full(snapshot.table)}",
                     )
             cur.execute(
-                reconcile_delete(objects, keys, final_types, len(files)), [str(snapshot.order), *files]
+                reconcile_delete(objects, keys, final_types, bool(files)),
+                [str(snapshot.order), *([bound_list(files)] if files else [])],
             )
             deleted = _affected(cur)
             if files:
@@ -164,8 +165,10 @@ def _reconcile_one(conn: Any, snapshot: KeySnapshot, source: Any, final_types: d
 
 
 def _clear(cur: Any, objects: SnowflakeObjects, files: list[str]) -> None:
-    marks = ", ".join("?" for _ in files)
-    cur.execute(f"DELETE FROM {objects.keys_table} WHERE {quote(FILE_COLUMN)} IN ({marks})", files)
+    # The files as one bound JSON array: the text stays the same however many chunks the key
+    # snapshot has.
+    statement = f"DELETE FROM {objects.keys_table} WHERE {quote(FILE_COLUMN)} {IN_BOUND_LIST}"
+    cur.execute(statement, [bound_list(files)])
 
 
 def _load(cur: Any, snapshot: KeySnapshot, source: Any) -> Reconciled | None:
