@@ -122,4 +122,20 @@ def install_clock() -> None:
             env.set_timed_out()
 
     program.Program.eval = scaled_program_eval  # type: ignore[method-assign]
+
+    # An execution that timed out (or was stopped) has ended: AWS records nothing after
+    # ExecutionTimedOut. moto's worker thread goes on with the state in flight, and when that
+    # state then fails (a Map Run cut off at the deadline fails its ResultWriter) set_error
+    # replaced TIMED_OUT and the history ended in ExecutionFailed after it.
+    from moto.stepfunctions.parser.asl.eval.environment import Environment
+    from moto.stepfunctions.parser.asl.eval.program_state import ProgramStopped, ProgramTimedOut
+
+    original_set_error = Environment.set_error
+
+    def set_error_unless_ended(self: Any, error: Any) -> None:
+        if isinstance(self._program_state, ProgramTimedOut | ProgramStopped):
+            return
+        original_set_error(self, error)
+
+    Environment.set_error = set_error_unless_ended  # type: ignore[method-assign]
     urls.url_paths[ROUTE] = clock
