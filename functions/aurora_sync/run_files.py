@@ -25,6 +25,23 @@ RUNS_PREFIX = "_aurora_sync/runs"
 MAX_CONNECTIONS = 16
 
 
+def run_prefix(run_id: str) -> str:
+    if not run_id or "/" in run_id:
+        raise ConfigError(f"run id {run_id!r} cannot name an S3 prefix.", fix="use the execution's name")
+    return f"{RUNS_PREFIX}/{run_id}/"
+
+
+def verify_key(run_id: str) -> str:
+    """The verifier's report of the run (``messages.VerifyOutput``), rewritten by every poll and
+    read by the next one (``verifying.progress``) and by the CLI."""
+    return f"{run_prefix(run_id)}verify.json"
+
+
+def rerun_key(run_id: str) -> str:
+    """The input that reruns the run's failed tables, when too long for the failure's cause."""
+    return f"{run_prefix(run_id)}rerun.json"
+
+
 @dataclass(frozen=True)
 class RunFiles:
     client: Any  # boto3 S3 client

@@ -32,6 +32,8 @@ HANDLERS = {
     "RoundsFunction": "rounds",
     "VerifierFunction": "verifier",
 }
+# The functions that never talk to Snowflake: built from requirements-exporter.txt (functions/Makefile).
+WITHOUT_CONNECTOR = ("ExporterFunction", "RoundsFunction")
 
 
 @pytest.fixture(scope="module")
@@ -132,7 +134,9 @@ def test_each_package_holds_its_handler_the_library_and_only_arm64_or_pure_wheel
     assert not {h for h in HANDLERS.values() if h != handler} & {p.name for p in package.iterdir()}
     assert not (package / "Makefile").exists()
     assert not list((package / "aurora_sync").rglob("__pycache__"))
-    wanted = requirement_names("requirements-exporter.txt" if handler == "exporter" else "requirements.txt")
+    wanted = requirement_names(
+        "requirements-exporter.txt" if function in WITHOUT_CONNECTOR else "requirements.txt"
+    )
     installed = distributions(package)
     assert wanted <= set(installed)
     for name, tags in installed.items():
@@ -147,17 +151,21 @@ def test_only_the_planner_and_verifier_carry_the_snowflake_connector(packages: P
     for function in ("PlannerFunction", "VerifierFunction"):
         assert "snowflake-connector-python" in distributions(packages / function)
         assert (packages / function / "snowflake" / "connector").is_dir()
-    exporter = packages / "ExporterFunction"
-    assert not {"snowflake-connector-python", "cryptography"} & set(distributions(exporter))
-    assert not (exporter / "snowflake").exists()
-    assert not (exporter / "cryptography").exists()
+    for function in WITHOUT_CONNECTOR:
+        package = packages / function
+        assert not {"snowflake-connector-python", "cryptography"} & set(distributions(package)), function
+        assert not (package / "snowflake").exists(), function
+        assert not (package / "cryptography").exists(), function
 
 
-def test_the_exporter_handler_imports_with_nothing_its_package_lacks(packages: Path) -> None:
+@pytest.mark.parametrize("function", WITHOUT_CONNECTOR)
+def test_a_handler_without_the_connector_imports_with_nothing_its_package_lacks(
+    packages: Path, function: str
+) -> None:
     """The package's wheels are arm64, so this interpreter imports its own copies, but only of
     the top-level modules the package holds (the standard library aside): an import of anything
     else, the Snowflake connector included, fails as it would on Lambda."""
-    package = packages / "ExporterFunction"
+    package = packages / function
     probe = f"""
 import importlib.abc, sys
 held = {sorted(p.name.removesuffix(".py") for p in package.iterdir())!r}
@@ -170,7 +178,7 @@ class Missing(importlib.abc.MetaPathFinder):
         return None
 sys.meta_path.insert(0, Missing())
 sys.path.insert(0, {str(ROOT / "functions")!r})
-import exporter.app
+import {HANDLERS[function]}.app
 from aurora_sync import connections
 print(sorted(m for m in sys.modules if m.split(".")[0] in ("snowflake", "cryptography")))
 """

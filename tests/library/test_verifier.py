@@ -27,10 +27,9 @@ from function_env import json_lines
 from psycopg2 import sql
 
 from aurora_sync.config import TableConfig, put_table_config
-from aurora_sync.exporting.rounds import verify_key
 from aurora_sync.ledger import Ledger, read_history
 from aurora_sync.observability import logger
-from aurora_sync.run_files import RunFiles
+from aurora_sync.run_files import RunFiles, verify_key
 from aurora_sync.settings import runtime_settings
 from aurora_sync.snowflake_objects import table_spec
 from aurora_sync.snowflake_tables import SnowflakeSetup, render_table

@@ -13,7 +13,6 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from aurora_sync.exporting.rounds import rerun_key, verify_key
 from aurora_sync.messages import (
     MAX_FAILED_IN_STATE,
     FailedTable,
@@ -22,7 +21,7 @@ from aurora_sync.messages import (
     VerifyProgress,
     VerifyRequest,
 )
-from aurora_sync.run_files import RunFiles
+from aurora_sync.run_files import RunFiles, rerun_key, verify_key
 from aurora_sync.verifying import progress
 from aurora_sync.verifying.verify import summarize
 

@@ -23,6 +23,7 @@ import pytest
 from world import World, admin_client, entered, open_world, planned_items, verify_output
 
 from aurora_sync.config import TableConfig, put_table_config
+from aurora_sync.messages import VerifyOutput
 from aurora_sync_ops.workflow.history import collect
 
 NAME = "carried_orders"
@@ -86,7 +87,8 @@ def test_the_verifier_checks_the_planned_target_whatever_ssm_says_now(world: Wor
     world.assert_parity()
 
     # The drift DDL names the objects the run loaded: STAGING and FINAL of the carried target.
-    result = collect(description, events)
+    # The DDL names the database and schemas of the verifier's report (its verify.json in S3).
+    result = collect(description, events, report=VerifyOutput.model_validate(verify_output(events)))
     [table] = result.tables
     database = world.setup.database
     assert table.new_columns == ["region"]

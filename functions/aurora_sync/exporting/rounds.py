@@ -52,7 +52,7 @@ from pydantic import TypeAdapter, ValidationError
 
 from ..errors import ConfigError
 from ..messages import ExportError, ExportResult, FailedExport, FailedTable, KeyRange, RoundOutput, WorkItem
-from ..run_files import MAX_CONNECTIONS, RUNS_PREFIX
+from ..run_files import MAX_CONNECTIONS, RUNS_PREFIX, run_prefix
 
 # The export Map's ResultWriter Prefix (statemachine/sync.asl.json): each Map Run writes under its
 # own id below it, so one static prefix serves every run and round.
@@ -72,12 +72,6 @@ _FAILED_TABLES: TypeAdapter[list[FailedTable]] = TypeAdapter(list[FailedTable])
 _RUN_FILES_FIX = "the run's files are written by the run itself (the planner and the round step)"
 
 
-def run_prefix(run_id: str) -> str:
-    if not run_id or "/" in run_id:
-        raise ConfigError(f"run id {run_id!r} cannot name an S3 prefix.", fix="use the execution's name")
-    return f"{RUNS_PREFIX}/{run_id}/"
-
-
 def round_prefix(run_id: str, number: int) -> str:
     if number < 0:
         raise ConfigError(f"round {number} of run {run_id} does not exist.", fix="rounds count from 0")
@@ -95,17 +89,6 @@ def settled_key(run_id: str, number: int) -> str:
 def plan_failed_key(run_id: str) -> str:
     """The tables that failed in the plan (written only when there are any)."""
     return f"{run_prefix(run_id)}plan-failed.json"
-
-
-def verify_key(run_id: str) -> str:
-    """The verifier's report of the run (``messages.VerifyOutput``), rewritten by every poll and
-    read by the next one (``verifying.progress``) and by the CLI."""
-    return f"{run_prefix(run_id)}verify.json"
-
-
-def rerun_key(run_id: str) -> str:
-    """The input that reruns the run's failed tables, when too long for the failure's cause."""
-    return f"{run_prefix(run_id)}rerun.json"
 
 
 def chunk_key(run_id: str, table: str, lane: KeyRange | None, chunk: int) -> str:

@@ -34,7 +34,6 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from ..exporting.rounds import rerun_key, verify_key
 from ..messages import (
     MAX_FAILED_IN_STATE,
     FailedTable,
@@ -44,7 +43,7 @@ from ..messages import (
     VerifyRequest,
 )
 from ..observability import logger
-from ..run_files import RunFiles
+from ..run_files import RunFiles, rerun_key, verify_key
 from .verify import summarize
 
 
