@@ -9,7 +9,9 @@ and key reconciliation on 1M rows), lanes (11: a backfill in 1, 2 and 4 lanes), 
 Step Functions charges per run, today's Map against a Distributed Map, at 50/500/2,000 tables),
 apply (13: ``sql snowflake --apply`` for 10, 100 and 500 tables), verifier-statements (14: the
 verifier's Snowflake statements per run at 50/500/2,000 tables), scale (15: one run of 2,000
-tables and one table of 2,000 chunks under Step Functions' limits); none = all. The stack is the
+tables and one table of 2,000 chunks under Step Functions' limits), statement-text (16: planner
+and verifier statements over 300/1,000/2,000 tables, one bind per table against one JSON array);
+none = all. The stack is the
 one of ``--state-dir`` /
 ``--port-base`` (or ``AURORA_SYNC_LOCAL_DIR`` / ``AURORA_SYNC_PORT_BASE``; default the
 developer's ``.local``), started when needed and left running. Prints the machine first and every
@@ -42,6 +44,7 @@ BENCHMARKS = {
     "apply": ("apply_bench.py", True),
     "verifier-statements": ("verifier_statements.py", False),
     "scale": ("scale_bench.py", True),
+    "statement-text": ("statement_text_bench.py", False),
 }
 
 
