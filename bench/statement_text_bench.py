@@ -21,11 +21,9 @@ this change), extracted with ``git archive``.
 
 from __future__ import annotations
 
-import argparse
 import json
 import subprocess
 import sys
-import tempfile
 import time
 import warnings
 from collections.abc import Sequence
@@ -33,7 +31,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from verifier_statements import _baseline_tree
+from verifier_statements import both_sides, print_sides
 
 REPO = Path(__file__).resolve().parents[1]
 BASELINE = "3f3554d"  # i15 integration head: one ? per table in every list
@@ -157,21 +155,11 @@ def render(baseline: list[dict[str, Any]], current: list[dict[str, Any]], revisi
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument("--baseline", default=BASELINE, help="git revision of the baseline's functions/")
-    parser.add_argument("--tables", type=int, nargs="+", default=list(TABLES))
-    parser.add_argument("--json", action="store_true", help="print the figures as JSON")
-    args = parser.parse_args(argv)
-    with tempfile.TemporaryDirectory(prefix="statement-text-baseline-") as scratch:
-        baseline = _side(_baseline_tree(args.baseline, Path(scratch)), args.tables)
-    current = _side(REPO / "functions", args.tables)
+    args, baseline, current = both_sides(argv, doc=__doc__, baseline=BASELINE, tables=TABLES, side=_side)
     for before, after in zip(baseline, current, strict=True):
         if before["answers"] != after["answers"]:
             raise SystemExit(f"the two sides disagree at {after['tables']} tables: {before} != {after}")
-    if args.json:
-        print(json.dumps({"baseline": args.baseline, "before": baseline, "after": current}, indent=2))
-    else:
-        print(render(baseline, current, args.baseline))
+    print_sides(args, baseline, current, render)
     return 0
 
 

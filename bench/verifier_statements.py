@@ -24,7 +24,7 @@ import subprocess
 import sys
 import tarfile
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import timedelta
 from io import BytesIO
 from pathlib import Path
@@ -106,19 +106,39 @@ def render(baseline: list[dict[str, Any]], current: list[dict[str, Any]], revisi
     return "\n".join(lines)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument("--baseline", default=BASELINE, help="git revision of the baseline's functions/")
-    parser.add_argument("--tables", type=int, nargs="+", default=list(TABLES))
+Side = Callable[[Path, Sequence[int]], list[dict[str, Any]]]
+
+
+def both_sides(
+    argv: Sequence[str] | None, *, doc: str | None, baseline: str, tables: Sequence[int], side: Side
+) -> tuple[argparse.Namespace, list[dict[str, Any]], list[dict[str, Any]]]:
+    """The command line of a benchmark that runs ``side`` on the ``functions/`` tree of a baseline
+    revision and on this checkout's: (arguments, the baseline's figures, the current figures)."""
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0] if doc else None)
+    parser.add_argument("--baseline", default=baseline, help="git revision of the baseline's functions/")
+    parser.add_argument("--tables", type=int, nargs="+", default=list(tables))
     parser.add_argument("--json", action="store_true", help="print the figures as JSON")
     args = parser.parse_args(argv)
-    with tempfile.TemporaryDirectory(prefix="verifier-baseline-") as scratch:
-        baseline = _side(_baseline_tree(args.baseline, Path(scratch)), args.tables)
-    current = _side(REPO / "functions", args.tables)
+    with tempfile.TemporaryDirectory(prefix="bench-baseline-") as scratch:
+        before = side(_baseline_tree(args.baseline, Path(scratch)), args.tables)
+    return args, before, side(REPO / "functions", args.tables)
+
+
+def print_sides(
+    args: argparse.Namespace,
+    before: list[dict[str, Any]],
+    after: list[dict[str, Any]],
+    render: Callable[[list[dict[str, Any]], list[dict[str, Any]], str], str],
+) -> None:
     if args.json:
-        print(json.dumps({"baseline": args.baseline, "before": baseline, "after": current}, indent=2))
+        print(json.dumps({"baseline": args.baseline, "before": before, "after": after}, indent=2))
     else:
-        print(render(baseline, current, args.baseline))
+        print(render(before, after, args.baseline))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args, baseline, current = both_sides(argv, doc=__doc__, baseline=BASELINE, tables=TABLES, side=_side)
+    print_sides(args, baseline, current, render)
     return 0
 
 
