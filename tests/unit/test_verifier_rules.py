@@ -31,6 +31,7 @@ from aurora_sync.verifying.decide import (
     MarkMerged,
     ReadLoads,
     ReadTaskRuns,
+    Reconcile,
     RecordRuns,
     RefreshPipe,
     conclude,
@@ -897,13 +898,16 @@ def test_a_pending_call_has_no_summary_and_carries_its_first_check_time() -> Non
 Script = Mapping[str, Any]  # action key → the answer the layer would get from Snowflake
 
 
-def run_script(case: Case, answers: Script) -> tuple[Decision, list[str]]:
-    """Drive ``decide`` through the layer's loop, answering each action from ``answers``."""
+def run_script(
+    case: Case, answers: Script, answer: Callable[[Action], Any] | None = None
+) -> tuple[Decision, list[str]]:
+    """Drive ``decide`` through the layer's loop, answering each action from ``answers`` (or
+    with ``answer``, for an answer that depends on what was asked)."""
     performed: list[str] = []
 
     def run(action: Action) -> Any:
         performed.append(action.key)
-        return answers[action.key]
+        return answer(action) if answer else answers[action.key]
 
     request = case.request()
     decision = settle(
@@ -982,3 +986,35 @@ def test_skipped_runs_streams_are_read_in_one_statement_before_the_tasks_are_exe
     assert (
         decision.verdicts[0].reason == "merge task run was skipped with data in the stream; requested again"
     )
+
+
+def test_a_skipped_run_with_an_empty_stream_settles_with_the_succeeded_ones_in_the_same_call() -> None:
+    # Two reconciling tables: one merge SUCCEEDED, one SKIPPED with nothing in its stream (a
+    # scheduled run with no changes). Both reached FINAL in this call; settling the first before
+    # the stream read would fix the call's key snapshots and defer the second to another call.
+    items_keys = "_keys/items/2026/11/02/10/s00000000000000000000000021-k.csv"
+    tables = [full_export(), full_export(table="items", key_files=[items_keys])]
+    answers = {
+        "read-loads": {},
+        "read-task-runs": {"orders": [task("SUCCEEDED")], "items": [task("SKIPPED", query="q-2")]},
+        "read-streams": {"items": False},
+        "count-merged": {"orders": 0},
+        "reconcile": {"orders": Reconciled(rows_deleted=1), "items": Reconciled(rows_deleted=0)},
+        "mark-merged": None,
+    }
+    asked: list[tuple[str, ...]] = []
+
+    def run(action: Action) -> Any:
+        if isinstance(action, Reconcile):
+            asked.append(tuple(s.table for s in action.snapshots))
+            return {s.table: answers["reconcile"][s.table] for s in action.snapshots}
+        return answers[action.key]
+
+    decision, performed = run_script(Case("", later(200), {}, [], tables=tables), answers, run)
+    assert asked == [("orders", "items")]
+    assert performed == ["read-loads", "read-task-runs", "read-streams", "count-merged", "reconcile", "mark-merged"]
+    assert [(v.table, v.outcome, v.rows_deleted) for v in decision.verdicts] == [
+        ("orders", "MERGED", 1),
+        ("items", "MERGED", 0),
+    ]
+    assert not decision.continue_now

@@ -736,7 +736,10 @@ def _merge(step: _Step, ready: Sequence[_Table]) -> None:
         return
     following = [t for t in ready if runs.get(t.name)]
     skipped_runs = [t for t in following if runs[t.name][0].state == "SKIPPED"]
-    if ReadStreams.key not in step.facts.done and any(t.name not in step.facts.streams for t in skipped_runs):
+    streams_unread = ReadStreams.key not in step.facts.done and any(
+        t.name not in step.facts.streams for t in skipped_runs
+    )
+    if streams_unread:
         step.actions.append(ReadStreams(tuple((t.name, t.objects) for t in skipped_runs)))
     # First requests: the files go into the ledger before the task runs, or it would skip them.
     first = _requested_now(step, [t for t in ready if not runs.get(t.name)])
@@ -757,7 +760,10 @@ def _merge(step: _Step, ready: Sequence[_Table]) -> None:
         (t, "merge task run was skipped with data in the stream; requested again") for t in again[:cap]
     ]
     _execute(step, requests)
-    if succeeded:
+    # A skipped run whose stream proves empty merged everything too: settle only once the
+    # streams are read, so every table this call finds merged is counted, reconciled and marked
+    # together (the count and the key snapshots are asked once a call).
+    if succeeded and not streams_unread:
         _settle(step, succeeded, skipped)
 
 
