@@ -1012,7 +1012,14 @@ def test_a_skipped_run_with_an_empty_stream_settles_with_the_succeeded_ones_in_t
 
     decision, performed = run_script(Case("", later(200), {}, [], tables=tables), answers, run)
     assert asked == [("orders", "items")]
-    assert performed == ["read-loads", "read-task-runs", "read-streams", "count-merged", "reconcile", "mark-merged"]
+    assert performed == [
+        "read-loads",
+        "read-task-runs",
+        "read-streams",
+        "count-merged",
+        "reconcile",
+        "mark-merged",
+    ]
     assert [(v.table, v.outcome, v.rows_deleted) for v in decision.verdicts] == [
         ("orders", "MERGED", 1),
         ("items", "MERGED", 0),
