@@ -23,7 +23,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from aurora_sync.connections import source_connection
-from aurora_sync.errors import ConfigError
+from aurora_sync.errors import ConfigError, SourceChunkTimeout, SourceTimeout
 from aurora_sync.exporting.export import ExportTarget, export_chunk
 from aurora_sync.exporting.rounds import another_chunk_fits, child_deadline, deferred, record_chunk
 from aurora_sync.messages import ExportRequest, parse_export_request
@@ -67,21 +67,35 @@ def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
         logger.info("export child out of time: the table resumes in the next round")
         return deferred(item).model_dump(mode="json", by_alias=True, exclude_none=True)
     timeout_ms = statement_timeout_ms(context, deadline, call_started)
+    whole_ms = statement_timeout_ms(context, None, call_started)  # what the child's time took off
     conn = source_connection(application_name="aurora-sync-exporter", statement_timeout_ms=timeout_ms)
     try:
         result = export_chunk(conn, item, target, statement_timeout_ms=timeout_ms)
+    except (SourceTimeout, SourceChunkTimeout):
+        if timeout_ms >= whole_ms:
+            raise
+        # The child's time, not the chunk, set this timeout: the chunk is not known to be too
+        # slow (SourceChunkTimeout) and a Retry here would start after the child's time. The next
+        # round's child runs it again from the same position with its whole time, under a new
+        # file name, as a Retry would: anything this call left in S3 is never reported.
+        logger.warning(
+            "export chunk cancelled by a statement timeout the child's time cut short: "
+            "the table resumes in the next round",
+            extra={"statement_timeout_ms": timeout_ms},
+        )
+        return deferred(item).model_dump(mode="json", by_alias=True, exclude_none=True)
     finally:
         conn.close()
     if result.status == "MORE":
         # The chunk's keys leave the state here; the round step reads them back (one S3 write per
         # chunk of a table that has more: a one-chunk table, the usual case, writes nothing).
         record_chunk(RunFiles.of(settings), result)
-    if (
-        deadline is not None
-        and result.status == "MORE"
-        and not another_chunk_fits(deadline, call_started, datetime.now(UTC))
-    ):
-        result = result.model_copy(update={"resume_later": True})
+    if deadline is not None and result.status == "MORE":
+        ended = datetime.now(UTC)
+        # The next call is a new invocation: only the child's time bounds its statement timeout.
+        next_timeout = timedelta(milliseconds=statement_timeout_ms(None, deadline, ended))
+        if not another_chunk_fits(deadline, call_started, ended, next_timeout):
+            result = result.model_copy(update={"resume_later": True})
     # Per stack, not per table (a table dimension costs $0.30 a month per table): the warning's
     # log line names the table; the rows a run exported are the verifier's RowsExported.
     metrics.add_metric(name="ExportWarnings", unit="Count", value=len(result.warnings))

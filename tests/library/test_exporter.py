@@ -444,6 +444,30 @@ def test_statement_timeout_with_the_whole_budget_fails_the_table_without_retry(
     assert isinstance(caught.value.__cause__, SourceTimeout)
 
 
+def test_a_chunk_whose_timeout_the_childs_time_cut_short_resumes_next_round_instead_of_failing(
+    env: dict[str, str], admin: Any, schema: str, stack: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Inside an export child 10 s before its deadline, the statement timeout is the 5 s floor
+    # where a fresh child would give minutes. With the bound as low as in the test above, the
+    # same cancellation with the whole budget fails the table (SourceChunkTimeout); cut short by
+    # the child's time it says nothing about the chunk: MORE, resumed unchanged next round.
+    from datetime import UTC, timedelta
+
+    monkeypatch.setattr(export_module, "LOCK_WAIT_BOUND_MS", 5_000)
+    make_orders(admin, schema, 1)
+    work = item(schema, max_rows_per_chunk=5000)
+    near_the_end = (datetime.now(UTC) - timedelta(seconds=230)).isoformat()
+    request = {"item": work, "child_started_at": near_the_end, "child_seconds": 240}
+    with orders_locked(stack, schema):
+        result = lambda_handler(request, FakeContext(remaining_ms=600_000))
+    assert (result["status"], result["resume_later"], result["rows"], result["files"]) == ("MORE", True, 0, 0)
+    # The item itself comes back: no position, so the chunk starts over from the beginning.
+    assert (result["next"]["table"], result["next"].get("position")) == ("orders", None)
+    # The next round's child exports it whole.
+    _, done = export_all(result["next"])
+    assert (done["status"], done["rows"]) == ("EXPORTED", 1)
+
+
 # Modes xmin and full, and key snapshots (issue 11).
 
 

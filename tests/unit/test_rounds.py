@@ -228,12 +228,33 @@ def test_a_table_stops_when_a_chunk_as_long_as_the_last_would_pass_the_childs_de
     started = datetime.datetime(2026, 12, 3, 5, 0, tzinfo=datetime.UTC)
     deadline = child_deadline(started, 270)
     second = datetime.timedelta(seconds=1)
-    # A 40 s chunk ending at 200 s: the next would end at 240 s, in time.
-    assert another_chunk_fits(deadline, started + 160 * second, started + 200 * second)
+
+    def fits(call_started: float, ended: float) -> bool:
+        # The exporter's next statement timeout: the child's time left less its 15 s margin.
+        next_timeout = max(5 * second, deadline - (started + ended * second) - 15 * second)
+        return another_chunk_fits(
+            deadline, started + call_started * second, started + ended * second, next_timeout
+        )
+
+    # A 40 s chunk ending at 200 s: the next would end at 240 s, in time, and get 55 s.
+    assert fits(160, 200)
     # Ending at 240 s: the next would end at 280 s, after the deadline.
-    assert not another_chunk_fits(deadline, started + 200 * second, started + 240 * second)
-    # Exactly at the deadline still fits.
-    assert another_chunk_fits(deadline, started + 230 * second, started + 250 * second)
+    assert not fits(200, 240)
+    # A 2 s chunk ending 5 s before the deadline: it ends in time, within the 5 s floor.
+    assert fits(263, 265)
+
+
+def test_a_chunk_is_not_started_with_a_statement_timeout_shorter_than_the_last_one_took() -> None:
+    from aurora_sync.exporting.rounds import another_chunk_fits, child_deadline
+
+    # A backfill's 60 s chunks in a 240 s child: the fourth would end exactly at the deadline,
+    # but its statement timeout would be 45 s (60 s left less the 15 s margin), cancelling it;
+    # a timeout that long would be taken for a chunk too slow to read (SourceChunkTimeout).
+    started = datetime.datetime(2026, 12, 3, 5, 0, tzinfo=datetime.UTC)
+    deadline = child_deadline(started, 240)
+    second = datetime.timedelta(seconds=1)
+    assert another_chunk_fits(deadline, started + 60 * second, started + 120 * second, 105 * second)
+    assert not another_chunk_fits(deadline, started + 120 * second, started + 180 * second, 45 * second)
 
 
 def test_the_verifier_reads_every_rounds_settled_tables_in_order() -> None:

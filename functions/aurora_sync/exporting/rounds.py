@@ -125,11 +125,18 @@ def deferred(item: WorkItem) -> ExportResult:
     )
 
 
-def another_chunk_fits(deadline: datetime, call_started: datetime, now: datetime) -> bool:
+def another_chunk_fits(
+    deadline: datetime, call_started: datetime, now: datetime, next_timeout: timedelta
+) -> bool:
     """Whether a chunk as long as the one that just ran (the best estimate of the next: same
-    table, same chunk size) would end before ``deadline``. When not, the table is MORE with
-    ``resume_later`` and its next chunk runs in the next round's child."""
-    return now + (now - call_started) <= deadline
+    table, same chunk size) would end before ``deadline`` and within ``next_timeout``, the
+    statement timeout the next call would get (the child's time left less the exporter's margin
+    to report). When not, the table is MORE with ``resume_later`` and its next chunk runs in the
+    next round's child, with a whole child's time: a chunk started with less time than it needs
+    would be cancelled by its statement timeout, and a long one (a backfill's) taken for a chunk
+    too slow to read at all."""
+    took = now - call_started
+    return now + took <= deadline and took <= next_timeout
 
 
 @dataclass
