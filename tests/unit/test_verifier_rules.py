@@ -999,15 +999,15 @@ def test_a_skipped_run_with_an_empty_stream_settles_with_the_succeeded_ones_in_t
         "read-task-runs": {"orders": [task("SUCCEEDED")], "items": [task("SKIPPED", query="q-2")]},
         "read-streams": {"items": False},
         "count-merged": {"orders": 0},
-        "reconcile": {"orders": Reconciled(rows_deleted=1), "items": Reconciled(rows_deleted=0)},
         "mark-merged": None,
     }
+    reconciled = {"orders": Reconciled(rows_deleted=1), "items": Reconciled(rows_deleted=0)}
     asked: list[tuple[str, ...]] = []
 
     def run(action: Action) -> Any:
         if isinstance(action, Reconcile):
             asked.append(tuple(s.table for s in action.snapshots))
-            return {s.table: answers["reconcile"][s.table] for s in action.snapshots}
+            return {s.table: reconciled[s.table] for s in action.snapshots}
         return answers[action.key]
 
     decision, performed = run_script(Case("", later(200), {}, [], tables=tables), answers, run)
