@@ -486,9 +486,11 @@ def test_given_the_function_roles_then_each_holds_only_what_its_handler_calls(
     }
     (objects,) = [s for s in role_statements(resources, "RoundsRole") if "s3:GetObject" in actions_of(s)]
     assert objects["Resource"] == {"Fn::Sub": f"${{DataLakeBucket.Arn}}/{RUNS_PREFIX}/*"}
-    # So that a missing chunk file is S3's 404 NoSuchKey, not a 403 (settle_keys fails its table).
+    # So that a missing chunk file is S3's 404 NoSuchKey, not a 403 (settle_keys fails its table):
+    # listing the run files' prefix only, as the verifier's.
     (listing,) = [s for s in role_statements(resources, "RoundsRole") if actions_of(s) == ["s3:ListBucket"]]
     assert listing["Resource"] == {"Fn::GetAtt": ["DataLakeBucket", "Arn"]}
+    assert listing["Condition"] == {"StringLike": {"s3:prefix": f"{RUNS_PREFIX}/*"}}
     # The verifier reads the settled exports and reads and writes its report (verify.json), and
     # may list the run files' prefix only (a missing report is NoSuchKey, not AccessDenied).
     assert actions("VerifierRole") == logs | ssm | run_files | {"s3:GetObject", "s3:ListBucket"}
