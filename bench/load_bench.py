@@ -59,7 +59,7 @@ REPO = Path(__file__).resolve().parents[1]
 SCRIPTS = REPO / "bench" / "pgbench"
 sys.path.insert(0, str(REPO / "tests" / "support"))
 
-from world import World, open_world, verify_output  # noqa: E402
+from world import World, open_world  # noqa: E402
 
 from aurora_sync.naming import quote  # noqa: E402
 from aurora_sync_ops.parity import canonical, compare  # noqa: E402
@@ -331,7 +331,7 @@ def sync_once(world: World) -> SyncRecord:
     if record.status != "SUCCEEDED":
         record.error = f"{description.get('error')}: {description.get('cause')}"
         return record
-    (table,) = verify_output(events)["tables"]
+    (table,) = world.verify_output(events)["tables"]
     record.rows_exported = table["rows_exported"]
     record.rows_changed = table["rows_changed"]
     record.rows_unchanged = table["rows_unchanged"]

@@ -113,6 +113,28 @@ class World:
         }
         return parent, runs
 
+    def planned_items(self, events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """The run's work items in plan order, from round 0's manifest in S3 (as JSON)."""
+        return plan_files.planned_items(admin_client(self.status, "s3"), plan_output(events))
+
+    def plan_failed(self, events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """The tables that failed in the run's plan, from its plan-failed.json in S3 (as JSON)."""
+        return plan_files.plan_failed(admin_client(self.status, "s3"), plan_output(events))
+
+    def verify_output(self, events: list[dict[str, Any]]) -> dict[str, Any]:
+        """The verifier's report of the run (every table's verdict): the run file the last Verify
+        state names (issue 15: the state carries counts only), checked against the state's counts."""
+        state = verify_progress(events)
+        bucket, _, key = state["report"].removeprefix("s3://").partition("/")
+        body = admin_client(self.status, "s3").get_object(Bucket=bucket, Key=key)["Body"].read()
+        report: dict[str, Any] = json.loads(body)
+        assert (report["done"], report["pending"], report["failed"]) == (
+            state["done"],
+            state["pending"],
+            state["failed"],
+        ), "the report is not the last Verify state's"
+        return report
+
     def assert_parity(self, *names: str) -> None:
         for name in names or tuple(self.configs):
             result = compare(
@@ -194,20 +216,6 @@ def plan_output(events: list[dict[str, Any]]) -> dict[str, Any]:
     return output
 
 
-def planned_items(world: World, events: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The run's work items in plan order, from round 0's manifest in S3 (as JSON)."""
-    return plan_files.planned_items(admin_client(world.status, "s3"), plan_output(events))
-
-
-def plan_failed(world: World, events: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The tables that failed in the run's plan, from its plan-failed.json in S3 (as JSON)."""
-    return plan_files.plan_failed(admin_client(world.status, "s3"), plan_output(events))
-
-
-# The stack's S3, for the verifier's reports: set by open_world (every world shares the stack).
-_REPORT_STORE: list[Any] = []
-
-
 def verify_progress(events: list[dict[str, Any]]) -> dict[str, Any]:
     """The last Verify state's output: the verifier's counts and where its report is."""
     for event in reversed(events):
@@ -216,21 +224,6 @@ def verify_progress(events: list[dict[str, Any]]) -> dict[str, Any]:
             output: dict[str, Any] = json.loads(details["output"])["verification"]["output"]
             return output
     raise AssertionError("no Verify state in the history")
-
-
-def verify_output(events: list[dict[str, Any]]) -> dict[str, Any]:
-    """The verifier's report of the run (every table's verdict): the run file the last Verify
-    state names (issue 15: the state carries counts only), checked against the state's counts."""
-    state = verify_progress(events)
-    assert _REPORT_STORE, "open a world first: the report is read from the stack's S3"
-    bucket, _, key = state["report"].removeprefix("s3://").partition("/")
-    report: dict[str, Any] = json.loads(_REPORT_STORE[-1].get_object(Bucket=bucket, Key=key)["Body"].read())
-    assert (report["done"], report["pending"], report["failed"]) == (
-        state["done"],
-        state["pending"],
-        state["failed"],
-    ), "the report is not the last Verify state's"
-    return report
 
 
 def admin_client(stack: dict[str, Any], service: str) -> Any:
@@ -286,7 +279,6 @@ def open_world(
         database=stack["snowflake"]["database"],
     )
     warehouse = snowflake.connector.connect(**stack["snowflake"])
-    _REPORT_STORE[:] = [admin_client(stack, "s3")]
     engine = LocalEngine(
         stack,
         parameters={

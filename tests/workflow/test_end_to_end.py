@@ -20,7 +20,7 @@ import psycopg2
 import pytest
 from cli_run import rerun_command_in
 from psycopg2 import sql
-from world import World, entered, open_world, planned_items, verify_output
+from world import World, entered, open_world
 
 from aurora_sync_ops.local.wiring import connect_bucket_to_snowpipe, disconnect_bucket_from_snowpipe
 
@@ -81,7 +81,7 @@ def test_backfill_then_incremental_changes_with_a_late_commit(world: World) -> N
     description, events = world.run()
     assert description["status"] == "SUCCEEDED", description
     assert entered(events)[-1] == "Synced"
-    report = {t["table"]: t for t in verify_output(events)["tables"]}
+    report = {t["table"]: t for t in world.verify_output(events)["tables"]}
     # One chunk (one file) per table, three for order items. The ExportChunk states entered are
     # not counted: a child short of time defers a table to the next round, an extra entry.
     assert {t: r["files"] for t, r in report.items()} == {
@@ -136,13 +136,13 @@ def test_terminal_failure_fails_only_its_table_and_the_rerun_input_fixes_it(worl
     assert f'{{"tables": ["{ORDER_ITEMS}"]}}' in cause
     # The exact command for this execution, as the CLI parses it (Redrive cannot rerun a table).
     assert rerun_command_in(cause).execution_arn == description["executionArn"]
-    summary = verify_output(events)["summary"]
+    summary = world.verify_output(events)["summary"]
     assert summary["rerun_input"] == {"tables": [ORDER_ITEMS]}
     world.assert_parity(CUSTOMERS, ORDERS)  # the others merged
 
     description, events = world.run(summary["rerun_input"])
     assert description["status"] == "SUCCEEDED", description
-    assert [item["table"] for item in planned_items(world, events)] == [ORDER_ITEMS]  # only it ran
+    assert [item["table"] for item in world.planned_items(events)] == [ORDER_ITEMS]  # only it ran
     world.assert_parity()
 
 
@@ -204,7 +204,7 @@ def test_lost_notification_is_healed_by_the_verifier(world: World) -> None:
     finally:
         connect_bucket_to_snowpipe(world.status)
     assert description["status"] == "SUCCEEDED", description
-    (orders,) = verify_output(events)["tables"]
+    (orders,) = world.verify_output(events)["tables"]
     assert orders["outcome"] == "MERGED" and orders["refreshed_at"] is not None
     world.assert_parity(ORDERS)
 

@@ -30,11 +30,8 @@ from world import (
     admin_client,
     entered,
     open_world,
-    plan_failed,
-    planned_items,
     run_reacting,
     set_clock,
-    verify_output,
 )
 
 from aurora_sync_ops.cli import main as cli_main
@@ -155,7 +152,7 @@ def test_postgres_unreachable_during_export_is_retried_and_the_table_merges(
     assert world.status["postgres"]["password"] not in failure["cause"]
     # The transient family's first retry: at most IntervalSeconds 5 with FULL jitter.
     assert retry_sleeps(world) and 0 <= retry_sleeps(world)[0] <= 5
-    (report,) = verify_output(events)["tables"]
+    (report,) = world.verify_output(events)["tables"]
     assert report["outcome"] == "MERGED" and report["rows_loaded"] == ROWS
     world.assert_parity()
 
@@ -216,7 +213,7 @@ def test_snowflake_unreachable_during_verify_is_retried_and_the_table_merges(
     failure = next(e["taskFailedEventDetails"] for e in events if "taskFailedEventDetails" in e)
     assert "Could not connect to Snowflake backend" in failure["cause"]
     assert "PRIVATE KEY" not in failure["cause"]
-    (report,) = verify_output(events)["tables"]
+    (report,) = world.verify_output(events)["tables"]
     assert report["outcome"] == "MERGED" and report["rows_loaded"] == ROWS
     world.assert_parity()
 
@@ -248,7 +245,7 @@ def test_vault_unreachable_during_plan_is_retried_and_the_run_succeeds(
     failure = next(e["taskFailedEventDetails"] for e in events if "taskFailedEventDetails" in e)
     assert f"Vault at {world.status['vault']['addr']} is unreachable while" in failure["cause"]
     assert world.status["vault"]["root_token"] not in failure["cause"]
-    assert [item["table"] for item in planned_items(world, events)] == ["fault_accounts"]
+    assert [item["table"] for item in world.planned_items(events)] == ["fault_accounts"]
     world.assert_parity()
 
 
@@ -268,13 +265,13 @@ def test_malformed_config_fails_only_its_table_and_the_rerun_after_the_fix_heals
     assert f"fault_ledger (ConfigError: {parameter}" in cause
     assert "primary_key" in cause and "primry_key" in cause
     assert '{"tables": ["fault_ledger"]}' in cause
-    assert [item["table"] for item in planned_items(world, events)] == ["fault_accounts"]
-    assert [failed["table"] for failed in plan_failed(world, events)] == ["fault_ledger"]
+    assert [item["table"] for item in world.planned_items(events)] == ["fault_accounts"]
+    assert [failed["table"] for failed in world.plan_failed(events)] == ["fault_ledger"]
     world.assert_parity("fault_accounts")  # the valid table merged in the same run
 
-    description, events = world.run(verify_output(events)["summary"]["rerun_input"])
+    description, events = world.run(world.verify_output(events)["summary"]["rerun_input"])
     assert description["status"] == "SUCCEEDED", description
-    assert [item["table"] for item in planned_items(world, events)] == ["fault_ledger"]
+    assert [item["table"] for item in world.planned_items(events)] == ["fault_ledger"]
     world.assert_parity()
 
 
@@ -365,7 +362,7 @@ def test_a_merge_task_that_never_finishes_fails_its_table_as_merge_timeout_and_a
     assert description["status"] == "FAILED", description
     assert description["error"] == "TablesFailed"
     assert "VerifyGaveUp" not in entered(events)
-    verdicts = {v["table"]: v for v in verify_output(events)["tables"]}
+    verdicts = {v["table"]: v for v in world.verify_output(events)["tables"]}
     assert verdicts["fault_accounts"]["outcome"] == "FAILED"
     assert verdicts["fault_accounts"]["error"] == "MergeTimeout"
     assert "still EXECUTING" in verdicts["fault_accounts"]["reason"]

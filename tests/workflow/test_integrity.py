@@ -20,7 +20,7 @@ from typing import Any
 
 import psycopg2
 import pytest
-from world import World, admin_client, open_world, planned_items, verify_output
+from world import World, admin_client, open_world
 
 
 @pytest.fixture(scope="module")
@@ -85,10 +85,10 @@ def succeeded(world: World, tables: list[str]) -> dict[str, dict[str, Any]]:
     would hide a wrong window start)."""
     description, events = world.run({"tables": tables})
     assert description["status"] == "SUCCEEDED", description
-    windows = {item["table"]: item.get("window", {}) for item in planned_items(world, events)}
+    windows = {item["table"]: item.get("window", {}) for item in world.planned_items(events)}
     # The plan leaves defaults out: source "final" is one.
     assert all(w.get("source", "final") == "final" and w.get("watermark") for w in windows.values()), windows
-    return {t["table"]: t for t in verify_output(events)["tables"]}
+    return {t["table"]: t for t in world.verify_output(events)["tables"]}
 
 
 def final_rows(world: World, name: str, where: str = "TRUE") -> list[tuple[Any, ...]]:
@@ -135,7 +135,7 @@ def test_a_far_future_cursor_does_not_hide_later_rows_and_the_lag_stays_honest(w
     world.execute("UPDATE {schema}.hot SET v = 'changed', updated_at = now() WHERE id = 3")
     description, events = world.run({"tables": ["integ_hot"]})
     assert description["status"] == "SUCCEEDED", description
-    (report,) = verify_output(events)["tables"]
+    (report,) = world.verify_output(events)["tables"]
     assert report["outcome"] == "MERGED" and 0 <= report["freshness_lag_seconds"] < 600
     exported = [e["taskSucceededEventDetails"]["output"] for e in events if "taskSucceededEventDetails" in e]
     assert any("beyond the source clock" in output for output in exported), "no warning of the 2099 row"
@@ -180,7 +180,7 @@ def test_rows_with_unmergeable_keys_are_quarantined_and_reported_not_wedging_the
     world.execute("UPDATE {schema}.nokey SET v = 'changed', updated_at = now() WHERE id = 2")
     description, events = world.run({"tables": ["integ_nokey"]})
     assert description["status"] == "FAILED"
-    (report,) = verify_output(events)["tables"]
+    (report,) = world.verify_output(events)["tables"]
     assert report["error"] == "RowsQuarantined" and report["quarantined"] == 2, report
     assert "id=NULL" in report["reason"] or "id='0.1234567891'" in report["reason"], report["reason"]
     assert '{"tables": ["integ_nokey"]}' in description["cause"]

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 from history_scan import map_run_children
-from world import World, entered, open_world, plan_output, planned_items, run_reacting, verify_output
+from world import World, entered, open_world, plan_output, run_reacting
 
 # Small tables split like large ones: a lane per 1,000 estimated rows, chunks of 1,000 rows.
 SPLIT = {"rows_per_lane": 1000, "max_lanes": 4, "max_rows_per_chunk": 1000}
@@ -81,7 +81,7 @@ def world(stack: dict[str, Any]) -> Iterator[World]:
 
 
 def lanes_planned(world: World, events: list[dict[str, Any]]) -> Counter[str]:
-    return Counter(item["table"] for item in planned_items(world, events))
+    return Counter(item["table"] for item in world.planned_items(events))
 
 
 def most_exports_at_once(world: World, description: dict[str, Any]) -> int:
@@ -106,8 +106,8 @@ def test_backfills_split_into_lanes_merge_once_each_with_parity(world: World) ->
     planned = lanes_planned(world, events)
     assert planned == {"lanes_ties": 4, "lanes_lines": 3, "lanes_stale": 3, "lanes_single": 1}
     assert plan_output(events)["tables_planned"] == 4
-    verdicts = {v["table"]: v for v in verify_output(events)["tables"]}
-    assert len(verify_output(events)["tables"]) == 4  # one verdict per table, not per lane
+    verdicts = {v["table"]: v for v in world.verify_output(events)["tables"]}
+    assert len(world.verify_output(events)["tables"]) == 4  # one verdict per table, not per lane
     rows = {"lanes_ties": 4000, "lanes_lines": 3000, "lanes_stale": 6000, "lanes_single": 1}
     for name, count in rows.items():
         verdict = verdicts[name]
@@ -131,7 +131,7 @@ def test_backfills_split_into_lanes_merge_once_each_with_parity(world: World) ->
     description, events = world.run({"tables": ["lanes_ties"]})
     assert description["status"] == "SUCCEEDED", description.get("cause")
     assert lanes_planned(world, events)["lanes_ties"] in {3, 4}  # ~3,000 rows, and the lookback's re-reads
-    assert all(item.get("window", {}).get("watermark") for item in planned_items(world, events))
+    assert all(item.get("window", {}).get("watermark") for item in world.planned_items(events))
     world.assert_parity("lanes_ties")
 
 

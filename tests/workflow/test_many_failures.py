@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from world import World, admin_client, open_world, verify_output
+from world import World, admin_client, open_world
 
 from aurora_sync_ops.workflow.executions import rerun_of
 from aurora_sync_ops.workflow.target import Target
@@ -61,7 +61,7 @@ def test_hundreds_of_failed_tables_fail_the_run_with_a_bounded_cause_and_a_compl
     assert cause.startswith(f"{BROKEN} table(s) failed: b000{LONG} (ConfigError: ")
     named = cause.count(" (ConfigError: ")
     assert 0 < named < BROKEN
-    report = verify_output(events)
+    report = world.verify_output(events)
     assert f"; and {BROKEN - named} more (every failed table with its error: s3://" in cause
     summary = report["summary"]
     assert summary["failed_count"] == BROKEN and len(summary["failed"]) == BROKEN

@@ -122,7 +122,7 @@ from hypothesis import HealthCheck, Phase, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, precondition, rule, run_state_machine_as_test
 from psycopg2 import sql
-from world import World, admin_client, open_world, plan_failed, planned_items, verify_output
+from world import World, admin_client, open_world
 
 from aurora_sync.naming import FILE_COLUMN
 from aurora_sync.source_snapshot import ORDER_DIGITS, key_name, order_of_key
@@ -1200,9 +1200,9 @@ class ParitySync(RuleBasedStateMachine):
         tables = self.dirty | set(also or []) or {ITEMS}
         execution_input = {} if tables == set(TABLES) else {"tables": sorted(tables)}
         description, events = self.world.run(execution_input)
-        for item in planned_items(self.world, events):
+        for item in self.world.planned_items(events):
             STATS["windows from the ledger" if item["window"].get("watermark") else "full windows"] += 1
-        report = verify_output(events)
+        report = self.world.verify_output(events)
         failed = expect_failed or set()
         # NOTHING_TO_DO is a window without rows: an integer cursor's window starts at a value
         # sampled before the horizon, and a late commit may have lowered a row's value below it.
@@ -1211,7 +1211,7 @@ class ParitySync(RuleBasedStateMachine):
             for t in report["tables"]
         }
         # A table the planner failed (an unsafe schema change) is in no verifier report.
-        self.plan_failed = {f["table"]: f for f in plan_failed(self.world, events)}
+        self.plan_failed = {f["table"]: f for f in self.world.plan_failed(events)}
         outcomes.update({name: "FAILED" for name in self.plan_failed})
         expected = {t: "FAILED" if t in failed else "SETTLED" for t in tables}
         assert outcomes == expected, (report, self.plan_failed)
@@ -1316,7 +1316,7 @@ class ParitySync(RuleBasedStateMachine):
         assert errors == ["SecretsUnavailable"] * failures, (errors, description)
         assert description["status"] == "SUCCEEDED", description
         self.synced(set(TABLES))
-        reconciled = reconciling(verify_output(engine.events(arn)))
+        reconciled = reconciling(self.world.verify_output(engine.events(arn)))
         for name in TABLES:
             self.check_parity(name, reconciled)
 
@@ -1477,5 +1477,5 @@ def test_a_merged_run_starts_the_next_window_from_the_ledger(world: World) -> No
     the newest merged run left off, not re-read the whole table."""
     description, events = world.run({"tables": [ITEMS]})
     assert description["status"] == "SUCCEEDED", description
-    (item,) = planned_items(world, events)
+    (item,) = world.planned_items(events)
     assert item["window"].get("watermark") is not None, item["window"]

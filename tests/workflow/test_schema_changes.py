@@ -19,7 +19,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from world import World, open_world, plan_failed, planned_items, verify_output
+from world import World, open_world
 
 from aurora_sync.naming import quote
 from aurora_sync.typemap import UNREPRESENTABLE_COLUMN
@@ -106,7 +106,7 @@ def succeeded(world: World, tables: list[str]) -> dict[str, dict[str, Any]]:
     row is exported, "final" for an incremental window from the export ledger)."""
     description, events = run(world, tables)
     assert description["status"] == "SUCCEEDED", description.get("cause") or description.get("error")
-    reports = {t["table"]: t for t in verify_output(events)["tables"]}
+    reports = {t["table"]: t for t in world.verify_output(events)["tables"]}
     for name, report in reports.items():
         report["planned"] = item(world, events, name)["window"].get("source", "final")
     return reports
@@ -149,7 +149,7 @@ def unrepresentable(world: World, name: str) -> list[Any]:
 
 
 def item(world: World, events: list[dict[str, Any]], name: str) -> dict[str, Any]:
-    found: dict[str, Any] = next(i for i in planned_items(world, events) if i["table"] == name)
+    found: dict[str, Any] = next(i for i in world.planned_items(events) if i["table"] == name)
     return found
 
 
@@ -262,13 +262,13 @@ def test_an_unsafe_type_change_fails_only_its_table_naming_the_change_and_the_fi
     description, events = run(world, ["schema_unsafe", "schema_bystander"])
 
     assert description["status"] == "FAILED", description
-    (failed,) = plan_failed(world, events)
+    (failed,) = world.plan_failed(events)
     assert failed["table"] == "schema_unsafe" and failed["error"] == "UnsafeSchemaChange", failed
     cause = failed["cause"]
     assert "\"CODE\" is VARCHAR, but source column 'code' is now integer (NUMBER(10,0))" in cause, cause
     assert "RENAME COLUMN" in cause and "re-export the table in full" in cause, cause
     assert '{"tables": ["schema_unsafe"]}' in description["cause"]
-    reports = {t["table"]: t for t in verify_output(events)["tables"]}
+    reports = {t["table"]: t for t in world.verify_output(events)["tables"]}
     assert reports["schema_bystander"]["outcome"] == "MERGED", reports
     world.assert_parity("schema_bystander")
     # Nothing was changed or exported for the table.

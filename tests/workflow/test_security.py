@@ -19,7 +19,7 @@ import hvac
 import psycopg2
 import pytest
 from psycopg2 import sql
-from world import World, open_world, verify_output
+from world import World, open_world
 
 from aurora_sync.naming import quote
 
@@ -163,7 +163,7 @@ def test_a_refused_aurora_password_is_source_auth_failed_without_any_password(wo
     assert "password authentication failed" in logs["postgres.log"]  # the server saw the attempt
     assert leaks(secrets, {"history": history_text(description, events), **logs}) == []
 
-    description, events = world.run(verify_output(events)["summary"]["rerun_input"])
+    description, events = world.run(world.verify_output(events)["summary"]["rerun_input"])
     assert description["status"] == "SUCCEEDED", description
     world.assert_parity()
 
@@ -215,7 +215,7 @@ def test_hostile_identifiers_and_values_sync_as_data_and_execute_nothing(stack: 
             world.apply()
             description, events = world.run()
             assert description["status"] == "SUCCEEDED", description
-            (report,) = verify_output(events)["tables"]
+            (report,) = world.verify_output(events)["tables"]
             assert report["outcome"] == "MERGED" and report["rows_changed"] == len(values)
             world.assert_parity()
             final = world.setup.objects(world.configs["hostile"]["target"]).final_table

@@ -25,7 +25,7 @@ from scale_world import (
     open_scale_world,
     run_scale_world,
 )
-from world import World, entered, verify_output
+from world import World, entered
 
 TABLES = int(os.environ.get("AURORA_SYNC_LIMITS_TABLES", "200"))
 CHUNKS = int(os.environ.get("AURORA_SYNC_LIMITS_CHUNKS", "200"))
@@ -52,7 +52,7 @@ def test_hundreds_of_tables_and_hundreds_of_chunks_stay_within_step_functions_li
     assert entered(run.events).count("ExportChunk") >= TABLES + CHUNKS
     assert run.rounds > 1
 
-    report = {t["table"]: t for t in verify_output(run.events)["tables"]}
+    report = {t["table"]: t for t in world.verify_output(run.events)["tables"]}
     assert {t["outcome"] for t in report.values()} == {"MERGED"}
     assert len(report) == TABLES + 1
     assert report[CHUNKED]["rows_exported"] == report[CHUNKED]["rows_loaded"] == CHUNKS * ROWS_PER_CHUNK

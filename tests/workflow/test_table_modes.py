@@ -15,7 +15,7 @@ from typing import Any
 
 import psycopg2
 import pytest
-from world import World, open_world, planned_items, verify_output
+from world import World, open_world
 
 TABLES: dict[str, tuple[str, dict[str, Any]]] = {
     # A lookup table without any timestamp: xmin mode.
@@ -91,15 +91,15 @@ def session(world: World) -> Any:
 def run(world: World, tables: list[str]) -> dict[str, dict[str, Any]]:
     description, events = world.run({"tables": tables})
     assert description["status"] == "SUCCEEDED", description.get("cause") or description.get("error")
-    return {t["table"]: t for t in verify_output(events)["tables"]}
+    return {t["table"]: t for t in world.verify_output(events)["tables"]}
 
 
 def items(world: World, tables: list[str]) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
     """A run that must succeed: (work items by table, verdicts by table, the description)."""
     description, events = world.run({"tables": tables})
-    planned = {item["table"]: item for item in planned_items(world, events)}
+    planned = {item["table"]: item for item in world.planned_items(events)}
     verdicts = (
-        {t["table"]: t for t in verify_output(events)["tables"]}
+        {t["table"]: t for t in world.verify_output(events)["tables"]}
         if description["status"] == "SUCCEEDED"
         else {}
     )

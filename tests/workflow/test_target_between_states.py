@@ -20,7 +20,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from world import World, admin_client, entered, open_world, planned_items, verify_output
+from world import World, admin_client, entered, open_world
 
 from aurora_sync.config import TableConfig, put_table_config
 from aurora_sync.messages import VerifyOutput
@@ -79,16 +79,16 @@ def test_the_verifier_checks_the_planned_target_whatever_ssm_says_now(world: Wor
     finally:
         world.deployment = world.engine.deploy()  # every function back to the template's environment
     assert description["status"] == "SUCCEEDED", description.get("cause")
-    [item] = planned_items(world, events)
+    [item] = world.planned_items(events)
     assert item["target"] == target
-    [verdict] = verify_output(events)["tables"]
+    [verdict] = world.verify_output(events)["tables"]
     assert (verdict["table"], verdict["target"], verdict["outcome"]) == (NAME, target, "MERGED")
     assert verdict["rows_changed"] == 4
     world.assert_parity()
 
     # The drift DDL names the objects the run loaded: STAGING and FINAL of the carried target.
     # The DDL names the database and schemas of the verifier's report (its verify.json in S3).
-    result = collect(description, events, report=VerifyOutput.model_validate(verify_output(events)))
+    result = collect(description, events, report=VerifyOutput.model_validate(world.verify_output(events)))
     [table] = result.tables
     database = world.setup.database
     assert table.new_columns == ["region"]
@@ -109,7 +109,7 @@ def test_a_failed_export_keeps_its_custom_target_to_the_verdict(world: World) ->
         world.deployment = world.engine.deploy()
     assert description["status"] == "FAILED" and description["error"] == "TablesFailed", description
     assert "ExportFailedCustomTarget" in entered(events) and "ExportFailed" not in entered(events)
-    [verdict] = verify_output(events)["tables"]
+    [verdict] = world.verify_output(events)["tables"]
     assert (verdict["target"], verdict["outcome"], verdict["error"]) == (target, "FAILED", "ConfigError")
     [table] = collect(description, events).tables
     assert (table.outcome, table.error) == ("FAILED", "ConfigError")
