@@ -468,6 +468,11 @@ def key_conversion(final_data_type: str, reference: str) -> str:
     return reference
 
 
+# COPY INTO <table> ... FILES = (...): "The maximum number of file names that can be specified is
+# 1000" (Snowflake's COPY INTO <table> reference).
+MAX_COPY_FILES = 1000
+
+
 def key_copy_statement(
     keys_table: str, key_columns: Sequence[str], pipe: PipeSource, table: str, files: Sequence[str]
 ) -> str:
@@ -482,6 +487,8 @@ def key_copy_statement(
     file_format = _FILE_FORMAT.search(pipe.options)
     if file_format is None:
         raise SqlConfigError(f"pipe options {pipe.options!r} name no FILE_FORMAT")
+    if not 0 < len(files) <= MAX_COPY_FILES:
+        raise SqlConfigError(f"a COPY lists 1 to {MAX_COPY_FILES} files, not {len(files)}")
     for name in files:
         match = KEY_FILE.match(name)
         if match is None or match.group("table") != table:

@@ -586,6 +586,30 @@ def test_key_snapshot_copy_missing_keys_and_reconcile_delete_run_as_the_verifier
     ]
 
 
+@pytest.mark.snowflake_account
+def test_a_copy_lists_at_most_1000_files(account: Account) -> None:
+    """COPY INTO <table>, FILES: at most 1,000 names (the emulator refuses 1,001 at compile time,
+    and the verifier loads a key snapshot's files 1,000 to a statement)."""
+    spec = make_table(account, "manyfiles")
+    objects = account.setup.objects(spec.target)
+    source = pipe_source(account.setup, spec)
+
+    def copy(count: int) -> str:
+        names = [
+            f"_aurora_sync_keys/{spec.name}/2026/12/02/10/s{20:026d}-{uuid.UUID(int=n)}.csv"
+            for n in range(count)
+        ]
+        return key_copy_statement(objects.keys_table, ["ID"], source, spec.name, names)
+
+    with pytest.raises(sf_errors.ProgrammingError) as refused:
+        account.execute(copy(1001))
+    assert "1000" in str(refused.value)
+    # 1,000 names compile: the files are missing, so the load fails on that, not on the list.
+    with pytest.raises(sf_errors.ProgrammingError) as missing:
+        account.execute(copy(1000))
+    assert "1000" not in str(missing.value)
+
+
 # --- 4. COPY_HISTORY status strings --------------------------------------------------------------
 
 

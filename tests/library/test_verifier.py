@@ -35,6 +35,7 @@ from aurora_sync.snowflake_objects import table_spec
 from aurora_sync.snowflake_tables import SnowflakeSetup, render_table
 from aurora_sync.source_catalog import read_columns
 from aurora_sync.vault import reset_vault_cache
+from aurora_sync.verifying import reconciliation
 from aurora_sync_ops.environment import local_aws_client, local_external_id
 from aurora_sync_ops.local.wiring import connect_bucket_to_snowpipe, disconnect_bucket_from_snowpipe
 from aurora_sync_ops.snowflake_sql import render_setup
@@ -815,6 +816,43 @@ def test_a_key_snapshot_that_loads_partially_or_short_never_deletes(lab: Lab) ->
         assert ledger_run(lab, table, run_id)["MERGED_AT"] is None
     assert "Numeric value 'x' is not recognized" in verdicts[bad.name]["reason"]
     assert "loaded 1 of 3 key(s)" in verdicts[short.name]["reason"]
+
+
+def test_a_key_snapshot_of_more_files_than_one_copy_may_list_loads_them_all(
+    lab: Lab, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Snowflake's COPY lists at most 1,000 FILES (the emulator refuses more, as the service does;
+    # key_copy_statement never builds such a COPY: tests/unit/test_snowflake_sql.py), so a key
+    # snapshot of more files (a split table's lanes and parts) loads in several statements. Two
+    # files a statement here, so five files take three, as 2,001 would at 1,000.
+    monkeypatch.setattr(reconciliation, "MAX_COPY_FILES", 2)
+    table = make_table(lab, "hardmany", ORDERS_DDL)
+    insert_orders(lab, table, 5)
+    run_id, started_at = start_run()
+    result = export(table, run_id)
+    objects = lab.setup.objects(table.target)
+    # A row FINAL holds that no key file names: the snapshot deletes it.
+    lab.sf.cursor().execute(
+        f'INSERT INTO {objects.final_table} ("ID", "NOTE", "_AURORA_SYNC_SNAPSHOT") VALUES (50, \'x\', ?)',
+        (int(result["snapshot"]["order"]) - 1,),
+    )
+    reconciling = with_keys(lab, table, result, b"1\n", b"2\n", b"3\n", b"4\n", b"5\n")
+    output, _ = poll(verify_event(run_id, started_at, [reconciling]))
+    verdict = by_table(output)[table.name]
+    assert (verdict["outcome"], verdict["key_rows"], verdict["rows_deleted"]) == ("MERGED", 5, 1), verdict
+    assert [r["ID"] for r in final_rows(lab, table)] == [1, 2, 3, 4, 5]
+    assert keys_left(lab, table) == 0
+
+    # A bad record in the last statement's file: the earlier statements' keys are cleared too,
+    # and nothing is deleted.
+    insert_orders(lab, table, 1, first=6)
+    run_id, started_at = start_run()
+    bad = with_keys(lab, table, export(table, run_id), b"1\n2\n", b"3\n", b"4\n", b"5\n", b"x\n")
+    output, _ = poll(verify_event(run_id, started_at, [bad]))
+    verdict = by_table(output)[table.name]
+    assert (verdict["outcome"], verdict["error"]) == ("FAILED", "KeySnapshotIncomplete"), verdict
+    assert [r["ID"] for r in final_rows(lab, table)] == [1, 2, 3, 4, 5, 6]
+    assert keys_left(lab, table) == 0
 
 
 def test_missing_rows_fail_a_one_chunk_run_and_not_a_multi_chunk_run(lab: Lab) -> None:

@@ -262,6 +262,28 @@ def test_copy_into_abort_statement_loads_no_file_when_one_has_a_bad_record(
     assert run(sf, f"SELECT COUNT(*) AS N FROM {DB}.STAGING.{table}") == [{"N": 0}]
 
 
+def test_copy_into_lists_at_most_1000_files(sf: Any, s3: Any, lake: dict[str, str]) -> None:
+    """COPY INTO <table>, FILES: "The maximum number of file names that can be specified is
+    1000." 1,000 names compile (the files need not exist to see it: a missing one fails the
+    load, not the compilation); 1,001 are refused before anything loads."""
+    table = unique("COPYMANY")
+    run(sf, f"CREATE OR REPLACE TABLE {DB}.STAGING.{table} (A NUMBER(10,0))")
+
+    def copy(count: int) -> str:
+        names = ", ".join(f"'many/{table}/{n}.csv'" for n in range(count))
+        return (
+            f"COPY INTO {DB}.STAGING.{table} (A) FROM (SELECT $1 FROM @{DB}.STAGING.LAKE/) "
+            f"FILES = ({names}) FILE_FORMAT = (FORMAT_NAME = '{DB}.STAGING.PG_CSV') "
+            "ON_ERROR = ABORT_STATEMENT"
+        )
+
+    with pytest.raises(ProgrammingError, match="at most 1000"):
+        run(sf, copy(1001))
+    with pytest.raises(ProgrammingError) as missing:
+        run(sf, copy(1000))
+    assert "at most 1000" not in str(missing.value)
+
+
 # --- storage integration ------------------------------------------------------------------------
 def test_desc_integration_gives_the_deploy_handshake(
     sf: Any, aws_session: Any, stack: dict[str, Any], lake: dict[str, str]

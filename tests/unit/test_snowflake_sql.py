@@ -324,6 +324,11 @@ def test_key_copy_refuses_file_names_the_exporter_never_writes() -> None:
     ):
         with pytest.raises(SqlConfigError, match="not a key snapshot file"):
             key_copy_statement('"K"', ["ID"], source, "orders", [hostile])
+    # Snowflake compiles a COPY of at most 1,000 FILES: the verifier loads more in several.
+    assert key_copy_statement('"K"', ["ID"], source, "orders", [good] * 1000).count(good) == 1000
+    for count in (0, 1001):
+        with pytest.raises(SqlConfigError, match=f"1 to 1000 files, not {count}"):
+            key_copy_statement('"K"', ["ID"], source, "orders", [good] * count)
 
 
 # --- the MERGE task: a serverless triggered task nothing resumes -------------------------------------

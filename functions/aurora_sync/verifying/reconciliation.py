@@ -32,6 +32,7 @@ from ..errors import KeySnapshotIncomplete, RowsMissing, TerminalError, Warehous
 from ..naming import FILE_COLUMN, SnowflakeObjects, quote
 from ..schema_evolution import read_pipes, read_warehouse_columns
 from ..snowflake_objects import (
+    MAX_COPY_FILES,
     SqlConfigError,
     key_copy_statement,
     missing_keys_query,
@@ -172,21 +173,29 @@ def _clear(cur: Any, objects: SnowflakeObjects, files: list[str]) -> None:
 
 
 def _load(cur: Any, snapshot: KeySnapshot, source: Any) -> Reconciled | None:
-    """COPY the key files; None when every file loaded and the rows add up."""
-    statement = key_copy_statement(
-        snapshot.objects.keys_table, snapshot.primary_key, source, snapshot.table, snapshot.files
-    )
-    try:
-        with warehouse_errors(f"loading the key snapshot of {snapshot.table}"):
-            cur.execute(statement)
-    except TerminalError as exc:
-        # ON_ERROR = ABORT_STATEMENT: a bad record fails the statement and loads nothing.
-        return Reconciled(
-            error=KeySnapshotIncomplete.__name__,
-            reason=f"the key snapshot of {snapshot.table} did not load ({exc}); nothing was deleted",
+    """COPY the key files, at most MAX_COPY_FILES to a statement (Snowflake's limit on FILES);
+    None when every file loaded and the rows add up. A statement that fails leaves the earlier
+    ones' rows in the KEYS table: the caller clears them with the rest."""
+    results: list[dict[str, Any]] = []
+    for start in range(0, len(snapshot.files), MAX_COPY_FILES):
+        statement = key_copy_statement(
+            snapshot.objects.keys_table,
+            snapshot.primary_key,
+            source,
+            snapshot.table,
+            snapshot.files[start : start + MAX_COPY_FILES],
         )
-    names = [str(d[0]).lower() for d in cur.description or []]
-    results = [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
+        try:
+            with warehouse_errors(f"loading the key snapshot of {snapshot.table}"):
+                cur.execute(statement)
+        except TerminalError as exc:
+            # ON_ERROR = ABORT_STATEMENT: a bad record fails the statement and loads nothing.
+            return Reconciled(
+                error=KeySnapshotIncomplete.__name__,
+                reason=f"the key snapshot of {snapshot.table} did not load ({exc}); nothing was deleted",
+            )
+        names = [str(d[0]).lower() for d in cur.description or []]
+        results += [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
     by_file: dict[str, dict[str, Any]] = {}
     for result in results:
         # Snowflake names a file of an external stage by its URL (s3://bucket/key).
