@@ -168,7 +168,7 @@ def read_watermarks(
     cur = conn.cursor()
     try:
         results: dict[str, WatermarkResult] = {}
-        readable: list[tuple[str, str]] = []  # (table name, scalar subquery)
+        readable: list[tuple[str, str]] = []  # (table name, FINAL table)
         for table in tables:
             final = objects[table.name].final_table
             cursor = table.config.cursor
@@ -191,14 +191,22 @@ def read_watermarks(
                     )
                 )
             else:
-                readable.append((table.name, f"(SELECT COUNT(*) FROM {final})"))
+                readable.append((table.name, final))
         if not readable:
             return results
-        select = ", ".join(f"{subquery} AS {quote(f'N{i}')}" for i, (_, subquery) in enumerate(readable))
+        # One row per table, numbered: a SELECT list of one scalar subquery per table nests as
+        # deep as the table count, which the emulator's engine refuses past 1,000 (a run of 2,000
+        # tables failed there), while a UNION ALL of plain counts is a flat list of branches.
+        counting = " UNION ALL ".join(
+            f"SELECT {i} AS {quote('I')}, COUNT(*) AS {quote('N')} FROM {final}"
+            for i, (_, final) in enumerate(readable)
+        )
         with warehouse_errors(f"counting the rows of {len(readable)} FINAL table(s)"):
-            cur.execute(f"SELECT {select}")
-            row = cur.fetchone()
-        counts = list(row) if row is not None else [0] * len(readable)
+            cur.execute(counting)
+            rows = cur.fetchall()
+        counts = [0] * len(readable)
+        for index, count in rows:
+            counts[int(index)] = int(count or 0)
     finally:
         cur.close()
     by_name = {t.name: t for t in tables}
