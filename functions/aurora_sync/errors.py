@@ -11,6 +11,12 @@ from connection strings or credentials.
 
 from __future__ import annotations
 
+# A Lambda error's cause (its message, type and stack trace as JSON) becomes the execution's
+# failure cause inside a Fail state's text, and Step Functions refuses a cause over 32,768
+# characters (the run would end in States.Runtime, without the rerun command). A message naming
+# thousands of tables is cut here, its fix kept: the whole story is in the function's log.
+MAX_MESSAGE_CHARS = 8_000
+
 
 class SyncError(Exception):
     """Base of every error the product raises on purpose."""
@@ -19,6 +25,9 @@ class SyncError(Exception):
 
     def __init__(self, message: str, *, fix: str | None = None) -> None:
         self.fix = fix
+        if len(message) > MAX_MESSAGE_CHARS:
+            cut = len(message) - MAX_MESSAGE_CHARS
+            message = f"{message[:MAX_MESSAGE_CHARS]}… ({cut} more characters)"
         super().__init__(f"{message} Fix: {fix}" if fix else message)
 
 

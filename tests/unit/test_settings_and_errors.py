@@ -28,6 +28,22 @@ def test_error_message_carries_the_fix() -> None:
     assert errors.SourceTimeout("slow").transient is True
 
 
+def test_a_message_naming_thousands_of_tables_is_cut_and_keeps_its_fix() -> None:
+    # A Lambda error's cause (message, type, stack trace) goes into a Fail state's cause, which
+    # Step Functions caps at 32,768 characters.
+    from aurora_sync.errors import MAX_MESSAGE_CHARS, ConfigError
+
+    names = ", ".join(f"table_{i:04d}_named_as_long_as_a_config_and_postgresql_allow_it" for i in range(2000))
+    error = ConfigError(f"tables {names} have no FINAL table.", fix="run `aurora-sync sql snowflake --apply`")
+    text = str(error)
+    assert len(text) < MAX_MESSAGE_CHARS + 200 < 32_768 // 3
+    assert text.startswith("tables table_0000_") and text.endswith(
+        "Fix: run `aurora-sync sql snowflake --apply`"
+    )
+    assert f"({len(names) + len('tables  have no FINAL table.') - MAX_MESSAGE_CHARS} more characters)" in text
+    assert str(ConfigError("short.", fix="x")) == "short. Fix: x"
+
+
 def test_settings_read_from_environment() -> None:
     settings = RuntimeSettings.from_environ(
         {"VAULT_ADDR": "https://vault.example:8200", "VAULT_ROLE": "aurora-sync", "AWS_REGION": "eu-west-1"}
