@@ -68,6 +68,9 @@ def packages(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
             str(build),
             "--cache-dir",
             str(tmp_path_factory.mktemp("sam-cache")),
+            # As samconfig.toml's [default.build.parameters] (parallel = true): the four pip
+            # installs side by side.
+            "--parallel",
         ],
         cwd=source,
         # The Makefile's pip: this interpreter's (SAM's own virtualenv has no say in the wheels).
