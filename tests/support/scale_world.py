@@ -47,10 +47,16 @@ def table_name(i: int) -> str:
 
 @contextmanager
 def open_scale_world(
-    stack: dict[str, Any], tables: int, chunks: int, *, prefix: str = "limits"
+    stack: dict[str, Any],
+    tables: int,
+    chunks: int,
+    *,
+    prefix: str = "limits",
+    parameters: dict[str, Any] | None = None,
 ) -> Iterator[World]:
     """``tables`` tables of one row each and, when ``chunks``, the table ``chunked`` of ``chunks``
-    chunks of 1,000 rows; configs, Snowflake objects and the bucket's notification applied."""
+    chunks of 1,000 rows; configs, Snowflake objects and the bucket's notification applied.
+    ``parameters``: template parameters over the world's (``PARAMETERS``)."""
     ddl: dict[str, tuple[str, dict[str, Any]]] = {
         config_name(i): (
             f"CREATE TABLE {{schema}}.{table_name(i)} (id bigint PRIMARY KEY, "
@@ -64,7 +70,8 @@ def open_scale_world(
             "CREATE TABLE {schema}.chunked (id bigint PRIMARY KEY, updated_at timestamptz NOT NULL)",
             {"table": CHUNKED, "primary_key": ["id"], "max_rows_per_chunk": ROWS_PER_CHUNK},
         )
-    with open_world(stack, ddl, prefix=prefix, parameters=PARAMETERS, clock_scale=CLOCK_SCALE) as world:
+    merged = {**PARAMETERS, **(parameters or {})}
+    with open_world(stack, ddl, prefix=prefix, parameters=merged, clock_scale=CLOCK_SCALE) as world:
         for i in range(tables):
             world.execute(f"INSERT INTO {{schema}}.{table_name(i)} (id) VALUES (1)")
         if chunks:
