@@ -17,7 +17,7 @@ that fails prints Step Functions' error and cause (``States.DataLimitExceeded`` 
 and the bytes of that state's last recorded input, instead of stopping the benchmark.
 
     .venv/bin/python bench/scale_bench.py [--tables 2000] [--chunks 2000] [--objects 2000]
-        [--state-dir DIR] [--port-base N]
+        [--parameter NAME=VALUE ...] [--state-dir DIR] [--port-base N]
 """
 
 from __future__ import annotations
@@ -113,12 +113,14 @@ def control_plane(sizes: list[int]) -> None:
     )
 
 
-def scale_run(status: dict[str, Any], tables: int, chunks: int, timeout_s: float) -> list[Any]:
+def scale_run(
+    status: dict[str, Any], tables: int, chunks: int, timeout_s: float, parameters: dict[str, Any]
+) -> list[Any]:
     from scale_world import open_scale_world, run_scale_world
 
     label = f"{tables:,} tables" if tables else f"1 table of {chunks:,} chunks"
     started = time.monotonic()
-    with open_scale_world(status, tables, chunks, prefix="scale") as world:
+    with open_scale_world(status, tables, chunks, prefix="scale", parameters=parameters) as world:
         setup = time.monotonic() - started
         print(f"{label}: set up in {setup:.0f} s, running", flush=True)
         run = run_scale_world(world, timeout_s=timeout_s)
@@ -147,6 +149,14 @@ def main() -> None:
     parser.add_argument("--chunks", default="2000", help="comma-separated chunk counts (0: none)")
     parser.add_argument("--objects", default="200,1000", help="part 1's table counts (0: skip part 1)")
     parser.add_argument("--timeout", type=float, default=5400, help="seconds a run may take")
+    parser.add_argument(
+        "--parameter",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="a template parameter for the runs, e.g. MergeTimeoutSeconds=900 (the emulator runs the "
+        "MERGE tasks one at a time, Snowflake side by side); repeatable",
+    )
     stack_options(parser)
     args = parser.parse_args()
     objects = [int(n) for n in args.objects.split(",") if int(n)]
@@ -157,7 +167,8 @@ def main() -> None:
     if not runs:
         return
     status = stack_status(args)
-    rows = [scale_run(status, tables, chunks, args.timeout) for tables, chunks in runs]
+    parameters = dict(p.split("=", 1) for p in args.parameter)
+    rows = [scale_run(status, tables, chunks, args.timeout, parameters) for tables, chunks in runs]
     print(
         table(
             "\nOne run of the real state machine, Step Functions' limits enforced (256 KiB, 25,000 events)",
