@@ -42,9 +42,10 @@ LEDGER_SQL = REPO / "sql" / "snowflake" / "05_export_ledger.sql"
 
 def _ledger_tables(database: str, schema: str) -> list[str]:
     """The setup's CREATE TABLE statements of the ledger, for this database and schema."""
+    from aurora_sync_ops.snowflake_sql import split_statements
+
     text = LEDGER_SQL.read_text().replace("{{database}}", database).replace("{{staging_schema}}", schema)
-    lines = "\n".join(line for line in text.splitlines() if not line.lstrip().startswith("--"))
-    return [s.strip() for s in lines.split(";") if s.strip().startswith("CREATE TABLE")]
+    return [s for s in split_statements(text) if s.startswith("CREATE TABLE")]
 
 
 def measure(tables: Sequence[int]) -> list[dict[str, Any]]:

@@ -14,7 +14,7 @@ from __future__ import annotations
 # A Lambda error's cause (its message, type and stack trace as JSON) becomes the execution's
 # failure cause inside a Fail state's text, and Step Functions refuses a cause over 32,768
 # characters (the run would end in States.Runtime, without the rerun command). A message naming
-# thousands of tables is cut here, its fix kept: the whole story is in the function's log.
+# thousands of tables is cut here, its fix kept.
 MAX_MESSAGE_CHARS = 8_000
 
 

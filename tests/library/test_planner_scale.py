@@ -8,26 +8,24 @@ of a UNION ALL. In-process fakesnow: 1,100 FINAL tables, half of them empty.
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Any
-
 import fakesnow
 import snowflake.connector
 
 from aurora_sync.config import LoadedTable, TableConfig
 from aurora_sync.planning.watermarks import read_watermarks
+from aurora_sync_ops.snowflake_sql import SETUP_DIR, split_statements
 
-LEDGER_SQL = Path(__file__).resolve().parents[2] / "sql" / "snowflake" / "05_export_ledger.sql"
 TABLES = 1100
 
 
 def ledger_tables(database: str, schema: str) -> list[str]:
-    text = LEDGER_SQL.read_text().replace("{{database}}", database).replace("{{staging_schema}}", schema)
-    lines = "\n".join(line for line in text.splitlines() if not line.lstrip().startswith("--"))
-    return [s.strip() for s in lines.split(";") if s.strip().startswith("CREATE TABLE")]
+    """The setup's CREATE TABLE statements of the export ledger, for this database and schema."""
+    text = (SETUP_DIR / "05_export_ledger.sql").read_text()
+    text = text.replace("{{database}}", database).replace("{{staging_schema}}", schema)
+    return [s for s in split_statements(text) if s.startswith("CREATE TABLE")]
 
 
-def test_the_watermarks_of_1100_tables_are_read_in_one_pass(tmp_path: Any) -> None:
+def test_the_watermarks_of_1100_tables_are_read_in_one_pass() -> None:
     names = [f"t{i:04d}" for i in range(TABLES)]
     with fakesnow.patch():
         conn = snowflake.connector.connect(database="SCALEDB", schema="STAGING", paramstyle="qmark")
