@@ -504,6 +504,9 @@ class TableVerdict(_Message):
     files_loaded: int = 0
     missing: list[str] = Field(default_factory=list)
     refreshed_at: str | None = None
+    # When a verifier call last read this table's load history: past ``Limits.loads_per_call``
+    # the calls read the tables unread longest first.
+    loads_read_at: str | None = None
     merge_query_id: str | None = None
     quarantined: int = 0
     # When the source snapshot behind FINAL was taken (the export's first chunk), and how old it

@@ -66,6 +66,7 @@ class Warehouse:
     statements: Counter[str] = field(default_factory=Counter)
     executed: list[str] = field(default_factory=list)
     calls: list[int] = field(default_factory=list)  # tasks passed to each CALL
+    reads: list[list[str]] = field(default_factory=list)  # the tables of each COPY_HISTORY read
 
     def cursor(self) -> Cursor:
         return Cursor(self)
@@ -90,6 +91,7 @@ class Cursor:
         self.rows = []
         if "COPY_HISTORY" in statement:
             # Each table's SELECT binds (STAGING table, start time, its one file).
+            self.warehouse.reads.append([str(params[i * 3 + 2]).split("/")[0] for i in range(len(params) // 3)])
             for index in range(len(params) // 3):
                 file_name = params[index * 3 + 2]
                 if self.warehouse.loaded:

@@ -22,17 +22,20 @@ import pytest
 from verifier_warehouse import Warehouse, call, name, run_statements
 
 from aurora_sync.messages import VerifyOutput
-from aurora_sync.verifying.decide import DEFERRED, MERGE_DEFERRED
-from aurora_sync.verifying.verify import MERGES_PER_CALL, TABLE_ACTIONS_PER_CALL, Limits
+from aurora_sync.verifying.decide import DEFERRED, LOADS_DEFERRED, MERGE_DEFERRED
+from aurora_sync.verifying.verify import LOADS_PER_CALL, MERGES_PER_CALL, TABLE_ACTIONS_PER_CALL, Limits
 
 
-def limits(table_actions: int = TABLE_ACTIONS_PER_CALL, merges: int = MERGES_PER_CALL) -> Limits:
+def limits(
+    table_actions: int = TABLE_ACTIONS_PER_CALL, merges: int = MERGES_PER_CALL, loads: int = LOADS_PER_CALL
+) -> Limits:
     return Limits(
         refresh_after=timedelta(minutes=2),
         load_timeout=timedelta(minutes=15),
         merge_timeout=timedelta(minutes=15),
         table_actions=table_actions,
         merges_per_call=merges,
+        loads_per_call=loads,
     )
 
 
@@ -53,8 +56,8 @@ def test_one_call_sends_as_many_statements_for_300_tables_as_for_3(phase: str) -
         return warehouse
 
     # Limits of 3: the 3-table run uses all of them.
-    few = statements_of_one_call(3, world(3), limits(3, merges=3))
-    many = statements_of_one_call(300, world(300), limits(3, merges=3))
+    few = statements_of_one_call(3, world(3), limits(3, merges=3, loads=3))
+    many = statements_of_one_call(300, world(300), limits(3, merges=3, loads=3))
     assert many == few
     assert sum(many.values()) <= 12, many
 
@@ -67,6 +70,38 @@ def test_the_default_limit_bounds_the_statements_of_a_call_of_2000_tables() -> N
     assert sum(statements.values()) == 7, statements
     assert "EXECUTE TASK" not in statements
     assert warehouse.calls == [MERGES_PER_CALL]
+    # The one COPY_HISTORY statement reads LOADS_PER_CALL tables' files, not 2,000: 2,000 table
+    # functions in one statement did not answer within the connector's 60 s (issue 15).
+    assert [len(read) for read in warehouse.reads] == [LOADS_PER_CALL]
+
+
+def test_past_the_load_cap_each_call_reads_the_tables_left_unread_first() -> None:
+    # Snowpipe has loaded nothing yet: every table stays pending, and 7 tables at 3 a call are
+    # read in turn, so none waits more than ceil(7 / 3) calls for its first or next read.
+    warehouse = Warehouse(loaded=False)
+    previous = None
+    for n in range(4):
+        previous = call(warehouse, 7, previous, 30 + 10 * n, limits(loads=3))
+        unread = {t.table for t in previous.tables if t.reason == LOADS_DEFERRED}
+        assert len(unread) == 4 and not previous.continue_now
+    assert warehouse.reads == [
+        ["t0000", "t0001", "t0002"],
+        ["t0003", "t0004", "t0005"],
+        ["t0006", "t0000", "t0001"],
+        ["t0002", "t0003", "t0004"],
+    ]
+
+
+def test_a_table_left_unread_keeps_what_its_last_read_found() -> None:
+    warehouse = Warehouse(loaded=False)
+    first = call(warehouse, 4, None, 30, limits(loads=2))
+    warehouse.loaded = True
+    second = call(warehouse, 4, first, 40, limits(loads=2))
+    t0000 = next(t for t in second.tables if t.table == "t0000")
+    assert t0000.reason == LOADS_DEFERRED and t0000.outcome == "PENDING"
+    assert (t0000.files_loaded, t0000.missing) == (0, [next(t for t in first.tables if t.table == "t0000").missing[0]])
+    loaded = next(t for t in second.tables if t.table == "t0002")
+    assert (loaded.files_loaded, loaded.rows_loaded) == (1, 4)
 
 
 def test_a_run_sends_as_many_statements_for_300_tables_as_for_10() -> None:
@@ -85,7 +120,7 @@ def run_to_the_end(tables: int, lim: Limits) -> tuple[VerifyOutput, list[VerifyO
 
 
 def test_a_call_past_its_limit_returns_not_done_and_the_next_calls_reach_the_same_verdicts() -> None:
-    unlimited, _, _ = run_to_the_end(7, limits(100, merges=100))
+    unlimited, _, _ = run_to_the_end(7, limits(100, merges=100, loads=100))
     limited, outputs, most_limited = run_to_the_end(7, limits(3, merges=3))
 
     first = outputs[0]

@@ -40,7 +40,9 @@ A call's statements do not grow with the run's table count: reads and ledger wri
 table in one statement each, the streams of skipped task runs are read in one statement, and the
 MERGE tasks of every ready table are executed in one (a CALL of the setup's procedure, which runs
 EXECUTE TASK for each: it takes one task), at most ``Limits.merges_per_call`` first requests per
-call. Statements on one table's objects that cannot be combined (ALTER PIPE ... REFRESH, a key
+call. The load history itself is read for at most ``Limits.loads_per_call`` tables per call (one
+table function per table, however they are combined), the ones left unread before first.
+Statements on one table's objects that cannot be combined (ALTER PIPE ... REFRESH, a key
 snapshot's reconciliation) are asked for at most ``Limits.table_actions`` times per call, in the
 request's table order. A table beyond a limit stays PENDING, saying so, and is taken up by the
 next call of the Wait/Verify loop; the verdicts are the ones a call without the limits reaches.
@@ -92,6 +94,7 @@ FAILED_LOAD_STATES = frozenset({"Load failed", "Partially loaded", "Load skipped
 MERGE_REQUESTED = "every file loaded and accounted for; merge task requested"
 DEFERRED = "this call's statements on single tables are used up; the next call continues"
 MERGE_DEFERRED = f"every file loaded; merge task not requested yet ({DEFERRED})"
+LOADS_DEFERRED = f"load history not read in this call ({DEFERRED})"
 
 
 # --- actions: what the layer is asked to do, as data --------------------------------------------
@@ -404,7 +407,8 @@ def decide(
     # An empty window proves the table unchanged as of its snapshot: that run reached FINAL too.
     _account(step, [t for t in tables if not t.carried and t.verdict.outcome == "NOTHING_TO_DO"], merged=True)
 
-    checking = [t for t in tables if t.verdict.outcome == "PENDING"]
+    pending = [t for t in tables if t.verdict.outcome == "PENDING"]
+    checking = _read_now(request, pending, limits.loads_per_call, now)
     loading = False  # some table's files are not all loaded yet
     if checking and facts.loads is None:
         step.actions.append(
@@ -441,6 +445,35 @@ def decide(
             and t.export.snapshot
         },
     )
+
+
+def _read_now(request: VerifyRequest, pending: list[_Table], cap: int, now: datetime) -> list[_Table]:
+    """The pending tables whose load history this call reads: at most ``cap``, the ones unread
+    longest first (never read before all others), in the request's order among equals. The
+    others stay PENDING with ``LOADS_DEFERRED`` and what their last read found."""
+    before = {t.table: t for t in request.previous.tables} if request.previous else {}
+
+    def last_read(table: _Table) -> datetime:
+        verdict = before.get(table.name)
+        if verdict is None or verdict.loads_read_at is None:
+            return datetime.min.replace(tzinfo=UTC)
+        return _aware(datetime.fromisoformat(verdict.loads_read_at))
+
+    # sorted() is stable: among tables read at the same moment the request's order stays.
+    ordered = sorted(pending, key=last_read) if len(pending) > cap else pending
+    for table in ordered[cap:]:
+        table.set(reason=LOADS_DEFERRED)
+        if (last := before.get(table.name)) is not None:
+            table.set(
+                rows_loaded=last.rows_loaded,
+                files_loaded=last.files_loaded,
+                missing=last.missing,
+                loads_read_at=last.loads_read_at,
+            )
+    read = ordered[:cap]
+    for table in read:
+        table.set(loads_read_at=now.isoformat(timespec="microseconds"))
+    return read
 
 
 def conclude(
