@@ -91,7 +91,8 @@ class Cursor:
         self.rows = []
         if "COPY_HISTORY" in statement:
             # Each table's SELECT binds (STAGING table, start time, its one file).
-            self.warehouse.reads.append([str(params[i * 3 + 2]).split("/")[0] for i in range(len(params) // 3)])
+            files = [str(params[i * 3 + 2]) for i in range(len(params) // 3)]
+            self.warehouse.reads.append([file.split("/")[0] for file in files])
             for index in range(len(params) // 3):
                 file_name = params[index * 3 + 2]
                 if self.warehouse.loaded:
