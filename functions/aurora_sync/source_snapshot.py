@@ -51,17 +51,29 @@ FUTURE_TOLERANCE = timedelta(minutes=5)
 _KEY_ORDER = re.compile(r"/s(\d{" + str(ORDER_DIGITS) + r"})-[0-9a-f-]{36}\.csv(?:_part\d+)?$")
 
 
+# The exporter's sessions say so in pg_stat_activity (``read_horizon`` leaves them out).
+EXPORTER_APPLICATION_NAME = "aurora-sync-exporter"
+
+
 def read_horizon(cur: Any) -> datetime:
     """Before the export's snapshot: the oldest open transaction's start in this database, or the
     clock, minus the margin. Must run in its own transaction, before the snapshot is taken.
 
     Every client transaction counts, read-only ones included: a transaction may take a sequence
     value or ``now()`` long before its first write (nextval does not always assign an xid).
+    Except the other exports' own: sessions of this same role under the exporter's application
+    name. The sync role reads only (SELECT grants, ``default_transaction_read_only``: it can take
+    no sequence value and stamp no row), and exports run side by side (a run's tables, a
+    backfill's lanes): counting their snapshot transactions put the horizon before every integer
+    cursor's sample, so each such table was read whole again on its next run, and a table
+    backfilled in lanes on every run.
     """
     cur.execute(
         "SELECT pg_is_in_recovery(), clock_timestamp(), min(xact_start) FROM pg_catalog.pg_stat_activity "
         "WHERE datname = current_database() AND pid <> pg_backend_pid() AND xact_start IS NOT NULL "
-        "AND backend_type = 'client backend'"
+        "AND backend_type = 'client backend' "
+        "AND NOT (usename = current_user AND application_name = %s)",
+        (EXPORTER_APPLICATION_NAME,),
     )
     replica, clock, oldest = cur.fetchone()
     if replica:

@@ -30,6 +30,7 @@ from aurora_sync.messages import ExportRequest, parse_export_request
 from aurora_sync.observability import logger, metrics, tracer
 from aurora_sync.run_files import RunFiles
 from aurora_sync.settings import runtime_settings
+from aurora_sync.source_snapshot import EXPORTER_APPLICATION_NAME
 
 # Leave time to report after Aurora returns; below the floor the call is not worth starting.
 SAFETY_MARGIN_MS = 15_000
@@ -68,7 +69,7 @@ def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
         return deferred(item).model_dump(mode="json", by_alias=True, exclude_none=True)
     timeout_ms = statement_timeout_ms(context, deadline, call_started)
     whole_ms = statement_timeout_ms(context, None, call_started)  # what the child's time took off
-    conn = source_connection(application_name="aurora-sync-exporter", statement_timeout_ms=timeout_ms)
+    conn = source_connection(application_name=EXPORTER_APPLICATION_NAME, statement_timeout_ms=timeout_ms)
     try:
         result = export_chunk(conn, item, target, statement_timeout_ms=timeout_ms)
     except (SourceTimeout, SourceChunkTimeout):

@@ -621,3 +621,59 @@ def test_cursor_mode_reconciling_run_snapshots_every_key_beyond_its_window(
     assert len(read_keys(s3, env["EXPORT_BUCKET"], result["key_files"])) == 30
     plain = export_all(item(schema, window=window))[1]
     assert (plain["key_files"], plain["key_rows"], plain["reconcile"]) == ([], 0, False)
+
+
+def make_versioned(admin: Any, schema: str) -> None:
+    with admin.cursor() as cur:
+        cur.execute(sql.SQL("CREATE SEQUENCE {}").format(sql.Identifier(schema, "ver_seq")))
+        cur.execute(
+            sql.SQL(
+                "CREATE TABLE {t} (id bigint PRIMARY KEY, v text, ver bigint NOT NULL DEFAULT nextval({s}))"
+            ).format(t=sql.Identifier(schema, "versioned"), s=sql.Literal(f"{schema}.ver_seq"))
+        )
+        cur.execute(
+            sql.SQL("INSERT INTO {} (id, v) SELECT i, 'v' || i FROM generate_series(1, 5) i").format(
+                sql.Identifier(schema, "versioned")
+            )
+        )
+
+
+@pytest.mark.parametrize(
+    "holder",
+    [
+        # Another export of the same run (a table or lane beside this one): the sync role,
+        # read-only, under the exporter's application name. It can take no sequence value and
+        # write no row, so the sample taken after it started still proves the next window.
+        "another export",
+        # Any other session's open transaction may hold a sequence value smaller than the sample:
+        # the next run must read the whole table again.
+        "an application",
+    ],
+)
+def test_an_integer_cursor_full_export_beside_other_open_transactions(
+    env: dict[str, str], admin: Any, schema: str, stack: dict[str, Any], holder: str
+) -> None:
+    """Exports run side by side (the Map's tables, a backfill's lanes). Counting their snapshot
+    transactions in the horizon put it before every integer cursor's sample, so the next run of
+    each such table read it whole again, and a table split into lanes never left full reads."""
+    make_versioned(admin, schema)
+    postgres = stack["postgres"]
+    if holder == "another export":
+        dsn = postgres["dsn"]
+        options = {"application_name": "aurora-sync-exporter"}
+    else:
+        dsn, options = postgres["admin_dsn"], {"application_name": "shop"}
+    other = psycopg2.connect(dsn, **options)
+    try:
+        other.set_session(readonly=holder == "another export")
+        with other.cursor() as cur:
+            cur.execute(sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(schema, "versioned")))
+        time.sleep(1.2)  # its transaction starts well before the export's sample
+        result = export_all(item(schema, table="versioned", name="versioned", cursor="ver"))[1]
+    finally:
+        other.close()
+    snapshot = result["snapshot"]
+    assert result["rows"] == 5 and snapshot["sample_max"] == "5"
+    run = merged(snapshot)
+    start = next_watermark([run])
+    assert start == (5 if holder == "another export" else None), (start, snapshot)

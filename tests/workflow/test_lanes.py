@@ -45,6 +45,12 @@ TABLES: dict[str, tuple[str, dict[str, Any]]] = {
         "CREATE TABLE {schema}.moving (id bigint PRIMARY KEY, note text, updated_at timestamptz NOT NULL)",
         {"table": "moving", "primary_key": ["id"], **SPLIT},
     ),
+    "lanes_versioned": (
+        "CREATE SEQUENCE {schema}.versioned_seq; "
+        "CREATE TABLE {schema}.versioned (id bigint PRIMARY KEY, note text, "
+        "ver bigint NOT NULL DEFAULT nextval('{schema}.versioned_seq'))",
+        {"table": "versioned", "primary_key": ["id"], "cursor": "ver", **SPLIT},
+    ),
 }
 BACKFILLED = ["lanes_ties", "lanes_lines", "lanes_stale", "lanes_single"]
 
@@ -74,7 +80,10 @@ def world(stack: dict[str, Any]) -> Iterator[World]:
             "INSERT INTO {schema}.moving SELECT i, 'n' || i, now() - interval '1 hour' "
             "FROM generate_series(1, 4000) i"
         )
-        for table in ("ties", "lines", "single", "moving"):
+        world.execute(
+            "INSERT INTO {schema}.versioned (id, note) SELECT i, 'n' || i FROM generate_series(1, 3000) i"
+        )
+        for table in ("ties", "lines", "single", "moving", "versioned"):
             world.execute(f"ANALYZE {{schema}}.{table}")
         world.apply()
         yield world
@@ -166,3 +175,26 @@ def test_rows_changed_during_a_split_backfill_are_handled_as_in_one_lane(world: 
     assert description["status"] == "SUCCEEDED", description.get("cause")
     assert lanes_planned(world, events) == {"lanes_moving": 1}  # a reconciling run is never split
     world.assert_parity("lanes_moving")
+
+
+def test_an_integer_cursor_backfilled_in_lanes_is_read_incrementally_afterwards(world: World) -> None:
+    """The lanes' exports run side by side. Each one's open snapshot transaction used to put the
+    others' horizons before their samples of MAX(ver), and without a sample taken before the
+    horizon an integer cursor's next window is the whole table: every run read it in full again,
+    in lanes."""
+    description, events = world.run({"tables": ["lanes_versioned"]})
+    assert description["status"] == "SUCCEEDED", description.get("cause")
+    assert lanes_planned(world, events)["lanes_versioned"] >= 2
+
+    world.execute(
+        "UPDATE {schema}.versioned SET note = 'changed', ver = nextval('{schema}.versioned_seq') "
+        "WHERE id <= 5"
+    )
+    description, events = world.run({"tables": ["lanes_versioned"]})
+    assert description["status"] == "SUCCEEDED", description.get("cause")
+    (item,) = world.planned_items(events)
+    assert item.get("window", {}).get("source", "final") == "final" and item["window"].get("watermark"), item
+    (verdict,) = world.verify_output(events)["tables"]
+    # The five new versions and the row at the window's start (windows include their start).
+    assert (verdict["outcome"], verdict["rows_exported"]) == ("MERGED", 6), verdict
+    world.assert_parity("lanes_versioned")
