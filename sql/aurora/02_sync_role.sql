@@ -32,5 +32,8 @@ GRANT EXECUTE ON FUNCTION aws_commons.create_s3_uri(text, text, text) TO aurora_
 -- window: their rows may commit with cursor values the export window has already passed.
 GRANT pg_read_all_stats TO aurora_sync;
 
--- The export is a SELECT; a read-only default turns any accidental write into an error.
+-- The export is a SELECT; a read-only default turns any accidental write into an error. The
+-- exporter relies on the role reading only: it leaves this role's sessions named
+-- 'aurora-sync-exporter' out of the oldest open transaction it waits for (docs/operations.md,
+-- "Where each window starts"), so never grant it writes or sequence usage.
 ALTER ROLE aurora_sync SET default_transaction_read_only = on;
