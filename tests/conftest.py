@@ -56,6 +56,9 @@ def _snowflake_alive(status: dict[str, Any]) -> bool:
 def local_stack() -> Iterator[Stack]:
     root = Path(os.environ.get("AURORA_SYNC_TEST_DIR") or REPO_ROOT / ".local" / "test")
     base = int(os.environ.get("AURORA_SYNC_TEST_PORT_BASE") or TEST_PORT_BASE)
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+    if worker:
+        root, base = root / worker, base + 40 * int(worker.removeprefix("gw"))
     stack = Stack(settings_from_env(root=root, port_base=base))
     was_running = stack.status()["running"]
     only = os.environ.get("AURORA_SYNC_STACK_ONLY")
