@@ -2,7 +2,9 @@
 
 The suite starts its own stack (state in ``.local/test``, ports from 25452) so it never touches
 a developer's ``aurora-sync local up`` stack, and stops it at the end unless it was already
-running. Knobs: ``AURORA_SYNC_TEST_DIR``, ``AURORA_SYNC_TEST_PORT_BASE``,
+running. Under pytest-xdist (``make test`` runs two workers, a test file each at a time) worker
+``gwN`` has a stack of its own, under ``<test dir>/gwN`` at the port base + 100·N, so the workers
+share no server. Knobs: ``AURORA_SYNC_TEST_DIR``, ``AURORA_SYNC_TEST_PORT_BASE``,
 ``AURORA_SYNC_KEEP_STACK=1`` (leave it running for the next run), ``AURORA_SYNC_STACK_ONLY``
 (comma-separated parts, while developing one of them).
 """
@@ -58,7 +60,7 @@ def local_stack() -> Iterator[Stack]:
     base = int(os.environ.get("AURORA_SYNC_TEST_PORT_BASE") or TEST_PORT_BASE)
     worker = os.environ.get("PYTEST_XDIST_WORKER", "")
     if worker:
-        root, base = root / worker, base + 40 * int(worker.removeprefix("gw"))
+        root, base = root / worker, base + 100 * int(worker.removeprefix("gw"))
     stack = Stack(settings_from_env(root=root, port_base=base))
     was_running = stack.status()["running"]
     only = os.environ.get("AURORA_SYNC_STACK_ONLY")

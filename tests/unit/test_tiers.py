@@ -4,6 +4,7 @@ included. Read from make's dry run, so the commands checked are the ones make wo
 
 from __future__ import annotations
 
+import os
 import subprocess
 from pathlib import Path
 
@@ -38,7 +39,8 @@ def test_test_fast_is_lint_types_and_the_unit_tier_without_postgresql() -> None:
 def test_make_test_installs_everything_and_runs_the_whole_suite_as_ci_does() -> None:
     commands = planned_commands("test")
     assert commands[0] == "bash scripts/bootstrap.sh"  # PostgreSQL included: the suite starts it
-    assert commands[-1] == ".venv/bin/pytest"  # testpaths = tests: every tier
+    # testpaths = tests: every tier, a file per worker, each worker on its own stack (conftest).
+    assert commands[-1] == ".venv/bin/pytest -n 2 --dist loadfile"
     assert (ROOT / ".ci" / "run").read_text().rstrip().endswith("exec make test")
 
 
@@ -52,6 +54,8 @@ def test_no_unit_test_asks_for_a_server() -> None:
         text=True,
         check=False,
         timeout=120,
+        # One process: xdist's workers would not print the setup plan.
+        env={k: v for k, v in os.environ.items() if k != "PYTEST_ADDOPTS"},
     )
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
     tests = [line.strip() for line in result.stdout.splitlines() if "(fixtures used:" in line]
