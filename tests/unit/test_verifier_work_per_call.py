@@ -157,3 +157,17 @@ def test_a_call_waiting_on_snowpipe_does_not_continue_at_once_even_past_a_cap() 
     output = call(Warehouse(loaded=False), 7, None, 200, limits(3, merges=3))
     assert sum(DEFERRED in (t.reason or "") for t in output.tables) == 4
     assert not output.done and not output.continue_now
+
+
+def test_past_the_load_cap_calls_wait_once_every_table_was_read_and_only_merges_run() -> None:
+    # Every file loaded and every MERGE task already executing: the first calls read the tables
+    # no call has read yet without a Wait; once each was read, the calls wait between turns
+    # instead of spinning through VerifyMaxAttempts while the tasks run.
+    warehouse = Warehouse(loaded=True, runs={name(i).upper(): ["EXECUTING"] for i in range(7)})
+    previous = None
+    continues = []
+    for n in range(4):
+        previous = call(warehouse, 7, previous, 100 + 10 * n, limits(loads=3))
+        assert previous.pending == 7
+        continues.append(previous.continue_now)
+    assert continues == [True, True, False, False]

@@ -430,7 +430,7 @@ def decide(
         if ready:
             _merge(step, ready)
 
-    deferred = any(t.verdict.outcome == "PENDING" and DEFERRED in (t.verdict.reason or "") for t in tables)
+    deferred = any(_waits_for_a_cap(t) for t in tables)
     return Decision(
         verdicts=tuple(t.verdict for t in tables),
         actions=tuple(step.actions),
@@ -445,6 +445,17 @@ def decide(
             and t.export.snapshot
         },
     )
+
+
+def _waits_for_a_cap(table: _Table) -> bool:
+    """Pending only because a per-call cap left it to the next call, which can do it at once: a
+    statement on its objects, its first MERGE request, or its first load-history read. A table
+    whose loads were read before and only wait their turn again does not count: while merges
+    run, calls going on without the Wait would spin through VerifyMaxAttempts."""
+    verdict = table.verdict
+    if verdict.outcome != "PENDING" or DEFERRED not in (verdict.reason or ""):
+        return False
+    return verdict.reason != LOADS_DEFERRED or verdict.loads_read_at is None
 
 
 def _read_now(request: VerifyRequest, pending: list[_Table], cap: int, now: datetime) -> list[_Table]:
