@@ -659,11 +659,9 @@ def test_an_integer_cursor_full_export_beside_other_open_transactions(
     make_versioned(admin, schema)
     postgres = stack["postgres"]
     if holder == "another export":
-        dsn = postgres["dsn"]
-        options = {"application_name": "aurora-sync-exporter"}
+        other = psycopg2.connect(postgres["dsn"], application_name="aurora-sync-exporter")
     else:
-        dsn, options = postgres["admin_dsn"], {"application_name": "shop"}
-    other = psycopg2.connect(dsn, **options)
+        other = psycopg2.connect(postgres["admin_dsn"], application_name="shop")
     try:
         other.set_session(readonly=holder == "another export")
         with other.cursor() as cur:
