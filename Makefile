@@ -33,7 +33,7 @@ demo: dev
 # ruff, mypy, then the whole suite (tests/unit included); the suite starts its own local stack
 # and stops it. What CI runs (.ci/run).
 test: dev lint typecheck
-	$(BIN)/pytest -n 2 --dist loadfile
+	$(BIN)/pytest -n 2 --dist loadfile --no-loadscope-reorder
 
 # The loop while coding: ruff, mypy and tests/unit (no server, no PostgreSQL; well under a minute).
 test-fast: lint typecheck

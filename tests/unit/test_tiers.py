@@ -40,7 +40,7 @@ def test_make_test_installs_everything_and_runs_the_whole_suite_as_ci_does() -> 
     commands = planned_commands("test")
     assert commands[0] == "bash scripts/bootstrap.sh"  # PostgreSQL included: the suite starts it
     # testpaths = tests: every tier, a file per worker, each worker on its own stack (conftest).
-    assert commands[-1] == ".venv/bin/pytest -n 2 --dist loadfile"
+    assert commands[-1] == ".venv/bin/pytest -n 2 --dist loadfile --no-loadscope-reorder"
     assert (ROOT / ".ci" / "run").read_text().rstrip().endswith("exec make test")
 
 
