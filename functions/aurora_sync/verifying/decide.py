@@ -41,7 +41,7 @@ table in one statement each, the streams of skipped task runs are read in one st
 MERGE tasks of every ready table are executed in one (a CALL of the setup's procedure, which runs
 EXECUTE TASK for each: it takes one task), at most ``Limits.merges_per_call`` first requests per
 call. The load history itself is read for at most ``Limits.loads_per_call`` tables per call (one
-table function per table, however they are combined), the ones left unread before first.
+table function per table, however they are combined), the ones unread longest first.
 Statements on one table's objects that cannot be combined (ALTER PIPE ... REFRESH, a key
 snapshot's reconciliation) are asked for at most ``Limits.table_actions`` times per call, in the
 request's table order. A table beyond a limit stays PENDING, saying so, and is taken up by the

@@ -47,7 +47,7 @@ MERGES_PER_CALL = 500
 # Tables whose load history (COPY_HISTORY) one verifier call reads. The table function takes one
 # table, so the one statement that reads them all is one table function per table, and its work
 # grows with the run: 2,000 tables in one statement did not answer within the connector's 60 s
-# (issue 15). Past the cap, the tables the previous call left unread are read first, so every
+# (issue 15). Past the cap, the tables unread longest are read first, so every
 # pending table is read at least once every ceil(pending / cap) calls.
 LOADS_PER_CALL = 500
 
