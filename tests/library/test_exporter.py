@@ -33,6 +33,7 @@ from aurora_sync.messages import ExportResult
 from aurora_sync.planning.watermarks import next_watermark
 from aurora_sync.settings import runtime_settings
 from aurora_sync.snowflake_objects import SnowflakeObjects, new_column_statements
+from aurora_sync.source_snapshot import EXPORTER_APPLICATION_NAME
 from exporter.app import lambda_handler
 
 EVENTS = Path(__file__).resolve().parents[2] / "events"
@@ -659,7 +660,7 @@ def test_an_integer_cursor_full_export_beside_other_open_transactions(
     make_versioned(admin, schema)
     postgres = stack["postgres"]
     if holder == "another export":
-        other = psycopg2.connect(postgres["dsn"], application_name="aurora-sync-exporter")
+        other = psycopg2.connect(postgres["dsn"], application_name=EXPORTER_APPLICATION_NAME)
     else:
         other = psycopg2.connect(postgres["admin_dsn"], application_name="shop")
     try:

@@ -91,13 +91,13 @@ class Cursor:
         self.rows = []
         if "COPY_HISTORY" in statement:
             # Each table's SELECT binds (STAGING table, start time, its one file).
-            files = [str(params[i * 3 + 2]) for i in range(len(params) // 3)]
+            files = [str(file) for file in params[2::3]]
             self.warehouse.reads.append([file.split("/")[0] for file in files])
-            for index in range(len(params) // 3):
-                file_name = params[index * 3 + 2]
-                if self.warehouse.loaded:
-                    at = STARTED + timedelta(seconds=60)
-                    self.rows.append((index, file_name, "Loaded", ROWS, ROWS, None, 0, at))
+            if self.warehouse.loaded:
+                at = STARTED + timedelta(seconds=60)
+                self.rows = [
+                    (index, file, "Loaded", ROWS, ROWS, None, 0, at) for index, file in enumerate(files)
+                ]
         elif "TASK_HISTORY" in statement:
             # Each task's SELECT binds (task name, since, schema, database).
             for index in range(len(params) // 4):
