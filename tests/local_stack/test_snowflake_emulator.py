@@ -1130,6 +1130,51 @@ def test_any_error_on_a_task_worker_thread_fails_the_run_and_a_held_run_waits_fo
     assert task_faults(stack, "GET")["faults"] == []
 
 
+def task_slots(stack: dict[str, Any]) -> dict[str, int]:
+    sf_ = stack["snowflake"]
+    response = requests.get(f"{sf_['protocol']}://{sf_['host']}:{sf_['port']}/emulator/task-slots", timeout=10)
+    assert response.status_code == 200, response.text
+    result: dict[str, int] = response.json()
+    return result
+
+
+def test_task_runs_take_turns_in_the_statement_slots_and_a_held_run_takes_none(
+    stack: dict[str, Any], sf: Any
+) -> None:
+    # A verifier starts hundreds of MERGE tasks in one CALL. Their statements run a few at a time
+    # (every run is Python in the one emulator process), each still runs and records its outcome,
+    # and a held run (a MERGE that never ends) keeps no other task from running, as in Snowflake
+    # where each serverless run has compute of its own.
+    base = unique("SLOTS")
+    run(sf, f"CREATE OR REPLACE TABLE {DB}.STAGING.{base}_T (ID NUMBER(38,0))")
+    held = [f"{DB}.STAGING.{base}_HELD{i}" for i in range(task_slots(stack)["slots"] + 1)]
+    plain = [f"{DB}.STAGING.{base}_RUN{i}" for i in range(12)]
+    for i, fq in enumerate(held + plain):
+        # Long enough that runs started together overlap: RANGE's rows are all filtered out.
+        run(
+            sf,
+            f"CREATE OR REPLACE TASK {fq} AS INSERT INTO {DB}.STAGING.{base}_T "
+            f"SELECT {i} FROM (SELECT MAX(RANGE) AS M FROM RANGE(0, 200000000)) WHERE M > 0",
+        )
+    try:
+        for fq in held:
+            task_faults(stack, "POST", task=fq, fault="hang")
+        # As the verifier starts them: all in one CALL of the setup's procedure.
+        run(sf, f'CALL {DB}.STAGING."_AURORA_SYNC_EXECUTE_TASKS"(PARSE_JSON(%s))', [json.dumps(held + plain)])
+        outcomes = [finished_run(sf, fq.rsplit(".", 1)[1])["STATE"] for fq in plain]
+        assert outcomes == ["SUCCEEDED"] * len(plain)
+        assert [task_runs(sf, fq.rsplit(".", 1)[1])[0]["STATE"] for fq in held] == ["EXECUTING"] * len(held)
+        slots = task_slots(stack)
+        assert 1 <= slots["busiest"] <= slots["slots"], slots
+    finally:
+        for fq in held:
+            task_faults(stack, "DELETE", task=fq)
+    assert [finished_run(sf, fq.rsplit(".", 1)[1])["STATE"] for fq in held] == ["SUCCEEDED"] * len(held)
+    loaded = run(sf, f"SELECT ID FROM {DB}.STAGING.{base}_T ORDER BY ID")
+    assert [r["ID"] for r in loaded] == list(range(len(held) + len(plain)))
+    assert task_slots(stack)["busy"] == 0
+
+
 def test_identifiers_resolve_upper_case_unless_quoted_and_against_the_session(sf: Any) -> None:
     table = unique("IDS")
     run(sf, f"USE SCHEMA {DB}.STAGING")

@@ -51,7 +51,7 @@ from .catalog import (
 )
 from .pipes import Pipes, Session
 from .procedures import Procedures
-from .tasks import Streams, Tasks
+from .tasks import TASK_STATEMENT_SLOTS, Streams, Tasks
 
 from . import alter_column  # isort: skip
 
@@ -592,6 +592,13 @@ class ControlPlane:
             return JSONResponse({"error": getattr(exc, "msg", None) or str(exc)}, status_code=400)
         return JSONResponse({"task": task, "faults": self.tasks.fault_rows()})
 
+    async def task_slots(self, request: Request) -> Response:
+        """GET: the task statement slots (``tasks.TASK_STATEMENT_SLOTS``), how many are busy now
+        and the most that were busy at once since the server started. Loopback only."""
+        return JSONResponse(
+            {"slots": TASK_STATEMENT_SLOTS, "busy": self.tasks.busy, "busiest": self.tasks.busiest}
+        )
+
     async def pipe_loaders(self, request: Request) -> Response:
         """GET: the Snowpipe loader threads; POST {"loaders": n | null} sets them (null: the
         default). For benchmarks comparing one loader with the pool. Loopback only."""
@@ -625,6 +632,7 @@ class ControlPlane:
         routes.append(Route("/emulator/health", lambda _: JSONResponse({"status": "ok"}), methods=["GET"]))
         routes.append(Route("/emulator/task-faults", self.task_faults, methods=["GET", "POST", "DELETE"]))
         routes.append(Route("/emulator/account", self.account, methods=["GET"]))
+        routes.append(Route("/emulator/task-slots", self.task_slots, methods=["GET"]))
         routes.append(Route("/emulator/pipe-loaders", self.pipe_loaders, methods=["GET", "POST"]))
         return Starlette(routes=routes)
 

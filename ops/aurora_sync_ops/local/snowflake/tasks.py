@@ -23,6 +23,13 @@ goes wrong on that thread ends the run FAILED with the error in TASK_HISTORY: a 
 or EXECUTING would make the verifier wait for it until its merge timeout. Runs a stopped server
 left unfinished are failed when it starts again.
 
+Task statements run at most ``TASK_STATEMENT_SLOTS`` at a time; the other runs wait for a slot
+(EXECUTING, like a Snowflake run whose query waits for compute). In Snowflake each serverless run
+has compute of its own, but here every run is Python (sqlglot's translation) and DuckDB in the
+one server process: a verifier that started 500 MERGE tasks at once had 500 threads contending
+for the GIL, and its own COPY_HISTORY reads no longer answered within the connector's timeout.
+The limit only orders the work; what each run does and records is unchanged.
+
 Faults for tests (``POST /emulator/task-faults``): a task can be made to ``hang`` once EXECUTING
 (a MERGE that never finishes) until the fault is cleared, or to ``error`` on its worker thread
 (an emulator failure that is not a SQL error).
@@ -59,6 +66,10 @@ from .history import dq
 from .pipes import Session, _in_scope, _like, parse_properties
 
 log = logging.getLogger("aurora_sync.snowflake.tasks")
+
+# Task statements executing at once (see the module docstring): the host's two cores. MERGEs are
+# one at a time anyway (``ControlPlane.merges``); the slots bound the WHEN checks and translations.
+TASK_STATEMENT_SLOTS = 2
 
 # (database, schema, sql) -> (query id, rows); raises ProgrammingError as a client would see it.
 Executor = Callable[[str, str, str], tuple[str, list[tuple[Any, ...]]]]
@@ -332,6 +343,13 @@ class Tasks:
         self.stop = threading.Event()
         # Test faults by task (fully qualified name): see set_fault.
         self.faults: dict[str, TaskFault] = {}
+        # Taken around each statement a run executes, not around a held (``hang``) run, so a
+        # held run does not keep other tasks from running, as in Snowflake.
+        self.slots = threading.BoundedSemaphore(TASK_STATEMENT_SLOTS)
+        # The most statements that held slots at once, for the emulator's own tests.
+        self.busy = 0
+        self.busiest = 0
+        self._busy_lock = threading.Lock()
 
     def create(self, sql: str, session: Session) -> str:
         match = re.match(
@@ -553,7 +571,7 @@ class Tasks:
         try:
             if record["condition"]:
                 try:
-                    _, rows = self.execute(
+                    _, rows = self._in_slot(
                         record["database"], record["schema"], f"SELECT {record['condition']}"
                     )
                     proceed = bool(rows and rows[0][0])
@@ -573,7 +591,7 @@ class Tasks:
             self._update(record, query_id, state="EXECUTING", query_start_time=utcnow())
             self._injected_fault(fq)
             try:
-                self.execute(record["database"], record["schema"], record["definition"])
+                self._in_slot(record["database"], record["schema"], record["definition"])
             except snowflake.connector.errors.Error as exc:
                 self._update(
                     record,
@@ -598,6 +616,17 @@ class Tasks:
             self._update(record, query_id, state="SUCCEEDED", completed_time=utcnow())
         finally:
             lock.release()
+
+    def _in_slot(self, database: str, schema: str, sql: str) -> tuple[str, list[tuple[Any, ...]]]:
+        with self.slots:
+            with self._busy_lock:
+                self.busy += 1
+                self.busiest = max(self.busiest, self.busy)
+            try:
+                return self.execute(database, schema, sql)
+            finally:
+                with self._busy_lock:
+                    self.busy -= 1
 
     # --- test faults -------------------------------------------------------------------------
     def set_fault(self, raw_name: str, kind: str, message: str | None = None) -> str:
