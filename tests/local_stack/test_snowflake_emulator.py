@@ -1132,7 +1132,8 @@ def test_any_error_on_a_task_worker_thread_fails_the_run_and_a_held_run_waits_fo
 
 def task_slots(stack: dict[str, Any]) -> dict[str, int]:
     sf_ = stack["snowflake"]
-    response = requests.get(f"{sf_['protocol']}://{sf_['host']}:{sf_['port']}/emulator/task-slots", timeout=10)
+    url = f"{sf_['protocol']}://{sf_['host']}:{sf_['port']}/emulator/task-slots"
+    response = requests.get(url, timeout=10)
     assert response.status_code == 200, response.text
     result: dict[str, int] = response.json()
     return result
