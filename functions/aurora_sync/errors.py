@@ -11,11 +11,23 @@ from connection strings or credentials.
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
+from typing import Any, TypeVar
+
 # A Lambda error's cause (its message, type and stack trace as JSON) becomes the execution's
 # failure cause inside a Fail state's text, and Step Functions refuses a cause over 32,768
 # characters (the run would end in States.Runtime, without the rerun command). A message naming
 # thousands of tables is cut here, its fix kept.
 MAX_MESSAGE_CHARS = 8_000
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _cut(message: str) -> str:
+    if len(message) <= MAX_MESSAGE_CHARS:
+        return message
+    return f"{message[:MAX_MESSAGE_CHARS]}… ({len(message) - MAX_MESSAGE_CHARS} more characters)"
 
 
 class SyncError(Exception):
@@ -25,9 +37,7 @@ class SyncError(Exception):
 
     def __init__(self, message: str, *, fix: str | None = None) -> None:
         self.fix = fix
-        if len(message) > MAX_MESSAGE_CHARS:
-            cut = len(message) - MAX_MESSAGE_CHARS
-            message = f"{message[:MAX_MESSAGE_CHARS]}… ({cut} more characters)"
+        message = _cut(message)
         super().__init__(f"{message} Fix: {fix}" if fix else message)
 
 
@@ -124,6 +134,35 @@ class SecretsAccessDenied(TerminalError):
 
 class SecretMalformed(TerminalError):
     """A Vault secret exists but lacks fields the handler needs."""
+
+
+def bounded_failures(handler: F) -> F:
+    """A handler's unexpected exceptions (not a ``SyncError``: a bug, a library's own error) leave
+    it with their message cut like a ``SyncError``'s, so the failure cause still fits a Fail
+    state's and the run still ends with its rerun command.
+
+    Step Functions matches a Lambda failure by its ``errorType``, the exception class's name, so
+    the cut exception is of a class of the same name (and module), raised with the original's
+    frames; a short message leaves the original exception untouched.
+    """
+
+    @functools.wraps(handler)
+    def guarded(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return handler(*args, **kwargs)
+        except SyncError:
+            raise
+        except Exception as exc:
+            message = str(exc)
+            if len(message) <= MAX_MESSAGE_CHARS:
+                raise
+            kind = type(exc)
+            names = {"__module__": kind.__module__, "__qualname__": kind.__qualname__}
+            same_name = type(kind.__name__, (Exception,), names)
+            raise same_name(_cut(message)).with_traceback(exc.__traceback__) from None
+
+    guarded.bounds_failures = True  # type: ignore[attr-defined]
+    return guarded  # type: ignore[return-value]
 
 
 TRANSIENT_ERROR_NAMES: tuple[str, ...] = tuple(cls.__name__ for cls in TransientError.__subclasses__())

@@ -23,7 +23,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from aurora_sync.connections import source_connection
-from aurora_sync.errors import ConfigError, SourceChunkTimeout, SourceTimeout
+from aurora_sync.errors import ConfigError, SourceChunkTimeout, SourceTimeout, bounded_failures
 from aurora_sync.exporting.export import ExportTarget, export_chunk
 from aurora_sync.exporting.rounds import another_chunk_fits, child_deadline, deferred, record_chunk
 from aurora_sync.messages import ExportRequest, parse_export_request
@@ -52,6 +52,7 @@ def statement_timeout_ms(context: Any, deadline: datetime | None = None, now: da
 @logger.inject_lambda_context(log_event=False)
 @tracer.capture_lambda_handler
 @metrics.log_metrics
+@bounded_failures
 def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     call_started = datetime.now(UTC)
     request = parse_export_request(event)

@@ -68,6 +68,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from aurora_sync.config import load_table_configs
 from aurora_sync.connections import warehouse_connection
+from aurora_sync.errors import bounded_failures
 from aurora_sync.exporting.rounds import Batching, write_first_round, write_plan_failed
 from aurora_sync.observability import logger, metrics, tracer
 from aurora_sync.planning.executions import running_executions
@@ -81,6 +82,7 @@ from aurora_sync.settings import runtime_settings
 @logger.inject_lambda_context(log_event=False)
 @tracer.capture_lambda_handler
 @metrics.log_metrics(capture_cold_start_metric=True)
+@bounded_failures
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     request, execution = parse_event(event)
     run_id = execution.name if execution else uuid.uuid4().hex

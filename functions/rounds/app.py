@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from aurora_sync.errors import ConfigError
+from aurora_sync.errors import ConfigError, bounded_failures
 from aurora_sync.exporting.rounds import Batching, advance
 from aurora_sync.messages import parse_round_request
 from aurora_sync.observability import logger, metrics, tracer
@@ -33,6 +33,7 @@ from aurora_sync.settings import runtime_settings
 @logger.inject_lambda_context(log_event=False)
 @tracer.capture_lambda_handler
 @metrics.log_metrics
+@bounded_failures
 def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     request = parse_round_request(event)
     logger.append_keys(run_id=request.run_id)

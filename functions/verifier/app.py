@@ -80,7 +80,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from aurora_sync.config import LoadedTable, load_table_configs
 from aurora_sync.connections import warehouse_connection
-from aurora_sync.errors import ConfigError, SyncError
+from aurora_sync.errors import ConfigError, SyncError, bounded_failures
 from aurora_sync.exporting.rounds import read_plan_failed, read_settled
 from aurora_sync.ledger import Ledger, last_merged_source_times
 from aurora_sync.messages import VerifyOutput, parse_verify_request
@@ -96,6 +96,7 @@ from aurora_sync.verifying.verify import Limits, Schemas
 @logger.inject_lambda_context(log_event=False)
 @tracer.capture_lambda_handler
 @metrics.log_metrics
+@bounded_failures
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     request = parse_verify_request(event)
     settings = runtime_settings()

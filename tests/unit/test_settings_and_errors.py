@@ -62,3 +62,50 @@ def test_invalid_environment_names_the_variables_and_the_fix() -> None:
     assert "VAULT_ROLE" in message
     assert "CONFIG_SSM_PATH" in message
     assert "template.yaml" in message
+
+
+def _raises(exc: BaseException) -> None:
+    raise exc
+
+
+def test_an_unexpected_exception_leaves_a_handler_cut_under_its_own_class_name() -> None:
+    # A bug's or a library's exception is not a SyncError, so nothing cut its message; its cause
+    # could exceed a Fail state's 32,768 characters and end the run without its rerun command.
+    import traceback
+
+    from aurora_sync.errors import MAX_MESSAGE_CHARS, bounded_failures
+
+    huge = "k" * 40_000
+    handler = bounded_failures(lambda event, context: _raises(KeyError(huge)))
+    with pytest.raises(Exception) as caught:
+        handler({}, None)
+    # Step Functions' Retry/Catch see errorType, the class's name: still KeyError.
+    assert type(caught.value).__name__ == "KeyError" and type(caught.value).__module__ == "builtins"
+    text = str(caught.value)
+    assert len(text) < MAX_MESSAGE_CHARS + 100
+    assert text.endswith(f"({len(repr(huge)) - MAX_MESSAGE_CHARS} more characters)")
+    # The frames are the original's: the stack trace still shows where it was raised.
+    frames = [frame.name for frame in traceback.extract_tb(caught.value.__traceback__)]
+    assert frames[-1] == "_raises"
+    assert caught.value.__cause__ is None and caught.value.__suppress_context__
+
+
+def test_a_short_unexpected_exception_and_every_sync_error_leave_a_handler_unchanged() -> None:
+    from aurora_sync.errors import ConfigError, bounded_failures
+
+    short = ValueError("short")
+    with pytest.raises(ValueError) as caught:
+        bounded_failures(lambda event, context: _raises(short))({}, None)
+    assert caught.value is short
+    long_config = ConfigError("x" * 20_000, fix="f")
+    with pytest.raises(ConfigError) as config:
+        bounded_failures(lambda event, context: _raises(long_config))({}, None)
+    assert config.value is long_config
+
+
+@pytest.mark.parametrize("module", ["planner.app", "exporter.app", "verifier.app", "rounds.app"])
+def test_every_handler_bounds_its_unexpected_failures(module: str) -> None:
+    import importlib
+
+    # functools.wraps carries the marker through the Powertools decorators above it.
+    assert getattr(importlib.import_module(module).lambda_handler, "bounds_failures", False) is True
