@@ -124,11 +124,35 @@ class ScaleRun:
             text += f" (the state {state[0]!r} was entered with an input of {state[1]:,} B)"
         return text
 
+    @property
+    def phases(self) -> dict[str, float]:
+        """Seconds from the start to the first export round (plan), from there to the first Verify
+        (export: every round), and from there to the end (verify: every call and Wait), from the
+        parent's event times. A run that ended inside a phase ends it; later phases are left out."""
+        if not self.parent:
+            return {}
+        result: dict[str, float] = {}
+        start, end = self.parent[0]["timestamp"], self.parent[-1]["timestamp"]
+        for phase, next_state in (("plan", "ExportRound"), ("export", "Verify"), ("verify", None)):
+            entered_at = (
+                e["timestamp"]
+                for e in self.parent
+                if next_state and e.get("stateEnteredEventDetails", {}).get("name") == next_state
+            )
+            entry = next(entered_at, None)
+            result[phase] = ((entry or end) - start).total_seconds()
+            if entry is None:
+                break
+            start = entry
+        return result
+
     def summary(self) -> str:
         largest = self.scan.largest_anywhere
+        phases = ", ".join(f"{name} {seconds:.0f} s" for name, seconds in self.phases.items())
         return (
-            f"{self.description['status']} in {self.seconds:.0f} s: {len(self.children)} child executions, "
-            f"{self.rounds} rounds, most events {self.scan.most_events} (parent {self.scan.events}), "
+            f"{self.description['status']} in {self.seconds:.0f} s ({phases}): {len(self.children)} child "
+            f"executions, {self.rounds} rounds, most events {self.scan.most_events} "
+            f"(parent {self.scan.events}), "
             f"largest payload {largest.size if largest else 0} B ({largest.state if largest else '-'})"
         )
 
