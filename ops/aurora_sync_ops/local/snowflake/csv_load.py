@@ -20,7 +20,7 @@ from fakesnow.dialect import parse_one
 from sqlglot import exp
 
 from .catalog import ObjectName
-from .history import dq
+from .history import dq, table_columns
 
 # Snowflake's defaults for a CSV file format (CREATE FILE FORMAT reference).
 CSV_DEFAULTS: dict[str, Any] = {
@@ -128,12 +128,7 @@ def read_csv_sql(path: str, fields: int, options: dict[str, Any], rejects: str, 
 
 
 def _target_columns(cur: DuckDBPyConnection, target: ObjectName) -> list[tuple[str, str, bool]]:
-    rows = cur.execute(
-        "SELECT column_name, data_type, is_nullable FROM duckdb_columns() "
-        "WHERE database_name = ? AND schema_name = ? AND table_name = ? ORDER BY column_index",
-        [target.database, target.schema, target.name],
-    ).fetchall()
-    return [(str(r[0]), str(r[1]), bool(r[2])) for r in rows]
+    return [(name, kind, nullable) for name, kind, _, nullable in table_columns(cur, target.parts())]
 
 
 def _fields_referenced(select: list[exp.Expr]) -> list[int]:

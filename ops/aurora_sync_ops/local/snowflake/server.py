@@ -107,6 +107,32 @@ def constraint_errors_as_snowflake_errors() -> None:
     FakeSnowflakeCursor._execute = execute  # type: ignore[method-assign]
 
 
+def temporary_tables_from_the_temp_catalog() -> None:
+    """fakesnow 0.12.1 finds the temporary table a CREATE TEMP TABLE made (every MERGE makes one)
+    with ``duckdb_tables() WHERE temporary``, which builds a row for every table of every database
+    before filtering: 116 ms a MERGE beside 6,000 tables. DuckDB keeps temporary tables in its
+    ``temp`` catalog only, and a filter on ``database_name`` reaches the table function (1 ms):
+    the same rows, so the same registration of the table's stage."""
+    from fakesnow.transforms.stage import TableStages
+    from sqlglot import exp
+
+    def record_temporary_table(self: Any, expression: Any, catalog: str | None, schema: str | None) -> None:
+        if not (
+            isinstance(expression, exp.Create)
+            and expression.args.get("kind") == "TABLE"
+            and expression.find(exp.TemporaryProperty)
+            and (table := expression.find(exp.Table))
+        ):
+            return
+        sql = "SELECT table_name, table_oid FROM duckdb_tables() WHERE database_name = 'temp'"
+        live = dict(self._duck_conn.execute(sql).fetchall())
+        live_oids = set(live.values())
+        self._temporary = {oid: owner for oid, owner in self._temporary.items() if oid in live_oids}
+        self._temporary.setdefault(live[table.name], (table.catalog or catalog, table.db or schema))
+
+    TableStages.record_temporary_table = record_temporary_table  # type: ignore[method-assign]
+
+
 def attach_databases(fs: FakeSnow, db_path: Path) -> None:
     """fakesnow attaches a database file only on CREATE DATABASE or login; a restart needs all."""
     for file in sorted(db_path.glob("*.db")):
@@ -163,6 +189,7 @@ def main() -> None:
 
     keep_null_timestamps()
     constraint_errors_as_snowflake_errors()
+    temporary_tables_from_the_temp_catalog()
     db_path: Path = args.db_path.resolve()
     work_dir = db_path / "loading"
     work_dir.mkdir(parents=True, exist_ok=True)

@@ -77,12 +77,7 @@ Executor = Callable[[str, str, str], tuple[str, list[tuple[Any, ...]]]]
 
 def _columns(cur: DuckDBPyConnection, parts: tuple[str, str, str]) -> list[tuple[str, str, str | None]]:
     """(name, DuckDB type, default expression) of a table's columns, in table order."""
-    rows = cur.execute(
-        "SELECT column_name, data_type, column_default FROM duckdb_columns() "
-        "WHERE database_name = ? AND schema_name = ? AND table_name = ? ORDER BY column_index",
-        list(parts),
-    ).fetchall()
-    return [(str(name), str(kind), None if default is None else str(default)) for name, kind, default in rows]
+    return [(name, kind, default) for name, kind, default, _ in history.table_columns(cur, parts)]
 
 
 def _split_dq(qualified: str) -> tuple[str, str, str]:
