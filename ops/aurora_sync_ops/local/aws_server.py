@@ -4,7 +4,8 @@ A plain ``moto_server`` would do for S3/SSM/STS/SQS/IAM/KMS, but Step Functions 
 Lambda through moto's in-process Lambda backend, so this process also installs the router that
 sends those invocations to the project's real handlers (``lambda_router``), runs the
 interpreter's sleeps on a scaled clock (``sfn_clock``) and enforces Step Functions' payload,
-history and Map concurrency limits (``sfn_limits``). Run as
+history and Map concurrency limits (``sfn_limits``), and lets the interpreter's finished threads
+go (``sfn_threads``). Run as
 ``python -m aurora_sync_ops.local.aws_server --port N``.
 """
 
@@ -33,12 +34,14 @@ def main() -> None:
     from .lambda_router import install_lambda_router
     from .sfn_clock import install_clock
     from .sfn_limits import install_limits
+    from .sfn_threads import install_thread_reaping
 
     install_lambda_router()
     install_credential_route()
     install_clock()
     install_distributed_map()
     install_limits()
+    install_thread_reaping()
     server = ThreadedMotoServer(ip_address=args.host, port=args.port, verbose=False)
     server.start()
     config = {"stepfunctions": {"execute_state_machine": True}, "lambda": {"use_docker": False}}
