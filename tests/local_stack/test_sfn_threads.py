@@ -15,8 +15,8 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-import boto3
 import sfn_limit_machines as machines
+from world import admin_client
 
 TURNS = 150
 
@@ -46,15 +46,8 @@ def memory_maps(pid: int) -> int:
 
 
 def test_finished_states_leave_no_thread_stacks_behind(stack: dict[str, Any]) -> None:
-    aws = stack["aws"]
-    sfn = boto3.client(
-        "stepfunctions",
-        endpoint_url=aws["endpoint_url"],
-        aws_access_key_id=aws["access_key_id"],
-        aws_secret_access_key=aws["secret_access_key"],
-        region_name=aws["region"],
-    )
-    role = f"arn:aws:iam::{aws['account_id']}:role/aurora-sync-threads-test"
+    sfn = admin_client(stack, "stepfunctions")
+    role = f"arn:aws:iam::{stack['aws']['account_id']}:role/aurora-sync-threads-test"
     pid = stack["services"]["aws"]["pid"]
 
     def run() -> None:

@@ -165,6 +165,12 @@ def settled(conn: Any, table: str, count: int) -> list[dict[str, Any]]:
     return result
 
 
+def emulator_url(stack: dict[str, Any], route: str) -> str:
+    """A route of the emulator's own loopback API (``/emulator/...``), beside Snowflake's."""
+    sf_ = stack["snowflake"]
+    return f"{sf_['protocol']}://{sf_['host']}:{sf_['port']}/emulator/{route}"
+
+
 def unique(prefix: str) -> str:
     return f"{prefix}_{uuid.uuid4().hex[:8].upper()}"
 
@@ -388,9 +394,7 @@ def test_account_queue_is_reported_by_the_emulator_and_is_every_pipes_channel(
 ) -> None:
     # `local up` wires the bucket from this route before any pipe exists (Snowflake's queue is
     # per account); it must be the queue SHOW PIPES names, and a real SQS queue.
-    sf_ = stack["snowflake"]
-    url = f"{sf_['protocol']}://{sf_['host']}:{sf_['port']}/emulator/account"
-    channel = requests.get(url, timeout=10).json()["notification_channel"]
+    channel = requests.get(emulator_url(stack, "account"), timeout=10).json()["notification_channel"]
     assert channel == lake["queue_arn"]
     queue_url = sqs.get_queue_url(QueueName=channel.rsplit(":", 1)[1])["QueueUrl"]
     attributes = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"]
@@ -457,9 +461,7 @@ def test_malformed_files_fail_whole_with_snowflake_error_text(sf: Any, s3: Any, 
 
 
 def pipe_loaders(stack: dict[str, Any], loaders: int | None = None) -> int:
-    sf_ = stack["snowflake"]
-    url = f"{sf_['protocol']}://{sf_['host']}:{sf_['port']}/emulator/pipe-loaders"
-    response = requests.post(url, json={"loaders": loaders}, timeout=10)
+    response = requests.post(emulator_url(stack, "pipe-loaders"), json={"loaders": loaders}, timeout=10)
     response.raise_for_status()
     return int(response.json()["loaders"])
 
@@ -472,8 +474,7 @@ def test_files_notified_at_once_load_side_by_side_each_once_with_its_own_history
     assert pipe_loaders(stack) > 1
     assert (
         requests.post(
-            f"{stack['snowflake']['protocol']}://{stack['snowflake']['host']}:{stack['snowflake']['port']}"
-            "/emulator/pipe-loaders",
+            emulator_url(stack, "pipe-loaders"),
             json={"loaders": 0},
             timeout=10,
         ).status_code
@@ -1067,9 +1068,7 @@ def test_a_stream_keeps_consumed_rows_consumed_after_rename_column(sf: Any) -> N
 
 
 def task_faults(stack: dict[str, Any], method: str, **body: Any) -> dict[str, Any]:
-    sf_ = stack["snowflake"]
-    url = f"{sf_['protocol']}://{sf_['host']}:{sf_['port']}/emulator/task-faults"
-    response = requests.request(method, url, json=body or None, timeout=10)
+    response = requests.request(method, emulator_url(stack, "task-faults"), json=body or None, timeout=10)
     assert response.status_code == 200, response.text
     result: dict[str, Any] = response.json()
     return result
@@ -1131,9 +1130,7 @@ def test_any_error_on_a_task_worker_thread_fails_the_run_and_a_held_run_waits_fo
 
 
 def task_slots(stack: dict[str, Any]) -> dict[str, int]:
-    sf_ = stack["snowflake"]
-    url = f"{sf_['protocol']}://{sf_['host']}:{sf_['port']}/emulator/task-slots"
-    response = requests.get(url, timeout=10)
+    response = requests.get(emulator_url(stack, "task-slots"), timeout=10)
     assert response.status_code == 200, response.text
     result: dict[str, int] = response.json()
     return result
