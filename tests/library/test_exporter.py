@@ -216,17 +216,30 @@ def test_inside_an_export_child_a_table_stops_when_the_next_chunk_would_pass_its
 ) -> None:
     from datetime import UTC, timedelta
 
+    import exporter.app as exporter_app
+
     make_orders(admin, schema, 2500)
     work = item(schema, max_rows_per_chunk=1000)
     # A child that has just started: the chunk loop goes on.
     fresh = {"item": work, "child_started_at": datetime.now(UTC).isoformat(), "child_seconds": 240}
     first = lambda_handler(fresh, FakeContext())
     assert (first["status"], first["resume_later"]) == ("MORE", False)
-    # A child near its end (20 ms left, less than any chunk takes): a chunk as long as this one
-    # would not fit, so the table stops, MORE with the item that resumes it next round.
-    late = datetime.now(UTC) - timedelta(seconds=239.98)
+    # A child near its end (3 s left) and a chunk that takes 2 s (the real export, then a wait):
+    # a second chunk as long would not fit, so the table stops, MORE with the item that resumes
+    # it next round. The wait comes after the statement, so no statement timeout can cut it, and
+    # a loaded machine only makes the handler start later, which stops the table all the more.
+    real_export = exporter_app.export_chunk
+
+    def slow_export(*args: Any, **kwargs: Any) -> Any:
+        result = real_export(*args, **kwargs)
+        time.sleep(2)
+        return result
+
+    late = datetime.now(UTC) - timedelta(seconds=237)
     request = {"item": first["next"], "child_started_at": late.isoformat(), "child_seconds": 240}
-    second = lambda_handler(request, FakeContext())
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(exporter_app, "export_chunk", slow_export)
+        second = lambda_handler(request, FakeContext())
     assert (second["status"], second["resume_later"], second["rows"]) == ("MORE", True, 2000)
     assert second["next"]["position"]["chunk"] == 2
     # A child out of time: the item is not started (no file), and comes back unchanged.

@@ -53,7 +53,10 @@ def test_syncs_during_pgbench_load_succeed_and_the_final_sync_reaches_parity(wor
     assert report.rows_touched > bench.per_script["transfer.sql"]
 
     during = report.syncs
-    assert len(during) >= 3, during
+    # Two syncs under load are what matters: the second starts from a watermark the first took
+    # while late commits were open. How many more fit the 20 s depends on the machine (3 on a
+    # quiet CI machine, 2 beside a benchmark), so more are not asserted.
+    assert len(during) >= 2, during
     assert [s.status for s in during] == ["SUCCEEDED"] * len(during), [s.error for s in during]
     # The adversarial part really happened: some sync started while a late commit was pending,
     # and some sync met a row committed in the opposite order to its stamps.
