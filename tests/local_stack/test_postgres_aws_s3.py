@@ -22,12 +22,12 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import boto3
 import psycopg2
 import psycopg2.errors
 import pytest
 from psycopg2 import sql
 
+from aurora_sync_ops.environment import local_aws_client
 from aurora_sync_ops.local.aws_s3 import UPLOADER
 
 ROWS = 2000
@@ -90,13 +90,7 @@ def aws(stack: dict[str, Any]) -> dict[str, Any]:
 
 @pytest.fixture(scope="module")
 def s3(aws: dict[str, Any]) -> Any:
-    return boto3.client(
-        "s3",
-        endpoint_url=aws["endpoint_url"],
-        aws_access_key_id=aws["access_key_id"],
-        aws_secret_access_key=aws["secret_access_key"],
-        region_name=aws["region"],
-    )
+    return local_aws_client("s3", aws)
 
 
 @pytest.fixture
@@ -571,13 +565,7 @@ def test_unreachable_s3_is_recorded_as_unable_to_connect(tmp_path: Path) -> None
 
 # --- encryption, empty results, hostile names ------------------------------------------------
 def test_kms_key_is_applied_to_every_file(sync: Any, s3: Any, aws: dict[str, Any], prefix: str) -> None:
-    kms = boto3.client(
-        "kms",
-        endpoint_url=aws["endpoint_url"],
-        aws_access_key_id=aws["access_key_id"],
-        aws_secret_access_key=aws["secret_access_key"],
-        region_name=aws["region"],
-    )
+    kms = local_aws_client("kms", aws)
     # Not the bucket's default key, so the header can only come from the kms_key argument.
     key_arn = kms.create_key(Description="h1 export test")["KeyMetadata"]["Arn"]
     assert key_arn != aws["kms_key_arn"]
