@@ -14,7 +14,10 @@ many tiny tables with long names, and for each of ``--chunks`` a run of one tabl
 wall time, its status, the child executions and export rounds, the most events of any execution
 and the parent's, and the largest payload of any execution with the state that carried it. A run
 that fails prints Step Functions' error and cause (``States.DataLimitExceeded`` names the state)
-and the bytes of that state's last recorded input, instead of stopping the benchmark.
+and the bytes of that state's last recorded input, instead of stopping the benchmark. A run
+that succeeds prints the verifier's verdicts of every table and then compares every table's
+FINAL with its source, row by row (``parity``). The execution's ``RunTimeoutSeconds`` is the
+run's ``--timeout`` over the engine's clock scale unless a ``--parameter`` sets it.
 
     .venv/bin/python bench/scale_bench.py [--tables 2000] [--chunks 2000] [--objects 2000]
         [--parameter NAME=VALUE ...] [--state-dir DIR] [--port-base N]
@@ -28,6 +31,7 @@ import re
 import sys
 import tempfile
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -128,10 +132,25 @@ def scale_run(
         setup = time.monotonic() - started
         print(f"{label}: set up in {setup:.0f} s, running", flush=True)
         run = run_scale_world(world, timeout_s=timeout_s)
+        print(f"{label}: {run.summary()}", flush=True)
+        merged, parity = "-", "-"
+        if run.failure:
+            print(f"{label}: {run.failure}", flush=True)
+        else:
+            # A run that succeeded is only half the proof: every table's verdict, and every
+            # table's FINAL against its source, row by row.
+            outcomes = Counter(t["outcome"] for t in world.verify_output(run.events)["tables"])
+            merged = ", ".join(f"{n:,} {outcome}" for outcome, n in sorted(outcomes.items()))
+            compared = time.monotonic()
+            names = sorted(world.configs)
+            unequal = [name for name in names if not parity_holds(world, name)]
+            parity = f"{len(names) - len(unequal):,}/{len(names):,} equal"
+            print(
+                f"{label}: verdicts {merged}; parity {parity} ({time.monotonic() - compared:.0f} s)"
+                + (f"; unequal: {', '.join(unequal[:10])}" if unequal else ""),
+                flush=True,
+            )
     largest = run.scan.largest_anywhere
-    print(f"{label}: {run.summary()}", flush=True)
-    if run.failure:
-        print(f"{label}: {run.failure}", flush=True)
     return [
         label,
         setup,
@@ -142,7 +161,17 @@ def scale_run(
         run.scan.most_events,
         run.scan.events,
         f"{largest.size:,} ({largest.state})" if largest else "-",
+        merged,
+        parity,
     ]
+
+
+def parity_holds(world: Any, name: str) -> bool:
+    try:
+        world.assert_parity(name)
+    except AssertionError:
+        return False
+    return True
 
 
 def main() -> None:
@@ -188,6 +217,8 @@ def main() -> None:
                 "most events",
                 "parent events",
                 "largest payload B (state)",
+                "verdicts",
+                "parity",
             ],
             rows,
         )
