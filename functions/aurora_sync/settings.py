@@ -38,6 +38,7 @@ ENVIRONMENT: dict[str, str] = {
     "LOAD_REFRESH_AFTER_SECONDS": "load_refresh_after_seconds",
     "LOAD_TIMEOUT_SECONDS": "load_timeout_seconds",
     "MERGE_TIMEOUT_SECONDS": "merge_timeout_seconds",
+    "VERIFY_LOADS_PER_CALL": "verify_loads_per_call",
 }
 
 
@@ -83,6 +84,10 @@ class RuntimeSettings(BaseModel):
     load_timeout_seconds: int = Field(900, ge=1)
     # Verifier: seconds from the merge task's first run in this run until it must have finished.
     merge_timeout_seconds: int = Field(900, ge=1)
+    # Verifier: tables whose load history one call reads (verifying.verify.LOADS_PER_CALL, the
+    # default): a knob because Snowflake's time for a COPY_HISTORY of hundreds of tables in one
+    # statement is the verifier's one per-call cost measured only on the emulator.
+    verify_loads_per_call: int = Field(500, ge=1, le=2000)
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str] | None = None) -> RuntimeSettings:

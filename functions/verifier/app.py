@@ -127,6 +127,7 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
                 refresh_after=timedelta(seconds=settings.load_refresh_after_seconds),
                 load_timeout=timedelta(seconds=settings.load_timeout_seconds),
                 merge_timeout=timedelta(seconds=settings.merge_timeout_seconds),
+                loads_per_call=settings.verify_loads_per_call,
             ),
             configs=configs,
             plan_failed=plan_failed,

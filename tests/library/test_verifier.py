@@ -36,6 +36,7 @@ from aurora_sync.snowflake_tables import SnowflakeSetup, render_table
 from aurora_sync.source_catalog import read_columns
 from aurora_sync.vault import reset_vault_cache
 from aurora_sync.verifying import reconciliation
+from aurora_sync.verifying.decide import LOADS_DEFERRED
 from aurora_sync_ops.environment import local_aws_client, local_external_id
 from aurora_sync_ops.local.wiring import connect_bucket_to_snowpipe, disconnect_bucket_from_snowpipe
 from aurora_sync_ops.snowflake_sql import render_setup
@@ -573,6 +574,29 @@ def test_the_export_results_can_come_from_the_rounds_settled_files_in_s3(lab: La
     assert [verdicts[t.name]["outcome"] for t in (first, second)] == ["MERGED", "MERGED"]
     assert [verdicts[t.name]["rows_changed"] for t in (first, second)] == [3, 3]
     assert verdicts["vanished"]["error"] == "SourceObjectMissing"
+
+
+def test_the_stack_parameter_caps_the_load_histories_one_call_reads(
+    lab: Lab, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """VerifyLoadsPerCall (VERIFY_LOADS_PER_CALL) reaches the handler's limits: at 1, a call reads
+    one table's COPY_HISTORY and leaves the other PENDING for the next, and both still merge."""
+    tables = [make_table(lab, prefix, ORDERS_DDL) for prefix in ("capped0", "capped1")]
+    for table in tables:
+        insert_orders(lab, table, 2)
+    run_id, started_at = start_run()
+    event = verify_event(run_id, started_at, [export(table, run_id) for table in tables])
+    set_knob(monkeypatch, "VERIFY_LOADS_PER_CALL", 1)
+    first = by_table(verify_call(event))
+    reasons = sorted(str(first[t.name]["reason"]) for t in tables)
+    assert [first[t.name]["outcome"] for t in tables] == ["PENDING", "PENDING"]
+    assert reasons.count(LOADS_DEFERRED) == 1, reasons
+
+    output, calls = poll(event)
+    verdicts = by_table(output)
+    assert [verdicts[t.name]["outcome"] for t in tables] == ["MERGED", "MERGED"]
+    assert [verdicts[t.name]["rows_changed"] for t in tables] == [2, 2]
+    assert calls >= 2
 
 
 def test_tables_failed_in_the_plan_are_read_from_the_run_file_into_the_report(lab: Lab) -> None:

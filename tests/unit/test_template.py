@@ -20,8 +20,10 @@ import yaml
 from packaging.requirements import Requirement
 from samconfig import environments, overrides
 
+from aurora_sync.errors import ConfigError
 from aurora_sync.exporting.rounds import MAP_RESULTS_PREFIX, RUNS_PREFIX
 from aurora_sync.settings import ENVIRONMENT, RuntimeSettings
+from aurora_sync.verifying.verify import LOADS_PER_CALL
 
 ROOT = Path(__file__).resolve().parents[2]
 TEMPLATE = ROOT / "template.yaml"
@@ -320,6 +322,15 @@ def test_given_parameter_defaults_then_the_rendered_environment_passes_runtime_s
     assert settings.config_ssm_path == "/aurora-sync/tables/"
     assert settings.vault_iam_server_id is None  # empty parameter = unset
     assert (settings.load_timeout_seconds, settings.merge_timeout_seconds) == (900, 900)
+    # The knob's three defaults agree: the template's, the settings' and the verifier's own cap.
+    assert settings.verify_loads_per_call == RuntimeSettings.model_fields["verify_loads_per_call"].default
+    assert settings.verify_loads_per_call == LOADS_PER_CALL
+    bounds = (params["VerifyLoadsPerCall"]["MinValue"], params["VerifyLoadsPerCall"]["MaxValue"])
+    for value in bounds:
+        assert RuntimeSettings.from_environ({**env, "VERIFY_LOADS_PER_CALL": str(value)})
+    for value in (bounds[0] - 1, bounds[1] + 1):
+        with pytest.raises(ConfigError, match="VERIFY_LOADS_PER_CALL"):
+            RuntimeSettings.from_environ({**env, "VERIFY_LOADS_PER_CALL": str(value)})
 
 
 @pytest.mark.parametrize(
