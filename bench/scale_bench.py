@@ -143,7 +143,7 @@ def scale_run(
             merged = ", ".join(f"{n:,} {outcome}" for outcome, n in sorted(outcomes.items()))
             compared = time.monotonic()
             names = sorted(world.configs)
-            unequal = [name for name in names if not parity_holds(world, name)]
+            unequal = [name for name in names if not world.parity(name).equal]
             parity = f"{len(names) - len(unequal):,}/{len(names):,} equal"
             print(
                 f"{label}: verdicts {merged}; parity {parity} ({time.monotonic() - compared:.0f} s)"
@@ -164,14 +164,6 @@ def scale_run(
         merged,
         parity,
     ]
-
-
-def parity_holds(world: Any, name: str) -> bool:
-    try:
-        world.assert_parity(name)
-    except AssertionError:
-        return False
-    return True
 
 
 def main() -> None:

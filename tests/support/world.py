@@ -35,7 +35,7 @@ from aurora_sync.source_catalog import read_columns
 from aurora_sync_ops.environment import local_aws_client, local_external_id
 from aurora_sync_ops.local.engine import Deployment, LocalEngine
 from aurora_sync_ops.local.wiring import connect_bucket_to_snowpipe
-from aurora_sync_ops.parity import compare
+from aurora_sync_ops.parity import ParityResult, compare
 from aurora_sync_ops.snowflake_sql import render_setup
 
 CLOCK_SCALE = 0.05  # Retry/Wait sleeps run 20x faster; the moto host records what was asked
@@ -135,16 +135,20 @@ class World:
         ), "the report is not the last Verify state's"
         return report
 
+    def parity(self, name: str) -> ParityResult:
+        """The config ``name``'s source table against its FINAL, row by row."""
+        return compare(
+            self.admin,
+            self.warehouse,
+            self.setup,
+            self.spec(name),
+            schema=self.schema,
+            table=self.configs[name]["table"],
+        )
+
     def assert_parity(self, *names: str) -> None:
         for name in names or tuple(self.configs):
-            result = compare(
-                self.admin,
-                self.warehouse,
-                self.setup,
-                self.spec(name),
-                schema=self.schema,
-                table=self.configs[name]["table"],
-            )
+            result = self.parity(name)
             assert result.equal, f"{name} differs from FINAL: {result.as_dict()}"
 
 
